@@ -1,0 +1,83 @@
+//! Time as gatecert sees it: Unix seconds from an injectable clock.
+//!
+//! Production code asks a [`Clock`] for the time, never `SystemTime` directly, so tests can set
+//! the clock (renewal windows, alert windows, a router that booted in 1970) without sleeping.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A source of the current time, in Unix seconds.
+pub trait Clock: Send + Sync {
+    /// Now, in Unix seconds.
+    fn now(&self) -> i64;
+}
+
+/// The system's wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i64,
+            // A clock before 1970 is as untrustworthy as 1970 itself.
+            Err(_) => 0,
+        }
+    }
+}
+
+/// A clock that says what it is told. For tests, and for `GATECERT_FAKE_NOW` in integration tests.
+#[derive(Debug, Default)]
+pub struct FixedClock(AtomicI64);
+
+impl FixedClock {
+    /// A clock stopped at `unix`.
+    pub fn new(unix: i64) -> Self {
+        FixedClock(AtomicI64::new(unix))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, unix: i64) {
+        self.0.store(unix, Ordering::SeqCst);
+    }
+
+    /// Moves the time forward by `secs`.
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The clock the binary uses: the system clock, unless `GATECERT_FAKE_NOW` (Unix seconds) is set,
+/// which integration tests use to drive renewal and clock-trust states without sleeping.
+pub fn from_env() -> Box<dyn Clock> {
+    match std::env::var("GATECERT_FAKE_NOW").ok().and_then(|v| v.parse().ok()) {
+        Some(t) => Box::new(FixedClock::new(t)),
+        None => Box::new(SystemClock),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_clock_moves_only_when_told() {
+        let c = FixedClock::new(100);
+        assert_eq!(c.now(), 100);
+        c.advance(50);
+        assert_eq!(c.now(), 150);
+        c.set(7);
+        assert_eq!(c.now(), 7);
+    }
+
+    #[test]
+    fn system_clock_is_after_2020() {
+        assert!(SystemClock.now() > 1_577_836_800);
+    }
+}

@@ -1,0 +1,610 @@
+//! The one narrow door to key material, signatures, digests and X.509 parsing.
+//!
+//! Everything cryptographic in gatecert goes through this module, and through exactly one
+//! implementation: *ring* (which rustls, rcgen and ureq already use). No second ECDSA stack.
+//! Key material never leaves this module except as PKCS#8 PEM for writing to a 0600 file, and
+//! [`PrivateKey`]'s `Debug` prints no secret.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+/// An error from this module. It never carries key material.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The key could not be generated, parsed or used (e.g. not PKCS#8, or a curve we don't support).
+    Key(String),
+    /// A PEM document held no block of the expected kind, or a block did not decode.
+    Pem(String),
+    /// A certificate or CSR did not parse as DER X.509.
+    X509(String),
+    /// rcgen refused to build a certificate or CSR.
+    Build(String),
+    /// A signature did not verify.
+    BadSignature,
+    /// The system RNG failed.
+    Rng,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Key(m) => write!(f, "key: {m}"),
+            Error::Pem(m) => write!(f, "PEM: {m}"),
+            Error::X509(m) => write!(f, "X.509: {m}"),
+            Error::Build(m) => write!(f, "building certificate: {m}"),
+            Error::BadSignature => f.write_str("signature does not verify"),
+            Error::Rng => f.write_str("system random number generator failed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rcgen::Error> for Error {
+    fn from(e: rcgen::Error) -> Self {
+        Error::Build(e.to_string())
+    }
+}
+
+/// The key types gatecert generates and accepts for its own keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyType {
+    /// NIST P-256 with SHA-256 (JWS `ES256`).
+    Ec256,
+    /// NIST P-384 with SHA-384 (JWS `ES384`).
+    Ec384,
+}
+
+impl KeyType {
+    /// The config spelling: `ec256` / `ec384`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Ec256 => "ec256",
+            KeyType::Ec384 => "ec384",
+        }
+    }
+
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<KeyType> {
+        match s {
+            "ec256" | "p256" | "P-256" => Some(KeyType::Ec256),
+            "ec384" | "p384" | "P-384" => Some(KeyType::Ec384),
+            _ => None,
+        }
+    }
+
+    /// The RFC 7518 §3.4 `alg` value for JWS.
+    pub fn jws_alg(self) -> &'static str {
+        match self {
+            KeyType::Ec256 => "ES256",
+            KeyType::Ec384 => "ES384",
+        }
+    }
+
+    fn curve(self) -> &'static str {
+        match self {
+            KeyType::Ec256 => "P-256",
+            KeyType::Ec384 => "P-384",
+        }
+    }
+
+    fn fixed(self) -> &'static signature::EcdsaSigningAlgorithm {
+        match self {
+            KeyType::Ec256 => &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            KeyType::Ec384 => &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+        }
+    }
+
+    fn asn1(self) -> &'static signature::EcdsaSigningAlgorithm {
+        match self {
+            KeyType::Ec256 => &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            KeyType::Ec384 => &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+        }
+    }
+
+    fn rcgen_alg(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            KeyType::Ec256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyType::Ec384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        }
+    }
+}
+
+/// An ECDSA private key (P-256 or P-384), held as PKCS#8 and as a ready *ring* signer.
+pub struct PrivateKey {
+    kind: KeyType,
+    pkcs8: Vec<u8>,
+    signer: EcdsaKeyPair,
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey({}, <redacted>)", self.kind.as_str())
+    }
+}
+
+impl Drop for PrivateKey {
+    fn drop(&mut self) {
+        self.pkcs8.iter_mut().for_each(|b| *b = 0);
+    }
+}
+
+impl PrivateKey {
+    /// A fresh key from the system RNG.
+    pub fn generate(kind: KeyType) -> Result<Self, Error> {
+        let doc = EcdsaKeyPair::generate_pkcs8(kind.fixed(), rng()).map_err(|_| Error::Rng)?;
+        Self::from_pkcs8(kind, doc.as_ref().to_vec())
+    }
+
+    /// Parses a PKCS#8 `PRIVATE KEY` PEM document holding a P-256 or P-384 key.
+    pub fn from_pem(pem: &str) -> Result<Self, Error> {
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|_| Error::Pem("no PKCS#8 PRIVATE KEY block".into()))?;
+        let bytes = der.secret_pkcs8_der().to_vec();
+        for kind in [KeyType::Ec256, KeyType::Ec384] {
+            if EcdsaKeyPair::from_pkcs8(kind.fixed(), &bytes, rng()).is_ok() {
+                return Self::from_pkcs8(kind, bytes);
+            }
+        }
+        Err(Error::Key("not a P-256 or P-384 PKCS#8 key".into()))
+    }
+
+    fn from_pkcs8(kind: KeyType, pkcs8: Vec<u8>) -> Result<Self, Error> {
+        let signer = EcdsaKeyPair::from_pkcs8(kind.fixed(), &pkcs8, rng())
+            .map_err(|e| Error::Key(e.to_string()))?;
+        Ok(PrivateKey { kind, pkcs8, signer })
+    }
+
+    /// The key's type.
+    pub fn kind(&self) -> KeyType {
+        self.kind
+    }
+
+    /// PKCS#8 PEM, for writing to a 0600 file. The only way key material leaves this module.
+    pub fn to_pem(&self) -> String {
+        pem_block("PRIVATE KEY", &self.pkcs8)
+    }
+
+    /// The uncompressed public point (0x04 || X || Y).
+    pub fn public_point(&self) -> &[u8] {
+        self.signer.public_key().as_ref()
+    }
+
+    /// DER SubjectPublicKeyInfo of the public key.
+    pub fn spki_der(&self) -> Vec<u8> {
+        use rcgen::PublicKeyData as _;
+        self.to_rcgen().subject_public_key_info()
+    }
+
+    /// Signs `msg` with the JWS encoding: the fixed-width `r || s` of RFC 7518 §3.4.
+    pub fn sign_jws(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        let sig = self.signer.sign(rng(), msg).map_err(|_| Error::Rng)?;
+        Ok(sig.as_ref().to_vec())
+    }
+
+    /// Signs `msg` with the X.509 / TLS encoding (ASN.1 DER `ECDSA-Sig-Value`).
+    pub fn sign_der(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        let kp = EcdsaKeyPair::from_pkcs8(self.kind.asn1(), &self.pkcs8, rng())
+            .map_err(|e| Error::Key(e.to_string()))?;
+        let sig = kp.sign(rng(), msg).map_err(|_| Error::Rng)?;
+        Ok(sig.as_ref().to_vec())
+    }
+
+    /// The public JWK (RFC 7517), members in lexicographic order as RFC 7638 §3 requires.
+    pub fn jwk(&self) -> serde_json::Value {
+        let (x, y) = self.xy();
+        serde_json::json!({
+            "crv": self.kind.curve(),
+            "kty": "EC",
+            "x": b64url(x),
+            "y": b64url(y),
+        })
+    }
+
+    /// RFC 7638 JWK thumbprint (SHA-256, base64url): the account part of a key authorization.
+    pub fn jwk_thumbprint(&self) -> String {
+        let (x, y) = self.xy();
+        let canonical = format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            self.kind.curve(),
+            b64url(x),
+            b64url(y)
+        );
+        b64url(&sha256(canonical.as_bytes()))
+    }
+
+    fn xy(&self) -> (&[u8], &[u8]) {
+        let point = &self.public_point()[1..];
+        point.split_at(point.len() / 2)
+    }
+
+    /// The same key as an rcgen signer, for building CSRs and certificates.
+    pub fn to_rcgen(&self) -> rcgen::KeyPair {
+        let der = PrivatePkcs8KeyDer::from(self.pkcs8.clone());
+        // Invariant: `pkcs8` parsed with ring for exactly this algorithm when `self` was built,
+        // and rcgen parses it with the same ring call.
+        rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, self.kind.rcgen_alg())
+            .expect("a PKCS#8 key that ring accepted is accepted by rcgen")
+    }
+
+    /// A PKCS#10 CSR for these names, signed by this key (proof of possession).
+    pub fn csr(&self, dns: &[String], ips: &[IpAddr]) -> Result<Vec<u8>, Error> {
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = sans(dns, ips)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(first) = dns.first() {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, first.as_str());
+        }
+        let csr = params.serialize_request(&self.to_rcgen())?;
+        Ok(csr.der().to_vec())
+    }
+
+    /// True when `cert`'s public key is this key's public key.
+    pub fn matches(&self, cert: &CertInfo) -> bool {
+        cert.spki_der == self.spki_der()
+    }
+}
+
+/// rcgen SANs for DNS names and IP addresses.
+pub fn sans(dns: &[String], ips: &[IpAddr]) -> Result<Vec<rcgen::SanType>, Error> {
+    let mut out = Vec::with_capacity(dns.len() + ips.len());
+    for d in dns {
+        let name = d
+            .as_str()
+            .try_into()
+            .map_err(|_| Error::Build(format!("not a valid DNS name: {d:?}")))?;
+        out.push(rcgen::SanType::DnsName(name));
+    }
+    out.extend(ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)));
+    Ok(out)
+}
+
+fn rng() -> &'static SystemRandom {
+    static RNG: std::sync::OnceLock<SystemRandom> = std::sync::OnceLock::new();
+    RNG.get_or_init(SystemRandom::new)
+}
+
+/// `N` bytes from the system RNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+    let mut out = [0u8; N];
+    rng().fill(&mut out).map_err(|_| Error::Rng)?;
+    Ok(out)
+}
+
+/// A uniformly random integer in `0..n` (n > 0), from the system RNG.
+pub fn random_below(n: u64) -> Result<u64, Error> {
+    if n <= 1 {
+        return Ok(0);
+    }
+    // Rejection sampling: no modulo bias.
+    let zone = u64::MAX - (u64::MAX % n);
+    loop {
+        let v = u64::from_le_bytes(random_bytes::<8>()?);
+        if v < zone {
+            return Ok(v % n);
+        }
+    }
+}
+
+/// SHA-256.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Lower-case hex.
+pub fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// HMAC-SHA-256 (JWS `HS256`, RFC 7518 §3.2), as EAB (RFC 8555 §7.3.4) uses.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&k, msg);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Equality in time that depends only on the lengths, not on where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// base64url without padding (RFC 7515 §2).
+pub fn b64url(data: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+/// Decodes base64url, with or without padding.
+pub fn b64url_decode(s: &str) -> Result<Vec<u8>, Error> {
+    URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map_err(|e| Error::Pem(format!("bad base64url: {e}")))
+}
+
+/// Standard base64 with padding.
+pub fn b64(data: &[u8]) -> String {
+    STANDARD.encode(data)
+}
+
+/// Decodes standard base64, ignoring ASCII whitespace (RFC 7030 bodies are line-wrapped).
+pub fn b64_decode(s: &[u8]) -> Result<Vec<u8>, Error> {
+    let clean: Vec<u8> = s
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    STANDARD
+        .decode(&clean)
+        .map_err(|e| Error::Pem(format!("bad base64: {e}")))
+}
+
+/// A PEM block with 64-column lines.
+pub fn pem_block(label: &str, der: &[u8]) -> String {
+    let b = b64(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Every `CERTIFICATE` block of a PEM document, in order.
+pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem.as_bytes()).collect();
+    let certs = certs.map_err(|e| Error::Pem(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(Error::Pem("no CERTIFICATE block".into()));
+    }
+    Ok(certs)
+}
+
+/// Certificates as concatenated PEM.
+pub fn certs_to_pem<'a>(certs: impl IntoIterator<Item = &'a [u8]>) -> String {
+    certs
+        .into_iter()
+        .map(|der| pem_block("CERTIFICATE", der))
+        .collect()
+}
+
+/// What gatecert needs to know about a certificate, parsed once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertInfo {
+    /// The DER encoding.
+    pub der: Vec<u8>,
+    /// Subject as an RFC 4514-ish string.
+    pub subject: String,
+    /// Subject commonName, if any.
+    pub subject_cn: Option<String>,
+    /// Issuer as an RFC 4514-ish string.
+    pub issuer: String,
+    /// Issuer commonName, if any (`preferred_chain` matches on it).
+    pub issuer_cn: Option<String>,
+    /// The serial's DER integer content bytes (as ARI's CertID wants them, RFC 9773 §4.1).
+    pub serial: Vec<u8>,
+    /// notBefore, Unix seconds.
+    pub not_before: i64,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// dNSName SANs.
+    pub dns_names: Vec<String>,
+    /// iPAddress SANs.
+    pub ips: Vec<IpAddr>,
+    /// basicConstraints cA.
+    pub is_ca: bool,
+    /// DER SubjectPublicKeyInfo.
+    pub spki_der: Vec<u8>,
+    /// authorityKeyIdentifier keyIdentifier, if present.
+    pub aki: Option<Vec<u8>>,
+    /// subjectKeyIdentifier, if present.
+    pub ski: Option<Vec<u8>>,
+}
+
+impl CertInfo {
+    /// Parses a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, Error> {
+        use x509_parser::extensions::{GeneralName, ParsedExtension};
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| Error::X509(e.to_string()))?;
+        let mut info = CertInfo {
+            der: der.to_vec(),
+            subject: cert.subject().to_string(),
+            subject_cn: first_cn(cert.subject()),
+            issuer: cert.issuer().to_string(),
+            issuer_cn: first_cn(cert.issuer()),
+            serial: cert.raw_serial().to_vec(),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            dns_names: Vec::new(),
+            ips: Vec::new(),
+            is_ca: cert.is_ca(),
+            spki_der: cert.public_key().raw.to_vec(),
+            aki: None,
+            ski: None,
+        };
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    for name in &san.general_names {
+                        match name {
+                            GeneralName::DNSName(d) => info.dns_names.push(d.to_string()),
+                            GeneralName::IPAddress(b) => {
+                                if let Some(ip) = ip_from_bytes(b) {
+                                    info.ips.push(ip);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    info.aki = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
+                }
+                ParsedExtension::SubjectKeyIdentifier(ski) => info.ski = Some(ski.0.to_vec()),
+                _ => {}
+            }
+        }
+        Ok(info)
+    }
+
+    /// Parses the first certificate of a PEM document.
+    pub fn from_pem(pem: &str) -> Result<Self, Error> {
+        let certs = certs_from_pem(pem)?;
+        Self::from_der(&certs[0])
+    }
+
+    /// The serial as colon-free upper-case hex (as `openssl x509 -serial` prints it).
+    pub fn serial_hex(&self) -> String {
+        hex(&self.serial).to_uppercase()
+    }
+
+    /// Lifetime in seconds.
+    pub fn lifetime(&self) -> i64 {
+        self.not_after - self.not_before
+    }
+}
+
+fn first_cn(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
+    name.iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+}
+
+fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(b).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(b).ok()?)),
+        _ => None,
+    }
+}
+
+/// Unix seconds as RFC 3339 UTC (`2026-11-28T12:00:00Z`).
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{unix}"))
+}
+
+/// Parses RFC 3339 into Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_round_trips_through_pem_and_signs() {
+        for kind in [KeyType::Ec256, KeyType::Ec384] {
+            let k = PrivateKey::generate(kind).unwrap();
+            let k2 = PrivateKey::from_pem(&k.to_pem()).unwrap();
+            assert_eq!(k.public_point(), k2.public_point());
+            assert_eq!(k2.kind(), kind);
+            let sig = k.sign_jws(b"hello").unwrap();
+            let want = if kind == KeyType::Ec256 { 64 } else { 96 };
+            assert_eq!(sig.len(), want);
+            let alg: &dyn signature::VerificationAlgorithm = match kind {
+                KeyType::Ec256 => &signature::ECDSA_P256_SHA256_FIXED,
+                KeyType::Ec384 => &signature::ECDSA_P384_SHA384_FIXED,
+            };
+            signature::UnparsedPublicKey::new(alg, k.public_point())
+                .verify(b"hello", &sig)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn debug_never_prints_key_material() {
+        let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+        let dbg = format!("{k:?}");
+        assert_eq!(dbg, "PrivateKey(ec256, <redacted>)");
+    }
+
+    /// RFC 7638 §3.1 gives an RSA example only; check the thumbprint is the SHA-256 of the
+    /// canonical members by recomputing it from the JWK we publish.
+    #[test]
+    fn thumbprint_is_sha256_of_canonical_jwk() {
+        let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+        let jwk = k.jwk();
+        let canonical = serde_json::to_string(&jwk).unwrap(); // serde_json sorts keys (BTreeMap)
+        assert_eq!(k.jwk_thumbprint(), b64url(&sha256(canonical.as_bytes())));
+    }
+
+    /// RFC 4231 test case 2.
+    #[test]
+    fn hmac_sha256_matches_rfc4231() {
+        let tag = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex(&tag),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn csr_and_self_signed_cert_parse_back() {
+        let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+        let dns = vec!["gw.test".to_string()];
+        let ips = vec!["192.0.2.10".parse().unwrap()];
+        let csr = k.csr(&dns, &ips).unwrap();
+        assert!(!csr.is_empty());
+        let params = rcgen::CertificateParams::new(dns.clone()).unwrap();
+        let cert = params.self_signed(&k.to_rcgen()).unwrap();
+        let info = CertInfo::from_der(cert.der()).unwrap();
+        assert_eq!(info.dns_names, dns);
+        assert!(k.matches(&info));
+        let other = PrivateKey::generate(KeyType::Ec256).unwrap();
+        assert!(!other.matches(&info));
+        let pem = certs_to_pem([cert.der().as_ref()]);
+        assert_eq!(CertInfo::from_pem(&pem).unwrap(), info);
+    }
+
+    #[test]
+    fn base64_variants() {
+        assert_eq!(b64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(b64url_decode("-_8").unwrap(), vec![0xfb, 0xff]);
+        assert_eq!(b64_decode(b"aGVs\r\nbG8=\n").unwrap(), b"hello");
+        assert!(b64_decode(b"!!!").is_err());
+    }
+
+    #[test]
+    fn random_below_stays_in_range() {
+        for n in [1u64, 2, 7, 1000] {
+            for _ in 0..100 {
+                assert!(random_below(n).unwrap() < n);
+            }
+        }
+    }
+
+    #[test]
+    fn rfc3339_round_trip() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(parse_rfc3339("2026-11-28T12:00:00Z"), Some(1_795_867_200));
+        assert_eq!(parse_rfc3339("2026-11-28T13:00:00+01:00"), Some(1_795_867_200));
+    }
+}

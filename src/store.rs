@@ -1,0 +1,424 @@
+//! The state directory: atomic writes, permissions, locking, and the layout of what lives there.
+//!
+//! Layout under `state_dir` (0700):
+//! ```text
+//! lock                      flock(2) so two gatecert processes never race
+//! accounts/<id>/key.pem     ACME account key (0600); <id> is derived from the directory URL
+//! accounts/<id>/account.json
+//! certs/<name>/gen-<N>/     one generation: key.pem cert.pem chain.pem fullchain.pem combined.pem
+//! certs/<name>/live         symlink -> gen-<N>, swapped with one rename(2)
+//! certs/<name>/state.json   renewal schedule state (ARI choice, failures); written only on change
+//! ca/                       the local CA (see `ca`)
+//! ```
+//!
+//! Every credential write is atomic: a temp file in the same directory, fsync, rename, fsync the
+//! directory. A set of files that belong together is written into a fresh generation directory
+//! and published by swapping one symlink, so a reader that resolves `live/` once sees a key and
+//! cert that match.
+
+use std::fmt;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// An error from the state directory. Every I/O error carries its path.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation on `path` failed.
+    Io {
+        /// What we were doing: "write", "rename", "read", ...
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another gatecert holds the state directory's lock.
+    Locked(PathBuf),
+    /// A file under the state directory has content we can't use.
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, .. } => write!(f, "cannot {op} {}", path.display()),
+            Error::Locked(p) => write!(
+                f,
+                "{} is locked by another gatecert process",
+                p.display()
+            ),
+            Error::Corrupt { path, what } => write!(f, "{}: {what}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Wraps an io::Error with the operation and path.
+pub fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// File mode for secrets.
+pub const SECRET: u32 = 0o600;
+/// File mode for public material (certificates).
+pub const PUBLIC: u32 = 0o644;
+
+/// Creates `dir` (and parents) with mode 0700, and tightens it to 0700 if it exists looser.
+pub fn private_dir(dir: &Path) -> Result<(), Error> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err("create directory", dir))?;
+    let meta = fs::metadata(dir).map_err(io_err("stat", dir))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_err("chmod", dir))?;
+    }
+    Ok(())
+}
+
+/// Writes `data` to `path` atomically with `mode`: temp file in the same directory, fsync,
+/// rename over the target, fsync the directory. A crash leaves the old file or the new one.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+    let dir = parent(path);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        // The mode passed to open() is filtered by the umask; set it exactly.
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_err("chmod", &tmp))?;
+        f.write_all(data).map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("fsync", &tmp))?;
+        fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes `data` only if the file doesn't already hold exactly that (flash wear).
+/// Returns whether it wrote.
+pub fn write_if_changed(path: &Path, data: &[u8], mode: u32) -> Result<bool, Error> {
+    if fs::read(path).is_ok_and(|old| old == data) {
+        return Ok(false);
+    }
+    write_atomic(path, data, mode)?;
+    Ok(true)
+}
+
+/// fsyncs a directory so a rename in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), Error> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// Reads a file to a string, naming the path on error. `Ok(None)` when it doesn't exist.
+pub fn read_optional(path: &Path) -> Result<Option<String>, Error> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io {
+            op: "read",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// Reads a file to a string, naming the path on error.
+pub fn read(path: &Path) -> Result<String, Error> {
+    fs::read_to_string(path).map_err(io_err("read", path))
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// An exclusive lock on the state directory, released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    _file: fs::File,
+}
+
+impl Lock {
+    /// Takes `<state_dir>/lock` without waiting. `Err(Locked)` when another process holds it.
+    pub fn acquire(state_dir: &Path) -> Result<Lock, Error> {
+        private_dir(state_dir)?;
+        let path = state_dir.join("lock");
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(SECRET)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Lock { _file: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked(path)),
+            Err(e) => Err(Error::Io {
+                op: "lock",
+                path,
+                source: e.into(),
+            }),
+        }
+    }
+}
+
+/// The files of one certificate set, as PEM text.
+pub struct CertSet {
+    /// The private key (written 0600).
+    pub key_pem: String,
+    /// The end-entity certificate.
+    pub cert_pem: String,
+    /// The issuer chain, without the end-entity certificate.
+    pub chain_pem: String,
+}
+
+impl CertSet {
+    /// cert + chain.
+    pub fn fullchain(&self) -> String {
+        format!("{}{}", self.cert_pem, self.chain_pem)
+    }
+}
+
+/// File names inside a generation directory.
+pub const KEY: &str = "key.pem";
+/// The end-entity certificate.
+pub const CERT: &str = "cert.pem";
+/// The chain without the end-entity certificate.
+pub const CHAIN: &str = "chain.pem";
+/// cert + chain.
+pub const FULLCHAIN: &str = "fullchain.pem";
+/// key + cert + chain in one file: one open(2) gives a consistent set.
+pub const COMBINED: &str = "combined.pem";
+
+/// A directory holding generations of one certificate set and the `live` symlink.
+#[derive(Clone, Debug)]
+pub struct SetDir {
+    dir: PathBuf,
+}
+
+impl SetDir {
+    /// The set directory at `dir` (created 0700 on first install).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        SetDir { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `<dir>/live`: readers use `live/key.pem`, `live/fullchain.pem`, ...
+    pub fn live(&self) -> PathBuf {
+        self.dir.join("live")
+    }
+
+    /// The generation `live` points at, if any.
+    pub fn current(&self) -> Option<String> {
+        fs::read_link(self.live())
+            .ok()
+            .and_then(|t| t.to_str().map(str::to_owned))
+    }
+
+    /// Reads the live set's cert PEM and key PEM, if installed.
+    pub fn read_live(&self) -> Result<Option<(String, String)>, Error> {
+        let live = self.live();
+        let Some(cert) = read_optional(&live.join(FULLCHAIN))? else {
+            return Ok(None);
+        };
+        let key = read(&live.join(KEY))?;
+        Ok(Some((cert, key)))
+    }
+
+    /// Writes `set` as a new generation and swaps `live` to it with one rename(2).
+    /// Returns the generation that was live before, for [`SetDir::restore`].
+    pub fn install(&self, set: &CertSet) -> Result<Option<String>, Error> {
+        private_dir(&self.dir)?;
+        let previous = self.current();
+        let next = self.next_generation();
+        let gen_dir = self.dir.join(&next);
+        // A half-written generation from a crash is never live; clear it and start over.
+        let _ = fs::remove_dir_all(&gen_dir);
+        private_dir(&gen_dir)?;
+        let fullchain = set.fullchain();
+        write_atomic(&gen_dir.join(KEY), set.key_pem.as_bytes(), SECRET)?;
+        write_atomic(&gen_dir.join(CERT), set.cert_pem.as_bytes(), PUBLIC)?;
+        write_atomic(&gen_dir.join(CHAIN), set.chain_pem.as_bytes(), PUBLIC)?;
+        write_atomic(&gen_dir.join(FULLCHAIN), fullchain.as_bytes(), PUBLIC)?;
+        let combined = format!("{}{}", set.key_pem, fullchain);
+        write_atomic(&gen_dir.join(COMBINED), combined.as_bytes(), SECRET)?;
+        self.point_live_at(&next)?;
+        self.prune(&next, previous.as_deref());
+        Ok(previous)
+    }
+
+    /// Points `live` back at `generation` (the value [`SetDir::install`] returned).
+    pub fn restore(&self, generation: &str) -> Result<(), Error> {
+        self.point_live_at(generation)
+    }
+
+    fn point_live_at(&self, generation: &str) -> Result<(), Error> {
+        let tmp = self.dir.join(".live.tmp");
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(generation, &tmp).map_err(io_err("symlink", &tmp))?;
+        let live = self.live();
+        fs::rename(&tmp, &live).map_err(io_err("rename into place", &live))?;
+        sync_dir(&self.dir)
+    }
+
+    fn generations(&self) -> Vec<u64> {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut gens: Vec<u64> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("gen-"))
+                    .and_then(|n| n.parse().ok())
+            })
+            .collect();
+        gens.sort_unstable();
+        gens
+    }
+
+    fn next_generation(&self) -> String {
+        let n = self.generations().last().map_or(1, |g| g + 1);
+        format!("gen-{n}")
+    }
+
+    /// Keeps the new and the previous generation; removes older ones.
+    fn prune(&self, keep_a: &str, keep_b: Option<&str>) {
+        for g in self.generations() {
+            let name = format!("gen-{g}");
+            if name != keep_a && Some(name.as_str()) != keep_b {
+                let _ = fs::remove_dir_all(self.dir.join(name));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "gatecert-store-{tag}-{}-{}",
+            std::process::id(),
+            crate::crypto::hex(&crate::crypto::random_bytes::<4>().unwrap())
+        ));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn set(tag: &str) -> CertSet {
+        CertSet {
+            key_pem: format!("KEY {tag}\n"),
+            cert_pem: format!("CERT {tag}\n"),
+            chain_pem: format!("CHAIN {tag}\n"),
+        }
+    }
+
+    #[test]
+    fn atomic_write_sets_mode_and_replaces() {
+        let d = tempdir("atomic");
+        let p = d.join("k.pem");
+        write_atomic(&p, b"one", SECRET).unwrap();
+        write_atomic(&p, b"two", SECRET).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        // no temp file left behind
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn write_if_changed_skips_identical_content() {
+        let d = tempdir("changed");
+        let p = d.join("s.json");
+        assert!(write_if_changed(&p, b"x", PUBLIC).unwrap());
+        assert!(!write_if_changed(&p, b"x", PUBLIC).unwrap());
+        assert!(write_if_changed(&p, b"y", PUBLIC).unwrap());
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn install_swaps_sets_and_restore_goes_back() {
+        let d = tempdir("install");
+        let sd = SetDir::new(d.join("gw"));
+        assert_eq!(sd.install(&set("a")).unwrap(), None);
+        let prev = sd.install(&set("b")).unwrap().unwrap();
+        let live = sd.live();
+        assert_eq!(fs::read_to_string(live.join(KEY)).unwrap(), "KEY b\n");
+        assert_eq!(
+            fs::read_to_string(live.join(FULLCHAIN)).unwrap(),
+            "CERT b\nCHAIN b\n"
+        );
+        let mode = fs::metadata(live.join(KEY)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = fs::metadata(sd.path()).unwrap().permissions().mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        sd.restore(&prev).unwrap();
+        assert_eq!(fs::read_to_string(live.join(CERT)).unwrap(), "CERT a\n");
+        // a third install prunes everything but the new and the previous generation
+        sd.install(&set("c")).unwrap();
+        sd.install(&set("d")).unwrap();
+        let gens = sd.generations();
+        assert_eq!(gens.len(), 2, "{gens:?}");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn lock_is_exclusive() {
+        let d = tempdir("lock");
+        let l = Lock::acquire(&d).unwrap();
+        assert!(matches!(Lock::acquire(&d), Err(Error::Locked(_))));
+        drop(l);
+        Lock::acquire(&d).unwrap();
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn io_errors_name_the_path() {
+        let e = read(Path::new("/nonexistent/gatecert/x.pem")).unwrap_err();
+        assert_eq!(e.to_string(), "cannot read /nonexistent/gatecert/x.pem");
+    }
+}
