@@ -56,7 +56,10 @@ impl Clock for FixedClock {
 /// The clock the binary uses: the system clock, unless `GATECERT_FAKE_NOW` (Unix seconds) is set,
 /// which integration tests use to drive renewal and clock-trust states without sleeping.
 pub fn from_env() -> Box<dyn Clock> {
-    match std::env::var("GATECERT_FAKE_NOW").ok().and_then(|v| v.parse().ok()) {
+    match std::env::var("GATECERT_FAKE_NOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         Some(t) => Box::new(FixedClock::new(t)),
         None => Box::new(SystemClock),
     }

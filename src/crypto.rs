@@ -160,7 +160,11 @@ impl PrivateKey {
     fn from_pkcs8(kind: KeyType, pkcs8: Vec<u8>) -> Result<Self, Error> {
         let signer = EcdsaKeyPair::from_pkcs8(kind.fixed(), &pkcs8, rng())
             .map_err(|e| Error::Key(e.to_string()))?;
-        Ok(PrivateKey { kind, pkcs8, signer })
+        Ok(PrivateKey {
+            kind,
+            pkcs8,
+            signer,
+        })
     }
 
     /// The key's type.
@@ -422,8 +426,8 @@ impl CertInfo {
     /// Parses a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, Error> {
         use x509_parser::extensions::{GeneralName, ParsedExtension};
-        let (_, cert) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| Error::X509(e.to_string()))?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| Error::X509(e.to_string()))?;
         let mut info = CertInfo {
             der: der.to_vec(),
             subject: cert.subject().to_string(),
@@ -605,6 +609,9 @@ mod tests {
     fn rfc3339_round_trip() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(parse_rfc3339("2026-11-28T12:00:00Z"), Some(1_795_867_200));
-        assert_eq!(parse_rfc3339("2026-11-28T13:00:00+01:00"), Some(1_795_867_200));
+        assert_eq!(
+            parse_rfc3339("2026-11-28T13:00:00+01:00"),
+            Some(1_795_867_200)
+        );
     }
 }

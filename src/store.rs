@@ -50,11 +50,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { op, path, .. } => write!(f, "cannot {op} {}", path.display()),
-            Error::Locked(p) => write!(
-                f,
-                "{} is locked by another gatecert process",
-                p.display()
-            ),
+            Error::Locked(p) => write!(f, "{} is locked by another gatecert process", p.display()),
             Error::Corrupt { path, what } => write!(f, "{}: {what}", path.display()),
         }
     }
@@ -70,7 +66,7 @@ impl std::error::Error for Error {
 }
 
 /// Wraps an io::Error with the operation and path.
-pub fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         op,
         path: path.to_path_buf(),
@@ -364,7 +360,10 @@ mod tests {
         write_atomic(&p, b"one", SECRET).unwrap();
         write_atomic(&p, b"two", SECRET).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         // no temp file left behind
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
         fs::remove_dir_all(d).unwrap();
