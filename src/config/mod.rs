@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use crate::crypto::KeyType;
 
+pub mod uci;
+
 /// The whole configuration, typed, with every default applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -207,4 +209,159 @@ pub struct Metrics {
     pub listen: Option<SocketAddr>,
     /// `textfile`: write metrics atomically here for node_exporter. None = off.
     pub textfile: Option<PathBuf>,
+}
+
+/// A configuration error. Display names the file, the line and the option.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The config file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// UCI syntax error.
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An option has a value we can't use, or is missing, or unknown.
+    Option {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the option (or of the section, when an option is missing).
+        line: usize,
+        /// The section name (`gateway`), or type when anonymous.
+        section: String,
+        /// The option name.
+        option: String,
+        /// What is wrong and what is expected.
+        msg: String,
+    },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Read { path, .. } => write!(f, "cannot read config {}", path.display()),
+            Error::Syntax { path, line, msg } => write!(f, "{}:{line}: {msg}", path.display()),
+            Error::Option {
+                path,
+                line,
+                section,
+                option,
+                msg,
+            } => write!(
+                f,
+                "{}:{line}: section '{section}', option '{option}': {msg}",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Read { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// The embedded default: no upstream, a local CA, EST on `[::]:8443`, and one standalone
+    /// `gateway` certificate for the host name `gateway.local`, issued by the local CA.
+    pub fn standalone(state_dir: PathBuf) -> Config {
+        Config {
+            source: PathBuf::from("<built-in defaults>"),
+            main: Main {
+                state_dir,
+                log: LogTarget::Syslog,
+                log_level: log::LevelFilter::Info,
+                alert_days: 30,
+                alert_failures: 3,
+            },
+            certificates: vec![Certificate::standalone(
+                "gateway",
+                vec!["gateway.local".into()],
+            )],
+            ca: Ca {
+                lifetime: 24 * 3600,
+                max_lifetime: 7 * 24 * 3600,
+                allow_suffix: vec!["local".into()],
+                allow_ip: Vec::new(),
+                server_auth: false,
+                name: "gatecert".into(),
+            },
+            est: Est {
+                enabled: true,
+                listen: SocketAddr::from(([0u16; 8], 8443)),
+                max_connections: 64,
+                max_header_bytes: 8192,
+                max_body_bytes: 16384,
+                request_timeout: 10,
+            },
+            broker: None,
+            metrics: Metrics {
+                listen: None,
+                textfile: None,
+            },
+        }
+    }
+}
+
+impl Certificate {
+    /// A certificate section with every default and no `directory` (issued by the local CA).
+    pub fn standalone(name: &str, domains: Vec<String>) -> Certificate {
+        Certificate {
+            name: name.into(),
+            line: 0,
+            directory: None,
+            ca_bundle: None,
+            email: None,
+            eab: None,
+            domains,
+            ips: Vec::new(),
+            challenge: ChallengeKind::Http01,
+            http: HttpMode::Standalone(SocketAddr::from(([0u16; 8], 80))),
+            tls_alpn_listen: SocketAddr::from(([0u16; 8], 443)),
+            dns_hook: None,
+            dns_wait: 0,
+            key_type: KeyType::Ec256,
+            reuse_key: false,
+            profile: None,
+            preferred_chain: None,
+            deploy_hook: None,
+            install_dir: None,
+            timeout: 30,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses a UCI config file. (Placeholder until the config branch lands: it
+    /// returns the standalone defaults rooted at `/etc/gatecert` when the file is absent.)
+    pub fn load(path: &std::path::Path) -> Result<Config, Error> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::standalone(PathBuf::from("/etc/gatecert")))
+            }
+            Err(source) => Err(Error::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Ok(_) => Err(Error::Syntax {
+                path: path.to_path_buf(),
+                line: 0,
+                msg: "UCI parser not merged yet".into(),
+            }),
+        }
+    }
 }

@@ -1,0 +1,1 @@
+//! The UCI lexer: text → raw sections. (Being written on the `config` branch.)
