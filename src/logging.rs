@@ -13,6 +13,7 @@ use crate::config::LogTarget;
 /// The installed logger.
 struct Logger {
     target: LogTarget,
+    path: &'static str,
     socket: Mutex<Option<UnixDatagram>>,
 }
 
@@ -35,7 +36,7 @@ impl Logger {
         };
         if guard.is_none() {
             *guard = UnixDatagram::unbound()
-                .and_then(|s| s.connect("/dev/log").map(|()| s))
+                .and_then(|s| s.connect(self.path).map(|()| s))
                 .ok();
         }
         match guard.as_ref() {
@@ -77,6 +78,7 @@ impl log::Log for Logger {
 pub fn init(target: LogTarget, level: log::LevelFilter) {
     let logger = Box::new(Logger {
         target,
+        path: "/dev/log",
         socket: Mutex::new(None),
     });
     let _ = log::set_boxed_logger(logger);
@@ -89,17 +91,27 @@ mod tests {
     use log::Log as _;
 
     #[test]
-    fn syslog_line_reaches_a_datagram_socket() {
-        // We can't bind /dev/log in a test; check the stderr fallback path instead and the
-        // level filter, which are what a box without logd relies on.
+    fn syslog_line_reaches_the_socket_with_daemon_facility() {
+        let dir = std::env::temp_dir().join(format!("gatecert-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.sock");
+        let _ = std::fs::remove_file(&path);
+        let server = UnixDatagram::bind(&path).unwrap();
+        let leaked: &'static str = Box::leak(path.to_str().unwrap().to_owned().into_boxed_str());
         let l = Logger {
-            target: LogTarget::Stderr,
+            target: LogTarget::Syslog,
+            path: leaked,
             socket: Mutex::new(None),
         };
-        log::set_max_level(log::LevelFilter::Warn);
-        let info = log::Metadata::builder().level(log::Level::Info).build();
-        let warn = log::Metadata::builder().level(log::Level::Warn).build();
-        assert!(!l.enabled(&info));
-        assert!(l.enabled(&warn));
+        assert!(l.send_syslog(log::Level::Warn, "renewal failed"));
+        let mut buf = [0u8; 256];
+        let n = server.recv(&mut buf).unwrap();
+        let line = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(line.starts_with("<28>gatecert["), "{line}");
+        assert!(line.ends_with("]: renewal failed"), "{line}");
+        drop(server);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // with the socket gone, sending fails and the caller falls back to stderr
+        assert!(!l.send_syslog(log::Level::Warn, "x"));
     }
 }
