@@ -15,3 +15,4 @@ pub mod crypto;
 pub mod logging;
 pub mod schedule;
 pub mod store;
+pub mod trust;
