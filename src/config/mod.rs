@@ -12,6 +12,10 @@ use std::path::PathBuf;
 use crate::crypto::KeyType;
 
 pub mod uci;
+mod acme;
+mod value;
+
+pub use value::parse_duration;
 
 /// The whole configuration, typed, with every default applied.
 #[derive(Clone, Debug, PartialEq)]
