@@ -132,7 +132,9 @@ pub fn parse_email(s: &str) -> Option<String> {
     let (local, domain) = s.rsplit_once('@')?;
     let ok = !local.is_empty()
         && parse_domain(domain, false).is_some()
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',');
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',');
     ok.then(|| s.to_string())
 }
 
@@ -204,15 +206,19 @@ mod tests {
             parse_cidr("192.0.2.7"),
             Some((IpAddr::from([192, 0, 2, 7]), 32))
         );
-        assert_eq!(
-            parse_cidr("fd00::/8"),
-            Some(("fd00::".parse().unwrap(), 8))
-        );
+        assert_eq!(parse_cidr("fd00::/8"), Some(("fd00::".parse().unwrap(), 8)));
         assert_eq!(
             parse_cidr("0.0.0.0/0"),
             Some((IpAddr::from([0, 0, 0, 0]), 0))
         );
-        for bad in ["10.0.0.1/8", "10.0.0.0/33", "10.0.0.0/", "x/8", "fd00::/129", "1/8"] {
+        for bad in [
+            "10.0.0.1/8",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "x/8",
+            "fd00::/129",
+            "1/8",
+        ] {
             assert_eq!(parse_cidr(bad), None, "{bad}");
         }
     }
@@ -228,7 +234,10 @@ mod tests {
             Some("*.example.com")
         );
         assert_eq!(parse_domain("*.example.com", false), None);
-        assert_eq!(parse_domain("localhost", false).as_deref(), Some("localhost"));
+        assert_eq!(
+            parse_domain("localhost", false).as_deref(),
+            Some("localhost")
+        );
         let long_label = format!("{}.com", "a".repeat(64));
         for bad in [
             "",
@@ -250,9 +259,17 @@ mod tests {
 
     #[test]
     fn urls_emails_levels() {
-        assert!(is_http_url("https://acme-v02.api.letsencrypt.org/directory"));
+        assert!(is_http_url(
+            "https://acme-v02.api.letsencrypt.org/directory"
+        ));
         assert!(is_http_url("http://127.0.0.1:14000/dir"));
-        for bad in ["ftp://x", "https://", "https:///dir", "acme.example", "https://a b"] {
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https:///dir",
+            "acme.example",
+            "https://a b",
+        ] {
             assert!(!is_http_url(bad), "{bad}");
         }
         assert_eq!(
