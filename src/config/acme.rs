@@ -217,3 +217,119 @@ fn certificate(r: &Reader, email: Option<&str>) -> Result<Option<Certificate>, E
     check_challenge(r, &c)?;
     Ok(Some(c))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::crypto::KeyType;
+
+    const ACME: &str = "\
+config acme
+\toption account_email 'email@example.org'
+\toption debug 0
+
+config cert 'example_wildcard'
+\toption enabled 1
+\toption staging 1
+\tlist domains example.org
+\tlist domains *.example.org
+\toption validation_method dns
+\toption dns \"dns_freedns\"
+\tlist credentials 'FREEDNS_User=\"ssladmin@example.org\"'
+\toption calias \"example.com\"
+
+config cert 'example_subdomain'
+\toption enabled 1
+\tlist domains example.net
+\tlist domains www.example.net
+\toption validation_method webroot
+\toption webroot /www
+\toption key_type ec384
+
+config cert 'off'
+\toption enabled 0
+\tlist domains off.example
+";
+
+    #[test]
+    fn imports_enabled_cert_sections() {
+        let certs = certificates(ACME, Path::new("/etc/config/acme")).unwrap();
+        assert_eq!(certs.len(), 2);
+        let w = &certs[0];
+        assert_eq!(w.name, "example.org");
+        assert_eq!(w.domains, vec!["example.org", "*.example.org"]);
+        assert_eq!(w.directory.as_deref(), Some(LETSENCRYPT_STAGING));
+        assert_eq!(w.challenge, ChallengeKind::Dns01);
+        assert_eq!(w.dns_hook, Some(PathBuf::from("dns_freedns")));
+        assert_eq!(w.email.as_deref(), Some("email@example.org"));
+        assert_eq!(w.install_dir, Some(PathBuf::from(INSTALL_DIR)));
+        let s = &certs[1];
+        assert_eq!(s.name, "example.net");
+        assert_eq!(s.directory.as_deref(), Some(LETSENCRYPT));
+        assert_eq!(s.http, HttpMode::Webroot(PathBuf::from("/www")));
+        assert_eq!(s.key_type, KeyType::Ec384);
+    }
+
+    #[test]
+    fn load_with_acme_only_without_own_certificates() {
+        let dir = std::env::temp_dir().join(format!("gatecert-acme-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let own = dir.join("gatecert");
+        let acme = dir.join("acme");
+        std::fs::write(&acme, ACME).unwrap();
+        std::fs::write(&own, "config broker\n").unwrap();
+        let cfg = Config::load_with_acme(&own, &acme).unwrap();
+        assert_eq!(cfg.certificates.len(), 2);
+        assert_eq!(cfg.broker.unwrap().certificate, "example.org");
+        std::fs::write(&own, "config certificate gw\n\tlist domain gw.local\n").unwrap();
+        let cfg = Config::load_with_acme(&own, &acme).unwrap();
+        assert_eq!(cfg.certificates.len(), 1);
+        assert_eq!(cfg.certificates[0].name, "gw");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn acme_errors_name_the_acme_file() {
+        let table: &[(&str, &str)] = &[
+            (
+                "config cert c\n\tlist domains a.example\n\toption key_type rsa2048\n\toption validation_method standalone\n",
+                "/etc/config/acme:3: section 'c', option 'key_type': 'rsa2048' is not supported",
+            ),
+            (
+                "config cert c\n\tlist domains a.example\n\toption keylength 4096\n\toption validation_method standalone\n",
+                "/etc/config/acme:3: section 'c', option 'keylength': '4096' is not supported",
+            ),
+            (
+                "config cert c\n\tlist domains a.example\n",
+                "/etc/config/acme:1: section 'c', option 'validation_method': validation_method 'webroot' needs",
+            ),
+            (
+                "config cert c\n\tlist domains a.example\n\toption validation_method dns\n",
+                "/etc/config/acme:3: section 'c', option 'dns_hook': challenge 'dns-01' needs",
+            ),
+            (
+                "config cert c\n\tlist domains a.example\n\toption validation_method standalone\n\toption acme_server nowhere\n",
+                "/etc/config/acme:4: section 'c', option 'acme_server': bad value 'nowhere'",
+            ),
+            ("config cert c\n\toption enabled 1\n", "/etc/config/acme:1: section 'c', option 'domains'"),
+        ];
+        for (text, want) in table {
+            let err = certificates(text, Path::new("/etc/config/acme")).expect_err(text);
+            assert!(err.to_string().starts_with(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn short_server_names_and_ips() {
+        let text = "config cert c\n\tlist domains 192.0.2.1\n\tlist domains a.example\n\toption validation_method standalone\n\toption acme_server zerossl\n\toption unknown_option x\n";
+        let certs = certificates(text, Path::new("acme")).unwrap();
+        assert_eq!(certs[0].name, "192.0.2.1");
+        assert_eq!(certs[0].ips, vec![IpAddr::from([192, 0, 2, 1])]);
+        assert_eq!(certs[0].domains, vec!["a.example"]);
+        assert_eq!(
+            certs[0].directory.as_deref(),
+            Some("https://acme.zerossl.com/v2/DV90")
+        );
+    }
+}
