@@ -915,4 +915,15 @@ config metrics
         assert!(err.starts_with(&format!("{}:2:", path.display())), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn documented_example_parses() {
+        let text = include_str!("../../doc/gatecert.config.example");
+        let cfg = parse(text).unwrap();
+        assert_eq!(cfg.certificates[0].name, "gateway");
+        assert_eq!(
+            cfg.broker.map(|b| b.certificate).as_deref(),
+            Some("gateway")
+        );
+    }
 }
