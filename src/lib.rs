@@ -5,11 +5,18 @@
 //! - [`config`]: the UCI lexer (raw sections) and the typed [`config::Config`] on top;
 //! - [`crypto`]: the one narrow door to keys, signatures, digests and X.509 parsing;
 //! - [`store`]: atomic writes, permissions, locking, the state directory's layout;
-//! - [`clock`]: the injectable clock.
+//! - [`clock`]: the injectable clock;
+//! - [`ca`]: the local issuing CA for leaves; [`token`]: bootstrap tokens; [`audit`]: the
+//!   hash-chained audit log; [`leaves`]: the leaf inventory; [`pkcs7`]: EST's certs-only CMS.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod leaves;
+pub mod pkcs7;
 pub mod store;
+pub mod token;
