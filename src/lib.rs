@@ -10,6 +10,7 @@
 //!   hash-chained audit log; [`leaves`]: the leaf inventory; [`pkcs7`]: EST's certs-only CMS.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod ca;
 pub mod cli;
