@@ -283,6 +283,35 @@ fn weak_and_forged_csrs_are_refused() {
     let (ok, text) = openssl_verify(&dir, &ca, &issued.leaf_der, None);
     assert!(ok, "{text}");
 
+    // A CSR with only a CN names that CN; policy still applies to it.
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-nodes",
+            "-keyout",
+        ])
+        .arg(dir.join("cn.key"))
+        .args([
+            "-subj",
+            "/CN=cn.sensors.example.com",
+            "-outform",
+            "DER",
+            "-out",
+        ])
+        .arg(dir.join("cn.csr"))
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let csr = ca
+        .verify_csr(&std::fs::read(dir.join("cn.csr")).unwrap())
+        .unwrap();
+    assert_eq!(csr.dns, vec!["cn.sensors.example.com"]);
+
     // A flipped byte in the signature: no proof of possession.
     let mut der = csr_for(&["f.sensors.example.com"], &[]);
     let last = der.len() - 1;
