@@ -312,6 +312,37 @@ fn weak_and_forged_csrs_are_refused() {
         .unwrap();
     assert_eq!(csr.dns, vec!["cn.sensors.example.com"]);
 
+    // Ed25519 from openssl is accepted and issued (openssl verify checks the chain).
+    let st = Command::new("openssl")
+        .args(["req", "-new", "-newkey", "ed25519", "-nodes", "-keyout"])
+        .arg(dir.join("ed.key"))
+        .args([
+            "-subj",
+            "/CN=ed.sensors.example.com",
+            "-outform",
+            "DER",
+            "-out",
+        ])
+        .arg(dir.join("ed.csr"))
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let csr = ca
+        .verify_csr(&std::fs::read(dir.join("ed.csr")).unwrap())
+        .unwrap();
+    let issued = ca
+        .issue(
+            &IssueRequest {
+                csr,
+                lifetime: None,
+                server_auth: false,
+            },
+            NOW,
+        )
+        .unwrap();
+    let (ok, text) = openssl_verify(&dir, &ca, &issued.leaf_der, None);
+    assert!(ok, "{text}");
+
     // A flipped byte in the signature: no proof of possession.
     let mut der = csr_for(&["f.sensors.example.com"], &[]);
     let last = der.len() - 1;
@@ -515,4 +546,34 @@ fn suffix_and_subnet_matching() {
     assert!(!ip_in_subnet(ip("192.0.2.127"), ip("192.0.2.128"), 25));
     assert!(ip_in_subnet(ip("2001:db8::5"), ip("2001:db8::"), 32));
     assert!(!ip_in_subnet(ip("2001:db8::5"), ip("192.0.2.0"), 0));
+}
+
+/// The nameConstraints are real: a leaf signed by the intermediate key behind the policy's back
+/// (a name outside allow_suffix, or an IP when none is allowed) fails `openssl verify`.
+#[test]
+fn intermediate_constraints_bind_in_openssl() {
+    let dir = tmp("bind");
+    let mut c = cfg();
+    c.allow_ip.clear();
+    let ca = LocalCa::init(&dir.join("ca"), &c, NOW).unwrap();
+    let forge = |sans: Vec<rcgen::SanType>| {
+        let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+        let mut p = CertificateParams::default();
+        p.not_before = to_time(NOW - 60).unwrap();
+        p.not_after = to_time(NOW + 3600).unwrap();
+        p.subject_alt_names = sans;
+        p.distinguished_name = DistinguishedName::new();
+        let issuer =
+            Issuer::from_ca_cert_der(&ca.int_der.as_slice().into(), ca.key.to_rcgen()).unwrap();
+        p.signed_by(&k.to_rcgen(), &issuer).unwrap().der().to_vec()
+    };
+    let inside = forge(crypto::sans(&["a.sensors.example.com".into()], &[]).unwrap());
+    let (ok, text) = openssl_verify(&dir, &ca, &inside, None);
+    assert!(ok, "{text}");
+    let outside = forge(crypto::sans(&["a.example.org".into()], &[]).unwrap());
+    let (ok, text) = openssl_verify(&dir, &ca, &outside, None);
+    assert!(!ok && text.contains("subtree violation"), "{text}");
+    let ip = forge(crypto::sans(&[], &["10.0.0.1".parse().unwrap()]).unwrap());
+    let (ok, text) = openssl_verify(&dir, &ca, &ip, None);
+    assert!(!ok && text.contains("subtree violation"), "{text}");
 }
