@@ -49,8 +49,26 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    let _ = config;
     match rest.first().and_then(|a| a.to_str()) {
+        Some(cmd @ ("ca" | "token" | "audit" | "leaves")) => {
+            let cfg = match crate::config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    print_error(&e);
+                    return 2;
+                }
+            };
+            let args: Vec<String> = rest[1..]
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            match cmd {
+                "ca" => crate::admin::cmd_ca(&cfg, &args),
+                "token" => crate::admin::cmd_token(&cfg, &args),
+                "audit" => crate::admin::cmd_audit(&cfg, &args),
+                _ => crate::admin::cmd_leaves(&cfg, &args),
+            }
+        }
         None | Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             0
