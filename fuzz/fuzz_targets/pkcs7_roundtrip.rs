@@ -1,0 +1,61 @@
+//! EST's certs-only PKCS#7 (`gatecert::pkcs7`):
+//! - `parse_certs_only` on arbitrary bytes never panics, and what it returns re-encodes to a
+//!   message that parses to the same list;
+//! - the same bytes, read as a list of byte strings (each wrapped as a DER SEQUENCE, as a
+//!   certificate is), go through `certs_only` → `parse_certs_only` and come back exactly.
+#![no_main]
+
+use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use libfuzzer_sys::fuzz_target;
+
+use gatecert::pkcs7;
+
+/// DER SEQUENCE around `content`, with the shortest length form.
+fn sequence(content: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x30];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend(&bytes[skip..]);
+    }
+    out.extend(content);
+    out
+}
+
+/// A list of "certificates" built from the fuzz input. One in a while a string is stretched
+/// (repeated) past 127, 255 or 65535 bytes so every DER length form is written and read.
+fn certs(u: &mut Unstructured<'_>) -> Result<Vec<Vec<u8>>> {
+    let n = u.int_in_range(0..=8u8)?;
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let mut content: Vec<u8> = u.arbitrary()?;
+        let stretch: u8 = u.arbitrary()?;
+        if stretch >= 0xf0 && !content.is_empty() {
+            let target = match stretch & 3 {
+                0 => 0x80,
+                1 => 0x100,
+                2 => 0x1_0000,
+                _ => 0x1_0000 + usize::from(stretch),
+            };
+            content = content.iter().copied().cycle().take(target).collect();
+        }
+        out.push(sequence(&content));
+    }
+    Ok(out)
+}
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(parsed) = pkcs7::parse_certs_only(data) {
+        let again = pkcs7::parse_certs_only(&pkcs7::certs_only(&parsed));
+        assert_eq!(again.as_ref(), Ok(&parsed), "re-encoding changes the list");
+    }
+    let mut u = Unstructured::new(data);
+    if let Ok(list) = certs(&mut u) {
+        let der = pkcs7::certs_only(&list);
+        assert_eq!(pkcs7::parse_certs_only(&der), Ok(list));
+    }
+});
