@@ -534,7 +534,7 @@ pub struct Constraints {
     pub excluded: Vec<Subtree>,
 }
 
-/// A parsed PKCS#10 CSR (RFC 2986) whose signature has been verified.
+/// A parsed PKCS#10 CSR (RFC 2986); see [`parse_csr`] (its signature is checked separately).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CsrInfo {
     /// The DER encoding.
@@ -635,8 +635,9 @@ pub fn verify_signature(
         .map_err(|_| Error::BadSignature)
 }
 
-/// Parses a PKCS#10 CSR and verifies its self-signature (proof of possession, RFC 2986 §3).
-/// Checks nothing else: key strength and names are the CA's policy.
+/// Parses a PKCS#10 CSR (RFC 2986). It does NOT verify the self-signature (proof of possession,
+/// RFC 2986 §3): [`verify_csr_signature`] does, and `ca::verify_csr` calls both. Key strength and
+/// names are the CA's policy.
 pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, Error> {
     use x509_parser::extensions::{GeneralName, ParsedExtension};
     use x509_parser::prelude::FromDer as _;
@@ -646,7 +647,10 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, Error> {
         return Err(Error::X509("trailing bytes after the CSR".into()));
     }
     let info = &csr.certification_request_info;
-    let key = key_strength_of(&info.subject_pki)?;
+    // x509-parser skips bytes after the BIT STRING inside the SPKI SEQUENCE, and its `raw` then
+    // stops at the BIT STRING (a truncated TLV). Re-read `raw` strictly so such a CSR is refused
+    // and `spki_der` is always one well-formed SubjectPublicKeyInfo.
+    let key = key_strength(info.subject_pki.raw)?;
     let mut out = CsrInfo {
         der: der.to_vec(),
         subject_cn: first_cn(&info.subject),
@@ -834,6 +838,95 @@ mod tests {
         assert!(!other.matches(&info));
         let pem = certs_to_pem([cert.der().as_ref()]);
         assert_eq!(CertInfo::from_pem(&pem).unwrap(), info);
+    }
+
+    /// Found by `cargo fuzz run csr`: an openssl CSR whose SubjectPublicKeyInfo BIT STRING was
+    /// shortened, leaving bytes after it inside the SPKI SEQUENCE. x509-parser skips those and
+    /// hands out a `raw` SPKI that stops at the BIT STRING (a truncated TLV); parse_csr took it.
+    const FUZZ_CSR_SPKI_TRAILING: &[&str] = &[
+        "308201153081bd0201003021311f301d06035504030c1673312e73656e736f72732e6578616d706c",
+        "652e636f6d3059301306072a8648ce3d020106082a8648ce3d030107030c0052b6c404426a44ef6f",
+        "a55a0539f6905a34fd035b1196a29ec65bfbd2ced46b4792bfda4548ddf9da6c52bc9886f0958e2a",
+        "a8c4d4a60f3a3dd9a6f4bf6ef15c8685a03a303806092a864886f70d01090e312b30293027060355",
+        "1d110420301e821673312e73656e736f72732e6578616d706c652e636f6d87040a000007300a0608",
+        "2a8648ce3d04030203470030440220322b786f7d3e04d63323fdc369bf9e917549ed3e2473f784d6",
+        "8101cb2301c76a0220203b9539faef4445107cff220006936b745e3e144810bbcd50bfd1d0d94274",
+        "60",
+    ];
+
+    #[test]
+    fn csr_with_bytes_after_the_spki_bit_string_is_refused() {
+        let der: Vec<u8> = FUZZ_CSR_SPKI_TRAILING
+            .concat()
+            .as_bytes()
+            .chunks(2)
+            .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
+            .collect();
+        assert_eq!(der.len(), 281);
+        let err = parse_csr(&der).expect_err("malformed SPKI accepted");
+        assert!(err.to_string().contains("SubjectPublicKeyInfo"), "{err}");
+    }
+
+    /// The same flaw with a genuine signature over the altered request. (Before the fix,
+    /// `ca::verify_csr` still refused it, but only as "signature does not verify", because
+    /// `verify_csr_signature` re-reads the truncated `raw`; `parse_csr` returned it as valid.)
+    #[test]
+    fn signed_csr_with_garbage_inside_the_spki_is_refused() {
+        fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+            assert!(body.len() < 0x1_0000);
+            let mut out = vec![tag, 0x82, (body.len() >> 8) as u8, body.len() as u8];
+            out.extend(body);
+            out
+        }
+        /// Splits DER content into its TLVs (short and long length forms).
+        fn tlvs(mut der: &[u8]) -> Vec<&[u8]> {
+            let mut out = Vec::new();
+            while !der.is_empty() {
+                let (head, len) = match der[1] {
+                    n if n < 0x80 => (2, n as usize),
+                    n => {
+                        let k = (n & 0x7f) as usize;
+                        (
+                            2 + k,
+                            der[2..2 + k].iter().fold(0, |a, b| a << 8 | *b as usize),
+                        )
+                    }
+                };
+                out.push(&der[..head + len]);
+                der = &der[head + len..];
+            }
+            out
+        }
+        fn content(tlv: &[u8]) -> &[u8] {
+            &tlv[2 + if tlv[1] < 0x80 {
+                0
+            } else {
+                (tlv[1] & 0x7f) as usize
+            }..]
+        }
+        let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+        let csr = k.csr(&["garbage.test".to_string()], &[]).unwrap();
+        assert!(parse_csr(&csr).is_ok());
+        let outer = tlvs(content(&csr));
+        let cri = tlvs(content(outer[0]));
+        let mut spki = content(cri[2]).to_vec();
+        spki.extend([0x05, 0x00]); // a NULL after the BIT STRING
+        let mut body = [cri[0], cri[1]].concat();
+        body.extend(tlv(0x30, &spki));
+        body.extend(cri[3..].concat());
+        let new_cri = tlv(0x30, &body);
+        let sig = k.sign_der(&new_cri).unwrap();
+        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, k.public_point())
+            .verify(&new_cri, &sig)
+            .unwrap();
+        let mut bits = vec![0];
+        bits.extend(sig);
+        let forged = tlv(
+            0x30,
+            &[new_cri, outer[1].to_vec(), tlv(0x03, &bits)].concat(),
+        );
+        let err = parse_csr(&forged).expect_err("CSR with garbage inside its SPKI accepted");
+        assert!(err.to_string().contains("SubjectPublicKeyInfo"), "{err}");
     }
 
     #[test]
