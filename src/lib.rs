@@ -13,4 +13,6 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod logging;
+pub mod schedule;
 pub mod store;
