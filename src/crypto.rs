@@ -501,6 +501,254 @@ fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// The key algorithm and strength of a SubjectPublicKeyInfo, as a CA judges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStrength {
+    /// NIST P-256.
+    P256,
+    /// NIST P-384.
+    P384,
+    /// Ed25519 (RFC 8410).
+    Ed25519,
+    /// RSA with this modulus size in bits.
+    Rsa(usize),
+}
+
+/// A name-constraints subtree (RFC 5280 §4.2.1.10) of the kinds gatecert uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subtree {
+    /// A dNSName subtree: the name itself and every subdomain, label-wise.
+    Dns(String),
+    /// An iPAddress subtree: address and prefix length.
+    Ip(IpAddr, u8),
+    /// Any other kind of subtree (email, directoryName, URI): shown, not interpreted.
+    Other(String),
+}
+
+/// The nameConstraints extension of a CA certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Constraints {
+    /// permittedSubtrees.
+    pub permitted: Vec<Subtree>,
+    /// excludedSubtrees.
+    pub excluded: Vec<Subtree>,
+}
+
+/// A parsed PKCS#10 CSR (RFC 2986) whose signature has been verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsrInfo {
+    /// The DER encoding.
+    pub der: Vec<u8>,
+    /// Subject commonName, if any.
+    pub subject_cn: Option<String>,
+    /// dNSName SANs from the extensionRequest attribute.
+    pub dns: Vec<String>,
+    /// iPAddress SANs from the extensionRequest attribute.
+    pub ips: Vec<IpAddr>,
+    /// DER SubjectPublicKeyInfo.
+    pub spki_der: Vec<u8>,
+    /// The key's algorithm and size.
+    pub key: KeyStrength,
+}
+
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_ED25519: &str = "1.3.101.112";
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+
+/// Judges the key of a DER SubjectPublicKeyInfo. Errors name the algorithm we don't accept.
+pub fn key_strength(spki_der: &[u8]) -> Result<KeyStrength, Error> {
+    use x509_parser::prelude::FromDer as _;
+    let (rest, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| Error::X509(format!("SubjectPublicKeyInfo: {e}")))?;
+    if !rest.is_empty() {
+        return Err(Error::X509(
+            "trailing bytes after SubjectPublicKeyInfo".into(),
+        ));
+    }
+    key_strength_of(&spki)
+}
+
+fn key_strength_of(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Result<KeyStrength, Error> {
+    let alg = spki.algorithm.algorithm.to_id_string();
+    match alg.as_str() {
+        OID_EC_PUBLIC_KEY => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string())
+                .unwrap_or_default();
+            match curve.as_str() {
+                OID_P256 => Ok(KeyStrength::P256),
+                OID_P384 => Ok(KeyStrength::P384),
+                other => Err(Error::Key(format!(
+                    "EC key on curve {other:?}: only P-256 and P-384 are accepted"
+                ))),
+            }
+        }
+        OID_ED25519 => Ok(KeyStrength::Ed25519),
+        OID_RSA => match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(r)) => Ok(KeyStrength::Rsa(r.key_size())),
+            _ => Err(Error::Key("RSA public key does not parse".into())),
+        },
+        other => Err(Error::Key(format!(
+            "public key algorithm {other} is not accepted (P-256, P-384, Ed25519 or RSA >= 2048)"
+        ))),
+    }
+}
+
+/// Verifies `sig` over `msg` with the key in `spki_der`, for the X.509 signature algorithm
+/// `alg_oid` (dotted form, e.g. `1.2.840.10045.4.3.2`). ECDSA signatures are ASN.1 DER
+/// (RFC 3279 §2.2.3); RSA is PKCS#1 v1.5 with a 2048..8192-bit modulus.
+pub fn verify_signature(
+    spki_der: &[u8],
+    alg_oid: &str,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), Error> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| Error::X509(format!("SubjectPublicKeyInfo: {e}")))?;
+    let key = key_strength_of(&spki)?;
+    let alg: &'static dyn signature::VerificationAlgorithm = match (key, alg_oid) {
+        (KeyStrength::P256, "1.2.840.10045.4.3.2") => &signature::ECDSA_P256_SHA256_ASN1,
+        (KeyStrength::P256, "1.2.840.10045.4.3.3") => &signature::ECDSA_P256_SHA384_ASN1,
+        (KeyStrength::P384, "1.2.840.10045.4.3.3") => &signature::ECDSA_P384_SHA384_ASN1,
+        (KeyStrength::P384, "1.2.840.10045.4.3.2") => &signature::ECDSA_P384_SHA256_ASN1,
+        (KeyStrength::Ed25519, OID_ED25519) => &signature::ED25519,
+        (KeyStrength::Rsa(_), "1.2.840.113549.1.1.11") => &signature::RSA_PKCS1_2048_8192_SHA256,
+        (KeyStrength::Rsa(_), "1.2.840.113549.1.1.12") => &signature::RSA_PKCS1_2048_8192_SHA384,
+        (KeyStrength::Rsa(_), "1.2.840.113549.1.1.13") => &signature::RSA_PKCS1_2048_8192_SHA512,
+        (k, a) => {
+            return Err(Error::Key(format!(
+                "signature algorithm {a} is not accepted with a {k:?} key"
+            )))
+        }
+    };
+    signature::UnparsedPublicKey::new(alg, spki.subject_public_key.data.as_ref())
+        .verify(msg, sig)
+        .map_err(|_| Error::BadSignature)
+}
+
+/// Parses a PKCS#10 CSR and verifies its self-signature (proof of possession, RFC 2986 §3).
+/// Checks nothing else: key strength and names are the CA's policy.
+pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, Error> {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::FromDer as _;
+    let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
+        .map_err(|e| Error::X509(format!("CSR: {e}")))?;
+    if !rest.is_empty() {
+        return Err(Error::X509("trailing bytes after the CSR".into()));
+    }
+    let info = &csr.certification_request_info;
+    let key = key_strength_of(&info.subject_pki)?;
+    let mut out = CsrInfo {
+        der: der.to_vec(),
+        subject_cn: first_cn(&info.subject),
+        dns: Vec::new(),
+        ips: Vec::new(),
+        spki_der: info.subject_pki.raw.to_vec(),
+        key,
+    };
+    if let Some(exts) = csr.requested_extensions() {
+        for ext in exts {
+            if let ParsedExtension::SubjectAlternativeName(san) = ext {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(d) => out.dns.push(d.to_string()),
+                        GeneralName::IPAddress(b) => match ip_from_bytes(b) {
+                            Some(ip) => out.ips.push(ip),
+                            None => return Err(Error::X509("malformed iPAddress SAN".into())),
+                        },
+                        other => {
+                            return Err(Error::X509(format!(
+                                "unsupported SAN type {other:?}: only dNSName and iPAddress"
+                            )))
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Verifies a CSR's signature with [`verify_signature`] (split out so callers can judge the key
+/// first and report a weak key before a bad signature).
+pub fn verify_csr_signature(der: &[u8]) -> Result<(), Error> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
+        .map_err(|e| Error::X509(format!("CSR: {e}")))?;
+    let info = &csr.certification_request_info;
+    verify_signature(
+        info.subject_pki.raw,
+        &csr.signature_algorithm.algorithm.to_id_string(),
+        info.raw,
+        csr.signature_value.data.as_ref(),
+    )
+}
+
+/// True when `cert_der`'s signature verifies under `issuer_der`'s public key (no other checks).
+pub fn signed_by(cert_der: &[u8], issuer_der: &[u8]) -> bool {
+    let (Ok((_, cert)), Ok((_, issuer))) = (
+        x509_parser::parse_x509_certificate(cert_der),
+        x509_parser::parse_x509_certificate(issuer_der),
+    ) else {
+        return false;
+    };
+    verify_signature(
+        issuer.public_key().raw,
+        &cert.signature_algorithm.algorithm.to_id_string(),
+        cert.tbs_certificate.as_ref(),
+        cert.signature_value.data.as_ref(),
+    )
+    .is_ok()
+}
+
+/// The nameConstraints extension of a certificate; `None` when it has none.
+pub fn name_constraints(cert_der: &[u8]) -> Result<Option<Constraints>, Error> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| Error::X509(e.to_string()))?;
+    let nc = cert
+        .name_constraints()
+        .map_err(|e| Error::X509(format!("nameConstraints: {e}")))?;
+    let Some(nc) = nc else { return Ok(None) };
+    let conv = |subtrees: &Option<Vec<x509_parser::extensions::GeneralSubtree<'_>>>| {
+        subtrees
+            .iter()
+            .flatten()
+            .map(|s| match &s.base {
+                GeneralName::DNSName(d) => Subtree::Dns(d.to_string()),
+                GeneralName::IPAddress(b) if b.len() == 8 || b.len() == 32 => {
+                    let (addr, mask) = b.split_at(b.len() / 2);
+                    let prefix = mask.iter().map(|m| m.count_ones() as u8).sum();
+                    match ip_from_bytes(addr) {
+                        Some(ip) => Subtree::Ip(ip, prefix),
+                        None => Subtree::Other(format!("{b:?}")),
+                    }
+                }
+                other => Subtree::Other(format!("{other:?}")),
+            })
+            .collect::<Vec<_>>()
+    };
+    Ok(Some(Constraints {
+        permitted: conv(&nc.value.permitted_subtrees),
+        excluded: conv(&nc.value.excluded_subtrees),
+    }))
+}
+
+/// The basicConstraints pathLenConstraint of a certificate, if any.
+pub fn path_len(cert_der: &[u8]) -> Option<u32> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    cert.basic_constraints().ok()??.value.path_len_constraint
+}
+
 /// Unix seconds as RFC 3339 UTC (`2026-11-28T12:00:00Z`).
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)

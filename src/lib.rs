@@ -5,14 +5,25 @@
 //! - [`config`]: the UCI lexer (raw sections) and the typed [`config::Config`] on top;
 //! - [`crypto`]: the one narrow door to keys, signatures, digests and X.509 parsing;
 //! - [`store`]: atomic writes, permissions, locking, the state directory's layout;
-//! - [`clock`]: the injectable clock.
+//! - [`clock`]: the injectable clock;
+//! - [`ca`]: the local issuing CA for leaves; [`token`]: bootstrap tokens; [`audit`]: the
+//!   hash-chained audit log; [`leaves`]: the leaf inventory; [`pkcs7`]: EST's certs-only CMS;
+//! - [`http`]: the small HTTP/1.1 server layer; [`est`]: the EST server (RFC 7030);
+//!   [`daemon`]: `gatecert run` and `gatecert demo`.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
+pub mod est;
 pub mod http;
+pub mod leaves;
 pub mod logging;
+pub mod pkcs7;
 pub mod schedule;
 pub mod store;
+pub mod token;

@@ -1,0 +1,782 @@
+//! The local issuing CA for leaf sensors: a root and a name-constrained issuing intermediate.
+//!
+//! Layout of the CA directory (`<state_dir>/ca/`, 0700, see [`LocalCa::dir_in`]):
+//! ```text
+//! root.pem            the root certificate (self-signed by `ca init`, or the operator's root)
+//! root.key            the root key (0600); absent when the operator's own root signed us
+//! intermediate.pem    the issuing intermediate (pathlen 0, name constraints)
+//! intermediate.key    its key (0600)
+//! pending.key         `ca csr`: the key waiting for the operator's signed intermediate (0600)
+//! ```
+//!
+//! Every leaf goes through one policy ([`LocalCa::issue`]): names inside both the configured
+//! `allow_suffix` / `allow_ip` and the intermediate's nameConstraints (RFC 5280 §4.2.1.10),
+//! lifetime capped by `max_lifetime`, and a key of acceptable strength whose CSR signature
+//! verifies (RFC 2986 proof of possession).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyUsagePurpose, NameConstraints,
+    SerialNumber,
+};
+
+use crate::config;
+use crate::crypto::{self, CertInfo, Constraints, KeyStrength, KeyType, PrivateKey, Subtree};
+use crate::store;
+
+/// How far notBefore is backdated, for sensors whose clocks run a little behind.
+pub const BACKDATE: i64 = 5 * 60;
+/// Root lifetime: 10 years.
+pub const ROOT_LIFETIME: i64 = 10 * 365 * 86_400;
+/// Intermediate lifetime: 5 years.
+pub const INTERMEDIATE_LIFETIME: i64 = 5 * 365 * 86_400;
+
+const ROOT_CERT: &str = "root.pem";
+const ROOT_KEY: &str = "root.key";
+const INT_CERT: &str = "intermediate.pem";
+const INT_KEY: &str = "intermediate.key";
+const PENDING_KEY: &str = "pending.key";
+
+/// An error from the local CA. [`Error::http_status`] maps it for EST.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request asks for something the policy forbids (a name outside the allowed suffixes
+    /// or IP ranges, a lifetime over `max_lifetime`). EST: 403.
+    Policy(String),
+    /// The CSR is malformed, its signature does not verify, or its key is weak. EST: 400.
+    BadCsr(String),
+    /// There is no CA in this directory yet (`gatecert ca init`). EST: 503.
+    NotInitialized(PathBuf),
+    /// `init` found a CA already there and will not overwrite it.
+    AlreadyExists(PathBuf),
+    /// `ca install` refused the certificate; the message says why.
+    Install(String),
+    /// Reading or writing the CA directory failed.
+    Store(store::Error),
+    /// Building, signing or parsing failed.
+    Crypto(crypto::Error),
+}
+
+impl Error {
+    /// The HTTP status an EST server should answer with (RFC 7030 §4.2.3 leaves the choice to
+    /// the server; 4xx for the client's fault, 5xx for ours).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Policy(_) => 403,
+            Error::BadCsr(_) => 400,
+            Error::NotInitialized(_) => 503,
+            _ => 500,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Policy(m) => write!(f, "refused by CA policy: {m}"),
+            Error::BadCsr(m) => write!(f, "bad CSR: {m}"),
+            Error::NotInitialized(d) => {
+                write!(f, "no local CA in {} (run `gatecert ca init`)", d.display())
+            }
+            Error::AlreadyExists(d) => write!(
+                f,
+                "a CA already exists in {}; refusing to overwrite it",
+                d.display()
+            ),
+            Error::Install(m) => write!(f, "cannot install the intermediate: {m}"),
+            Error::Store(_) => f.write_str("CA state"),
+            Error::Crypto(_) => f.write_str("CA crypto"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Store(e) => Some(e),
+            Error::Crypto(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<crypto::Error> for Error {
+    fn from(e: crypto::Error) -> Self {
+        Error::Crypto(e)
+    }
+}
+
+impl From<rcgen::Error> for Error {
+    fn from(e: rcgen::Error) -> Self {
+        Error::Crypto(crypto::Error::Build(e.to_string()))
+    }
+}
+
+/// A CSR that parsed, whose signature verified and whose key is strong enough. Names are not
+/// yet checked against policy: [`LocalCa::issue`] does that.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Csr {
+    /// Subject commonName, if any (informational: leaves get CN = their first SAN).
+    pub subject_cn: Option<String>,
+    /// dNSName SANs requested.
+    pub dns: Vec<String>,
+    /// iPAddress SANs requested.
+    pub ips: Vec<IpAddr>,
+    /// The DER SubjectPublicKeyInfo the leaf will carry.
+    pub spki_der: Vec<u8>,
+    /// The CSR's DER.
+    pub der: Vec<u8>,
+}
+
+/// What to issue.
+#[derive(Clone, Debug)]
+pub struct IssueRequest {
+    /// The verified CSR.
+    pub csr: Csr,
+    /// Requested lifetime in seconds; `None` = `lifetime` from the config.
+    pub lifetime: Option<u64>,
+    /// Ask for EKU serverAuth too (granted only when the config's `server_auth` is on).
+    pub server_auth: bool,
+}
+
+/// An issued leaf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issued {
+    /// The leaf certificate, DER.
+    pub leaf_der: Vec<u8>,
+    /// `[leaf, intermediate]`, DER (what EST `/simpleenroll` returns).
+    pub chain_der: Vec<Vec<u8>>,
+    /// The serial, upper-case hex (as `openssl x509 -serial` prints it).
+    pub serial_hex: String,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+}
+
+/// The local CA: the root certificate, the intermediate and its key, and the issuing policy.
+pub struct LocalCa {
+    dir: PathBuf,
+    cfg: config::Ca,
+    root_der: Vec<u8>,
+    int_der: Vec<u8>,
+    int_info: CertInfo,
+    int_constraints: Constraints,
+    key: PrivateKey,
+}
+
+impl fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalCa")
+            .field("dir", &self.dir)
+            .field("intermediate", &self.int_info.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalCa {
+    /// The CA directory inside a state directory: `<state_dir>/ca`.
+    pub fn dir_in(state_dir: &Path) -> PathBuf {
+        state_dir.join("ca")
+    }
+
+    /// True when `dir` holds an installed intermediate.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(INT_CERT).exists() || dir.join(INT_KEY).exists()
+    }
+
+    /// Creates a P-256 self-signed root (10 years) and an issuing intermediate (5 years,
+    /// pathlen 0, nameConstraints permitting `allow_suffix` DNS subtrees and `allow_ip` ranges,
+    /// RFC 5280 §4.2.1.10) in `dir` (the CA directory itself, e.g. [`LocalCa::dir_in`]).
+    /// Refuses to overwrite an existing CA.
+    pub fn init(dir: &Path, cfg: &config::Ca, now: i64) -> Result<LocalCa, Error> {
+        if Self::exists(dir) || dir.join(ROOT_KEY).exists() {
+            return Err(Error::AlreadyExists(dir.to_path_buf()));
+        }
+        store::private_dir(dir)?;
+        let root_key = PrivateKey::generate(KeyType::Ec256)?;
+        let int_key = PrivateKey::generate(KeyType::Ec256)?;
+
+        let mut root = ca_params(&format!("{} Root CA", cfg.name), now, ROOT_LIFETIME)?;
+        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let root_rc = root_key.to_rcgen();
+        let root_cert = root.self_signed(&root_rc)?;
+        let root_der = root_cert.der().to_vec();
+
+        let int_der = Self::sign_intermediate(&root_der, &root_key, &int_key, cfg, now)?;
+
+        // Keys first, certificates last: a crash leaves no certificate without its key.
+        store::write_atomic(
+            &dir.join(ROOT_KEY),
+            root_key.to_pem().as_bytes(),
+            store::SECRET,
+        )?;
+        store::write_atomic(
+            &dir.join(INT_KEY),
+            int_key.to_pem().as_bytes(),
+            store::SECRET,
+        )?;
+        store::write_atomic(
+            &dir.join(ROOT_CERT),
+            crypto::pem_block("CERTIFICATE", &root_der).as_bytes(),
+            store::PUBLIC,
+        )?;
+        store::write_atomic(
+            &dir.join(INT_CERT),
+            crypto::pem_block("CERTIFICATE", &int_der).as_bytes(),
+            store::PUBLIC,
+        )?;
+        log::info!("local CA initialised in {}", dir.display());
+        Self::open(dir, cfg)
+    }
+
+    fn sign_intermediate(
+        root_der: &[u8],
+        root_key: &PrivateKey,
+        int_key: &PrivateKey,
+        cfg: &config::Ca,
+        now: i64,
+    ) -> Result<Vec<u8>, Error> {
+        let mut int = ca_params(
+            &format!("{} Issuing CA", cfg.name),
+            now,
+            INTERMEDIATE_LIFETIME,
+        )?;
+        int.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        int.name_constraints = Some(rcgen_constraints(cfg));
+        int.use_authority_key_identifier_extension = true;
+        let issuer = Issuer::from_ca_cert_der(&root_der.into(), root_key.to_rcgen())?;
+        Ok(int.signed_by(&int_key.to_rcgen(), &issuer)?.der().to_vec())
+    }
+
+    /// Opens the CA in `dir`. Checks that the intermediate matches its key and is a CA.
+    pub fn open(dir: &Path, cfg: &config::Ca) -> Result<LocalCa, Error> {
+        let Some(int_pem) = store::read_optional(&dir.join(INT_CERT))? else {
+            return Err(Error::NotInitialized(dir.to_path_buf()));
+        };
+        let key_path = dir.join(INT_KEY);
+        let key =
+            PrivateKey::from_pem(&store::read(&key_path)?).map_err(|e| store::Error::Corrupt {
+                path: key_path.clone(),
+                what: e.to_string(),
+            })?;
+        let int_path = dir.join(INT_CERT);
+        let corrupt = |what: String| store::Error::Corrupt {
+            path: int_path.clone(),
+            what,
+        };
+        let int_info = CertInfo::from_pem(&int_pem).map_err(|e| corrupt(e.to_string()))?;
+        if !key.matches(&int_info) {
+            return Err(corrupt("does not match intermediate.key".into()).into());
+        }
+        if !int_info.is_ca {
+            return Err(corrupt("is not a CA certificate".into()).into());
+        }
+        let int_constraints = crypto::name_constraints(&int_info.der)
+            .map_err(|e| corrupt(e.to_string()))?
+            .unwrap_or_default();
+        let root_path = dir.join(ROOT_CERT);
+        let root_der = crypto::certs_from_pem(&store::read(&root_path)?)
+            .map_err(|e| store::Error::Corrupt {
+                path: root_path.clone(),
+                what: e.to_string(),
+            })?
+            .remove(0)
+            .to_vec();
+        Ok(LocalCa {
+            dir: dir.to_path_buf(),
+            cfg: cfg.clone(),
+            root_der,
+            int_der: int_info.der.clone(),
+            int_info,
+            int_constraints,
+            key,
+        })
+    }
+
+    /// `ca csr`: makes (or reuses) `pending.key` and returns a PEM CSR for an intermediate that
+    /// the operator's own root will sign. Refuses when a CA is already installed here.
+    pub fn pending_csr(dir: &Path, cfg: &config::Ca) -> Result<String, Error> {
+        if Self::exists(dir) {
+            return Err(Error::AlreadyExists(dir.to_path_buf()));
+        }
+        store::private_dir(dir)?;
+        let path = dir.join(PENDING_KEY);
+        let key = match store::read_optional(&path)? {
+            Some(pem) => PrivateKey::from_pem(&pem).map_err(|e| store::Error::Corrupt {
+                path: path.clone(),
+                what: e.to_string(),
+            })?,
+            None => {
+                let k = PrivateKey::generate(KeyType::Ec256)?;
+                store::write_atomic(&path, k.to_pem().as_bytes(), store::SECRET)?;
+                k
+            }
+        };
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{} Issuing CA", cfg.name));
+        let csr = params.serialize_request(&key.to_rcgen())?;
+        Ok(crypto::pem_block("CERTIFICATE REQUEST", csr.der()))
+    }
+
+    /// `ca install`: installs the operator-signed intermediate for `pending.key`. `pem` holds the
+    /// intermediate first, then its issuer chain up to the operator's root (at least one cert).
+    /// Refuses, with the reason, a certificate that does not match the pending key, is not a CA,
+    /// is not signed by the next certificate, or whose nameConstraints do not cover every
+    /// `allow_suffix` (and `allow_ip`).
+    pub fn install(dir: &Path, cfg: &config::Ca, pem: &str, now: i64) -> Result<LocalCa, Error> {
+        if Self::exists(dir) {
+            return Err(Error::AlreadyExists(dir.to_path_buf()));
+        }
+        let key_path = dir.join(PENDING_KEY);
+        let Some(key_pem) = store::read_optional(&key_path)? else {
+            return Err(Error::Install(format!(
+                "no pending key {} (run `gatecert ca csr` first)",
+                key_path.display()
+            )));
+        };
+        let key = PrivateKey::from_pem(&key_pem)?;
+        let certs = crypto::certs_from_pem(pem).map_err(|e| Error::Install(e.to_string()))?;
+        let int = CertInfo::from_der(&certs[0]).map_err(|e| Error::Install(e.to_string()))?;
+        if !key.matches(&int) {
+            return Err(Error::Install(
+                "the certificate's public key is not the pending key's".into(),
+            ));
+        }
+        if !int.is_ca {
+            return Err(Error::Install(
+                "the certificate is not a CA (basicConstraints cA)".into(),
+            ));
+        }
+        if now >= int.not_after {
+            return Err(Error::Install("the certificate has expired".into()));
+        }
+        let Some(root) = certs.get(1) else {
+            return Err(Error::Install(
+                "no issuer certificate: append the operator's root (and any intermediates) after \
+                 the intermediate in the file"
+                    .into(),
+            ));
+        };
+        for pair in certs.windows(2) {
+            if !crypto::signed_by(&pair[0], &pair[1]) {
+                return Err(Error::Install(
+                    "the chain does not verify: a certificate is not signed by the next one".into(),
+                ));
+            }
+        }
+        let nc = crypto::name_constraints(&int.der)
+            .map_err(|e| Error::Install(e.to_string()))?
+            .ok_or_else(|| {
+                Error::Install(
+                    "the certificate carries no nameConstraints; the local CA must be \
+                     name-constrained to allow_suffix"
+                        .into(),
+                )
+            })?;
+        for s in &cfg.allow_suffix {
+            let s = s.trim_start_matches('.').to_ascii_lowercase();
+            if !constraints_permit(&nc, &Name::Dns(&s)) {
+                return Err(Error::Install(format!(
+                    "its nameConstraints do not cover allow_suffix {s:?}"
+                )));
+            }
+        }
+        for (net, len) in &cfg.allow_ip {
+            let covered = !nc.excluded.iter().any(|t| matches!(t, Subtree::Ip(n, l) if ip_in_subnet(*net, *n, *l) || ip_in_subnet(*n, *net, *len)))
+                && nc.permitted.iter().any(|t| matches!(t, Subtree::Ip(n, l) if l <= len && ip_in_subnet(*net, *n, *l)));
+            if !covered {
+                return Err(Error::Install(format!(
+                    "its nameConstraints do not cover allow_ip {net}/{len}"
+                )));
+            }
+        }
+        let root_pem: String =
+            crypto::certs_to_pem(certs[1..].iter().rev().take(1).map(|c| c.as_ref()));
+        let _ = root;
+        store::write_atomic(&dir.join(INT_KEY), key.to_pem().as_bytes(), store::SECRET)?;
+        store::write_atomic(&dir.join(ROOT_CERT), root_pem.as_bytes(), store::PUBLIC)?;
+        store::write_atomic(
+            &dir.join(INT_CERT),
+            crypto::pem_block("CERTIFICATE", &int.der).as_bytes(),
+            store::PUBLIC,
+        )?;
+        let _ = std::fs::remove_file(&key_path);
+        log::info!(
+            "operator-signed intermediate installed in {}",
+            dir.display()
+        );
+        Self::open(dir, cfg)
+    }
+
+    /// Opens the CA in `dir`, creating it first if there is none.
+    pub fn open_or_init(dir: &Path, cfg: &config::Ca, now: i64) -> Result<LocalCa, Error> {
+        if Self::exists(dir) {
+            Self::open(dir, cfg)
+        } else {
+            Self::init(dir, cfg, now)
+        }
+    }
+
+    /// `[intermediate, root]`, DER: the EST `/cacerts` set (RFC 7030 §4.1.3).
+    pub fn chain_der(&self) -> Vec<Vec<u8>> {
+        if self.root_der == self.int_der {
+            vec![self.int_der.clone()]
+        } else {
+            vec![self.int_der.clone(), self.root_der.clone()]
+        }
+    }
+
+    /// The root certificate, PEM (what sensors pin as their trust anchor).
+    pub fn root_pem(&self) -> String {
+        crypto::pem_block("CERTIFICATE", &self.root_der)
+    }
+
+    /// The intermediate, parsed.
+    pub fn intermediate(&self) -> &CertInfo {
+        &self.int_info
+    }
+
+    /// The intermediate's nameConstraints.
+    pub fn constraints(&self) -> &Constraints {
+        &self.int_constraints
+    }
+
+    /// The CA directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Parses a PKCS#10 CSR, judges its key and verifies its signature (proof of possession).
+    /// Accepts P-256, P-384, Ed25519 and RSA of 2048 bits or more; anything weaker is refused
+    /// with the reason.
+    pub fn verify_csr(&self, csr_der: &[u8]) -> Result<Csr, Error> {
+        verify_csr(csr_der)
+    }
+
+    /// Issues a leaf for a verified CSR, after the policy checks (see the module doc).
+    pub fn issue(&self, req: &IssueRequest, now: i64) -> Result<Issued, Error> {
+        let server_auth = req.server_auth && self.cfg.server_auth;
+        let spki = rcgen::SubjectPublicKeyInfo::from_der(&req.csr.spki_der)
+            .map_err(|e| Error::BadCsr(format!("public key not usable: {e}")))?;
+        self.sign_leaf(
+            &req.csr.dns,
+            &req.csr.ips,
+            req.lifetime,
+            server_auth,
+            &spki,
+            now,
+        )
+    }
+
+    /// Makes a fresh P-256 key and issues a leaf for it: EST `/serverkeygen` (RFC 7030 §4.4) and
+    /// the gateway's own serving certificate in standalone mode. `server_auth` is granted here
+    /// whatever the config says, since the caller (not a sensor) chose it.
+    pub fn issue_with_new_key(
+        &self,
+        dns: &[String],
+        ips: &[IpAddr],
+        lifetime: Option<u64>,
+        server_auth: bool,
+        now: i64,
+    ) -> Result<(PrivateKey, Issued), Error> {
+        let key = PrivateKey::generate(KeyType::Ec256)?;
+        let issued = self.sign_leaf(dns, ips, lifetime, server_auth, &key.to_rcgen(), now)?;
+        Ok((key, issued))
+    }
+
+    /// True when `cert_der`'s signature verifies under the intermediate's key (EST
+    /// `/simplereenroll` checks the client's current certificate with this).
+    pub fn issued_by_me(&self, cert_der: &[u8]) -> bool {
+        crypto::signed_by(cert_der, &self.int_der)
+    }
+
+    /// The policy check for names alone: allowed by the config AND by the intermediate.
+    pub fn check_names(&self, dns: &[String], ips: &[IpAddr]) -> Result<(), Error> {
+        if dns.is_empty() && ips.is_empty() {
+            return Err(Error::Policy(
+                "the request names no DNS name or IP address".into(),
+            ));
+        }
+        for d in dns {
+            let name = normalize_dns(d)?;
+            if !self
+                .cfg
+                .allow_suffix
+                .iter()
+                .any(|s| dns_in_subtree(&name, s))
+            {
+                return Err(Error::Policy(format!(
+                    "DNS name {name:?} is outside allow_suffix {:?}",
+                    self.cfg.allow_suffix
+                )));
+            }
+            if !constraints_permit(&self.int_constraints, &Name::Dns(&name)) {
+                return Err(Error::Policy(format!(
+                    "DNS name {name:?} is outside the intermediate's name constraints"
+                )));
+            }
+        }
+        for ip in ips {
+            if !self
+                .cfg
+                .allow_ip
+                .iter()
+                .any(|(net, len)| ip_in_subnet(*ip, *net, *len))
+            {
+                return Err(Error::Policy(format!(
+                    "IP address {ip} is outside allow_ip"
+                )));
+            }
+            if !constraints_permit(&self.int_constraints, &Name::Ip(*ip)) {
+                return Err(Error::Policy(format!(
+                    "IP address {ip} is outside the intermediate's name constraints"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn sign_leaf(
+        &self,
+        dns: &[String],
+        ips: &[IpAddr],
+        lifetime: Option<u64>,
+        server_auth: bool,
+        spki: &impl rcgen::PublicKeyData,
+        now: i64,
+    ) -> Result<Issued, Error> {
+        self.check_names(dns, ips)?;
+        let lifetime = match lifetime {
+            None => self.cfg.lifetime,
+            Some(l) if l > self.cfg.max_lifetime => {
+                return Err(Error::Policy(format!(
+                    "lifetime {l}s exceeds max_lifetime {}s",
+                    self.cfg.max_lifetime
+                )))
+            }
+            Some(0) => return Err(Error::Policy("lifetime 0".into())),
+            Some(l) => l,
+        };
+        let lifetime = i64::try_from(lifetime).unwrap_or(i64::MAX / 4);
+        let dns: Vec<String> = dns
+            .iter()
+            .map(|d| normalize_dns(d))
+            .collect::<Result<_, _>>()?;
+        let mut not_after = now.saturating_add(lifetime);
+        if not_after > self.int_info.not_after {
+            log::warn!(
+                "leaf lifetime cut to the intermediate's notAfter {}",
+                crypto::rfc3339(self.int_info.not_after)
+            );
+            not_after = self.int_info.not_after;
+        }
+        if not_after <= now {
+            return Err(Error::Policy("the intermediate has expired".into()));
+        }
+
+        let mut params = CertificateParams::default();
+        params.not_before = to_time(now - BACKDATE)?;
+        params.not_after = to_time(not_after)?;
+        let mut serial = crypto::random_bytes::<16>()?;
+        serial[0] &= 0x7f; // positive (RFC 5280 §4.1.2.2)
+        serial[0] |= 0x01; // and exactly 16 bytes long, whatever the RNG gave
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.subject_alt_names = crypto::sans(&dns, ips)?;
+        let cn = dns
+            .first()
+            .cloned()
+            .or_else(|| ips.first().map(IpAddr::to_string))
+            .unwrap_or_default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if server_auth {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        params.use_authority_key_identifier_extension = true;
+        let issuer =
+            Issuer::from_ca_cert_der(&self.int_der.as_slice().into(), self.key.to_rcgen())?;
+        let leaf = params.signed_by(spki, &issuer)?;
+        let leaf_der = leaf.der().to_vec();
+        let info = CertInfo::from_der(&leaf_der)?;
+        Ok(Issued {
+            chain_der: vec![leaf_der.clone(), self.int_der.clone()],
+            leaf_der,
+            serial_hex: info.serial_hex(),
+            not_after: info.not_after,
+        })
+    }
+}
+
+/// Parses and verifies a CSR (see [`LocalCa::verify_csr`]); needs no CA.
+pub fn verify_csr(csr_der: &[u8]) -> Result<Csr, Error> {
+    let info = crypto::parse_csr(csr_der).map_err(|e| Error::BadCsr(e.to_string()))?;
+    match info.key {
+        KeyStrength::P256 | KeyStrength::P384 | KeyStrength::Ed25519 => {}
+        KeyStrength::Rsa(bits) if bits >= 2048 => {}
+        KeyStrength::Rsa(bits) => {
+            return Err(Error::BadCsr(format!(
+                "RSA key of {bits} bits is too weak: at least 2048 bits required"
+            )))
+        }
+    }
+    crypto::verify_csr_signature(csr_der).map_err(|e| match e {
+        crypto::Error::BadSignature => {
+            Error::BadCsr("the CSR's signature does not verify (no proof of possession)".into())
+        }
+        other => Error::BadCsr(other.to_string()),
+    })?;
+    Ok(Csr {
+        subject_cn: info.subject_cn,
+        dns: info.dns,
+        ips: info.ips,
+        spki_der: info.spki_der,
+        der: info.der,
+    })
+}
+
+fn ca_params(cn: &str, now: i64, lifetime: i64) -> Result<CertificateParams, Error> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.not_before = to_time(now - BACKDATE)?;
+    p.not_after = to_time(now + lifetime)?;
+    let mut serial = crypto::random_bytes::<16>()?;
+    serial[0] &= 0x7f;
+    serial[0] |= 0x01;
+    p.serial_number = Some(SerialNumber::from_slice(&serial));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(p)
+}
+
+/// nameConstraints from the config. A name type with no allowed entry is excluded outright, since
+/// RFC 5280 §4.2.1.10 leaves a type with no permitted subtree unconstrained.
+fn rcgen_constraints(cfg: &config::Ca) -> NameConstraints {
+    let mut nc = NameConstraints {
+        permitted_subtrees: Vec::new(),
+        excluded_subtrees: Vec::new(),
+    };
+    for s in &cfg.allow_suffix {
+        nc.permitted_subtrees.push(GeneralSubtree::DnsName(
+            s.trim_start_matches('.').to_ascii_lowercase(),
+        ));
+    }
+    for (ip, len) in &cfg.allow_ip {
+        nc.permitted_subtrees
+            .push(GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(
+                *ip, *len,
+            )));
+    }
+    if cfg.allow_ip.is_empty() {
+        for any in ["0.0.0.0".parse(), "::".parse()].into_iter().flatten() {
+            nc.excluded_subtrees
+                .push(GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(
+                    any, 0,
+                )));
+        }
+    }
+    nc
+}
+
+fn to_time(unix: i64) -> Result<time::OffsetDateTime, Error> {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map_err(|e| Error::Crypto(crypto::Error::Build(format!("time {unix}: {e}"))))
+}
+
+/// Lower-cases a DNS name and checks its syntax (LDH labels, no wildcard, no trailing dot).
+fn normalize_dns(name: &str) -> Result<String, Error> {
+    let n = name.to_ascii_lowercase();
+    let ok = !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(n)
+    } else {
+        Err(Error::Policy(format!(
+            "{name:?} is not a valid DNS host name"
+        )))
+    }
+}
+
+/// RFC 5280 §4.2.1.10: a dNSName constraint matches the name itself and any name formed by
+/// adding labels to its left. Compared label-wise, so `evilsensors.example.com` is not inside
+/// `sensors.example.com`. An empty (or ".") suffix matches everything.
+pub fn dns_in_subtree(name: &str, suffix: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let suffix = suffix
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if suffix.is_empty() {
+        return true;
+    }
+    name == suffix || name.ends_with(&format!(".{suffix}"))
+}
+
+/// True when `ip` is inside `net/len` (address families must agree).
+pub fn ip_in_subnet(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    fn masked(a: &[u8], len: u8) -> Vec<u8> {
+        a.iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let bits = (len as usize).saturating_sub(i * 8).min(8);
+                if bits == 0 {
+                    0
+                } else {
+                    b & (0xffu8 << (8 - bits))
+                }
+            })
+            .collect()
+    }
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => masked(&a.octets(), len) == masked(&n.octets(), len),
+        (IpAddr::V6(a), IpAddr::V6(n)) => masked(&a.octets(), len) == masked(&n.octets(), len),
+        _ => false,
+    }
+}
+
+enum Name<'a> {
+    Dns(&'a str),
+    Ip(IpAddr),
+}
+
+/// RFC 5280 §4.2.1.10 for one name: not in any excluded subtree of its type, and inside some
+/// permitted subtree of its type when any exist.
+fn constraints_permit(c: &Constraints, name: &Name<'_>) -> bool {
+    let hit = |t: &Subtree| match (t, name) {
+        (Subtree::Dns(s), Name::Dns(n)) => Some(dns_in_subtree(n, s)),
+        (Subtree::Ip(net, len), Name::Ip(ip)) => Some(ip_in_subnet(*ip, *net, *len)),
+        _ => None,
+    };
+    if c.excluded.iter().any(|t| hit(t) == Some(true)) {
+        return false;
+    }
+    let same_type: Vec<bool> = c.permitted.iter().filter_map(hit).collect();
+    same_type.is_empty() || same_type.contains(&true)
+}
+
+#[cfg(test)]
+mod tests;
