@@ -49,8 +49,20 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    let _ = config;
+    let tail: Vec<String> = rest
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     match rest.first().and_then(|a| a.to_str()) {
+        Some("run") => match crate::config::Config::load(&config) {
+            Ok(cfg) => crate::daemon::cmd_run(&cfg, &tail),
+            Err(e) => {
+                print_error(&e);
+                2
+            }
+        },
+        Some("demo") => crate::daemon::cmd_demo(&tail),
         None | Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             0

@@ -183,13 +183,20 @@ impl Est {
             log::error!("{e}");
             Denial::new(500, "token store unreadable").device(&device)
         })?;
-        let grant = tokens
-            .check(&device, &token, now)
-            .map_err(|d| Denial::new(403, d.to_string()).device(&device).names(names.clone()))?;
-        if let Some(name) = names.iter().find(|n| !grant.names.iter().any(|g| g.eq_ignore_ascii_case(n))) {
-            return Err(Denial::new(403, format!("name {name} is not granted to this token"))
+        let grant = tokens.check(&device, &token, now).map_err(|d| {
+            Denial::new(403, d.to_string())
                 .device(&device)
-                .names(names));
+                .names(names.clone())
+        })?;
+        if let Some(name) = names
+            .iter()
+            .find(|n| !grant.names.iter().any(|g| g.eq_ignore_ascii_case(n)))
+        {
+            return Err(
+                Denial::new(403, format!("name {name} is not granted to this token"))
+                    .device(&device)
+                    .names(names),
+            );
         }
         let (issued, key_pem) = if keygen {
             let (key, issued) = self
@@ -200,23 +207,40 @@ impl Est {
         } else {
             let issued = self
                 .ca
-                .issue(&IssueRequest { csr, lifetime: None, server_auth: false }, now)
+                .issue(
+                    &IssueRequest {
+                        csr,
+                        lifetime: None,
+                        server_auth: false,
+                    },
+                    now,
+                )
                 .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
             (issued, None)
         };
         // One token, one enrollment: burn it before the certificate leaves.
         if let Err(e) = tokens.consume(&device, now) {
             log::error!("cannot consume the token of {device}: {e}");
-            return Err(Denial::new(500, "token store write failed").device(&device).names(names));
+            return Err(Denial::new(500, "token store write failed")
+                .device(&device)
+                .names(names));
         }
-        Ok(Granted { device, names, issued, key_pem })
+        Ok(Granted {
+            device,
+            names,
+            issued,
+            key_pem,
+        })
     }
 
     /// `simplereenroll`: the client's current certificate, from this CA and unexpired, and a CSR
     /// whose subject and SANs are identical to it (RFC 7030 §4.2.2).
     fn reenroll(&mut self, req: &Request, peer: &PeerInfo) -> Result<Granted, Denial> {
         let Some(leaf) = peer.certs.first() else {
-            return Err(Denial::new(403, "re-enrollment needs a TLS client certificate"));
+            return Err(Denial::new(
+                403,
+                "re-enrollment needs a TLS client certificate",
+            ));
         };
         let current = CertInfo::from_der(leaf.as_ref())
             .map_err(|e| Denial::new(403, format!("client certificate: {e}")))?;
@@ -227,15 +251,19 @@ impl Est {
             .unwrap_or_else(|| current.serial_hex());
         let cur_names = names_of(&current.dns_names, &current.ips);
         if !self.ca.issued_by_me(leaf.as_ref()) {
-            return Err(Denial::new(403, "client certificate was not issued by this CA")
-                .device(&device)
-                .names(cur_names));
+            return Err(
+                Denial::new(403, "client certificate was not issued by this CA")
+                    .device(&device)
+                    .names(cur_names),
+            );
         }
         let now = self.clock.now();
         if current.not_after <= now || current.not_before > now {
-            return Err(Denial::new(403, "client certificate is expired or not yet valid")
-                .device(&device)
-                .names(cur_names));
+            return Err(
+                Denial::new(403, "client certificate is expired or not yet valid")
+                    .device(&device)
+                    .names(cur_names),
+            );
         }
         let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
         let names = csr_names(&csr);
@@ -249,9 +277,21 @@ impl Est {
         }
         let issued = self
             .ca
-            .issue(&IssueRequest { csr, lifetime: None, server_auth: false }, now)
+            .issue(
+                &IssueRequest {
+                    csr,
+                    lifetime: None,
+                    server_auth: false,
+                },
+                now,
+            )
             .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
-        Ok(Granted { device, names, issued, key_pem: None })
+        Ok(Granted {
+            device,
+            names,
+            issued,
+            key_pem: None,
+        })
     }
 
     fn read_csr(&self, req: &Request) -> Result<Csr, Denial> {
@@ -408,7 +448,10 @@ fn b64_lines(der: &[u8]) -> String {
 /// RFC 7030 §4.1.3 / §4.2.3: `application/pkcs7-mime; smime-type=certs-only`, base64.
 fn certs_only_response(certs: &[Vec<u8>]) -> Response {
     Response::new(200)
-        .header("Content-Type", "application/pkcs7-mime; smime-type=certs-only")
+        .header(
+            "Content-Type",
+            "application/pkcs7-mime; smime-type=certs-only",
+        )
         .header("Content-Transfer-Encoding", "base64")
         .body(b64_lines(&pkcs7::certs_only(certs)).into_bytes())
 }
@@ -450,7 +493,10 @@ fn serverkeygen_response(key_pem: &str, issued: &Issued) -> Response {
         b64_lines(&pkcs7::certs_only(&issued.chain_der)),
     );
     Response::new(200)
-        .header("Content-Type", &format!("multipart/mixed; boundary={BOUNDARY}"))
+        .header(
+            "Content-Type",
+            &format!("multipart/mixed; boundary={BOUNDARY}"),
+        )
         .body(body.into_bytes())
 }
 
@@ -473,10 +519,19 @@ pub fn listener_identity(cfg: &Config, ca: &LocalCa, now: i64) -> Result<Listene
     let certs_dir = cfg.main.state_dir.join("certs");
     for c in cfg.certificates.iter().filter(|c| c.directory.is_some()) {
         if let Some(found) = live_identity(&certs_dir.join(&c.name), now, 0)? {
-            return Ok(ListenerIdentity { source: format!("acme:{}", c.name), ..found });
+            return Ok(ListenerIdentity {
+                source: format!("acme:{}", c.name),
+                ..found
+            });
         }
     }
-    ensure_local_set(&certs_dir.join(LOCAL_SET), ca, &listener_names(cfg, ca), now, None)
+    ensure_local_set(
+        &certs_dir.join(LOCAL_SET),
+        ca,
+        &listener_names(cfg, ca),
+        now,
+        None,
+    )
 }
 
 /// The names of every configured certificate that the local CA may issue for.
@@ -546,7 +601,11 @@ pub fn ensure_local_set(
 
 /// The live set in `dir`, if its key matches and it is still good: unexpired, and with
 /// `keep_fraction` > 0, more than 1/keep_fraction of its lifetime left.
-fn live_identity(dir: &Path, now: i64, keep_fraction: i64) -> Result<Option<ListenerIdentity>, Error> {
+fn live_identity(
+    dir: &Path,
+    now: i64,
+    keep_fraction: i64,
+) -> Result<Option<ListenerIdentity>, Error> {
     let Some((chain_pem, key_pem)) = SetDir::new(dir).read_live()? else {
         return Ok(None);
     };
@@ -556,9 +615,7 @@ fn live_identity(dir: &Path, now: i64, keep_fraction: i64) -> Result<Option<List
     };
     let key_ok = crypto::PrivateKey::from_pem(&key_pem).is_ok_and(|k| k.matches(&info));
     let left = info.not_after - now;
-    let good = key_ok
-        && left > 0
-        && (keep_fraction == 0 || left * keep_fraction > info.lifetime());
+    let good = key_ok && left > 0 && (keep_fraction == 0 || left * keep_fraction > info.lifetime());
     Ok(good.then(|| ListenerIdentity {
         chain_pem,
         key_pem,
