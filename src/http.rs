@@ -344,6 +344,10 @@ enum Phase {
     Reading,
     /// The answer is queued; flushing it out.
     Writing,
+    /// The answer is out and our side is shut: discard what the client still sends until it
+    /// closes, so unread bytes never turn the close into a RST that eats the answer
+    /// (RFC 9112 §9.6, "lingering close").
+    Draining,
     /// Done: close at the next sweep.
     Done,
 }
@@ -511,7 +515,7 @@ impl Server {
             .conns
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.phase == Phase::Reading)
+            .filter(|(_, c)| matches!(c.phase, Phase::Reading | Phase::Draining))
             .min_by_key(|(_, c)| c.deadline)
             .map(|(i, _)| i);
         match victim {
@@ -532,7 +536,9 @@ impl Conn {
             None => !self.outbuf.is_empty(),
         };
         let mut f = PollFlags::empty();
-        if self.phase == Phase::Reading || self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+        if matches!(self.phase, Phase::Reading | Phase::Draining)
+            || self.tls.as_ref().is_some_and(|t| t.is_handshaking())
+        {
             f |= PollFlags::IN;
         }
         if wants_write {
@@ -547,6 +553,10 @@ impl Conn {
 
     /// Reads what has arrived, answers a complete request, writes what is queued.
     fn drive(&mut self, handler: &mut dyn Handler, limits: &Limits) {
+        if self.phase == Phase::Draining {
+            self.drain();
+            return;
+        }
         if self.phase == Phase::Reading {
             let eof = match self.read_in(limits) {
                 Ok(eof) => eof,
@@ -688,8 +698,23 @@ impl Conn {
         }
         if self.phase == Phase::Writing {
             let _ = self.sock.shutdown(Shutdown::Write);
-            self.phase = Phase::Done;
+            self.phase = Phase::Draining;
+            self.drain();
         }
+    }
+
+    fn drain(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.sock.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.phase = Phase::Done;
     }
 }
 
