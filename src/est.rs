@@ -385,6 +385,11 @@ impl Handler for Est {
             Err(d) => Response::text(d.status, &d.reason),
         }
     }
+
+    fn rejected(&mut self, status: u16, reason: &str, peer: &PeerInfo) {
+        let outcome = Err(Denial::new(status, reason));
+        self.record("http", peer, &outcome);
+    }
 }
 
 fn ca_denial(e: &ca::Error) -> Denial {

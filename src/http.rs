@@ -217,6 +217,12 @@ fn reason(status: u16) -> &'static str {
 pub trait Handler {
     /// The response to `req` from `peer`.
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response;
+
+    /// Told when the server layer itself refused a request (431, 413, 411, 400) before
+    /// [`Handler::handle`] saw it, for audit trails. Does nothing by default.
+    fn rejected(&mut self, status: u16, reason: &str, peer: &PeerInfo) {
+        let _ = (status, reason, peer);
+    }
 }
 
 impl<F: FnMut(&Request, &PeerInfo) -> Response> Handler for F {
@@ -572,24 +578,31 @@ impl Conn {
                     return;
                 }
                 Parsed::Partial => {}
-                Parsed::Reject(resp) => self.queue(&resp),
+                Parsed::Reject(resp) => {
+                    let reason = String::from_utf8_lossy(&resp.body).trim().to_owned();
+                    handler.rejected(resp.status, &reason, &self.peer());
+                    self.queue(&resp)
+                }
                 Parsed::Complete(req) => {
-                    let peer = PeerInfo {
-                        addr: self.addr,
-                        tls: self.tls.is_some(),
-                        certs: self
-                            .tls
-                            .as_ref()
-                            .and_then(|t| t.peer_certificates())
-                            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                            .unwrap_or_default(),
-                    };
-                    let resp = handler.handle(&req, &peer);
+                    let resp = handler.handle(&req, &self.peer());
                     self.queue(&resp);
                 }
             }
         }
         self.write_out();
+    }
+
+    fn peer(&self) -> PeerInfo {
+        PeerInfo {
+            addr: self.addr,
+            tls: self.tls.is_some(),
+            certs: self
+                .tls
+                .as_ref()
+                .and_then(|t| t.peer_certificates())
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default(),
+        }
     }
 
     /// Pulls bytes off the socket into `inbuf` (through TLS when on). `Ok(true)` when the

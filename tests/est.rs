@@ -444,3 +444,261 @@ fn mutual_tls(g: &Gatecert, leaf_key: &Path) {
         "server saw no client cert: {out}{err}"
     );
 }
+
+/// Every refusal: the status code the client sees AND the audit line the operator sees.
+#[test]
+fn denial_matrix() {
+    let g = Gatecert::start("deny");
+    let d = &g.dir;
+    let ct = "Content-Type: application/pkcs10";
+
+    // Reused token: the first enrollment works, the second is refused.
+    let a = "sensor-a.sensors.local";
+    let token = g.token("sensor-a", &[a]);
+    let (key_a, csr_a) = make_csr(d, "a", "ec:P-256", a, &[a]);
+    let (code, _, body) = g.enroll("sensor-a", &token, &csr_a);
+    assert_eq!(code, 200);
+    let chain_a = p7_to_pem(d, "a", &body);
+    std::fs::write(g.path("a.chain.pem"), &chain_a).unwrap();
+    let (code, _, _) = g.enroll("sensor-a", &token, &csr_a);
+    assert_eq!(code, 403);
+    g.assert_audit("est.deny", &["sensor-a", "token already used", "403"]);
+
+    // Expired token: made two hours ago, good for one.
+    let e = "sensor-e.sensors.local";
+    let token = g.token_at("sensor-e", &[e], 3600, now() - 7200);
+    let (_, csr) = make_csr(d, "e", "ec:P-256", e, &[e]);
+    assert_eq!(g.enroll("sensor-e", &token, &csr).0, 403);
+    g.assert_audit("est.deny", &["sensor-e", "token expired"]);
+
+    // Revoked token.
+    let r = "sensor-r.sensors.local";
+    let token = g.token("sensor-r", &[r]);
+    assert!(Tokens::open(&g.state().join("tokens.json"))
+        .unwrap()
+        .revoke("sensor-r")
+        .unwrap());
+    let (_, csr) = make_csr(d, "r", "ec:P-256", r, &[r]);
+    assert_eq!(g.enroll("sensor-r", &token, &csr).0, 403);
+    g.assert_audit("est.deny", &["sensor-r", "token revoked"]);
+
+    // Wrong device: sensor-w1's token presented as sensor-w2.
+    let w1 = "sensor-w1.sensors.local";
+    let token_w1 = g.token("sensor-w1", &[w1]);
+    let _ = g.token("sensor-w2", &["sensor-w2.sensors.local"]);
+    let (_, csr) = make_csr(d, "w", "ec:P-256", w1, &[w1]);
+    assert_eq!(g.enroll("sensor-w2", &token_w1, &csr).0, 403);
+    g.assert_audit("est.deny", &["sensor-w2", "wrong token"]);
+
+    // A name the token does not grant.
+    let token = g.token("sensor-n", &["sensor-n.sensors.local"]);
+    let (_, csr) = make_csr(
+        d,
+        "n",
+        "ec:P-256",
+        "other.sensors.local",
+        &["other.sensors.local"],
+    );
+    assert_eq!(g.enroll("sensor-n", &token, &csr).0, 403);
+    g.assert_audit(
+        "est.deny",
+        &["sensor-n", "other.sensors.local", "not granted"],
+    );
+
+    // A name the token grants but the CA's constraints do not allow.
+    let token = g.token("sensor-x", &["evil.example.com"]);
+    let (_, csr) = make_csr(
+        d,
+        "x",
+        "ec:P-256",
+        "evil.example.com",
+        &["evil.example.com"],
+    );
+    assert_eq!(g.enroll("sensor-x", &token, &csr).0, 403);
+    g.assert_audit("est.deny", &["sensor-x", "evil.example.com", "policy"]);
+
+    // A CSR whose signature does not verify (last byte of the signature flipped).
+    let b = "sensor-b.sensors.local";
+    let token = g.token("sensor-b", &[b]);
+    let (_, _) = make_csr(d, "b", "ec:P-256", b, &[b]);
+    let mut der = std::fs::read(g.path("b.csr.der")).unwrap();
+    *der.last_mut().unwrap() ^= 0x01;
+    std::fs::write(g.path("b.bad.b64"), b64_encode(&der)).unwrap();
+    let (code, _, body) = g.enroll("sensor-b", &token, &g.path("b.bad.b64"));
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+    g.assert_audit("est.deny", &["sensor-b", "bad CSR", "400"]);
+
+    // An RSA-1024 key.
+    let (_, csr) = make_csr(d, "rsa", "rsa:1024", b, &[b]);
+    let (code, _, body) = g.enroll("sensor-b", &token, &csr);
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("1024"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    g.assert_audit("est.deny", &["sensor-b", "1024"]);
+
+    // Re-enrollment with a certificate from a foreign CA.
+    let fkey = g.path("foreign.key");
+    let fcert = g.path("foreign.pem");
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={a}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{a}"),
+        ])
+        .args(["-days", "1", "-keyout"])
+        .arg(&fkey)
+        .arg("-out")
+        .arg(&fcert));
+    let (_, csr) = make_csr(d, "f", "ec:P-256", a, &[a]);
+    let data = format!("@{}", csr.display());
+    let (code, _, _) = g.curl(
+        "simplereenroll",
+        &[
+            "--cert",
+            fcert.to_str().unwrap(),
+            "--key",
+            fkey.to_str().unwrap(),
+            "--data-binary",
+            &data,
+            "-H",
+            ct,
+        ],
+    );
+    assert_eq!(code, 403);
+    g.assert_audit("est.deny", &["simplereenroll", "not issued by this CA"]);
+
+    // Re-enrollment asking for different names than the current certificate.
+    let (_, csr) = make_csr(
+        d,
+        "a2",
+        "ec:P-256",
+        "sensor-z.sensors.local",
+        &["sensor-z.sensors.local"],
+    );
+    let data = format!("@{}", csr.display());
+    let (code, _, _) = g.curl(
+        "simplereenroll",
+        &[
+            "--cert",
+            g.path("a.chain.pem").to_str().unwrap(),
+            "--key",
+            key_a.to_str().unwrap(),
+            "--data-binary",
+            &data,
+            "-H",
+            ct,
+        ],
+    );
+    assert_eq!(code, 403);
+    g.assert_audit(
+        "est.deny",
+        &["simplereenroll", "sensor-z.sensors.local", "differ"],
+    );
+
+    // Re-enrollment without a client certificate.
+    let (code, _, _) = g.curl("simplereenroll", &["--data-binary", &data, "-H", ct]);
+    assert_eq!(code, 403);
+    g.assert_audit(
+        "est.deny",
+        &["simplereenroll", "needs a TLS client certificate"],
+    );
+
+    // No credentials: 401 with the challenge.
+    let (_, csr) = make_csr(d, "u", "ec:P-256", a, &[a]);
+    let data = format!("@{}", csr.display());
+    let (code, headers, _) = g.curl("simpleenroll", &["--data-binary", &data, "-H", ct]);
+    assert_eq!(code, 401);
+    assert!(
+        headers.contains("WWW-Authenticate: Basic realm=\"gatecert\""),
+        "{headers}"
+    );
+    g.assert_audit("est.deny", &["simpleenroll", "no credentials", "401"]);
+
+    // Malformed base64.
+    let token = g.token("sensor-m", &["sensor-m.sensors.local"]);
+    let user = format!("sensor-m:{token}");
+    let (code, _, _) = g.curl(
+        "simpleenroll",
+        &["-u", &user, "--data-binary", "!!not*base64!!", "-H", ct],
+    );
+    assert_eq!(code, 400);
+    g.assert_audit("est.deny", &["sensor-m", "not base64"]);
+
+    // An oversized body, refused from Content-Length before it is read.
+    std::fs::write(g.path("big"), "A".repeat(20_000)).unwrap();
+    let data = format!("@{}", g.path("big").display());
+    let (code, _, _) = g.curl(
+        "simpleenroll",
+        &["-u", &user, "--data-binary", &data, "-H", ct],
+    );
+    assert_eq!(code, 413);
+    g.assert_audit("est.deny", &["413", "body larger than"]);
+
+    // The token never reached the log, and the hash chain verifies.
+    assert!(!g.audit().contains(&token));
+    let report = gatecert::audit::Audit::verify(&g.state().join("audit.log")).unwrap();
+    assert!(report.ok(), "{report:?}");
+}
+
+/// 200 idle TCP connections (three times `max_connections`) while curl enrolls.
+#[test]
+fn idle_connections_do_not_stall_enrollment() {
+    let g = Gatecert::start("slow");
+    let idle: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", g.port)).ok())
+        .collect();
+    assert!(idle.len() >= 150, "only {} connections opened", idle.len());
+    // Some of them half a request, byte by byte (slowloris).
+    for mut s in idle.iter().take(20) {
+        let _ = s.write_all(b"POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: x\r\n");
+    }
+    let name = "sensor-s.sensors.local";
+    let token = g.token("sensor-s", &[name]);
+    let (_, csr) = make_csr(&g.dir, "s", "ec:P-256", name, &[name]);
+    let t = Instant::now();
+    let (code, _, body) = g.enroll("sensor-s", &token, &csr);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    drop(idle);
+}
+
+/// SIGHUP reloads and keeps serving; SIGTERM stops with exit 0.
+#[test]
+fn sighup_reloads_and_sigterm_exits_zero() {
+    let mut g = Gatecert::start("signals");
+    let pid = g.child.id().to_string();
+    run(Command::new("kill").args(["-HUP", &pid]));
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, _, _) = g.curl("cacerts", &[]);
+    assert_eq!(code, 200);
+    run(Command::new("kill").args(["-TERM", &pid]));
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = g.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
