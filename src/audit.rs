@@ -381,5 +381,10 @@ fn read_head(path: &Path) -> Result<Option<String>, Error> {
     Ok(store::read_optional(&head_path(path))?.map(|s| s.trim().to_string()))
 }
 
+/// `<state_dir>/audit.log`.
+pub fn path_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("audit.log")
+}
+
 #[cfg(test)]
 mod tests;

@@ -363,13 +363,13 @@ impl LocalCa {
         if now >= int.not_after {
             return Err(Error::Install("the certificate has expired".into()));
         }
-        let Some(root) = certs.get(1) else {
+        if certs.len() < 2 {
             return Err(Error::Install(
                 "no issuer certificate: append the operator's root (and any intermediates) after \
                  the intermediate in the file"
                     .into(),
             ));
-        };
+        }
         for pair in certs.windows(2) {
             if !crypto::signed_by(&pair[0], &pair[1]) {
                 return Err(Error::Install(
@@ -403,9 +403,9 @@ impl LocalCa {
                 )));
             }
         }
-        let root_pem: String =
-            crypto::certs_to_pem(certs[1..].iter().rev().take(1).map(|c| c.as_ref()));
-        let _ = root;
+        // The operator's root is the last certificate; intermediates between are not kept.
+        let root = &certs[certs.len() - 1];
+        let root_pem = crypto::pem_block("CERTIFICATE", root);
         store::write_atomic(&dir.join(INT_KEY), key.to_pem().as_bytes(), store::SECRET)?;
         store::write_atomic(&dir.join(ROOT_CERT), root_pem.as_bytes(), store::PUBLIC)?;
         store::write_atomic(
@@ -643,10 +643,21 @@ pub fn verify_csr(csr_der: &[u8]) -> Result<Csr, Error> {
         }
         other => Error::BadCsr(other.to_string()),
     })?;
+    let (mut dns, mut ips) = (info.dns, info.ips);
+    // A CSR with no SAN (common with `openssl req -subj /CN=..`): the CN is the one name asked
+    // for. It still goes through the same policy in `issue`.
+    if dns.is_empty() && ips.is_empty() {
+        if let Some(cn) = &info.subject_cn {
+            match cn.parse::<IpAddr>() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => dns.push(cn.clone()),
+            }
+        }
+    }
     Ok(Csr {
         subject_cn: info.subject_cn,
-        dns: info.dns,
-        ips: info.ips,
+        dns,
+        ips,
         spki_der: info.spki_der,
         der: info.der,
     })

@@ -55,13 +55,22 @@ pub fn main() -> i32 {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     match rest.first().and_then(|a| a.to_str()) {
-        Some("run") => match crate::config::Config::load(&config) {
-            Ok(cfg) => crate::daemon::cmd_run(&cfg, &tail),
-            Err(e) => {
-                print_error(&e);
-                2
+        Some(cmd @ ("run" | "ca" | "token" | "audit" | "leaves")) => {
+            let cfg = match crate::config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    print_error(&e);
+                    return 2;
+                }
+            };
+            match cmd {
+                "run" => crate::daemon::cmd_run(&cfg, &tail),
+                "ca" => crate::admin::cmd_ca(&cfg, &tail),
+                "token" => crate::admin::cmd_token(&cfg, &tail),
+                "audit" => crate::admin::cmd_audit(&cfg, &tail),
+                _ => crate::admin::cmd_leaves(&cfg, &tail),
             }
-        },
+        }
         Some("demo") => crate::daemon::cmd_demo(&tail),
         None | Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

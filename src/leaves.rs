@@ -115,6 +115,11 @@ impl Inventory {
     }
 }
 
+/// `<state_dir>/leaves.json`.
+pub fn path_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("leaves.json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@
 //!   [`daemon`]: `gatecert run` and `gatecert demo`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod ca;
 pub mod cli;

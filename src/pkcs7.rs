@@ -186,7 +186,7 @@ mod tests {
     fn long_lengths_round_trip() {
         // A fake "certificate" SEQUENCE of 70000 bytes exercises the 3-byte length form.
         let big = tlv(SEQUENCE, &vec![0u8; 70_000]);
-        let der = certs_only(&[big.clone()]);
+        let der = certs_only(std::slice::from_ref(&big));
         assert_eq!(parse_certs_only(&der).unwrap(), vec![big]);
     }
 

@@ -302,6 +302,11 @@ pub fn parse_duration(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// `<state_dir>/tokens.json`.
+pub fn path_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("tokens.json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

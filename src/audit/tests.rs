@@ -1,1 +1,199 @@
 use super::*;
+
+const NOW: i64 = 1_795_867_200;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gatecert-audit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d.join("audit.log")
+}
+
+fn write_events(path: &Path, n: usize, max: u64) {
+    let mut a = Audit::open(path, max).unwrap();
+    for i in 0..n {
+        a.append(
+            NOW + i as i64,
+            "issue",
+            serde_json::json!({"device": format!("s{i}"), "serial": format!("{i:032X}")}),
+        )
+        .unwrap();
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn rewrite(path: &Path, lines: &[String]) {
+    let mut s = lines.join("\n");
+    s.push('\n');
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn intact_log_verifies_and_lines_chain() {
+    let path = tmp("ok");
+    write_events(&path, 5, DEFAULT_MAX_BYTES);
+    // Reopening continues the chain.
+    write_events(&path, 2, DEFAULT_MAX_BYTES);
+    let r = Audit::verify(&path).unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.lines, 7);
+    let l = lines(&path);
+    let first: serde_json::Value = serde_json::from_str(&l[0]).unwrap();
+    assert_eq!(first["prev"], GENESIS);
+    assert_eq!(first["event"], "issue");
+    assert_eq!(first["ts"], NOW);
+    assert_eq!(first["device"], "s0");
+    let second: serde_json::Value = serde_json::from_str(&l[1]).unwrap();
+    assert_eq!(
+        second["prev"],
+        crypto::hex(&crypto::sha256(l[0].as_bytes()))
+    );
+}
+
+#[test]
+fn a_flipped_byte_is_caught_with_its_line() {
+    let path = tmp("flip");
+    write_events(&path, 5, DEFAULT_MAX_BYTES);
+    let mut l = lines(&path);
+    l[2] = l[2].replace("\"s2\"", "\"s9\"");
+    rewrite(&path, &l);
+    let r = Audit::verify(&path).unwrap();
+    assert!(!r.ok());
+    // The edited line 3 is betrayed by line 4's prev.
+    assert_eq!(r.problems[0].line, 4, "{:?}", r.problems);
+}
+
+#[test]
+fn editing_the_last_line_is_caught_by_the_head() {
+    let path = tmp("last");
+    write_events(&path, 3, DEFAULT_MAX_BYTES);
+    let mut l = lines(&path);
+    l[2] = l[2].replace("\"s2\"", "\"s7\"");
+    rewrite(&path, &l);
+    let r = Audit::verify(&path).unwrap();
+    assert!(!r.ok());
+}
+
+#[test]
+fn a_deleted_line_is_caught() {
+    for victim in [0, 2, 4] {
+        let path = tmp(&format!("del{victim}"));
+        write_events(&path, 5, DEFAULT_MAX_BYTES);
+        let mut l = lines(&path);
+        l.remove(victim);
+        rewrite(&path, &l);
+        let r = Audit::verify(&path).unwrap();
+        assert!(!r.ok(), "deleting line {} went unnoticed", victim + 1);
+        if victim < 4 {
+            assert_eq!(r.problems[0].line, victim + 1, "{:?}", r.problems);
+        }
+    }
+}
+
+#[test]
+fn truncation_is_caught() {
+    // Whole lines cut off the end: the head file remembers.
+    let path = tmp("trunc");
+    write_events(&path, 5, DEFAULT_MAX_BYTES);
+    let l = lines(&path);
+    rewrite(&path, &l[..3]);
+    let r = Audit::verify(&path).unwrap();
+    assert!(!r.ok());
+    assert!(
+        r.problems[0].what.contains("removed from the end"),
+        "{:?}",
+        r.problems
+    );
+    // Emptied entirely.
+    std::fs::write(&path, "").unwrap();
+    assert!(!Audit::verify(&path).unwrap().ok());
+}
+
+#[test]
+fn a_torn_line_is_reported_repaired_and_reopen_recovers() {
+    let path = tmp("torn");
+    write_events(&path, 3, DEFAULT_MAX_BYTES);
+    let full = std::fs::read(&path).unwrap();
+    let mut torn = full.clone();
+    let tail = b"{\"ts\":1,\"event\":\"iss";
+    torn.extend(tail);
+    std::fs::write(&path, &torn).unwrap();
+    let r = Audit::verify(&path).unwrap();
+    assert_eq!(r.torn_at, Some(full.len() as u64));
+    assert!(r.problems.iter().any(|p| p.what.contains("torn")));
+    assert_eq!(Audit::repair(&path).unwrap(), tail.len() as u64);
+    assert_eq!(std::fs::read(&path).unwrap(), full);
+    assert!(Audit::verify(&path).unwrap().ok());
+    assert_eq!(Audit::repair(&path).unwrap(), 0);
+
+    // Opening a torn log cuts the tail and records a repair event; the chain stays intact.
+    std::fs::write(&path, &torn).unwrap();
+    write_events(&path, 1, DEFAULT_MAX_BYTES);
+    let r = Audit::verify(&path).unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
+    let l = lines(&path);
+    assert!(l[3].contains("\"event\":\"repair\""));
+    assert_eq!(l.len(), 5);
+}
+
+#[test]
+fn rotation_keeps_the_chain_across_files() {
+    let path = tmp("rotate");
+    // ~150 bytes a line: 1 KiB files rotate every few lines.
+    write_events(&path, 40, 1024);
+    let one = rotated(&path, 1);
+    let two = rotated(&path, 2);
+    assert!(one.exists() && two.exists());
+    assert!(!rotated(&path, 3).exists());
+    for p in [&path, &one, &two] {
+        assert!(std::fs::metadata(p).unwrap().len() <= 1024);
+    }
+    let r = Audit::verify(&path).unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.files, vec![two.clone(), one.clone(), path.clone()]);
+    let first_of_current: serde_json::Value = serde_json::from_str(&lines(&path)[0]).unwrap();
+    assert_eq!(first_of_current["event"], "rotate");
+    let last_of_one = lines(&one).pop().unwrap();
+    assert_eq!(
+        first_of_current["prev"],
+        crypto::hex(&crypto::sha256(last_of_one.as_bytes()))
+    );
+
+    // Tampering with a rotated file is caught there.
+    let mut l = lines(&one);
+    l[1] = l[1].replace("issue", "issuX");
+    rewrite(&one, &l);
+    let r = Audit::verify(&path).unwrap();
+    assert!(!r.ok());
+    assert_eq!(r.problems[0].path, one);
+    assert_eq!(r.problems[0].line, 3);
+}
+
+#[test]
+fn removing_a_rotated_file_in_the_middle_is_caught() {
+    let path = tmp("gap");
+    write_events(&path, 40, 1024);
+    let one = rotated(&path, 1);
+    std::fs::remove_file(&one).unwrap();
+    let r = Audit::verify(&path).unwrap();
+    assert!(!r.ok());
+    assert_eq!(r.problems[0].path, path);
+    assert_eq!(r.problems[0].line, 1);
+}
+
+#[test]
+fn fields_must_be_an_object() {
+    let path = tmp("fields");
+    let mut a = Audit::open(&path, DEFAULT_MAX_BYTES).unwrap();
+    assert!(matches!(
+        a.append(NOW, "x", serde_json::json!([1])),
+        Err(Error::Fields)
+    ));
+}

@@ -1,0 +1,609 @@
+//! The operator's commands for the leaf side: `ca`, `token`, `audit` and `leaves`.
+//!
+//! Each takes the typed [`Config`] and the arguments after the command word, and returns the
+//! exit code (0 done, 2 error). Errors go through [`cli::print_error`]; secrets are printed only
+//! where the operator asked for them (`token add` prints the new token once).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use crate::audit::{self, Audit};
+use crate::ca::{self, IssueRequest, LocalCa};
+use crate::cli;
+use crate::clock;
+use crate::config::Config;
+use crate::crypto::{self, CertInfo, Subtree};
+use crate::leaves::{self, Inventory, Leaf, Source};
+use crate::store;
+use crate::token::{self, Tokens};
+
+/// A usage or argument error, printed like any other error.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn usage(msg: impl Into<String>) -> Box<dyn std::error::Error> {
+    Box::new(Usage(msg.into()))
+}
+
+fn finish(r: Res) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            cli::print_error(e.as_ref());
+            2
+        }
+    }
+}
+
+/// `gatecert ca init|csr|install|show|sign`.
+pub fn cmd_ca(cfg: &Config, args: &[String]) -> i32 {
+    let now = clock::from_env().now();
+    let state = &cfg.main.state_dir;
+    let dir = LocalCa::dir_in(state);
+    let rest = args.get(1..).unwrap_or_default();
+    finish(match args.first().map(String::as_str) {
+        Some("init") => ca_init(cfg, &dir, now),
+        Some("csr") => ca_csr(cfg, &dir, rest),
+        Some("install") => ca_install(cfg, &dir, rest, now),
+        Some("show") => ca_show(cfg, &dir),
+        Some("sign") => ca_sign(cfg, &dir, rest, now),
+        _ => Err(usage(
+            "usage: gatecert ca init | csr [--out FILE] | install CERT | show | \
+             sign --csr FILE [--days N | --lifetime 24h] [--server-auth] [--out FILE]",
+        )),
+    })
+}
+
+fn audit_event(cfg: &Config, now: i64, event: &str, fields: serde_json::Value) -> Res {
+    let path = audit::path_in(&cfg.main.state_dir);
+    Audit::open(&path, audit::DEFAULT_MAX_BYTES)?.append(now, event, fields)?;
+    Ok(())
+}
+
+fn ca_init(cfg: &Config, dir: &Path, now: i64) -> Res {
+    store::private_dir(&cfg.main.state_dir)?;
+    let ca = LocalCa::init(dir, &cfg.ca, now)?;
+    let root = &ca.chain_der()[ca.chain_der().len() - 1];
+    let fp = fingerprint(root);
+    audit_event(
+        cfg,
+        now,
+        "ca-init",
+        serde_json::json!({"root_sha256": fp, "allow_suffix": cfg.ca.allow_suffix}),
+    )?;
+    println!("local CA created in {}", dir.display());
+    println!("root SHA-256 fingerprint: {fp}");
+    println!(
+        "distribute {} to the sensors as their trust anchor",
+        dir.join("root.pem").display()
+    );
+    Ok(())
+}
+
+fn ca_csr(cfg: &Config, dir: &Path, args: &[String]) -> Res {
+    let mut out: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--out" | "-o" => {
+                out = Some(it.next().ok_or_else(|| usage("--out needs a FILE"))?.into())
+            }
+            other => return Err(usage(format!("ca csr: unexpected argument {other:?}"))),
+        }
+    }
+    store::private_dir(&cfg.main.state_dir)?;
+    let pem = LocalCa::pending_csr(dir, &cfg.ca)?;
+    match out {
+        Some(path) => {
+            store::write_atomic(&path, pem.as_bytes(), store::PUBLIC)?;
+            eprintln!("CSR written to {}", path.display());
+        }
+        None => print!("{pem}"),
+    }
+    eprintln!(
+        "have your root sign it as a CA with pathlen 0 and nameConstraints permitting {:?}, \
+         then run `gatecert ca install CERT` (CERT = the intermediate followed by your root)",
+        cfg.ca.allow_suffix
+    );
+    Ok(())
+}
+
+fn ca_install(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
+    let [file] = args else {
+        return Err(usage("usage: gatecert ca install CERT"));
+    };
+    let pem = store::read(Path::new(file))?;
+    let ca = LocalCa::install(dir, &cfg.ca, &pem, now)?;
+    let fp = fingerprint(&ca.intermediate().der);
+    audit_event(
+        cfg,
+        now,
+        "ca-install",
+        serde_json::json!({"intermediate_sha256": fp}),
+    )?;
+    println!("intermediate installed: {}", ca.intermediate().subject);
+    Ok(())
+}
+
+fn ca_show(cfg: &Config, dir: &Path) -> Res {
+    let ca = LocalCa::open(dir, &cfg.ca)?;
+    let chain = ca.chain_der();
+    for (label, der) in ["intermediate", "root"].iter().zip(chain.iter()) {
+        let info = CertInfo::from_der(der)?;
+        println!("{label}:");
+        println!("  subject:     {}", info.subject);
+        println!("  issuer:      {}", info.issuer);
+        println!("  serial:      {}", info.serial_hex());
+        println!(
+            "  validity:    {} .. {}",
+            crypto::rfc3339(info.not_before),
+            crypto::rfc3339(info.not_after)
+        );
+        println!("  SHA-256:     {}", fingerprint(der));
+        if let Some(n) = crypto::path_len(der) {
+            println!("  pathlen:     {n}");
+        }
+        if let Some(nc) = crypto::name_constraints(der)? {
+            println!("  permitted:   {}", subtrees(&nc.permitted));
+            println!("  excluded:    {}", subtrees(&nc.excluded));
+        }
+    }
+    Ok(())
+}
+
+fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
+    let mut csr_file = None;
+    let mut out: Option<PathBuf> = None;
+    let mut lifetime = None;
+    let mut server_auth = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| usage(format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--csr" => csr_file = Some(PathBuf::from(val("--csr")?)),
+            "--out" | "-o" => out = Some(PathBuf::from(val("--out")?)),
+            "--days" => {
+                let d: u64 = val("--days")?
+                    .parse()
+                    .map_err(|_| usage("--days needs a whole number"))?;
+                lifetime = Some(d.saturating_mul(86_400));
+            }
+            "--lifetime" => {
+                let v = val("--lifetime")?;
+                lifetime = Some(
+                    token::parse_duration(&v)
+                        .ok_or_else(|| usage(format!("--lifetime {v:?}: use e.g. 24h or 7d")))?,
+                );
+            }
+            "--server-auth" => server_auth = true,
+            other => return Err(usage(format!("ca sign: unexpected argument {other:?}"))),
+        }
+    }
+    let csr_file = csr_file.ok_or_else(|| usage("ca sign needs --csr FILE"))?;
+    let raw = std::fs::read(&csr_file).map_err(store::io_err("read", &csr_file))?;
+    let der = csr_der(&raw).ok_or_else(|| {
+        usage(format!(
+            "{}: neither a PEM CERTIFICATE REQUEST nor DER",
+            csr_file.display()
+        ))
+    })?;
+    let ca = LocalCa::open(dir, &cfg.ca)?;
+    let csr = ca.verify_csr(&der)?;
+    let device = csr
+        .dns
+        .first()
+        .cloned()
+        .or_else(|| csr.ips.first().map(IpAddr::to_string))
+        .unwrap_or_default();
+    let names = names_of(&csr.dns, &csr.ips);
+    let req = IssueRequest {
+        csr,
+        lifetime,
+        server_auth,
+    };
+    let issued = match ca.issue(&req, now) {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = audit_event(
+                cfg,
+                now,
+                "deny",
+                serde_json::json!({"via": "cli", "device": device, "names": names, "reason": e.to_string()}),
+            );
+            return Err(e.into());
+        }
+    };
+    audit_event(
+        cfg,
+        now,
+        "issue",
+        serde_json::json!({"via": "cli", "device": device, "names": names,
+            "serial": issued.serial_hex, "not_after": issued.not_after}),
+    )?;
+    Inventory::open(&leaves::path_in(&cfg.main.state_dir))?.record(Leaf {
+        device,
+        names,
+        serial: issued.serial_hex.clone(),
+        not_after: issued.not_after,
+        source: Source::Local,
+        issued_at: now,
+    })?;
+    let pem = crypto::certs_to_pem(issued.chain_der.iter().map(Vec::as_slice));
+    match out {
+        Some(path) => {
+            store::write_atomic(&path, pem.as_bytes(), store::PUBLIC)?;
+            eprintln!(
+                "certificate {} written to {}",
+                issued.serial_hex,
+                path.display()
+            );
+        }
+        None => print!("{pem}"),
+    }
+    Ok(())
+}
+
+/// `gatecert token add DEVICE --name N [--name ..] [--ttl 7d] [--uses 1] | list | revoke DEVICE`.
+pub fn cmd_token(cfg: &Config, args: &[String]) -> i32 {
+    let now = clock::from_env().now();
+    let rest = args.get(1..).unwrap_or_default();
+    finish(match args.first().map(String::as_str) {
+        Some("add") => token_add(cfg, rest, now),
+        Some("list") => token_list(cfg, now),
+        Some("revoke") => token_revoke(cfg, rest, now),
+        _ => Err(usage(
+            "usage: gatecert token add DEVICE --name N [--name N..] [--ttl 7d] [--uses 1] | list | revoke DEVICE",
+        )),
+    })
+}
+
+fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
+    let mut device = None;
+    let mut names = Vec::new();
+    let mut ttl = 7 * 86_400;
+    let mut uses = 1u32;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| usage(format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--name" => names.push(val("--name")?.to_ascii_lowercase()),
+            "--ttl" => {
+                let v = val("--ttl")?;
+                ttl = token::parse_duration(&v)
+                    .ok_or_else(|| usage(format!("--ttl {v:?}: use e.g. 1h or 7d")))?;
+            }
+            "--uses" => {
+                uses = val("--uses")?
+                    .parse()
+                    .map_err(|_| usage("--uses needs a whole number"))?;
+            }
+            s if s.starts_with('-') => {
+                return Err(usage(format!("token add: unknown option {s:?}")))
+            }
+            s if device.is_none() => device = Some(s.to_string()),
+            s => return Err(usage(format!("token add: unexpected argument {s:?}"))),
+        }
+    }
+    let device = device.ok_or_else(|| usage("token add needs a DEVICE"))?;
+    if names.is_empty() {
+        return Err(usage("token add needs at least one --name"));
+    }
+    for n in &names {
+        let allowed = match n.parse::<IpAddr>() {
+            Ok(ip) => cfg
+                .ca
+                .allow_ip
+                .iter()
+                .any(|(net, len)| ca::ip_in_subnet(ip, *net, *len)),
+            Err(_) => cfg.ca.allow_suffix.iter().any(|s| ca::dns_in_subtree(n, s)),
+        };
+        if !allowed {
+            return Err(usage(format!(
+                "--name {n:?} is outside allow_suffix {:?} / allow_ip; the CA would refuse it",
+                cfg.ca.allow_suffix
+            )));
+        }
+    }
+    store::private_dir(&cfg.main.state_dir)?;
+    let mut tokens = Tokens::open(&token::path_in(&cfg.main.state_dir))?;
+    let tok = tokens.add(&device, &names, ttl, uses, now)?;
+    audit_event(
+        cfg,
+        now,
+        "token-add",
+        serde_json::json!({"device": device, "names": names, "expires": now + ttl as i64, "uses": uses}),
+    )?;
+    eprintln!(
+        "token for {device} (expires {}, {uses} use(s)); it is shown only now:",
+        crypto::rfc3339(now + ttl as i64)
+    );
+    println!("{tok}");
+    Ok(())
+}
+
+fn token_list(cfg: &Config, now: i64) -> Res {
+    let tokens = Tokens::open(&token::path_in(&cfg.main.state_dir))?;
+    println!(
+        "{:<20} {:<21} {:>4} {:<8} NAMES",
+        "DEVICE", "EXPIRES", "USES", "STATE"
+    );
+    for t in tokens.list() {
+        let state = if t.revoked {
+            "revoked"
+        } else if now >= t.expires {
+            "expired"
+        } else if t.uses_left == 0 {
+            "used"
+        } else {
+            "valid"
+        };
+        println!(
+            "{:<20} {:<21} {:>4} {:<8} {}",
+            t.device,
+            crypto::rfc3339(t.expires),
+            t.uses_left,
+            state,
+            t.names.join(",")
+        );
+    }
+    Ok(())
+}
+
+fn token_revoke(cfg: &Config, args: &[String], now: i64) -> Res {
+    let [device] = args else {
+        return Err(usage("usage: gatecert token revoke DEVICE"));
+    };
+    let mut tokens = Tokens::open(&token::path_in(&cfg.main.state_dir))?;
+    if !tokens.revoke(device)? {
+        return Err(usage(format!("no token for device {device:?}")));
+    }
+    audit_event(
+        cfg,
+        now,
+        "token-revoke",
+        serde_json::json!({"device": device}),
+    )?;
+    println!("token for {device} revoked");
+    Ok(())
+}
+
+/// `gatecert audit verify [--repair]`. Exit 0 when the chain is intact.
+pub fn cmd_audit(cfg: &Config, args: &[String]) -> i32 {
+    let repair = match args {
+        [v] if v == "verify" => false,
+        [v, r] if v == "verify" && r == "--repair" => true,
+        _ => return finish(Err(usage("usage: gatecert audit verify [--repair]"))),
+    };
+    let path = audit::path_in(&cfg.main.state_dir);
+    finish((|| -> Res {
+        let mut report = Audit::verify(&path)?;
+        if repair && report.torn_at.is_some() {
+            let cut = Audit::repair(&path)?;
+            println!("{}: cut a torn last line of {cut} bytes", path.display());
+            report = Audit::verify(&path)?;
+        }
+        for p in &report.problems {
+            println!("{p}");
+        }
+        if report.ok() {
+            println!(
+                "audit log intact: {} lines in {} file(s)",
+                report.lines,
+                report.files.len()
+            );
+            Ok(())
+        } else {
+            Err(usage(format!(
+                "audit log {} failed verification: {} problem(s)",
+                path.display(),
+                report.problems.len()
+            )))
+        }
+    })())
+}
+
+/// `gatecert leaves`: the inventory as a table.
+pub fn cmd_leaves(cfg: &Config, args: &[String]) -> i32 {
+    if !args.is_empty() {
+        return finish(Err(usage("usage: gatecert leaves")));
+    }
+    finish((|| -> Res {
+        let inv = Inventory::open(&leaves::path_in(&cfg.main.state_dir))?;
+        println!(
+            "{:<20} {:<34} {:<21} {:<8} NAMES",
+            "DEVICE", "SERIAL", "NOT AFTER", "SOURCE"
+        );
+        for l in inv.list() {
+            println!(
+                "{:<20} {:<34} {:<21} {:<8} {}",
+                l.device,
+                l.serial,
+                crypto::rfc3339(l.not_after),
+                l.source.as_str(),
+                l.names.join(",")
+            );
+        }
+        Ok(())
+    })())
+}
+
+fn fingerprint(der: &[u8]) -> String {
+    crypto::hex(&crypto::sha256(der))
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).to_uppercase())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn subtrees(list: &[Subtree]) -> String {
+    if list.is_empty() {
+        return "-".into();
+    }
+    list.iter()
+        .map(|t| match t {
+            Subtree::Dns(d) => format!("DNS:{d}"),
+            Subtree::Ip(ip, len) => format!("IP:{ip}/{len}"),
+            Subtree::Other(o) => o.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn names_of(dns: &[String], ips: &[IpAddr]) -> Vec<String> {
+    dns.iter()
+        .cloned()
+        .chain(ips.iter().map(IpAddr::to_string))
+        .collect()
+}
+
+/// A CSR from a file: PEM `CERTIFICATE REQUEST` (or `NEW CERTIFICATE REQUEST`) or raw DER.
+fn csr_der(raw: &[u8]) -> Option<Vec<u8>> {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Some(raw.to_vec());
+    };
+    if !text.contains("-----BEGIN") {
+        return Some(raw.to_vec());
+    }
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.contains("CERTIFICATE REQUEST-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    crypto::b64_decode(body.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(name: &str) -> Config {
+        let d = std::env::temp_dir().join(format!("gatecert-admin-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let mut cfg = Config::standalone(d);
+        cfg.ca.allow_suffix = vec!["sensors.local".into()];
+        cfg
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn ca_init_sign_and_inventory() {
+        let cfg = setup("sign");
+        assert_eq!(cmd_ca(&cfg, &s(&["init"])), 0);
+        assert_eq!(cmd_ca(&cfg, &s(&["init"])), 2, "init must not overwrite");
+        assert_eq!(cmd_ca(&cfg, &s(&["show"])), 0);
+        let k = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+        let csr = k.csr(&s(&["t1.sensors.local"]), &[]).unwrap();
+        let csr_path = cfg.main.state_dir.join("t1.csr");
+        std::fs::write(&csr_path, crypto::pem_block("CERTIFICATE REQUEST", &csr)).unwrap();
+        let out = cfg.main.state_dir.join("t1.crt");
+        let csr_arg = csr_path.to_str().unwrap();
+        let out_arg = out.to_str().unwrap();
+        assert_eq!(
+            cmd_ca(
+                &cfg,
+                &s(&["sign", "--csr", csr_arg, "--days", "8", "--out", out_arg])
+            ),
+            2,
+            "8 days is over max_lifetime"
+        );
+        assert_eq!(
+            cmd_ca(
+                &cfg,
+                &s(&[
+                    "sign",
+                    "--csr",
+                    csr_arg,
+                    "--lifetime",
+                    "2h",
+                    "--out",
+                    out_arg
+                ])
+            ),
+            0
+        );
+        let info = CertInfo::from_pem(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(info.lifetime(), 2 * 3600 + ca::BACKDATE);
+        let inv = Inventory::open(&leaves::path_in(&cfg.main.state_dir)).unwrap();
+        assert_eq!(
+            inv.by_device("t1.sensors.local").unwrap().serial,
+            info.serial_hex()
+        );
+        assert_eq!(cmd_leaves(&cfg, &[]), 0);
+        let report = Audit::verify(&audit::path_in(&cfg.main.state_dir)).unwrap();
+        assert!(report.ok());
+        assert_eq!(report.lines, 3); // ca-init, deny, issue
+        assert_eq!(cmd_audit(&cfg, &s(&["verify"])), 0);
+    }
+
+    #[test]
+    fn token_commands() {
+        let cfg = setup("token");
+        assert_eq!(
+            cmd_token(&cfg, &s(&["add", "s1", "--name", "s1.example.org"])),
+            2,
+            "name outside allow_suffix"
+        );
+        assert_eq!(
+            cmd_token(
+                &cfg,
+                &s(&[
+                    "add",
+                    "s1",
+                    "--name",
+                    "s1.sensors.local",
+                    "--ttl",
+                    "1h",
+                    "--uses",
+                    "2"
+                ])
+            ),
+            0
+        );
+        let t = Tokens::open(&token::path_in(&cfg.main.state_dir)).unwrap();
+        assert_eq!(t.list()[0].uses_left, 2);
+        assert_eq!(cmd_token(&cfg, &s(&["list"])), 0);
+        assert_eq!(cmd_token(&cfg, &s(&["revoke", "s1"])), 0);
+        assert_eq!(cmd_token(&cfg, &s(&["revoke", "nobody"])), 2);
+        assert!(
+            Tokens::open(&token::path_in(&cfg.main.state_dir))
+                .unwrap()
+                .list()[0]
+                .revoked
+        );
+        let log = std::fs::read_to_string(audit::path_in(&cfg.main.state_dir)).unwrap();
+        assert!(log.contains("token-add") && log.contains("token-revoke"));
+    }
+
+    #[test]
+    fn csr_files_in_pem_or_der() {
+        let der = vec![0x30, 0x03, 1, 2, 3];
+        assert_eq!(csr_der(&der), Some(der.clone()));
+        let pem = crypto::pem_block("CERTIFICATE REQUEST", &der);
+        assert_eq!(csr_der(pem.as_bytes()), Some(der.clone()));
+        let pem = crypto::pem_block("NEW CERTIFICATE REQUEST", &der);
+        assert_eq!(csr_der(pem.as_bytes()), Some(der));
+    }
+}
