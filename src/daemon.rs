@@ -103,16 +103,9 @@ impl Service {
     pub fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Service, Error> {
         let state_dir = cfg.main.state_dir.clone();
         store::private_dir(&state_dir).map_err(Error::Lock)?;
+        // open_or_init logs the one line when it creates the CA.
         let ca_dir = LocalCa::dir_in(&state_dir);
-        let fresh = !LocalCa::exists(&ca_dir);
         let ca = LocalCa::open_or_init(&ca_dir, &cfg.ca, clock.now()).map_err(Error::Ca)?;
-        if fresh {
-            log::info!(
-                "initialised the local CA in {} ({})",
-                ca_dir.display(),
-                ca.intermediate().subject
-            );
-        }
         let est = Est::new(&state_dir, ca, clock.clone());
         let mut svc = Service {
             cfg,

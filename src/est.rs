@@ -31,7 +31,7 @@ use crate::http::{Handler, PeerInfo, Request, Response};
 use crate::leaves::{Inventory, Leaf, Source};
 use crate::store::{self, CertSet, SetDir};
 use crate::token::Tokens;
-use crate::{ca, pkcs7};
+use crate::{audit, ca, leaves, pkcs7, token};
 
 /// The well-known prefix, RFC 7030 §3.2.2.
 pub const PREFIX: &str = "/.well-known/est/";
@@ -101,21 +101,6 @@ pub struct Est {
     clock: Arc<dyn Clock>,
 }
 
-/// `<state_dir>/tokens.json`.
-pub fn tokens_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("tokens.json")
-}
-
-/// `<state_dir>/audit.log`.
-pub fn audit_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("audit.log")
-}
-
-/// `<state_dir>/leaves.json`.
-pub fn leaves_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("leaves.json")
-}
-
 /// A refused request: what the client is told and what the audit log records.
 struct Denial {
     status: u16,
@@ -179,7 +164,7 @@ impl Est {
         let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
         let names = csr_names(&csr);
         let now = self.clock.now();
-        let mut tokens = Tokens::open(&tokens_path(&self.state_dir)).map_err(|e| {
+        let mut tokens = Tokens::open(&token::path_in(&self.state_dir)).map_err(|e| {
             log::error!("{e}");
             Denial::new(500, "token store unreadable").device(&device)
         })?;
@@ -327,7 +312,7 @@ impl Est {
                 }),
             ),
         };
-        let appended = Audit::open(&audit_path(&self.state_dir), DEFAULT_MAX_BYTES)
+        let appended = Audit::open(&audit::path_in(&self.state_dir), DEFAULT_MAX_BYTES)
             .and_then(|mut a| a.append(now, event, fields));
         if let Err(e) = appended {
             log::error!("audit log append failed: {e}");
@@ -342,7 +327,7 @@ impl Est {
                 issued_at: now,
             };
             let recorded =
-                Inventory::open(&leaves_path(&self.state_dir)).and_then(|mut i| i.record(leaf));
+                Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| i.record(leaf));
             if let Err(e) = recorded {
                 log::error!("leaf inventory write failed: {e}");
             }

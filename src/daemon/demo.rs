@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::{self, CertInfo, KeyType, PrivateKey};
-use crate::est::{self, PREFIX};
+use crate::est::PREFIX;
 use crate::leaves::Inventory;
 use crate::pkcs7;
 use crate::token::Tokens;
@@ -96,7 +96,7 @@ fn demo(dir: &Path) -> Result<(), String> {
 
     // The operator's step: a one-time bootstrap token for the sensor.
     let name = format!("{DEVICE}.{SUFFIX}");
-    let token = Tokens::open(&est::tokens_path(dir))
+    let token = Tokens::open(&crate::token::path_in(dir))
         .and_then(|mut t| t.add(DEVICE, std::slice::from_ref(&name), 3600, 1, clock.now()))
         .map_err(|e| chain(&e))?;
 
@@ -116,7 +116,7 @@ fn demo(dir: &Path) -> Result<(), String> {
         .map_err(|e| chain(&e))?
         .and_then(|(pem, _)| CertInfo::from_pem(&pem).ok())
         .ok_or("the gateway certificate was not installed")?;
-    let inventory = Inventory::open(&est::leaves_path(dir)).map_err(|e| chain(&e))?;
+    let inventory = Inventory::open(&crate::leaves::path_in(dir)).map_err(|e| chain(&e))?;
     let rec = inventory
         .by_device(DEVICE)
         .ok_or("the leaf is missing from the inventory")?;
