@@ -702,3 +702,25 @@ fn sighup_reloads_and_sigterm_exits_zero() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// README's first command: quick, exit 0, and a table naming the enrolled leaf.
+#[test]
+fn demo_enrolls_a_sensor_quickly() {
+    let t = Instant::now();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_gatecert")).arg("demo"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "demo took {:?}",
+        t.elapsed()
+    );
+    for want in [
+        "root CA",
+        "gateway cert",
+        "EST listener",
+        "sensor-1.sensors.local",
+        "local",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+}
