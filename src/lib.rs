@@ -5,7 +5,8 @@
 //! - [`config`]: the UCI lexer (raw sections) and the typed [`config::Config`] on top;
 //! - [`crypto`]: the one narrow door to keys, signatures, digests and X.509 parsing;
 //! - [`store`]: atomic writes, permissions, locking, the state directory's layout;
-//! - [`clock`]: the injectable clock;
+//! - [`clock`]: the injectable clock; [`trust`]: whether that clock may be believed;
+//! - [`schedule`]: when to renew (ARI, lifetime rule, jitter, backoff); [`logging`]: syslog/stderr;
 //! - [`ca`]: the local issuing CA for leaves; [`token`]: bootstrap tokens; [`audit`]: the
 //!   hash-chained audit log; [`leaves`]: the leaf inventory; [`pkcs7`]: EST's certs-only CMS;
 //! - [`http`]: the small HTTP/1.1 server layer; [`est`]: the EST server (RFC 7030);
@@ -28,3 +29,4 @@ pub mod pkcs7;
 pub mod schedule;
 pub mod store;
 pub mod token;
+pub mod trust;
