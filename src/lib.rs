@@ -8,6 +8,7 @@
 //! - [`clock`]: the injectable clock.
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod cli;
 pub mod clock;
 pub mod config;
