@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acme;
+pub mod challenge;
 pub mod cli;
 pub mod clock;
 pub mod config;
