@@ -7,11 +7,16 @@
 //! Every option is documented in README's configuration reference; keep the two in step.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::crypto::KeyType;
 
+mod acme;
+mod sections;
 pub mod uci;
+mod value;
+
+pub use value::parse_duration;
 
 /// The whole configuration, typed, with every default applied.
 #[derive(Clone, Debug, PartialEq)]
@@ -345,23 +350,39 @@ impl Certificate {
     }
 }
 
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/etc/gatecert";
+
+/// OpenWrt's acme-common config, read for the gateway certificate when gatecert's own file
+/// has no `certificate` section.
+pub const ACME_CONFIG: &str = "/etc/config/acme";
+
 impl Config {
-    /// Reads and parses a UCI config file. (Placeholder until the config branch lands: it
-    /// returns the standalone defaults rooted at `/etc/gatecert` when the file is absent.)
-    pub fn load(path: &std::path::Path) -> Result<Config, Error> {
-        match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Config::standalone(PathBuf::from("/etc/gatecert")))
+    /// Reads `path` and, when it has no `certificate` section, OpenWrt's [`ACME_CONFIG`].
+    /// A missing `path` means the built-in standalone defaults (see [`Config::standalone`]).
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        Config::load_with_acme(path, Path::new(ACME_CONFIG))
+    }
+
+    /// As [`Config::load`], with acme-common's file at `acme_path`. Its enabled
+    /// `config cert` sections become certificates that install into `/etc/ssl/acme`.
+    pub fn load_with_acme(path: &Path, acme_path: &Path) -> Result<Config, Error> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
             }
-            Err(source) => Err(Error::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
-            Ok(_) => Err(Error::Syntax {
-                path: path.to_path_buf(),
-                line: 0,
-                msg: "UCI parser not merged yet".into(),
-            }),
-        }
+        };
+        sections::build(&text, path, Some(acme_path))
+    }
+
+    /// Parses UCI `text` (read from `path`, which only names it in messages). Does not look
+    /// at acme-common's file.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
+        sections::build(text, path, None)
     }
 }
