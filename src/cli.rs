@@ -49,8 +49,26 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    let _ = config;
-    match rest.first().and_then(|a| a.to_str()) {
+    let command = rest.first().and_then(|a| a.to_str()).map(str::to_owned);
+    let sub: Vec<String> = rest
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let with_config =
+        |run: fn(&crate::config::Config, &[String]) -> i32| match crate::config::Config::load(
+            &config,
+        ) {
+            Ok(cfg) => run(&cfg, &sub),
+            Err(e) => {
+                print_error(&e);
+                2
+            }
+        };
+    match command.as_deref() {
+        Some("renew") => with_config(crate::renew::cmd_renew),
+        Some("revoke") => with_config(crate::renew::cmd_revoke),
+        Some("account") => with_config(crate::renew::cmd_account),
         None | Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             0

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod logging;
+pub mod renew;
 pub mod schedule;
 pub mod store;
 pub mod trust;
