@@ -61,20 +61,32 @@ impl<'a> Case<'a> {
         let root = self.pebble.root();
         let f = |n: &str| live.join(n).to_str().unwrap().to_owned();
         let out = run(Command::new("openssl").args([
-            "verify", "-CAfile", root.to_str().unwrap(), "-untrusted", &f("chain.pem"),
+            "verify",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-untrusted",
+            &f("chain.pem"),
             &f("cert.pem"),
         ]));
         assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"));
         let a = run(Command::new("openssl").args(["pkey", "-pubout", "-in", &f("key.pem")]));
-        let b = run(Command::new("openssl").args(["x509", "-pubkey", "-noout", "-in", &f("cert.pem")]));
+        let b =
+            run(Command::new("openssl").args(["x509", "-pubkey", "-noout", "-in", &f("cert.pem")]));
         assert_eq!(a.stdout, b.stdout, "key matches cert");
-        let mode = std::fs::metadata(live.join("key.pem")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(live.join("key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
     fn serial(&self) -> String {
         let out = run(Command::new("openssl").args([
-            "x509", "-noout", "-serial", "-in", self.live().join("cert.pem").to_str().unwrap(),
+            "x509",
+            "-noout",
+            "-serial",
+            "-in",
+            self.live().join("cert.pem").to_str().unwrap(),
         ]));
         let s = String::from_utf8_lossy(&out.stdout);
         s.trim().trim_start_matches("serial=").to_owned()
@@ -82,7 +94,11 @@ impl<'a> Case<'a> {
 
     fn sans(&self) -> String {
         let out = run(Command::new("openssl").args([
-            "x509", "-noout", "-ext", "subjectAltName", "-in",
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
             self.live().join("cert.pem").to_str().unwrap(),
         ]));
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -107,7 +123,10 @@ fn http01_standalone(p: &Pebble) {
     let out = c.gatecert(&["renew", "-v"]);
     expect(&out, 0);
     let log = stderr(&out);
-    assert!(log.contains("gw: new order https://127.0.0.1:14000/"), "{log}");
+    assert!(
+        log.contains("gw: new order https://127.0.0.1:14000/"),
+        "{log}"
+    );
     assert!(!log.contains("PRIVATE KEY"));
     c.check_live();
     assert!(c.sans().contains("DNS:www.gw1.example.com"));
@@ -133,13 +152,21 @@ fn http01_standalone(p: &Pebble) {
     assert!(status.contains("Revoked"), "{status}");
 
     // Account key rollover, then a renewal signed with the new key.
-    let acct = std::fs::read_dir(c.state().join("accounts")).unwrap().next().unwrap().unwrap().path();
+    let acct = std::fs::read_dir(c.state().join("accounts"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let old = std::fs::read(acct.join("key.pem")).unwrap();
     let out = c.gatecert(&["account", "rollover", "-v"]);
     expect(&out, 0);
     let new = std::fs::read(acct.join("key.pem")).unwrap();
     assert_ne!(old, new);
-    let mode = std::fs::metadata(acct.join("key.pem")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(acct.join("key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     expect(&c.gatecert(&["renew", "--force"]), 0);
     c.check_live();
@@ -168,7 +195,14 @@ fn webroot(p: &Pebble) {
     std::fs::create_dir_all(&root).unwrap();
     let _server = Proc(
         Command::new("python3")
-            .args(["-m", "http.server", "80", "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-m",
+                "http.server",
+                "80",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(&root)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -226,20 +260,36 @@ fn dns01(p: &Pebble) {
     expect(&c.gatecert(&["renew"]), 0);
     c.check_live();
     let calls = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(calls.matches("add _acme-challenge.dns.example.com").count(), 2, "{calls}");
-    assert_eq!(calls.matches("del _acme-challenge.dns.example.com").count(), 2, "{calls}");
+    assert_eq!(
+        calls.matches("add _acme-challenge.dns.example.com").count(),
+        2,
+        "{calls}"
+    );
+    assert_eq!(
+        calls.matches("del _acme-challenge.dns.example.com").count(),
+        2,
+        "{calls}"
+    );
     assert!(c.sans().contains("DNS:*.dns.example.com"));
 }
 
 fn problems(p: &Pebble) {
-    // A name pebble refuses: the problem type and detail reach the user.
+    // Validation fails (nothing answers on port 80): the server's problem type and detail reach
+    // the user, with the authorization named.
     let c = Case::new(p, "problem");
-    c.config("\tlist domain 'refused.example.localhost'\n\toption http_listen '127.0.0.1:80'\n");
+    c.config("\tlist domain 'refused.example.com'\n\toption http_listen '127.0.0.1:8081'\n");
     let out = c.gatecert(&["renew"]);
     expect(&out, 2);
     let err = stderr(&out);
-    assert!(err.contains("urn:ietf:params:acme:error:"), "{err}");
     assert!(err.contains("renewing certificate 'gw'"), "{err}");
+    assert!(
+        err.contains("authorization for dns:refused.example.com is Invalid"),
+        "{err}"
+    );
+    assert!(
+        err.contains("urn:ietf:params:acme:error:connection"),
+        "{err}"
+    );
 
     // An unreachable directory is named.
     let c = Case::new(p, "unreachable");
@@ -256,7 +306,11 @@ fn problems(p: &Pebble) {
     .unwrap();
     let out = c.gatecert(&["renew"]);
     expect(&out, 2);
-    assert!(stderr(&out).contains("https://127.0.0.1:9/dir"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("https://127.0.0.1:9/dir"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn eab(p: &mut Pebble) {
@@ -266,7 +320,11 @@ fn eab(p: &mut Pebble) {
     c.config("\tlist domain 'eab.example.com'\n\toption http_listen '127.0.0.1:80'\n");
     let out = c.gatecert(&["renew"]);
     expect(&out, 2);
-    assert!(stderr(&out).contains("externalAccountRequired"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("externalAccountRequired"),
+        "{}",
+        stderr(&out)
+    );
     let _ = std::fs::remove_dir_all(c.state());
     c.config(&format!(
         "\tlist domain 'eab.example.com'\n\toption http_listen '127.0.0.1:80'\n\

@@ -87,24 +87,71 @@ impl Pebble {
         let d = dir.path();
         let ssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(d));
         ssl(&[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=pebble test CA",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=pebble test CA",
         ]);
         ssl(&[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-            "key.pem", "-out", "csr.pem", "-subj", "/CN=localhost",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "csr.pem",
+            "-subj",
+            "/CN=localhost",
         ]);
         std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
         ssl(&[
-            "x509", "-req", "-in", "csr.pem", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "cert.pem", "-days", "30", "-extfile", "ext",
+            "x509",
+            "-req",
+            "-in",
+            "csr.pem",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "ext",
         ]);
         wait_for_port_free("127.0.0.1:8055");
         let challtestsrv = Proc(
             Command::new("pebble-challtestsrv")
                 .args([
-                    "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01", "127.0.0.1:8053",
-                    "-http01", "", "-https01", "", "-tlsalpn01", "", "-management",
+                    "-defaultIPv4",
+                    "127.0.0.1",
+                    "-defaultIPv6",
+                    "",
+                    "-dns01",
+                    "127.0.0.1:8053",
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                    "-management",
                     "127.0.0.1:8055",
                 ])
                 .stdout(Stdio::null())
@@ -144,7 +191,12 @@ impl Pebble {
         std::fs::write(&path, config.to_string()).unwrap();
         let log = std::fs::File::create(d.join("pebble.log")).unwrap();
         let child = Command::new("pebble")
-            .args(["-config", path.to_str().unwrap(), "-dnsserver", "127.0.0.1:8053"])
+            .args([
+                "-config",
+                path.to_str().unwrap(),
+                "-dnsserver",
+                "127.0.0.1:8053",
+            ])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_VA_ALWAYS_VALID", "0")
             .stdout(log.try_clone().unwrap())
@@ -160,7 +212,10 @@ impl Pebble {
     pub fn root(&self) -> PathBuf {
         let path = self.dir.path().join("root.pem");
         let out = run(Command::new("curl").args([
-            "-sS", "--cacert", self.https_ca.to_str().unwrap(), "https://127.0.0.1:15000/roots/0",
+            "-sS",
+            "--cacert",
+            self.https_ca.to_str().unwrap(),
+            "https://127.0.0.1:15000/roots/0",
         ]));
         std::fs::write(&path, out.stdout).unwrap();
         path
@@ -169,7 +224,9 @@ impl Pebble {
     /// pebble's view of a serial (hex): the management API's cert-status JSON.
     pub fn cert_status(&self, serial_hex: &str) -> String {
         let out = run(Command::new("curl").args([
-            "-sS", "--cacert", self.https_ca.to_str().unwrap(),
+            "-sS",
+            "--cacert",
+            self.https_ca.to_str().unwrap(),
             &format!("https://127.0.0.1:15000/cert-status-by-serial/{serial_hex}"),
         ]));
         String::from_utf8_lossy(&out.stdout).into_owned()
