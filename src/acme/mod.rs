@@ -35,7 +35,7 @@ pub enum Error {
         /// The request URL.
         url: String,
         /// The problem.
-        problem: Problem,
+        problem: Box<Problem>,
     },
     /// A response body was not the JSON object expected.
     Json {
@@ -65,7 +65,7 @@ pub enum Error {
         /// Its URL.
         url: String,
         /// The server's explanation, if it gave one.
-        problem: Option<Problem>,
+        problem: Option<Box<Problem>>,
     },
     /// The configured profile is not in the directory's `meta.profiles`.
     ProfileNotOffered {
@@ -358,7 +358,10 @@ impl<'a> Client<'a> {
                 AuthorizationStatus::Pending => {}
                 AuthorizationStatus::Valid => return Ok(authz),
                 status => {
-                    let problem = authz.challenges.iter().find_map(|c| c.error.clone());
+                    let problem = authz
+                        .challenges
+                        .iter()
+                        .find_map(|c| c.error.clone().map(Box::new));
                     return Err(Error::Failed {
                         what: format!("authorization for {} is {status:?}", authz.identifier),
                         url: url.to_owned(),
@@ -387,7 +390,7 @@ impl<'a> Client<'a> {
                 return Err(Error::Failed {
                     what: "order is invalid".into(),
                     url: url.to_owned(),
-                    problem: order.error,
+                    problem: order.error.map(Box::new),
                 });
             }
             if done(order.status) {
@@ -477,7 +480,7 @@ impl<'a> Client<'a> {
             }
             return Err(Error::Problem {
                 url: url.to_owned(),
-                problem: problem(&resp),
+                problem: Box::new(problem(&resp)),
             });
         }
     }
@@ -522,7 +525,7 @@ impl<'a> Client<'a> {
             }
             return Err(Error::Problem {
                 url: url.to_owned(),
-                problem,
+                problem: Box::new(problem),
             });
         }
     }
@@ -583,7 +586,7 @@ impl<'a> Client<'a> {
             Some(n) => Ok(n.to_owned()),
             None if resp.status >= 400 => Err(Error::Problem {
                 url: url.clone(),
-                problem: problem(&resp),
+                problem: Box::new(problem(&resp)),
             }),
             None => Err(Error::MissingHeader {
                 url: url.clone(),
