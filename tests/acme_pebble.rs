@@ -281,6 +281,7 @@ fn problems(p: &Pebble) {
     let out = c.gatecert(&["renew"]);
     expect(&out, 2);
     let err = stderr(&out);
+    eprintln!("--- failed validation, as the user sees it:\n{err}");
     assert!(err.contains("renewing certificate 'gw'"), "{err}");
     assert!(
         err.contains("authorization for dns:refused.example.com is Invalid"),

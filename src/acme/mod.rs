@@ -133,7 +133,8 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Transport(e) => Some(e),
+            // Display already printed the transport error; its cause comes next.
+            Error::Transport(e) => e.source(),
             Error::Json { source, .. } => Some(source),
             Error::Crypto(e) => Some(e),
             _ => None,
