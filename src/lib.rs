@@ -10,12 +10,16 @@
 //! - [`ca`]: the local issuing CA for leaves; [`token`]: bootstrap tokens; [`audit`]: the
 //!   hash-chained audit log; [`leaves`]: the leaf inventory; [`pkcs7`]: EST's certs-only CMS;
 //! - [`http`]: the small HTTP/1.1 server layer; [`est`]: the EST server (RFC 7030);
-//!   [`daemon`]: `gatecert run` and `gatecert demo`.
+//!   [`daemon`]: `gatecert run` and `gatecert demo`;
+//! - [`acme`]: the RFC 8555 client; [`challenge`]: http-01, tls-alpn-01 and dns-01 solvers;
+//!   [`renew`]: `gatecert renew`, `revoke` and `account rollover`.
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod admin;
 pub mod audit;
 pub mod ca;
+pub mod challenge;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -26,6 +30,7 @@ pub mod http;
 pub mod leaves;
 pub mod logging;
 pub mod pkcs7;
+pub mod renew;
 pub mod schedule;
 pub mod store;
 pub mod token;
