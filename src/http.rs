@@ -98,7 +98,7 @@ impl From<&config::Est> for Limits {
 }
 
 /// A parsed request with its whole body.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     /// `GET`, `POST`, ...
     pub method: String,
@@ -571,7 +571,7 @@ impl Conn {
                     return;
                 }
             };
-            match parse(&self.inbuf, limits) {
+            match parse_request(&self.inbuf, limits) {
                 // A client that half-closed before sending a whole request gets nothing.
                 Parsed::Partial if eof => {
                     self.phase = Phase::Done;
@@ -731,14 +731,21 @@ impl Conn {
     }
 }
 
-enum Parsed {
+/// What [`parse_request`] found in a read buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// The head or the body is not all there yet: read more.
     Partial,
+    /// The request breaks a limit or HTTP/1.1's grammar: send this and close.
     Reject(Response),
+    /// One whole request (one request per connection: bytes after its body are ignored).
     Complete(Request),
 }
 
-/// Parses one request out of `buf`, applying the header and body limits.
-fn parse(buf: &[u8], limits: &Limits) -> Parsed {
+/// Parses one request out of `buf`, applying the header and body limits (RFC 9112 §2-§6).
+/// Pure (no I/O): the server calls it after each read, and the `http_request` fuzz target
+/// calls it directly.
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -833,7 +840,7 @@ mod tests {
     #[test]
     fn parses_a_post_with_its_body() {
         let raw = b"POST /x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
-        let Parsed::Complete(req) = parse(raw, &limits()) else {
+        let Parsed::Complete(req) = parse_request(raw, &limits()) else {
             panic!("not complete")
         };
         assert_eq!(req.method, "POST");
@@ -846,9 +853,9 @@ mod tests {
     #[test]
     fn waits_for_the_rest_of_the_body() {
         let raw = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel";
-        assert!(matches!(parse(raw, &limits()), Parsed::Partial));
+        assert!(matches!(parse_request(raw, &limits()), Parsed::Partial));
         assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\nHo", &limits()),
+            parse_request(b"GET / HTTP/1.1\r\nHo", &limits()),
             Parsed::Partial
         ));
     }
@@ -864,15 +871,15 @@ mod tests {
     #[test]
     fn enforces_limits_before_reading_the_body() {
         let raw = b"POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n";
-        assert_eq!(status(parse(raw, &limits())), 413);
+        assert_eq!(status(parse_request(raw, &limits())), 413);
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(300));
-        assert_eq!(status(parse(big.as_bytes(), &limits())), 431);
+        assert_eq!(status(parse_request(big.as_bytes(), &limits())), 431);
         let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(status(parse(chunked, &limits())), 411);
+        assert_eq!(status(parse_request(chunked, &limits())), 411);
         let two = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
-        assert_eq!(status(parse(two, &limits())), 400);
+        assert_eq!(status(parse_request(two, &limits())), 400);
         assert_eq!(
-            status(parse(b"\x01\x02 / HTTP/1.1\r\n\r\n", &limits())),
+            status(parse_request(b"\x01\x02 / HTTP/1.1\r\n\r\n", &limits())),
             400
         );
     }
