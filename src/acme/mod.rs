@@ -672,8 +672,8 @@ fn header(url: &str, resp: &Response, name: &'static str) -> Result<String, Erro
         })
 }
 
-/// The targets of `Link: <url>;rel="REL"` headers (RFC 8288).
-fn links(resp: &Response, rel: &str) -> Vec<String> {
+/// The targets of `Link: <url>;rel="REL"` headers (RFC 8288). Public for the fuzz targets.
+pub fn links(resp: &Response, rel: &str) -> Vec<String> {
     let mut out = Vec::new();
     for value in resp.headers_all("Link") {
         for link in value.split(',') {
