@@ -123,3 +123,48 @@ PY
 # certs_only's layout is byte-identical to crl2pkcs7's for the same certificates: keep one.
 cmp corpus/pkcs7_roundtrip/ours-two corpus/pkcs7_roundtrip/openssl-two && rm corpus/pkcs7_roundtrip/openssl-two
 ls -l $C/*
+
+# --- est_body / http_request: EST requests as a client sends them (RFC 7030 §4), with the
+# fuzz fixture's known token (device s1, token fuzz-token; see fuzz_targets/est_body.rs).
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/k6" \
+  -subj /CN=s1.local -addext "subjectAltName=DNS:s1.local" -outform DER -out "$tmp/s1.der" 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/k7" \
+  -subj /CN=10.0.0.7 -outform DER -out "$tmp/ip.der" 2>/dev/null
+python3 - "$tmp/s1.der" "$tmp/ip.der" <<'PY'
+import base64, sys
+s1, ip = (open(p, "rb").read() for p in sys.argv[1:3])
+def b64lines(der):
+    b = base64.b64encode(der)
+    return b"".join(b[i:i + 64] + b"\r\n" for i in range(0, len(b), 64))
+AUTH = b"Authorization: Basic " + base64.b64encode(b"s1:fuzz-token") + b"\r\n"
+def post(op, body, auth=AUTH, extra=b""):
+    return (b"POST /.well-known/est/" + op + b" HTTP/1.1\r\nHost: gw.local\r\n" + auth
+            + b"Content-Type: application/pkcs10\r\nContent-Transfer-Encoding: base64\r\n" + extra
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+def get(op):
+    return b"GET /.well-known/est/" + op + b" HTTP/1.1\r\nHost: gw.local\r\n\r\n"
+est = {
+    "cacerts": get(b"cacerts"),
+    "csrattrs": get(b"csrattrs"),
+    "simpleenroll": post(b"simpleenroll", b64lines(s1)),
+    "simpleenroll-ip-cn": post(b"simpleenroll", b64lines(ip)),
+    "serverkeygen": post(b"serverkeygen", b64lines(s1)),
+    "simplereenroll-no-cert": post(b"simplereenroll", b64lines(s1), auth=b""),
+    "simpleenroll-bad-token": post(b"simpleenroll", b64lines(s1),
+                                   auth=b"Authorization: Basic " + base64.b64encode(b"s1:nope") + b"\r\n"),
+}
+for name, req in est.items():
+    open("corpus/est_body/" + name, "wb").write(req)
+# http_request: the first byte picks the limits (0 = the defaults, 3 = tiny).
+http = {
+    "get": b"\x00" + est["cacerts"],
+    "post": b"\x00" + est["simpleenroll"],
+    "post-tiny-limits": b"\x03" + est["simpleenroll-ip-cn"],
+    "pipelined": b"\x00" + est["csrattrs"] + est["cacerts"],
+    "chunked": b"\x00POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "two-lengths": b"\x00POST /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nxx",
+    "bare-lf": b"\x00POST /x?y=1 HTTP/1.0\nContent-Length: 2\n\nhi",
+}
+for name, req in http.items():
+    open("corpus/http_request/" + name, "wb").write(req)
+PY

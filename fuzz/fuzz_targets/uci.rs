@@ -12,6 +12,9 @@ use libfuzzer_sys::fuzz_target;
 use gatecert::config::uci::{self, Section};
 use gatecert::config::Config;
 
+#[path = "common/scratch.rs"]
+mod common;
+
 /// (type, name, [(option, values, is_list)]): a section without its line numbers.
 type Flat = Vec<(String, Option<String>, Vec<(String, Vec<String>, bool)>)>;
 
@@ -53,19 +56,10 @@ fn print(sections: &[Section]) -> String {
     out
 }
 
-/// A per-process scratch dir for the acme-common import, which reads a file.
+/// The scratch dir for the acme-common import, which reads a file.
 fn scratch() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("gatecert-fuzz-uci-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
-    })
+    DIR.get_or_init(|| common::dir("uci"))
 }
 
 fuzz_target!(|data: &[u8]| {
