@@ -698,13 +698,20 @@ pub fn links(resp: &Response, rel: &str) -> Vec<String> {
     out
 }
 
-/// Retry-After (RFC 9110 §10.2.3) as seconds from `now`: delay-seconds or an HTTP-date.
+/// The longest wait a Retry-After can ask for; longer asks are cut to it. RFC 9110 sets no
+/// bound, and callers add the delay to the clock: `Retry-After: 9223372036854775807` must not
+/// overflow that sum (the `acme_json` fuzz target asserts it).
+pub const MAX_RETRY_AFTER: i64 = 30 * 86_400;
+
+/// Retry-After (RFC 9110 §10.2.3) as seconds from `now`: delay-seconds or an HTTP-date, in
+/// `0..=MAX_RETRY_AFTER`.
 pub fn retry_after(resp: &Response, now: i64) -> Option<i64> {
     let v = resp.header("Retry-After")?.trim();
-    if let Ok(secs) = v.parse::<i64>() {
-        return Some(secs.max(0));
-    }
-    http_date(v).map(|t| (t - now).max(0))
+    let secs = match v.parse::<i64>() {
+        Ok(secs) => secs,
+        Err(_) => http_date(v)?.saturating_sub(now),
+    };
+    Some(secs.clamp(0, MAX_RETRY_AFTER))
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into Unix seconds.

@@ -266,6 +266,46 @@ fn rate_limit_past_the_deadline_fails_with_the_problem() {
     assert!(h.slept.borrow().is_empty());
 }
 
+/// Found while writing the `acme_json` fuzz target (which now asserts it): a delay-seconds
+/// within `now` of i64::MAX made `now + secs` overflow in
+/// `retry_later` (a panic in debug builds; in release a wrapped sum that passed the max_wait
+/// check and slept for ~292 billion years).
+#[test]
+fn retry_after_is_capped_so_callers_can_add_it_to_the_clock() {
+    let now = 1_795_867_200;
+    for huge in [
+        "9223372036854775807",
+        "99999999999",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ] {
+        let r = response(429, &[("Retry-After", huge)], "");
+        assert_eq!(retry_after(&r, now), Some(MAX_RETRY_AFTER), "{huge}");
+        assert!(now.checked_add(retry_after(&r, now).unwrap()).is_some());
+    }
+    let r = response(429, &[("Retry-After", "-9223372036854775808")], "");
+    assert_eq!(retry_after(&r, now), Some(0));
+
+    // Through the caller: a rate limit asking for "forever" fails at once, sleeping not at all.
+    let h = Harness::new("");
+    h.t.push(
+        Method::Head,
+        "https://ca.test/nonce",
+        response(200, &[("Replay-Nonce", "n")], ""),
+    );
+    h.t.push(
+        Method::Post,
+        "https://ca.test/order",
+        response(
+            429,
+            &[("Retry-After", "9223372036854775807")],
+            r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"go away"}"#,
+        ),
+    );
+    let err = h.run(|c| c.new_order(&login(), &new_order())).unwrap_err();
+    assert!(err.is_retryable());
+    assert!(h.slept.borrow().is_empty());
+}
+
 #[test]
 fn retry_after_accepts_an_http_date() {
     let r = response(503, &[("Retry-After", "Sun, 06 Nov 1994 08:49:37 GMT")], "");
