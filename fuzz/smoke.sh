@@ -7,16 +7,16 @@
 # target and exits non-zero if any target crashes (its input is kept in fuzz/artifacts/<target>/).
 #
 # Toolchain: `cargo fuzz` needs nightly flags. With a nightly toolchain installed it is used;
-# otherwise stable runs with RUSTC_BOOTSTRAP=1. cargo-fuzz is installed from crates.io if absent.
-# Env: FUZZ_SMOKE_RUNS (per target), FUZZ_TARGETS (space-separated subset), FUZZ_SANITIZER
-# (default address; `none` is faster).
+# otherwise (or with FUZZ_STABLE=1) stable runs with RUSTC_BOOTSTRAP=1. cargo-fuzz is installed
+# from crates.io if absent. Env: FUZZ_SMOKE_RUNS (per target), FUZZ_TARGETS (space-separated
+# subset), FUZZ_SANITIZER (default address; `none` is faster).
 set -uo pipefail
 cd "$(dirname "$0")" || exit 2
 START=$(date +%s)
 RUNS=${FUZZ_SMOKE_RUNS:-20000}
 SAN=${FUZZ_SANITIZER:-address}
 
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+if [ -z "${FUZZ_STABLE:-}" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   TC=(+nightly)
 else
   TC=()
