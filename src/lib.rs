@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod leaves;
 pub mod logging;
 pub mod pkcs7;
+pub mod report;
 pub mod schedule;
 pub mod store;
 pub mod token;
