@@ -50,9 +50,12 @@ pub fn main() -> i32 {
         }
     };
     match rest.first().and_then(|a| a.to_str()) {
-        Some(cmd @ ("ca" | "token" | "audit" | "leaves")) => {
+        Some(cmd @ ("ca" | "token" | "audit" | "leaves" | "status" | "check")) => {
             let cfg = match crate::config::Config::load(&config) {
                 Ok(c) => c,
+                Err(e) if cmd == "check" => {
+                    return crate::report::check::config_failed(&config, &e)
+                }
                 Err(e) => {
                     print_error(&e);
                     return 2;
@@ -66,6 +69,8 @@ pub fn main() -> i32 {
                 "ca" => crate::admin::cmd_ca(&cfg, &args),
                 "token" => crate::admin::cmd_token(&cfg, &args),
                 "audit" => crate::admin::cmd_audit(&cfg, &args),
+                "status" => crate::report::cmd_status(&cfg, &args),
+                "check" => crate::report::cmd_check(&cfg, &args),
                 _ => crate::admin::cmd_leaves(&cfg, &args),
             }
         }

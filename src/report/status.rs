@@ -647,7 +647,7 @@ struct AriState {
     ari: Option<AriChoice>,
 }
 
-fn clock_status(state_dir: &Path, ca_not_before: Option<i64>, now: i64) -> ClockStatus {
+pub(crate) fn clock_status(state_dir: &Path, ca_not_before: Option<i64>, now: i64) -> ClockStatus {
     let trust = ClockTrust::load(state_dir, ca_not_before);
     let (floor, source) = trust.floor();
     let ntp_synced = trust.ntp_synced();
