@@ -49,31 +49,37 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    match rest.first().and_then(|a| a.to_str()) {
-        Some(cmd @ ("ca" | "token" | "audit" | "leaves" | "status" | "check")) => {
-            let cfg = match crate::config::Config::load(&config) {
-                Ok(c) => c,
-                Err(e) if cmd == "check" => {
-                    return crate::report::check::config_failed(&config, &e)
-                }
-                Err(e) => {
-                    print_error(&e);
-                    return 2;
-                }
-            };
-            let args: Vec<String> = rest[1..]
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            match cmd {
-                "ca" => crate::admin::cmd_ca(&cfg, &args),
-                "token" => crate::admin::cmd_token(&cfg, &args),
-                "audit" => crate::admin::cmd_audit(&cfg, &args),
-                "status" => crate::report::cmd_status(&cfg, &args),
-                "check" => crate::report::cmd_check(&cfg, &args),
-                _ => crate::admin::cmd_leaves(&cfg, &args),
+    let command = rest.first().and_then(|a| a.to_str()).map(str::to_owned);
+    let sub: Vec<String> = rest
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let with_config =
+        |run: fn(&crate::config::Config, &[String]) -> i32| match crate::config::Config::load(
+            &config,
+        ) {
+            Ok(cfg) => run(&cfg, &sub),
+            Err(e) => {
+                print_error(&e);
+                2
             }
-        }
+        };
+    match command.as_deref() {
+        Some("renew") => with_config(crate::renew::cmd_renew),
+        Some("revoke") => with_config(crate::renew::cmd_revoke),
+        Some("account") => with_config(crate::renew::cmd_account),
+        Some("run") => with_config(crate::daemon::cmd_run),
+        Some("ca") => with_config(crate::admin::cmd_ca),
+        Some("token") => with_config(crate::admin::cmd_token),
+        Some("audit") => with_config(crate::admin::cmd_audit),
+        Some("leaves") => with_config(crate::admin::cmd_leaves),
+        Some("status") => with_config(crate::report::cmd_status),
+        Some("check") => match crate::config::Config::load(&config) {
+            Ok(cfg) => crate::report::cmd_check(&cfg, &sub),
+            Err(e) => crate::report::check::config_failed(&config, &e),
+        },
+        Some("demo") => crate::daemon::cmd_demo(&sub),
         None | Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             0

@@ -259,6 +259,24 @@ impl PrivateKey {
     }
 }
 
+/// A self-signed tls-alpn-01 validation certificate (RFC 8737 §3): one SAN (`dns` or `ip`),
+/// and the critical acmeIdentifier extension holding SHA-256 of the key authorization.
+/// Returns the DER certificate and its fresh key.
+pub fn tls_alpn_cert(
+    dns: &[String],
+    ips: &[IpAddr],
+    key_authz_digest: &[u8; 32],
+) -> Result<(Vec<u8>, PrivateKey), Error> {
+    let key = PrivateKey::generate(KeyType::Ec256)?;
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = sans(dns, ips)?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(
+        key_authz_digest,
+    )];
+    let cert = params.self_signed(&key.to_rcgen())?;
+    Ok((cert.der().to_vec(), key))
+}
+
 /// rcgen SANs for DNS names and IP addresses.
 pub fn sans(dns: &[String], ips: &[IpAddr]) -> Result<Vec<rcgen::SanType>, Error> {
     let mut out = Vec::with_capacity(dns.len() + ips.len());

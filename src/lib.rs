@@ -8,19 +8,30 @@
 //! - [`clock`]: the injectable clock; [`trust`]: whether that clock may be believed;
 //! - [`schedule`]: when to renew (ARI, lifetime rule, jitter, backoff); [`logging`]: syslog/stderr;
 //! - [`ca`]: the local issuing CA for leaves; [`token`]: bootstrap tokens; [`audit`]: the
-//!   hash-chained audit log; [`leaves`]: the leaf inventory; [`pkcs7`]: EST's certs-only CMS.
+//!   hash-chained audit log; [`leaves`]: the leaf inventory; [`pkcs7`]: EST's certs-only CMS;
+//! - [`http`]: the small HTTP/1.1 server layer; [`est`]: the EST server (RFC 7030);
+//!   [`daemon`]: `gatecert run` and `gatecert demo`;
+//! - [`acme`]: the RFC 8555 client; [`challenge`]: http-01, tls-alpn-01 and dns-01 solvers;
+//!   [`renew`]: `gatecert renew`, `revoke` and `account rollover`;
+//! - [`report`]: `gatecert status`, metrics, alerts and `gatecert check`.
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod admin;
 pub mod audit;
 pub mod ca;
+pub mod challenge;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
+pub mod est;
+pub mod http;
 pub mod leaves;
 pub mod logging;
 pub mod pkcs7;
+pub mod renew;
 pub mod report;
 pub mod schedule;
 pub mod store;

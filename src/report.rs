@@ -10,11 +10,13 @@ pub mod alerts;
 pub mod check;
 pub mod health;
 pub mod metrics;
+pub mod monitor;
 pub mod status;
 
 pub use check::cmd_check;
 pub use health::record_attempt;
 pub use metrics::{render_metrics, Counters};
+pub use monitor::{MetricsHandler, Monitor};
 pub use status::{cmd_status, Status};
 
 #[cfg(test)]

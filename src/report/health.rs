@@ -71,6 +71,28 @@ pub fn problem_short(problem: &str) -> String {
     }
 }
 
+/// `msg` on one line (control characters become spaces, runs of them one), at most 512 chars,
+/// so it fits a table row, a syslog line and a metric-free JSON field.
+fn one_line(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(512));
+    let mut space = false;
+    for c in msg.chars() {
+        if c.is_control() || c == ' ' {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.push(c);
+        if out.len() >= 512 {
+            break;
+        }
+    }
+    out
+}
+
 /// Records one renewal attempt of `cert_name`: `Ok(())` for success, `Err(problem)` with the
 /// ACME problem type or error message on failure. Writes `health.json` only when it changes;
 /// returns whether it wrote.
@@ -91,7 +113,7 @@ pub fn record_attempt(
         }
         Err(problem) => {
             new.failures = old.failures.saturating_add(1);
-            new.last_error = Some(problem.to_owned());
+            new.last_error = Some(one_line(problem));
             new.last_problem = Some(problem_short(problem));
             new.last_failure = Some(now);
             new.failing_since = old.failing_since.or(Some(now));
@@ -137,6 +159,7 @@ mod tests {
         );
         assert_eq!(problem_short("connection refused"), "other");
         assert_eq!(problem_short("urn:ietf:params:acme:error:"), "other");
+        assert_eq!(one_line("a\n    - b:  c\t"), "a - b: c");
     }
 
     #[test]

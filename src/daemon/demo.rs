@@ -1,0 +1,242 @@
+//! `gatecert demo`: the whole local job on this machine, with no outside CA.
+//!
+//! In a fresh temp dir: a standalone config, the service on 127.0.0.1 (a free port) on a
+//! thread, a bootstrap token for `sensor-1`, then a simulated sensor that makes a P-256 key and a
+//! CSR and enrolls over real TLS (EST `simpleenroll`, HTTP Basic), trusting only the local root.
+//! It checks the answer and prints a status table.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::crypto::{self, CertInfo, KeyType, PrivateKey};
+use crate::est::PREFIX;
+use crate::leaves::Inventory;
+use crate::pkcs7;
+use crate::token::Tokens;
+
+use super::{loopback, Service};
+
+const DEVICE: &str = "sensor-1";
+const SUFFIX: &str = "sensors.local";
+
+/// `gatecert demo [--keep]`: exit 0 when a simulated sensor enrolled and its certificate checks
+/// out; 2 otherwise. `--keep` leaves the temp dir in place and prints its path.
+pub fn cmd_demo(args: &[String]) -> i32 {
+    let keep = args.iter().any(|a| a == "--keep");
+    if let Some(bad) = args.iter().find(|a| *a != "--keep") {
+        eprintln!("gatecert demo: unexpected argument {bad:?}\nusage: gatecert demo [--keep]");
+        return 2;
+    }
+    let dir = temp_dir();
+    let result = demo(&dir);
+    if keep {
+        println!("\nstate kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    match result {
+        Ok(()) => 0,
+        Err(msg) => {
+            eprintln!("gatecert demo: failed: {msg}");
+            2
+        }
+    }
+}
+
+fn temp_dir() -> PathBuf {
+    let tag = crypto::random_bytes::<6>()
+        .map(|b| crypto::hex(&b))
+        .unwrap_or_default();
+    std::env::temp_dir().join(format!("gatecert-demo-{}-{tag}", std::process::id()))
+}
+
+/// A standalone config in `dir`: the gateway is `gateway.local` + 127.0.0.1, leaves live under
+/// `sensors.local`, EST on a free loopback port.
+pub fn demo_config(dir: &Path) -> Config {
+    let mut cfg = Config::standalone(dir.to_path_buf());
+    cfg.ca.allow_suffix = vec!["gateway.local".into(), SUFFIX.into()];
+    cfg.ca.allow_ip = vec![(IpAddr::from([127, 0, 0, 1]), 32)];
+    cfg.est.listen = loopback(0);
+    if let Some(gw) = cfg.certificates.first_mut() {
+        gw.ips = vec![IpAddr::from([127, 0, 0, 1])];
+    }
+    cfg
+}
+
+fn demo(dir: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let cfg = demo_config(dir);
+    let mut svc = Service::start(cfg, clock.clone()).map_err(|e| chain(&e))?;
+    let addr = svc.local_addr().ok_or("the EST listener did not start")?;
+    let root_der = svc
+        .ca()
+        .chain_der()
+        .last()
+        .cloned()
+        .ok_or("the CA has no root")?;
+    let int = svc.ca().intermediate().clone();
+    let root = CertInfo::from_der(&root_der).map_err(|e| e.to_string())?;
+
+    let (mut stop, stop_rx) = UnixStream::pair().map_err(|e| e.to_string())?;
+    let service = std::thread::spawn(move || loop {
+        match svc.step(&[stop_rx.as_fd()], Duration::from_secs(1)) {
+            Ok(r) if r[0] => return Ok(svc),
+            Ok(_) => {}
+            Err(e) => return Err(chain(&e)),
+        }
+    });
+
+    // The operator's step: a one-time bootstrap token for the sensor.
+    let name = format!("{DEVICE}.{SUFFIX}");
+    let token = Tokens::open(&crate::token::path_in(dir))
+        .and_then(|mut t| t.add(DEVICE, std::slice::from_ref(&name), 3600, 1, clock.now()))
+        .map_err(|e| chain(&e))?;
+
+    // The sensor's step: key, CSR, simpleenroll over TLS trusting only the local root.
+    let enrolled = enroll(addr.port(), &root_der, &token, &name);
+    let _ = stop.write_all(b"x");
+    let svc = service
+        .join()
+        .map_err(|_| "the service thread panicked".to_string())??;
+    let (leaf, chain_len) = enrolled?;
+    if !svc.ca().issued_by_me(&leaf.der) || !leaf.dns_names.contains(&name) {
+        return Err("the enrolled certificate is not the one asked for".into());
+    }
+
+    let gw = crate::store::SetDir::new(dir.join("certs").join("gateway"))
+        .read_live()
+        .map_err(|e| chain(&e))?
+        .and_then(|(pem, _)| CertInfo::from_pem(&pem).ok())
+        .ok_or("the gateway certificate was not installed")?;
+    let inventory = Inventory::open(&crate::leaves::path_in(dir)).map_err(|e| chain(&e))?;
+    let rec = inventory
+        .by_device(DEVICE)
+        .ok_or("the leaf is missing from the inventory")?;
+
+    println!(
+        "gatecert demo: a local CA, the gateway's certificate and one sensor enrolled over EST\n"
+    );
+    let rows = [
+        (
+            "root CA",
+            format!(
+                "{}  until {}",
+                root.subject,
+                crypto::rfc3339(root.not_after)
+            ),
+        ),
+        (
+            "issuing CA",
+            format!("{}  until {}", int.subject, crypto::rfc3339(int.not_after)),
+        ),
+        (
+            "gateway cert",
+            format!(
+                "{}  until {}  (local CA)",
+                names(&gw).join(", "),
+                crypto::rfc3339(gw.not_after)
+            ),
+        ),
+        ("EST listener", format!("https://{addr}{PREFIX}")),
+        ("leaf device", rec.device.clone()),
+        ("leaf names", rec.names.join(", ")),
+        ("leaf serial", rec.serial.clone()),
+        ("leaf until", crypto::rfc3339(rec.not_after)),
+        ("leaf source", rec.source.as_str().to_string()),
+        (
+            "leaf chain",
+            format!("{chain_len} certificates (PKCS#7 certs-only)"),
+        ),
+    ];
+    for (k, v) in rows {
+        println!("  {k:<13} {v}");
+    }
+    println!("\ndone in {} ms", started.elapsed().as_millis());
+    Ok(())
+}
+
+fn names(c: &CertInfo) -> Vec<String> {
+    c.dns_names
+        .iter()
+        .cloned()
+        .chain(c.ips.iter().map(IpAddr::to_string))
+        .collect()
+}
+
+/// The simulated sensor: POST simpleenroll, parse the certs-only answer.
+fn enroll(
+    port: u16,
+    root_der: &[u8],
+    token: &str,
+    name: &str,
+) -> Result<(CertInfo, usize), String> {
+    let key = PrivateKey::generate(KeyType::Ec256).map_err(|e| e.to_string())?;
+    let csr = key
+        .csr(&[name.to_string()], &[])
+        .map_err(|e| e.to_string())?;
+    let agent = agent(root_der);
+    let url = format!("https://127.0.0.1:{port}{PREFIX}simpleenroll");
+    let auth = format!(
+        "Basic {}",
+        crypto::b64(format!("{DEVICE}:{token}").as_bytes())
+    );
+    let mut resp = agent
+        .post(&url)
+        .header("Content-Type", "application/pkcs10")
+        .header("Content-Transfer-Encoding", "base64")
+        .header("Authorization", &auth)
+        .send(crypto::b64(&csr))
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    if status != 200 {
+        return Err(format!("POST {url}: HTTP {status}: {}", body.trim()));
+    }
+    let der = crypto::b64_decode(body.as_bytes()).map_err(|e| e.to_string())?;
+    let certs = pkcs7::parse_certs_only(&der).map_err(|e| e.to_string())?;
+    let leaf =
+        CertInfo::from_der(certs.first().ok_or("empty PKCS#7")?).map_err(|e| e.to_string())?;
+    if !key.matches(&leaf) {
+        return Err("the certificate is not for the sensor's key".into());
+    }
+    Ok((leaf, certs.len()))
+}
+
+/// A ureq agent that trusts only `root_der`, with a short deadline.
+fn agent(root_der: &[u8]) -> ureq::Agent {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+    let root = Certificate::from_der(root_der).to_owned();
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::new_with_certs(&[root]))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,753 @@
+//! The EST server: Enrollment over Secure Transport, [RFC 7030], under `/.well-known/est/`.
+//!
+//! | operation | auth | answer |
+//! |---|---|---|
+//! | `GET cacerts` (§4.1) | none | the CA chain, certs-only PKCS#7 |
+//! | `POST simpleenroll` (§4.2.1) | HTTP Basic: device + bootstrap token | the new leaf |
+//! | `POST simplereenroll` (§4.2.2) | TLS client certificate from this CA | the new leaf |
+//! | `GET csrattrs` (§4.5) | none | P-256 with ECDSA-SHA256 |
+//! | `POST serverkeygen` (§4.4) | like simpleenroll | key (PKCS#8) + leaf, multipart |
+//!
+//! Bodies are base64 DER, as §4 requires ("Content-Transfer-Encoding: base64"). Malformed
+//! input gets 400 with a reason, missing credentials 401, policy denials 403. Every issuance and
+//! every denial is appended to the audit log (device, names, serial, reason, client address;
+//! never the token), and every issuance is recorded in the leaf inventory.
+//!
+//! [RFC 7030]: https://www.rfc-editor.org/rfc/rfc7030
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::audit::{Audit, DEFAULT_MAX_BYTES};
+use crate::ca::{Csr, IssueRequest, Issued, LocalCa};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::{self, CertInfo};
+use crate::http::{Handler, PeerInfo, Request, Response};
+use crate::leaves::{Inventory, Leaf, Source};
+use crate::store::{self, CertSet, SetDir};
+use crate::token::Tokens;
+use crate::{audit, ca, leaves, pkcs7, token};
+
+/// The well-known prefix, RFC 7030 §3.2.2.
+pub const PREFIX: &str = "/.well-known/est/";
+
+/// The realm in `WWW-Authenticate`.
+pub const REALM: &str = "gatecert";
+
+/// The set directory of the EST listener's own certificate when no ACME certificate is installed.
+pub const LOCAL_SET: &str = "est-local";
+
+/// An error setting up the EST service (request-time failures become HTTP answers instead).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The local CA could not be opened or could not issue the listener's certificate.
+    Ca(ca::Error),
+    /// Reading or installing a certificate set failed.
+    Store(store::Error),
+    /// No configured name is one the local CA may issue for, and no ACME certificate is
+    /// installed: the listener has no certificate to serve.
+    NoListenerNames,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Ca(_) => f.write_str("local CA"),
+            Error::Store(_) => f.write_str("certificate store"),
+            Error::NoListenerNames => f.write_str(
+                "no certificate for the EST listener: no ACME certificate is installed and no \
+                 configured domain/ip is within the local CA's allow_suffix/allow_ip",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Ca(e) => Some(e),
+            Error::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ca::Error> for Error {
+    fn from(e: ca::Error) -> Self {
+        Error::Ca(e)
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+/// The EST request handler.
+///
+/// The token store, audit log and inventory are re-read for each request that needs them:
+/// `gatecert token add` and other commands change them while the service runs, and the files
+/// are small.
+pub struct Est {
+    ca: LocalCa,
+    state_dir: PathBuf,
+    clock: Arc<dyn Clock>,
+}
+
+/// A refused request: what the client is told and what the audit log records.
+struct Denial {
+    status: u16,
+    reason: String,
+    device: Option<String>,
+    names: Vec<String>,
+}
+
+impl Denial {
+    fn new(status: u16, reason: impl Into<String>) -> Self {
+        Denial {
+            status,
+            reason: reason.into(),
+            device: None,
+            names: Vec::new(),
+        }
+    }
+
+    fn device(mut self, device: &str) -> Self {
+        self.device = Some(device.into());
+        self
+    }
+
+    fn names(mut self, names: Vec<String>) -> Self {
+        self.names = names;
+        self
+    }
+}
+
+/// A granted request.
+struct Granted {
+    device: String,
+    names: Vec<String>,
+    issued: Issued,
+    /// serverkeygen: the new key as PKCS#8 PEM.
+    key_pem: Option<String>,
+}
+
+impl Est {
+    /// The handler for `ca`, keeping tokens, audit log and inventory in `state_dir`.
+    pub fn new(state_dir: &Path, ca: LocalCa, clock: Arc<dyn Clock>) -> Est {
+        Est {
+            ca,
+            state_dir: state_dir.to_path_buf(),
+            clock,
+        }
+    }
+
+    /// The CA behind this handler.
+    pub fn ca(&self) -> &LocalCa {
+        &self.ca
+    }
+
+    fn cacerts(&self) -> Response {
+        certs_only_response(&self.ca.chain_der())
+    }
+
+    /// `simpleenroll` and `serverkeygen`: HTTP Basic with the device's bootstrap token.
+    fn enroll(&mut self, req: &Request, keygen: bool) -> Result<Granted, Denial> {
+        let (device, token) = basic_auth(req).ok_or_else(|| Denial::new(401, "no credentials"))?;
+        let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
+        let names = csr_names(&csr);
+        let now = self.clock.now();
+        let mut tokens = Tokens::open(&token::path_in(&self.state_dir)).map_err(|e| {
+            log::error!("{e}");
+            Denial::new(500, "token store unreadable").device(&device)
+        })?;
+        let grant = tokens.check(&device, &token, now).map_err(|d| {
+            Denial::new(403, d.to_string())
+                .device(&device)
+                .names(names.clone())
+        })?;
+        if let Some(name) = names
+            .iter()
+            .find(|n| !grant.names.iter().any(|g| g.eq_ignore_ascii_case(n)))
+        {
+            return Err(
+                Denial::new(403, format!("name {name} is not granted to this token"))
+                    .device(&device)
+                    .names(names),
+            );
+        }
+        let (issued, key_pem) = if keygen {
+            let (key, issued) = self
+                .ca
+                .issue_with_new_key(&csr.dns, &csr.ips, None, false, now)
+                .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
+            (issued, Some(key.to_pem()))
+        } else {
+            let issued = self
+                .ca
+                .issue(
+                    &IssueRequest {
+                        csr,
+                        lifetime: None,
+                        server_auth: false,
+                    },
+                    now,
+                )
+                .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
+            (issued, None)
+        };
+        // One token, one enrollment: burn it before the certificate leaves.
+        if let Err(e) = tokens.consume(&device, now) {
+            log::error!("cannot consume the token of {device}: {e}");
+            return Err(Denial::new(500, "token store write failed")
+                .device(&device)
+                .names(names));
+        }
+        Ok(Granted {
+            device,
+            names,
+            issued,
+            key_pem,
+        })
+    }
+
+    /// `simplereenroll`: the client's current certificate, from this CA and unexpired, and a CSR
+    /// whose subject and SANs are identical to it (RFC 7030 §4.2.2).
+    fn reenroll(&mut self, req: &Request, peer: &PeerInfo) -> Result<Granted, Denial> {
+        let Some(leaf) = peer.certs.first() else {
+            return Err(Denial::new(
+                403,
+                "re-enrollment needs a TLS client certificate",
+            ));
+        };
+        let current = CertInfo::from_der(leaf.as_ref())
+            .map_err(|e| Denial::new(403, format!("client certificate: {e}")))?;
+        let device = current
+            .subject_cn
+            .clone()
+            .or_else(|| current.dns_names.first().cloned())
+            .unwrap_or_else(|| current.serial_hex());
+        let cur_names = names_of(&current.dns_names, &current.ips);
+        if !self.ca.issued_by_me(leaf.as_ref()) {
+            return Err(
+                Denial::new(403, "client certificate was not issued by this CA")
+                    .device(&device)
+                    .names(cur_names),
+            );
+        }
+        let now = self.clock.now();
+        if current.not_after <= now || current.not_before > now {
+            return Err(
+                Denial::new(403, "client certificate is expired or not yet valid")
+                    .device(&device)
+                    .names(cur_names),
+            );
+        }
+        let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
+        let names = csr_names(&csr);
+        if !same_set(&names, &cur_names) || csr.subject_cn != current.subject_cn {
+            return Err(Denial::new(
+                403,
+                "CSR subject/SANs differ from the current certificate (RFC 7030 4.2.2)",
+            )
+            .device(&device)
+            .names(names));
+        }
+        let issued = self
+            .ca
+            .issue(
+                &IssueRequest {
+                    csr,
+                    lifetime: None,
+                    server_auth: false,
+                },
+                now,
+            )
+            .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
+        Ok(Granted {
+            device,
+            names,
+            issued,
+            key_pem: None,
+        })
+    }
+
+    fn read_csr(&self, req: &Request) -> Result<Csr, Denial> {
+        let der = crypto::b64_decode(&req.body)
+            .map_err(|_| Denial::new(400, "body is not base64 (RFC 7030 4.2.1)"))?;
+        self.ca.verify_csr(&der).map_err(|e| ca_denial(&e))
+    }
+
+    fn record(&mut self, op: &str, peer: &PeerInfo, outcome: &Result<Granted, Denial>) {
+        let now = self.clock.now();
+        let client = peer.addr.ip().to_string();
+        let (event, fields) = match outcome {
+            Ok(g) => (
+                "est.issue",
+                json!({
+                    "op": op,
+                    "device": g.device,
+                    "names": g.names,
+                    "serial": g.issued.serial_hex,
+                    "not_after": g.issued.not_after,
+                    "client": client,
+                }),
+            ),
+            Err(d) => (
+                "est.deny",
+                json!({
+                    "op": op,
+                    "status": d.status,
+                    "device": d.device,
+                    "names": d.names,
+                    "reason": d.reason,
+                    "client": client,
+                }),
+            ),
+        };
+        let appended = Audit::open(&audit::path_in(&self.state_dir), DEFAULT_MAX_BYTES)
+            .and_then(|mut a| a.append(now, event, fields));
+        if let Err(e) = appended {
+            log::error!("audit log append failed: {e}");
+        }
+        if let Ok(g) = outcome {
+            let leaf = Leaf {
+                device: g.device.clone(),
+                names: g.names.clone(),
+                serial: g.issued.serial_hex.clone(),
+                not_after: g.issued.not_after,
+                source: Source::Local,
+                issued_at: now,
+            };
+            let recorded =
+                Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| i.record(leaf));
+            if let Err(e) = recorded {
+                log::error!("leaf inventory write failed: {e}");
+            }
+        }
+    }
+}
+
+impl Handler for Est {
+    fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
+        let Some(op) = req.path.strip_prefix(PREFIX) else {
+            return Response::text(404, "not found");
+        };
+        let (method, keygen) = match op {
+            "cacerts" | "csrattrs" => ("GET", false),
+            "simpleenroll" | "simplereenroll" => ("POST", false),
+            "serverkeygen" => ("POST", true),
+            _ => return Response::text(404, "unknown EST operation"),
+        };
+        if req.method != method {
+            return Response::text(405, &format!("{op} takes {method}")).header("Allow", method);
+        }
+        match op {
+            "cacerts" => return self.cacerts(),
+            "csrattrs" => return csrattrs_response(),
+            _ => {}
+        }
+        let outcome = if op == "simplereenroll" {
+            self.reenroll(req, peer)
+        } else {
+            self.enroll(req, keygen)
+        };
+        self.record(op, peer, &outcome);
+        match outcome {
+            Ok(g) => match g.key_pem {
+                Some(key_pem) => serverkeygen_response(&key_pem, &g.issued),
+                None => certs_only_response(&g.issued.chain_der),
+            },
+            Err(d) if d.status == 401 => Response::text(401, &d.reason)
+                .header("WWW-Authenticate", &format!("Basic realm=\"{REALM}\"")),
+            Err(d) => Response::text(d.status, &d.reason),
+        }
+    }
+
+    fn rejected(&mut self, status: u16, reason: &str, peer: &PeerInfo) {
+        let outcome = Err(Denial::new(status, reason));
+        self.record("http", peer, &outcome);
+    }
+}
+
+fn ca_denial(e: &ca::Error) -> Denial {
+    let status = e.http_status();
+    if status >= 500 {
+        log::error!("local CA: {e}");
+        return Denial::new(status, "the CA failed; see the gateway's log");
+    }
+    Denial::new(status, e.to_string())
+}
+
+/// `Authorization: Basic` (RFC 7617): (user-id, password). The password is the bootstrap token
+/// and never leaves this function except into the token check.
+fn basic_auth(req: &Request) -> Option<(String, String)> {
+    let value = req.header("authorization")?;
+    let (scheme, creds) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = crypto::b64_decode(creds.trim().as_bytes()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    if user.is_empty() || pass.is_empty() {
+        return None;
+    }
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+fn names_of(dns: &[String], ips: &[IpAddr]) -> Vec<String> {
+    dns.iter()
+        .map(|d| d.to_ascii_lowercase())
+        .chain(ips.iter().map(IpAddr::to_string))
+        .collect()
+}
+
+fn csr_names(csr: &Csr) -> Vec<String> {
+    names_of(&csr.dns, &csr.ips)
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    a.dedup();
+    b.sort();
+    b.dedup();
+    a == b
+}
+
+/// base64 with 64-column lines, as `openssl base64` writes it.
+fn b64_lines(der: &[u8]) -> String {
+    let b = crypto::b64(der);
+    let mut out = String::with_capacity(b.len() + b.len() / 64 + 1);
+    for chunk in b.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// RFC 7030 §4.1.3 / §4.2.3: `application/pkcs7-mime; smime-type=certs-only`, base64.
+fn certs_only_response(certs: &[Vec<u8>]) -> Response {
+    Response::new(200)
+        .header(
+            "Content-Type",
+            "application/pkcs7-mime; smime-type=certs-only",
+        )
+        .header("Content-Transfer-Encoding", "base64")
+        .body(b64_lines(&pkcs7::certs_only(certs)).into_bytes())
+}
+
+/// RFC 7030 §4.5.2 CsrAttrs: `SEQUENCE { ecdsa-with-SHA256, SEQUENCE { id-ecPublicKey,
+/// SET { prime256v1 } } }`: "sign with ECDSA-SHA256, use a P-256 key".
+const CSR_ATTRS: &[u8] = &[
+    0x30, 0x21, // CsrAttrs
+    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, // ecdsa-with-SHA256
+    0x30, 0x15, // Attribute
+    0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, // id-ecPublicKey
+    0x31, 0x0a, // SET
+    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, // prime256v1
+];
+
+fn csrattrs_response() -> Response {
+    Response::new(200)
+        .header("Content-Type", "application/csrattrs")
+        .header("Content-Transfer-Encoding", "base64")
+        .body(b64_lines(CSR_ATTRS).into_bytes())
+}
+
+/// The multipart boundary of serverkeygen answers; base64 text can never contain `-`.
+const BOUNDARY: &str = "gatecert-est-boundary";
+
+/// RFC 7030 §4.4.2: `multipart/mixed` with the private key (`application/pkcs8`, base64 DER)
+/// then the certificate (`application/pkcs7-mime; smime-type=certs-only`).
+fn serverkeygen_response(key_pem: &str, issued: &Issued) -> Response {
+    // The PEM's base64 body is exactly the base64 of the PKCS#8 DER.
+    let key_b64: String = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let body = format!(
+        "--{BOUNDARY}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         {key_b64}--{BOUNDARY}\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}--{BOUNDARY}--\r\n",
+        b64_lines(&pkcs7::certs_only(&issued.chain_der)),
+    );
+    Response::new(200)
+        .header(
+            "Content-Type",
+            &format!("multipart/mixed; boundary={BOUNDARY}"),
+        )
+        .body(body.into_bytes())
+}
+
+/// The EST listener's own certificate chain and key (PEM), and where they came from.
+pub struct ListenerIdentity {
+    /// End-entity first.
+    pub chain_pem: String,
+    /// PKCS#8 PEM.
+    pub key_pem: String,
+    /// `acme:<name>` or `local`.
+    pub source: String,
+    /// The end-entity certificate's notAfter.
+    pub not_after: i64,
+}
+
+/// The EST listener's certificate: the gateway's ACME certificate when one is installed and
+/// unexpired (`<state_dir>/certs/<name>/live`), else one from the local CA for the configured
+/// names, kept in `<state_dir>/certs/est-local` and reissued only in the last third of its life.
+pub fn listener_identity(cfg: &Config, ca: &LocalCa, now: i64) -> Result<ListenerIdentity, Error> {
+    let certs_dir = cfg.main.state_dir.join("certs");
+    for c in cfg.certificates.iter().filter(|c| c.directory.is_some()) {
+        if let Some(found) = live_identity(&certs_dir.join(&c.name), now, 0)? {
+            return Ok(ListenerIdentity {
+                source: format!("acme:{}", c.name),
+                ..found
+            });
+        }
+    }
+    ensure_local_set(
+        &certs_dir.join(LOCAL_SET),
+        ca,
+        &listener_names(cfg, ca),
+        now,
+        None,
+    )
+}
+
+/// The names of every configured certificate that the local CA may issue for.
+fn listener_names(cfg: &Config, ca: &LocalCa) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns: Vec<String> = Vec::new();
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for c in &cfg.certificates {
+        for d in &c.domains {
+            if !dns.contains(d) && ca.check_names(std::slice::from_ref(d), &[]).is_ok() {
+                dns.push(d.clone());
+            }
+        }
+        for ip in &c.ips {
+            if !ips.contains(ip) && ca.check_names(&[], std::slice::from_ref(ip)).is_ok() {
+                ips.push(*ip);
+            }
+        }
+    }
+    (dns, ips)
+}
+
+/// Issues a server certificate from the local CA into `dir` unless the live one is for the
+/// same names and has more than a third of its lifetime left. `lifetime: None` = the CA's.
+pub fn ensure_local_set(
+    dir: &Path,
+    ca: &LocalCa,
+    (dns, ips): &(Vec<String>, Vec<IpAddr>),
+    now: i64,
+    lifetime: Option<u64>,
+) -> Result<ListenerIdentity, Error> {
+    if let Some(found) = live_identity(dir, now, 3)? {
+        let info = crypto::certs_from_pem(&found.chain_pem)
+            .ok()
+            .and_then(|c| CertInfo::from_der(c[0].as_ref()).ok());
+        let same = info.is_some_and(|i| {
+            same_set(&names_of(&i.dns_names, &i.ips), &names_of(dns, ips))
+                && ca.issued_by_me(&i.der)
+        });
+        if same {
+            return Ok(found);
+        }
+    }
+    if dns.is_empty() && ips.is_empty() {
+        return Err(Error::NoListenerNames);
+    }
+    let (key, issued) = ca.issue_with_new_key(dns, ips, lifetime, true, now)?;
+    let set = CertSet {
+        key_pem: key.to_pem(),
+        cert_pem: crypto::pem_block("CERTIFICATE", &issued.leaf_der),
+        chain_pem: crypto::certs_to_pem(issued.chain_der[1..].iter().map(Vec::as_slice)),
+    };
+    SetDir::new(dir).install(&set)?;
+    log::info!(
+        "issued {} from the local CA for {} (serial {}, until {})",
+        dir.display(),
+        names_of(dns, ips).join(", "),
+        issued.serial_hex,
+        crypto::rfc3339(issued.not_after)
+    );
+    Ok(ListenerIdentity {
+        chain_pem: set.fullchain(),
+        key_pem: set.key_pem.clone(),
+        source: "local".into(),
+        not_after: issued.not_after,
+    })
+}
+
+/// The live set in `dir`, if its key matches and it is still good: unexpired, and with
+/// `keep_fraction` > 0, more than 1/keep_fraction of its lifetime left.
+fn live_identity(
+    dir: &Path,
+    now: i64,
+    keep_fraction: i64,
+) -> Result<Option<ListenerIdentity>, Error> {
+    let Some((chain_pem, key_pem)) = SetDir::new(dir).read_live()? else {
+        return Ok(None);
+    };
+    let Ok(info) = CertInfo::from_pem(&chain_pem) else {
+        log::warn!("{}: unreadable certificate; ignoring it", dir.display());
+        return Ok(None);
+    };
+    let key_ok = crypto::PrivateKey::from_pem(&key_pem).is_ok_and(|k| k.matches(&info));
+    let left = info.not_after - now;
+    let good = key_ok && left > 0 && (keep_fraction == 0 || left * keep_fraction > info.lifetime());
+    Ok(good.then(|| ListenerIdentity {
+        chain_pem,
+        key_pem,
+        source: "local".into(),
+        not_after: info.not_after,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::config::Config;
+
+    #[test]
+    fn basic_auth_parses_rfc7617_example() {
+        // RFC 7617 §2: "Aladdin" / "open sesame".
+        let mut req = Request {
+            method: "POST".into(),
+            path: "/".into(),
+            query: None,
+            headers: vec![(
+                "Authorization".into(),
+                "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==".into(),
+            )],
+            body: Vec::new(),
+        };
+        assert_eq!(
+            basic_auth(&req),
+            Some(("Aladdin".into(), "open sesame".into()))
+        );
+        req.headers[0].1 = "Bearer QWxhZGRpbjpvcGVuIHNlc2FtZQ==".into();
+        assert_eq!(basic_auth(&req), None);
+        req.headers[0].1 = format!("Basic {}", crypto::b64(b"nopassword"));
+        assert_eq!(basic_auth(&req), None);
+    }
+
+    #[test]
+    fn csr_attrs_is_well_formed_der() {
+        assert_eq!(CSR_ATTRS[1] as usize, CSR_ATTRS.len() - 2);
+        assert_eq!(CSR_ATTRS[13] as usize, CSR_ATTRS.len() - 14);
+        assert_eq!(CSR_ATTRS[24] as usize, CSR_ATTRS.len() - 25);
+    }
+
+    fn setup(tag: &str) -> (PathBuf, Est, Arc<FixedClock>) {
+        let dir =
+            std::env::temp_dir().join(format!("gatecert-est-unit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = Config::standalone(dir.clone());
+        let clock = Arc::new(FixedClock::new(1_800_000_000));
+        let ca = LocalCa::init(&LocalCa::dir_in(&dir), &cfg.ca, clock.now()).unwrap();
+        let est = Est::new(&dir, ca, clock.clone());
+        (dir, est, clock)
+    }
+
+    fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
+        Request {
+            method: "POST".into(),
+            path: format!("{PREFIX}simpleenroll"),
+            query: None,
+            headers: vec![(
+                "Authorization".into(),
+                format!(
+                    "Basic {}",
+                    crypto::b64(format!("{device}:{token}").as_bytes())
+                ),
+            )],
+            body: crypto::b64(csr).into_bytes(),
+        }
+    }
+
+    fn peer() -> PeerInfo {
+        PeerInfo {
+            addr: "192.0.2.7:5000".parse().unwrap(),
+            tls: true,
+            certs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn token_expires_on_the_injected_clock() {
+        let (dir, mut est, clock) = setup("clock");
+        let name = "s.sensors.local".to_string();
+        let token = Tokens::open(&token::path_in(&dir))
+            .unwrap()
+            .add("s", std::slice::from_ref(&name), 60, 1, clock.now())
+            .unwrap();
+        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+        let csr = key.csr(std::slice::from_ref(&name), &[]).unwrap();
+        clock.advance(61);
+        let resp = est.handle(&enroll_req("s", &token, &csr), &peer());
+        assert_eq!(resp.status, 403);
+        assert!(String::from_utf8_lossy(&resp.body).contains("expired"));
+        let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
+        assert!(log.contains("token expired") && log.contains("192.0.2.7"));
+        assert!(!log.contains(&token));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn routing_answers_404_and_405() {
+        let (dir, mut est, _) = setup("routes");
+        let mut req = enroll_req("x", "y", b"");
+        req.method = "GET".into();
+        let resp = est.handle(&req, &peer());
+        assert_eq!(resp.status, 405);
+        assert!(resp.headers.contains(&("Allow".into(), "POST".into())));
+        req.path = format!("{PREFIX}fullcmc");
+        assert_eq!(est.handle(&req, &peer()).status, 404);
+        req.path = "/elsewhere".into();
+        assert_eq!(est.handle(&req, &peer()).status, 404);
+        req.path = format!("{PREFIX}cacerts");
+        let resp = est.handle(&req, &peer());
+        assert_eq!(resp.status, 200);
+        let der = crypto::b64_decode(&resp.body).unwrap();
+        assert_eq!(pkcs7::parse_certs_only(&der).unwrap(), est.ca().chain_der());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn serverkeygen_answer_is_rfc7030_multipart() {
+        let (dir, est, clock) = setup("keygen");
+        let (key, issued) = est
+            .ca()
+            .issue_with_new_key(&["k.sensors.local".into()], &[], None, false, clock.now())
+            .unwrap();
+        let resp = serverkeygen_response(&key.to_pem(), &issued);
+        let ct = &resp.headers[0].1;
+        assert_eq!(ct, &format!("multipart/mixed; boundary={BOUNDARY}"));
+        let body = String::from_utf8(resp.body).unwrap();
+        let parts: Vec<&str> = body.split(&format!("--{BOUNDARY}")).collect();
+        assert_eq!(parts.len(), 4);
+        assert!(parts[1].starts_with("\r\nContent-Type: application/pkcs8\r\n"));
+        assert!(parts[2].contains("smime-type=certs-only"));
+        assert_eq!(parts[3], "--\r\n");
+        let pkcs8 = parts[1].split("\r\n\r\n").nth(1).unwrap();
+        let pem = crypto::pem_block(
+            "PRIVATE KEY",
+            &crypto::b64_decode(pkcs8.as_bytes()).unwrap(),
+        );
+        let back = crypto::PrivateKey::from_pem(&pem).unwrap();
+        assert!(back.matches(&CertInfo::from_der(&issued.leaf_der).unwrap()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

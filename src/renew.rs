@@ -1,0 +1,919 @@
+//! Keeping the gateway's certificates valid: the ACME flow top to bottom (uacme's shape:
+//! directory → account → decide → order → authorize → finalize → download → install → hook),
+//! and the `renew`, `revoke` and `account rollover` commands.
+//!
+//! Exit codes follow uacme, for cron: 0 = renewed, 1 = nothing due, 2 = error.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::acme::types::{
+    AuthorizationStatus, Identifier, NewOrder, OrderStatus, RevocationReason,
+};
+use crate::acme::{self, cert_id, select_chain, transport, Client, Login};
+use crate::challenge::{self, Pending};
+use crate::clock::{self, Clock, SystemClock};
+use crate::config::{Certificate, ChallengeKind, Config, LogTarget};
+use crate::crypto::{self, CertInfo, PrivateKey};
+use crate::schedule::{self, AriChoice, Decision, Window};
+use crate::store::{self, CertSet, SetDir};
+
+/// Exit code: a certificate was renewed (or revoked, or the key rolled over).
+pub const EXIT_DONE: i32 = 0;
+/// Exit code: nothing was due.
+pub const EXIT_NOTHING: i32 = 1;
+/// Exit code: something failed.
+pub const EXIT_ERROR: i32 = 2;
+
+/// A renewal error for one certificate.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The ACME exchange failed (the server's problem document is inside).
+    Acme(acme::Error),
+    /// A challenge could not be put in place.
+    Challenge(challenge::Error),
+    /// A state file could not be read or written.
+    Store(store::Error),
+    /// A key or certificate could not be generated or parsed.
+    Crypto(crypto::Error),
+    /// The HTTP client could not be set up (trust bundle).
+    Transport(transport::Error),
+    /// The certificate section cannot work as configured.
+    Config(String),
+    /// The server offered no challenge of the configured type for an identifier.
+    NoChallenge {
+        /// The identifier.
+        identifier: Identifier,
+        /// The configured type.
+        wanted: &'static str,
+        /// What the server offered.
+        offered: Vec<String>,
+    },
+    /// The issued certificate's public key is not the key we sent in the CSR.
+    KeyMismatch,
+    /// The deploy hook failed; the previous certificate set was put back.
+    DeployHook {
+        /// The hook command.
+        hook: String,
+        /// Its exit status.
+        status: String,
+        /// Whether a previous generation was restored.
+        restored: bool,
+    },
+    /// No certificate is installed (for revoke).
+    NoCertificate(PathBuf),
+    /// No account exists for this directory (for revoke and rollover).
+    NoAccount(PathBuf),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Acme(e) => write!(f, "{e}"),
+            Error::Challenge(e) => write!(f, "{e}"),
+            Error::Store(e) => write!(f, "{e}"),
+            Error::Crypto(e) => write!(f, "{e}"),
+            Error::Transport(e) => write!(f, "{e}"),
+            Error::Config(m) => f.write_str(m),
+            Error::NoChallenge {
+                identifier,
+                wanted,
+                offered,
+            } => write!(
+                f,
+                "the server offers no {wanted} challenge for {identifier} (it offers: {})",
+                offered.join(", ")
+            ),
+            Error::KeyMismatch => {
+                f.write_str("the issued certificate does not match the key of the request")
+            }
+            Error::DeployHook {
+                hook,
+                status,
+                restored,
+            } => {
+                write!(f, "deploy_hook {hook:?} failed ({status}); ")?;
+                if *restored {
+                    f.write_str("the previous certificate was restored")
+                } else {
+                    f.write_str("there was no previous certificate to restore")
+                }
+            }
+            Error::NoCertificate(p) => write!(f, "no certificate installed at {}", p.display()),
+            Error::NoAccount(p) => write!(f, "no ACME account at {}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The wrapped errors print themselves; their causes come next in the chain.
+        match self {
+            Error::Acme(e) => e.source(),
+            Error::Challenge(e) => e.source(),
+            Error::Store(e) => e.source(),
+            Error::Crypto(e) => e.source(),
+            Error::Transport(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! from {
+    ($($t:ty => $v:ident),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::$v(e)
+            }
+        }
+    )*};
+}
+from!(acme::Error => Acme, challenge::Error => Challenge, store::Error => Store,
+      crypto::Error => Crypto, transport::Error => Transport);
+
+/// What happened to one certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new certificate is live.
+    Renewed {
+        /// Its notAfter.
+        not_after: i64,
+    },
+    /// The current certificate is still good.
+    NotDue(Decision),
+}
+
+/// Everything outside the protocol a renewal needs, injectable for tests.
+pub struct Env<'a> {
+    /// `state_dir`.
+    pub state_dir: &'a Path,
+    /// The clock for renewal decisions (`GATECERT_FAKE_NOW` in integration tests).
+    pub clock: &'a dyn Clock,
+    /// The HTTP transport.
+    pub transport: &'a dyn transport::Transport,
+    /// How to wait (polls, Retry-After, dns_wait).
+    pub sleep: &'a dyn Fn(Duration),
+}
+
+/// Per-certificate renewal state, `certs/<name>/state.json`. Rewritten only when it changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Our pick in the current ARI window.
+    #[serde(default)]
+    pub ari: Option<AriChoice>,
+}
+
+/// The lifetime rule without jitter: less than 1/3 of the lifetime left (1/2 when the lifetime
+/// is under 10 days). [`schedule::decide`] adds the per-device jitter on top.
+pub fn renewal_due(not_before: i64, not_after: i64, now: i64) -> bool {
+    let lifetime = (not_after - not_before).max(0);
+    let left = if lifetime < 10 * 86_400 {
+        lifetime / 2
+    } else {
+        lifetime / 3
+    };
+    now >= not_after - left
+}
+
+/// `<state_dir>/certs/<name>`.
+pub fn cert_dir(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("certs").join(name)
+}
+
+/// `<state_dir>/accounts/<short hex of sha256(directory URL)>`.
+pub fn account_dir(state_dir: &Path, directory: &str) -> PathBuf {
+    let id = crypto::hex(&crypto::sha256(directory.as_bytes()));
+    state_dir.join("accounts").join(&id[..16])
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountFile {
+    url: String,
+}
+
+/// The stored account for `directory`, else the one the server knows for the stored key
+/// (`onlyReturnExisting`), else a new one (RFC 8555 §7.3). The key is written (0600) before
+/// newAccount, so a crash cannot orphan an account.
+pub fn account(client: &Client, state_dir: &Path, cert: &Certificate) -> Result<Login, Error> {
+    let dir = account_dir(state_dir, &client.url);
+    store::private_dir(&dir)?;
+    let key_path = dir.join("key.pem");
+    let json_path = dir.join("account.json");
+    let key = match store::read_optional(&key_path)? {
+        Some(pem) => PrivateKey::from_pem(&pem)?,
+        None => {
+            let key = PrivateKey::generate(crypto::KeyType::Ec256)?;
+            store::write_atomic(&key_path, key.to_pem().as_bytes(), store::SECRET)?;
+            key
+        }
+    };
+    if let Some(text) = store::read_optional(&json_path)? {
+        if let Ok(a) = serde_json::from_str::<AccountFile>(&text) {
+            return Ok(Login { key, url: a.url });
+        }
+    }
+    let contact: Vec<String> = cert.email.iter().map(|e| format!("mailto:{e}")).collect();
+    let eab = cert
+        .eab
+        .as_ref()
+        .map(|e| (e.kid.as_str(), e.hmac_key.as_slice()));
+    log::info!(
+        "{}: new account at {}",
+        cert.name,
+        client.directory.new_account
+    );
+    let login = client.account(key, &contact, eab, false)?;
+    let json = serde_json::json!({ "url": login.url }).to_string();
+    store::write_atomic(&json_path, json.as_bytes(), store::SECRET)?;
+    log::info!("{}: account {}", cert.name, login.url);
+    Ok(login)
+}
+
+/// The stored account, without creating one.
+fn existing_account(client: &Client, state_dir: &Path) -> Result<Login, Error> {
+    let dir = account_dir(state_dir, &client.url);
+    let key_path = dir.join("key.pem");
+    let pem = store::read_optional(&key_path)?.ok_or(Error::NoAccount(dir.clone()))?;
+    let key = PrivateKey::from_pem(&pem)?;
+    if let Some(text) = store::read_optional(&dir.join("account.json"))? {
+        if let Ok(a) = serde_json::from_str::<AccountFile>(&text) {
+            return Ok(Login { key, url: a.url });
+        }
+    }
+    Ok(client.account(key, &[], None, true)?)
+}
+
+/// When the installed certificate is due: ARI where the CA offers it (our pick persisted in
+/// `state.json`), else the lifetime rule with per-device jitter.
+pub fn decide(
+    client: &Client,
+    env: &Env,
+    cert: &Certificate,
+    info: &CertInfo,
+) -> Result<Decision, Error> {
+    let now = env.clock.now();
+    let seed = format!("{}/{}/{}", hostname(), cert.name, info.serial_hex());
+    if let Some(id) = cert_id(info) {
+        match client.renewal_info(&id) {
+            Ok(Some((ri, _retry_after))) => {
+                let w = &ri.suggested_window;
+                if let (Some(start), Some(end)) = (
+                    crypto::parse_rfc3339(&w.start),
+                    crypto::parse_rfc3339(&w.end),
+                ) {
+                    let path = cert_dir(env.state_dir, &cert.name).join("state.json");
+                    let mut state: State = store::read_optional(&path)?
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default();
+                    let choice = schedule::ari_choice(state.ari.as_ref(), Window { start, end })?;
+                    state.ari = Some(choice);
+                    store::private_dir(&cert_dir(env.state_dir, &cert.name))?;
+                    let text = serde_json::to_string(&state).unwrap_or_default();
+                    store::write_if_changed(&path, text.as_bytes(), store::PUBLIC)?;
+                    if let Some(url) = &ri.explanation_url {
+                        log::info!("{}: ARI explanation: {url}", cert.name);
+                    }
+                    return Ok(schedule::decide_with_ari(info.not_after, now, &choice));
+                }
+                log::warn!("{}: ARI window has unparseable times", cert.name);
+            }
+            Ok(None) => {}
+            Err(e) => log::warn!(
+                "{}: ARI unavailable ({e}); using the lifetime rule",
+                cert.name
+            ),
+        }
+    }
+    Ok(schedule::decide(
+        info.not_before,
+        info.not_after,
+        now,
+        seed.as_bytes(),
+    ))
+}
+
+/// Renews `cert` if due (or `force`), installs it and runs the deploy hook.
+pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, Error> {
+    let directory = cert
+        .directory
+        .as_deref()
+        .ok_or_else(|| Error::Config(format!("certificate '{}' has no directory", cert.name)))?;
+    check_names(cert)?;
+    let sys = SystemClock;
+    let client = Client::new(env.transport, &sys, env.sleep, directory)?;
+    let set = SetDir::new(cert_dir(env.state_dir, &cert.name));
+    let live = set.read_live()?;
+    let current = match &live {
+        Some((fullchain, _)) => Some(CertInfo::from_pem(fullchain)?),
+        None => None,
+    };
+    let mut replaces = None;
+    if let Some(info) = &current {
+        let same_names = names_match(cert, info);
+        if !force && same_names {
+            let decision = decide(&client, env, cert, info)?;
+            if !decision.due(env.clock.now()) {
+                log::info!(
+                    "{}: not due until {} ({})",
+                    cert.name,
+                    crypto::rfc3339(decision.at),
+                    decision.reason.as_str()
+                );
+                return Ok(Outcome::NotDue(decision));
+            }
+        } else if !same_names {
+            log::info!("{}: configured names changed", cert.name);
+        }
+        if client.directory.renewal_info.is_some() {
+            replaces = cert_id(info);
+        }
+    }
+    let login = account(&client, env.state_dir, cert)?;
+    let old_key = match (&live, cert.reuse_key) {
+        (Some((_, key_pem)), true) => Some(PrivateKey::from_pem(key_pem)?),
+        _ => None,
+    };
+    let (key, chain) = issue(&client, env, &login, cert, replaces, old_key)?;
+    install(env.state_dir, cert, &key, &chain)
+}
+
+/// Every configured name must be usable with the configured challenge.
+fn check_names(cert: &Certificate) -> Result<(), Error> {
+    if cert.domains.is_empty() && cert.ips.is_empty() {
+        return Err(Error::Config(format!(
+            "certificate '{}' has no domain and no ip",
+            cert.name
+        )));
+    }
+    if cert.challenge != ChallengeKind::Dns01 {
+        if let Some(w) = cert.domains.iter().find(|d| d.starts_with("*.")) {
+            return Err(Error::Config(format!(
+                "certificate '{}': wildcard {w} needs challenge dns-01",
+                cert.name
+            )));
+        }
+    }
+    if cert.challenge == ChallengeKind::Dns01 && !cert.ips.is_empty() {
+        return Err(Error::Config(format!(
+            "certificate '{}': IP identifiers cannot use dns-01 (RFC 8738 §7)",
+            cert.name
+        )));
+    }
+    Ok(())
+}
+
+fn names_match(cert: &Certificate, info: &CertInfo) -> bool {
+    let mut want: Vec<String> = cert
+        .domains
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    let mut have: Vec<String> = info
+        .dns_names
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    want.sort();
+    have.sort();
+    let mut want_ip: Vec<IpAddr> = cert.ips.clone();
+    let mut have_ip = info.ips.clone();
+    want_ip.sort();
+    have_ip.sort();
+    want == have && want_ip == have_ip
+}
+
+fn identifiers(cert: &Certificate) -> Vec<Identifier> {
+    cert.domains
+        .iter()
+        .map(|d| Identifier::Dns(d.clone()))
+        .chain(cert.ips.iter().map(|ip| Identifier::Ip(ip.to_string())))
+        .collect()
+}
+
+/// Order → authorize → finalize → download (RFC 8555 §7.4 – §7.4.2). Returns the new key and
+/// the chosen chain (PEM, leaf first).
+fn issue(
+    client: &Client,
+    env: &Env,
+    login: &Login,
+    cert: &Certificate,
+    replaces: Option<String>,
+    old_key: Option<PrivateKey>,
+) -> Result<(PrivateKey, String), Error> {
+    let mut new_order = NewOrder {
+        identifiers: identifiers(cert),
+        profile: cert.profile.clone().filter(|p| !p.is_empty()),
+        replaces,
+    };
+    log::info!("{}: new order {}", cert.name, client.directory.new_order);
+    let (order_url, order) = match client.new_order(login, &new_order) {
+        // A CA may refuse `replaces` (already replaced, or unknown to it); ARI is advisory, so
+        // the order goes ahead without it.
+        Err(acme::Error::Problem { problem, .. })
+            if new_order.replaces.is_some() && !problem.is("rateLimited") =>
+        {
+            log::warn!(
+                "{}: order with replaces refused ({problem}); retrying without",
+                cert.name
+            );
+            new_order.replaces = None;
+            client.new_order(login, &new_order)?
+        }
+        other => other?,
+    };
+    log::info!("{}: order {order_url}", cert.name);
+
+    let kind = cert.challenge;
+    let mut pending = Vec::new();
+    let mut to_answer = Vec::new();
+    for url in &order.authorizations {
+        let authz = client.authorization(login, url)?;
+        match authz.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            other => {
+                return Err(Error::Acme(acme::Error::Failed {
+                    what: format!("authorization for {} is {other:?}", authz.identifier),
+                    url: url.clone(),
+                    problem: None,
+                }))
+            }
+        }
+        let Some(ch) = authz
+            .challenges
+            .iter()
+            .find(|c| c.kind == kind.as_str() && c.token.is_some())
+        else {
+            return Err(Error::NoChallenge {
+                identifier: authz.identifier.clone(),
+                wanted: kind.as_str(),
+                offered: authz.challenges.iter().map(|c| c.kind.clone()).collect(),
+            });
+        };
+        let token = ch.token.clone().unwrap_or_default();
+        pending.push(Pending {
+            identifier: authz.identifier.clone(),
+            key_authorization: challenge::key_authorization(&token, &login.key),
+            token,
+        });
+        to_answer.push((url.clone(), ch.url.clone()));
+    }
+    if !pending.is_empty() {
+        // Up only while validating; dropped (torn down) on every path out of this block.
+        let _active = challenge::start(kind, cert, &pending, env.sleep)?;
+        for (_, ch_url) in &to_answer {
+            log::info!("{}: {} challenge {ch_url}", cert.name, kind.as_str());
+            client.respond(login, ch_url)?;
+        }
+        for (authz_url, _) in &to_answer {
+            let authz = client.poll_authorization(login, authz_url)?;
+            log::info!("{}: {} valid", cert.name, authz.identifier);
+        }
+    }
+
+    let order = client.poll_order(login, &order_url, |s| {
+        matches!(s, OrderStatus::Ready | OrderStatus::Valid)
+    })?;
+    let key = match old_key {
+        Some(k) if k.kind() == cert.key_type => k,
+        _ => PrivateKey::generate(cert.key_type)?,
+    };
+    let order = if order.status == OrderStatus::Ready {
+        let csr = key.csr(&cert.domains, &cert.ips)?;
+        client.finalize(login, &order_url, &order, &csr)?
+    } else {
+        order
+    };
+    let cert_url = order.certificate.clone().ok_or_else(|| {
+        Error::Acme(acme::Error::Failed {
+            what: "valid order has no certificate URL".into(),
+            url: order_url.clone(),
+            problem: None,
+        })
+    })?;
+    let chains = client.download(login, &cert_url)?;
+    let chain = select_chain(&chains, cert.preferred_chain.as_deref())
+        .cloned()
+        .unwrap_or_default();
+    Ok((key, chain))
+}
+
+/// Installs key + chain as a new generation, exports to `install_dir`, runs the deploy hook;
+/// if the hook fails, puts the previous generation back and runs the hook again.
+pub fn install(
+    state_dir: &Path,
+    cert: &Certificate,
+    key: &PrivateKey,
+    chain_pem: &str,
+) -> Result<Outcome, Error> {
+    let certs = crypto::certs_from_pem(chain_pem)?;
+    let leaf = CertInfo::from_der(&certs[0])?;
+    if !key.matches(&leaf) {
+        return Err(Error::KeyMismatch);
+    }
+    let set = CertSet {
+        key_pem: key.to_pem(),
+        cert_pem: crypto::certs_to_pem([certs[0].as_ref()]),
+        chain_pem: crypto::certs_to_pem(certs[1..].iter().map(|c| c.as_ref())),
+    };
+    let dir = SetDir::new(cert_dir(state_dir, &cert.name));
+    let previous = dir.install(&set)?;
+    log::info!(
+        "{}: installed {} (serial {}, expires {})",
+        cert.name,
+        dir.live().display(),
+        leaf.serial_hex(),
+        crypto::rfc3339(leaf.not_after)
+    );
+    export(&dir, cert)?;
+    let Some(hook) = &cert.deploy_hook else {
+        return Ok(Outcome::Renewed {
+            not_after: leaf.not_after,
+        });
+    };
+    match run_deploy_hook(hook, cert, &dir) {
+        Ok(()) => Ok(Outcome::Renewed {
+            not_after: leaf.not_after,
+        }),
+        Err(status) => {
+            let restored = match &previous {
+                Some(gen) => {
+                    dir.restore(gen)?;
+                    export(&dir, cert)?;
+                    log::warn!("{}: deploy hook failed; restored {gen}", cert.name);
+                    if let Err(again) = run_deploy_hook(hook, cert, &dir) {
+                        log::error!("{}: deploy hook failed again ({again})", cert.name);
+                    }
+                    true
+                }
+                None => false,
+            };
+            Err(Error::DeployHook {
+                hook: hook.clone(),
+                status,
+                restored,
+            })
+        }
+    }
+}
+
+/// Writes OpenWrt's `<install_dir>/<name>.{key,crt,chain.crt,fullchain.crt,combined.crt}`
+/// from the live set, when `install_dir` is set.
+fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
+    let Some(out) = &cert.install_dir else {
+        return Ok(());
+    };
+    let live = dir.live();
+    let files = [
+        (store::KEY, "key", store::SECRET),
+        (store::CERT, "crt", store::PUBLIC),
+        (store::CHAIN, "chain.crt", store::PUBLIC),
+        (store::FULLCHAIN, "fullchain.crt", store::PUBLIC),
+        (store::COMBINED, "combined.crt", store::SECRET),
+    ];
+    for (src, ext, mode) in files {
+        let data = store::read(&live.join(src))?;
+        store::write_atomic(
+            &out.join(format!("{}.{ext}", cert.name)),
+            data.as_bytes(),
+            mode,
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs `hook` with `/bin/sh -c`; `Err` carries the exit status.
+fn run_deploy_hook(hook: &str, cert: &Certificate, dir: &SetDir) -> Result<(), String> {
+    log::info!("{}: deploy hook", cert.name);
+    let status = Command::new("/bin/sh")
+        .args(["-c", hook])
+        .env("GATECERT_CERT_NAME", &cert.name)
+        .env("GATECERT_LIVE_DIR", dir.live())
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run /bin/sh: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(status.to_string())
+    }
+}
+
+fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A configured certificate with a directory, by name (`None` = the first).
+fn pick<'c>(cfg: &'c Config, name: Option<&str>) -> Result<&'c Certificate, String> {
+    let mut acme = cfg.certificates.iter().filter(|c| c.directory.is_some());
+    match name {
+        Some(n) => acme.find(|c| c.name == n).ok_or_else(|| {
+            format!(
+                "no certificate '{n}' with a directory in {}",
+                cfg.source.display()
+            )
+        }),
+        None => acme.next().ok_or_else(|| {
+            format!(
+                "no certificate section with a directory in {}",
+                cfg.source.display()
+            )
+        }),
+    }
+}
+
+struct Flags {
+    force: bool,
+    verbose: bool,
+    cert: Option<String>,
+    reason: Option<RevocationReason>,
+    rest: Vec<String>,
+}
+
+fn flags(args: &[String], allowed: &[&str]) -> Result<Flags, String> {
+    let mut f = Flags {
+        force: false,
+        verbose: false,
+        cert: None,
+        reason: None,
+        rest: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+            _ => (a.as_str(), None),
+        };
+        if name.starts_with('-') && !allowed.contains(&name) {
+            return Err(format!("unknown option {name}"));
+        }
+        let mut value = |what: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs {what}"))
+        };
+        match name {
+            "--force" | "-f" => f.force = true,
+            "-v" | "--verbose" => f.verbose = true,
+            "--cert" => f.cert = Some(value("a NAME")?),
+            "--reason" => {
+                let r = value("a REASON")?;
+                f.reason = Some(RevocationReason::parse(&r).ok_or_else(|| {
+                    format!("unknown revocation reason {r:?} (e.g. keyCompromise, superseded, 4)")
+                })?);
+            }
+            _ => f.rest.push(a.clone()),
+        }
+    }
+    Ok(f)
+}
+
+fn init_logging(verbose: bool) {
+    let level = if verbose {
+        log::LevelFilter::Info
+    } else {
+        log::LevelFilter::Warn
+    };
+    crate::logging::init(LogTarget::Stderr, level);
+}
+
+/// A failure named with its certificate, for the `caused by:` chain.
+#[derive(Debug)]
+struct Failed<'a> {
+    what: &'static str,
+    name: &'a str,
+    source: Error,
+}
+
+impl fmt::Display for Failed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} certificate '{}': {}",
+            self.what, self.name, self.source
+        )
+    }
+}
+
+impl std::error::Error for Failed<'_> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.source)
+    }
+}
+
+fn transport_for(cert: &Certificate) -> Result<transport::UreqTransport, Error> {
+    Ok(transport::UreqTransport::new(
+        cert.ca_bundle.as_deref(),
+        Duration::from_secs(cert.timeout.max(1)),
+    )?)
+}
+
+/// `gatecert renew [--force] [-v] [--cert NAME]`: 0 renewed, 1 nothing due, 2 error.
+pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
+    let f = match flags(args, &["--force", "-f", "-v", "--verbose", "--cert"]) {
+        Ok(f) if f.rest.is_empty() => f,
+        Ok(f) => return usage(&format!("unexpected argument {:?}", f.rest[0])),
+        Err(m) => return usage(&m),
+    };
+    init_logging(f.verbose);
+    let clock = clock::from_env();
+    let state_dir = &cfg.main.state_dir;
+    let _lock = match store::Lock::acquire(state_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            crate::cli::print_error(&e);
+            return EXIT_ERROR;
+        }
+    };
+    let mut trust = crate::trust::ClockTrust::load(state_dir, None);
+    if let Err(e) = trust.check(clock.now()) {
+        crate::cli::print_error(&e);
+        return EXIT_ERROR;
+    }
+    let certs: Vec<&Certificate> = match &f.cert {
+        Some(n) => match pick(cfg, Some(n)) {
+            Ok(c) => vec![c],
+            Err(m) => return usage(&m),
+        },
+        None => cfg
+            .certificates
+            .iter()
+            .filter(|c| c.directory.is_some())
+            .collect(),
+    };
+    if certs.is_empty() {
+        log::info!("no certificate section has a directory; nothing to renew");
+        return EXIT_NOTHING;
+    }
+    let (mut renewed, mut failed) = (false, false);
+    for cert in certs {
+        let result = transport_for(cert).and_then(|t| {
+            let env = Env {
+                state_dir,
+                clock: clock.as_ref(),
+                transport: &t,
+                sleep: &acme::thread_sleep,
+            };
+            renew_one(&env, cert, f.force)
+        });
+        match result {
+            Ok(Outcome::Renewed { not_after }) => {
+                record_health(state_dir, &cert.name, Ok(()), clock.now());
+                log::info!(
+                    "{}: renewed, valid until {}",
+                    cert.name,
+                    crypto::rfc3339(not_after)
+                );
+                renewed = true;
+            }
+            Ok(Outcome::NotDue(_)) => {}
+            Err(source) => {
+                let mut msg = source.to_string();
+                let mut cause = std::error::Error::source(&source);
+                while let Some(c) = cause {
+                    msg.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                record_health(state_dir, &cert.name, Err(&msg), clock.now());
+                crate::cli::print_error(&Failed {
+                    what: "renewing",
+                    name: &cert.name,
+                    source,
+                });
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        EXIT_ERROR
+    } else if renewed {
+        EXIT_DONE
+    } else {
+        EXIT_NOTHING
+    }
+}
+
+/// Updates `certs/<name>/health.json` for `gatecert status`; a failure to write it is logged,
+/// never fatal to renewal.
+fn record_health(state_dir: &Path, name: &str, result: Result<(), &str>, now: i64) {
+    if let Err(e) = crate::report::record_attempt(state_dir, name, result, now) {
+        log::warn!("{name}: cannot record renewal health: {e}");
+    }
+}
+
+/// `gatecert revoke [--reason R] [--cert NAME] [-v]`: revokes the live certificate, signed by
+/// the account key (RFC 8555 §7.6).
+pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
+    let f = match flags(args, &["--reason", "--cert", "-v", "--verbose"]) {
+        Ok(f) if f.rest.is_empty() => f,
+        Ok(f) => return usage(&format!("unexpected argument {:?}", f.rest[0])),
+        Err(m) => return usage(&m),
+    };
+    init_logging(f.verbose);
+    let cert = match pick(cfg, f.cert.as_deref()) {
+        Ok(c) => c,
+        Err(m) => return usage(&m),
+    };
+    let result = (|| -> Result<(), Error> {
+        let dir = SetDir::new(cert_dir(&cfg.main.state_dir, &cert.name));
+        let (fullchain, _) = dir.read_live()?.ok_or(Error::NoCertificate(dir.live()))?;
+        let info = CertInfo::from_pem(&fullchain)?;
+        let t = transport_for(cert)?;
+        let clock = SystemClock;
+        let client = Client::new(
+            &t,
+            &clock,
+            &acme::thread_sleep,
+            cert.directory.as_deref().unwrap_or_default(),
+        )?;
+        let login = existing_account(&client, &cfg.main.state_dir)?;
+        client.revoke(&client.account_signer(&login), &info.der, f.reason)?;
+        log::info!("{}: revoked serial {}", cert.name, info.serial_hex());
+        Ok(())
+    })();
+    match result {
+        Ok(()) => EXIT_DONE,
+        Err(source) => {
+            crate::cli::print_error(&Failed {
+                what: "revoking",
+                name: &cert.name,
+                source,
+            });
+            EXIT_ERROR
+        }
+    }
+}
+
+/// `gatecert account rollover [--cert NAME] [-v]`: replaces the account key (RFC 8555 §7.3.5).
+/// The new key is written to `key.pem.next` first, the server told, then `key.pem` replaced
+/// atomically; a crash in between leaves both keys on disk.
+pub fn cmd_account(cfg: &Config, args: &[String]) -> i32 {
+    let f = match flags(args, &["--cert", "-v", "--verbose"]) {
+        Ok(f) => f,
+        Err(m) => return usage(&m),
+    };
+    if f.rest.first().map(String::as_str) != Some("rollover") || f.rest.len() != 1 {
+        return usage("usage: gatecert account rollover [--cert NAME] [-v]");
+    }
+    init_logging(f.verbose);
+    let cert = match pick(cfg, f.cert.as_deref()) {
+        Ok(c) => c,
+        Err(m) => return usage(&m),
+    };
+    let state_dir = &cfg.main.state_dir;
+    let result = (|| -> Result<(), Error> {
+        let t = transport_for(cert)?;
+        let clock = SystemClock;
+        let client = Client::new(
+            &t,
+            &clock,
+            &acme::thread_sleep,
+            cert.directory.as_deref().unwrap_or_default(),
+        )?;
+        let _lock = store::Lock::acquire(state_dir)?;
+        let login = existing_account(&client, state_dir)?;
+        let dir = account_dir(state_dir, &client.url);
+        let new_key = PrivateKey::generate(login.key.kind())?;
+        let next = dir.join("key.pem.next");
+        store::write_atomic(&next, new_key.to_pem().as_bytes(), store::SECRET)?;
+        log::info!("{}: key change {}", cert.name, client.directory.key_change);
+        client.key_change(&login, &new_key)?;
+        store::write_atomic(
+            &dir.join("key.pem"),
+            new_key.to_pem().as_bytes(),
+            store::SECRET,
+        )?;
+        let _ = std::fs::remove_file(&next);
+        log::info!("{}: account key replaced", cert.name);
+        Ok(())
+    })();
+    match result {
+        Ok(()) => EXIT_DONE,
+        Err(source) => {
+            crate::cli::print_error(&Failed {
+                what: "rolling over the account key for",
+                name: &cert.name,
+                source,
+            });
+            EXIT_ERROR
+        }
+    }
+}
+
+fn usage(msg: &str) -> i32 {
+    eprintln!("gatecert: {msg}");
+    EXIT_ERROR
+}
+
+#[cfg(test)]
+mod tests;

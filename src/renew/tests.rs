@@ -1,0 +1,278 @@
+//! Renewal decisions, ARI persistence and install/rollback, without a network.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::acme::transport::{response, Method, TestTransport};
+use crate::clock::FixedClock;
+use crate::crypto::KeyType;
+
+const DAY: i64 = 86_400;
+const DIR: &str = "https://ca.test/dir";
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "gatecert-renew-{tag}-{}-{}",
+        std::process::id(),
+        crypto::hex(&crypto::random_bytes::<4>().unwrap())
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn renewal_due_for_90_day_6_day_and_24_hour_certs() {
+    let nb = 1_800_000_000;
+    // 90 days: due with 30 days left.
+    let na = nb + 90 * DAY;
+    assert!(!renewal_due(nb, na, na - 30 * DAY - 1));
+    assert!(renewal_due(nb, na, na - 30 * DAY));
+    // 6 days (< 10): due with half left, 3 days.
+    let na = nb + 6 * DAY;
+    assert!(!renewal_due(nb, na, na - 3 * DAY - 1));
+    assert!(renewal_due(nb, na, na - 3 * DAY));
+    // 24 hours: due with 12 hours left.
+    let na = nb + DAY;
+    assert!(!renewal_due(nb, na, nb + DAY / 2 - 1));
+    assert!(renewal_due(nb, na, nb + DAY / 2));
+    // Expired is due.
+    assert!(renewal_due(nb, na, na + 1));
+}
+
+fn issued(cert_key: &PrivateKey, dns: &str, not_before: i64, not_after: i64) -> (String, String) {
+    let ca_key = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let mut ca = rcgen::CertificateParams::new(vec![]).unwrap();
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Test CA");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_rc = ca_key.to_rcgen();
+    let ca_cert = ca.self_signed(&ca_rc).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_rc);
+    let mut leaf = rcgen::CertificateParams::new(vec![dns.to_owned()]).unwrap();
+    leaf.not_before = time::OffsetDateTime::from_unix_timestamp(not_before).unwrap();
+    leaf.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).unwrap();
+    leaf.use_authority_key_identifier_extension = true;
+    let leaf = leaf.signed_by(&cert_key.to_rcgen(), &issuer).unwrap();
+    (leaf.pem(), ca_cert.pem())
+}
+
+fn cert_config(dns: &str) -> Certificate {
+    let mut c = Certificate::standalone("gw", vec![dns.into()]);
+    c.directory = Some(DIR.into());
+    c
+}
+
+#[test]
+fn install_then_failing_hook_restores_the_previous_set() {
+    let state = tempdir("install");
+    let mut cfg = cert_config("gw.example");
+    let now = 1_800_000_000;
+    let k1 = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf1, ca1) = issued(&k1, "gw.example", now, now + 90 * DAY);
+    let first = install(&state, &cfg, &k1, &format!("{leaf1}{ca1}")).unwrap();
+    assert_eq!(
+        first,
+        Outcome::Renewed {
+            not_after: now + 90 * DAY
+        }
+    );
+
+    // A key that is not the certificate's is refused before anything is installed.
+    let stranger = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf_x, ca_x) = issued(&k1, "gw.example", now, now + DAY);
+    assert!(matches!(
+        install(&state, &cfg, &stranger, &format!("{leaf_x}{ca_x}")),
+        Err(Error::KeyMismatch)
+    ));
+
+    let marker = state.join("hook.log");
+    cfg.deploy_hook = Some(format!(
+        "echo \"$GATECERT_CERT_NAME $GATECERT_LIVE_DIR\" >> {}; exit 4",
+        marker.display()
+    ));
+    let k2 = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf2, ca2) = issued(&k2, "gw.example", now, now + 90 * DAY);
+    let err = install(&state, &cfg, &k2, &format!("{leaf2}{ca2}")).unwrap_err();
+    assert!(err.to_string().contains("failed (exit status: 4)"), "{err}");
+    assert!(err
+        .to_string()
+        .ends_with("the previous certificate was restored"));
+    let live = SetDir::new(cert_dir(&state, "gw")).live();
+    assert_eq!(
+        std::fs::read_to_string(live.join("cert.pem")).unwrap(),
+        leaf1
+    );
+    assert_eq!(
+        std::fs::read_to_string(live.join("key.pem")).unwrap(),
+        k1.to_pem()
+    );
+    let log = std::fs::read_to_string(&marker).unwrap();
+    let line = format!("gw {}\n", live.display());
+    assert_eq!(
+        log,
+        format!("{line}{line}"),
+        "the hook ran for the new and the restored set"
+    );
+    std::fs::remove_dir_all(state).unwrap();
+}
+
+#[test]
+fn install_dir_gets_the_openwrt_layout() {
+    let state = tempdir("export");
+    let out = state.join("acme");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut cfg = cert_config("gw.example");
+    cfg.install_dir = Some(out.clone());
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, ca) = issued(&k, "gw.example", 1_800_000_000, 1_800_000_000 + DAY);
+    install(&state, &cfg, &k, &format!("{leaf}{ca}")).unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("gw.crt")).unwrap(), leaf);
+    assert_eq!(
+        std::fs::read_to_string(out.join("gw.chain.crt")).unwrap(),
+        ca
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("gw.fullchain.crt")).unwrap(),
+        format!("{leaf}{ca}")
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(out.join("gw.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    std::fs::remove_dir_all(state).unwrap();
+}
+
+#[test]
+fn ari_choice_is_persisted_and_rewritten_only_when_the_window_moves() {
+    let state = tempdir("ari");
+    let cfg = cert_config("gw.example");
+    let now = 1_800_000_000;
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, _) = issued(&k, "gw.example", now - 10 * DAY, now + 80 * DAY);
+    let info = CertInfo::from_pem(&leaf).unwrap();
+    let id = cert_id(&info).unwrap();
+    let window = |s: i64, e: i64| {
+        format!(
+            r#"{{"suggestedWindow":{{"start":"{}","end":"{}"}}}}"#,
+            crypto::rfc3339(s),
+            crypto::rfc3339(e)
+        )
+    };
+    let t = TestTransport::new();
+    let dir = r#"{"newNonce":"n","newAccount":"a","newOrder":"o","revokeCert":"r",
+        "keyChange":"k","renewalInfo":"https://ca.test/ari"}"#;
+    t.push(Method::Get, DIR, response(200, &[], dir));
+    let ari_url = format!("https://ca.test/ari/{id}");
+    let (s1, e1) = (now + 50 * DAY, now + 52 * DAY);
+    t.push(Method::Get, &ari_url, response(200, &[], &window(s1, e1)));
+    t.push(Method::Get, &ari_url, response(200, &[], &window(s1, e1)));
+    // The CA moves the window into the past (e.g. after an incident): due now.
+    t.push(
+        Method::Get,
+        &ari_url,
+        response(200, &[], &window(now - 2 * DAY, now - DAY)),
+    );
+    let clock = FixedClock::new(now);
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+    };
+    let client = Client::new(&t, &clock, &|_| {}, DIR).unwrap();
+    let d1 = decide(&client, &env, &cfg, &info).unwrap();
+    assert_eq!(d1.reason, schedule::Reason::AriWindow);
+    assert!((s1..=e1).contains(&d1.at), "uniform pick inside the window");
+    assert!(!d1.due(now));
+    let path = cert_dir(&state, "gw").join("state.json");
+    let stored = std::fs::read_to_string(&path).unwrap();
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let d2 = decide(&client, &env, &cfg, &info).unwrap();
+    assert_eq!(d2.at, d1.at, "the same window keeps the same pick");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), stored);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        mtime,
+        "not rewritten"
+    );
+    let d3 = decide(&client, &env, &cfg, &info).unwrap();
+    assert!(d3.due(now));
+    assert_ne!(std::fs::read_to_string(&path).unwrap(), stored);
+    std::fs::remove_dir_all(state).unwrap();
+}
+
+#[test]
+fn without_ari_the_lifetime_rule_decides() {
+    let state = tempdir("noari");
+    let cfg = cert_config("gw.example");
+    let now = 1_800_000_000;
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, _) = issued(&k, "gw.example", now, now + 6 * DAY);
+    let info = CertInfo::from_pem(&leaf).unwrap();
+    let t = TestTransport::new();
+    t.push(
+        Method::Get,
+        DIR,
+        response(
+            200,
+            &[],
+            r#"{"newNonce":"n","newAccount":"a","newOrder":"o","revokeCert":"r","keyChange":"k"}"#,
+        ),
+    );
+    let clock = FixedClock::new(now);
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+    };
+    let client = Client::new(&t, &clock, &|_| {}, DIR).unwrap();
+    let d = decide(&client, &env, &cfg, &info).unwrap();
+    assert_eq!(d.reason, schedule::Reason::Lifetime);
+    // Half of 6 days left, moved earlier by at most the jitter (1/20 of the lifetime).
+    assert!(
+        d.at <= now + 3 * DAY && d.at > now + 3 * DAY - 6 * DAY / 20,
+        "{}",
+        d.at
+    );
+    assert!(!cert_dir(&state, "gw").join("state.json").exists());
+    std::fs::remove_dir_all(state).unwrap();
+}
+
+#[test]
+fn wildcards_need_dns01_and_ips_cannot_use_it() {
+    let mut c = cert_config("*.gw.example");
+    assert!(check_names(&c)
+        .unwrap_err()
+        .to_string()
+        .contains("needs challenge dns-01"));
+    c.challenge = ChallengeKind::Dns01;
+    check_names(&c).unwrap();
+    c.ips = vec!["192.0.2.1".parse().unwrap()];
+    assert!(check_names(&c).is_err());
+}
+
+#[test]
+fn names_match_ignores_order_and_case() {
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, _) = issued(&k, "GW.example", 0, DAY);
+    let info = CertInfo::from_pem(&leaf).unwrap();
+    assert!(names_match(&cert_config("gw.example"), &info));
+    assert!(!names_match(&cert_config("other.example"), &info));
+}
+
+#[test]
+fn flags_parse_reasons_and_reject_unknown_options() {
+    let args: Vec<String> = ["--reason", "keyCompromise", "--cert=gw"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let f = flags(&args, &["--reason", "--cert"]).unwrap();
+    assert_eq!(f.reason, Some(RevocationReason(1)));
+    assert_eq!(f.cert.as_deref(), Some("gw"));
+    assert!(flags(&["--bogus".into()], &["--cert"]).is_err());
+    assert!(flags(&["--reason".into(), "nope".into()], &["--reason"]).is_err());
+}

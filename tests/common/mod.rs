@@ -1,0 +1,234 @@
+//! Real peers for integration tests: Debian's `pebble` and `pebble-challtestsrv` on 127.0.0.1,
+//! each spawned process killed and reaped on drop.
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// pebble's ACME directory.
+pub const DIRECTORY: &str = "https://127.0.0.1:14000/dir";
+/// challtestsrv's management API.
+pub const CHALLTESTSRV: &str = "http://127.0.0.1:8055";
+/// The EAB key id and base64url MAC key pebble is configured with in EAB mode.
+pub const EAB_KID: &str = "kid-gatecert";
+pub const EAB_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+
+/// A spawned process, killed and reaped on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A fresh temp directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("gatecert-it-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn wait_for_port(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{addr} did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn wait_for_port_free(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_ok() {
+        assert!(Instant::now() < deadline, "{addr} still in use");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// pebble + challtestsrv with their own TLS certificate and config in a temp dir.
+pub struct Pebble {
+    pebble: Option<Proc>,
+    _challtestsrv: Proc,
+    pub dir: TempDir,
+    /// pebble's HTTPS trust anchor (for `ca_bundle`).
+    pub https_ca: PathBuf,
+}
+
+impl Pebble {
+    pub fn start() -> Pebble {
+        let dir = TempDir::new("pebble");
+        let d = dir.path();
+        let ssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(d));
+        ssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=pebble test CA",
+        ]);
+        ssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "csr.pem",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        ssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "csr.pem",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "ext",
+        ]);
+        wait_for_port_free("127.0.0.1:8055");
+        let challtestsrv = Proc(
+            Command::new("pebble-challtestsrv")
+                .args([
+                    "-defaultIPv4",
+                    "127.0.0.1",
+                    "-defaultIPv6",
+                    "",
+                    "-dns01",
+                    "127.0.0.1:8053",
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                    "-management",
+                    "127.0.0.1:8055",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("pebble-challtestsrv"),
+        );
+        wait_for_port("127.0.0.1:8055");
+        let https_ca = d.join("ca.pem");
+        let mut p = Pebble {
+            pebble: None,
+            _challtestsrv: challtestsrv,
+            dir,
+            https_ca,
+        };
+        p.restart(false);
+        p
+    }
+
+    /// (Re)starts pebble, with External Account Binding required or not.
+    pub fn restart(&mut self, eab: bool) {
+        self.pebble = None;
+        wait_for_port_free("127.0.0.1:14000");
+        let d = self.dir.path();
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": "127.0.0.1:14000",
+            "managementListenAddress": "127.0.0.1:15000",
+            "certificate": d.join("cert.pem"),
+            "privateKey": d.join("key.pem"),
+            "httpPort": 80,
+            "tlsPort": 443,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": eab,
+            "externalAccountMACKeys": { EAB_KID: EAB_KEY },
+        }});
+        let path = d.join("pebble.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let log = std::fs::File::create(d.join("pebble.log")).unwrap();
+        let child = Command::new("pebble")
+            .args([
+                "-config",
+                path.to_str().unwrap(),
+                "-dnsserver",
+                "127.0.0.1:8053",
+            ])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_VA_ALWAYS_VALID", "0")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("pebble");
+        self.pebble = Some(Proc(child));
+        wait_for_port("127.0.0.1:14000");
+        wait_for_port("127.0.0.1:15000");
+    }
+
+    /// The root that signs pebble's issued chains (it changes on every pebble start).
+    pub fn root(&self) -> PathBuf {
+        let path = self.dir.path().join("root.pem");
+        let out = run(Command::new("curl").args([
+            "-sS",
+            "--cacert",
+            self.https_ca.to_str().unwrap(),
+            "https://127.0.0.1:15000/roots/0",
+        ]));
+        std::fs::write(&path, out.stdout).unwrap();
+        path
+    }
+
+    /// pebble's view of a serial (hex): the management API's cert-status JSON.
+    pub fn cert_status(&self, serial_hex: &str) -> String {
+        let out = run(Command::new("curl").args([
+            "-sS",
+            "--cacert",
+            self.https_ca.to_str().unwrap(),
+            &format!("https://127.0.0.1:15000/cert-status-by-serial/{serial_hex}"),
+        ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
