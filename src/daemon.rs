@@ -350,6 +350,11 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
         svc.cfg.main.state_dir.display(),
         std::process::id()
     );
+    let mut monitor = crate::report::Monitor::new(Arc::new(crate::report::Counters::new()));
+    if let Some(addr) = svc.cfg.metrics.listen {
+        serve_metrics(addr, &svc, monitor.counters().clone());
+    }
+    monitor.tick(&svc.cfg, svc.clock.now());
     let mut next_tick = Instant::now() + TICK;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -377,6 +382,7 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             if let Err(e) = svc.upkeep() {
                 log::error!("{e}: {}", causes(&e));
             }
+            monitor.tick(&svc.cfg, svc.clock.now());
             // ---- RENEWAL SCHEDULER HOOK -------------------------------------------------------
             // Certificates with a `directory` are kept valid by the ACME side. Call its scheduler
             // here, on every tick, e.g.:
@@ -386,6 +392,18 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             // picks the new certificate up for the EST listener.
             // -----------------------------------------------------------------------------------
         }
+    }
+}
+
+/// Serves `/metrics` on `addr` from a helper thread (report::metrics::MetricsListener: one
+/// connection at a time, 2 s timeout, 4 KiB request cap). It keeps the config it started with.
+fn serve_metrics(addr: SocketAddr, svc: &Service, counters: Arc<crate::report::Counters>) {
+    use crate::report::{metrics, Status};
+    let (cfg, clock) = (svc.cfg.clone(), svc.clock.clone());
+    let render = move || metrics::render_metrics(&Status::gather(&cfg, clock.now()), &counters);
+    match metrics::MetricsListener::bind(addr).and_then(|l| l.spawn(render)) {
+        Ok(_) => log::info!("metrics on http://{addr}/metrics"),
+        Err(e) => log::error!("metrics listen {addr}: {e}"),
     }
 }
 
