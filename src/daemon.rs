@@ -95,6 +95,8 @@ pub struct Service {
     server: Option<Server>,
     /// notAfter of the certificate the listener serves, to notice when it changes.
     served: Option<(String, i64)>,
+    /// Event counters for metrics (EST requests are counted in [`Service::step`]).
+    counters: Arc<crate::report::Counters>,
 }
 
 impl Service {
@@ -113,6 +115,7 @@ impl Service {
             est,
             server: None,
             served: None,
+            counters: Arc::new(crate::report::Counters::new()),
         };
         svc.upkeep()?;
         Ok(svc)
@@ -216,6 +219,11 @@ impl Service {
         Ok(())
     }
 
+    /// The metrics counters this service bumps.
+    pub fn counters(&self) -> Arc<crate::report::Counters> {
+        self.counters.clone()
+    }
+
     /// Serves for up to `timeout`; returns which of `extra` became readable.
     pub fn step(
         &mut self,
@@ -223,9 +231,14 @@ impl Service {
         timeout: Duration,
     ) -> Result<Vec<bool>, Error> {
         match self.server.as_mut() {
-            Some(s) => s
-                .poll_once(&mut self.est, extra, timeout)
-                .map_err(Error::Http),
+            Some(s) => {
+                let mut counted = crate::report::Counted {
+                    inner: &mut self.est,
+                    counters: &self.counters,
+                };
+                s.poll_once(&mut counted, extra, timeout)
+                    .map_err(Error::Http)
+            }
             None => wait_readable(extra, timeout).map_err(Error::Http),
         }
     }
@@ -350,7 +363,7 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
         svc.cfg.main.state_dir.display(),
         std::process::id()
     );
-    let mut monitor = crate::report::Monitor::new(Arc::new(crate::report::Counters::new()));
+    let mut monitor = crate::report::Monitor::new(svc.counters());
     if let Some(addr) = svc.cfg.metrics.listen {
         serve_metrics(addr, &svc, monitor.counters().clone());
     }

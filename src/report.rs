@@ -16,7 +16,7 @@ pub mod status;
 pub use check::cmd_check;
 pub use health::record_attempt;
 pub use metrics::{render_metrics, Counters};
-pub use monitor::{MetricsHandler, Monitor};
+pub use monitor::{Counted, MetricsHandler, Monitor};
 pub use status::{cmd_status, Status};
 
 #[cfg(test)]

@@ -91,6 +91,31 @@ impl http::Handler for MetricsHandler {
     }
 }
 
+/// Wraps an EST [`http::Handler`] and counts each answer in
+/// `gatecert_est_requests_total{endpoint,status}`: the endpoint is the last path segment
+/// (`/.well-known/est[/label]/simpleenroll` → `simpleenroll`); refusals by the server layer
+/// itself (413, 431, ...) count under `other`.
+pub struct Counted<'a, H: http::Handler> {
+    /// The EST handler.
+    pub inner: &'a mut H,
+    /// Where to count.
+    pub counters: &'a Counters,
+}
+
+impl<H: http::Handler> http::Handler for Counted<'_, H> {
+    fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
+        let resp = self.inner.handle(req, peer);
+        let endpoint = req.path.rsplit('/').next().unwrap_or_default();
+        self.counters.est_request(endpoint, resp.status);
+        resp
+    }
+
+    fn rejected(&mut self, status: u16, reason: &str, peer: &PeerInfo) {
+        self.counters.est_request("other", status);
+        self.inner.rejected(status, reason, peer);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +159,29 @@ mod tests {
         );
         assert_eq!(h.handle(&req("GET", "/"), &peer).status, 404);
         assert_eq!(h.handle(&req("DELETE", "/metrics"), &peer).status, 405);
+
+        let c = Counters::new();
+        let mut est = |r: &Request, _: &PeerInfo| {
+            Response::new(if r.path.ends_with("/cacerts") {
+                200
+            } else {
+                404
+            })
+        };
+        let mut counted = Counted {
+            inner: &mut est,
+            counters: &c,
+        };
+        counted.handle(&req("GET", "/.well-known/est/cacerts"), &peer);
+        counted.handle(&req("GET", "/.well-known/est/lab/cacerts"), &peer);
+        counted.handle(&req("GET", "/nope"), &peer);
+        counted.rejected(413, "too big", &peer);
+        let text = metrics::render_metrics(&s, &c);
+        assert!(
+            text.contains("gatecert_est_requests_total{endpoint=\"cacerts\",status=\"200\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("gatecert_est_requests_total{endpoint=\"other\",status=\"404\"} 1\n"));
+        assert!(text.contains("gatecert_est_requests_total{endpoint=\"other\",status=\"413\"} 1\n"));
     }
 }
