@@ -285,7 +285,7 @@ impl Status {
                 CaStatus {
                     present: false,
                     error: Some(match e {
-                        ca::Error::NotInitialized(_) => format!("{e} (run `gatecert ca init`)"),
+                        ca::Error::NotInitialized(_) => e.to_string(),
                         _ => e.to_string(),
                     }),
                 },
