@@ -3,7 +3,7 @@
 //! Production code asks a [`Clock`] for the time, never `SystemTime` directly, so tests can set
 //! the clock (renewal windows, alert windows, a router that booted in 1970) without sleeping.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of the current time, in Unix seconds.
@@ -27,29 +27,36 @@ impl Clock for SystemClock {
 }
 
 /// A clock that says what it is told. For tests, and for `GATECERT_FAKE_NOW` in integration tests.
+///
+/// A `Mutex<i64>` rather than an `AtomicI64`: 32-bit MIPS has no 64-bit atomics.
 #[derive(Debug, Default)]
-pub struct FixedClock(AtomicI64);
+pub struct FixedClock(Mutex<i64>);
 
 impl FixedClock {
     /// A clock stopped at `unix`.
     pub fn new(unix: i64) -> Self {
-        FixedClock(AtomicI64::new(unix))
+        FixedClock(Mutex::new(unix))
     }
 
     /// Sets the time.
     pub fn set(&self, unix: i64) {
-        self.0.store(unix, Ordering::SeqCst);
+        *self.lock() = unix;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, i64> {
+        // A poisoned clock still holds a valid i64; keep using it.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Moves the time forward by `secs`.
     pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
+        *self.lock() += secs;
     }
 }
 
 impl Clock for FixedClock {
     fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        *self.lock()
     }
 }
 

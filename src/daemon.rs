@@ -95,6 +95,8 @@ pub struct Service {
     server: Option<Server>,
     /// notAfter of the certificate the listener serves, to notice when it changes.
     served: Option<(String, i64)>,
+    /// Event counters for metrics (EST requests are counted in [`Service::step`]).
+    counters: Arc<crate::report::Counters>,
 }
 
 impl Service {
@@ -113,6 +115,7 @@ impl Service {
             est,
             server: None,
             served: None,
+            counters: Arc::new(crate::report::Counters::new()),
         };
         svc.upkeep()?;
         Ok(svc)
@@ -216,6 +219,11 @@ impl Service {
         Ok(())
     }
 
+    /// The metrics counters this service bumps.
+    pub fn counters(&self) -> Arc<crate::report::Counters> {
+        self.counters.clone()
+    }
+
     /// Serves for up to `timeout`; returns which of `extra` became readable.
     pub fn step(
         &mut self,
@@ -223,9 +231,14 @@ impl Service {
         timeout: Duration,
     ) -> Result<Vec<bool>, Error> {
         match self.server.as_mut() {
-            Some(s) => s
-                .poll_once(&mut self.est, extra, timeout)
-                .map_err(Error::Http),
+            Some(s) => {
+                let mut counted = crate::report::Counted {
+                    inner: &mut self.est,
+                    counters: &self.counters,
+                };
+                s.poll_once(&mut counted, extra, timeout)
+                    .map_err(Error::Http)
+            }
             None => wait_readable(extra, timeout).map_err(Error::Http),
         }
     }
@@ -350,6 +363,11 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
         svc.cfg.main.state_dir.display(),
         std::process::id()
     );
+    let mut monitor = crate::report::Monitor::new(svc.counters());
+    if let Some(addr) = svc.cfg.metrics.listen {
+        serve_metrics(addr, &svc, monitor.counters().clone());
+    }
+    monitor.tick(&svc.cfg, svc.clock.now());
     let mut next_tick = Instant::now() + TICK;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -377,6 +395,7 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             if let Err(e) = svc.upkeep() {
                 log::error!("{e}: {}", causes(&e));
             }
+            monitor.tick(&svc.cfg, svc.clock.now());
             // ---- RENEWAL SCHEDULER HOOK -------------------------------------------------------
             // Certificates with a `directory` are kept valid by the ACME side. Call its scheduler
             // here, on every tick, e.g.:
@@ -386,6 +405,18 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             // picks the new certificate up for the EST listener.
             // -----------------------------------------------------------------------------------
         }
+    }
+}
+
+/// Serves `/metrics` on `addr` from a helper thread (report::metrics::MetricsListener: one
+/// connection at a time, 2 s timeout, 4 KiB request cap). It keeps the config it started with.
+fn serve_metrics(addr: SocketAddr, svc: &Service, counters: Arc<crate::report::Counters>) {
+    use crate::report::{metrics, Status};
+    let (cfg, clock) = (svc.cfg.clone(), svc.clock.clone());
+    let render = move || metrics::render_metrics(&Status::gather(&cfg, clock.now()), &counters);
+    match metrics::MetricsListener::bind(addr).and_then(|l| l.spawn(render)) {
+        Ok(_) => log::info!("metrics on http://{addr}/metrics"),
+        Err(e) => log::error!("metrics listen {addr}: {e}"),
     }
 }
 
