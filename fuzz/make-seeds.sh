@@ -118,7 +118,7 @@ certs = [open(p, "rb").read() for p in sys.argv[1:]]
 open("corpus/pkcs7_roundtrip/ours-two", "wb").write(certs_only(certs))
 open("corpus/pkcs7_roundtrip/ours-empty", "wb").write(certs_only([]))
 # Structured-mode inputs: a count byte, then arbitrary's length-prefixed byte strings.
-open("corpus/pkcs7_roundtrip/list-small", "wb").write(bytes([3, 2, 0x30, 0x00, 0x00, 1, 0xff, 0xf2, 5]) + b"hello")
+open("corpus/pkcs7_roundtrip/list-small", "wb").write(bytes([3, 2, 0x30, 0x00, 0x00, 1, 0xff, 0xfe, 5]) + b"hello")
 PY
 # certs_only's layout is byte-identical to crl2pkcs7's for the same certificates: keep one.
 cmp corpus/pkcs7_roundtrip/ours-two corpus/pkcs7_roundtrip/openssl-two && rm corpus/pkcs7_roundtrip/openssl-two
