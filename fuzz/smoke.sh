@@ -21,7 +21,7 @@ if [ -z "${FUZZ_STABLE:-}" ] && rustup toolchain list 2>/dev/null | grep -q '^ni
 else
   TC=()
   export RUSTC_BOOTSTRAP=1
-  echo "fuzz smoke: no nightly toolchain, using stable with RUSTC_BOOTSTRAP=1"
+  echo "fuzz smoke: stable with RUSTC_BOOTSTRAP=1 (no nightly toolchain, or FUZZ_STABLE set)"
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz smoke: installing cargo-fuzz"
