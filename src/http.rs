@@ -213,10 +213,32 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// A handler's answer: now, or later through [`Server::complete`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Send this response.
+    Now(Response),
+    /// Park the connection under this id (chosen by the handler, unique among parked ones);
+    /// the handler promises a [`Server::complete`] call with it, before the connection's
+    /// deadline, which parking extends by [`PARK_GRACE`] past the handler's own wait.
+    Later(u64),
+}
+
+/// How much longer than the request deadline a parked connection may stay open, so a
+/// handler that answers at its own deadline (EST's `upstream_wait`) still gets through.
+pub const PARK_GRACE: Duration = Duration::from_secs(120);
+
 /// Answers requests. Called on the loop's thread, so it must not block for long.
 pub trait Handler {
     /// The response to `req` from `peer`.
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response;
+
+    /// The answer to `req`: [`Handler::handle`]'s response by default. A handler that needs
+    /// a blocking call (the upstream CA) returns [`Answer::Later`] and hands the work to a
+    /// helper thread instead.
+    fn answer(&mut self, req: &Request, peer: &PeerInfo) -> Answer {
+        Answer::Now(self.handle(req, peer))
+    }
 
     /// Told when the server layer itself refused a request (431, 413, 411, 400) before
     /// [`Handler::handle`] saw it, for audit trails. Does nothing by default.
@@ -354,6 +376,8 @@ enum Phase {
     /// closes, so unread bytes never turn the close into a RST that eats the answer
     /// (RFC 9112 §9.6, "lingering close").
     Draining,
+    /// The handler answers later ([`Answer::Later`]) under this id.
+    Parked(u64),
     /// Done: close at the next sweep.
     Done,
 }
@@ -412,6 +436,17 @@ impl Server {
     /// Open connections right now.
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Sends `resp` on the connection parked under `id` ([`Answer::Later`]). False when that
+    /// connection is gone (the client hung up or its deadline passed).
+    pub fn complete(&mut self, id: u64, resp: &Response) -> bool {
+        let Some(conn) = self.conns.iter_mut().find(|c| c.phase == Phase::Parked(id)) else {
+            return false;
+        };
+        conn.queue(resp);
+        conn.write_out();
+        true
     }
 
     /// Waits up to `timeout` for activity on the listener, its connections or `extra` (wakeup
@@ -563,6 +598,17 @@ impl Conn {
             self.drain();
             return;
         }
+        if let Phase::Parked(_) = self.phase {
+            // Waiting on the handler: the client has nothing more to say. A hang-up or extra
+            // bytes (no pipelining here) end the connection; the handler's late answer is
+            // then dropped by `complete`.
+            let before = self.inbuf.len();
+            match self.read_in(limits) {
+                Ok(false) if self.inbuf.len() == before => self.write_out(),
+                _ => self.phase = Phase::Done,
+            }
+            return;
+        }
         if self.phase == Phase::Reading {
             let eof = match self.read_in(limits) {
                 Ok(eof) => eof,
@@ -583,10 +629,13 @@ impl Conn {
                     handler.rejected(resp.status, &reason, &self.peer());
                     self.queue(&resp)
                 }
-                Parsed::Complete(req) => {
-                    let resp = handler.handle(&req, &self.peer());
-                    self.queue(&resp);
-                }
+                Parsed::Complete(req) => match handler.answer(&req, &self.peer()) {
+                    Answer::Now(resp) => self.queue(&resp),
+                    Answer::Later(id) => {
+                        self.phase = Phase::Parked(id);
+                        self.deadline += PARK_GRACE;
+                    }
+                },
             }
         }
         self.write_out();
