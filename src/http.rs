@@ -438,6 +438,11 @@ impl Server {
         self.conns.len()
     }
 
+    /// True while the connection parked under `id` is open.
+    pub fn is_parked(&self, id: u64) -> bool {
+        self.conns.iter().any(|c| c.phase == Phase::Parked(id))
+    }
+
     /// Sends `resp` on the connection parked under `id` ([`Answer::Later`]). False when that
     /// connection is gone (the client hung up or its deadline passed).
     pub fn complete(&mut self, id: u64, resp: &Response) -> bool {
