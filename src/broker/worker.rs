@@ -397,7 +397,13 @@ impl Worker {
             sleep: &sleep,
         };
         let login = renew::account(&client, env.state_dir, leaf)?;
-        renew::order_with_csr(&client, &env, &login, leaf, csr_der)
+        match renew::order_with_csr(&client, &env, &login, leaf, csr_der) {
+            Err(e) if forget_stale_account(&e, env.state_dir, directory) => {
+                let login = renew::account(&client, env.state_dir, leaf)?;
+                renew::order_with_csr(&client, &env, &login, leaf, csr_der)
+            }
+            other => other,
+        }
     }
 
     /// Runs due renewals of the gateway's ACME certificates.
@@ -426,7 +432,13 @@ impl Worker {
                         sleep: &sleep,
                     };
                     self.shared.begin();
-                    let r = renew::renew_one(&env, &cert, false);
+                    let directory = cert.directory.as_deref().unwrap_or_default();
+                    let r = match renew::renew_one(&env, &cert, false) {
+                        Err(e) if forget_stale_account(&e, env.state_dir, directory) => {
+                            renew::renew_one(&env, &cert, false)
+                        }
+                        other => other,
+                    };
                     self.shared.end();
                     r
                 }
@@ -542,6 +554,21 @@ fn transport_outcome(t: &transport::Error, e: &renew::Error) -> Outcome {
         Failure::Timeout | Failure::Refused => Outcome::Unreachable(chained(e)),
         Failure::Other => Outcome::Failed(chained(e)),
     }
+}
+
+/// After an upstream reset (a test CA restarted, a private CA rebuilt) the stored account URL
+/// is unknown to it (RFC 8555 §6.7 `accountDoesNotExist`): forget the URL, keep the key, so the
+/// next attempt finds or re-creates the account. True when it did.
+fn forget_stale_account(e: &renew::Error, state_dir: &Path, directory: &str) -> bool {
+    let renew::Error::Acme(acme::Error::Problem { problem, .. }) = e else {
+        return false;
+    };
+    if !problem.is("accountDoesNotExist") {
+        return false;
+    }
+    let path = renew::account_dir(state_dir, directory).join("account.json");
+    log::warn!("{directory} no longer knows our account; looking it up again");
+    std::fs::remove_file(path).is_ok()
 }
 
 /// `e` and its causes on one line.
