@@ -168,10 +168,13 @@ pub struct Broker {
     saved: Saved,
     /// Parked ids waiting on each key's order; an entry means an order is in flight.
     inflight: HashMap<LeafKey, Vec<u64>>,
-    /// Parked ids and their deadlines.
+    /// Parked ids: whose, and when they were parked.
     deadlines: HashMap<u64, (LeafKey, Instant)>,
     next_id: u64,
     renewed: bool,
+    /// When a parked request last ran out its wait without one upstream response: until the
+    /// upstream answers again, nobody else waits.
+    silent_from: Option<Instant>,
 }
 
 /// `<state_dir>/broker.json`.
@@ -202,6 +205,7 @@ impl Broker {
             deadlines: HashMap::new(),
             next_id: 1,
             renewed: false,
+            silent_from: None,
         }))
     }
 
@@ -248,7 +252,9 @@ impl Broker {
         if self.state() == State::Down {
             return Decision::Interim("the upstream CA is down");
         }
-        if self.worker.shared().stalled(wait) {
+        let shared = self.worker.shared();
+        let silent = self.silent_from.is_some_and(|t| shared.silent_since(t));
+        if silent || shared.stalled(wait) {
             return Decision::Interim("the upstream CA is not answering");
         }
         if !self.inflight.contains_key(key) {
@@ -265,14 +271,14 @@ impl Broker {
         let id = self.next_id;
         self.next_id += 1;
         self.inflight.entry(key.clone()).or_default().push(id);
-        self.deadlines
-            .insert(id, (key.clone(), Instant::now() + wait));
+        self.deadlines.insert(id, (key.clone(), Instant::now()));
         Decision::Wait(id)
     }
 
     /// The earliest deadline of a parked request (the main loop's poll timeout).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.values().map(|(_, d)| *d).min()
+        let wait = Duration::from_secs(self.cfg.as_ref()?.upstream_wait);
+        self.deadlines.values().map(|(_, t)| *t + wait).min()
     }
 
     /// True once after the worker installed a renewed gateway certificate.
@@ -309,25 +315,28 @@ impl Broker {
                 Event::Renewed { .. } => self.renewed = true,
             }
         }
+        let wait = self.cfg.as_ref().map_or(5, |b| b.upstream_wait);
         let now = Instant::now();
         let due: Vec<u64> = self
             .deadlines
             .iter()
-            .filter(|(_, (_, d))| *d <= now)
+            .filter(|(_, (_, t))| *t + Duration::from_secs(wait) <= now)
             .map(|(id, _)| *id)
             .collect();
-        let wait = self.cfg.as_ref().map_or(5, |b| b.upstream_wait);
         for id in due {
-            let Some((key, _)) = self.deadlines.remove(&id) else {
+            let Some((key, parked_at)) = self.deadlines.remove(&id) else {
                 continue;
             };
             if let Some(ids) = self.inflight.get_mut(&key) {
                 // The order goes on; its result goes to the cache unless someone else waits.
                 ids.retain(|i| *i != id);
             }
-            if self.state() == State::Down
-                || self.worker.shared().stalled(Duration::from_secs(wait))
-            {
+            // Down, or not one response from the upstream while this request waited: a
+            // blackhole, not a slow CA. The leaf gets an interim certificate, not a 202.
+            if self.worker.shared().silent_since(parked_at) {
+                self.silent_from = Some(parked_at);
+            }
+            if self.state() == State::Down || self.silent_from == Some(parked_at) {
                 out.push(Resolution::Interim {
                     id,
                     reason: "no answer from the upstream CA within upstream_wait".into(),
@@ -400,3 +409,6 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -77,9 +77,9 @@ pub enum Event {
 pub struct Shared {
     state: AtomicU8,
     epoch: Instant,
-    /// Milliseconds since `epoch` + 1 at which the current upstream call began; 0 = idle.
+    /// Microseconds since `epoch` + 1 at which the current upstream call began; 0 = idle.
     busy_since: AtomicU64,
-    /// Milliseconds since `epoch` of the last upstream response.
+    /// Microseconds since `epoch` + 1 of the last upstream response; 0 = none yet.
     last_response: AtomicU64,
 }
 
@@ -93,8 +93,9 @@ impl Shared {
         }
     }
 
-    fn ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+    /// Microseconds since `epoch`, + 1 so that 0 can mean "never".
+    fn stamp(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64 + 1
     }
 
     /// The upstream's health as the worker last judged it.
@@ -109,12 +110,19 @@ impl Shared {
         if busy == 0 {
             return false;
         }
-        let heard = (busy - 1).max(self.last_response.load(Ordering::SeqCst));
-        self.ms().saturating_sub(heard) > wait.as_millis() as u64
+        let heard = busy.max(self.last_response.load(Ordering::SeqCst));
+        self.stamp().saturating_sub(heard) > wait.as_micros() as u64
+    }
+
+    /// True when the worker is inside upstream work and has had no response since `since`.
+    pub fn silent_since(&self, since: Instant) -> bool {
+        let since = since.saturating_duration_since(self.epoch).as_micros() as u64 + 1;
+        self.busy_since.load(Ordering::SeqCst) != 0
+            && self.last_response.load(Ordering::SeqCst) < since
     }
 
     fn begin(&self) {
-        self.busy_since.store(self.ms() + 1, Ordering::SeqCst);
+        self.busy_since.store(self.stamp(), Ordering::SeqCst);
     }
 
     fn end(&self) {
@@ -214,7 +222,7 @@ impl Transport for Tracking<'_> {
         if r.is_ok() {
             self.shared
                 .last_response
-                .store(self.shared.ms(), Ordering::SeqCst);
+                .store(self.shared.stamp(), Ordering::SeqCst);
         }
         r
     }
