@@ -391,7 +391,10 @@ impl Broker {
             .and_then(|c| c.first().and_then(|d| CertInfo::from_der(d.as_ref()).ok()))
             .map_or(0, |i| i.not_after);
         log::info!("upstream certificate for {} kept for its retry", key.device);
-        self.saved.cache.retain(|c| c.key != key);
+        let now = self.clock.now();
+        self.saved
+            .cache
+            .retain(|c| c.key != key && c.not_after > now);
         self.saved.cache.push(Cached {
             key,
             chain_pem: chain_pem.to_owned(),

@@ -433,6 +433,30 @@ fn broker_end_to_end() {
         g.audit()
     );
     eprintln!("case 1: upstream enroll took {took:?}");
+    // Re-enrollment with the upstream certificate itself (the gateway brokered it).
+    let csr = g.csr("leaf1.sensors.test", "leaf1b");
+    let (code, _, body, _) = g.curl(
+        "simplereenroll",
+        &[
+            "--cert",
+            g.path("leaf1-cert.pem").to_str().unwrap(),
+            "--key",
+            g.path("leaf1.key").to_str().unwrap(),
+            "--data-binary",
+            &format!("@{}", csr.display()),
+            "-H",
+            "Content-Type: application/pkcs10",
+        ],
+    );
+    assert_eq!(
+        code,
+        200,
+        "re-enroll with an upstream certificate:\n{}",
+        g.log()
+    );
+    let leaf = Gatecert::leaf(&g.certs(&body, "leaf1b-cert")).clone();
+    assert_eq!(leaf.issuer, pebble_int.subject);
+    assert_eq!(leaf.spki_der, g.key_spki("leaf1b"));
 
     // ---- 2. upstream stopped: interim at once --------------------------------------------
     pebble.stop();
