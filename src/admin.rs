@@ -16,6 +16,7 @@ use crate::crypto::{self, CertInfo, Subtree};
 use crate::leaves::{self, Inventory, Leaf, Source};
 use crate::store;
 use crate::token::{self, Tokens};
+use crate::trust::ClockTrust;
 
 /// A usage or argument error, printed like any other error.
 #[derive(Debug)]
@@ -71,6 +72,7 @@ fn audit_event(cfg: &Config, now: i64, event: &str, fields: serde_json::Value) -
 }
 
 fn ca_init(cfg: &Config, dir: &Path, now: i64) -> Res {
+    ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     store::private_dir(&cfg.main.state_dir)?;
     let ca = LocalCa::init(dir, &cfg.ca, now)?;
     let root = &ca.chain_der()[ca.chain_der().len() - 1];
@@ -202,6 +204,9 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         ))
     })?;
     let ca = LocalCa::open(dir, &cfg.ca)?;
+    // Before anything is written (not even a deny line): a leaf dated by a wrong clock is
+    // worse than none.
+    ClockTrust::load(&cfg.main.state_dir, Some(ca.intermediate().not_before)).check(now)?;
     let csr = ca.verify_csr(&der)?;
     let device = csr
         .dns

@@ -74,6 +74,11 @@ pub fn main() -> i32 {
         Some("token") => with_config(crate::admin::cmd_token),
         Some("audit") => with_config(crate::admin::cmd_audit),
         Some("leaves") => with_config(crate::admin::cmd_leaves),
+        Some("status") => with_config(crate::report::cmd_status),
+        Some("check") => match crate::config::Config::load(&config) {
+            Ok(cfg) => crate::report::cmd_check(&cfg, &sub),
+            Err(e) => crate::report::check::config_failed(&config, &e),
+        },
         Some("demo") => crate::daemon::cmd_demo(&sub),
         None | Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

@@ -99,6 +99,8 @@ pub struct Service {
     server: Option<Server>,
     /// notAfter of the certificate the listener serves, to notice when it changes.
     served: Option<(String, i64)>,
+    /// Event counters for metrics (EST requests are counted in [`Service::step`]).
+    counters: Arc<crate::report::Counters>,
 }
 
 impl Service {
@@ -118,6 +120,7 @@ impl Service {
             est,
             server: None,
             served: None,
+            counters: Arc::new(crate::report::Counters::new()),
         };
         svc.upkeep()?;
         Ok(svc)
@@ -234,6 +237,11 @@ impl Service {
         Ok(())
     }
 
+    /// The metrics counters this service bumps.
+    pub fn counters(&self) -> Arc<crate::report::Counters> {
+        self.counters.clone()
+    }
+
     /// Serves for up to `timeout`; returns which of `extra` became readable. Also answers
     /// the requests parked on the upstream worker, and picks up a renewed gateway certificate.
     pub fn step(
@@ -251,9 +259,14 @@ impl Service {
             fds.push(w.as_fd());
         }
         let mut ready = match self.server.as_mut() {
-            Some(s) => s
-                .poll_once(&mut self.est, &fds, timeout)
-                .map_err(Error::Http)?,
+            Some(s) => {
+                let mut counted = crate::report::Counted {
+                    inner: &mut self.est,
+                    counters: &self.counters,
+                };
+                s.poll_once(&mut counted, &fds, timeout)
+                    .map_err(Error::Http)?
+            }
             None => wait_readable(&fds, timeout).map_err(Error::Http)?,
         };
         ready.truncate(extra.len());
@@ -262,7 +275,8 @@ impl Service {
             None => self.est.resolve(&|_| false),
         };
         if let Some(s) = self.server.as_mut() {
-            for (id, resp) in answers {
+            for (id, op, resp) in answers {
+                self.counters.est_request(&op, resp.status);
                 if !s.complete(id, &resp) {
                     log::debug!("parked request {id}: the client has gone");
                 }
@@ -397,6 +411,11 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
         svc.cfg.main.state_dir.display(),
         std::process::id()
     );
+    let mut monitor = crate::report::Monitor::new(svc.counters());
+    if let Some(addr) = svc.cfg.metrics.listen {
+        serve_metrics(addr, &svc, monitor.counters().clone());
+    }
+    monitor.tick(&svc.cfg, svc.clock.now());
     let mut next_tick = Instant::now() + TICK;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -424,9 +443,22 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             if let Err(e) = svc.upkeep() {
                 log::error!("{e}: {}", causes(&e));
             }
+            monitor.tick(&svc.cfg, svc.clock.now());
             // Renewal of certificates with a `directory` runs on the upstream worker thread
             // (crate::broker::worker), on its own queue; `step` picks a renewed certificate up.
         }
+    }
+}
+
+/// Serves `/metrics` on `addr` from a helper thread (report::metrics::MetricsListener: one
+/// connection at a time, 2 s timeout, 4 KiB request cap). It keeps the config it started with.
+fn serve_metrics(addr: SocketAddr, svc: &Service, counters: Arc<crate::report::Counters>) {
+    use crate::report::{metrics, Status};
+    let (cfg, clock) = (svc.cfg.clone(), svc.clock.clone());
+    let render = move || metrics::render_metrics(&Status::gather(&cfg, clock.now()), &counters);
+    match metrics::MetricsListener::bind(addr).and_then(|l| l.spawn(render)) {
+        Ok(_) => log::info!("metrics on http://{addr}/metrics"),
+        Err(e) => log::error!("metrics listen {addr}: {e}"),
     }
 }
 

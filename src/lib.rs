@@ -12,7 +12,8 @@
 //! - [`http`]: the small HTTP/1.1 server layer; [`est`]: the EST server (RFC 7030);
 //!   [`daemon`]: `gatecert run` and `gatecert demo`;
 //! - [`acme`]: the RFC 8555 client; [`challenge`]: http-01, tls-alpn-01 and dns-01 solvers;
-//!   [`renew`]: `gatecert renew`, `revoke` and `account rollover`.
+//!   [`renew`]: `gatecert renew`, `revoke` and `account rollover`;
+//! - [`report`]: `gatecert status`, metrics, alerts and `gatecert check`.
 #![forbid(unsafe_code)]
 
 pub mod acme;
@@ -32,6 +33,7 @@ pub mod leaves;
 pub mod logging;
 pub mod pkcs7;
 pub mod renew;
+pub mod report;
 pub mod schedule;
 pub mod store;
 pub mod token;

@@ -809,6 +809,7 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
         });
         match result {
             Ok(Outcome::Renewed { not_after }) => {
+                record_health(state_dir, &cert.name, Ok(()), clock.now());
                 log::info!(
                     "{}: renewed, valid until {}",
                     cert.name,
@@ -818,6 +819,13 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
             }
             Ok(Outcome::NotDue(_)) => {}
             Err(source) => {
+                let mut msg = source.to_string();
+                let mut cause = std::error::Error::source(&source);
+                while let Some(c) = cause {
+                    msg.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                record_health(state_dir, &cert.name, Err(&msg), clock.now());
                 crate::cli::print_error(&Failed {
                     what: "renewing",
                     name: &cert.name,
@@ -833,6 +841,14 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
         EXIT_DONE
     } else {
         EXIT_NOTHING
+    }
+}
+
+/// Updates `certs/<name>/health.json` for `gatecert status`; a failure to write it is logged,
+/// never fatal to renewal.
+fn record_health(state_dir: &Path, name: &str, result: Result<(), &str>, now: i64) {
+    if let Err(e) = crate::report::record_attempt(state_dir, name, result, now) {
+        log::warn!("{name}: cannot record renewal health: {e}");
     }
 }
 

@@ -453,6 +453,20 @@ impl Worker {
                 Err(e) => Err(renew::Error::Transport(e)),
             };
             let now = self.clock.now();
+            // `gatecert status` reads certs/<name>/health.json (written only on change).
+            let attempt = match &result {
+                Ok(renew::Outcome::NotDue(_)) => None,
+                Ok(_) => Some(Ok(())),
+                Err(e) => Some(Err(chained(e))),
+            };
+            if let Some(a) = attempt {
+                let a = a.as_ref().map(|_| ()).map_err(String::as_str);
+                if let Err(e) =
+                    crate::report::record_attempt(&self.cfg.main.state_dir, &name, a, now)
+                {
+                    log::warn!("{name}: cannot record renewal health: {e}");
+                }
+            }
             match result {
                 Ok(outcome) => {
                     self.renewals.remove(&name);

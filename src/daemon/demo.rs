@@ -159,7 +159,10 @@ fn demo(dir: &Path) -> Result<(), String> {
     for (k, v) in rows {
         println!("  {k:<13} {v}");
     }
-    println!("\ndone in {} ms", started.elapsed().as_millis());
+    // The same status table `gatecert status` prints for this state directory.
+    let status = crate::report::Status::gather(&demo_config(dir), clock.now());
+    println!("\n$ gatecert status\n{}", status.render_table());
+    println!("done in {} ms", started.elapsed().as_millis());
     Ok(())
 }
 

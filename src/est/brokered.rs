@@ -58,10 +58,10 @@ impl Est {
         self.broker.as_mut().is_some_and(Broker::take_renewed)
     }
 
-    /// Answers the parked requests that can be answered now: `(id, response)` for
+    /// Answers the parked requests that can be answered now: `(id, operation, response)` for
     /// [`crate::http::Server::complete`]. `alive(id)` says whether the client still waits; an
     /// upstream certificate whose client has gone is kept for its retry.
-    pub fn resolve(&mut self, alive: &dyn Fn(u64) -> bool) -> Vec<(u64, Response)> {
+    pub fn resolve(&mut self, alive: &dyn Fn(u64) -> bool) -> Vec<(u64, String, Response)> {
         let Some(broker) = self.broker.as_mut() else {
             return Vec::new();
         };
@@ -102,7 +102,7 @@ impl Est {
                         .header("Retry-After", &after.to_string())
                 }
             };
-            out.push((id, resp));
+            out.push((id, p.op, resp));
         }
         out
     }

@@ -1,0 +1,419 @@
+//! `gatecert check`: pre-flight checks, one line each, then a verdict. Exit 0 when every check
+//! passed (or did not apply), 2 when any failed. [`preflight`] is the same list for the renew
+//! path to call.
+//!
+//! The checks: the config parses; the clock is sane ([`crate::trust`]); the state directory
+//! exists (or can be created), is writable and has at least 1 MiB free; each ACME directory
+//! answers (GET, the configured `ca_bundle`, 10 s); each listen port can be bound (a port held
+//! by a running `gatecert run` is fine); each hook exists and is executable.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+
+use crate::ca::LocalCa;
+use crate::clock;
+use crate::config::{self, ChallengeKind, Config, HttpMode};
+use crate::store;
+
+use super::status;
+
+/// The least free space the state directory needs.
+pub const MIN_FREE: u64 = 1024 * 1024;
+/// How long the ACME directory may take to answer.
+pub const DIRECTORY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The system trust bundle, when a certificate names no `ca_bundle`.
+pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// How one check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Passed.
+    Ok,
+    /// Does not apply to this configuration (e.g. no ACME directory when standalone).
+    NotApplicable,
+    /// Failed.
+    Fail,
+}
+
+/// One check's line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckLine {
+    /// What was checked: `config`, `clock`, `state dir`, `acme directory gateway`, ...
+    pub name: String,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// What was found.
+    pub detail: String,
+}
+
+impl fmt::Display for CheckLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tag = match self.outcome {
+            Outcome::Ok => "ok  ",
+            Outcome::NotApplicable => "n/a ",
+            Outcome::Fail => "FAIL",
+        };
+        write!(f, "{tag} {}: {}", self.name, self.detail)
+    }
+}
+
+fn line(name: impl Into<String>, outcome: Outcome, detail: impl Into<String>) -> CheckLine {
+    CheckLine {
+        name: name.into(),
+        outcome,
+        detail: detail.into(),
+    }
+}
+
+/// Every check for `cfg` at `now`, in order. The config check is the first line (it parsed,
+/// or there would be no `cfg`).
+pub fn preflight(cfg: &Config, now: i64) -> Vec<CheckLine> {
+    let mut out = vec![line(
+        "config",
+        Outcome::Ok,
+        format!(
+            "{} parses ({} certificate(s))",
+            cfg.source.display(),
+            cfg.certificates.len()
+        ),
+    )];
+    out.push(check_clock(cfg, now));
+    out.extend(check_state_dir(&cfg.main.state_dir));
+    for cert in &cfg.certificates {
+        out.push(check_directory(cert));
+    }
+    out.extend(check_ports(cfg));
+    out.extend(check_hooks(cfg));
+    out
+}
+
+/// The verdict line for `lines`.
+pub fn verdict(lines: &[CheckLine]) -> String {
+    let failed = lines.iter().filter(|l| l.outcome == Outcome::Fail).count();
+    if failed == 0 {
+        format!("check: all {} checks passed", lines.len())
+    } else {
+        format!("check: {failed} of {} checks FAILED", lines.len())
+    }
+}
+
+/// `gatecert check`: prints each line and the verdict; 0 all ok, 2 if any failed.
+pub fn cmd_check(cfg: &Config, args: &[String]) -> i32 {
+    if let Some(a) = args.first() {
+        eprintln!("gatecert: check: unexpected argument {a:?} (usage: check)");
+        return 2;
+    }
+    let lines = preflight(cfg, clock::from_env().now());
+    for l in &lines {
+        println!("{l}");
+    }
+    println!("{}", verdict(&lines));
+    if lines.iter().any(|l| l.outcome == Outcome::Fail) {
+        2
+    } else {
+        0
+    }
+}
+
+/// `gatecert check` when the config did not load: the failing config line and the verdict.
+/// Returns 2.
+pub fn config_failed(path: &Path, err: &config::Error) -> i32 {
+    let l = line(
+        "config",
+        Outcome::Fail,
+        format!("{} does not load: {err}", path.display()),
+    );
+    println!("{l}");
+    println!("{}", verdict(std::slice::from_ref(&l)));
+    2
+}
+
+fn check_clock(cfg: &Config, now: i64) -> CheckLine {
+    let ca_not_before = LocalCa::open(&LocalCa::dir_in(&cfg.main.state_dir), &cfg.ca)
+        .ok()
+        .map(|ca| ca.intermediate().not_before);
+    let c = status::clock_status(&cfg.main.state_dir, ca_not_before, now);
+    match c.reason {
+        Some(r) => line("clock", Outcome::Fail, format!("untrusted: {r}")),
+        None if c.ntp_synced => line("clock", Outcome::Ok, "trusted (NTP synchronised)"),
+        None => line(
+            "clock",
+            Outcome::Ok,
+            format!(
+                "trusted ({} is not before {})",
+                crate::crypto::rfc3339(now),
+                crate::crypto::rfc3339(c.floor)
+            ),
+        ),
+    }
+}
+
+fn check_state_dir(dir: &Path) -> Vec<CheckLine> {
+    let name = "state dir";
+    let shown = dir.display();
+    let mut out = Vec::new();
+    if dir.is_dir() {
+        out.push(line(name, Outcome::Ok, format!("{shown} exists")));
+    } else if dir.exists() {
+        out.push(line(
+            name,
+            Outcome::Fail,
+            format!("{shown} is not a directory"),
+        ));
+        return out;
+    } else {
+        match store::private_dir(dir) {
+            Ok(()) => out.push(line(name, Outcome::Ok, format!("{shown} created (0700)"))),
+            Err(e) => {
+                out.push(line(name, Outcome::Fail, format!("cannot create: {e}")));
+                return out;
+            }
+        }
+    }
+    let probe = dir.join(format!(".check-{}", std::process::id()));
+    let writable =
+        std::fs::write(&probe, b"gatecert check\n").and_then(|()| std::fs::remove_file(&probe));
+    out.push(match writable {
+        Ok(()) => line("state dir writable", Outcome::Ok, format!("{shown}")),
+        Err(e) => {
+            let _ = std::fs::remove_file(&probe);
+            line(
+                "state dir writable",
+                Outcome::Fail,
+                format!("cannot create {}: {e}", probe.display()),
+            )
+        }
+    });
+    out.push(match rustix::fs::statvfs(dir) {
+        Ok(s) => {
+            let free = s.f_bavail.saturating_mul(s.f_frsize);
+            let detail = format!(
+                "{} KiB free in {shown} (need {} KiB)",
+                free / 1024,
+                MIN_FREE / 1024
+            );
+            if free >= MIN_FREE {
+                line("state dir space", Outcome::Ok, detail)
+            } else {
+                line("state dir space", Outcome::Fail, detail)
+            }
+        }
+        Err(e) => line(
+            "state dir space",
+            Outcome::Fail,
+            format!("statvfs {shown}: {e}"),
+        ),
+    });
+    out
+}
+
+/// GET the ACME directory (RFC 8555 §7.1.1) and look for the three URLs every client needs.
+fn check_directory(cert: &config::Certificate) -> CheckLine {
+    let name = format!("acme directory {}", cert.name);
+    let Some(url) = &cert.directory else {
+        return line(
+            name,
+            Outcome::NotApplicable,
+            "standalone (issued by the local CA)",
+        );
+    };
+    let agent = match agent(cert.ca_bundle.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return line(name, Outcome::Fail, e),
+    };
+    let mut resp = match agent.get(url).call() {
+        Ok(r) => r,
+        Err(e) => return line(name, Outcome::Fail, format!("GET {url}: {e}")),
+    };
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return line(name, Outcome::Fail, format!("GET {url}: HTTP {status}"));
+    }
+    let body = match resp
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+    {
+        Ok(b) => b,
+        Err(e) => {
+            return line(
+                name,
+                Outcome::Fail,
+                format!("GET {url}: reading the body: {e}"),
+            )
+        }
+    };
+    let dir: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return line(name, Outcome::Fail, format!("{url}: not JSON: {e}")),
+    };
+    let missing: Vec<&str> = ["newNonce", "newAccount", "newOrder"]
+        .into_iter()
+        .filter(|k| !dir[*k].is_string())
+        .collect();
+    if missing.is_empty() {
+        line(name, Outcome::Ok, format!("{url} answers"))
+    } else {
+        line(
+            name,
+            Outcome::Fail,
+            format!("{url}: not an ACME directory (no {})", missing.join(", ")),
+        )
+    }
+}
+
+/// A ureq agent trusting `ca_bundle` (or the system bundle), with a 10 s timeout, no redirects.
+fn agent(ca_bundle: Option<&Path>) -> Result<ureq::Agent, String> {
+    let path = ca_bundle.unwrap_or(Path::new(SYSTEM_BUNDLE));
+    let pem = std::fs::read(path).map_err(|e| format!("ca_bundle {}: {e}", path.display()))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!(
+            "ca_bundle {}: no CERTIFICATE in it",
+            path.display()
+        ));
+    }
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::new_with_certs(&certs))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build();
+    let config = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_global(Some(DIRECTORY_TIMEOUT))
+        .max_redirects(0)
+        .user_agent(concat!("gatecert/", env!("CARGO_PKG_VERSION")))
+        .build();
+    Ok(ureq::Agent::new_with_config(config))
+}
+
+/// The addresses gatecert will listen on, with what for.
+fn listen_addrs(cfg: &Config) -> Vec<(SocketAddr, String)> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut add = |addr: SocketAddr, what: String| {
+        if seen.insert(addr) {
+            out.push((addr, what));
+        }
+    };
+    for cert in &cfg.certificates {
+        if cert.directory.is_none() {
+            continue;
+        }
+        match (&cert.challenge, &cert.http) {
+            (ChallengeKind::Http01, HttpMode::Standalone(a)) => {
+                add(*a, format!("http_listen ({})", cert.name))
+            }
+            (ChallengeKind::TlsAlpn01, _) => add(
+                cert.tls_alpn_listen,
+                format!("tls_alpn_listen ({})", cert.name),
+            ),
+            _ => {}
+        }
+    }
+    if cfg.est.enabled {
+        add(cfg.est.listen, "est listen".into());
+    }
+    out
+}
+
+fn check_ports(cfg: &Config) -> Vec<CheckLine> {
+    let mut daemon: Option<bool> = None;
+    listen_addrs(cfg)
+        .into_iter()
+        .map(|(addr, what)| {
+            let name = format!("port {what}");
+            match TcpListener::bind(addr) {
+                Ok(l) => {
+                    drop(l);
+                    line(name, Outcome::Ok, format!("{addr} can be bound"))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    let running =
+                        *daemon.get_or_insert_with(|| daemon_running(&cfg.main.state_dir));
+                    if running {
+                        line(
+                            name,
+                            Outcome::Ok,
+                            format!("{addr} held by the running `gatecert run` (state dir locked)"),
+                        )
+                    } else {
+                        line(
+                            name,
+                            Outcome::Fail,
+                            format!("{addr} is in use by another program"),
+                        )
+                    }
+                }
+                Err(e) => line(name, Outcome::Fail, format!("cannot bind {addr}: {e}")),
+            }
+        })
+        .collect()
+}
+
+/// True when another process holds the state directory's lock (`gatecert run` does).
+fn daemon_running(state_dir: &Path) -> bool {
+    matches!(
+        store::Lock::acquire(state_dir),
+        Err(store::Error::Locked(_))
+    )
+}
+
+fn check_hooks(cfg: &Config) -> Vec<CheckLine> {
+    let mut hooks: Vec<(String, PathBuf)> = Vec::new();
+    for cert in &cfg.certificates {
+        if let Some(h) = &cert.dns_hook {
+            hooks.push((format!("dns_hook ({})", cert.name), h.clone()));
+        }
+        if let Some(cmd) = &cert.deploy_hook {
+            if let Some(first) = cmd.split_whitespace().next().filter(|w| w.starts_with('/')) {
+                hooks.push((format!("deploy_hook ({})", cert.name), PathBuf::from(first)));
+            }
+        }
+    }
+    if let Some(h) = cfg.broker.as_ref().and_then(|b| b.dns_hook.as_ref()) {
+        hooks.push(("dns_hook (broker)".into(), h.clone()));
+    }
+    hooks
+        .into_iter()
+        .map(|(what, path)| {
+            let name = format!("hook {what}");
+            match std::fs::metadata(&path) {
+                Ok(m) if !m.is_file() => line(
+                    name,
+                    Outcome::Fail,
+                    format!("{} is not a file", path.display()),
+                ),
+                Ok(m) if m.permissions().mode() & 0o111 == 0 => line(
+                    name,
+                    Outcome::Fail,
+                    format!("{} is not executable", path.display()),
+                ),
+                Ok(_) => line(
+                    name,
+                    Outcome::Ok,
+                    format!("{} is executable", path.display()),
+                ),
+                Err(e) => line(name, Outcome::Fail, format!("{}: {e}", path.display())),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod tests;

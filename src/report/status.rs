@@ -1,0 +1,769 @@
+//! `gatecert status [--json]`: every certificate gatecert looks after, the clock, the upstream,
+//! the leaves and the bootstrap tokens, for a person (a table) or a program (`--json`, schema
+//! `gatecert.status/1`, documented field by field in `doc/status-schema.md`).
+//!
+//! Exit status: 0 healthy, 1 something needs attention (a certificate expired, inside its alert
+//! window, missing or unreadable; renewal failing; upstream down; clock untrusted; no local CA),
+//! 2 on error (bad arguments, config).
+//!
+//! [`Status::gather`] only reads: it never writes the state directory, so running `status` from
+//! cron costs no flash writes.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ca::{self, LocalCa};
+use crate::clock;
+use crate::config::{Certificate, Config};
+use crate::crypto::{self, CertInfo};
+use crate::leaves::{self, Inventory, Source};
+use crate::schedule::{self, AriChoice};
+use crate::store::{self, SetDir};
+use crate::token::{self, Tokens};
+use crate::trust::{ClockTrust, Untrusted};
+
+use super::health::Health;
+
+/// The JSON schema name and version. Bump the number on any incompatible change.
+pub const SCHEMA: &str = "gatecert.status/1";
+
+/// The set directory the EST listener uses for its own certificate when no ACME certificate
+/// is installed (the est branch's `est::LOCAL_SET`).
+pub const EST_LOCAL_SET: &str = "est-local";
+
+const DAY: i64 = 86_400;
+
+/// Everything `gatecert status` reports, as of [`Status::now`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// Always [`SCHEMA`].
+    pub schema: &'static str,
+    /// The time the status was taken at, Unix seconds.
+    pub now: i64,
+    /// False when anything needs attention (then `attention` says what).
+    pub healthy: bool,
+    /// One sentence per problem, most serious first.
+    pub attention: Vec<String>,
+    /// Whether the clock may be believed.
+    pub clock: ClockStatus,
+    /// The upstream ACME CA's health.
+    pub upstream: Upstream,
+    /// Gateway certificates (config order), then the EST listener's, then the local CA's.
+    pub certificates: Vec<CertStatus>,
+    /// The local CA.
+    pub ca: CaStatus,
+    /// Leaf inventory counts.
+    pub leaves: LeafCounts,
+    /// Bootstrap token counts.
+    pub tokens: TokenCounts,
+}
+
+/// Clock trust ([`crate::trust`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct ClockStatus {
+    /// True when now is at or after the floor, or NTP has said it is synchronised.
+    pub trusted: bool,
+    /// Why not, when not trusted.
+    pub reason: Option<String>,
+    /// The floor the clock must not be below, Unix seconds.
+    pub floor: i64,
+    /// True when [`crate::trust::NTP_FLAG`] exists.
+    pub ntp_synced: bool,
+}
+
+/// What kind of certificate a row is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A `config certificate` section: the gateway's own identity.
+    Gateway,
+    /// The EST listener's certificate from the local CA (`certs/est-local`).
+    Est,
+    /// The local CA's issuing intermediate.
+    CaIntermediate,
+    /// The local CA's root.
+    CaRoot,
+}
+
+impl Kind {
+    /// The spelling in tables, JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gateway => "gateway",
+            Kind::Est => "est",
+            Kind::CaIntermediate => "ca-intermediate",
+            Kind::CaRoot => "ca-root",
+        }
+    }
+}
+
+/// One certificate's condition, most serious first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertState {
+    /// The certificate files exist but could not be read or parsed.
+    Unreadable,
+    /// No certificate is installed.
+    Missing,
+    /// notAfter has passed.
+    Expired,
+    /// Renewal has failed `alert_failures` times in a row (or more).
+    Failing,
+    /// Inside the alert window: less than `alert_days` (or 1/3 of the lifetime) left.
+    Alert,
+    /// Renewal time has come; the next renewal run will try.
+    RenewalDue,
+    /// Nothing to do.
+    Ok,
+}
+
+impl CertState {
+    /// The spelling in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertState::Unreadable => "unreadable",
+            CertState::Missing => "missing",
+            CertState::Expired => "expired",
+            CertState::Failing => "failing",
+            CertState::Alert => "alert",
+            CertState::RenewalDue => "renewal-due",
+            CertState::Ok => "ok",
+        }
+    }
+
+    /// True for the states that make `status` exit 1.
+    pub fn needs_attention(self) -> bool {
+        self <= CertState::Alert
+    }
+}
+
+/// One certificate row.
+#[derive(Clone, Debug, Serialize)]
+pub struct CertStatus {
+    /// The config section name, `est-local`, `ca-intermediate` or `ca-root`.
+    pub name: String,
+    /// What it is.
+    pub kind: Kind,
+    /// Its condition.
+    pub state: CertState,
+    /// Subject DN, when installed.
+    pub subject: Option<String>,
+    /// Issuer DN, when installed.
+    pub issuer: Option<String>,
+    /// Serial, upper-case hex.
+    pub serial: Option<String>,
+    /// notBefore, Unix seconds.
+    pub not_before: Option<i64>,
+    /// notAfter, Unix seconds.
+    pub not_after: Option<i64>,
+    /// notAfter − now (negative once expired).
+    pub seconds_left: Option<i64>,
+    /// When the alert window opens, Unix seconds.
+    pub alert_at: Option<i64>,
+    /// When renewal is due, Unix seconds; None for the CA's own certificates (renewed by hand).
+    pub next_renewal: Option<i64>,
+    /// Why then: `lifetime rule`, `ARI window`, `expired`, `no certificate installed`.
+    pub renewal_reason: Option<String>,
+    /// Failed renewal attempts in a row.
+    pub failures: u32,
+    /// The last renewal error (kept after a later success, as history).
+    pub last_error: Option<String>,
+    /// The last error's ACME problem type, short form (`rateLimited`) or `other`.
+    pub last_problem: Option<String>,
+    /// When the last failure happened, Unix seconds.
+    pub last_failure: Option<i64>,
+    /// Why the row could not be read (state `unreadable`).
+    pub error: Option<String>,
+}
+
+/// The upstream ACME CA, from `<state_dir>/upstream.json` (written by the broker).
+#[derive(Clone, Debug, Serialize)]
+pub struct Upstream {
+    /// `n/a` (no certificate has a directory), `unknown` (no file yet), `up`, `degraded`, `down`.
+    pub state: String,
+    /// Since when, Unix seconds.
+    pub since: Option<i64>,
+    /// The last error the broker saw.
+    pub last_error: Option<String>,
+}
+
+/// `<state_dir>/upstream.json` as the broker writes it.
+#[derive(Debug, Deserialize)]
+struct UpstreamFile {
+    state: String,
+    #[serde(default)]
+    since: Option<i64>,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
+/// The local CA.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaStatus {
+    /// True when the CA opened (certificate and key present and matching).
+    pub present: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+/// Leaf counts by source.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LeafCounts {
+    /// All devices in the inventory.
+    pub total: usize,
+    /// Issued by the local CA by policy.
+    pub local: usize,
+    /// Issued by the local CA during an upstream outage.
+    pub interim: usize,
+    /// Issued by the upstream CA.
+    pub upstream: usize,
+    /// Of all the above, how many have expired.
+    pub expired: usize,
+    /// Why the inventory could not be read.
+    pub error: Option<String>,
+}
+
+/// Bootstrap token counts. Each token is counted once: revoked, else expired, else exhausted,
+/// else active.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TokenCounts {
+    /// Usable now.
+    pub active: usize,
+    /// Past their expiry.
+    pub expired: usize,
+    /// No uses left.
+    pub exhausted: usize,
+    /// Revoked with `token revoke`.
+    pub revoked: usize,
+    /// Why the token file could not be read.
+    pub error: Option<String>,
+}
+
+impl Status {
+    /// Reads the state directory of `cfg` as of `now`. Never writes; problems reading a file
+    /// become rows or fields that say so, not an error.
+    pub fn gather(cfg: &Config, now: i64) -> Status {
+        let state_dir = &cfg.main.state_dir;
+        let mut certificates = Vec::new();
+        for cert in &cfg.certificates {
+            certificates.push(gateway_row(cfg, cert, now));
+        }
+        let est_dir = state_dir.join("certs").join(EST_LOCAL_SET);
+        if SetDir::new(&est_dir).live().exists() {
+            let seed = format!("{}/{EST_LOCAL_SET}", hostname());
+            let mut row = set_row(EST_LOCAL_SET, Kind::Est, &est_dir, cfg, now);
+            schedule_row(&mut row, None, &seed, now);
+            certificates.push(row);
+        }
+        let (ca, ca_not_before) = match LocalCa::open(&LocalCa::dir_in(state_dir), &cfg.ca) {
+            Ok(local) => {
+                let int = local.intermediate().clone();
+                certificates.push(info_row(
+                    "ca-intermediate",
+                    Kind::CaIntermediate,
+                    &int,
+                    cfg,
+                    now,
+                ));
+                let chain = local.chain_der();
+                if chain.len() > 1 {
+                    if let Some(root) = chain.last().and_then(|d| CertInfo::from_der(d).ok()) {
+                        certificates.push(info_row("ca-root", Kind::CaRoot, &root, cfg, now));
+                    }
+                }
+                (
+                    CaStatus {
+                        present: true,
+                        error: None,
+                    },
+                    Some(int.not_before),
+                )
+            }
+            Err(e) => (
+                CaStatus {
+                    present: false,
+                    error: Some(match e {
+                        ca::Error::NotInitialized(_) => e.to_string(),
+                        _ => e.to_string(),
+                    }),
+                },
+                None,
+            ),
+        };
+        let clock = clock_status(state_dir, ca_not_before, now);
+        let upstream = upstream_status(cfg);
+        let leaves = leaf_counts(state_dir, now);
+        let tokens = token_counts(state_dir, now);
+
+        let mut attention = Vec::new();
+        if let Some(reason) = &clock.reason {
+            attention.push(format!("clock untrusted: {reason}"));
+        }
+        if let Some(e) = &ca.error {
+            attention.push(format!("local CA missing: {e}"));
+        }
+        let mut rows: Vec<&CertStatus> = certificates
+            .iter()
+            .filter(|c| c.state.needs_attention())
+            .collect();
+        rows.sort_by_key(|c| c.state);
+        for c in rows {
+            attention.push(attention_line(c, cfg.main.alert_failures, now));
+        }
+        if upstream.state == "down" {
+            attention.push(format!(
+                "upstream down{}",
+                upstream
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        Status {
+            schema: SCHEMA,
+            now,
+            healthy: attention.is_empty(),
+            attention,
+            clock,
+            upstream,
+            certificates,
+            ca,
+            leaves,
+            tokens,
+        }
+    }
+
+    /// The exit status: 0 healthy, 1 something needs attention.
+    pub fn exit_code(&self) -> i32 {
+        if self.healthy {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// The JSON document (`gatecert.status/1`), pretty-printed, with a final newline.
+    pub fn to_json(&self) -> String {
+        // Serialising plain structs of strings and integers cannot fail.
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// The table for a person.
+    pub fn render_table(&self) -> String {
+        let now = self.now;
+        let mut out = String::new();
+        let clock = match &self.clock.reason {
+            None if self.clock.ntp_synced => "trusted (NTP synchronised)".to_owned(),
+            None => "trusted".to_owned(),
+            Some(r) => format!("untrusted ({r})"),
+        };
+        let _ = writeln!(out, "clock:    {clock}");
+        let upstream = match self.upstream.state.as_str() {
+            "n/a" => "n/a (standalone)".to_owned(),
+            s => {
+                let mut line = s.to_owned();
+                if let Some(t) = self.upstream.since {
+                    let _ = write!(line, " since {}", crypto::rfc3339(t));
+                }
+                if let Some(e) = &self.upstream.last_error {
+                    let _ = write!(line, " (last error: {e})");
+                }
+                line
+            }
+        };
+        let _ = writeln!(out, "upstream: {upstream}");
+        let ca = match &self.ca.error {
+            None => "present".to_owned(),
+            Some(e) => format!("MISSING: {e}"),
+        };
+        let _ = writeln!(out, "local CA: {ca}");
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<16} {:<15} {:<11} {:<20} {:>9}  {:<36} LAST ERROR",
+            "NAME", "KIND", "STATE", "NOT AFTER", "LEFT", "NEXT RENEWAL"
+        );
+        for c in &self.certificates {
+            let not_after = c.not_after.map(crypto::rfc3339).unwrap_or("-".into());
+            let left = c
+                .not_after
+                .map(|na| duration(na - now))
+                .unwrap_or("-".into());
+            let next = match (c.next_renewal, &c.renewal_reason) {
+                (Some(t), Some(r)) if t <= now => format!("now ({r})"),
+                (Some(t), Some(r)) => format!("{} ({r})", crypto::rfc3339(t)),
+                (Some(t), None) => crypto::rfc3339(t),
+                (None, _) => "manual".into(),
+            };
+            let last = match (&c.last_error, c.failures) {
+                (Some(e), n) if n > 0 => format!("{n}x: {e}"),
+                (Some(e), _) => format!("recovered; was: {e}"),
+                (None, _) => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<16} {:<15} {:<11} {:<20} {:>9}  {:<36} {last}",
+                c.name,
+                c.kind.as_str(),
+                c.state.as_str(),
+                not_after,
+                left,
+                next
+            );
+            match (&c.subject, &c.issuer, &c.error) {
+                (_, _, Some(e)) => {
+                    let _ = writeln!(out, "    error: {e}");
+                }
+                (Some(s), Some(i), None) => {
+                    let _ = writeln!(out, "    subject: {s}; issuer: {i}");
+                }
+                _ => {}
+            }
+        }
+        let _ = writeln!(out);
+        let l = &self.leaves;
+        let _ = write!(
+            out,
+            "leaves:   {} (local {}, interim {}, upstream {}); expired {}",
+            l.total, l.local, l.interim, l.upstream, l.expired
+        );
+        if let Some(e) = &l.error {
+            let _ = write!(out, "; error: {e}");
+        }
+        let _ = writeln!(out);
+        let t = &self.tokens;
+        let _ = write!(
+            out,
+            "tokens:   active {}, expired {}, exhausted {}, revoked {}",
+            t.active, t.expired, t.exhausted, t.revoked
+        );
+        if let Some(e) = &t.error {
+            let _ = write!(out, "; error: {e}");
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out);
+        if self.attention.is_empty() {
+            let _ = writeln!(out, "status: healthy");
+        } else {
+            let _ = writeln!(out, "status: NEEDS ATTENTION");
+            for a in &self.attention {
+                let _ = writeln!(out, "  - {a}");
+            }
+        }
+        out
+    }
+}
+
+/// `gatecert status [--json]`. Returns the exit code (0 healthy, 1 attention, 2 error).
+pub fn cmd_status(cfg: &Config, args: &[String]) -> i32 {
+    let mut json = false;
+    for a in args {
+        match a.as_str() {
+            "--json" => json = true,
+            other => {
+                eprintln!(
+                    "gatecert: status: unexpected argument {other:?} (usage: status [--json])"
+                );
+                return 2;
+            }
+        }
+    }
+    let status = Status::gather(cfg, clock::from_env().now());
+    if json {
+        print!("{}", status.to_json());
+    } else {
+        print!("{}", status.render_table());
+    }
+    status.exit_code()
+}
+
+/// The alert window for a certificate: `alert_days`, or 1/3 of the lifetime when that is
+/// shorter (short-lived certificates would otherwise be "alerting" all their life).
+pub fn alert_window(alert_days: u32, not_before: i64, not_after: i64) -> i64 {
+    let lifetime = (not_after - not_before).max(0);
+    (i64::from(alert_days) * DAY).min(lifetime / 3)
+}
+
+fn attention_line(c: &CertStatus, alert_failures: u32, now: i64) -> String {
+    let who = format!("{} ({})", c.name, c.kind.as_str());
+    match c.state {
+        CertState::Unreadable => format!(
+            "{who} unreadable: {}",
+            c.error.as_deref().unwrap_or("unknown error")
+        ),
+        CertState::Missing => format!("{who}: no certificate installed"),
+        CertState::Expired => format!(
+            "{who} expired {} ago",
+            duration(now - c.not_after.unwrap_or(now))
+        ),
+        CertState::Failing => format!(
+            "{who}: renewal failed {} times in a row (alert after {alert_failures}): {}",
+            c.failures,
+            c.last_error.as_deref().unwrap_or("-")
+        ),
+        CertState::Alert => format!(
+            "{who} expires in {}",
+            duration(c.not_after.unwrap_or(now) - now)
+        ),
+        CertState::RenewalDue | CertState::Ok => format!("{who}: {}", c.state.as_str()),
+    }
+}
+
+fn empty_row(name: &str, kind: Kind, state: CertState) -> CertStatus {
+    CertStatus {
+        name: name.to_owned(),
+        kind,
+        state,
+        subject: None,
+        issuer: None,
+        serial: None,
+        not_before: None,
+        not_after: None,
+        seconds_left: None,
+        alert_at: None,
+        next_renewal: None,
+        renewal_reason: None,
+        failures: 0,
+        last_error: None,
+        last_problem: None,
+        last_failure: None,
+        error: None,
+    }
+}
+
+/// A row from a parsed certificate: dates, alert window and the expired/alert/ok state.
+fn info_row(name: &str, kind: Kind, info: &CertInfo, cfg: &Config, now: i64) -> CertStatus {
+    let alert_at =
+        info.not_after - alert_window(cfg.main.alert_days, info.not_before, info.not_after);
+    let state = if now >= info.not_after {
+        CertState::Expired
+    } else if now >= alert_at {
+        CertState::Alert
+    } else {
+        CertState::Ok
+    };
+    CertStatus {
+        subject: Some(info.subject.clone()),
+        issuer: Some(info.issuer.clone()),
+        serial: Some(info.serial_hex()),
+        not_before: Some(info.not_before),
+        not_after: Some(info.not_after),
+        seconds_left: Some(info.not_after - now),
+        alert_at: Some(alert_at),
+        ..empty_row(name, kind, state)
+    }
+}
+
+/// A row from an installed set directory's `live/cert.pem`.
+fn set_row(name: &str, kind: Kind, dir: &Path, cfg: &Config, now: i64) -> CertStatus {
+    let path = SetDir::new(dir).live().join(store::CERT);
+    match store::read_optional(&path) {
+        Ok(None) => {
+            let mut row = empty_row(name, kind, CertState::Missing);
+            row.next_renewal = Some(now);
+            row.renewal_reason = Some(schedule::Reason::Missing.as_str().to_owned());
+            row
+        }
+        Ok(Some(pem)) => match CertInfo::from_pem(&pem) {
+            Ok(info) => info_row(name, kind, &info, cfg, now),
+            Err(e) => {
+                let mut row = empty_row(name, kind, CertState::Unreadable);
+                row.error = Some(format!("{}: {e}", path.display()));
+                row
+            }
+        },
+        Err(e) => {
+            let mut row = empty_row(name, kind, CertState::Unreadable);
+            row.error = Some(e.to_string());
+            row
+        }
+    }
+}
+
+/// Fills in the next renewal (ARI pick when a current one is stored, else the lifetime rule
+/// with this device's jitter) and moves an `ok` row to `renewal-due` when the time has come.
+fn schedule_row(row: &mut CertStatus, ari: Option<AriChoice>, seed: &str, now: i64) {
+    let (Some(nb), Some(na)) = (row.not_before, row.not_after) else {
+        return;
+    };
+    // A stored pick whose window ended before this certificate began belongs to its
+    // predecessor; the renew code replaces it on its next ARI fetch.
+    let decision = match ari.filter(|c| c.window.end > nb) {
+        Some(choice) => schedule::decide_with_ari(na, now, &choice),
+        None => schedule::decide(nb, na, now, seed.as_bytes()),
+    };
+    row.next_renewal = Some(decision.at);
+    row.renewal_reason = Some(decision.reason.as_str().to_owned());
+    if row.state == CertState::Ok && decision.due(now) {
+        row.state = CertState::RenewalDue;
+    }
+}
+
+/// A gateway certificate: its set, its ARI pick (`state.json`, the renew code's format) and
+/// its health (`health.json`).
+fn gateway_row(cfg: &Config, cert: &Certificate, now: i64) -> CertStatus {
+    let dir = cfg.main.state_dir.join("certs").join(&cert.name);
+    let mut row = set_row(&cert.name, Kind::Gateway, &dir, cfg, now);
+    let ari = store::read_optional(&dir.join("state.json"))
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_str::<AriState>(&t).ok())
+        .and_then(|s| s.ari);
+    let seed = format!(
+        "{}/{}/{}",
+        hostname(),
+        cert.name,
+        row.serial.as_deref().unwrap_or_default()
+    );
+    schedule_row(&mut row, ari, &seed, now);
+    match Health::load(&cfg.main.state_dir, &cert.name) {
+        Ok(h) => {
+            row.failures = h.failures;
+            row.last_error = h.last_error;
+            row.last_problem = h.last_problem;
+            row.last_failure = h.last_failure;
+            if h.failures >= cfg.main.alert_failures.max(1) && row.state > CertState::Failing {
+                row.state = CertState::Failing;
+            }
+        }
+        Err(e) => {
+            if row.error.is_none() {
+                row.error = Some(e.to_string());
+            }
+        }
+    }
+    row
+}
+
+/// The part of the renew code's `certs/<name>/state.json` that status reads.
+#[derive(Deserialize)]
+struct AriState {
+    #[serde(default)]
+    ari: Option<AriChoice>,
+}
+
+pub(crate) fn clock_status(state_dir: &Path, ca_not_before: Option<i64>, now: i64) -> ClockStatus {
+    let trust = ClockTrust::load(state_dir, ca_not_before);
+    let (floor, source) = trust.floor();
+    let ntp_synced = trust.ntp_synced();
+    let trusted = now >= floor || ntp_synced;
+    ClockStatus {
+        trusted,
+        reason: (!trusted).then(|| Untrusted { now, floor, source }.to_string()),
+        floor,
+        ntp_synced,
+    }
+}
+
+fn upstream_status(cfg: &Config) -> Upstream {
+    let na = |state: &str| Upstream {
+        state: state.into(),
+        since: None,
+        last_error: None,
+    };
+    if cfg.certificates.iter().all(|c| c.directory.is_none()) {
+        return na("n/a");
+    }
+    let path = cfg.main.state_dir.join("upstream.json");
+    match store::read_optional(&path) {
+        Ok(None) => na("unknown"),
+        Ok(Some(text)) => match serde_json::from_str::<UpstreamFile>(&text) {
+            Ok(f) if matches!(f.state.as_str(), "up" | "degraded" | "down") => Upstream {
+                state: f.state,
+                since: f.since,
+                last_error: f.last_error,
+            },
+            Ok(f) => Upstream {
+                last_error: Some(format!("{}: unknown state {:?}", path.display(), f.state)),
+                ..na("unknown")
+            },
+            Err(e) => Upstream {
+                last_error: Some(format!("{}: {e}", path.display())),
+                ..na("unknown")
+            },
+        },
+        Err(e) => Upstream {
+            last_error: Some(e.to_string()),
+            ..na("unknown")
+        },
+    }
+}
+
+fn leaf_counts(state_dir: &Path, now: i64) -> LeafCounts {
+    let inv = match Inventory::open(&leaves::path_in(state_dir)) {
+        Ok(inv) => inv,
+        Err(e) => {
+            return LeafCounts {
+                error: Some(e.to_string()),
+                ..LeafCounts::default()
+            }
+        }
+    };
+    let list = inv.list();
+    LeafCounts {
+        total: list.len(),
+        local: list.iter().filter(|l| l.source == Source::Local).count(),
+        interim: list.iter().filter(|l| l.source == Source::Interim).count(),
+        upstream: list.iter().filter(|l| l.source == Source::Upstream).count(),
+        expired: list.iter().filter(|l| l.not_after <= now).count(),
+        error: None,
+    }
+}
+
+fn token_counts(state_dir: &Path, now: i64) -> TokenCounts {
+    let tokens = match Tokens::open(&token::path_in(state_dir)) {
+        Ok(t) => t,
+        Err(e) => {
+            return TokenCounts {
+                error: Some(e.to_string()),
+                ..TokenCounts::default()
+            }
+        }
+    };
+    let mut c = TokenCounts::default();
+    for t in tokens.list() {
+        if t.revoked {
+            c.revoked += 1;
+        } else if now >= t.expires {
+            c.expired += 1;
+        } else if t.uses_left == 0 {
+            c.exhausted += 1;
+        } else {
+            c.active += 1;
+        }
+    }
+    c
+}
+
+/// `89d 23h`, `5h 3m`, `42s`; negative durations read as `-2d 1h`.
+pub fn duration(secs: i64) -> String {
+    let sign = if secs < 0 { "-" } else { "" };
+    let s = secs.unsigned_abs();
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60);
+    if d > 0 {
+        format!("{sign}{d}d {h}h")
+    } else if h > 0 {
+        format!("{sign}{h}h {m}m")
+    } else if m > 0 {
+        format!("{sign}{m}m {}s", s % 60)
+    } else {
+        format!("{sign}{s}s")
+    }
+}
+
+/// The node name, part of the per-device jitter seed (as the renew code builds it).
+fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

@@ -1,0 +1,250 @@
+use super::*;
+use crate::leaves::Leaf;
+use crate::report::fixture::{Fixture, DAY};
+use crate::report::record_attempt;
+
+fn row<'a>(s: &'a Status, name: &str) -> &'a CertStatus {
+    s.certificates.iter().find(|c| c.name == name).unwrap()
+}
+
+fn table_line<'a>(table: &'a str, name: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no row {name} in\n{table}"))
+}
+
+#[test]
+fn healthy() {
+    let f = Fixture::new("healthy");
+    let now = f.t0 + DAY;
+    let s = Status::gather(&f.cfg, now);
+    assert!(s.healthy, "{:?}", s.attention);
+    assert_eq!(s.exit_code(), 0);
+    assert!(s.clock.trusted);
+    let gw = row(&s, "gateway");
+    assert_eq!(gw.state, CertState::Ok);
+    assert_eq!(gw.kind, Kind::Gateway);
+    assert_eq!(gw.subject.as_deref(), Some("CN=gateway.local"));
+    assert!(gw
+        .issuer
+        .as_deref()
+        .unwrap()
+        .contains("gatecert Issuing CA"));
+    assert_eq!(gw.renewal_reason.as_deref(), Some("lifetime rule"));
+    // 90 days + 5 min backdate: renewal at 2/3, jitter moves it up to a day earlier.
+    let renew = gw.next_renewal.unwrap();
+    assert!(renew <= f.not_after - 30 * DAY && renew > f.not_after - 31 * DAY);
+    assert_eq!(gw.alert_at, Some(f.not_after - 10 * DAY));
+    assert_eq!(row(&s, "ca-intermediate").state, CertState::Ok);
+    assert_eq!(row(&s, "ca-root").kind, Kind::CaRoot);
+    assert_eq!(s.upstream.state, "n/a");
+
+    let t = s.render_table();
+    assert!(t.contains("clock:    trusted"), "{t}");
+    assert!(t.contains("upstream: n/a (standalone)"), "{t}");
+    let line = table_line(&t, "gateway");
+    assert!(line.contains(" ok "), "{line}");
+    assert!(line.contains(&crypto::rfc3339(f.not_after)), "{line}");
+    assert!(line.contains("89d 0h"), "{line}");
+    assert!(line.contains("(lifetime rule)"), "{line}");
+    assert!(t.contains("subject: CN=gateway.local; issuer: "), "{t}");
+    assert!(t.ends_with("status: healthy\n"), "{t}");
+}
+
+#[test]
+fn renewal_due_is_not_an_alert() {
+    let f = Fixture::new("due");
+    let now = f.not_after - 25 * DAY;
+    let s = Status::gather(&f.cfg, now);
+    assert_eq!(row(&s, "gateway").state, CertState::RenewalDue);
+    assert!(s.healthy);
+    assert_eq!(s.exit_code(), 0);
+    let t = s.render_table();
+    let line = table_line(&t, "gateway");
+    assert!(line.contains("renewal-due"), "{line}");
+    assert!(line.contains("now (lifetime rule)"), "{line}");
+}
+
+#[test]
+fn in_alert_window() {
+    let f = Fixture::new("alert");
+    let now = f.not_after - 5 * DAY;
+    let s = Status::gather(&f.cfg, now);
+    assert_eq!(row(&s, "gateway").state, CertState::Alert);
+    assert_eq!(s.exit_code(), 1);
+    assert_eq!(s.attention, vec!["gateway (gateway) expires in 5d 0h"]);
+    let t = s.render_table();
+    assert!(table_line(&t, "gateway").contains(" alert "), "{t}");
+    assert!(t.contains("status: NEEDS ATTENTION\n  - gateway (gateway) expires in 5d 0h"));
+}
+
+#[test]
+fn failing_from_health_json() {
+    let f = Fixture::new("failed");
+    let now = f.t0 + 61 * DAY;
+    let e = "urn:ietf:params:acme:error:rateLimited";
+    for i in 0..3 {
+        record_attempt(f.state_dir(), "gateway", Err(e), now - 3_600 + i).unwrap();
+    }
+    let s = Status::gather(&f.cfg, now);
+    let gw = row(&s, "gateway");
+    assert_eq!(gw.state, CertState::Failing);
+    assert_eq!(gw.failures, 3);
+    assert_eq!(gw.last_problem.as_deref(), Some("rateLimited"));
+    assert_eq!(s.exit_code(), 1);
+    assert!(
+        s.attention[0].contains("renewal failed 3 times in a row"),
+        "{:?}",
+        s.attention
+    );
+    let t = s.render_table();
+    assert!(table_line(&t, "gateway").contains(" failing "), "{t}");
+    assert!(
+        table_line(&t, "gateway").ends_with(&format!("3x: {e}")),
+        "{t}"
+    );
+    // Two failures stay under alert_failures = 3: renewal-due, not failing.
+    record_attempt(f.state_dir(), "gateway", Ok(()), now).unwrap();
+    record_attempt(f.state_dir(), "gateway", Err(e), now).unwrap();
+    let s = Status::gather(&f.cfg, now);
+    assert_eq!(row(&s, "gateway").state, CertState::RenewalDue);
+    assert_eq!(s.exit_code(), 0);
+}
+
+#[test]
+fn expired_and_json_schema() {
+    let f = Fixture::new("expired");
+    let now = f.not_after + 2 * DAY;
+    let s = Status::gather(&f.cfg, now);
+    assert_eq!(s.exit_code(), 1);
+    let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+    assert_eq!(v["schema"], "gatecert.status/1");
+    assert_eq!(v["now"], now);
+    assert_eq!(v["healthy"], false);
+    assert_eq!(v["clock"]["trusted"], true);
+    assert_eq!(v["upstream"]["state"], "n/a");
+    assert_eq!(v["ca"]["present"], true);
+    let gw = &v["certificates"][0];
+    assert_eq!(gw["name"], "gateway");
+    assert_eq!(gw["kind"], "gateway");
+    assert_eq!(gw["state"], "expired");
+    assert_eq!(gw["not_after"], f.not_after);
+    assert_eq!(gw["seconds_left"], -2 * DAY);
+    assert_eq!(gw["renewal_reason"], "expired");
+    assert_eq!(gw["failures"], 0);
+    assert!(gw["last_error"].is_null());
+    assert_eq!(v["certificates"][1]["kind"], "ca-intermediate");
+    assert_eq!(v["certificates"][2]["kind"], "ca-root");
+    assert_eq!(v["attention"][0], "gateway (gateway) expired 2d 0h ago");
+    for key in ["total", "local", "interim", "upstream", "expired"] {
+        assert_eq!(v["leaves"][key], 0, "{key}");
+    }
+    for key in ["active", "expired", "exhausted", "revoked"] {
+        assert_eq!(v["tokens"][key], 0, "{key}");
+    }
+}
+
+#[test]
+fn clock_before_ca_not_before_is_untrusted() {
+    let f = Fixture::new("clock");
+    let s = Status::gather(&f.cfg, f.t0 - DAY);
+    assert!(!s.clock.trusted);
+    assert_eq!(s.exit_code(), 1);
+    let reason = s.clock.reason.as_deref().unwrap();
+    assert!(reason.contains("notBefore"), "{reason}");
+    assert!(s
+        .render_table()
+        .contains("clock:    untrusted (the system clock"));
+    assert!(!f.state_dir().join("clock").exists(), "status never writes");
+}
+
+#[test]
+fn missing_ca_upstream_leaves_tokens() {
+    let f = Fixture::new("counts");
+    let now = f.t0 + DAY;
+    let mut cfg = f.cfg.clone();
+    cfg.certificates[0].directory = Some("https://127.0.0.1:14000/dir".into());
+    std::fs::write(
+        f.state_dir().join("upstream.json"),
+        r#"{"state":"down","since":1,"last_error":"connect: refused"}"#,
+    )
+    .unwrap();
+    let mut inv = Inventory::open(&leaves::path_in(f.state_dir())).unwrap();
+    for (d, src, na) in [
+        ("a", Source::Local, now + DAY),
+        ("b", Source::Interim, now - 1),
+        ("c", Source::Upstream, now + DAY),
+        ("d", Source::Interim, now + DAY),
+    ] {
+        inv.record(Leaf {
+            device: d.into(),
+            names: vec![],
+            serial: "01".into(),
+            not_after: na,
+            source: src,
+            issued_at: now - DAY,
+        })
+        .unwrap();
+    }
+    let mut tokens = Tokens::open(&token::path_in(f.state_dir())).unwrap();
+    tokens
+        .add("t1", &["t1.local".into()], 3_600, 1, now)
+        .unwrap();
+    tokens
+        .add("t2", &["t2.local".into()], 60, 1, now - 120)
+        .unwrap();
+    tokens
+        .add("t3", &["t3.local".into()], 3_600, 1, now)
+        .unwrap();
+    tokens.consume("t3", now).unwrap();
+    tokens
+        .add("t4", &["t4.local".into()], 3_600, 1, now)
+        .unwrap();
+    tokens.revoke("t4").unwrap();
+    std::fs::remove_dir_all(f.state_dir().join("ca")).unwrap();
+
+    let s = Status::gather(&cfg, now);
+    assert!(!s.ca.present);
+    assert_eq!(s.upstream.state, "down");
+    assert_eq!(
+        (s.leaves.total, s.leaves.local, s.leaves.interim),
+        (4, 1, 2)
+    );
+    assert_eq!((s.leaves.upstream, s.leaves.expired), (1, 1));
+    let t = &s.tokens;
+    assert_eq!((t.active, t.expired, t.exhausted, t.revoked), (1, 1, 1, 1));
+    assert_eq!(s.exit_code(), 1);
+    assert!(s
+        .attention
+        .iter()
+        .any(|a| a.starts_with("local CA missing")));
+    assert!(s
+        .attention
+        .iter()
+        .any(|a| a == "upstream down: connect: refused"));
+    let table = s.render_table();
+    assert!(
+        table.contains("leaves:   4 (local 1, interim 2, upstream 1); expired 1"),
+        "{table}"
+    );
+    assert!(table.contains("tokens:   active 1, expired 1, exhausted 1, revoked 1"));
+    assert!(
+        table.contains("upstream: down since 1970-01-01T00:00:01Z (last error: connect: refused)")
+    );
+    assert!(table.contains("local CA: MISSING"), "{table}");
+}
+
+#[test]
+fn missing_gateway_set_and_durations() {
+    let f = Fixture::new("missing");
+    std::fs::remove_dir_all(f.state_dir().join("certs")).unwrap();
+    let s = Status::gather(&f.cfg, f.t0);
+    assert_eq!(row(&s, "gateway").state, CertState::Missing);
+    assert_eq!(s.exit_code(), 1);
+    assert_eq!(duration(90 * DAY + 3_600), "90d 1h");
+    assert_eq!(duration(-(2 * 3_600 + 60)), "-2h 1m");
+    assert_eq!(duration(42), "42s");
+    assert_eq!(alert_window(30, 0, 6 * DAY), 2 * DAY);
+    assert_eq!(alert_window(30, 0, 90 * DAY), 30 * DAY);
+}
