@@ -491,6 +491,14 @@ fn broker_end_to_end() {
             .any(|l| l.starts_with("leaf2.sensors.test") && l.contains("interim")),
         "{leaves}"
     );
+    let status = Command::new(env!("CARGO_BIN_EXE_gatecert"))
+        .arg("--config")
+        .arg(g.path("gatecert.conf"))
+        .arg("status")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("upstream: down"), "{status}");
     eprintln!("case 2: interim enroll took {took:?}");
 
     // ---- 4. upstream back: re-enrollment upgrades the interim certificate ----------------
