@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::acme::types::{
-    AuthorizationStatus, Identifier, NewOrder, OrderStatus, RevocationReason,
+    AuthorizationStatus, Identifier, NewOrder, Order, OrderStatus, RevocationReason,
 };
 use crate::acme::{self, cert_id, select_chain, transport, Client, Login};
 use crate::challenge::{self, Pending};
@@ -406,6 +406,41 @@ fn issue(
     replaces: Option<String>,
     old_key: Option<PrivateKey>,
 ) -> Result<(PrivateKey, String), Error> {
+    let (order_url, order) = authorize(client, env, login, cert, replaces)?;
+    let key = match old_key {
+        Some(k) if k.kind() == cert.key_type => k,
+        _ => PrivateKey::generate(cert.key_type)?,
+    };
+    let csr = key.csr(&cert.domains, &cert.ips)?;
+    let chain = finish(client, login, cert, &order_url, order, &csr)?;
+    Ok((key, chain))
+}
+
+/// An order for `cert`'s names, finalized with someone else's CSR (DER): the broker's
+/// enrollment on a leaf's behalf, so the leaf's key never leaves it. `cert` carries the
+/// leaf's names and the broker's challenge settings. Returns the chosen chain (PEM, leaf
+/// first).
+pub fn order_with_csr(
+    client: &Client,
+    env: &Env,
+    login: &Login,
+    cert: &Certificate,
+    csr_der: &[u8],
+) -> Result<String, Error> {
+    check_names(cert)?;
+    let (order_url, order) = authorize(client, env, login, cert, None)?;
+    finish(client, login, cert, &order_url, order, csr_der)
+}
+
+/// Creates the order and gets every authorization valid (RFC 8555 §7.4, §7.5). Returns the
+/// order URL and the order, `ready` or `valid`.
+fn authorize(
+    client: &Client,
+    env: &Env,
+    login: &Login,
+    cert: &Certificate,
+    replaces: Option<String>,
+) -> Result<(String, Order), Error> {
     let mut new_order = NewOrder {
         identifiers: identifiers(cert),
         profile: cert.profile.clone().filter(|p| !p.is_empty()),
@@ -480,28 +515,34 @@ fn issue(
     let order = client.poll_order(login, &order_url, |s| {
         matches!(s, OrderStatus::Ready | OrderStatus::Valid)
     })?;
-    let key = match old_key {
-        Some(k) if k.kind() == cert.key_type => k,
-        _ => PrivateKey::generate(cert.key_type)?,
-    };
+    Ok((order_url, order))
+}
+
+/// Finalizes a `ready` order with `csr` (DER) and downloads the chain the config prefers.
+fn finish(
+    client: &Client,
+    login: &Login,
+    cert: &Certificate,
+    order_url: &str,
+    order: Order,
+    csr: &[u8],
+) -> Result<String, Error> {
     let order = if order.status == OrderStatus::Ready {
-        let csr = key.csr(&cert.domains, &cert.ips)?;
-        client.finalize(login, &order_url, &order, &csr)?
+        client.finalize(login, order_url, &order, csr)?
     } else {
         order
     };
     let cert_url = order.certificate.clone().ok_or_else(|| {
         Error::Acme(acme::Error::Failed {
             what: "valid order has no certificate URL".into(),
-            url: order_url.clone(),
+            url: order_url.to_owned(),
             problem: None,
         })
     })?;
     let chains = client.download(login, &cert_url)?;
-    let chain = select_chain(&chains, cert.preferred_chain.as_deref())
+    Ok(select_chain(&chains, cert.preferred_chain.as_deref())
         .cloned()
-        .unwrap_or_default();
-    Ok((key, chain))
+        .unwrap_or_default())
 }
 
 /// Installs key + chain as a new generation, exports to `install_dir`, runs the deploy hook;

@@ -72,6 +72,32 @@ pub fn wait_for_port_free(addr: &str) {
     }
 }
 
+/// The loopback ports one pebble + challtestsrv pair uses. Test binaries that may run at the
+/// same time use different ones.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub acme: u16,
+    pub management: u16,
+    pub dns: u16,
+    pub challtestsrv: u16,
+    /// Where pebble's VA connects for http-01.
+    pub http01: u16,
+    /// Where pebble's VA connects for tls-alpn-01.
+    pub tls_alpn: u16,
+}
+
+impl Ports {
+    /// What tests/acme_pebble.rs uses: the real challenge ports.
+    pub const DEFAULT: Ports = Ports {
+        acme: 14000,
+        management: 15000,
+        dns: 8053,
+        challtestsrv: 8055,
+        http01: 80,
+        tls_alpn: 443,
+    };
+}
+
 /// pebble + challtestsrv with their own TLS certificate and config in a temp dir.
 pub struct Pebble {
     pebble: Option<Proc>,
@@ -79,11 +105,28 @@ pub struct Pebble {
     pub dir: TempDir,
     /// pebble's HTTPS trust anchor (for `ca_bundle`).
     pub https_ca: PathBuf,
+    pub ports: Ports,
+    /// Extra environment for pebble (e.g. PEBBLE_VA_SLEEPTIME).
+    pub env: Vec<(String, String)>,
 }
 
 impl Pebble {
     pub fn start() -> Pebble {
-        let dir = TempDir::new("pebble");
+        Pebble::start_with(Ports::DEFAULT, "pebble")
+    }
+
+    /// The directory URL.
+    pub fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.ports.acme)
+    }
+
+    /// Stops pebble (challtestsrv stays).
+    pub fn stop(&mut self) {
+        self.pebble = None;
+    }
+
+    pub fn start_with(ports: Ports, tag: &str) -> Pebble {
+        let dir = TempDir::new(tag);
         let d = dir.path();
         let ssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(d));
         ssl(&[
@@ -135,7 +178,8 @@ impl Pebble {
             "-extfile",
             "ext",
         ]);
-        wait_for_port_free("127.0.0.1:8055");
+        let mgmt = format!("127.0.0.1:{}", ports.challtestsrv);
+        wait_for_port_free(&mgmt);
         let challtestsrv = Proc(
             Command::new("pebble-challtestsrv")
                 .args([
@@ -144,7 +188,7 @@ impl Pebble {
                     "-defaultIPv6",
                     "",
                     "-dns01",
-                    "127.0.0.1:8053",
+                    &format!("127.0.0.1:{}", ports.dns),
                     "-http01",
                     "",
                     "-https01",
@@ -152,20 +196,22 @@ impl Pebble {
                     "-tlsalpn01",
                     "",
                     "-management",
-                    "127.0.0.1:8055",
+                    &mgmt,
                 ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("pebble-challtestsrv"),
         );
-        wait_for_port("127.0.0.1:8055");
+        wait_for_port(&mgmt);
         let https_ca = d.join("ca.pem");
         let mut p = Pebble {
             pebble: None,
             _challtestsrv: challtestsrv,
             dir,
             https_ca,
+            ports,
+            env: Vec::new(),
         };
         p.restart(false);
         p
@@ -174,15 +220,18 @@ impl Pebble {
     /// (Re)starts pebble, with External Account Binding required or not.
     pub fn restart(&mut self, eab: bool) {
         self.pebble = None;
-        wait_for_port_free("127.0.0.1:14000");
+        let ports = self.ports;
+        let acme = format!("127.0.0.1:{}", ports.acme);
+        let management = format!("127.0.0.1:{}", ports.management);
+        wait_for_port_free(&acme);
         let d = self.dir.path();
         let config = serde_json::json!({"pebble": {
-            "listenAddress": "127.0.0.1:14000",
-            "managementListenAddress": "127.0.0.1:15000",
+            "listenAddress": acme,
+            "managementListenAddress": management,
             "certificate": d.join("cert.pem"),
             "privateKey": d.join("key.pem"),
-            "httpPort": 80,
-            "tlsPort": 443,
+            "httpPort": ports.http01,
+            "tlsPort": ports.tls_alpn,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": eab,
             "externalAccountMACKeys": { EAB_KID: EAB_KEY },
@@ -195,17 +244,18 @@ impl Pebble {
                 "-config",
                 path.to_str().unwrap(),
                 "-dnsserver",
-                "127.0.0.1:8053",
+                &format!("127.0.0.1:{}", ports.dns),
             ])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_VA_ALWAYS_VALID", "0")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("pebble");
         self.pebble = Some(Proc(child));
-        wait_for_port("127.0.0.1:14000");
-        wait_for_port("127.0.0.1:15000");
+        wait_for_port(&acme);
+        wait_for_port(&management);
     }
 
     /// The root that signs pebble's issued chains (it changes on every pebble start).
@@ -215,10 +265,24 @@ impl Pebble {
             "-sS",
             "--cacert",
             self.https_ca.to_str().unwrap(),
-            "https://127.0.0.1:15000/roots/0",
+            &format!("https://127.0.0.1:{}/roots/0", self.ports.management),
         ]));
         std::fs::write(&path, out.stdout).unwrap();
         path
+    }
+
+    /// The intermediate that signs pebble's leaves (PEM).
+    pub fn intermediate(&self) -> String {
+        let out = run(Command::new("curl").args([
+            "-sS",
+            "--cacert",
+            self.https_ca.to_str().unwrap(),
+            &format!(
+                "https://127.0.0.1:{}/intermediates/0",
+                self.ports.management
+            ),
+        ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// pebble's view of a serial (hex): the management API's cert-status JSON.
@@ -227,7 +291,10 @@ impl Pebble {
             "-sS",
             "--cacert",
             self.https_ca.to_str().unwrap(),
-            &format!("https://127.0.0.1:15000/cert-status-by-serial/{serial_hex}"),
+            &format!(
+                "https://127.0.0.1:{}/cert-status-by-serial/{serial_hex}",
+                self.ports.management
+            ),
         ]));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
