@@ -411,7 +411,21 @@ fn issue(
         profile: cert.profile.clone().filter(|p| !p.is_empty()),
         replaces,
     };
-    log::info!("{}: new order {}", cert.name, client.directory.new_order);
+    log::info!(
+        "{}: new order {}{}{}",
+        cert.name,
+        client.directory.new_order,
+        new_order
+            .profile
+            .as_deref()
+            .map(|p| format!(" profile {p}"))
+            .unwrap_or_default(),
+        new_order
+            .replaces
+            .as_deref()
+            .map(|r| format!(" replaces {r}"))
+            .unwrap_or_default(),
+    );
     let (order_url, order) = match client.new_order(login, &new_order) {
         // A CA may refuse `replaces` (already replaced, or unknown to it); ARI is advisory, so
         // the order goes ahead without it.

@@ -14,7 +14,7 @@
 #   A2C_REQUIRE_EAB true => EAB required; prints EAB_KID / EAB_HMAC
 #   A2C_PROFILES   JSON object of ACME profiles to advertise/enforce, e.g. '{"classic":"x","shortlived":"y"}'
 #                  (draft-ietf-acme-profiles; with the openssl handler they do not change the cert)
-# Prints:  DIRECTORY_URL=...  ROOT_PEM=...  PID_FILE=...
+# Prints:  DIRECTORY_URL=...  ROOT_PEM=...  PID_FILE=...  REQUESTS=... (dir: neworders.log, revokecert.log)
 set -euo pipefail
 BASE=${A2C_BASE:-/tmp/gatecert-peers/a2c}
 HOST=${A2C_HOST:-127.0.0.1}
@@ -29,7 +29,7 @@ PKI=$BASE/pki
 PIDFILE=$BASE/a2c.pid
 LOG=$BASE/a2c.log
 PY=${A2C_PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3 )}
-mkdir -p "$BASE/certs" "$PKI"
+mkdir -p "$BASE/certs" "$BASE/requests" "$PKI"
 
 # ---- 1. install (PyPI) ---------------------------------------------------------
 if ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then
@@ -115,7 +115,7 @@ CFG
 
 # ---- 4. launcher: threaded wsgiref on $HOST:$PORT (the packaged __main__ binds 0.0.0.0:80)
 cat > "$BASE/serve.py" <<'PYEOF'
-import os, ssl, sys
+import base64, io, json, os, ssl, sys
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIServer, make_server
 from acme2certifier.share import acme2certifier_wsgi as a2c   # reads ACME_SRV_CONFIGFILE
@@ -128,6 +128,21 @@ class Server(ThreadingMixIn, WSGIServer):
 def app(environ, start_response):
     if tls:
         environ["wsgi.url_scheme"] = "https"
+    # Record the payloads of newOrder (identifiers, profile, replaces) and revokeCert
+    # (certificate, reason) - no secrets - in $A2C_REQUESTS/<endpoint>.log, one JSON object a
+    # line: a2c stores neither `replaces` nor the revocation reason, and tests check what
+    # reached the server.
+    endpoint = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
+    if environ.get("REQUEST_METHOD") == "POST" and endpoint in ("neworders", "revokecert"):
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            b64 = json.loads(body)["payload"]
+            payload = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).decode()
+            with open(os.path.join(os.environ["A2C_REQUESTS"], endpoint + ".log"), "a") as f:
+                f.write(json.dumps(json.loads(payload)) + "\n")
+        except Exception as e:  # a malformed request is a2c's to answer
+            print(f"{endpoint} capture: {e}", flush=True)
     return a2c.application(environ, start_response)
 
 srv = make_server(host, port, app, server_class=Server, handler_class=a2c.get_handler_cls())
@@ -165,7 +180,7 @@ fakedns_up() {
 if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
   echo "[a2c-up] already running, pid $(cat "$PIDFILE")" >&2
 else
-  ACME_SRV_CONFIGFILE="$BASE/acme_srv.cfg" A2C_TLS_CERT="$PKI/server-chain.crt" A2C_TLS_KEY="$PKI/server.key" \
+  ACME_SRV_CONFIGFILE="$BASE/acme_srv.cfg" A2C_REQUESTS="$BASE/requests" A2C_TLS_CERT="$PKI/server-chain.crt" A2C_TLS_KEY="$PKI/server.key" \
     nohup "$BASE/venv/bin/python" "$BASE/serve.py" "$HOST" "$PORT" "$TLS" > "$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
 fi
@@ -180,6 +195,7 @@ curl -fsS --cacert "$PKI/root_ca.crt" "$DIR_URL" >/dev/null || { cat "$LOG" >&2;
 echo "DIRECTORY_URL=$DIR_URL"
 echo "ROOT_PEM=$PKI/root_ca.crt"
 echo "PID_FILE=$PIDFILE"
+echo "REQUESTS=$BASE/requests"
 if [ "$REQUIRE_EAB" = true ]; then
   "$BASE/venv/bin/python" -c 'import json,sys; [print(f"EAB_KID={k}\nEAB_HMAC={v}") for k,v in json.load(open(sys.argv[1])).items()][:1]' "$BASE/eab.json"
 fi
