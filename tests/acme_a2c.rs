@@ -2,7 +2,7 @@
 //! started by tests/peers/a2c-up.sh on 127.0.0.1:9543. It has what Debian's pebble 2.4 lacks:
 //! ARI (RFC 9773 renewalInfo) and profiles (draft-ietf-acme-profiles); also EAB, IP identifiers,
 //! revocation and key rollover. Its resolver is the script's fake DNS (every A query → 127.0.0.1,
-//! TXT records via challtestsrv's management API on :8055).
+//! TXT records via that challtestsrv's management API, here on :8056).
 //!
 //! http-01 needs port 80 and tls-alpn-01 port 443 (shared with tests/acme_pebble.rs, which cargo
 //! runs as another test binary, one after the other), so the server cases run in order inside
@@ -24,7 +24,14 @@ const DOWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/a2c-down.sh
 const INSTALL_BASE: &str = "/tmp/gatecert-peers/a2c";
 /// This binary's own working dir: its own PKI, config and database.
 const BASE: &str = "/tmp/gatecert-peers/a2c-it";
-const CHALLTESTSRV: &str = "http://127.0.0.1:8055";
+/// This binary's own fake DNS: a2c's resolver on :53 only, and a management port of its own,
+/// so that pebble's challtestsrv (8053, 8055) from tests/acme_pebble.rs never collides with it.
+const FAKEDNS: [(&str, &str); 3] = [
+    ("FAKEDNS_DIR", "/tmp/gatecert-peers/a2c-it/fakedns"),
+    ("FAKEDNS_LISTEN", "127.0.0.1:53"),
+    ("FAKEDNS_MGMT", "127.0.0.1:8056"),
+];
+const CHALLTESTSRV: &str = "http://127.0.0.1:8056";
 
 /// A running acme2certifier, stopped (with the fake DNS) on drop.
 struct A2c {
@@ -71,6 +78,7 @@ impl A2c {
         let out = run(Command::new("bash")
             .arg(UP)
             .env("A2C_BASE", BASE)
+            .envs(FAKEDNS)
             .envs(knobs.iter().copied()));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let var = |k: &str| {
@@ -90,6 +98,7 @@ impl A2c {
         run(Command::new("bash")
             .arg(DOWN)
             .env("A2C_BASE", BASE)
+            .envs(FAKEDNS)
             .env("KEEP_FAKEDNS", "1"));
         std::mem::forget(self);
         A2c::start(knobs)
@@ -133,6 +142,7 @@ impl Drop for A2c {
         let _ = Command::new("bash")
             .arg(DOWN)
             .env("A2C_BASE", BASE)
+            .envs(FAKEDNS)
             .output();
     }
 }
@@ -446,16 +456,24 @@ fn dns01(a: &A2c) {
     .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     c.config(&format!(
-        "\tlist domain 'dns.test'\n\toption challenge 'dns-01'\n\toption dns_hook '{}'\n",
+        "\tlist domain '*.dns.test'\n\tlist domain 'dns.test'\n\toption challenge 'dns-01'\n\toption dns_hook '{}'\n",
         hook.display()
     ));
     expect(&c.gatecert(&["renew"]), 0);
     c.check_live();
     let calls = std::fs::read_to_string(&log).unwrap();
+    // Two authorizations (dns.test and *.dns.test), both TXT records at the same name.
     assert_eq!(
-        calls,
-        "add _acme-challenge.dns.test\ndel _acme-challenge.dns.test\n"
+        calls.matches("add _acme-challenge.dns.test\n").count(),
+        2,
+        "{calls}"
     );
+    assert_eq!(
+        calls.matches("del _acme-challenge.dns.test\n").count(),
+        2,
+        "{calls}"
+    );
+    assert!(c.sans().contains("DNS:*.dns.test"), "{}", c.sans());
 }
 
 fn ip_identifier(a: &A2c) {
@@ -543,6 +561,10 @@ fn a2c_end_to_end() {
     if A2c::install().is_none() {
         return;
     }
+    // Other test binaries (or another checkout's) may still hold the challenge ports.
+    for port in ["127.0.0.1:80", "127.0.0.1:443"] {
+        common::wait_for_port_free(port);
+    }
     let t0 = std::time::Instant::now();
     let a = A2c::start(&[]);
     http01_ari_revoke_rollover(&a);
@@ -578,6 +600,7 @@ fn bad_config_is_named() {
     let out = gatecert(&format!("{head}\tlist domain 'gw.test\n"));
     expect(&out, 2);
     let err = stderr(&out);
+    eprintln!("--- malformed UCI, as the user sees it:\n{err}");
     assert!(err.contains(&format!("{}:6", conf.display())), "{err}");
 
     // A value the option does not take: file:line, option and value named.

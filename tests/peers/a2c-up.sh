@@ -12,6 +12,9 @@
 #                  Default 127.0.0.1 = fake DNS started here (every name -> 127.0.0.1; TXT via
 #                  http://127.0.0.1:8055/set-txt). a2c uses dnspython: /etc/hosts is NOT consulted.
 #   A2C_REQUIRE_EAB true => EAB required; prints EAB_KID / EAB_HMAC
+#   FAKEDNS_DIR    fake DNS pid/log dir                (default /tmp/gatecert-peers/fakedns, shared)
+#   FAKEDNS_LISTEN its DNS listeners                   (default 127.0.0.1:8053,127.0.0.1:53; a2c needs :53)
+#   FAKEDNS_MGMT   its management API                  (default 127.0.0.1:8055)
 #   A2C_PROFILES   JSON object of ACME profiles to advertise/enforce, e.g. '{"classic":"x","shortlived":"y"}'
 #                  (draft-ietf-acme-profiles; with the openssl handler they do not change the cert)
 # Prints:  DIRECTORY_URL=...  ROOT_PEM=...  PID_FILE=...  REQUESTS=... (dir: neworders.log, revokecert.log)
@@ -165,16 +168,24 @@ fakedns_up() {
   if [ -s "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then return 0; fi
   command -v pebble-challtestsrv >/dev/null || DEBIAN_FRONTEND=noninteractive \
     apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends pebble >&2
-  nohup pebble-challtestsrv -dns01 127.0.0.1:8053,127.0.0.1:53 -http01 "" -https01 "" -tlsalpn01 "" \
-    -management 127.0.0.1:8055 -defaultIPv4 127.0.0.1 -defaultIPv6 "" > "$dir/log" 2>&1 < /dev/null &
+  nohup pebble-challtestsrv -dns01 "${FAKEDNS_LISTEN:-127.0.0.1:8053,127.0.0.1:53}" -http01 "" -https01 "" \
+    -tlsalpn01 "" -management "${FAKEDNS_MGMT:-127.0.0.1:8055}" -defaultIPv4 127.0.0.1 -defaultIPv6 "" > "$dir/log" 2>&1 < /dev/null &
   echo $! > "$dir/pid"
   for _ in $(seq 1 50); do
-    grep -q "Starting management server" "$dir/log" 2>/dev/null && return 0
-    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { cat "$dir/log" >&2; return 1; }
+    if grep -q "Starting management server" "$dir/log" 2>/dev/null; then
+      sleep 0.3  # binding errors come after that line
+      if kill -0 "$(cat "$dir/pid")" 2>/dev/null && ! grep -q "bind:" "$dir/log"; then return 0; fi
+      kill "$(cat "$dir/pid")" 2>/dev/null; rm -f "$dir/pid"; cat "$dir/log" >&2; return 1
+    fi
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { rm -f "$dir/pid"; cat "$dir/log" >&2; return 1; }
     sleep 0.1
   done
+  return 1
 }
-[ "$DNS" = 127.0.0.1 ] && fakedns_up
+if [ "$DNS" = 127.0.0.1 ]; then
+  # A listener already taken (say by a pebble test's own challtestsrv) makes it exit at once.
+  fakedns_up || { echo "[a2c-up] fake DNS did not start: ${FAKEDNS_LISTEN:-127.0.0.1:8053,127.0.0.1:53} or ${FAKEDNS_MGMT:-127.0.0.1:8055} in use?" >&2; exit 1; }
+fi
 
 # ---- 5. start ------------------------------------------------------------------------
 if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
