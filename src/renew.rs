@@ -453,7 +453,7 @@ fn issue(
             AuthorizationStatus::Pending => {}
             other => {
                 return Err(Error::Acme(acme::Error::Failed {
-                    what: format!("authorization for {} is {other:?}", authz.identifier),
+                    what: format!("authorization for {} is {other:?}", authz.ordered()),
                     url: url.clone(),
                     problem: None,
                 }))
@@ -465,7 +465,7 @@ fn issue(
             .find(|c| c.kind == kind.as_str() && c.token.is_some())
         else {
             return Err(Error::NoChallenge {
-                identifier: authz.identifier.clone(),
+                identifier: authz.ordered(),
                 wanted: kind.as_str(),
                 offered: authz.challenges.iter().map(|c| c.kind.clone()).collect(),
             });
@@ -487,7 +487,7 @@ fn issue(
         }
         for (authz_url, _) in &to_answer {
             let authz = client.poll_authorization(login, authz_url)?;
-            log::info!("{}: {} valid", cert.name, authz.identifier);
+            log::info!("{}: {} valid", cert.name, authz.ordered());
         }
     }
 

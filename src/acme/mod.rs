@@ -364,7 +364,7 @@ impl<'a> Client<'a> {
                         .iter()
                         .find_map(|c| c.error.clone().map(Box::new));
                     return Err(Error::Failed {
-                        what: format!("authorization for {} is {status:?}", authz.identifier),
+                        what: format!("authorization for {} is {status:?}", authz.ordered()),
                         url: url.to_owned(),
                         problem,
                     });
