@@ -476,6 +476,27 @@ fn dns01(a: &A2c) {
     assert!(c.sans().contains("DNS:*.dns.test"), "{}", c.sans());
 }
 
+/// A failed validation names the authorization as ordered (the wildcard one here: a2c's
+/// authorization object says `dns.test` with `"wildcard": true`, and gives no reason).
+fn failed_wildcard(a: &A2c) {
+    let c = Case::new(a, "dnsfail");
+    let hook = c.dir.path().join("noop-hook.sh");
+    std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    c.config(&format!(
+        "\tlist domain '*.fail.test'\n\toption challenge 'dns-01'\n\toption dns_hook '{}'\n",
+        hook.display()
+    ));
+    let out = c.gatecert(&["renew"]);
+    expect(&out, 2);
+    let err = stderr(&out);
+    eprintln!("--- failed wildcard validation, as the user sees it:\n{err}");
+    assert!(
+        err.contains("authorization for dns:*.fail.test is Invalid"),
+        "{err}"
+    );
+}
+
 fn ip_identifier(a: &A2c) {
     let c = Case::new(a, "ip");
     c.config("\tlist ip '127.0.0.1'\n\toption http_listen '127.0.0.1:80'\n");
@@ -570,6 +591,7 @@ fn a2c_end_to_end() {
     http01_ari_revoke_rollover(&a);
     tls_alpn(&a);
     dns01(&a);
+    failed_wildcard(&a);
     ip_identifier(&a);
     let a = a.restart(&[("A2C_PROFILES", r#"{"classic":"x","shortlived":"y"}"#)]);
     profiles(&a);
