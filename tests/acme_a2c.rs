@@ -331,8 +331,10 @@ fn http01_ari_revoke_rollover(a: &A2c) {
     // (a) Before the window: nothing due, nothing changes; the pick lies inside the window.
     let cert_before = std::fs::read(c.live("cert.pem")).unwrap();
     let serial_before = c.serial();
+    let sent = a.orders().len();
     let out = c.gatecert_at(&["renew", "-v"], Some(start - 600));
     expect(&out, 1);
+    assert_eq!(a.orders().len(), sent, "no order before the window");
     assert!(stderr(&out).contains("(ARI window)"), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&id),
@@ -505,6 +507,30 @@ fn ip_identifier(a: &A2c) {
     assert!(c.sans().contains("IP Address:127.0.0.1"), "{}", c.sans());
     let last = &a.orders()[a.orders().len() - 1];
     assert_eq!(last["identifiers"][0]["type"], "ip", "{last}");
+
+    // tls-alpn-01 for an IP: the validator's SNI is the reverse-DNS name (RFC 8738 §6).
+    let c = Case::new(a, "ip-alpn");
+    c.config("\tlist ip '127.0.0.1'\n\toption challenge 'tls-alpn-01'\n\toption tls_alpn_listen '127.0.0.1:443'\n");
+    expect(&c.gatecert(&["renew"]), 0);
+    c.check_live();
+    assert!(c.sans().contains("IP Address:127.0.0.1"), "{}", c.sans());
+
+    // IPv6, where the machine has ::1.
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let c = Case::new(a, "ip6");
+        c.config("\tlist ip '::1'\n\toption http_listen '[::1]:80'\n");
+        expect(&c.gatecert(&["renew"]), 0);
+        c.check_live();
+        assert!(
+            c.sans().contains("IP Address:0:0:0:0:0:0:0:1"),
+            "{}",
+            c.sans()
+        );
+        let last = &a.orders()[a.orders().len() - 1];
+        assert_eq!(last["identifiers"][0]["value"], "::1", "{last}");
+    } else {
+        eprintln!("no ::1 on this machine; IPv6 identifier case skipped");
+    }
 }
 
 /// With `A2C_PROFILES='{"classic":...,"shortlived":...}'`.
