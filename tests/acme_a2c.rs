@@ -100,6 +100,7 @@ impl A2c {
             .env("A2C_BASE", BASE)
             .envs(FAKEDNS)
             .env("KEEP_FAKEDNS", "1"));
+        // Not dropped: its Drop would stop the fake DNS too.
         std::mem::forget(self);
         A2c::start(knobs)
     }
@@ -556,6 +557,14 @@ fn profiles(a: &A2c) {
         a.db("select profile from orders where name=?", order),
         "shortlived"
     );
+
+    // No profile configured: the order names none and the CA's default applies.
+    let c = Case::new(a, "defaultprofile");
+    c.config("\tlist domain 'default.test'\n\toption http_listen '127.0.0.1:80'\n");
+    expect(&c.gatecert(&["renew"]), 0);
+    c.check_live();
+    let last = &a.orders()[a.orders().len() - 1];
+    assert!(last.get("profile").is_none(), "{last}");
 
     let c = Case::new(a, "noprofile");
     c.config("\tlist domain 'short.test'\n\toption http_listen '127.0.0.1:80'\n\toption profile 'nosuch'\n");
