@@ -72,8 +72,11 @@ pub enum AccountStatus {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
-    /// The account's status.
-    pub status: AccountStatus,
+    /// The account's status. Optional here: for a key that already has an account, RFC 8555
+    /// §7.3.1 answers 200 with the account object, but acme2certifier 0.46.3 sends `{}` (the
+    /// Location header is what identifies the account).
+    #[serde(default)]
+    pub status: Option<AccountStatus>,
     /// Contact URLs (`mailto:`).
     #[serde(default)]
     pub contact: Vec<String>,
