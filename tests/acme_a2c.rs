@@ -432,6 +432,18 @@ fn http01_ari_revoke_rollover(a: &A2c) {
     assert_eq!(jwk["x"].as_str(), Some(b64.encode(x).as_str()), "{jwk}");
     expect(&c.gatecert(&["renew", "--force"]), 0);
     c.check_live();
+
+    // account.json lost, key kept: newAccount with the key finds the same account (a2c answers
+    // 200 with `{}` as the body), and so does revoke's onlyReturnExisting lookup.
+    let url = std::fs::read(acct.join("account.json")).unwrap();
+    std::fs::remove_file(acct.join("account.json")).unwrap();
+    expect(&c.gatecert(&["renew", "--force"]), 0);
+    assert_eq!(std::fs::read(acct.join("account.json")).unwrap(), url);
+    std::fs::remove_file(acct.join("account.json")).unwrap();
+    let serial = c.serial();
+    expect(&c.gatecert(&["revoke"]), 0);
+    let text = c.openssl(&["crl", "-noout", "-text", "-in", &format!("{BASE}/crl.pem")]);
+    assert!(text.contains(&format!("Serial Number: {serial}")), "{text}");
 }
 
 fn tls_alpn(a: &A2c) {
