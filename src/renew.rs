@@ -583,6 +583,10 @@ fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
     let Some(out) = &cert.install_dir else {
         return Ok(());
     };
+    // Created if missing, as acme-common does for /etc/ssl/acme: otherwise the new set would
+    // be live in state_dir but never exported, and the next run, finding it fresh, would not
+    // try again.
+    store::public_dir(out)?;
     let live = dir.live();
     let files = [
         (store::KEY, "key", store::SECRET),

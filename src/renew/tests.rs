@@ -119,8 +119,8 @@ fn install_then_failing_hook_restores_the_previous_set() {
 #[test]
 fn install_dir_gets_the_openwrt_layout() {
     let state = tempdir("export");
-    let out = state.join("acme");
-    std::fs::create_dir_all(&out).unwrap();
+    // Not there yet: created on the first export.
+    let out = state.join("etc/ssl/acme");
     let mut cfg = cert_config("gw.example");
     cfg.install_dir = Some(out.clone());
     let k = PrivateKey::generate(KeyType::Ec256).unwrap();
