@@ -448,10 +448,20 @@ fn http01_ari_revoke_rollover(a: &A2c) {
 
 fn tls_alpn(a: &A2c) {
     let c = Case::new(a, "alpn");
-    c.config("\tlist domain 'alpn.test'\n\toption challenge 'tls-alpn-01'\n\toption tls_alpn_listen '127.0.0.1:443'\n\toption key_type 'ec384'\n");
+    let out = c.dir.path().join("etc/ssl/acme");
+    c.config(&format!("\tlist domain 'alpn.test'\n\toption challenge 'tls-alpn-01'\n\toption tls_alpn_listen '127.0.0.1:443'\n\toption key_type 'ec384'\n\toption install_dir '{}'\n", out.display()));
     expect(&c.gatecert(&["renew"]), 0);
     c.check_live();
     assert!(c.sans().contains("DNS:alpn.test"));
+    // install_dir did not exist: created, with OpenWrt's layout.
+    assert_eq!(
+        std::fs::read(out.join("gw.fullchain.crt")).unwrap(),
+        std::fs::read(c.live("fullchain.pem")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(out.join("gw.key")).unwrap(),
+        std::fs::read(c.live("key.pem")).unwrap()
+    );
 }
 
 fn dns01(a: &A2c) {
