@@ -75,11 +75,17 @@ impl A2c {
     /// Starts the server with the script's env knobs (`A2C_PROFILES`, `A2C_REQUIRE_EAB`).
     fn start(knobs: &[(&str, &str)]) -> A2c {
         let _ = std::fs::remove_dir_all(Path::new(BASE).join("requests"));
-        let out = run(Command::new("bash")
+        let out = Command::new("bash")
             .arg(UP)
             .env("A2C_BASE", BASE)
             .envs(FAKEDNS)
-            .envs(knobs.iter().copied()));
+            .envs(knobs.iter().copied())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            A2c::stop(false);
+            panic!("a2c-up.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let var = |k: &str| {
             text.lines()
@@ -93,13 +99,20 @@ impl A2c {
         }
     }
 
-    /// Stops the server, keeping the fake DNS for the next start.
-    fn restart(self, knobs: &[(&str, &str)]) -> A2c {
-        run(Command::new("bash")
+    /// Stops this binary's a2c (PID file) and, unless `keep_dns`, its fake DNS.
+    /// Never panics (it runs in Drop); a2c-down.sh always exits 0.
+    fn stop(keep_dns: bool) {
+        let _ = Command::new("bash")
             .arg(DOWN)
             .env("A2C_BASE", BASE)
             .envs(FAKEDNS)
-            .env("KEEP_FAKEDNS", "1"));
+            .env("KEEP_FAKEDNS", if keep_dns { "1" } else { "0" })
+            .output();
+    }
+
+    /// Restarts the server with other knobs, keeping the fake DNS.
+    fn restart(self, knobs: &[(&str, &str)]) -> A2c {
+        A2c::stop(true);
         // Not dropped: its Drop would stop the fake DNS too.
         std::mem::forget(self);
         A2c::start(knobs)
@@ -140,11 +153,7 @@ impl A2c {
 
 impl Drop for A2c {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(DOWN)
-            .env("A2C_BASE", BASE)
-            .envs(FAKEDNS)
-            .output();
+        A2c::stop(false);
     }
 }
 
@@ -643,6 +652,8 @@ fn a2c_end_to_end() {
     for port in ["127.0.0.1:80", "127.0.0.1:443"] {
         common::wait_for_port_free(port);
     }
+    // A server left by a killed run would be reused with its old configuration.
+    A2c::stop(false);
     let t0 = std::time::Instant::now();
     let a = A2c::start(&[]);
     http01_ari_revoke_rollover(&a);
