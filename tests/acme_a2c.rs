@@ -415,6 +415,11 @@ fn http01_ari_revoke_rollover(a: &A2c) {
     let out = c.gatecert(&["revoke"]);
     expect(&out, 2);
     assert!(stderr(&out).contains("alreadyRevoked"), "{}", stderr(&out));
+    // The next (unforced) renew replaces the revoked certificate, though ARI says not yet.
+    let out = c.gatecert(&["renew"]);
+    expect(&out, 0);
+    assert_ne!(c.serial(), serial);
+    c.check_live();
 
     // Key rollover: a2c's account record now holds the new key; a renewal signed with it works.
     let acct = c.account_dir();
