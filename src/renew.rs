@@ -167,6 +167,35 @@ pub struct State {
     /// Our pick in the current ARI window.
     #[serde(default)]
     pub ari: Option<AriChoice>,
+    /// Serial (hex) of the installed certificate after `gatecert revoke`: it is due at once,
+    /// whatever ARI says (a CA need not move the window of a revoked certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+}
+
+impl State {
+    fn path(state_dir: &Path, name: &str) -> PathBuf {
+        cert_dir(state_dir, name).join("state.json")
+    }
+
+    /// The stored state; an unreadable or malformed file counts as empty.
+    fn load(state_dir: &Path, name: &str) -> Result<State, Error> {
+        Ok(store::read_optional(&State::path(state_dir, name))?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
+    /// Writes the state if it changed.
+    fn save(&self, state_dir: &Path, name: &str) -> Result<(), Error> {
+        store::private_dir(&cert_dir(state_dir, name))?;
+        let text = serde_json::to_string(self).unwrap_or_default();
+        store::write_if_changed(
+            &State::path(state_dir, name),
+            text.as_bytes(),
+            store::PUBLIC,
+        )?;
+        Ok(())
+    }
 }
 
 /// The lifetime rule without jitter: less than 1/3 of the lifetime left (1/2 when the lifetime
@@ -259,6 +288,12 @@ pub fn decide(
 ) -> Result<Decision, Error> {
     let now = env.clock.now();
     let seed = format!("{}/{}/{}", hostname(), cert.name, info.serial_hex());
+    if State::load(env.state_dir, &cert.name)?.revoked.as_deref() == Some(&info.serial_hex()) {
+        return Ok(Decision {
+            at: now,
+            reason: schedule::Reason::Revoked,
+        });
+    }
     if let Some(id) = cert_id(info) {
         match client.renewal_info(&id) {
             Ok(Some((ri, _retry_after))) => {
@@ -267,15 +302,10 @@ pub fn decide(
                     crypto::parse_rfc3339(&w.start),
                     crypto::parse_rfc3339(&w.end),
                 ) {
-                    let path = cert_dir(env.state_dir, &cert.name).join("state.json");
-                    let mut state: State = store::read_optional(&path)?
-                        .and_then(|t| serde_json::from_str(&t).ok())
-                        .unwrap_or_default();
+                    let mut state = State::load(env.state_dir, &cert.name)?;
                     let choice = schedule::ari_choice(state.ari.as_ref(), Window { start, end })?;
                     state.ari = Some(choice);
-                    store::private_dir(&cert_dir(env.state_dir, &cert.name))?;
-                    let text = serde_json::to_string(&state).unwrap_or_default();
-                    store::write_if_changed(&path, text.as_bytes(), store::PUBLIC)?;
+                    state.save(env.state_dir, &cert.name)?;
                     if let Some(url) = &ri.explanation_url {
                         log::info!("{}: ARI explanation: {url}", cert.name);
                     }
@@ -446,7 +476,21 @@ fn authorize(
         profile: cert.profile.clone().filter(|p| !p.is_empty()),
         replaces,
     };
-    log::info!("{}: new order {}", cert.name, client.directory.new_order);
+    log::info!(
+        "{}: new order {}{}{}",
+        cert.name,
+        client.directory.new_order,
+        new_order
+            .profile
+            .as_deref()
+            .map(|p| format!(" profile {p}"))
+            .unwrap_or_default(),
+        new_order
+            .replaces
+            .as_deref()
+            .map(|r| format!(" replaces {r}"))
+            .unwrap_or_default(),
+    );
     let (order_url, order) = match client.new_order(login, &new_order) {
         // A CA may refuse `replaces` (already replaced, or unknown to it); ARI is advisory, so
         // the order goes ahead without it.
@@ -474,7 +518,7 @@ fn authorize(
             AuthorizationStatus::Pending => {}
             other => {
                 return Err(Error::Acme(acme::Error::Failed {
-                    what: format!("authorization for {} is {other:?}", authz.identifier),
+                    what: format!("authorization for {} is {other:?}", authz.ordered()),
                     url: url.clone(),
                     problem: None,
                 }))
@@ -486,7 +530,7 @@ fn authorize(
             .find(|c| c.kind == kind.as_str() && c.token.is_some())
         else {
             return Err(Error::NoChallenge {
-                identifier: authz.identifier.clone(),
+                identifier: authz.ordered(),
                 wanted: kind.as_str(),
                 offered: authz.challenges.iter().map(|c| c.kind.clone()).collect(),
             });
@@ -508,7 +552,7 @@ fn authorize(
         }
         for (authz_url, _) in &to_answer {
             let authz = client.poll_authorization(login, authz_url)?;
-            log::info!("{}: {} valid", cert.name, authz.identifier);
+            log::info!("{}: {} valid", cert.name, authz.ordered());
         }
     }
 
@@ -610,6 +654,10 @@ fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
     let Some(out) = &cert.install_dir else {
         return Ok(());
     };
+    // Created if missing, as acme-common does for /etc/ssl/acme: otherwise the new set would
+    // be live in state_dir but never exported, and the next run, finding it fresh, would not
+    // try again.
+    store::public_dir(out)?;
     let live = dir.live();
     let files = [
         (store::KEY, "key", store::SECRET),
@@ -880,6 +928,10 @@ pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
         let login = existing_account(&client, &cfg.main.state_dir)?;
         client.revoke(&client.account_signer(&login), &info.der, f.reason)?;
         log::info!("{}: revoked serial {}", cert.name, info.serial_hex());
+        // The next `renew` replaces it, due or not.
+        let mut state = State::load(&cfg.main.state_dir, &cert.name)?;
+        state.revoked = Some(info.serial_hex());
+        state.save(&cfg.main.state_dir, &cert.name)?;
         Ok(())
     })();
     match result {

@@ -119,8 +119,8 @@ fn install_then_failing_hook_restores_the_previous_set() {
 #[test]
 fn install_dir_gets_the_openwrt_layout() {
     let state = tempdir("export");
-    let out = state.join("acme");
-    std::fs::create_dir_all(&out).unwrap();
+    // Not there yet: created on the first export.
+    let out = state.join("etc/ssl/acme");
     let mut cfg = cert_config("gw.example");
     cfg.install_dir = Some(out.clone());
     let k = PrivateKey::generate(KeyType::Ec256).unwrap();
@@ -239,6 +239,53 @@ fn without_ari_the_lifetime_rule_decides() {
         d.at
     );
     assert!(!cert_dir(&state, "gw").join("state.json").exists());
+    std::fs::remove_dir_all(state).unwrap();
+}
+
+#[test]
+fn a_revoked_certificate_is_due_at_once_whatever_ari_says() {
+    let state = tempdir("revoked");
+    let cfg = cert_config("gw.example");
+    let now = 1_800_000_000;
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, _) = issued(&k, "gw.example", now - DAY, now + 80 * DAY);
+    let info = CertInfo::from_pem(&leaf).unwrap();
+    let t = TestTransport::new();
+    let dir = r#"{"newNonce":"n","newAccount":"a","newOrder":"o","revokeCert":"r",
+        "keyChange":"k","renewalInfo":"https://ca.test/ari"}"#;
+    t.push(Method::Get, DIR, response(200, &[], dir));
+    // The CA's window is weeks away (acme2certifier does not move it for revoked certs).
+    let window = format!(
+        r#"{{"suggestedWindow":{{"start":"{}","end":"{}"}}}}"#,
+        crypto::rfc3339(now + 50 * DAY),
+        crypto::rfc3339(now + 52 * DAY)
+    );
+    let ari_url = format!("https://ca.test/ari/{}", cert_id(&info).unwrap());
+    t.push(Method::Get, &ari_url, response(200, &[], &window));
+    let clock = FixedClock::new(now);
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+    };
+    let client = Client::new(&t, &clock, &|_| {}, DIR).unwrap();
+    // Another serial was revoked: this one follows ARI.
+    let other = State {
+        revoked: Some("01".into()),
+        ..State::default()
+    };
+    other.save(&state, "gw").unwrap();
+    let d = decide(&client, &env, &cfg, &info).unwrap();
+    assert_eq!(d.reason, schedule::Reason::AriWindow);
+    assert!(!d.due(now));
+    // This serial was revoked (as `gatecert revoke` records it): due now, ARI not asked.
+    let mut st = State::load(&state, "gw").unwrap();
+    st.revoked = Some(info.serial_hex());
+    st.save(&state, "gw").unwrap();
+    let d = decide(&client, &env, &cfg, &info).unwrap();
+    assert_eq!(d.reason, schedule::Reason::Revoked);
+    assert!(d.due(now));
     std::fs::remove_dir_all(state).unwrap();
 }
 
