@@ -33,6 +33,7 @@ use crate::http::{Answer, Handler, PeerInfo, Request, Response};
 use crate::leaves::{Inventory, Leaf};
 use crate::store::{self, CertSet, SetDir};
 use crate::token::Tokens;
+use crate::trust::ClockTrust;
 use crate::{audit, ca, leaves, pkcs7, token};
 
 mod brokered;
@@ -185,7 +186,7 @@ impl Est {
         if !keygen {
             return self.grant_local(auth, None, Origin::Local);
         }
-        let now = self.clock.now();
+        let now = self.trusted_now(&auth)?;
         let (key, issued) = self
             .ca
             .issue_with_new_key(&auth.csr.dns, &auth.csr.ips, None, false, now)
@@ -250,6 +251,20 @@ impl Est {
         Ok(())
     }
 
+    /// The time to issue at, if the clock may be believed (see [`crate::trust`]): never issue on
+    /// a clock before the build time, the last trusted time or the CA's notBefore. 503 tells the
+    /// device to come back; nothing is written.
+    fn trusted_now(&self, auth: &Authorized) -> Result<i64, Denial> {
+        let now = self.clock.now();
+        let mut trust = ClockTrust::load(&self.state_dir, Some(self.ca.intermediate().not_before));
+        trust.check(now).map_err(|e| {
+            Denial::new(503, format!("clock untrusted: {e}"))
+                .device(&auth.device)
+                .names(auth.names.clone())
+        })?;
+        Ok(now)
+    }
+
     /// Issues from the local CA (`lifetime: None` = the CA's).
     fn grant_local(
         &mut self,
@@ -257,7 +272,7 @@ impl Est {
         lifetime: Option<u64>,
         origin: Origin,
     ) -> Result<Granted, Denial> {
-        let now = self.clock.now();
+        let now = self.trusted_now(&auth)?;
         let issued = self
             .ca
             .issue(
@@ -793,6 +808,30 @@ mod tests {
         let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
         assert!(log.contains("token expired") && log.contains("192.0.2.7"));
         assert!(!log.contains(&token));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A clock before the CA's notBefore (a router that booted without RTC): no issuance, 503,
+    /// the token is not burnt, nothing goes into the inventory; once the clock is right, it works.
+    #[test]
+    fn untrusted_clock_refuses_without_burning_the_token() {
+        let (dir, mut est, clock) = setup("untrusted");
+        let name = "u.sensors.local".to_string();
+        let token = Tokens::open(&token::path_in(&dir))
+            .unwrap()
+            .add("u", std::slice::from_ref(&name), 7 * 86_400, 1, clock.now())
+            .unwrap();
+        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+        let csr = key.csr(std::slice::from_ref(&name), &[]).unwrap();
+        let good = clock.now();
+        clock.set(good - 2 * 86_400);
+        let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
+        assert_eq!(resp.status, 503);
+        assert!(String::from_utf8_lossy(&resp.body).contains("clock untrusted"));
+        assert!(!leaves::path_in(&dir).exists());
+        clock.set(good);
+        let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
