@@ -112,15 +112,17 @@ impl Service {
         // open_or_init logs the one line when it creates the CA.
         let ca_dir = LocalCa::dir_in(&state_dir);
         let ca = LocalCa::open_or_init(&ca_dir, &cfg.ca, clock.now()).map_err(Error::Ca)?;
+        let counters = Arc::new(crate::report::Counters::new());
         let mut est = Est::new(&state_dir, ca, clock.clone());
         est.set_broker(Broker::start(&cfg, clock.clone()).map_err(Error::Worker)?);
+        est.set_counters(counters.clone());
         let mut svc = Service {
             cfg,
             clock,
             est,
             server: None,
             served: None,
-            counters: Arc::new(crate::report::Counters::new()),
+            counters,
         };
         svc.upkeep()?;
         Ok(svc)

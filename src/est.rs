@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
 use crate::leaves::{Inventory, Leaf};
+use crate::report::Counters;
 use crate::store::{self, CertSet, SetDir};
 use crate::token::Tokens;
 use crate::trust::ClockTrust;
@@ -108,6 +109,8 @@ pub struct Est {
     broker: Option<Broker>,
     /// Requests parked on the broker ([`Answer::Later`]), by id.
     parked: HashMap<u64, brokered::Parked>,
+    /// Where issuances are counted for metrics, when the service keeps counters.
+    counters: Option<Arc<Counters>>,
 }
 
 /// A refused request: what the client is told and what the audit log records.
@@ -168,7 +171,13 @@ impl Est {
             clock,
             broker: None,
             parked: HashMap::new(),
+            counters: None,
         }
+    }
+
+    /// Counts every leaf issuance, by source, in `counters` (the service's metrics).
+    pub fn set_counters(&mut self, counters: Arc<Counters>) {
+        self.counters = Some(counters);
     }
 
     /// The CA behind this handler.
@@ -392,6 +401,9 @@ impl Est {
             log::error!("audit log append failed: {e}");
         }
         if let Ok(g) = outcome {
+            if let Some(c) = &self.counters {
+                c.leaf_issued(g.origin.source());
+            }
             let leaf = Leaf {
                 device: g.device.clone(),
                 names: g.names.clone(),
@@ -832,6 +844,31 @@ mod tests {
         clock.set(good);
         let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn issuances_are_counted_by_source() {
+        let (dir, mut est, clock) = setup("counted");
+        let counters = Arc::new(Counters::new());
+        est.set_counters(counters.clone());
+        let name = "c.sensors.local".to_string();
+        let token = Tokens::open(&token::path_in(&dir))
+            .unwrap()
+            .add("c", std::slice::from_ref(&name), 600, 1, clock.now())
+            .unwrap();
+        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+        let csr = key.csr(std::slice::from_ref(&name), &[]).unwrap();
+        assert_eq!(est.handle(&enroll_req("c", &token, &csr), &peer()).status, 200);
+        let cfg = Config::standalone(dir.clone());
+        let text = crate::report::metrics::render_metrics(
+            &crate::report::Status::gather(&cfg, clock.now()),
+            &counters,
+        );
+        assert!(
+            text.contains("gatecert_leaf_issuances_total{source=\"local\"} 1\n"),
+            "{text}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -41,6 +41,7 @@ impl Est {
     pub fn adopt(&mut self, old: &mut Est) {
         self.broker = old.broker.take();
         self.parked = std::mem::take(&mut old.parked);
+        self.counters = old.counters.take();
     }
 
     /// The socket to poll for the worker's events, when there is a worker.
