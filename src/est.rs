@@ -859,7 +859,10 @@ mod tests {
             .unwrap();
         let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
         let csr = key.csr(std::slice::from_ref(&name), &[]).unwrap();
-        assert_eq!(est.handle(&enroll_req("c", &token, &csr), &peer()).status, 200);
+        assert_eq!(
+            est.handle(&enroll_req("c", &token, &csr), &peer()).status,
+            200
+        );
         let cfg = Config::standalone(dir.clone());
         let text = crate::report::metrics::render_metrics(
             &crate::report::Status::gather(&cfg, clock.now()),

@@ -867,12 +867,7 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
             }
             Ok(Outcome::NotDue(_)) => {}
             Err(source) => {
-                let mut msg = source.to_string();
-                let mut cause = std::error::Error::source(&source);
-                while let Some(c) = cause {
-                    msg.push_str(&format!(": {c}"));
-                    cause = c.source();
-                }
+                let msg = crate::cli::one_line(&source);
                 record_health(state_dir, &cert.name, Err(&msg), clock.now());
                 crate::cli::print_error(&Failed {
                     what: "renewing",

@@ -377,7 +377,7 @@ impl Worker {
                 self.send(Event::Issued { key, chain_pem });
             }
             Err(e) => {
-                let error = chained(&e);
+                let error = crate::cli::one_line(&e);
                 log::warn!("upstream order for {} failed: {error}", key.device);
                 self.note(&classify(&e).unwrap_or(Outcome::Ok { slow }));
                 self.send(Event::Failed { key, error });
@@ -457,7 +457,7 @@ impl Worker {
             let attempt = match &result {
                 Ok(renew::Outcome::NotDue(_)) => None,
                 Ok(_) => Some(Ok(())),
-                Err(e) => Some(Err(chained(e))),
+                Err(e) => Some(Err(crate::cli::one_line(e))),
             };
             if let Some(a) = attempt {
                 let a = a.as_ref().map(|_| ()).map_err(String::as_str);
@@ -498,7 +498,7 @@ impl Worker {
                     let at = schedule::backoff(st.failures, now, not_after, None);
                     log::warn!(
                         "{name}: renewal failed ({}); the current certificate stays; next try {}",
-                        chained(&e),
+                        crate::cli::one_line(&e),
                         crypto::rfc3339(at)
                     );
                     let warn_before = i64::from(self.cfg.main.alert_days) * 86_400;
@@ -573,8 +573,8 @@ fn classify(e: &renew::Error) -> Option<Outcome> {
 
 fn transport_outcome(t: &transport::Error, e: &renew::Error) -> Outcome {
     match t.failure() {
-        Failure::Timeout | Failure::Refused => Outcome::Unreachable(chained(e)),
-        Failure::Other => Outcome::Failed(chained(e)),
+        Failure::Timeout | Failure::Refused => Outcome::Unreachable(crate::cli::one_line(e)),
+        Failure::Other => Outcome::Failed(crate::cli::one_line(e)),
     }
 }
 
@@ -591,18 +591,6 @@ fn forget_stale_account(e: &renew::Error, state_dir: &Path, directory: &str) -> 
     let path = renew::account_dir(state_dir, directory).join("account.json");
     log::warn!("{directory} no longer knows our account; looking it up again");
     std::fs::remove_file(path).is_ok()
-}
-
-/// `e` and its causes on one line.
-fn chained(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }
 
 fn names(c: &Certificate) -> String {
