@@ -135,7 +135,7 @@ impl fmt::Display for Error {
         match self {
             Error::Http { method, url, .. } => write!(f, "{method} {url} failed"),
             Error::Roots { path, msg } => {
-                write!(f, "trust bundle {}: {msg}", path.display())
+                write!(f, "ca_bundle (trust bundle) {}: {msg}", path.display())
             }
             Error::Unscripted { method, url } => {
                 write!(f, "test transport: no response scripted for {method} {url}")

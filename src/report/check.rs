@@ -26,8 +26,6 @@ use super::status;
 pub const MIN_FREE: u64 = 1024 * 1024;
 /// How long the ACME directory may take to answer.
 pub const DIRECTORY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The system trust bundle, when a certificate names no `ca_bundle`.
-pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// How one check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

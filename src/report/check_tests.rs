@@ -120,7 +120,7 @@ fn acme_directory_reachable_or_not() {
     );
     let r = check_directory(&cfg.certificates[3]);
     assert!(
-        r.detail.starts_with("ca_bundle ") && r.detail.contains("missing.pem"),
+        r.detail.starts_with("ca_bundle (trust bundle) ") && r.detail.contains("missing.pem"),
         "{r}"
     );
 }
