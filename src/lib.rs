@@ -12,4 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod logging;
+pub mod schedule;
 pub mod store;
+pub mod trust;

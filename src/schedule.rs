@@ -1,0 +1,380 @@
+//! When to renew: ARI windows (RFC 9773), the lifetime rule, per-device jitter, and backoff.
+//!
+//! Everything here is pure arithmetic on Unix seconds; the caller passes `now` from a
+//! [`crate::clock::Clock`], so tests set the clock instead of sleeping.
+//!
+//! The rule without ARI: renew when less than 1/3 of the lifetime is left, or 1/2 for lifetimes
+//! under 10 days (so 6-day and 24-hour certificates renew with half their life left, as Let's
+//! Encrypt advises for short-lived certificates). A per-device jitter moves that point earlier
+//! by up to 1/20 of the lifetime (capped at 1 day), so a fleet that was provisioned on the same
+//! day does not renew in the same minute. The jitter is derived from a device seed and the
+//! certificate's serial, so it is stable across restarts without being written anywhere.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto;
+
+const DAY: i64 = 86_400;
+const HOUR: i64 = 3_600;
+
+/// Why a certificate is (or is not yet) due.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// No certificate is installed.
+    Missing,
+    /// `--force` was given.
+    Forced,
+    /// The certificate has expired (or is not yet valid by our clock).
+    Expired,
+    /// The ARI suggested window says so (RFC 9773 §4.2); `at` is our random pick in it.
+    AriWindow,
+    /// Less than the lifetime fraction is left.
+    Lifetime,
+}
+
+impl Reason {
+    /// A short phrase for status output.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Reason::Missing => "no certificate installed",
+            Reason::Forced => "forced",
+            Reason::Expired => "expired",
+            Reason::AriWindow => "ARI window",
+            Reason::Lifetime => "lifetime rule",
+        }
+    }
+}
+
+/// The decision for one certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// When renewal is (or was) due, Unix seconds.
+    pub at: i64,
+    /// Why at that time.
+    pub reason: Reason,
+}
+
+impl Decision {
+    /// True when `now` has reached the renewal time.
+    pub fn due(&self, now: i64) -> bool {
+        now >= self.at
+    }
+}
+
+/// The fraction rule: the time at which less than 1/3 (1/2 under 10 days) of the lifetime is
+/// left, moved earlier by this device's jitter.
+pub fn lifetime_renew_at(not_before: i64, not_after: i64, jitter_seed: &[u8]) -> i64 {
+    let lifetime = (not_after - not_before).max(0);
+    let left = if lifetime < 10 * DAY {
+        lifetime / 2
+    } else {
+        lifetime / 3
+    };
+    let spread = (lifetime / 20).min(DAY);
+    not_after - left - jitter(jitter_seed, spread)
+}
+
+/// A stable pseudo-random offset in `0..spread` derived from `seed` (device + certificate).
+pub fn jitter(seed: &[u8], spread: i64) -> i64 {
+    if spread <= 0 {
+        return 0;
+    }
+    let h = crypto::sha256(seed);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    (u64::from_le_bytes(b) % spread as u64) as i64
+}
+
+/// The renewal decision without ARI.
+pub fn decide(not_before: i64, not_after: i64, now: i64, jitter_seed: &[u8]) -> Decision {
+    if now >= not_after {
+        return Decision {
+            at: not_after,
+            reason: Reason::Expired,
+        };
+    }
+    Decision {
+        at: lifetime_renew_at(not_before, not_after, jitter_seed),
+        reason: Reason::Lifetime,
+    }
+}
+
+/// The ARI suggested window (RFC 9773 §4.2), in Unix seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// `suggestedWindow.start`.
+    pub start: i64,
+    /// `suggestedWindow.end`.
+    pub end: i64,
+}
+
+/// Our random pick inside an ARI window, persisted until the window changes.
+///
+/// RFC 9773 §4.2: "the client SHOULD select a uniform random time within the suggested window".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AriChoice {
+    /// The window the pick was made in.
+    pub window: Window,
+    /// The chosen renewal time.
+    pub at: i64,
+}
+
+/// Keeps `previous` if it was drawn in the same window; otherwise draws a new uniform time in
+/// `window` from the system RNG. A window whose end is in the past is due now (§4.2: "if the
+/// suggested window ... is in the past, the client SHOULD attempt renewal immediately").
+pub fn ari_choice(
+    previous: Option<&AriChoice>,
+    window: Window,
+) -> Result<AriChoice, crypto::Error> {
+    if let Some(p) = previous {
+        if p.window == window {
+            return Ok(*p);
+        }
+    }
+    let span = (window.end - window.start).max(0) as u64;
+    let at = window.start + crypto::random_below(span + 1)? as i64;
+    Ok(AriChoice { window, at })
+}
+
+/// The decision with an ARI choice: the pick wins, but never later than expiry.
+pub fn decide_with_ari(not_after: i64, now: i64, choice: &AriChoice) -> Decision {
+    if now >= not_after {
+        return Decision {
+            at: not_after,
+            reason: Reason::Expired,
+        };
+    }
+    Decision {
+        at: choice.at.min(not_after),
+        reason: Reason::AriWindow,
+    }
+}
+
+/// Exponential backoff after `failures` consecutive failed attempts: 5 min, 10 min, 20 min, ...
+/// capped at 6 h, and never more than 1/10 of the remaining lifetime (short-lived certificates
+/// must get several tries before they expire), with up to 20% random jitter added. A server's
+/// `Retry-After` wins when it asks for longer.
+pub fn backoff(failures: u32, now: i64, not_after: Option<i64>, retry_after: Option<i64>) -> i64 {
+    let exp = 5 * 60i64.saturating_mul(1 << failures.saturating_sub(1).min(12));
+    let mut delay = exp.min(6 * HOUR);
+    if let Some(na) = not_after {
+        let remaining = (na - now).max(0);
+        delay = delay.min((remaining / 10).max(60));
+    }
+    let spread = (delay / 5).max(1) as u64;
+    delay += crypto::random_below(spread).unwrap_or(0) as i64;
+    if let Some(ra) = retry_after {
+        delay = delay.max(ra);
+    }
+    now + delay
+}
+
+/// The renewal engine's queue: certificate names keyed on their next renewal time, soonest
+/// first (a min-heap, as Azure iot-identity-service's cert renewal engine keeps it).
+#[derive(Debug, Default)]
+pub struct Queue {
+    heap: BinaryHeap<Reverse<(i64, String)>>,
+}
+
+impl Queue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Queue::default()
+    }
+
+    /// Schedules `name` at `at`, replacing any earlier entry for it.
+    pub fn schedule(&mut self, name: &str, at: i64) {
+        self.heap.retain(|Reverse((_, n))| n != name);
+        self.heap.push(Reverse((at, name.to_owned())));
+    }
+
+    /// The soonest time anything is due.
+    pub fn next_at(&self) -> Option<i64> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Removes and returns the names due at `now`.
+    pub fn pop_due(&mut self, now: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(Reverse((at, _))) = self.heap.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((_, name))) = self.heap.pop() {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// Number of scheduled certificates.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when nothing is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_795_867_200; // 2026-11-28T12:00:00Z
+
+    /// Table: lifetime → how much life is left when renewal becomes due (before jitter).
+    #[test]
+    fn lifetime_rule_table() {
+        let cases = [
+            // (lifetime, left at renewal)
+            (90 * DAY, 30 * DAY),
+            (10 * DAY, 10 * DAY / 3),
+            (6 * DAY, 3 * DAY),
+            (DAY, 12 * HOUR),
+        ];
+        for (lifetime, left) in cases {
+            let at = lifetime_renew_at(T0, T0 + lifetime, b"");
+            let j = jitter(b"", (lifetime / 20).min(DAY));
+            assert_eq!(T0 + lifetime - at - j, left, "lifetime {lifetime}");
+        }
+    }
+
+    /// A 24-hour certificate is not due after 11 hours, and is due after 12 hours, for any seed:
+    /// the jitter (≤ 1/20 of 24 h = 72 min) only ever moves renewal earlier.
+    #[test]
+    fn one_day_certificate_to_the_hour() {
+        for seed in [&b"dev-a"[..], b"dev-b", b"dev-c", b""] {
+            let nb = T0;
+            let na = T0 + DAY;
+            let d = decide(nb, na, nb + 10 * HOUR, seed);
+            assert!(!d.due(nb + 10 * HOUR), "{seed:?}");
+            assert!(d.due(nb + 12 * HOUR), "{seed:?}");
+            assert_eq!(d.reason, Reason::Lifetime);
+            assert!(d.at >= nb + 12 * HOUR - 72 * 60);
+        }
+    }
+
+    #[test]
+    fn six_day_certificate_renews_at_half_life() {
+        let nb = T0;
+        let na = T0 + 6 * DAY;
+        let d = decide(nb, na, nb, b"gw1");
+        assert!(!d.due(nb + 2 * DAY + 12 * HOUR));
+        assert!(d.due(nb + 3 * DAY));
+    }
+
+    #[test]
+    fn ninety_day_certificate_renews_with_a_third_left() {
+        let d = decide(T0, T0 + 90 * DAY, T0, b"gw1");
+        assert!(!d.due(T0 + 58 * DAY));
+        assert!(d.due(T0 + 60 * DAY));
+    }
+
+    #[test]
+    fn expired_is_due_now() {
+        let d = decide(T0, T0 + DAY, T0 + 2 * DAY, b"x");
+        assert_eq!(d.reason, Reason::Expired);
+        assert!(d.due(T0 + 2 * DAY));
+    }
+
+    #[test]
+    fn jitter_differs_across_devices_and_is_stable() {
+        let a = jitter(b"device-a/gateway", DAY);
+        assert_eq!(a, jitter(b"device-a/gateway", DAY));
+        let distinct: std::collections::HashSet<i64> = (0..50)
+            .map(|i| jitter(format!("device-{i}").as_bytes(), DAY))
+            .collect();
+        assert!(distinct.len() > 40);
+        assert!(distinct.iter().all(|j| (0..DAY).contains(j)));
+    }
+
+    #[test]
+    fn ari_choice_is_in_window_and_kept_until_window_changes() {
+        let w = Window {
+            start: T0,
+            end: T0 + 2 * HOUR,
+        };
+        let c = ari_choice(None, w).unwrap();
+        assert!((w.start..=w.end).contains(&c.at));
+        for _ in 0..20 {
+            assert_eq!(ari_choice(Some(&c), w).unwrap(), c);
+        }
+        let w2 = Window {
+            start: T0 + DAY,
+            end: T0 + DAY + HOUR,
+        };
+        let c2 = ari_choice(Some(&c), w2).unwrap();
+        assert_eq!(c2.window, w2);
+        assert!((w2.start..=w2.end).contains(&c2.at));
+    }
+
+    /// Uniformity, coarsely: 2,000 draws over a 10-bucket window fill every bucket.
+    #[test]
+    fn ari_choice_spreads_over_the_window() {
+        let w = Window {
+            start: 0,
+            end: 9_999,
+        };
+        let mut buckets = [0u32; 10];
+        for _ in 0..2_000 {
+            let c = ari_choice(None, w).unwrap();
+            buckets[(c.at / 1_000) as usize] += 1;
+        }
+        assert!(buckets.iter().all(|&b| b > 100), "{buckets:?}");
+    }
+
+    #[test]
+    fn ari_past_window_is_due_and_never_after_expiry() {
+        let c = AriChoice {
+            window: Window {
+                start: T0 - 2 * DAY,
+                end: T0 - DAY,
+            },
+            at: T0 - DAY - 5,
+        };
+        let d = decide_with_ari(T0 + DAY, T0, &c);
+        assert!(d.due(T0));
+        assert_eq!(d.reason, Reason::AriWindow);
+        let late = AriChoice {
+            window: Window {
+                start: T0 + 5 * DAY,
+                end: T0 + 6 * DAY,
+            },
+            at: T0 + 5 * DAY,
+        };
+        assert_eq!(decide_with_ari(T0 + DAY, T0, &late).at, T0 + DAY);
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        let b1 = backoff(1, T0, None, None) - T0;
+        assert!((300..=360).contains(&b1), "{b1}");
+        let b3 = backoff(3, T0, None, None) - T0;
+        assert!((1200..=1440).contains(&b3), "{b3}");
+        let b20 = backoff(20, T0, None, None) - T0;
+        assert!((6 * HOUR..=6 * HOUR * 12 / 10).contains(&b20), "{b20}");
+        // short-lived: 2 h left → at most 12 min (+20%)
+        let short = backoff(20, T0, Some(T0 + 2 * HOUR), None) - T0;
+        assert!(short <= 12 * 60 * 12 / 10, "{short}");
+        let ra = backoff(1, T0, None, Some(7_200)) - T0;
+        assert_eq!(ra, 7_200);
+    }
+
+    #[test]
+    fn queue_pops_soonest_first_and_reschedules() {
+        let mut q = Queue::new();
+        q.schedule("b", 20);
+        q.schedule("a", 10);
+        q.schedule("c", 30);
+        q.schedule("c", 5);
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.next_at(), Some(5));
+        assert_eq!(q.pop_due(20), vec!["c", "a", "b"]);
+        assert!(q.is_empty());
+    }
+}
