@@ -17,7 +17,7 @@ CALLS=$W/calls
   extra_command() { rec "extra_command $*"; }
   procd_open_instance() { rec "procd_open_instance $*"; }
   procd_set_param() { rec "procd_set_param $*"; }
-  procd_close_instance() { rec "procd_close_instance $*"; }
+  procd_close_instance() { rec "procd_close_instance"; }
   procd_add_reload_trigger() { rec "procd_add_reload_trigger $*"; }
   procd_send_signal() { rec "procd_send_signal $*"; }
   mkdir() { rec "mkdir $*"; }
