@@ -43,7 +43,8 @@ if "$PFX-readelf" -l "$BIN" | grep -q INTERP; then
 fi
 SMOKE=$(mktemp -d); trap 'rm -rf "$SMOKE"' EXIT
 run() { (cd "$SMOKE" && TMPDIR=$SMOKE timeout 600 "$QEMU" "$BIN" "$@"); }
-if run --help 2>&1 | grep -qE '^ *demo '; then
+help=$(run --help 2>&1 || true)   # captured first: grep -q would SIGPIPE qemu under pipefail
+if echo "$help" | grep -qE '^ *demo '; then
   if out=$(run demo 2>&1); then
     echo "smoke $T: gatecert demo OK"
   else

@@ -47,6 +47,15 @@ for f in usr/bin/gatecert etc/config/gatecert etc/init.d/gatecert etc/hotplug.d/
          etc/uci-defaults/90-gatecert usr/lib/gatecert/deploy-hook lib/upgrade/keep.d/gatecert; do
   ok "data has /$f" test -f "$W/x/data/$f"
 done
+# The SDK Makefile and build-ipk.sh must install the same files.
+mk=$(grep -E '^\s+\$\(INSTALL_(BIN|CONF|DATA)\)' "$REPO/openwrt/gatecert/Makefile" | awk '{print $NF}' |
+  sed -e 's|^\$(1)||' -e 's|^/usr/bin/$|/usr/bin/gatecert|' | sort)
+data=$(cd "$W/x/data" && find . -type f | sed 's|^\.||' | grep -v '^/lib/upgrade/keep.d/' | sort)
+eq "Makefile installs the same files as build-ipk.sh" "$mk" "$data"
+eq "Makefile conffiles match" "/etc/config/gatecert /etc/gatecert/" \
+  "$(sed -n '/^define Package\/gatecert\/conffiles/,/^endef/p' "$REPO/openwrt/gatecert/Makefile" | sed '1d;$d' | paste -sd' ')"
+ok "Makefile uses RustBinPackage" grep -qx '$(eval $(call RustBinPackage,gatecert))' "$REPO/openwrt/gatecert/Makefile"
+ok "Makefile depends on RUST_ARCH_DEPENDS and ca-bundle" grep -q 'DEPENDS:=$(RUST_ARCH_DEPENDS) +ca-bundle' "$REPO/openwrt/gatecert/Makefile"
 ok "binary is the one given" cmp -s "$BIN" "$W/x/data/usr/bin/gatecert"
 eq "binary mode" 755 "$(stat -c %a "$W/x/data/usr/bin/gatecert")"
 eq "init script mode" 755 "$(stat -c %a "$W/x/data/etc/init.d/gatecert")"
