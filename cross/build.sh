@@ -151,12 +151,16 @@ if has build; then
     cargo_env "$t"
     timer_start
     # strip=false here so the cargo output keeps symbols for size analysis; out/ gets the
-    # stripped copy (same bytes as the profile's strip=true would give).
+    # stripped copy. The release profile has panic=abort, so nothing unwinds: .eh_frame and
+    # .eh_frame_hdr (~120 KB on mipsel, 7% of the binary) go too, as OpenWrt's easytier does.
+    # KEEP_EH_FRAME=1 keeps them.
     if CARGO_PROFILE_RELEASE_STRIP=false $CARGO build --release --locked --target "$t" "${BSTD[@]}" \
          >"$LOG/build-$t.log" 2>&1; then
       timer_end "build $t"
       mkdir -p "$CROSS_ROOT/out/$t"
-      "$pfx-strip" -o "$CROSS_ROOT/out/$t/gatecert" "$CARGO_TARGET_DIR/$t/release/gatecert"
+      eh=(--remove-section=.eh_frame --remove-section=.eh_frame_hdr)
+      [ "${KEEP_EH_FRAME:-0}" = 1 ] && eh=()
+      "$pfx-strip" "${eh[@]}" -o "$CROSS_ROOT/out/$t/gatecert" "$CARGO_TARGET_DIR/$t/release/gatecert"
       echo "built $CROSS_ROOT/out/$t/gatecert ($(stat -c %s "$CROSS_ROOT/out/$t/gatecert") bytes)"
     else
       timer_end "build $t (FAILED)"
