@@ -8,6 +8,11 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 T=${IPK_TARGET:-mipsel-unknown-linux-musl}
+case $T in
+  mipsel-*) ARCH=mipsel_24kc ;; mips-*) ARCH=mips_24kc ;;
+  armv7-*) ARCH=arm_cortex-a7_neon-vfpv4 ;; aarch64-*) ARCH=aarch64_cortex-a53 ;;
+  *) echo "not ok - unknown IPK_TARGET $T"; exit 1 ;;
+esac
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 BIN=$REPO/target/cross/out/$T/gatecert
 if [ ! -f "$BIN" ]; then
@@ -18,7 +23,7 @@ fi
 IPK=$(GATECERT_BIN=$BIN "$REPO/cross/build-ipk.sh" "$T" "$W/out") || { echo "not ok - build-ipk.sh failed"; exit 1; }
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1)-r1
 
-eq "file name" "gatecert_${VERSION}_mipsel_24kc.ipk" "$(basename "$IPK")"
+eq "file name" "gatecert_${VERSION}_${ARCH}.ipk" "$(basename "$IPK")"
 ok "outer container is gzip" gzip -t "$IPK"
 eq "outer members, in ipkg-build order" "./debian-binary ./data.tar.gz ./control.tar.gz" \
   "$(tar tzf "$IPK" | tr '\n' ' ' | sed 's/ $//')"
@@ -31,7 +36,7 @@ CTRL=$(cat "$W/x/control/control")
 field() { sed -n "s/^$1: //p" "$W/x/control/control"; }
 eq "Package" gatecert "$(field Package)"
 eq "Version" "$VERSION" "$(field Version)"
-eq "Architecture" mipsel_24kc "$(field Architecture)"
+eq "Architecture" "$ARCH" "$(field Architecture)"
 contains "Depends has ca-bundle" ca-bundle "$(field Depends)"
 eq "License" Apache-2.0 "$(field License)"
 eq "Section" net "$(field Section)"
@@ -67,6 +72,6 @@ eq "no CONTROL dir in data" "" "$(tar tzf "$W/x/data.tar.gz" | grep CONTROL || t
 IPK2=$(GATECERT_BIN=$BIN "$REPO/cross/build-ipk.sh" "$T" "$W/out2")
 ok "reproducible" cmp -s "$IPK" "$IPK2"
 if [ "$BIN" = "$REPO/target/cross/out/$T/gatecert" ] && command -v file >/dev/null; then
-  contains "real binary is static MIPS" "statically linked" "$(file -b "$W/x/data/usr/bin/gatecert")"
+  contains "real binary is static" "statically linked" "$(file -b "$W/x/data/usr/bin/gatecert")"
 fi
 done_testing
