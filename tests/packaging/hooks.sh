@@ -31,7 +31,7 @@ eq "later syncs are not logged again" "" "$(cat "$W/log")"
 ntp ACTION=stratum stratum=junk; ok "bad stratum exits 0" test $? -eq 0
 
 : > "$W/log"
-env -i PATH="$PATH" GATECERT_NAME=gateway sh "$F/gatecert.deploy-hook"
+env -i PATH="$PATH" GATECERT_CERT_NAME=gateway sh "$F/gatecert.deploy-hook"
 L=$(cat "$W/log")
 contains "hotplug-call acme with ACTION=renewed" "hotplug-call ACTION=renewed CERT_NAME=gateway acme" "$L"
 contains "ubus acme.renew event" 'ubus ACTION= CERT_NAME= call service event {"type":"acme.renew","data":{"name":"gateway"}}' "$L"
