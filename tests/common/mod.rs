@@ -173,6 +173,12 @@ impl Pebble {
 
     /// (Re)starts pebble, with External Account Binding required or not.
     pub fn restart(&mut self, eab: bool) {
+        self.restart_with(eab, &[("PEBBLE_VA_NOSLEEP", "1")]);
+    }
+
+    /// (Re)starts pebble with extra environment, e.g. `PEBBLE_WFE_NONCEREJECT` or
+    /// `PEBBLE_VA_SLEEPTIME` (without `PEBBLE_VA_NOSLEEP`).
+    pub fn restart_with(&mut self, eab: bool, env: &[(&str, &str)]) {
         self.pebble = None;
         wait_for_port_free("127.0.0.1:14000");
         let d = self.dir.path();
@@ -197,8 +203,9 @@ impl Pebble {
                 "-dnsserver",
                 "127.0.0.1:8053",
             ])
-            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env_remove("PEBBLE_VA_NOSLEEP")
             .env("PEBBLE_VA_ALWAYS_VALID", "0")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -231,4 +238,36 @@ impl Pebble {
         ]));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// `target/test-logs/<suite>`: where integration tests keep every gatecert invocation's stdout
+/// and stderr, so tests/secrets.sh can scan them for leaked keys and tokens.
+pub fn log_dir(suite: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-logs")
+        .join(suite);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Appends a finished invocation's stdout and stderr to `target/test-logs/<suite>/<tag>.log`.
+pub fn keep_output(suite: &str, tag: &str, out: &Output) {
+    use std::io::Write as _;
+    let path = log_dir(suite).join(format!("{tag}.log"));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(&out.stdout).unwrap();
+    f.write_all(&out.stderr).unwrap();
+}
+
+/// A file in `target/test-logs/<suite>` opened for appending, for a child's stdout/stderr.
+pub fn log_file(suite: &str, tag: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir(suite).join(format!("{tag}.log")))
+        .unwrap()
 }
