@@ -443,6 +443,7 @@ fn est_loop(kills: u64) -> Counts {
             gatecert::clock::from_env().now(),
         )
         .unwrap();
+    common::keep_secret(&token);
     let client = Enroller::new(&e.state(), port, &token);
 
     // Enrollment streams from two threads, whichever process is up.

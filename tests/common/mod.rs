@@ -42,6 +42,7 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        keep_secrets(&self.0);
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -83,6 +84,7 @@ pub struct Pebble {
 
 impl Pebble {
     pub fn start() -> Pebble {
+        keep_secret(EAB_KEY);
         let dir = TempDir::new("pebble");
         let d = dir.path();
         let ssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(d));
@@ -270,4 +272,46 @@ pub fn log_file(suite: &str, tag: &str) -> std::fs::File {
         .append(true)
         .open(log_dir(suite).join(format!("{tag}.log")))
         .unwrap()
+}
+
+/// Records a secret a test used (a token, an EAB key) in `target/test-logs/secrets/`, so
+/// tests/secrets.sh can check that no log holds it.
+pub fn keep_secret(secret: &str) {
+    use std::io::Write as _;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-logs/secrets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{}.list", std::process::id())))
+        .unwrap();
+    writeln!(f, "{secret}").unwrap();
+}
+
+/// Records the body lines of every private key PEM under `dir` (see [`keep_secret`]).
+pub fn keep_secrets(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            keep_secrets(&path);
+        } else if ft.is_file() {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let mut inside = false;
+            for line in text.lines() {
+                if line.starts_with("-----BEGIN") {
+                    inside = line.contains("PRIVATE KEY");
+                } else if line.starts_with("-----END") {
+                    inside = false;
+                } else if inside && line.len() >= 40 {
+                    keep_secret(line);
+                }
+            }
+        }
+    }
 }
