@@ -39,6 +39,7 @@ struct Counts {
     torn_repaired: u64,
     failed_next: u64,
     export_mismatch_after_kill: u64,
+    lock_busy_next: u64,
 }
 
 /// Every visible file under `dir` (recursively; dot-files are temp files and skipped) parses
@@ -136,12 +137,22 @@ struct Renew {
 
 impl Renew {
     fn new(p: &Pebble) -> Renew {
-        let dir = TempDir::new("crash-renew");
-        let d = dir.path();
+        let r = Renew {
+            dir: TempDir::new("crash-renew"),
+        };
+        std::fs::create_dir_all(r.dir.path().join("ssl")).unwrap();
+        r.configure(p, 0);
+        r
+    }
+
+    /// Writes the config with the name `gw<round>.crash.example`: a new name each round means a
+    /// new authorization, so every round goes through the challenge (pebble reuses valid ones).
+    fn configure(&self, p: &Pebble, round: u64) {
+        let d = self.dir.path();
         let conf = format!(
             "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
              config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
-             \tlist domain 'gw.crash.example'\n\toption http_listen '127.0.0.1:80'\n\
+             \tlist domain 'gw{round}.crash.example'\n\toption http_listen '127.0.0.1:80'\n\
              \toption install_dir '{}'\n\toption deploy_hook 'test -s \"$GATECERT_LIVE_DIR/key.pem\"'\n",
             d.join("state").display(),
             common::DIRECTORY,
@@ -149,8 +160,6 @@ impl Renew {
             d.join("ssl").display(),
         );
         std::fs::write(d.join("gatecert.conf"), conf).unwrap();
-        std::fs::create_dir_all(d.join("ssl")).unwrap();
-        Renew { dir }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -194,8 +203,18 @@ impl Renew {
             .flatten()
             .flatten()
         {
-            if PrivateKey::from_pem(&read(&acct.path().join("key.pem"))).is_err() {
-                p.push(format!("{}: account key unreadable", acct.path().display()));
+            // The key is written before newAccount and account.json after it, so a kill may
+            // leave an empty account dir or a key alone, never account.json without its key.
+            let key = acct.path().join("key.pem");
+            let json = acct.path().join("account.json");
+            if key.exists() && PrivateKey::from_pem(&read(&key)).is_err() {
+                p.push(format!("{}: unreadable", key.display()));
+            }
+            if json.exists() && !key.exists() {
+                p.push(format!(
+                    "{}: account.json without key.pem",
+                    acct.path().display()
+                ));
             }
         }
         p
@@ -208,7 +227,8 @@ fn renew_loop(p: &Pebble, kills: u64) -> Counts {
     assert_eq!(first.status.code(), Some(0), "first renewal: {first:?}");
     // The flow's duration, measured: kill points are drawn over it.
     let mut times: Vec<u64> = (0..3)
-        .map(|_| {
+        .map(|k| {
+            r.configure(p, 1_000_000 + k);
             let t = Instant::now();
             let out = r.run(&["renew", "--force"]);
             assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -226,6 +246,7 @@ fn renew_loop(p: &Pebble, kills: u64) -> Counts {
         if attempts % 10 == 0 {
             let _ = std::fs::remove_dir_all(r.state().join("accounts"));
         }
+        r.configure(p, attempts);
         let mut child = r.spawn();
         std::thread::sleep(Duration::from_millis(rand_ms(span)));
         if child.try_wait().unwrap().is_some() {
@@ -251,7 +272,14 @@ fn renew_loop(p: &Pebble, kills: u64) -> Counts {
         } else {
             &["renew"]
         };
-        let out = r.run(args);
+        let mut out = r.run(args);
+        if String::from_utf8_lossy(&out.stderr).contains("is locked by another") {
+            // The killed process's last spawn (hook, between fork and exec) can hold the
+            // inherited lock for a moment; cron's next run would find it free.
+            c.lock_busy_next += 1;
+            std::thread::sleep(Duration::from_millis(200));
+            out = r.run(args);
+        }
         let ok = matches!(out.status.code(), Some(0 | 1))
             && r.problems().is_empty()
             && export_matches(&r.dir.path().join("ssl"));
