@@ -282,8 +282,9 @@ fn renewals_survive_or_fail_clearly_against_a_hostile_upstream() {
             ("PEBBLE_VA_SLEEPTIME", "3"),
         ],
     );
-    let c = Case::new(&p, common::DIRECTORY, "30s");
     for i in 0..3 {
+        // A fresh account each time, so each renewal has a validation to wait for.
+        let c = Case::new(&p, common::DIRECTORY, "30s");
         let (code, err, took) = c.renew();
         eprintln!(
             "nonce reject 30% + VA sleep: exit {code} in {:.1} s",
