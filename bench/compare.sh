@@ -61,7 +61,8 @@ done
 pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 127.0.0.1:8053 -http01 "" -https01 "" \
 	-tlsalpn01 "" -management 127.0.0.1:8055 >/dev/null 2>&1 &
 pids+=($!)
-PEBBLE_VA_NOSLEEP=1 pebble -config "$w/pebble.json" -dnsserver 127.0.0.1:8053 >"$logs/pebble.log" 2>&1 &
+# No badNonce injection: certbot 2.1 crashes retrying one (AttributeError in its nonce retry).
+PEBBLE_WFE_NONCEREJECT=0 PEBBLE_VA_NOSLEEP=1 pebble -config "$w/pebble.json" -dnsserver 127.0.0.1:8053 >"$logs/pebble.log" 2>&1 &
 pids+=($!)
 wait_port 8055
 wait_port 14000
