@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gatecert beside lego and certbot (Debian packages), in one run against the same local pebble
 # (http-01 standalone on 127.0.0.1:80, so run as root): one issuance each with a fresh account,
-# N runs per client, median CPU (user+sys), wall time and peak RSS from /usr/bin/time. Then
+# N runs per client, median CPU (user+sys), wall time and peak RSS (wait4's rusage, as
+# /usr/bin/time reports them, at microsecond resolution: bench/rusage.py). Then
 # gatecert's EST enrollment throughput/latency (bench/est-bench.sh), the idle RSS of
 # `gatecert run` after 5 s, and the binary sizes; ratios against the references and the goals.
 #
@@ -16,7 +17,7 @@ bench=${EST_BENCH_BIN:-$here/target/release/examples/est_bench}
 if [ ! -x "$bin" ] || [ ! -x "$bench" ]; then
 	nice cargo build -q --release --bin gatecert --example est_bench
 fi
-for t in lego certbot pebble pebble-challtestsrv /usr/bin/time openssl curl; do
+for t in lego certbot pebble pebble-challtestsrv python3 bc openssl curl; do
 	command -v "$t" >/dev/null || { echo "compare: $t is missing (apt-get install lego certbot pebble time)" >&2; exit 2; }
 done
 logs=$here/target/test-logs/compare
@@ -72,7 +73,7 @@ dir=https://127.0.0.1:14000/dir
 # Prints "user sys wall maxrss_kb" for the run, or fails.
 measure() {
 	local out=$w/time.$$
-	if ! /usr/bin/time -o "$out" -f '%U %S %e %M' "$@" >>"$logs/clients.log" 2>&1; then
+	if ! python3 "$here/bench/rusage.py" "$out" "$@" >>"$logs/clients.log" 2>&1; then
 		echo "compare: failed: $*" >&2
 		tail -n 5 "$logs/clients.log" >&2
 		exit 2
@@ -106,7 +107,7 @@ for c in gatecert lego certbot; do
 	# Interleaved would be fairer to drifting load; the clients are run one after another,
 	# each N times, in one go against the same pebble.
 	for i in $(seq "$n"); do "run_$c" "$i" >>"$w/$c.runs"; done
-	cpu[$c]=$(awk '{printf "%.3f\n", $1 + $2}' "$w/$c.runs" | median)
+	cpu[$c]=$(awk '{printf "%.4f\n", $1 + $2}' "$w/$c.runs" | median)
 	wall[$c]=$(awk '{print $3}' "$w/$c.runs" | median)
 	rss[$c]=$(awk '{print $4}' "$w/$c.runs" | median)
 done
@@ -140,8 +141,12 @@ pids+=("$idle")
 wait_port "$port"
 sleep 5
 idle_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$idle/status")
+anon=$(awk '/^RssAnon/ {print $2}' "/proc/$idle/status")
+file=$(awk '/^RssFile/ {print $2}' "/proc/$idle/status")
+self=$(awk -v b="$(readlink -f "$bin")" '/^[0-9a-f]+-/ {n=$6} /^Rss:/ && n==b {r+=$2} END {print r+0}' "/proc/$idle/smaps")
 echo
 echo "== gatecert run, idle 5 s: VmRSS ${idle_rss} KiB; goal <= 3 MiB: $(goal "$idle_rss <= 3072")"
+echo "   of which anonymous (heap, stacks, data) ${anon} KiB, file-backed ${file} KiB (the binary's own pages ${self} KiB, the rest shared libc/ld.so)"
 
 # --- sizes ----------------------------------------------------------------------------------
 echo
