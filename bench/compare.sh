@@ -2,7 +2,7 @@
 # gatecert beside lego and certbot (Debian packages), in one run against the same local pebble
 # (http-01 standalone on 127.0.0.1:80, so run as root): one issuance each with a fresh account,
 # N runs per client, median CPU (user+sys), wall time and peak RSS (wait4's rusage, as
-# /usr/bin/time reports them, at microsecond resolution: bench/rusage.py). Then
+# /usr/bin/time reports them, at microsecond resolution: bench/rusage.c). Then
 # gatecert's EST enrollment throughput/latency (bench/est-bench.sh), the idle RSS of
 # `gatecert run` after 5 s, and the binary sizes; ratios against the references and the goals.
 #
@@ -17,11 +17,12 @@ bench=${EST_BENCH_BIN:-$here/target/release/examples/est_bench}
 if [ ! -x "$bin" ] || [ ! -x "$bench" ]; then
 	nice cargo build -q --release --bin gatecert --example est_bench
 fi
-for t in lego certbot pebble pebble-challtestsrv python3 bc openssl curl; do
+for t in lego certbot pebble pebble-challtestsrv python3 bc cc openssl curl; do
 	command -v "$t" >/dev/null || { echo "compare: $t is missing (apt-get install lego certbot pebble time)" >&2; exit 2; }
 done
 logs=$here/target/test-logs/compare
 mkdir -p "$logs"
+cc -O2 -o "$here/target/rusage" "$here/bench/rusage.c"
 
 w=$(mktemp -d "${TMPDIR:-/tmp}/gatecert-compare.XXXXXX")
 pids=()
@@ -73,7 +74,7 @@ dir=https://127.0.0.1:14000/dir
 # Prints "user sys wall maxrss_kb" for the run, or fails.
 measure() {
 	local out=$w/time.$$
-	if ! python3 "$here/bench/rusage.py" "$out" "$@" >>"$logs/clients.log" 2>&1; then
+	if ! "$here/target/rusage" "$out" "$@" >>"$logs/clients.log" 2>&1; then
 		echo "compare: failed: $*" >&2
 		tail -n 5 "$logs/clients.log" >&2
 		exit 2
@@ -101,21 +102,24 @@ run_certbot() {
 }
 
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-declare -A cpu wall rss
+declare -A cpu usr sys wall rss
 for c in gatecert lego certbot; do
 	: >"$w/$c.runs"
 	# Interleaved would be fairer to drifting load; the clients are run one after another,
 	# each N times, in one go against the same pebble.
 	for i in $(seq "$n"); do "run_$c" "$i" >>"$w/$c.runs"; done
 	cpu[$c]=$(awk '{printf "%.4f\n", $1 + $2}' "$w/$c.runs" | median)
+	usr[$c]=$(awk '{print $1}' "$w/$c.runs" | median)
+	sys[$c]=$(awk '{print $2}' "$w/$c.runs" | median)
 	wall[$c]=$(awk '{print $3}' "$w/$c.runs" | median)
 	rss[$c]=$(awk '{print $4}' "$w/$c.runs" | median)
 done
 
 echo "== one issuance (fresh account, http-01 standalone) against the same pebble, median of $n =="
-printf '%-10s %10s %10s %12s\n' client "CPU s" "wall s" "peak RSS"
+printf '%-10s %10s %8s %8s %10s %12s\n' client "CPU s" "(user" "sys)" "wall s" "peak RSS"
 for c in gatecert lego certbot; do
-	printf '%-10s %10s %10s %9.1f MiB\n' "$c" "${cpu[$c]}" "${wall[$c]}" "$(echo "${rss[$c]} / 1024" | bc -l)"
+	printf '%-10s %10s %8s %8s %10s %9.1f MiB\n' "$c" "${cpu[$c]}" "${usr[$c]}" "${sys[$c]}" "${wall[$c]}" \
+		"$(echo "${rss[$c]} / 1024" | bc -l)"
 done
 ratio() { echo "scale=3; $1 / $2" | bc -l | sed 's/^\./0./'; }
 for r in lego certbot; do
