@@ -349,6 +349,9 @@ pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, 
         if !force && same_names {
             let decision = decide(&client, env, cert, info)?;
             if !decision.due(env.clock.now()) {
+                // A crash during the last export can leave the install_dir files from two
+                // sets; put the live set there again (only files that differ are written).
+                export(&set, cert)?;
                 log::info!(
                     "{}: not due until {} ({})",
                     cert.name,
@@ -668,7 +671,7 @@ fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
     ];
     for (src, ext, mode) in files {
         let data = store::read(&live.join(src))?;
-        store::write_atomic(
+        store::write_if_changed(
             &out.join(format!("{}.{ext}", cert.name)),
             data.as_bytes(),
             mode,

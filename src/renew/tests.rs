@@ -323,3 +323,57 @@ fn flags_parse_reasons_and_reject_unknown_options() {
     assert!(flags(&["--bogus".into()], &["--cert"]).is_err());
     assert!(flags(&["--reason".into(), "nope".into()], &["--reason"]).is_err());
 }
+
+#[test]
+fn a_run_with_nothing_due_repairs_a_torn_export() {
+    // SIGKILL between writing <name>.key and <name>.crt leaves install_dir with files from two
+    // sets; the next run puts the live set back even when nothing is due.
+    let state = tempdir("reexport");
+    let out = state.join("acme");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut cfg = cert_config("gw.example");
+    cfg.install_dir = Some(out.clone());
+    let now = 1_800_000_000;
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, ca) = issued(&k, "gw.example", now, now + 6 * DAY);
+    install(&state, &cfg, &k, &format!("{leaf}{ca}")).unwrap();
+    let live_key = std::fs::read_to_string(out.join("gw.key")).unwrap();
+    let other = PrivateKey::generate(KeyType::Ec256).unwrap();
+    std::fs::write(out.join("gw.key"), other.to_pem()).unwrap();
+    let crt_mtime = std::fs::metadata(out.join("gw.crt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let t = TestTransport::new();
+    t.push(
+        Method::Get,
+        DIR,
+        response(
+            200,
+            &[],
+            r#"{"newNonce":"n","newAccount":"a","newOrder":"o","revokeCert":"r","keyChange":"k"}"#,
+        ),
+    );
+    let clock = FixedClock::new(now);
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+    };
+    let outcome = renew_one(&env, &cfg, false).unwrap();
+    assert!(matches!(outcome, Outcome::NotDue(_)), "{outcome:?}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("gw.key")).unwrap(),
+        live_key
+    );
+    assert_eq!(
+        std::fs::metadata(out.join("gw.crt"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        crt_mtime,
+        "unchanged files are not rewritten"
+    );
+    std::fs::remove_dir_all(state).unwrap();
+}

@@ -42,6 +42,7 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        keep_secrets(&self.0);
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -106,8 +107,6 @@ pub struct Pebble {
     /// pebble's HTTPS trust anchor (for `ca_bundle`).
     pub https_ca: PathBuf,
     pub ports: Ports,
-    /// Extra environment for pebble (e.g. PEBBLE_VA_SLEEPTIME).
-    pub env: Vec<(String, String)>,
 }
 
 impl Pebble {
@@ -126,6 +125,7 @@ impl Pebble {
     }
 
     pub fn start_with(ports: Ports, tag: &str) -> Pebble {
+        keep_secret(EAB_KEY);
         let dir = TempDir::new(tag);
         let d = dir.path();
         let ssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(d));
@@ -211,7 +211,6 @@ impl Pebble {
             dir,
             https_ca,
             ports,
-            env: Vec::new(),
         };
         p.restart(false);
         p
@@ -219,6 +218,12 @@ impl Pebble {
 
     /// (Re)starts pebble, with External Account Binding required or not.
     pub fn restart(&mut self, eab: bool) {
+        self.restart_with(eab, &[("PEBBLE_VA_NOSLEEP", "1")]);
+    }
+
+    /// (Re)starts pebble with extra environment, e.g. `PEBBLE_WFE_NONCEREJECT` or
+    /// `PEBBLE_VA_SLEEPTIME` (without `PEBBLE_VA_NOSLEEP`).
+    pub fn restart_with(&mut self, eab: bool, env: &[(&str, &str)]) {
         self.pebble = None;
         let ports = self.ports;
         let acme = format!("127.0.0.1:{}", ports.acme);
@@ -246,9 +251,9 @@ impl Pebble {
                 "-dnsserver",
                 &format!("127.0.0.1:{}", ports.dns),
             ])
-            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env_remove("PEBBLE_VA_NOSLEEP")
             .env("PEBBLE_VA_ALWAYS_VALID", "0")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -297,5 +302,79 @@ impl Pebble {
             ),
         ]));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// `target/test-logs/<suite>`: where integration tests keep every gatecert invocation's stdout
+/// and stderr, so tests/secrets.sh can scan them for leaked keys and tokens.
+pub fn log_dir(suite: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-logs")
+        .join(suite);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Appends a finished invocation's stdout and stderr to `target/test-logs/<suite>/<tag>.log`.
+pub fn keep_output(suite: &str, tag: &str, out: &Output) {
+    use std::io::Write as _;
+    let path = log_dir(suite).join(format!("{tag}.log"));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(&out.stdout).unwrap();
+    f.write_all(&out.stderr).unwrap();
+}
+
+/// A file in `target/test-logs/<suite>` opened for appending, for a child's stdout/stderr.
+pub fn log_file(suite: &str, tag: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir(suite).join(format!("{tag}.log")))
+        .unwrap()
+}
+
+/// Records a secret a test used (a token, an EAB key) in `target/test-logs/secrets/`, so
+/// tests/secrets.sh can check that no log holds it.
+pub fn keep_secret(secret: &str) {
+    use std::io::Write as _;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-logs/secrets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{}.list", std::process::id())))
+        .unwrap();
+    writeln!(f, "{secret}").unwrap();
+}
+
+/// Records the body lines of every private key PEM under `dir` (see [`keep_secret`]).
+pub fn keep_secrets(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            keep_secrets(&path);
+        } else if ft.is_file() {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let mut inside = false;
+            for line in text.lines() {
+                if line.starts_with("-----BEGIN") {
+                    inside = line.contains("PRIVATE KEY");
+                } else if line.starts_with("-----END") {
+                    inside = false;
+                } else if inside && line.len() >= 40 {
+                    keep_secret(line);
+                }
+            }
+        }
     }
 }
