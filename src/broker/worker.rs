@@ -12,9 +12,9 @@ use std::io::{self, Write as _};
 use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::health::{self, Health, Outcome, State};
@@ -77,10 +77,18 @@ pub enum Event {
 pub struct Shared {
     state: AtomicU8,
     epoch: Instant,
-    /// Microseconds since `epoch` + 1 at which the current upstream call began; 0 = idle.
-    busy_since: AtomicU64,
-    /// Microseconds since `epoch` + 1 of the last upstream response; 0 = none yet.
-    last_response: AtomicU64,
+    /// When the current upstream call began and when the upstream last answered. A mutex, not
+    /// two `AtomicU64`s: 32-bit MIPS has no 64-bit atomics.
+    stamps: Mutex<Stamps>,
+}
+
+/// Microseconds since [`Shared::epoch`] + 1, so that 0 can mean "never".
+#[derive(Debug, Default, Clone, Copy)]
+struct Stamps {
+    /// When the current upstream call began; 0 = idle.
+    busy_since: u64,
+    /// The last upstream response; 0 = none yet.
+    last_response: u64,
 }
 
 impl Shared {
@@ -88,9 +96,13 @@ impl Shared {
         Shared {
             state: AtomicU8::new(state.to_u8()),
             epoch: Instant::now(),
-            busy_since: AtomicU64::new(0),
-            last_response: AtomicU64::new(0),
+            stamps: Mutex::new(Stamps::default()),
         }
+    }
+
+    fn stamps(&self) -> std::sync::MutexGuard<'_, Stamps> {
+        // Two plain integers: a poisoned lock still holds usable values.
+        self.stamps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Microseconds since `epoch`, + 1 so that 0 can mean "never".
@@ -106,27 +118,28 @@ impl Shared {
     /// True when the worker has been inside upstream work for longer than `wait` without a
     /// single response: a blackholed upstream, before its timeout marks it down.
     pub fn stalled(&self, wait: Duration) -> bool {
-        let busy = self.busy_since.load(Ordering::SeqCst);
-        if busy == 0 {
+        let st = *self.stamps();
+        if st.busy_since == 0 {
             return false;
         }
-        let heard = busy.max(self.last_response.load(Ordering::SeqCst));
+        let heard = st.busy_since.max(st.last_response);
         self.stamp().saturating_sub(heard) > wait.as_micros() as u64
     }
 
     /// True when the worker is inside upstream work and has had no response since `since`.
     pub fn silent_since(&self, since: Instant) -> bool {
         let since = since.saturating_duration_since(self.epoch).as_micros() as u64 + 1;
-        self.busy_since.load(Ordering::SeqCst) != 0
-            && self.last_response.load(Ordering::SeqCst) < since
+        let st = *self.stamps();
+        st.busy_since != 0 && st.last_response < since
     }
 
     fn begin(&self) {
-        self.busy_since.store(self.stamp(), Ordering::SeqCst);
+        let now = self.stamp();
+        self.stamps().busy_since = now;
     }
 
     fn end(&self) {
-        self.busy_since.store(0, Ordering::SeqCst);
+        self.stamps().busy_since = 0;
     }
 }
 
@@ -220,9 +233,8 @@ impl Transport for Tracking<'_> {
     ) -> Result<transport::Response, transport::Error> {
         let r = self.inner.request(method, url, headers, body);
         if r.is_ok() {
-            self.shared
-                .last_response
-                .store(self.shared.stamp(), Ordering::SeqCst);
+            let now = self.shared.stamp();
+            self.shared.stamps().last_response = now;
         }
         r
     }
