@@ -389,8 +389,15 @@ struct Conn {
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     deadline: Instant,
+    /// When it was accepted: a connection younger than [`EVICT_GRACE`] is never evicted.
+    opened: Instant,
     phase: Phase,
 }
+
+/// At capacity, only connections older than this may be evicted for a new one. A real client
+/// finishes its handshake and request well within it; a flood of new connections (slowloris
+/// reconnecting) can then no longer push out clients that are mid-handshake.
+pub const EVICT_GRACE: Duration = Duration::from_millis(250);
 
 /// One listener and its connections.
 pub struct Server {
@@ -550,18 +557,22 @@ impl Server {
                 inbuf: Vec::new(),
                 outbuf: Vec::new(),
                 deadline: Instant::now() + self.limits.request_timeout,
+                opened: Instant::now(),
                 phase: Phase::Reading,
             });
         }
     }
 
-    /// Drops the oldest connection that has not finished sending its request. False if none.
+    /// Drops the oldest connection that has not finished sending its request and is older than
+    /// [`EVICT_GRACE`]. False if none (the new connection is then refused instead).
     fn evict_one(&mut self) -> bool {
+        let now = Instant::now();
         let victim = self
             .conns
             .iter()
             .enumerate()
             .filter(|(_, c)| matches!(c.phase, Phase::Reading | Phase::Draining))
+            .filter(|(_, c)| now.duration_since(c.opened) >= EVICT_GRACE)
             .min_by_key(|(_, c)| c.deadline)
             .map(|(i, _)| i);
         match victim {
@@ -972,7 +983,8 @@ mod tests {
         let (addr, mut stop) = serve_in_thread(limits());
         // Twice the connection limit, all idle.
         let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        std::thread::sleep(Duration::from_millis(100));
+        // Once they are older than the grace period they may be evicted for a new client.
+        std::thread::sleep(EVICT_GRACE + Duration::from_millis(100));
         let out = get(addr, "/hello");
         assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
         assert!(out.ends_with("/hello\n"));
