@@ -31,6 +31,8 @@ tinfo() {
     # and Debian has no 'mips' arch, so both use a musl built from source with -msoft-float.
     mipsel-unknown-linux-musl)      echo "mipsel-linux-gnu qemu-mipsel-static $CROSS_ROOT/musl/mipsel/bin/mipsel-linux-musl-gcc -" ;;
     mips-unknown-linux-musl)        echo "mips-linux-gnu qemu-mips-static $CROSS_ROOT/musl/mips/bin/mips-linux-musl-gcc -" ;;
+    # The host itself, static musl: runs natively; for measuring RSS as a router would see it.
+    x86_64-unknown-linux-musl)      echo "x86_64-linux-gnu - /usr/bin/musl-gcc -" ;;
     *) echo "unknown target $1 (known: $ALL_TARGETS)" >&2; return 1 ;;
   esac
 }
@@ -58,7 +60,7 @@ cargo_env() {
   mkdir -p "$CROSS_ROOT/empty-sysroot"
   # An empty QEMU_LD_PREFIX: no target libc present, so the binary must truly be static.
   export QEMU_LD_PREFIX=$CROSS_ROOT/empty-sysroot
-  export "CARGO_TARGET_${tu}_RUNNER=$qemu"
+  if [ "$qemu" != - ]; then export "CARGO_TARGET_${tu}_RUNNER=$qemu"; fi
 }
 
 # build_std_flags: -Zbuild-std, plus optimize_for_size when this std knows the feature.

@@ -389,14 +389,17 @@ struct Conn {
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     deadline: Instant,
-    /// When it was accepted: a connection younger than [`EVICT_GRACE`] is never evicted.
+    /// When it was accepted.
     opened: Instant,
+    /// When the client last sent us bytes; `None` = never.
+    last_rx: Option<Instant>,
     phase: Phase,
 }
 
-/// At capacity, only connections older than this may be evicted for a new one. A real client
-/// finishes its handshake and request well within it; a flood of new connections (slowloris
-/// reconnecting) can then no longer push out clients that are mid-handshake.
+/// At capacity, a connection whose client sent bytes within this time is not evicted for a new
+/// one: a real client mid-handshake is always talking, so a flood of new connections
+/// (slowloris reconnecting) can no longer push it out. Connections that never sent anything, or
+/// went quiet, go first, the longest-quiet first.
 pub const EVICT_GRACE: Duration = Duration::from_millis(250);
 
 /// One listener and its connections.
@@ -558,13 +561,14 @@ impl Server {
                 outbuf: Vec::new(),
                 deadline: Instant::now() + self.limits.request_timeout,
                 opened: Instant::now(),
+                last_rx: None,
                 phase: Phase::Reading,
             });
         }
     }
 
-    /// Drops the oldest connection that has not finished sending its request and is older than
-    /// [`EVICT_GRACE`]. False if none (the new connection is then refused instead).
+    /// Drops the longest-quiet connection that has not finished sending its request and has
+    /// not sent anything within [`EVICT_GRACE`]. False if none (the new one is then refused).
     fn evict_one(&mut self) -> bool {
         let now = Instant::now();
         let victim = self
@@ -572,8 +576,11 @@ impl Server {
             .iter()
             .enumerate()
             .filter(|(_, c)| matches!(c.phase, Phase::Reading | Phase::Draining))
-            .filter(|(_, c)| now.duration_since(c.opened) >= EVICT_GRACE)
-            .min_by_key(|(_, c)| c.deadline)
+            .filter(|(_, c)| {
+                c.last_rx
+                    .is_none_or(|t| now.duration_since(t) >= EVICT_GRACE)
+            })
+            .min_by_key(|(_, c)| c.last_rx.unwrap_or(c.opened))
             .map(|(i, _)| i);
         match victim {
             Some(i) => {
@@ -682,7 +689,10 @@ impl Conn {
                 }
                 match self.sock.read(&mut buf) {
                     Ok(0) => return Ok(true),
-                    Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        self.last_rx = Some(Instant::now());
+                        self.inbuf.extend_from_slice(&buf[..n]);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return Err(()),
@@ -694,7 +704,10 @@ impl Conn {
                 }
                 let eof = match tls.read_tls(&mut self.sock) {
                     Ok(0) => true,
-                    Ok(_) => false,
+                    Ok(_) => {
+                        self.last_rx = Some(Instant::now());
+                        false
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => return Err(()),
@@ -983,8 +996,8 @@ mod tests {
         let (addr, mut stop) = serve_in_thread(limits());
         // Twice the connection limit, all idle.
         let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        // Once they are older than the grace period they may be evicted for a new client.
-        std::thread::sleep(EVICT_GRACE + Duration::from_millis(100));
+        // They never sent a byte, so they are evicted first for a new client.
+        std::thread::sleep(Duration::from_millis(100));
         let out = get(addr, "/hello");
         assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
         assert!(out.ends_with("/hello\n"));
