@@ -60,7 +60,11 @@ if has apt; then
       mipsel-linux-gnu)    PKGS="$PKGS gcc-$pfx libc6-dev-mipsel-cross" ;;
       mips-linux-gnu)      PKGS="$PKGS gcc-$pfx libc6-dev-mips-cross" ;;
     esac
-    [ "$arch" = - ] || { ARCHES="$ARCHES $arch"; PKGS="$PKGS musl-dev:$arch=$MUSL_DEB_VERSION"; }
+    case $arch in
+      -) ;;          # musl built from source below
+      native) ;;     # the host's own musl-tools
+      *) ARCHES="$ARCHES $arch"; PKGS="$PKGS musl-dev:$arch=$MUSL_DEB_VERSION" ;;
+    esac
   done
   # shellcheck disable=SC2086 # word splitting of the package list is intended
   NEED=$(missing $PKGS | sort -u | tr '\n' ' ')

@@ -32,7 +32,7 @@ tinfo() {
     mipsel-unknown-linux-musl)      echo "mipsel-linux-gnu qemu-mipsel-static $CROSS_ROOT/musl/mipsel/bin/mipsel-linux-musl-gcc -" ;;
     mips-unknown-linux-musl)        echo "mips-linux-gnu qemu-mips-static $CROSS_ROOT/musl/mips/bin/mips-linux-musl-gcc -" ;;
     # The host itself, static musl: runs natively; for measuring RSS as a router would see it.
-    x86_64-unknown-linux-musl)      echo "x86_64-linux-gnu - /usr/bin/musl-gcc -" ;;
+    x86_64-unknown-linux-musl)      echo "x86_64-linux-gnu - /usr/bin/musl-gcc native" ;;
     *) echo "unknown target $1 (known: $ALL_TARGETS)" >&2; return 1 ;;
   esac
 }
