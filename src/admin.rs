@@ -446,6 +446,13 @@ pub fn cmd_leaves(cfg: &Config, args: &[String]) -> i32 {
                 l.names.join(",")
             );
         }
+        let interim = inv.by_source(Source::Interim).count();
+        if interim > 0 {
+            println!(
+                "{interim} on interim certificates (local CA, upstream was down); each gets an \
+                 upstream certificate at its next re-enrollment"
+            );
+        }
         Ok(())
     })())
 }

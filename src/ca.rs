@@ -466,6 +466,11 @@ impl LocalCa {
         verify_csr(csr_der)
     }
 
+    /// The longest lifetime this CA issues (`max_lifetime`), seconds.
+    pub fn max_lifetime(&self) -> u64 {
+        self.cfg.max_lifetime
+    }
+
     /// Issues a leaf for a verified CSR, after the policy checks (see the module doc).
     pub fn issue(&self, req: &IssueRequest, now: i64) -> Result<Issued, Error> {
         let server_auth = req.server_auth && self.cfg.server_auth;

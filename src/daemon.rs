@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::broker::Broker;
 use crate::ca::{self, LocalCa};
 use crate::clock::Clock;
 use crate::config::{self, Config};
@@ -49,6 +50,8 @@ pub enum Error {
     Config(config::Error),
     /// Signal handlers could not be installed.
     Signals(io::Error),
+    /// The upstream worker thread could not be started.
+    Worker(io::Error),
     /// A standalone certificate could not be issued or installed.
     Standalone {
         /// The certificate section's name.
@@ -67,6 +70,7 @@ impl fmt::Display for Error {
             Error::Http(_) => f.write_str("EST listener"),
             Error::Config(_) => f.write_str("reloading the config"),
             Error::Signals(_) => f.write_str("installing signal handlers"),
+            Error::Worker(_) => f.write_str("starting the upstream worker thread"),
             Error::Standalone { name, .. } => {
                 write!(f, "standalone certificate '{name}' from the local CA")
             }
@@ -82,7 +86,7 @@ impl std::error::Error for Error {
             Error::Est(e) | Error::Standalone { source: e, .. } => Some(e),
             Error::Http(e) => Some(e),
             Error::Config(e) => Some(e),
-            Error::Signals(e) => Some(e),
+            Error::Signals(e) | Error::Worker(e) => Some(e),
         }
     }
 }
@@ -108,14 +112,17 @@ impl Service {
         // open_or_init logs the one line when it creates the CA.
         let ca_dir = LocalCa::dir_in(&state_dir);
         let ca = LocalCa::open_or_init(&ca_dir, &cfg.ca, clock.now()).map_err(Error::Ca)?;
-        let est = Est::new(&state_dir, ca, clock.clone());
+        let counters = Arc::new(crate::report::Counters::new());
+        let mut est = Est::new(&state_dir, ca, clock.clone());
+        est.set_broker(Broker::start(&cfg, clock.clone()).map_err(Error::Worker)?);
+        est.set_counters(counters.clone());
         let mut svc = Service {
             cfg,
             clock,
             est,
             server: None,
             served: None,
-            counters: Arc::new(crate::report::Counters::new()),
+            counters,
         };
         svc.upkeep()?;
         Ok(svc)
@@ -206,15 +213,28 @@ impl Service {
         let ca_dir = LocalCa::dir_in(&cfg.main.state_dir);
         let ca = LocalCa::open_or_init(&ca_dir, &cfg.ca, self.clock.now()).map_err(Error::Ca)?;
         let old = std::mem::replace(&mut self.cfg, cfg);
-        let old_est = std::mem::replace(
+        let mut old_est = std::mem::replace(
             &mut self.est,
             Est::new(&self.cfg.main.state_dir, ca, self.clock.clone()),
         );
+        self.est.adopt(&mut old_est);
         self.served = None;
         if let Err(e) = self.upkeep() {
             self.cfg = old;
+            old_est.adopt(&mut self.est);
             self.est = old_est;
             return Err(e);
+        }
+        // The worker follows the new config; it starts or stops with the upstream.
+        let upstream = self.cfg.broker.is_some()
+            || self.cfg.certificates.iter().any(|c| c.directory.is_some());
+        match (self.est.broker().is_some(), upstream) {
+            (true, true) => self.est.reconfigure_broker(&self.cfg),
+            (true, false) => self.est.set_broker(None),
+            (false, true) => self
+                .est
+                .set_broker(Broker::start(&self.cfg, self.clock.clone()).map_err(Error::Worker)?),
+            (false, false) => {}
         }
         Ok(())
     }
@@ -224,23 +244,53 @@ impl Service {
         self.counters.clone()
     }
 
-    /// Serves for up to `timeout`; returns which of `extra` became readable.
+    /// Serves for up to `timeout`; returns which of `extra` became readable. Also answers
+    /// the requests parked on the upstream worker, and picks up a renewed gateway certificate.
     pub fn step(
         &mut self,
         extra: &[BorrowedFd<'_>],
         timeout: Duration,
     ) -> Result<Vec<bool>, Error> {
-        match self.server.as_mut() {
+        let timeout = match self.est.next_deadline() {
+            Some(d) => timeout.min(d.saturating_duration_since(Instant::now())),
+            None => timeout,
+        };
+        let wake = self.est.wake().and_then(|w| w.try_clone().ok());
+        let mut fds: Vec<BorrowedFd<'_>> = extra.to_vec();
+        if let Some(w) = &wake {
+            fds.push(w.as_fd());
+        }
+        let mut ready = match self.server.as_mut() {
             Some(s) => {
                 let mut counted = crate::report::Counted {
                     inner: &mut self.est,
                     counters: &self.counters,
                 };
-                s.poll_once(&mut counted, extra, timeout)
-                    .map_err(Error::Http)
+                s.poll_once(&mut counted, &fds, timeout)
+                    .map_err(Error::Http)?
             }
-            None => wait_readable(extra, timeout).map_err(Error::Http),
+            None => wait_readable(&fds, timeout).map_err(Error::Http)?,
+        };
+        ready.truncate(extra.len());
+        let answers = match &self.server {
+            Some(s) => self.est.resolve(&|id| s.is_parked(id)),
+            None => self.est.resolve(&|_| false),
+        };
+        if let Some(s) = self.server.as_mut() {
+            for (id, op, resp) in answers {
+                self.counters.est_request(&op, resp.status);
+                if !s.complete(id, &resp) {
+                    log::debug!("parked request {id}: the client has gone");
+                }
+            }
         }
+        if self.est.renewed() {
+            self.served = None;
+            if let Err(e) = self.upkeep() {
+                log::error!("{e}: {}", causes(&e));
+            }
+        }
+        Ok(ready)
     }
 }
 
@@ -396,14 +446,8 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
                 log::error!("{e}: {}", causes(&e));
             }
             monitor.tick(&svc.cfg, svc.clock.now());
-            // ---- RENEWAL SCHEDULER HOOK -------------------------------------------------------
-            // Certificates with a `directory` are kept valid by the ACME side. Call its scheduler
-            // here, on every tick, e.g.:
-            //     crate::renew::tick(&svc.cfg, svc.clock.now());
-            // It must not block leaf service for long (DESIGN.md: at most one helper thread for
-            // blocking upstream calls). After it installs a new gateway set, `svc.upkeep()`
-            // picks the new certificate up for the EST listener.
-            // -----------------------------------------------------------------------------------
+            // Renewal of certificates with a `directory` runs on the upstream worker thread
+            // (crate::broker::worker), on its own queue; `step` picks a renewed certificate up.
         }
     }
 }

@@ -15,6 +15,7 @@
 //!
 //! [RFC 7030]: https://www.rfc-editor.org/rfc/rfc7030
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -23,15 +24,20 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::audit::{Audit, DEFAULT_MAX_BYTES};
+use crate::broker::{Broker, Origin};
 use crate::ca::{Csr, IssueRequest, Issued, LocalCa};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{self, CertInfo};
-use crate::http::{Handler, PeerInfo, Request, Response};
-use crate::leaves::{Inventory, Leaf, Source};
+use crate::http::{Answer, Handler, PeerInfo, Request, Response};
+use crate::leaves::{Inventory, Leaf};
+use crate::report::Counters;
 use crate::store::{self, CertSet, SetDir};
 use crate::token::Tokens;
+use crate::trust::ClockTrust;
 use crate::{audit, ca, leaves, pkcs7, token};
+
+mod brokered;
 
 /// The well-known prefix, RFC 7030 §3.2.2.
 pub const PREFIX: &str = "/.well-known/est/";
@@ -99,6 +105,12 @@ pub struct Est {
     ca: LocalCa,
     state_dir: PathBuf,
     clock: Arc<dyn Clock>,
+    /// The upstream worker and brokering state, when the config has an upstream.
+    broker: Option<Broker>,
+    /// Requests parked on the broker ([`Answer::Later`]), by id.
+    parked: HashMap<u64, brokered::Parked>,
+    /// Where issuances are counted for metrics, when the service keeps counters.
+    counters: Option<Arc<Counters>>,
 }
 
 /// A refused request: what the client is told and what the audit log records.
@@ -137,6 +149,17 @@ struct Granted {
     issued: Issued,
     /// serverkeygen: the new key as PKCS#8 PEM.
     key_pem: Option<String>,
+    /// Who issued it.
+    origin: Origin,
+}
+
+/// A request that passed authentication and policy, not yet issued.
+struct Authorized {
+    device: String,
+    names: Vec<String>,
+    csr: Csr,
+    /// simpleenroll: the bootstrap token to burn when the certificate goes out.
+    token: bool,
 }
 
 impl Est {
@@ -146,7 +169,15 @@ impl Est {
             ca,
             state_dir: state_dir.to_path_buf(),
             clock,
+            broker: None,
+            parked: HashMap::new(),
+            counters: None,
         }
+    }
+
+    /// Counts every leaf issuance, by source, in `counters` (the service's metrics).
+    pub fn set_counters(&mut self, counters: Arc<Counters>) {
+        self.counters = Some(counters);
     }
 
     /// The CA behind this handler.
@@ -160,11 +191,32 @@ impl Est {
 
     /// `simpleenroll` and `serverkeygen`: HTTP Basic with the device's bootstrap token.
     fn enroll(&mut self, req: &Request, keygen: bool) -> Result<Granted, Denial> {
+        let auth = self.authorize_enroll(req)?;
+        if !keygen {
+            return self.grant_local(auth, None, Origin::Local);
+        }
+        let now = self.trusted_now(&auth)?;
+        let (key, issued) = self
+            .ca
+            .issue_with_new_key(&auth.csr.dns, &auth.csr.ips, None, false, now)
+            .map_err(|e| ca_denial(&e).device(&auth.device).names(auth.names.clone()))?;
+        self.consume_token(&auth)?;
+        Ok(Granted {
+            device: auth.device,
+            names: auth.names,
+            issued,
+            key_pem: Some(key.to_pem()),
+            origin: Origin::Local,
+        })
+    }
+
+    /// HTTP Basic with the device's bootstrap token, and the CSR's names granted to it.
+    fn authorize_enroll(&mut self, req: &Request) -> Result<Authorized, Denial> {
         let (device, token) = basic_auth(req).ok_or_else(|| Denial::new(401, "no credentials"))?;
         let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
         let names = csr_names(&csr);
         let now = self.clock.now();
-        let mut tokens = Tokens::open(&token::path_in(&self.state_dir)).map_err(|e| {
+        let tokens = Tokens::open(&token::path_in(&self.state_dir)).map_err(|e| {
             log::error!("{e}");
             Denial::new(500, "token store unreadable").device(&device)
         })?;
@@ -183,44 +235,78 @@ impl Est {
                     .names(names),
             );
         }
-        let (issued, key_pem) = if keygen {
-            let (key, issued) = self
-                .ca
-                .issue_with_new_key(&csr.dns, &csr.ips, None, false, now)
-                .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
-            (issued, Some(key.to_pem()))
-        } else {
-            let issued = self
-                .ca
-                .issue(
-                    &IssueRequest {
-                        csr,
-                        lifetime: None,
-                        server_auth: false,
-                    },
-                    now,
-                )
-                .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
-            (issued, None)
-        };
-        // One token, one enrollment: burn it before the certificate leaves.
-        if let Err(e) = tokens.consume(&device, now) {
-            log::error!("cannot consume the token of {device}: {e}");
-            return Err(Denial::new(500, "token store write failed")
-                .device(&device)
-                .names(names));
-        }
-        Ok(Granted {
+        Ok(Authorized {
             device,
             names,
-            issued,
-            key_pem,
+            csr,
+            token: true,
         })
     }
 
-    /// `simplereenroll`: the client's current certificate, from this CA and unexpired, and a CSR
-    /// whose subject and SANs are identical to it (RFC 7030 §4.2.2).
-    fn reenroll(&mut self, req: &Request, peer: &PeerInfo) -> Result<Granted, Denial> {
+    /// One token, one enrollment: burns it before the certificate leaves.
+    fn consume_token(&mut self, auth: &Authorized) -> Result<(), Denial> {
+        if !auth.token {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let consumed = Tokens::open(&token::path_in(&self.state_dir))
+            .and_then(|mut t| t.consume(&auth.device, now));
+        if let Err(e) = consumed {
+            log::error!("cannot consume the token of {}: {e}", auth.device);
+            return Err(Denial::new(500, "token store write failed")
+                .device(&auth.device)
+                .names(auth.names.clone()));
+        }
+        Ok(())
+    }
+
+    /// The time to issue at, if the clock may be believed (see [`crate::trust`]): never issue on
+    /// a clock before the build time, the last trusted time or the CA's notBefore. 503 tells the
+    /// device to come back; nothing is written.
+    fn trusted_now(&self, auth: &Authorized) -> Result<i64, Denial> {
+        let now = self.clock.now();
+        let mut trust = ClockTrust::load(&self.state_dir, Some(self.ca.intermediate().not_before));
+        trust.check(now).map_err(|e| {
+            Denial::new(503, format!("clock untrusted: {e}"))
+                .device(&auth.device)
+                .names(auth.names.clone())
+        })?;
+        Ok(now)
+    }
+
+    /// Issues from the local CA (`lifetime: None` = the CA's).
+    fn grant_local(
+        &mut self,
+        auth: Authorized,
+        lifetime: Option<u64>,
+        origin: Origin,
+    ) -> Result<Granted, Denial> {
+        let now = self.trusted_now(&auth)?;
+        let issued = self
+            .ca
+            .issue(
+                &IssueRequest {
+                    csr: auth.csr.clone(),
+                    lifetime,
+                    server_auth: false,
+                },
+                now,
+            )
+            .map_err(|e| ca_denial(&e).device(&auth.device).names(auth.names.clone()))?;
+        self.consume_token(&auth)?;
+        Ok(Granted {
+            device: auth.device,
+            names: auth.names,
+            issued,
+            key_pem: None,
+            origin,
+        })
+    }
+
+    /// `simplereenroll`: the client's current certificate, from this CA (or an upstream leaf
+    /// this gateway brokered) and unexpired, and a CSR whose subject and SANs are identical to
+    /// it (RFC 7030 §4.2.2).
+    fn authorize_reenroll(&mut self, req: &Request, peer: &PeerInfo) -> Result<Authorized, Denial> {
         let Some(leaf) = peer.certs.first() else {
             return Err(Denial::new(
                 403,
@@ -235,7 +321,11 @@ impl Est {
             .or_else(|| current.dns_names.first().cloned())
             .unwrap_or_else(|| current.serial_hex());
         let cur_names = names_of(&current.dns_names, &current.ips);
-        if !self.ca.issued_by_me(leaf.as_ref()) {
+        let upstream = self
+            .broker
+            .as_ref()
+            .is_some_and(|b| b.is_upstream_leaf(leaf.as_ref()));
+        if !upstream && !self.ca.issued_by_me(leaf.as_ref()) {
             return Err(
                 Denial::new(403, "client certificate was not issued by this CA")
                     .device(&device)
@@ -252,7 +342,10 @@ impl Est {
         }
         let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
         let names = csr_names(&csr);
-        if !same_set(&names, &cur_names) || csr.subject_cn != current.subject_cn {
+        // An upstream CA may leave the subject empty; then the SANs alone must match.
+        let same_subject =
+            csr.subject_cn == current.subject_cn || (upstream && current.subject_cn.is_none());
+        if !same_set(&names, &cur_names) || !same_subject {
             return Err(Denial::new(
                 403,
                 "CSR subject/SANs differ from the current certificate (RFC 7030 4.2.2)",
@@ -260,22 +353,11 @@ impl Est {
             .device(&device)
             .names(names));
         }
-        let issued = self
-            .ca
-            .issue(
-                &IssueRequest {
-                    csr,
-                    lifetime: None,
-                    server_auth: false,
-                },
-                now,
-            )
-            .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
-        Ok(Granted {
+        Ok(Authorized {
             device,
             names,
-            issued,
-            key_pem: None,
+            csr,
+            token: false,
         })
     }
 
@@ -285,9 +367,9 @@ impl Est {
         self.ca.verify_csr(&der).map_err(|e| ca_denial(&e))
     }
 
-    fn record(&mut self, op: &str, peer: &PeerInfo, outcome: &Result<Granted, Denial>) {
+    fn record(&mut self, op: &str, client: IpAddr, outcome: &Result<Granted, Denial>) {
         let now = self.clock.now();
-        let client = peer.addr.ip().to_string();
+        let client = client.to_string();
         let (event, fields) = match outcome {
             Ok(g) => (
                 "est.issue",
@@ -297,6 +379,7 @@ impl Est {
                     "names": g.names,
                     "serial": g.issued.serial_hex,
                     "not_after": g.issued.not_after,
+                    "source": g.origin.as_str(),
                     "client": client,
                 }),
             ),
@@ -318,12 +401,15 @@ impl Est {
             log::error!("audit log append failed: {e}");
         }
         if let Ok(g) = outcome {
+            if let Some(c) = &self.counters {
+                c.leaf_issued(g.origin.source());
+            }
             let leaf = Leaf {
                 device: g.device.clone(),
                 names: g.names.clone(),
                 serial: g.issued.serial_hex.clone(),
                 not_after: g.issued.not_after,
-                source: Source::Local,
+                source: g.origin.source(),
                 issued_at: now,
             };
             let recorded =
@@ -335,31 +421,33 @@ impl Est {
     }
 }
 
-impl Handler for Est {
-    fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
+impl Est {
+    /// The EST operation `req` asks for, or the answer refusing it (404, 405) or, for the
+    /// two GETs, answering it.
+    fn route<'r>(&self, req: &'r Request) -> Result<&'r str, Response> {
         let Some(op) = req.path.strip_prefix(PREFIX) else {
-            return Response::text(404, "not found");
+            return Err(Response::text(404, "not found"));
         };
-        let (method, keygen) = match op {
-            "cacerts" | "csrattrs" => ("GET", false),
-            "simpleenroll" | "simplereenroll" => ("POST", false),
-            "serverkeygen" => ("POST", true),
-            _ => return Response::text(404, "unknown EST operation"),
+        let method = match op {
+            "cacerts" | "csrattrs" => "GET",
+            "simpleenroll" | "simplereenroll" | "serverkeygen" => "POST",
+            _ => return Err(Response::text(404, "unknown EST operation")),
         };
         if req.method != method {
-            return Response::text(405, &format!("{op} takes {method}")).header("Allow", method);
+            return Err(
+                Response::text(405, &format!("{op} takes {method}")).header("Allow", method)
+            );
         }
         match op {
-            "cacerts" => return self.cacerts(),
-            "csrattrs" => return csrattrs_response(),
-            _ => {}
+            "cacerts" => Err(self.cacerts()),
+            "csrattrs" => Err(csrattrs_response()),
+            _ => Ok(op),
         }
-        let outcome = if op == "simplereenroll" {
-            self.reenroll(req, peer)
-        } else {
-            self.enroll(req, keygen)
-        };
-        self.record(op, peer, &outcome);
+    }
+
+    /// Records `outcome` in the audit log and inventory and turns it into the answer.
+    fn finish(&mut self, op: &str, client: IpAddr, outcome: Result<Granted, Denial>) -> Response {
+        self.record(op, client, &outcome);
         match outcome {
             Ok(g) => match g.key_pem {
                 Some(key_pem) => serverkeygen_response(&key_pem, &g.issued),
@@ -370,10 +458,40 @@ impl Handler for Est {
             Err(d) => Response::text(d.status, &d.reason),
         }
     }
+}
+
+impl Handler for Est {
+    /// Answers at once, from the local CA (no brokering: see [`Handler::answer`]).
+    fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
+        let op = match self.route(req) {
+            Ok(op) => op,
+            Err(resp) => return resp,
+        };
+        let outcome = match op {
+            "simplereenroll" => self
+                .authorize_reenroll(req, peer)
+                .and_then(|a| self.grant_local(a, None, Origin::Local)),
+            _ => self.enroll(req, op == "serverkeygen"),
+        };
+        self.finish(op, peer.addr.ip(), outcome)
+    }
+
+    /// With a broker, `simpleenroll` and `simplereenroll` go through it (and may be parked);
+    /// everything else is [`Handler::handle`].
+    fn answer(&mut self, req: &Request, peer: &PeerInfo) -> Answer {
+        let brokered = self.broker.as_ref().is_some_and(|b| b.config().is_some());
+        match self.route(req) {
+            Ok(op @ ("simpleenroll" | "simplereenroll")) if brokered => {
+                let op = op.to_owned();
+                self.answer_brokered(&op, req, peer)
+            }
+            _ => Answer::Now(self.handle(req, peer)),
+        }
+    }
 
     fn rejected(&mut self, status: u16, reason: &str, peer: &PeerInfo) {
         let outcome = Err(Denial::new(status, reason));
-        self.record("http", peer, &outcome);
+        self.record("http", peer.addr.ip(), &outcome);
     }
 }
 
@@ -702,6 +820,58 @@ mod tests {
         let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
         assert!(log.contains("token expired") && log.contains("192.0.2.7"));
         assert!(!log.contains(&token));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A clock before the CA's notBefore (a router that booted without RTC): no issuance, 503,
+    /// the token is not burnt, nothing goes into the inventory; once the clock is right, it works.
+    #[test]
+    fn untrusted_clock_refuses_without_burning_the_token() {
+        let (dir, mut est, clock) = setup("untrusted");
+        let name = "u.sensors.local".to_string();
+        let token = Tokens::open(&token::path_in(&dir))
+            .unwrap()
+            .add("u", std::slice::from_ref(&name), 7 * 86_400, 1, clock.now())
+            .unwrap();
+        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+        let csr = key.csr(std::slice::from_ref(&name), &[]).unwrap();
+        let good = clock.now();
+        clock.set(good - 2 * 86_400);
+        let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
+        assert_eq!(resp.status, 503);
+        assert!(String::from_utf8_lossy(&resp.body).contains("clock untrusted"));
+        assert!(!leaves::path_in(&dir).exists());
+        clock.set(good);
+        let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn issuances_are_counted_by_source() {
+        let (dir, mut est, clock) = setup("counted");
+        let counters = Arc::new(Counters::new());
+        est.set_counters(counters.clone());
+        let name = "c.sensors.local".to_string();
+        let token = Tokens::open(&token::path_in(&dir))
+            .unwrap()
+            .add("c", std::slice::from_ref(&name), 600, 1, clock.now())
+            .unwrap();
+        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+        let csr = key.csr(std::slice::from_ref(&name), &[]).unwrap();
+        assert_eq!(
+            est.handle(&enroll_req("c", &token, &csr), &peer()).status,
+            200
+        );
+        let cfg = Config::standalone(dir.clone());
+        let text = crate::report::metrics::render_metrics(
+            &crate::report::Status::gather(&cfg, clock.now()),
+            &counters,
+        );
+        assert!(
+            text.contains("gatecert_leaf_issuances_total{source=\"local\"} 1\n"),
+            "{text}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

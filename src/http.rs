@@ -213,10 +213,32 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// A handler's answer: now, or later through [`Server::complete`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Send this response.
+    Now(Response),
+    /// Park the connection under this id (chosen by the handler, unique among parked ones);
+    /// the handler promises a [`Server::complete`] call with it, before the connection's
+    /// deadline, which parking extends by [`PARK_GRACE`] past the handler's own wait.
+    Later(u64),
+}
+
+/// How much longer than the request deadline a parked connection may stay open, so a
+/// handler that answers at its own deadline (EST's `upstream_wait`) still gets through.
+pub const PARK_GRACE: Duration = Duration::from_secs(120);
+
 /// Answers requests. Called on the loop's thread, so it must not block for long.
 pub trait Handler {
     /// The response to `req` from `peer`.
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response;
+
+    /// The answer to `req`: [`Handler::handle`]'s response by default. A handler that needs
+    /// a blocking call (the upstream CA) returns [`Answer::Later`] and hands the work to a
+    /// helper thread instead.
+    fn answer(&mut self, req: &Request, peer: &PeerInfo) -> Answer {
+        Answer::Now(self.handle(req, peer))
+    }
 
     /// Told when the server layer itself refused a request (431, 413, 411, 400) before
     /// [`Handler::handle`] saw it, for audit trails. Does nothing by default.
@@ -354,6 +376,8 @@ enum Phase {
     /// closes, so unread bytes never turn the close into a RST that eats the answer
     /// (RFC 9112 §9.6, "lingering close").
     Draining,
+    /// The handler answers later ([`Answer::Later`]) under this id.
+    Parked(u64),
     /// Done: close at the next sweep.
     Done,
 }
@@ -365,8 +389,18 @@ struct Conn {
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     deadline: Instant,
+    /// When it was accepted.
+    opened: Instant,
+    /// When the client last sent us bytes; `None` = never.
+    last_rx: Option<Instant>,
     phase: Phase,
 }
+
+/// At capacity, a connection whose client sent bytes within this time is not evicted for a new
+/// one: a real client mid-handshake is always talking, so a flood of new connections
+/// (slowloris reconnecting) can no longer push it out. Connections that never sent anything, or
+/// went quiet, go first, the longest-quiet first.
+pub const EVICT_GRACE: Duration = Duration::from_millis(250);
 
 /// One listener and its connections.
 pub struct Server {
@@ -412,6 +446,22 @@ impl Server {
     /// Open connections right now.
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// True while the connection parked under `id` is open.
+    pub fn is_parked(&self, id: u64) -> bool {
+        self.conns.iter().any(|c| c.phase == Phase::Parked(id))
+    }
+
+    /// Sends `resp` on the connection parked under `id` ([`Answer::Later`]). False when that
+    /// connection is gone (the client hung up or its deadline passed).
+    pub fn complete(&mut self, id: u64, resp: &Response) -> bool {
+        let Some(conn) = self.conns.iter_mut().find(|c| c.phase == Phase::Parked(id)) else {
+            return false;
+        };
+        conn.queue(resp);
+        conn.write_out();
+        true
     }
 
     /// Waits up to `timeout` for activity on the listener, its connections or `extra` (wakeup
@@ -510,19 +560,27 @@ impl Server {
                 inbuf: Vec::new(),
                 outbuf: Vec::new(),
                 deadline: Instant::now() + self.limits.request_timeout,
+                opened: Instant::now(),
+                last_rx: None,
                 phase: Phase::Reading,
             });
         }
     }
 
-    /// Drops the oldest connection that has not finished sending its request. False if none.
+    /// Drops the longest-quiet connection that has not finished sending its request and has
+    /// not sent anything within [`EVICT_GRACE`]. False if none (the new one is then refused).
     fn evict_one(&mut self) -> bool {
+        let now = Instant::now();
         let victim = self
             .conns
             .iter()
             .enumerate()
             .filter(|(_, c)| matches!(c.phase, Phase::Reading | Phase::Draining))
-            .min_by_key(|(_, c)| c.deadline)
+            .filter(|(_, c)| {
+                c.last_rx
+                    .is_none_or(|t| now.duration_since(t) >= EVICT_GRACE)
+            })
+            .min_by_key(|(_, c)| c.last_rx.unwrap_or(c.opened))
             .map(|(i, _)| i);
         match victim {
             Some(i) => {
@@ -563,6 +621,17 @@ impl Conn {
             self.drain();
             return;
         }
+        if let Phase::Parked(_) = self.phase {
+            // Waiting on the handler: the client has nothing more to say. A hang-up or extra
+            // bytes (no pipelining here) end the connection; the handler's late answer is
+            // then dropped by `complete`.
+            let before = self.inbuf.len();
+            match self.read_in(limits) {
+                Ok(false) if self.inbuf.len() == before => self.write_out(),
+                _ => self.phase = Phase::Done,
+            }
+            return;
+        }
         if self.phase == Phase::Reading {
             let eof = match self.read_in(limits) {
                 Ok(eof) => eof,
@@ -583,10 +652,13 @@ impl Conn {
                     handler.rejected(resp.status, &reason, &self.peer());
                     self.queue(&resp)
                 }
-                Parsed::Complete(req) => {
-                    let resp = handler.handle(&req, &self.peer());
-                    self.queue(&resp);
-                }
+                Parsed::Complete(req) => match handler.answer(&req, &self.peer()) {
+                    Answer::Now(resp) => self.queue(&resp),
+                    Answer::Later(id) => {
+                        self.phase = Phase::Parked(id);
+                        self.deadline += PARK_GRACE;
+                    }
+                },
             }
         }
         self.write_out();
@@ -617,7 +689,10 @@ impl Conn {
                 }
                 match self.sock.read(&mut buf) {
                     Ok(0) => return Ok(true),
-                    Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        self.last_rx = Some(Instant::now());
+                        self.inbuf.extend_from_slice(&buf[..n]);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return Err(()),
@@ -629,7 +704,10 @@ impl Conn {
                 }
                 let eof = match tls.read_tls(&mut self.sock) {
                     Ok(0) => true,
-                    Ok(_) => false,
+                    Ok(_) => {
+                        self.last_rx = Some(Instant::now());
+                        false
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => return Err(()),
@@ -925,12 +1003,110 @@ mod tests {
         let (addr, mut stop) = serve_in_thread(limits());
         // Twice the connection limit, all idle.
         let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        // They never sent a byte, so they are evicted first for a new client.
         std::thread::sleep(Duration::from_millis(100));
         let out = get(addr, "/hello");
         assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
         assert!(out.ends_with("/hello\n"));
         drop(idle);
         stop.write_all(b"x").unwrap();
+    }
+
+    /// A handler that parks `/later` and answers everything else at once.
+    struct Parking {
+        parked: Vec<u64>,
+    }
+
+    impl Handler for Parking {
+        fn handle(&mut self, req: &Request, _: &PeerInfo) -> Response {
+            Response::text(200, &req.path)
+        }
+
+        fn answer(&mut self, req: &Request, peer: &PeerInfo) -> Answer {
+            if req.path == "/later" {
+                self.parked.push(7);
+                return Answer::Later(7);
+            }
+            Answer::Now(self.handle(req, peer))
+        }
+    }
+
+    #[test]
+    fn a_parked_request_does_not_stall_others_and_is_completed_later() {
+        let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), None, limits()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut h = Parking { parked: Vec::new() };
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(slow, "GET /later HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let t = Instant::now();
+        while h.parked.is_empty() {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            server
+                .poll_once(&mut h, &[], Duration::from_millis(50))
+                .unwrap();
+        }
+        assert!(server.is_parked(7));
+        // Another client is served while the first waits.
+        let mut fast = TcpStream::connect(addr).unwrap();
+        fast.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(fast, "GET /now HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let reader = std::thread::spawn(move || {
+            fast.read_to_string(&mut out).unwrap();
+            out
+        });
+        let t = Instant::now();
+        while !reader.is_finished() {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            server
+                .poll_once(&mut h, &[], Duration::from_millis(20))
+                .unwrap();
+        }
+        assert!(reader.join().unwrap().ends_with("/now\n"));
+        assert!(!server.complete(8, &Response::text(200, "nobody")));
+        assert!(server.complete(7, &Response::text(202, "later")));
+        assert!(!server.is_parked(7));
+        let mut out = String::new();
+        let reader = std::thread::spawn(move || {
+            slow.read_to_string(&mut out).unwrap();
+            out
+        });
+        let t = Instant::now();
+        while !reader.is_finished() {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            server
+                .poll_once(&mut h, &[], Duration::from_millis(20))
+                .unwrap();
+        }
+        let out = reader.join().unwrap();
+        assert!(out.starts_with("HTTP/1.1 202 Accepted"), "{out}");
+        assert!(out.ends_with("later\n"));
+    }
+
+    #[test]
+    fn a_parked_client_that_hangs_up_is_dropped() {
+        let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), None, limits()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut h = Parking { parked: Vec::new() };
+        let mut c = TcpStream::connect(addr).unwrap();
+        write!(c, "GET /later HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let t = Instant::now();
+        while h.parked.is_empty() {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            server
+                .poll_once(&mut h, &[], Duration::from_millis(50))
+                .unwrap();
+        }
+        drop(c);
+        let t = Instant::now();
+        while server.is_parked(7) {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            server
+                .poll_once(&mut h, &[], Duration::from_millis(50))
+                .unwrap();
+        }
+        assert!(!server.complete(7, &Response::text(200, "too late")));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 pub mod acme;
 pub mod admin;
 pub mod audit;
+pub mod broker;
 pub mod ca;
 pub mod challenge;
 pub mod cli;

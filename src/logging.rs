@@ -88,7 +88,6 @@ pub fn init(target: LogTarget, level: log::LevelFilter) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use log::Log as _;
 
     #[test]
     fn syslog_line_reaches_the_socket_with_daemon_facility() {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::acme::types::{
-    AuthorizationStatus, Identifier, NewOrder, OrderStatus, RevocationReason,
+    AuthorizationStatus, Identifier, NewOrder, Order, OrderStatus, RevocationReason,
 };
 use crate::acme::{self, cert_id, select_chain, transport, Client, Login};
 use crate::challenge::{self, Pending};
@@ -167,6 +167,35 @@ pub struct State {
     /// Our pick in the current ARI window.
     #[serde(default)]
     pub ari: Option<AriChoice>,
+    /// Serial (hex) of the installed certificate after `gatecert revoke`: it is due at once,
+    /// whatever ARI says (a CA need not move the window of a revoked certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+}
+
+impl State {
+    fn path(state_dir: &Path, name: &str) -> PathBuf {
+        cert_dir(state_dir, name).join("state.json")
+    }
+
+    /// The stored state; an unreadable or malformed file counts as empty.
+    fn load(state_dir: &Path, name: &str) -> Result<State, Error> {
+        Ok(store::read_optional(&State::path(state_dir, name))?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
+    /// Writes the state if it changed.
+    fn save(&self, state_dir: &Path, name: &str) -> Result<(), Error> {
+        store::private_dir(&cert_dir(state_dir, name))?;
+        let text = serde_json::to_string(self).unwrap_or_default();
+        store::write_if_changed(
+            &State::path(state_dir, name),
+            text.as_bytes(),
+            store::PUBLIC,
+        )?;
+        Ok(())
+    }
 }
 
 /// The lifetime rule without jitter: less than 1/3 of the lifetime left (1/2 when the lifetime
@@ -259,6 +288,12 @@ pub fn decide(
 ) -> Result<Decision, Error> {
     let now = env.clock.now();
     let seed = format!("{}/{}/{}", hostname(), cert.name, info.serial_hex());
+    if State::load(env.state_dir, &cert.name)?.revoked.as_deref() == Some(&info.serial_hex()) {
+        return Ok(Decision {
+            at: now,
+            reason: schedule::Reason::Revoked,
+        });
+    }
     if let Some(id) = cert_id(info) {
         match client.renewal_info(&id) {
             Ok(Some((ri, _retry_after))) => {
@@ -267,15 +302,10 @@ pub fn decide(
                     crypto::parse_rfc3339(&w.start),
                     crypto::parse_rfc3339(&w.end),
                 ) {
-                    let path = cert_dir(env.state_dir, &cert.name).join("state.json");
-                    let mut state: State = store::read_optional(&path)?
-                        .and_then(|t| serde_json::from_str(&t).ok())
-                        .unwrap_or_default();
+                    let mut state = State::load(env.state_dir, &cert.name)?;
                     let choice = schedule::ari_choice(state.ari.as_ref(), Window { start, end })?;
                     state.ari = Some(choice);
-                    store::private_dir(&cert_dir(env.state_dir, &cert.name))?;
-                    let text = serde_json::to_string(&state).unwrap_or_default();
-                    store::write_if_changed(&path, text.as_bytes(), store::PUBLIC)?;
+                    state.save(env.state_dir, &cert.name)?;
                     if let Some(url) = &ri.explanation_url {
                         log::info!("{}: ARI explanation: {url}", cert.name);
                     }
@@ -319,6 +349,9 @@ pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, 
         if !force && same_names {
             let decision = decide(&client, env, cert, info)?;
             if !decision.due(env.clock.now()) {
+                // A crash during the last export can leave the install_dir files from two
+                // sets; put the live set there again (only files that differ are written).
+                export(&set, cert)?;
                 log::info!(
                     "{}: not due until {} ({})",
                     cert.name,
@@ -406,12 +439,61 @@ fn issue(
     replaces: Option<String>,
     old_key: Option<PrivateKey>,
 ) -> Result<(PrivateKey, String), Error> {
+    let (order_url, order) = authorize(client, env, login, cert, replaces)?;
+    let key = match old_key {
+        Some(k) if k.kind() == cert.key_type => k,
+        _ => PrivateKey::generate(cert.key_type)?,
+    };
+    let csr = key.csr(&cert.domains, &cert.ips)?;
+    let chain = finish(client, login, cert, &order_url, order, &csr)?;
+    Ok((key, chain))
+}
+
+/// An order for `cert`'s names, finalized with someone else's CSR (DER): the broker's
+/// enrollment on a leaf's behalf, so the leaf's key never leaves it. `cert` carries the
+/// leaf's names and the broker's challenge settings. Returns the chosen chain (PEM, leaf
+/// first).
+pub fn order_with_csr(
+    client: &Client,
+    env: &Env,
+    login: &Login,
+    cert: &Certificate,
+    csr_der: &[u8],
+) -> Result<String, Error> {
+    check_names(cert)?;
+    let (order_url, order) = authorize(client, env, login, cert, None)?;
+    finish(client, login, cert, &order_url, order, csr_der)
+}
+
+/// Creates the order and gets every authorization valid (RFC 8555 §7.4, §7.5). Returns the
+/// order URL and the order, `ready` or `valid`.
+fn authorize(
+    client: &Client,
+    env: &Env,
+    login: &Login,
+    cert: &Certificate,
+    replaces: Option<String>,
+) -> Result<(String, Order), Error> {
     let mut new_order = NewOrder {
         identifiers: identifiers(cert),
         profile: cert.profile.clone().filter(|p| !p.is_empty()),
         replaces,
     };
-    log::info!("{}: new order {}", cert.name, client.directory.new_order);
+    log::info!(
+        "{}: new order {}{}{}",
+        cert.name,
+        client.directory.new_order,
+        new_order
+            .profile
+            .as_deref()
+            .map(|p| format!(" profile {p}"))
+            .unwrap_or_default(),
+        new_order
+            .replaces
+            .as_deref()
+            .map(|r| format!(" replaces {r}"))
+            .unwrap_or_default(),
+    );
     let (order_url, order) = match client.new_order(login, &new_order) {
         // A CA may refuse `replaces` (already replaced, or unknown to it); ARI is advisory, so
         // the order goes ahead without it.
@@ -439,7 +521,7 @@ fn issue(
             AuthorizationStatus::Pending => {}
             other => {
                 return Err(Error::Acme(acme::Error::Failed {
-                    what: format!("authorization for {} is {other:?}", authz.identifier),
+                    what: format!("authorization for {} is {other:?}", authz.ordered()),
                     url: url.clone(),
                     problem: None,
                 }))
@@ -451,7 +533,7 @@ fn issue(
             .find(|c| c.kind == kind.as_str() && c.token.is_some())
         else {
             return Err(Error::NoChallenge {
-                identifier: authz.identifier.clone(),
+                identifier: authz.ordered(),
                 wanted: kind.as_str(),
                 offered: authz.challenges.iter().map(|c| c.kind.clone()).collect(),
             });
@@ -473,35 +555,41 @@ fn issue(
         }
         for (authz_url, _) in &to_answer {
             let authz = client.poll_authorization(login, authz_url)?;
-            log::info!("{}: {} valid", cert.name, authz.identifier);
+            log::info!("{}: {} valid", cert.name, authz.ordered());
         }
     }
 
     let order = client.poll_order(login, &order_url, |s| {
         matches!(s, OrderStatus::Ready | OrderStatus::Valid)
     })?;
-    let key = match old_key {
-        Some(k) if k.kind() == cert.key_type => k,
-        _ => PrivateKey::generate(cert.key_type)?,
-    };
+    Ok((order_url, order))
+}
+
+/// Finalizes a `ready` order with `csr` (DER) and downloads the chain the config prefers.
+fn finish(
+    client: &Client,
+    login: &Login,
+    cert: &Certificate,
+    order_url: &str,
+    order: Order,
+    csr: &[u8],
+) -> Result<String, Error> {
     let order = if order.status == OrderStatus::Ready {
-        let csr = key.csr(&cert.domains, &cert.ips)?;
-        client.finalize(login, &order_url, &order, &csr)?
+        client.finalize(login, order_url, &order, csr)?
     } else {
         order
     };
     let cert_url = order.certificate.clone().ok_or_else(|| {
         Error::Acme(acme::Error::Failed {
             what: "valid order has no certificate URL".into(),
-            url: order_url.clone(),
+            url: order_url.to_owned(),
             problem: None,
         })
     })?;
     let chains = client.download(login, &cert_url)?;
-    let chain = select_chain(&chains, cert.preferred_chain.as_deref())
+    Ok(select_chain(&chains, cert.preferred_chain.as_deref())
         .cloned()
-        .unwrap_or_default();
-    Ok((key, chain))
+        .unwrap_or_default())
 }
 
 /// Installs key + chain as a new generation, exports to `install_dir`, runs the deploy hook;
@@ -569,6 +657,10 @@ fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
     let Some(out) = &cert.install_dir else {
         return Ok(());
     };
+    // Created if missing, as acme-common does for /etc/ssl/acme: otherwise the new set would
+    // be live in state_dir but never exported, and the next run, finding it fresh, would not
+    // try again.
+    store::public_dir(out)?;
     let live = dir.live();
     let files = [
         (store::KEY, "key", store::SECRET),
@@ -579,7 +671,7 @@ fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
     ];
     for (src, ext, mode) in files {
         let data = store::read(&live.join(src))?;
-        store::write_atomic(
+        store::write_if_changed(
             &out.join(format!("{}.{ext}", cert.name)),
             data.as_bytes(),
             mode,
@@ -778,12 +870,7 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
             }
             Ok(Outcome::NotDue(_)) => {}
             Err(source) => {
-                let mut msg = source.to_string();
-                let mut cause = std::error::Error::source(&source);
-                while let Some(c) = cause {
-                    msg.push_str(&format!(": {c}"));
-                    cause = c.source();
-                }
+                let msg = crate::cli::one_line(&source);
                 record_health(state_dir, &cert.name, Err(&msg), clock.now());
                 crate::cli::print_error(&Failed {
                     what: "renewing",
@@ -839,6 +926,10 @@ pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
         let login = existing_account(&client, &cfg.main.state_dir)?;
         client.revoke(&client.account_signer(&login), &info.der, f.reason)?;
         log::info!("{}: revoked serial {}", cert.name, info.serial_hex());
+        // The next `renew` replaces it, due or not.
+        let mut state = State::load(&cfg.main.state_dir, &cert.name)?;
+        state.revoked = Some(info.serial_hex());
+        state.save(&cfg.main.state_dir, &cert.name)?;
         Ok(())
     })();
     match result {

@@ -33,6 +33,8 @@ pub enum Reason {
     AriWindow,
     /// Less than the lifetime fraction is left.
     Lifetime,
+    /// `gatecert revoke` revoked the installed certificate: replace it at once.
+    Revoked,
 }
 
 impl Reason {
@@ -44,6 +46,7 @@ impl Reason {
             Reason::Expired => "expired",
             Reason::AriWindow => "ARI window",
             Reason::Lifetime => "lifetime rule",
+            Reason::Revoked => "revoked",
         }
     }
 }

@@ -94,6 +94,16 @@ pub fn private_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Creates `dir` and its parents (0755) if missing, for files other programs read (an
+/// `install_dir`); an existing directory's mode is left as its owner set it.
+pub fn public_dir(dir: &Path) -> Result<(), Error> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(io_err("create directory", dir))
+}
+
 /// Writes `data` to `path` atomically with `mode`: temp file in the same directory, fsync,
 /// rename over the target, fsync the directory. A crash leaves the old file or the new one.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {

@@ -42,13 +42,15 @@ impl<'a> Case<'a> {
 
     fn gatecert(&self, args: &[&str]) -> Output {
         let conf = self.dir.path().join("gatecert.conf");
-        Command::new(env!("CARGO_BIN_EXE_gatecert"))
+        let out = Command::new(env!("CARGO_BIN_EXE_gatecert"))
             .arg("--config")
             .arg(&conf)
             .args(args)
             .env_remove("GATECERT_FAKE_NOW")
             .output()
-            .unwrap()
+            .unwrap();
+        common::keep_output("acme_pebble", "gatecert", &out);
+        out
     }
 
     fn live(&self) -> PathBuf {

@@ -4,6 +4,8 @@
 //! Until the UCI parser lands, the service runs on the built-in standalone defaults (gateway
 //! `gateway.local`, leaves under `.local`) with `--state-dir` and `--listen` overrides.
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -50,8 +52,8 @@ impl Gatecert {
             .arg(dir.join("state"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(common::log_file("est", "run"))
+            .stderr(common::log_file("est", "run"))
             .spawn()
             .unwrap();
         let g = Gatecert { child, dir, port };
@@ -85,10 +87,12 @@ impl Gatecert {
 
     fn token_at(&self, device: &str, names: &[&str], ttl: u64, at: i64) -> String {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        Tokens::open(&self.state().join("tokens.json"))
+        let token = Tokens::open(&self.state().join("tokens.json"))
             .unwrap()
             .add(device, &names, ttl, 1, at)
-            .unwrap()
+            .unwrap();
+        common::keep_secret(&token);
+        token
     }
 
     /// curl with the local root as trust. Returns (status, headers, body).
@@ -155,6 +159,7 @@ impl Drop for Gatecert {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        common::keep_secrets(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -272,9 +272,11 @@ impl<'a> Client<'a> {
         let resp = self.post(&url, &JwkSigner(&key), Some(&payload), None)?;
         let account: Account = json(&url, &resp)?;
         let location = header(&url, &resp, "Location")?;
-        if account.status != AccountStatus::Valid {
+        // A success status without a status field is taken as valid (see `Account::status`);
+        // a deactivated or revoked account is refused by the server with `unauthorized`.
+        if let Some(status) = account.status.filter(|s| *s != AccountStatus::Valid) {
             return Err(Error::Failed {
-                what: format!("account is {:?}", account.status),
+                what: format!("account is {status:?}"),
                 url: location,
                 problem: None,
             });
@@ -364,7 +366,7 @@ impl<'a> Client<'a> {
                         .iter()
                         .find_map(|c| c.error.clone().map(Box::new));
                     return Err(Error::Failed {
-                        what: format!("authorization for {} is {status:?}", authz.identifier),
+                        what: format!("authorization for {} is {status:?}", authz.ordered()),
                         url: url.to_owned(),
                         problem,
                     });

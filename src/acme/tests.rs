@@ -114,6 +114,50 @@ fn new_account_uses_jwk_and_returns_location() {
         .contains(&("Content-Type".into(), "application/jose+json".into())));
 }
 
+/// acme2certifier 0.46.3's answer for a key that already has an account: 200, the Location,
+/// and an empty object where RFC 8555 §7.3.1 puts the account object.
+#[test]
+fn existing_account_with_empty_body_is_found_by_location() {
+    for only_existing in [false, true] {
+        let h = Harness::new("");
+        h.t.push(
+            Method::Head,
+            "https://ca.test/nonce",
+            response(200, &[("Replay-Nonce", "n1")], ""),
+        );
+        h.t.push(
+            Method::Post,
+            "https://ca.test/acct",
+            response(200, &[("Location", "https://ca.test/acct/Sszt12")], "{}"),
+        );
+        let key = PrivateKey::generate(KeyType::Ec256).unwrap();
+        let login = h.run(|c| c.account(key, &[], None, only_existing)).unwrap();
+        assert_eq!(login.url, "https://ca.test/acct/Sszt12");
+    }
+    // A status other than valid is still refused.
+    let h = Harness::new("");
+    h.t.push(
+        Method::Head,
+        "https://ca.test/nonce",
+        response(200, &[("Replay-Nonce", "n1")], ""),
+    );
+    h.t.push(
+        Method::Post,
+        "https://ca.test/acct",
+        response(
+            200,
+            &[("Location", "https://ca.test/acct/9")],
+            r#"{"status":"deactivated"}"#,
+        ),
+    );
+    let key = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let err = h.run(|c| c.account(key, &[], None, true)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "account is Deactivated https://ca.test/acct/9"
+    );
+}
+
 #[test]
 fn new_account_with_eab_carries_a_verifiable_hs256_binding() {
     let h = Harness::new(r#","meta":{"externalAccountRequired":true}"#);

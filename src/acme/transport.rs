@@ -95,12 +95,47 @@ pub enum Error {
     },
 }
 
+/// How an exchange failed, as upstream health sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Nothing answered in time: connect or read timed out.
+    Timeout,
+    /// Nobody is there: connection refused or reset, host unknown.
+    Refused,
+    /// Anything else (TLS, a bad response, local trouble).
+    Other,
+}
+
+impl Error {
+    /// The kind of failure, for deciding that an upstream is down.
+    pub fn failure(&self) -> Failure {
+        let Error::Http { source, .. } = self else {
+            return Failure::Other;
+        };
+        match source {
+            ureq::Error::Timeout(_) | ureq::Error::BodyStalled => Failure::Timeout,
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => Failure::Refused,
+            ureq::Error::Io(e) => match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Failure::Timeout,
+                std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::NotConnected
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::BrokenPipe => Failure::Refused,
+                _ => Failure::Other,
+            },
+            _ => Failure::Other,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Http { method, url, .. } => write!(f, "{method} {url} failed"),
             Error::Roots { path, msg } => {
-                write!(f, "trust bundle {}: {msg}", path.display())
+                write!(f, "ca_bundle (trust bundle) {}: {msg}", path.display())
             }
             Error::Unscripted { method, url } => {
                 write!(f, "test transport: no response scripted for {method} {url}")

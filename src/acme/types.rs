@@ -72,8 +72,11 @@ pub enum AccountStatus {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
-    /// The account's status.
-    pub status: AccountStatus,
+    /// The account's status. Optional here: for a key that already has an account, RFC 8555
+    /// §7.3.1 answers 200 with the account object, but acme2certifier 0.46.3 sends `{}` (the
+    /// Location header is what identifies the account).
+    #[serde(default)]
+    pub status: Option<AccountStatus>,
     /// Contact URLs (`mailto:`).
     #[serde(default)]
     pub contact: Vec<String>,
@@ -220,6 +223,18 @@ pub struct Authorization {
     /// True for a wildcard order's authorization.
     #[serde(default)]
     pub wildcard: bool,
+}
+
+impl Authorization {
+    /// The identifier as it was ordered, for messages: `*.` put back for a wildcard
+    /// authorization (RFC 8555 §7.1.4 strips it from `identifier`), so that the two
+    /// authorizations of `example.org` + `*.example.org` can be told apart.
+    pub fn ordered(&self) -> Identifier {
+        match &self.identifier {
+            Identifier::Dns(v) if self.wildcard => Identifier::Dns(format!("*.{v}")),
+            other => other.clone(),
+        }
+    }
 }
 
 /// Challenge status, RFC 8555 §7.1.6.
@@ -389,6 +404,29 @@ mod tests {
        "externalAccountRequired": false
      }
    }"#;
+
+    /// An invalid wildcard authorization as acme2certifier 0.46.3 sends it: the identifier
+    /// without `*.` and no `error` on the challenge.
+    #[test]
+    fn wildcard_authorization_is_named_as_ordered() {
+        let json = r#"{"expires": "2026-11-29T12:53:58Z", "status": "invalid",
+            "identifier": {"type": "dns", "value": "dns.test"}, "wildcard": true,
+            "challenges": [{"type": "dns-01", "url": "https://127.0.0.1:9543/acme/chall/Qej8",
+                            "token": "t", "status": "invalid"}]}"#;
+        let a: Authorization = serde_json::from_str(json).unwrap();
+        assert_eq!(a.identifier, Identifier::Dns("dns.test".into()));
+        assert_eq!(a.ordered().to_string(), "dns:*.dns.test");
+        let plain = Authorization {
+            wildcard: false,
+            ..a.clone()
+        };
+        assert_eq!(plain.ordered().to_string(), "dns:dns.test");
+        let ip = Authorization {
+            identifier: Identifier::Ip("127.0.0.1".into()),
+            ..a
+        };
+        assert_eq!(ip.ordered().to_string(), "ip:127.0.0.1");
+    }
 
     #[test]
     fn parses_rfc8555_directory_example() {

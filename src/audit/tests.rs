@@ -98,6 +98,27 @@ fn a_deleted_line_is_caught() {
 }
 
 #[test]
+fn a_crash_between_line_and_head_loses_nothing() {
+    // SIGKILL after the line's fsync but before audit.log.head is replaced: the log is one
+    // complete line ahead of the head (found by tests/crash.rs). That is not a removal.
+    let path = tmp("headlag");
+    write_events(&path, 3, DEFAULT_MAX_BYTES);
+    let head = std::fs::read(head_path(&path)).unwrap();
+    write_events(&path, 1, DEFAULT_MAX_BYTES);
+    std::fs::write(head_path(&path), &head).unwrap();
+    let r = Audit::verify(&path).unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.lines, 4);
+    // The next append brings the head up to date.
+    write_events(&path, 1, DEFAULT_MAX_BYTES);
+    assert!(Audit::verify(&path).unwrap().ok());
+    // Two lines ahead is not a crash window: flagged.
+    write_events(&path, 2, DEFAULT_MAX_BYTES);
+    std::fs::write(head_path(&path), &head).unwrap();
+    assert!(!Audit::verify(&path).unwrap().ok());
+}
+
+#[test]
 fn truncation_is_caught() {
     // Whole lines cut off the end: the head file remembers.
     let path = tmp("trunc");

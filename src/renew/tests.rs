@@ -119,8 +119,8 @@ fn install_then_failing_hook_restores_the_previous_set() {
 #[test]
 fn install_dir_gets_the_openwrt_layout() {
     let state = tempdir("export");
-    let out = state.join("acme");
-    std::fs::create_dir_all(&out).unwrap();
+    // Not there yet: created on the first export.
+    let out = state.join("etc/ssl/acme");
     let mut cfg = cert_config("gw.example");
     cfg.install_dir = Some(out.clone());
     let k = PrivateKey::generate(KeyType::Ec256).unwrap();
@@ -243,6 +243,53 @@ fn without_ari_the_lifetime_rule_decides() {
 }
 
 #[test]
+fn a_revoked_certificate_is_due_at_once_whatever_ari_says() {
+    let state = tempdir("revoked");
+    let cfg = cert_config("gw.example");
+    let now = 1_800_000_000;
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, _) = issued(&k, "gw.example", now - DAY, now + 80 * DAY);
+    let info = CertInfo::from_pem(&leaf).unwrap();
+    let t = TestTransport::new();
+    let dir = r#"{"newNonce":"n","newAccount":"a","newOrder":"o","revokeCert":"r",
+        "keyChange":"k","renewalInfo":"https://ca.test/ari"}"#;
+    t.push(Method::Get, DIR, response(200, &[], dir));
+    // The CA's window is weeks away (acme2certifier does not move it for revoked certs).
+    let window = format!(
+        r#"{{"suggestedWindow":{{"start":"{}","end":"{}"}}}}"#,
+        crypto::rfc3339(now + 50 * DAY),
+        crypto::rfc3339(now + 52 * DAY)
+    );
+    let ari_url = format!("https://ca.test/ari/{}", cert_id(&info).unwrap());
+    t.push(Method::Get, &ari_url, response(200, &[], &window));
+    let clock = FixedClock::new(now);
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+    };
+    let client = Client::new(&t, &clock, &|_| {}, DIR).unwrap();
+    // Another serial was revoked: this one follows ARI.
+    let other = State {
+        revoked: Some("01".into()),
+        ..State::default()
+    };
+    other.save(&state, "gw").unwrap();
+    let d = decide(&client, &env, &cfg, &info).unwrap();
+    assert_eq!(d.reason, schedule::Reason::AriWindow);
+    assert!(!d.due(now));
+    // This serial was revoked (as `gatecert revoke` records it): due now, ARI not asked.
+    let mut st = State::load(&state, "gw").unwrap();
+    st.revoked = Some(info.serial_hex());
+    st.save(&state, "gw").unwrap();
+    let d = decide(&client, &env, &cfg, &info).unwrap();
+    assert_eq!(d.reason, schedule::Reason::Revoked);
+    assert!(d.due(now));
+    std::fs::remove_dir_all(state).unwrap();
+}
+
+#[test]
 fn wildcards_need_dns01_and_ips_cannot_use_it() {
     let mut c = cert_config("*.gw.example");
     assert!(check_names(&c)
@@ -275,4 +322,58 @@ fn flags_parse_reasons_and_reject_unknown_options() {
     assert_eq!(f.cert.as_deref(), Some("gw"));
     assert!(flags(&["--bogus".into()], &["--cert"]).is_err());
     assert!(flags(&["--reason".into(), "nope".into()], &["--reason"]).is_err());
+}
+
+#[test]
+fn a_run_with_nothing_due_repairs_a_torn_export() {
+    // SIGKILL between writing <name>.key and <name>.crt leaves install_dir with files from two
+    // sets; the next run puts the live set back even when nothing is due.
+    let state = tempdir("reexport");
+    let out = state.join("acme");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut cfg = cert_config("gw.example");
+    cfg.install_dir = Some(out.clone());
+    let now = 1_800_000_000;
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, ca) = issued(&k, "gw.example", now, now + 6 * DAY);
+    install(&state, &cfg, &k, &format!("{leaf}{ca}")).unwrap();
+    let live_key = std::fs::read_to_string(out.join("gw.key")).unwrap();
+    let other = PrivateKey::generate(KeyType::Ec256).unwrap();
+    std::fs::write(out.join("gw.key"), other.to_pem()).unwrap();
+    let crt_mtime = std::fs::metadata(out.join("gw.crt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let t = TestTransport::new();
+    t.push(
+        Method::Get,
+        DIR,
+        response(
+            200,
+            &[],
+            r#"{"newNonce":"n","newAccount":"a","newOrder":"o","revokeCert":"r","keyChange":"k"}"#,
+        ),
+    );
+    let clock = FixedClock::new(now);
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+    };
+    let outcome = renew_one(&env, &cfg, false).unwrap();
+    assert!(matches!(outcome, Outcome::NotDue(_)), "{outcome:?}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("gw.key")).unwrap(),
+        live_key
+    );
+    assert_eq!(
+        std::fs::metadata(out.join("gw.crt"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        crt_mtime,
+        "unchanged files are not rewritten"
+    );
+    std::fs::remove_dir_all(state).unwrap();
 }

@@ -12,11 +12,9 @@ use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
-
+use crate::acme::transport::{Method, Transport as _, UreqTransport};
 use crate::ca::LocalCa;
 use crate::clock;
 use crate::config::{self, ChallengeKind, Config, HttpMode};
@@ -28,8 +26,6 @@ use super::status;
 pub const MIN_FREE: u64 = 1024 * 1024;
 /// How long the ACME directory may take to answer.
 pub const DIRECTORY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The system trust bundle, when a certificate names no `ca_bundle`.
-pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// How one check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,33 +220,23 @@ fn check_directory(cert: &config::Certificate) -> CheckLine {
             "standalone (issued by the local CA)",
         );
     };
-    let agent = match agent(cert.ca_bundle.as_deref()) {
-        Ok(a) => a,
-        Err(e) => return line(name, Outcome::Fail, e),
+    // The same transport the ACME client uses: same trust, same limits.
+    let transport = match UreqTransport::new(cert.ca_bundle.as_deref(), DIRECTORY_TIMEOUT) {
+        Ok(t) => t,
+        Err(e) => return line(name, Outcome::Fail, e.to_string()),
     };
-    let mut resp = match agent.get(url).call() {
+    let resp = match transport.request(Method::Get, url, &[], None) {
         Ok(r) => r,
-        Err(e) => return line(name, Outcome::Fail, format!("GET {url}: {e}")),
+        Err(e) => return line(name, Outcome::Fail, crate::cli::one_line(&e)),
     };
-    let status = resp.status().as_u16();
-    if status != 200 {
-        return line(name, Outcome::Fail, format!("GET {url}: HTTP {status}"));
+    if resp.status != 200 {
+        return line(
+            name,
+            Outcome::Fail,
+            format!("GET {url}: HTTP {}", resp.status),
+        );
     }
-    let body = match resp
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_string()
-    {
-        Ok(b) => b,
-        Err(e) => {
-            return line(
-                name,
-                Outcome::Fail,
-                format!("GET {url}: reading the body: {e}"),
-            )
-        }
-    };
+    let body = String::from_utf8_lossy(&resp.body);
     let dir: serde_json::Value = match serde_json::from_str(&body) {
         Ok(v) => v,
         Err(e) => return line(name, Outcome::Fail, format!("{url}: not JSON: {e}")),
@@ -268,37 +254,6 @@ fn check_directory(cert: &config::Certificate) -> CheckLine {
             format!("{url}: not an ACME directory (no {})", missing.join(", ")),
         )
     }
-}
-
-/// A ureq agent trusting `ca_bundle` (or the system bundle), with a 10 s timeout, no redirects.
-fn agent(ca_bundle: Option<&Path>) -> Result<ureq::Agent, String> {
-    let path = ca_bundle.unwrap_or(Path::new(SYSTEM_BUNDLE));
-    let pem = std::fs::read(path).map_err(|e| format!("ca_bundle {}: {e}", path.display()))?;
-    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
-    if certs.is_empty() {
-        return Err(format!(
-            "ca_bundle {}: no CERTIFICATE in it",
-            path.display()
-        ));
-    }
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .root_certs(RootCerts::new_with_certs(&certs))
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .build();
-    let config = ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .timeout_global(Some(DIRECTORY_TIMEOUT))
-        .max_redirects(0)
-        .user_agent(concat!("gatecert/", env!("CARGO_PKG_VERSION")))
-        .build();
-    Ok(ureq::Agent::new_with_config(config))
 }
 
 /// The addresses gatecert will listen on, with what for.

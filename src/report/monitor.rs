@@ -110,6 +110,16 @@ impl<H: http::Handler> http::Handler for Counted<'_, H> {
         resp
     }
 
+    /// A parked answer ([`http::Answer::Later`]) is counted when the service completes it.
+    fn answer(&mut self, req: &Request, peer: &PeerInfo) -> http::Answer {
+        let answer = self.inner.answer(req, peer);
+        if let http::Answer::Now(resp) = &answer {
+            let endpoint = req.path.rsplit('/').next().unwrap_or_default();
+            self.counters.est_request(endpoint, resp.status);
+        }
+        answer
+    }
+
     fn rejected(&mut self, status: u16, reason: &str, peer: &PeerInfo) {
         self.counters.est_request("other", status);
         self.inner.rejected(status, reason, peer);

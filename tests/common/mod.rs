@@ -42,6 +42,7 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        keep_secrets(&self.0);
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -72,6 +73,32 @@ pub fn wait_for_port_free(addr: &str) {
     }
 }
 
+/// The loopback ports one pebble + challtestsrv pair uses. Test binaries that may run at the
+/// same time use different ones.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub acme: u16,
+    pub management: u16,
+    pub dns: u16,
+    pub challtestsrv: u16,
+    /// Where pebble's VA connects for http-01.
+    pub http01: u16,
+    /// Where pebble's VA connects for tls-alpn-01.
+    pub tls_alpn: u16,
+}
+
+impl Ports {
+    /// What tests/acme_pebble.rs uses: the real challenge ports.
+    pub const DEFAULT: Ports = Ports {
+        acme: 14000,
+        management: 15000,
+        dns: 8053,
+        challtestsrv: 8055,
+        http01: 80,
+        tls_alpn: 443,
+    };
+}
+
 /// pebble + challtestsrv with their own TLS certificate and config in a temp dir.
 pub struct Pebble {
     pebble: Option<Proc>,
@@ -79,11 +106,27 @@ pub struct Pebble {
     pub dir: TempDir,
     /// pebble's HTTPS trust anchor (for `ca_bundle`).
     pub https_ca: PathBuf,
+    pub ports: Ports,
 }
 
 impl Pebble {
     pub fn start() -> Pebble {
-        let dir = TempDir::new("pebble");
+        Pebble::start_with(Ports::DEFAULT, "pebble")
+    }
+
+    /// The directory URL.
+    pub fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.ports.acme)
+    }
+
+    /// Stops pebble (challtestsrv stays).
+    pub fn stop(&mut self) {
+        self.pebble = None;
+    }
+
+    pub fn start_with(ports: Ports, tag: &str) -> Pebble {
+        keep_secret(EAB_KEY);
+        let dir = TempDir::new(tag);
         let d = dir.path();
         let ssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(d));
         ssl(&[
@@ -135,7 +178,8 @@ impl Pebble {
             "-extfile",
             "ext",
         ]);
-        wait_for_port_free("127.0.0.1:8055");
+        let mgmt = format!("127.0.0.1:{}", ports.challtestsrv);
+        wait_for_port_free(&mgmt);
         let challtestsrv = Proc(
             Command::new("pebble-challtestsrv")
                 .args([
@@ -144,7 +188,7 @@ impl Pebble {
                     "-defaultIPv6",
                     "",
                     "-dns01",
-                    "127.0.0.1:8053",
+                    &format!("127.0.0.1:{}", ports.dns),
                     "-http01",
                     "",
                     "-https01",
@@ -152,20 +196,21 @@ impl Pebble {
                     "-tlsalpn01",
                     "",
                     "-management",
-                    "127.0.0.1:8055",
+                    &mgmt,
                 ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("pebble-challtestsrv"),
         );
-        wait_for_port("127.0.0.1:8055");
+        wait_for_port(&mgmt);
         let https_ca = d.join("ca.pem");
         let mut p = Pebble {
             pebble: None,
             _challtestsrv: challtestsrv,
             dir,
             https_ca,
+            ports,
         };
         p.restart(false);
         p
@@ -173,16 +218,25 @@ impl Pebble {
 
     /// (Re)starts pebble, with External Account Binding required or not.
     pub fn restart(&mut self, eab: bool) {
+        self.restart_with(eab, &[("PEBBLE_VA_NOSLEEP", "1")]);
+    }
+
+    /// (Re)starts pebble with extra environment, e.g. `PEBBLE_WFE_NONCEREJECT` or
+    /// `PEBBLE_VA_SLEEPTIME` (without `PEBBLE_VA_NOSLEEP`).
+    pub fn restart_with(&mut self, eab: bool, env: &[(&str, &str)]) {
         self.pebble = None;
-        wait_for_port_free("127.0.0.1:14000");
+        let ports = self.ports;
+        let acme = format!("127.0.0.1:{}", ports.acme);
+        let management = format!("127.0.0.1:{}", ports.management);
+        wait_for_port_free(&acme);
         let d = self.dir.path();
         let config = serde_json::json!({"pebble": {
-            "listenAddress": "127.0.0.1:14000",
-            "managementListenAddress": "127.0.0.1:15000",
+            "listenAddress": acme,
+            "managementListenAddress": management,
             "certificate": d.join("cert.pem"),
             "privateKey": d.join("key.pem"),
-            "httpPort": 80,
-            "tlsPort": 443,
+            "httpPort": ports.http01,
+            "tlsPort": ports.tls_alpn,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": eab,
             "externalAccountMACKeys": { EAB_KID: EAB_KEY },
@@ -195,17 +249,18 @@ impl Pebble {
                 "-config",
                 path.to_str().unwrap(),
                 "-dnsserver",
-                "127.0.0.1:8053",
+                &format!("127.0.0.1:{}", ports.dns),
             ])
-            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env_remove("PEBBLE_VA_NOSLEEP")
             .env("PEBBLE_VA_ALWAYS_VALID", "0")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("pebble");
         self.pebble = Some(Proc(child));
-        wait_for_port("127.0.0.1:14000");
-        wait_for_port("127.0.0.1:15000");
+        wait_for_port(&acme);
+        wait_for_port(&management);
     }
 
     /// The root that signs pebble's issued chains (it changes on every pebble start).
@@ -215,10 +270,24 @@ impl Pebble {
             "-sS",
             "--cacert",
             self.https_ca.to_str().unwrap(),
-            "https://127.0.0.1:15000/roots/0",
+            &format!("https://127.0.0.1:{}/roots/0", self.ports.management),
         ]));
         std::fs::write(&path, out.stdout).unwrap();
         path
+    }
+
+    /// The intermediate that signs pebble's leaves (PEM).
+    pub fn intermediate(&self) -> String {
+        let out = run(Command::new("curl").args([
+            "-sS",
+            "--cacert",
+            self.https_ca.to_str().unwrap(),
+            &format!(
+                "https://127.0.0.1:{}/intermediates/0",
+                self.ports.management
+            ),
+        ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// pebble's view of a serial (hex): the management API's cert-status JSON.
@@ -227,8 +296,85 @@ impl Pebble {
             "-sS",
             "--cacert",
             self.https_ca.to_str().unwrap(),
-            &format!("https://127.0.0.1:15000/cert-status-by-serial/{serial_hex}"),
+            &format!(
+                "https://127.0.0.1:{}/cert-status-by-serial/{serial_hex}",
+                self.ports.management
+            ),
         ]));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// `target/test-logs/<suite>`: where integration tests keep every gatecert invocation's stdout
+/// and stderr, so tests/secrets.sh can scan them for leaked keys and tokens.
+pub fn log_dir(suite: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-logs")
+        .join(suite);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Appends a finished invocation's stdout and stderr to `target/test-logs/<suite>/<tag>.log`.
+pub fn keep_output(suite: &str, tag: &str, out: &Output) {
+    use std::io::Write as _;
+    let path = log_dir(suite).join(format!("{tag}.log"));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(&out.stdout).unwrap();
+    f.write_all(&out.stderr).unwrap();
+}
+
+/// A file in `target/test-logs/<suite>` opened for appending, for a child's stdout/stderr.
+pub fn log_file(suite: &str, tag: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir(suite).join(format!("{tag}.log")))
+        .unwrap()
+}
+
+/// Records a secret a test used (a token, an EAB key) in `target/test-logs/secrets/`, so
+/// tests/secrets.sh can check that no log holds it.
+pub fn keep_secret(secret: &str) {
+    use std::io::Write as _;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-logs/secrets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{}.list", std::process::id())))
+        .unwrap();
+    writeln!(f, "{secret}").unwrap();
+}
+
+/// Records the body lines of every private key PEM under `dir` (see [`keep_secret`]).
+pub fn keep_secrets(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            keep_secrets(&path);
+        } else if ft.is_file() {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let mut inside = false;
+            for line in text.lines() {
+                if line.starts_with("-----BEGIN") {
+                    inside = line.contains("PRIVATE KEY");
+                } else if line.starts_with("-----END") {
+                    inside = false;
+                } else if inside && line.len() >= 40 {
+                    keep_secret(line);
+                }
+            }
+        }
     }
 }

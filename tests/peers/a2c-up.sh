@@ -12,9 +12,12 @@
 #                  Default 127.0.0.1 = fake DNS started here (every name -> 127.0.0.1; TXT via
 #                  http://127.0.0.1:8055/set-txt). a2c uses dnspython: /etc/hosts is NOT consulted.
 #   A2C_REQUIRE_EAB true => EAB required; prints EAB_KID / EAB_HMAC
+#   FAKEDNS_DIR    fake DNS pid/log dir                (default /tmp/gatecert-peers/fakedns, shared)
+#   FAKEDNS_LISTEN its DNS listeners                   (default 127.0.0.1:8053,127.0.0.1:53; a2c needs :53)
+#   FAKEDNS_MGMT   its management API                  (default 127.0.0.1:8055)
 #   A2C_PROFILES   JSON object of ACME profiles to advertise/enforce, e.g. '{"classic":"x","shortlived":"y"}'
 #                  (draft-ietf-acme-profiles; with the openssl handler they do not change the cert)
-# Prints:  DIRECTORY_URL=...  ROOT_PEM=...  PID_FILE=...
+# Prints:  DIRECTORY_URL=...  ROOT_PEM=...  PID_FILE=...  REQUESTS=... (dir: neworders.log, revokecert.log)
 set -euo pipefail
 BASE=${A2C_BASE:-/tmp/gatecert-peers/a2c}
 HOST=${A2C_HOST:-127.0.0.1}
@@ -29,7 +32,7 @@ PKI=$BASE/pki
 PIDFILE=$BASE/a2c.pid
 LOG=$BASE/a2c.log
 PY=${A2C_PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3 )}
-mkdir -p "$BASE/certs" "$PKI"
+mkdir -p "$BASE/certs" "$BASE/requests" "$PKI"
 
 # ---- 1. install (PyPI) ---------------------------------------------------------
 if ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then
@@ -115,7 +118,7 @@ CFG
 
 # ---- 4. launcher: threaded wsgiref on $HOST:$PORT (the packaged __main__ binds 0.0.0.0:80)
 cat > "$BASE/serve.py" <<'PYEOF'
-import os, ssl, sys
+import base64, io, json, os, ssl, sys
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIServer, make_server
 from acme2certifier.share import acme2certifier_wsgi as a2c   # reads ACME_SRV_CONFIGFILE
@@ -128,6 +131,21 @@ class Server(ThreadingMixIn, WSGIServer):
 def app(environ, start_response):
     if tls:
         environ["wsgi.url_scheme"] = "https"
+    # Record the payloads of newOrder (identifiers, profile, replaces) and revokeCert
+    # (certificate, reason) - no secrets - in $A2C_REQUESTS/<endpoint>.log, one JSON object a
+    # line: a2c stores neither `replaces` nor the revocation reason, and tests check what
+    # reached the server.
+    endpoint = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
+    if environ.get("REQUEST_METHOD") == "POST" and endpoint in ("neworders", "revokecert"):
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            b64 = json.loads(body)["payload"]
+            payload = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).decode()
+            with open(os.path.join(os.environ["A2C_REQUESTS"], endpoint + ".log"), "a") as f:
+                f.write(json.dumps(json.loads(payload)) + "\n")
+        except Exception as e:  # a malformed request is a2c's to answer
+            print(f"{endpoint} capture: {e}", flush=True)
     return a2c.application(environ, start_response)
 
 srv = make_server(host, port, app, server_class=Server, handler_class=a2c.get_handler_cls())
@@ -150,22 +168,30 @@ fakedns_up() {
   if [ -s "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then return 0; fi
   command -v pebble-challtestsrv >/dev/null || DEBIAN_FRONTEND=noninteractive \
     apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends pebble >&2
-  nohup pebble-challtestsrv -dns01 127.0.0.1:8053,127.0.0.1:53 -http01 "" -https01 "" -tlsalpn01 "" \
-    -management 127.0.0.1:8055 -defaultIPv4 127.0.0.1 -defaultIPv6 "" > "$dir/log" 2>&1 < /dev/null &
+  nohup pebble-challtestsrv -dns01 "${FAKEDNS_LISTEN:-127.0.0.1:8053,127.0.0.1:53}" -http01 "" -https01 "" \
+    -tlsalpn01 "" -management "${FAKEDNS_MGMT:-127.0.0.1:8055}" -defaultIPv4 127.0.0.1 -defaultIPv6 "" > "$dir/log" 2>&1 < /dev/null &
   echo $! > "$dir/pid"
   for _ in $(seq 1 50); do
-    grep -q "Starting management server" "$dir/log" 2>/dev/null && return 0
-    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { cat "$dir/log" >&2; return 1; }
+    if grep -q "Starting management server" "$dir/log" 2>/dev/null; then
+      sleep 0.3  # binding errors come after that line
+      if kill -0 "$(cat "$dir/pid")" 2>/dev/null && ! grep -q "bind:" "$dir/log"; then return 0; fi
+      kill "$(cat "$dir/pid")" 2>/dev/null; rm -f "$dir/pid"; cat "$dir/log" >&2; return 1
+    fi
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { rm -f "$dir/pid"; cat "$dir/log" >&2; return 1; }
     sleep 0.1
   done
+  return 1
 }
-[ "$DNS" = 127.0.0.1 ] && fakedns_up
+if [ "$DNS" = 127.0.0.1 ]; then
+  # A listener already taken (say by a pebble test's own challtestsrv) makes it exit at once.
+  fakedns_up || { echo "[a2c-up] fake DNS did not start: ${FAKEDNS_LISTEN:-127.0.0.1:8053,127.0.0.1:53} or ${FAKEDNS_MGMT:-127.0.0.1:8055} in use?" >&2; exit 1; }
+fi
 
 # ---- 5. start ------------------------------------------------------------------------
 if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
   echo "[a2c-up] already running, pid $(cat "$PIDFILE")" >&2
 else
-  ACME_SRV_CONFIGFILE="$BASE/acme_srv.cfg" A2C_TLS_CERT="$PKI/server-chain.crt" A2C_TLS_KEY="$PKI/server.key" \
+  ACME_SRV_CONFIGFILE="$BASE/acme_srv.cfg" A2C_REQUESTS="$BASE/requests" A2C_TLS_CERT="$PKI/server-chain.crt" A2C_TLS_KEY="$PKI/server.key" \
     nohup "$BASE/venv/bin/python" "$BASE/serve.py" "$HOST" "$PORT" "$TLS" > "$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
 fi
@@ -180,6 +206,7 @@ curl -fsS --cacert "$PKI/root_ca.crt" "$DIR_URL" >/dev/null || { cat "$LOG" >&2;
 echo "DIRECTORY_URL=$DIR_URL"
 echo "ROOT_PEM=$PKI/root_ca.crt"
 echo "PID_FILE=$PIDFILE"
+echo "REQUESTS=$BASE/requests"
 if [ "$REQUIRE_EAB" = true ]; then
   "$BASE/venv/bin/python" -c 'import json,sys; [print(f"EAB_KID={k}\nEAB_HMAC={v}") for k,v in json.load(open(sys.argv[1])).items()][:1]' "$BASE/eab.json"
 fi

@@ -1,0 +1,45 @@
+#!/bin/sh
+# gatecert-cron.sh - write gatecert's cron line with a per-device random minute.
+#
+#   gatecert-cron.sh [--crontab] [OUTPUT]
+#
+# The minute (0-59) and the first hour (0-11, second run 12 h later) come from a hash of
+# /etc/machine-id (or the host name when there is none), so they stay the same on one device
+# and spread a fleet over the day, not all at :00. Default: print the /etc/cron.d line.
+# --crontab writes the line without the user field (OpenWrt's /etc/crontabs/root).
+# OUTPUT: a file to write (cron.d style) or to append to once (crontab style).
+# Env: GATECERT_MACHINE_ID overrides the seed (tests); TEMPLATE the cron.d template.
+set -eu
+
+TEMPLATE=${TEMPLATE:-$(dirname "$0")/gatecert.cron}
+mode=crond
+[ "${1:-}" = --crontab ] && { mode="crontab"; shift; }
+out=${1:-}
+
+seed=${GATECERT_MACHINE_ID:-}
+[ -n "$seed" ] || seed=$(cat /etc/machine-id 2>/dev/null || true)
+[ -n "$seed" ] || seed=$(cat /proc/sys/kernel/hostname 2>/dev/null || hostname)
+if command -v md5sum >/dev/null 2>&1; then
+	h=$(printf '%s' "$seed" | md5sum | cut -c1-6)
+	n=$((0x$h))
+else
+	n=$(printf '%s' "$seed" | cksum | cut -d' ' -f1)
+fi
+minute=$((n % 60))
+hour=$((n / 60 % 12))
+hours="$hour,$((hour + 12))"
+
+line=$(grep -v '^#' "$TEMPLATE" | sed -e "s/@MINUTE@/$minute/" -e "s/@HOURS@/$hours/")
+if [ "$mode" = crontab ]; then
+	# crontab(5) lines have no user field
+	line=$(printf '%s\n' "$line" | sed 's/^\([^ ]* [^ ]* [^ ]* [^ ]* [^ ]*\) root /\1 /')
+fi
+
+if [ -z "$out" ]; then
+	printf '%s\n' "$line"
+elif [ "$mode" = crontab ]; then
+	touch "$out"
+	grep -q '/usr/bin/gatecert .* renew' "$out" || printf '%s\n' "$line" >> "$out"
+else
+	{ grep '^#' "$TEMPLATE"; printf '%s\n' "$line"; } > "$out.tmp" && chmod 0644 "$out.tmp" && mv "$out.tmp" "$out"
+fi

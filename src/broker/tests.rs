@@ -1,0 +1,140 @@
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::ca::LocalCa;
+use crate::clock::SystemClock;
+use crate::config::{Certificate, Config};
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gatecert-broker-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A config with one ACME certificate at `directory` and the broker on.
+fn config(state: &Path, directory: &str, timeout: u64, wait: u64) -> Config {
+    let mut cfg = Config::standalone(state.to_path_buf());
+    let mut gw = Certificate::standalone("gw", vec!["gw.sensors.test".into()]);
+    gw.directory = Some(directory.into());
+    gw.timeout = timeout;
+    cfg.certificates = vec![gw];
+    cfg.broker = Some(config::Broker {
+        certificate: "gw".into(),
+        challenge: config::ChallengeKind::Http01,
+        dns_hook: None,
+        upstream_wait: wait,
+        interim_lifetime: 3600,
+    });
+    cfg
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(15), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn key(device: &str) -> LeafKey {
+    LeafKey::new(device, device.as_bytes())
+}
+
+#[test]
+fn refused_upstream_is_down_and_leaves_get_interim_at_once() {
+    let state = temp("refused");
+    let cfg = config(&state, "https://127.0.0.1:1/dir", 5, 5);
+    let mut b = Broker::start(&cfg, Arc::new(SystemClock)).unwrap().unwrap();
+    wait_for("down", || b.state() == State::Down);
+    let saved = std::fs::read_to_string(health::path_in(&state)).unwrap();
+    assert!(saved.contains("\"state\": \"down\""), "{saved}");
+    assert!(
+        saved.contains("127.0.0.1:1"),
+        "last_error names the URL: {saved}"
+    );
+    let t = Instant::now();
+    assert_eq!(
+        b.decide(&key("a"), &["a.sensors.test".into()], &[], b"csr"),
+        Decision::Interim("the upstream CA is down")
+    );
+    assert!(t.elapsed() < Duration::from_millis(50));
+    assert_eq!(b.next_deadline(), None);
+    drop(b);
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+#[test]
+fn a_kept_chain_is_handed_out_once_and_upstream_leaves_are_remembered() {
+    let state = temp("cache");
+    let cfg = config(&state, "https://127.0.0.1:1/dir", 5, 5);
+    let now = SystemClock.now();
+    let ca = LocalCa::init(&state.join("ca"), &cfg.ca, now).unwrap();
+    let (_, issued) = ca
+        .issue_with_new_key(&["a.local".into()], &[], None, false, now)
+        .unwrap();
+    let pem = crypto::certs_to_pem(issued.chain_der.iter().map(Vec::as_slice));
+    let mut b = Broker::start(&cfg, Arc::new(SystemClock)).unwrap().unwrap();
+    b.keep(key("a"), &pem);
+    let file = std::fs::read_to_string(path_in(&state)).unwrap();
+    assert!(file.contains(&key("a").spki), "{file}");
+    // Another device's key does not match.
+    wait_for("down", || b.state() == State::Down);
+    assert!(matches!(
+        b.decide(&key("b"), &[], &[], b""),
+        Decision::Interim(_)
+    ));
+    assert_eq!(b.decide(&key("a"), &[], &[], b""), Decision::Cached(pem));
+    assert!(matches!(
+        b.decide(&key("a"), &[], &[], b""),
+        Decision::Interim(_)
+    ));
+    assert!(!std::fs::read_to_string(path_in(&state))
+        .unwrap()
+        .contains(&key("a").spki));
+
+    assert!(!b.is_upstream_leaf(&issued.leaf_der));
+    b.remember(&issued.leaf_der, issued.not_after);
+    assert!(b.is_upstream_leaf(&issued.leaf_der));
+    assert!(!b.is_upstream_leaf(&issued.chain_der[1]));
+    drop(b);
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+#[test]
+fn a_parked_request_on_a_silent_upstream_falls_back_at_its_deadline() {
+    let state = temp("silent");
+    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    // The kernel completes the handshakes; nobody ever reads or answers.
+    let cfg = config(&state, &format!("https://127.0.0.1:{port}/dir"), 30, 1);
+    let mut b = Broker::start(&cfg, Arc::new(SystemClock)).unwrap().unwrap();
+    let t = Instant::now();
+    let Decision::Wait(id) = b.decide(&key("a"), &["a.sensors.test".into()], &[], b"csr") else {
+        panic!("expected the request to be parked");
+    };
+    assert!(b.next_deadline().is_some());
+    let mut got = Vec::new();
+    wait_for("the deadline", || {
+        got = b.poll();
+        !got.is_empty()
+    });
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "{waited:?} {got:?}"
+    );
+    assert!(
+        matches!(&got[..], [Resolution::Interim { id: i, .. }] if *i == id),
+        "{got:?}"
+    );
+    // The worker is still stuck and has heard nothing: no more waiting.
+    assert!(matches!(
+        b.decide(&key("b"), &["b.sensors.test".into()], &[], b"csr"),
+        Decision::Interim(_)
+    ));
+    drop(b);
+    drop(hole);
+    std::fs::remove_dir_all(&state).unwrap();
+}

@@ -1,0 +1,205 @@
+//! EST enrollments through the [`crate::broker`]: answered from the upstream, from the cache,
+//! or with an interim certificate; parked meanwhile ([`Answer::Later`]) so the loop never
+//! waits on the upstream.
+
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+use super::{Authorized, Denial, Est, Granted};
+use crate::broker::{Broker, Decision, LeafKey, Origin, Resolution};
+use crate::ca::Issued;
+use crate::crypto::{self, CertInfo};
+use crate::http::{Answer, PeerInfo, Request, Response};
+
+/// A request waiting on the upstream worker.
+pub(super) struct Parked {
+    op: String,
+    client: IpAddr,
+    auth: Authorized,
+}
+
+impl Est {
+    /// Hands this handler the upstream worker (or takes it away).
+    pub fn set_broker(&mut self, broker: Option<Broker>) {
+        self.broker = broker;
+    }
+
+    /// Hands the worker a new config (SIGHUP).
+    pub fn reconfigure_broker(&mut self, cfg: &crate::config::Config) {
+        if let Some(b) = self.broker.as_mut() {
+            b.reconfigure(cfg);
+        }
+    }
+
+    /// The broker, if any.
+    pub fn broker(&self) -> Option<&Broker> {
+        self.broker.as_ref()
+    }
+
+    /// Moves the broker and the parked requests of `old` (the handler a reload replaces) here.
+    pub fn adopt(&mut self, old: &mut Est) {
+        self.broker = old.broker.take();
+        self.parked = std::mem::take(&mut old.parked);
+        self.counters = old.counters.take();
+    }
+
+    /// The socket to poll for the worker's events, when there is a worker.
+    pub fn wake(&self) -> Option<&UnixStream> {
+        self.broker.as_ref().map(Broker::wake)
+    }
+
+    /// When the next parked request must be answered.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.broker.as_ref().and_then(Broker::next_deadline)
+    }
+
+    /// True once after the worker installed a renewed gateway certificate.
+    pub fn renewed(&mut self) -> bool {
+        self.broker.as_mut().is_some_and(Broker::take_renewed)
+    }
+
+    /// Answers the parked requests that can be answered now: `(id, operation, response)` for
+    /// [`crate::http::Server::complete`]. `alive(id)` says whether the client still waits; an
+    /// upstream certificate whose client has gone is kept for its retry.
+    pub fn resolve(&mut self, alive: &dyn Fn(u64) -> bool) -> Vec<(u64, String, Response)> {
+        let Some(broker) = self.broker.as_mut() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for r in broker.poll() {
+            let id = r.id();
+            let Some(p) = self.parked.remove(&id) else {
+                continue;
+            };
+            if !alive(id) {
+                if let (Resolution::Issued { chain_pem, .. }, Some(b)) = (&r, self.broker.as_mut())
+                {
+                    b.keep(
+                        LeafKey::new(&p.auth.device, &p.auth.csr.spki_der),
+                        chain_pem,
+                    );
+                }
+                continue;
+            }
+            let resp = match r {
+                Resolution::Issued { chain_pem, .. } => {
+                    let granted = self.grant_upstream(p.auth, &chain_pem, Origin::Upstream);
+                    self.finish(&p.op, p.client, granted)
+                }
+                Resolution::Interim { reason, .. } => {
+                    log::info!("interim certificate for {}: {reason}", p.auth.device);
+                    let granted = self.grant_interim(p.auth);
+                    self.finish(&p.op, p.client, granted)
+                }
+                Resolution::Retry { after, .. } => {
+                    log::info!(
+                        "{} for {}: the upstream is slow; 202, retry after {after}s",
+                        p.op,
+                        p.auth.device
+                    );
+                    // RFC 7030 §4.2.3: 202 with Retry-After; the retry repeats the request.
+                    Response::text(202, "the upstream CA is still working on it; retry")
+                        .header("Retry-After", &after.to_string())
+                }
+            };
+            out.push((id, p.op, resp));
+        }
+        out
+    }
+
+    pub(super) fn answer_brokered(&mut self, op: &str, req: &Request, peer: &PeerInfo) -> Answer {
+        let client = peer.addr.ip();
+        let auth = if op == "simplereenroll" {
+            self.authorize_reenroll(req, peer)
+        } else {
+            self.authorize_enroll(req)
+        };
+        let auth = match auth {
+            Ok(a) => a,
+            Err(d) => return Answer::Now(self.finish(op, client, Err(d))),
+        };
+        let Some(broker) = self.broker.as_mut() else {
+            let granted = self.grant_local(auth, None, Origin::Local);
+            return Answer::Now(self.finish(op, client, granted));
+        };
+        let key = LeafKey::new(&auth.device, &auth.csr.spki_der);
+        match broker.decide(&key, &auth.csr.dns, &auth.csr.ips, &auth.csr.der) {
+            Decision::Cached(chain_pem) => {
+                let granted = self.grant_upstream(auth, &chain_pem, Origin::Cached);
+                Answer::Now(self.finish(op, client, granted))
+            }
+            Decision::Interim(reason) => {
+                log::info!("interim certificate for {}: {reason}", auth.device);
+                let granted = self.grant_interim(auth);
+                Answer::Now(self.finish(op, client, granted))
+            }
+            Decision::Wait(id) => {
+                self.parked.insert(
+                    id,
+                    Parked {
+                        op: op.to_owned(),
+                        client,
+                        auth,
+                    },
+                );
+                Answer::Later(id)
+            }
+        }
+    }
+
+    /// A short-lived certificate from the local CA: `interim_lifetime`, within the CA's
+    /// `max_lifetime`.
+    fn grant_interim(&mut self, auth: Authorized) -> Result<Granted, Denial> {
+        let lifetime = self
+            .broker
+            .as_ref()
+            .and_then(Broker::config)
+            .map_or(6 * 3600, |b| b.interim_lifetime)
+            .min(self.ca.max_lifetime());
+        self.grant_local(auth, Some(lifetime), Origin::Interim)
+    }
+
+    /// The upstream's chain for `auth`, after checking that it certifies the CSR's key.
+    fn grant_upstream(
+        &mut self,
+        auth: Authorized,
+        chain_pem: &str,
+        origin: Origin,
+    ) -> Result<Granted, Denial> {
+        let bad = |what: &str| {
+            log::error!("upstream certificate for {}: {what}", auth.device);
+            Denial::new(502, "the upstream CA's certificate was unusable")
+                .device(&auth.device)
+                .names(auth.names.clone())
+        };
+        let chain_der: Vec<Vec<u8>> = crypto::certs_from_pem(chain_pem)
+            .map_err(|e| bad(&e.to_string()))?
+            .into_iter()
+            .map(|c| c.as_ref().to_vec())
+            .collect();
+        let Some(leaf_der) = chain_der.first().cloned() else {
+            return Err(bad("empty chain"));
+        };
+        let info = CertInfo::from_der(&leaf_der).map_err(|e| bad(&e.to_string()))?;
+        if info.spki_der != auth.csr.spki_der {
+            return Err(bad("its public key is not the CSR's"));
+        }
+        self.consume_token(&auth)?;
+        if let Some(b) = self.broker.as_mut() {
+            b.remember(&leaf_der, info.not_after);
+        }
+        Ok(Granted {
+            device: auth.device,
+            names: auth.names,
+            issued: Issued {
+                leaf_der,
+                chain_der,
+                serial_hex: info.serial_hex(),
+                not_after: info.not_after,
+            },
+            key_pem: None,
+            origin,
+        })
+    }
+}

@@ -1,0 +1,623 @@
+//! The broker (issue 4) against a real upstream on 127.0.0.1: Debian's pebble, with
+//! challtestsrv answering every name with 127.0.0.1 (the "DNS" that points leaf names at the
+//! gateway, whose http-01 listener then answers for them). EST clients are curl and openssl.
+//!
+//! One #[test], cases in order: they share pebble, its ports and the http-01 port.
+//! 1. enroll: the chain comes from pebble and carries the CSR's key;
+//! 2. pebble stopped: an interim certificate from the local CA within 1 s;
+//! 3. upstream blackholed: an answer within upstream_wait + 1 s, then no waiting at all;
+//! 4. pebble back: re-enrollment with the interim certificate gets an upstream one;
+//! 5. a slow upstream (a delaying proxy): 202 + Retry-After, then the certificate, cached.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{run, Pebble, Ports, Proc, TempDir};
+use gatecert::crypto::{self, CertInfo};
+use gatecert::token::Tokens;
+
+/// Our own ports, so this can run beside tests/acme_pebble.rs.
+const PORTS: Ports = Ports {
+    acme: 14100,
+    management: 15100,
+    dns: 8153,
+    challtestsrv: 8155,
+    http01: 5080,
+    tls_alpn: 5443,
+};
+
+/// `upstream_wait` where the case measures it; the plain enroll case gets a roomy one (a debug
+/// build on a shared machine takes a few seconds for a whole order).
+const WAIT: u64 = 2;
+const ROOMY_WAIT: u64 = 20;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `gatecert run` with a UCI config, killed and reaped on drop.
+struct Gatecert {
+    _proc: Proc,
+    dir: TempDir,
+    port: u16,
+}
+
+impl Gatecert {
+    fn start(tag: &str, directory: &str, https_ca: &Path, timeout: u64, wait: u64) -> Gatecert {
+        let dir = TempDir::new(tag);
+        let state = dir.path().join("state");
+        let port = free_port();
+        let conf = dir.path().join("gatecert.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "config gatecert 'main'\n\toption state_dir '{state}'\n\toption log 'stderr'\n\n\
+                 config certificate 'gw'\n\toption directory '{directory}'\n\
+                 \toption ca_bundle '{ca}'\n\tlist domain 'gw.sensors.test'\n\
+                 \toption challenge 'http-01'\n\toption http_listen '127.0.0.1:{http}'\n\
+                 \toption timeout '{timeout}'\n\n\
+                 config ca 'local'\n\tlist allow_suffix 'sensors.test'\n\n\
+                 config est 'est'\n\toption listen '127.0.0.1:1'\n\n\
+                 config broker 'upstream'\n\toption certificate 'gw'\n\
+                 \toption upstream_wait '{wait}'\n\toption interim_lifetime '1h'\n",
+                state = state.display(),
+                ca = https_ca.display(),
+                http = PORTS.http01,
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("gatecert.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gatecert"))
+            .arg("--config")
+            .arg(&conf)
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env_remove("GATECERT_FAKE_NOW")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let g = Gatecert {
+            _proc: Proc(child),
+            dir,
+            port,
+        };
+        wait_until("gatecert run to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        g
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("gatecert.log")).unwrap_or_default()
+    }
+
+    fn audit(&self) -> String {
+        std::fs::read_to_string(self.state().join("audit.log")).unwrap_or_default()
+    }
+
+    fn upstream_state(&self) -> String {
+        let text = std::fs::read_to_string(self.state().join("upstream.json")).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["state"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// Waits for the gateway's own certificate from the upstream (the worker is idle after).
+    fn wait_gateway_cert(&self) {
+        let live = self.state().join("certs/gw/live/cert.pem");
+        wait_until("the gateway certificate", Duration::from_secs(90), || {
+            live.exists()
+        });
+    }
+
+    fn token(&self, device: &str) -> String {
+        Tokens::open(&self.state().join("tokens.json"))
+            .unwrap()
+            .add(device, &[device.to_owned()], 3600, 1, now())
+            .unwrap()
+    }
+
+    /// A P-256 key `<name>.key` and its CSR for `name`, base64 DER in `<name>.b64`.
+    fn csr(&self, name: &str, tag: &str) -> PathBuf {
+        let d = self.dir.path();
+        run(Command::new("openssl").current_dir(d).args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{tag}.key"),
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{name}"),
+            "-outform",
+            "DER",
+            "-out",
+            &format!("{tag}.csr"),
+        ]));
+        let der = std::fs::read(d.join(format!("{tag}.csr"))).unwrap();
+        let b64 = d.join(format!("{tag}.b64"));
+        std::fs::write(&b64, crypto::b64(&der)).unwrap();
+        b64
+    }
+
+    /// curl: (status, headers, body, curl's time_total).
+    fn curl(&self, op: &str, args: &[&str]) -> (u16, String, Vec<u8>, Duration) {
+        let body = self.path("curl.body");
+        let headers = self.path("curl.headers");
+        let _ = std::fs::remove_file(&body);
+        // -k: the listener's certificate switches from the local CA to the upstream one while
+        // the service runs; server identity is tests/est.rs's subject.
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--max-time", "30", "-o"])
+            .arg(&body)
+            .arg("-D")
+            .arg(&headers)
+            .args(["-w", "%{http_code} %{time_total}"])
+            .args(args)
+            .arg(format!(
+                "https://127.0.0.1:{}/.well-known/est/{op}",
+                self.port
+            ))
+            .output()
+            .unwrap();
+        let w = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut it = w.split_whitespace();
+        let code = it.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let secs: f64 = it.next().and_then(|c| c.parse().ok()).unwrap_or(99.0);
+        (
+            code,
+            std::fs::read_to_string(&headers).unwrap_or_default(),
+            std::fs::read(&body).unwrap_or_default(),
+            Duration::from_secs_f64(secs),
+        )
+    }
+
+    fn enroll(&self, device: &str, csr: &Path) -> (u16, String, Vec<u8>, Duration) {
+        let token = self.token(device);
+        self.enroll_with(device, &token, csr)
+    }
+
+    fn enroll_with(
+        &self,
+        device: &str,
+        token: &str,
+        csr: &Path,
+    ) -> (u16, String, Vec<u8>, Duration) {
+        self.curl(
+            "simpleenroll",
+            &[
+                "-u",
+                &format!("{device}:{token}"),
+                "--data-binary",
+                &format!("@{}", csr.display()),
+                "-H",
+                "Content-Type: application/pkcs10",
+            ],
+        )
+    }
+
+    /// The certificates of a certs-only PKCS#7 answer (leaf first), also written as PEM.
+    fn certs(&self, body: &[u8], tag: &str) -> Vec<CertInfo> {
+        let der = crypto::b64_decode(body).expect("base64 body");
+        let p7 = self.path(&format!("{tag}.p7"));
+        std::fs::write(&p7, der).unwrap();
+        let out = run(Command::new("openssl").args([
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-print_certs",
+            "-in",
+            p7.to_str().unwrap(),
+        ]));
+        let pem = String::from_utf8_lossy(&out.stdout).into_owned();
+        std::fs::write(self.path(&format!("{tag}.pem")), &pem).unwrap();
+        crypto::certs_from_pem(&pem)
+            .unwrap()
+            .iter()
+            .map(|d| CertInfo::from_der(d.as_ref()).unwrap())
+            .collect()
+    }
+
+    /// The leaf among `certs`: the one that is not a CA.
+    fn leaf(certs: &[CertInfo]) -> &CertInfo {
+        certs.iter().find(|c| !c.is_ca).expect("a leaf")
+    }
+
+    fn key_spki(&self, tag: &str) -> Vec<u8> {
+        let out = run(Command::new("openssl").args([
+            "pkey",
+            "-in",
+            self.path(&format!("{tag}.key")).to_str().unwrap(),
+            "-pubout",
+            "-outform",
+            "DER",
+        ]));
+        out.stdout
+    }
+
+    fn local_intermediate(&self) -> CertInfo {
+        let pem = std::fs::read_to_string(self.state().join("ca/intermediate.pem")).unwrap();
+        CertInfo::from_pem(&pem).unwrap()
+    }
+
+    fn audit_has(&self, device: &str, source: &str) -> bool {
+        self.audit().lines().any(|l| {
+            l.contains("est.issue")
+                && l.contains(&format!("\"device\":\"{device}\""))
+                && l.contains(&format!("\"source\":\"{source}\""))
+        })
+    }
+
+    fn leaves(&self) -> String {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_gatecert"))
+            .arg("--config")
+            .arg(self.path("gatecert.conf"))
+            .arg("leaves"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A listener that accepts and never answers: a blackholed upstream.
+struct Blackhole {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Blackhole {
+    fn start() -> Blackhole {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((s, _)) if held.len() < 256 => held.push(s),
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Blackhole {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A TCP proxy to `target` that holds every chunk from the client for `delay`: a slow link.
+struct SlowProxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SlowProxy {
+    fn start(target: u16, delay: Duration) -> SlowProxy {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                let Ok((client, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_in, mut c_out) = (server, client);
+                // Both directions end when either side closes; the threads are short-lived.
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c_in.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        std::thread::sleep(delay);
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_out.shutdown(Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        SlowProxy {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn broker_end_to_end() {
+    let mut pebble = Pebble::start_with(PORTS, "broker-pebble");
+    let directory = pebble.directory();
+
+    // ---- 1. enroll: brokered to the upstream --------------------------------------------
+    let g = Gatecert::start("broker-a", &directory, &pebble.https_ca, 3, ROOMY_WAIT);
+    g.wait_gateway_cert();
+    let csr = g.csr("leaf1.sensors.test", "leaf1");
+    let (code, _, body, took) = g.enroll("leaf1.sensors.test", &csr);
+    assert_eq!(code, 200, "enroll via the upstream:\n{}", g.log());
+    let certs = g.certs(&body, "leaf1-cert");
+    let leaf = Gatecert::leaf(&certs);
+    let pebble_int = CertInfo::from_pem(&pebble.intermediate()).unwrap();
+    assert_eq!(
+        leaf.issuer, pebble_int.subject,
+        "issued by pebble's intermediate"
+    );
+    assert_eq!(leaf.spki_der, g.key_spki("leaf1"), "the CSR's public key");
+    assert_eq!(leaf.dns_names, vec!["leaf1.sensors.test".to_owned()]);
+    assert!(
+        g.audit_has("leaf1.sensors.test", "upstream"),
+        "{}",
+        g.audit()
+    );
+    eprintln!("case 1: upstream enroll took {took:?}");
+    // Re-enrollment with the upstream certificate itself (the gateway brokered it).
+    let csr = g.csr("leaf1.sensors.test", "leaf1b");
+    let (code, _, body, _) = g.curl(
+        "simplereenroll",
+        &[
+            "--cert",
+            g.path("leaf1-cert.pem").to_str().unwrap(),
+            "--key",
+            g.path("leaf1.key").to_str().unwrap(),
+            "--data-binary",
+            &format!("@{}", csr.display()),
+            "-H",
+            "Content-Type: application/pkcs10",
+        ],
+    );
+    assert_eq!(
+        code,
+        200,
+        "re-enroll with an upstream certificate:\n{}",
+        g.log()
+    );
+    let leaf = Gatecert::leaf(&g.certs(&body, "leaf1b-cert")).clone();
+    assert_eq!(leaf.issuer, pebble_int.subject);
+    assert_eq!(leaf.spki_der, g.key_spki("leaf1b"));
+
+    // ---- 2. upstream stopped: interim at once --------------------------------------------
+    pebble.stop();
+    let csr = g.csr("leaf2.sensors.test", "leaf2");
+    let (code, _, body, took) = g.enroll("leaf2.sensors.test", &csr);
+    assert_eq!(code, 200, "interim enroll:\n{}", g.log());
+    assert!(took < Duration::from_secs(1), "interim took {took:?}");
+    let certs = g.certs(&body, "leaf2-cert");
+    let leaf = Gatecert::leaf(&certs);
+    assert_eq!(
+        leaf.issuer,
+        g.local_intermediate().subject,
+        "issued by the local CA"
+    );
+    assert!(
+        leaf.not_after - now() <= 3600,
+        "lifetime within interim_lifetime"
+    );
+    assert_eq!(leaf.spki_der, g.key_spki("leaf2"));
+    assert!(
+        g.audit_has("leaf2.sensors.test", "interim"),
+        "{}",
+        g.audit()
+    );
+    wait_until("upstream.json down", Duration::from_secs(5), || {
+        g.upstream_state() == "down"
+    });
+    let leaves = g.leaves();
+    assert!(
+        leaves
+            .lines()
+            .any(|l| l.starts_with("leaf2.sensors.test") && l.contains("interim")),
+        "{leaves}"
+    );
+    let status = Command::new(env!("CARGO_BIN_EXE_gatecert"))
+        .arg("--config")
+        .arg(g.path("gatecert.conf"))
+        .arg("status")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("upstream: down"), "{status}");
+    eprintln!("case 2: interim enroll took {took:?}");
+
+    // ---- 4. upstream back: re-enrollment upgrades the interim certificate ----------------
+    pebble.restart(false);
+    wait_until("upstream.json up", Duration::from_secs(60), || {
+        g.upstream_state() == "up"
+    });
+    let csr = g.csr("leaf2.sensors.test", "leaf2b");
+    let (code, _, body, took) = g.curl(
+        "simplereenroll",
+        &[
+            "--cert",
+            g.path("leaf2-cert.pem").to_str().unwrap(),
+            "--key",
+            g.path("leaf2.key").to_str().unwrap(),
+            "--data-binary",
+            &format!("@{}", csr.display()),
+            "-H",
+            "Content-Type: application/pkcs10",
+        ],
+    );
+    assert_eq!(code, 200, "re-enroll:\n{}", g.log());
+    let certs = g.certs(&body, "leaf2b-cert");
+    let leaf = Gatecert::leaf(&certs);
+    let pebble_int = CertInfo::from_pem(&pebble.intermediate()).unwrap();
+    assert_eq!(
+        leaf.issuer, pebble_int.subject,
+        "upgraded to an upstream certificate"
+    );
+    assert_eq!(leaf.spki_der, g.key_spki("leaf2b"));
+    assert!(
+        g.audit_has("leaf2.sensors.test", "upstream"),
+        "{}",
+        g.audit()
+    );
+    let leaves = g.leaves();
+    assert!(
+        leaves
+            .lines()
+            .any(|l| l.starts_with("leaf2.sensors.test") && l.contains("upstream")),
+        "{leaves}"
+    );
+    eprintln!("case 4: re-enroll upgrade took {took:?}");
+    drop(g);
+
+    // ---- 3. blackholed upstream: bounded wait, then none ---------------------------------
+    let hole = Blackhole::start();
+    let g = Gatecert::start(
+        "broker-b",
+        &format!("https://127.0.0.1:{}/dir", hole.port),
+        &pebble.https_ca,
+        3,
+        WAIT,
+    );
+    let csr = g.csr("leaf3.sensors.test", "leaf3");
+    let (code, _, body, took) = g.enroll("leaf3.sensors.test", &csr);
+    assert_eq!(code, 200, "blackholed enroll:\n{}", g.log());
+    assert!(
+        took <= Duration::from_secs(WAIT + 1),
+        "first answer took {took:?}"
+    );
+    let leaf = Gatecert::leaf(&g.certs(&body, "leaf3-cert")).clone();
+    assert_eq!(leaf.issuer, g.local_intermediate().subject);
+    wait_until("upstream.json down", Duration::from_secs(15), || {
+        g.upstream_state() == "down"
+    });
+    let mut slowest = Duration::ZERO;
+    for i in 0..5 {
+        let csr = g.csr(&format!("h{i}.sensors.test"), &format!("h{i}"));
+        let (code, _, _, took) = g.enroll(&format!("h{i}.sensors.test"), &csr);
+        assert_eq!(code, 200);
+        slowest = slowest.max(took);
+    }
+    assert!(slowest < Duration::from_millis(200), "slowest {slowest:?}");
+    eprintln!("case 3: first {took:?}, then slowest of 5 {slowest:?}");
+    drop(g);
+    drop(hole);
+
+    // ---- 5. slow upstream: 202 + Retry-After, then the cached certificate ---------------
+    let proxy = SlowProxy::start(PORTS.acme, Duration::from_millis(300));
+    let g = Gatecert::start(
+        "broker-c",
+        &format!("https://127.0.0.1:{}/dir", proxy.port),
+        &pebble.https_ca,
+        20,
+        WAIT,
+    );
+    g.wait_gateway_cert();
+    let csr = g.csr("leaf5.sensors.test", "leaf5");
+    let token = g.token("leaf5.sensors.test");
+    let (code, headers, _, took) = g.enroll_with("leaf5.sensors.test", &token, &csr);
+    assert_eq!(code, 202, "slow upstream:\n{}", g.log());
+    assert!(took <= Duration::from_secs(WAIT + 1), "202 took {took:?}");
+    let retry_after: u64 = headers
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("retry-after")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry_after));
+    let cache = g.state().join("broker.json");
+    wait_until(
+        "the order to finish in the background",
+        Duration::from_secs(90),
+        || std::fs::read_to_string(&cache).is_ok_and(|t| t.contains("leaf5.sensors.test")),
+    );
+    let (code, _, body, _) = g.enroll_with("leaf5.sensors.test", &token, &csr);
+    assert_eq!(code, 200, "retry:\n{}", g.log());
+    let leaf = Gatecert::leaf(&g.certs(&body, "leaf5-cert")).clone();
+    let pebble_int = CertInfo::from_pem(&pebble.intermediate()).unwrap();
+    assert_eq!(leaf.issuer, pebble_int.subject);
+    assert_eq!(leaf.spki_der, g.key_spki("leaf5"));
+    assert!(g.audit_has("leaf5.sensors.test", "cached"), "{}", g.audit());
+    // The token was burnt by the delivery, not by the 202.
+    let (code, _, _, _) = g.enroll_with("leaf5.sensors.test", &token, &csr);
+    assert_eq!(code, 403);
+    drop(g);
+    drop(proxy);
+}
