@@ -874,10 +874,14 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
     let lengths = find("content-length");
     let length = match lengths.as_slice() {
         [] => 0,
-        [one] => match one.parse::<usize>() {
-            Ok(n) => n,
-            Err(_) => return Parsed::Reject(Response::text(400, "bad Content-Length")),
-        },
+        // RFC 9110 §8.6: `Content-Length = 1*DIGIT` (Rust's parser would also take "+5").
+        [one] if !one.is_empty() && one.bytes().all(|b| b.is_ascii_digit()) => {
+            match one.parse::<usize>() {
+                Ok(n) => n,
+                Err(_) => return Parsed::Reject(Response::text(413, "body larger than allowed")),
+            }
+        }
+        [_] => return Parsed::Reject(Response::text(400, "bad Content-Length")),
         // RFC 9112 §6.3: differing lengths are unrecoverable; identical repeats are too odd
         // to be worth trusting.
         _ => return Parsed::Reject(Response::text(400, "repeated Content-Length")),
@@ -960,6 +964,26 @@ mod tests {
             status(parse_request(b"\x01\x02 / HTTP/1.1\r\n\r\n", &limits())),
             400
         );
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        let req =
+            |cl: &str| format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {cl}\r\n\r\nhello");
+        assert_eq!(status(parse_request(req("+5").as_bytes(), &limits())), 400);
+        assert_eq!(status(parse_request(req("-5").as_bytes(), &limits())), 400);
+        assert_eq!(status(parse_request(req("5 5").as_bytes(), &limits())), 400);
+        assert_eq!(
+            status(parse_request(
+                req("99999999999999999999999").as_bytes(),
+                &limits()
+            )),
+            413
+        );
+        assert!(matches!(
+            parse_request(req("5").as_bytes(), &limits()),
+            Parsed::Complete(_)
+        ));
     }
 
     #[test]
