@@ -84,6 +84,13 @@ fn clock_and_state_dir_failures() {
 }
 
 #[test]
+// qemu-user before 8.1 hands the host's SO_ERROR (111) to a MIPS guest untranslated, so a refused
+// connect under emulation is not ECONNREFUSED (146 on MIPS). Real MIPS hardware is not affected;
+// x86_64 and ARM (also under qemu) run this test.
+#[cfg_attr(
+    target_arch = "mips",
+    ignore = "qemu-user < 8.1 does not translate SO_ERROR for MIPS guests"
+)]
 fn acme_directory_reachable_or_not() {
     let f = Fixture::new("check-dir");
     let dir = serve(
