@@ -34,6 +34,15 @@ pub use demo::cmd_demo;
 /// renewal scheduler hook).
 pub const TICK: Duration = Duration::from_secs(60);
 
+/// The upkeep interval: [`TICK`], or `GATECERT_TICK_SECS` (at least 1) so tests can watch
+/// several ticks (e.g. that a steady state writes nothing) without waiting minutes.
+pub fn tick() -> Duration {
+    std::env::var("GATECERT_TICK_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(TICK, |s| Duration::from_secs(s.max(1)))
+}
+
 /// An error starting or running the service.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -418,7 +427,8 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
         serve_metrics(addr, &svc, monitor.counters().clone());
     }
     monitor.tick(&svc.cfg, svc.clock.now());
-    let mut next_tick = Instant::now() + TICK;
+    let tick = tick();
+    let mut next_tick = Instant::now() + tick;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         let ready = svc.step(&[signals.wake.as_fd()], wait)?;
@@ -441,7 +451,7 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             }
         }
         if Instant::now() >= next_tick {
-            next_tick = Instant::now() + TICK;
+            next_tick = Instant::now() + tick;
             if let Err(e) = svc.upkeep() {
                 log::error!("{e}: {}", causes(&e));
             }
