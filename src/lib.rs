@@ -28,6 +28,7 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod est;
+pub mod hook;
 pub mod http;
 pub mod leaves;
 pub mod logging;

@@ -683,13 +683,15 @@ fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
 /// Runs `hook` with `/bin/sh -c`; `Err` carries the exit status.
 fn run_deploy_hook(hook: &str, cert: &Certificate, dir: &SetDir) -> Result<(), String> {
     log::info!("{}: deploy hook", cert.name);
-    let status = Command::new("/bin/sh")
-        .args(["-c", hook])
-        .env("GATECERT_CERT_NAME", &cert.name)
-        .env("GATECERT_LIVE_DIR", dir.live())
-        .stdin(std::process::Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run /bin/sh: {e}"))?;
+    let status = crate::hook::run(
+        Command::new("/bin/sh")
+            .args(["-c", hook])
+            .env("GATECERT_CERT_NAME", &cert.name)
+            .env("GATECERT_LIVE_DIR", dir.live())
+            .stdin(std::process::Stdio::null()),
+        crate::hook::TIMEOUT,
+    )
+    .map_err(|e| format!("cannot run /bin/sh: {e}"))?;
     if status.success() {
         Ok(())
     } else {

@@ -50,17 +50,19 @@ impl Drop for Records {
 }
 
 fn run(hook: &Path, action: &'static str, fqdn: &str, value: &str) -> Result<(), Error> {
-    let status = Command::new(hook)
-        .args([action, fqdn, value])
-        .env("GATECERT_DNS_ACTION", action)
-        .env("GATECERT_DNS_FQDN", fqdn)
-        .env("GATECERT_DNS_VALUE", value)
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|source| Error::HookSpawn {
-            hook: hook.to_path_buf(),
-            source,
-        })?;
+    let status = crate::hook::run(
+        Command::new(hook)
+            .args([action, fqdn, value])
+            .env("GATECERT_DNS_ACTION", action)
+            .env("GATECERT_DNS_FQDN", fqdn)
+            .env("GATECERT_DNS_VALUE", value)
+            .stdin(Stdio::null()),
+        crate::hook::TIMEOUT,
+    )
+    .map_err(|source| Error::HookSpawn {
+        hook: hook.to_path_buf(),
+        source,
+    })?;
     if status.success() {
         Ok(())
     } else {
