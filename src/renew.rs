@@ -232,6 +232,7 @@ struct AccountFile {
 pub fn account(client: &Client, state_dir: &Path, cert: &Certificate) -> Result<Login, Error> {
     let dir = account_dir(state_dir, &client.url);
     store::private_dir(&dir)?;
+    finish_rollover(client, &dir)?;
     let key_path = dir.join("key.pem");
     let json_path = dir.join("account.json");
     let key = match store::read_optional(&key_path)? {
@@ -267,6 +268,7 @@ pub fn account(client: &Client, state_dir: &Path, cert: &Certificate) -> Result<
 /// The stored account, without creating one.
 fn existing_account(client: &Client, state_dir: &Path) -> Result<Login, Error> {
     let dir = account_dir(state_dir, &client.url);
+    finish_rollover(client, &dir)?;
     let key_path = dir.join("key.pem");
     let pem = store::read_optional(&key_path)?.ok_or(Error::NoAccount(dir.clone()))?;
     let key = PrivateKey::from_pem(&pem)?;
@@ -276,6 +278,33 @@ fn existing_account(client: &Client, state_dir: &Path) -> Result<Login, Error> {
         }
     }
     Ok(client.account(key, &[], None, true)?)
+}
+
+/// Settles a key rollover that a crash interrupted: `key.pem.next` exists, and the server may
+/// or may not have done the key change (RFC 8555 §7.3.5). Ask it with the new key
+/// (`onlyReturnExisting`): if it knows the account, the change happened and the new key
+/// replaces `key.pem`; if it says `accountDoesNotExist`, the change did not happen and the
+/// new key is dropped. Any other answer leaves both files for the next run.
+fn finish_rollover(client: &Client, dir: &Path) -> Result<(), Error> {
+    let next = dir.join("key.pem.next");
+    let Some(pem) = store::read_optional(&next)? else {
+        return Ok(());
+    };
+    match client.account(PrivateKey::from_pem(&pem)?, &[], None, true) {
+        Ok(_) => {
+            store::write_atomic(&dir.join("key.pem"), pem.as_bytes(), store::SECRET)?;
+            log::warn!("an interrupted account key rollover had completed; using the new key");
+        }
+        Err(acme::Error::Problem { problem, .. }) if problem.is("accountDoesNotExist") => {
+            log::warn!(
+                "an interrupted account key rollover had not completed; keeping the old key"
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let _ = std::fs::remove_file(&next);
+    store::sync_dir(dir)?;
+    Ok(())
 }
 
 /// When the installed certificate is due: ARI where the CA offers it (our pick persisted in
@@ -949,7 +978,7 @@ pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
 
 /// `gatecert account rollover [--cert NAME] [-v]`: replaces the account key (RFC 8555 §7.3.5).
 /// The new key is written to `key.pem.next` first, the server told, then `key.pem` replaced
-/// atomically; a crash in between leaves both keys on disk.
+/// atomically; after a crash in between, the next run settles it ([`finish_rollover`]).
 pub fn cmd_account(cfg: &Config, args: &[String]) -> i32 {
     let f = match flags(args, &["--cert", "-v", "--verbose"]) {
         Ok(f) => f,

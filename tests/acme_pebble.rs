@@ -173,6 +173,33 @@ fn http01_standalone(p: &Pebble) {
     expect(&c.gatecert(&["renew", "--force"]), 0);
     c.check_live();
 
+    // A rollover interrupted before the server changed the key: a stray key.pem.next that the
+    // server doesn't know is dropped, and the old key goes on working.
+    let stray = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(acct.join("key.pem.next"), &stray).unwrap();
+    let out = c.gatecert(&["renew", "--force"]);
+    expect(&out, 0);
+    assert!(!acct.join("key.pem.next").exists());
+    assert_eq!(std::fs::read(acct.join("key.pem")).unwrap(), new);
+    // Interrupted after the server changed the key: key.pem.next is the key the server knows,
+    // key.pem is stale. The next run adopts the new key.
+    std::fs::write(acct.join("key.pem.next"), &new).unwrap();
+    std::fs::write(acct.join("key.pem"), &stray).unwrap();
+    let out = c.gatecert(&["renew", "--force"]);
+    expect(&out, 0);
+    assert!(!acct.join("key.pem.next").exists());
+    assert_eq!(std::fs::read(acct.join("key.pem")).unwrap(), new);
+
     // A failing deploy hook: exit 2, the previous certificate is live again, and the hook ran
     // twice (once for the new set, once for the restored one).
     let before = c.serial();
