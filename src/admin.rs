@@ -328,7 +328,7 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
         }
     }
     store::private_dir(&cfg.main.state_dir)?;
-    let mut tokens = Tokens::open(&token::path_in(&cfg.main.state_dir))?;
+    let mut tokens = Tokens::open_locked(&token::path_in(&cfg.main.state_dir))?;
     let tok = tokens.add(&device, &names, ttl, uses, now)?;
     audit_event(
         cfg,
@@ -376,7 +376,7 @@ fn token_revoke(cfg: &Config, args: &[String], now: i64) -> Res {
     let [device] = args else {
         return Err(usage("usage: gatecert token revoke DEVICE"));
     };
-    let mut tokens = Tokens::open(&token::path_in(&cfg.main.state_dir))?;
+    let mut tokens = Tokens::open_locked(&token::path_in(&cfg.main.state_dir))?;
     if !tokens.revoke(device)? {
         return Err(usage(format!("no token for device {device:?}")));
     }

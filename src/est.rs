@@ -249,7 +249,7 @@ impl Est {
             return Ok(());
         }
         let now = self.clock.now();
-        let consumed = Tokens::open(&token::path_in(&self.state_dir))
+        let consumed = Tokens::open_locked(&token::path_in(&self.state_dir))
             .and_then(|mut t| t.consume(&auth.device, now));
         if let Err(e) = consumed {
             log::error!("cannot consume the token of {}: {e}", auth.device);

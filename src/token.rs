@@ -139,6 +139,10 @@ struct File {
 pub struct Tokens {
     path: PathBuf,
     file: File,
+    /// Held by [`Tokens::open_locked`]: an exclusive flock on `<path>.lock` for as long as this
+    /// value lives, so a read-modify-write by the service and one by `gatecert token` can't
+    /// interleave (a lost `consume` would make a one-time token usable twice).
+    _lock: Option<std::fs::File>,
 }
 
 impl Tokens {
@@ -157,7 +161,34 @@ impl Tokens {
         Ok(Tokens {
             path: path.to_path_buf(),
             file,
+            _lock: None,
         })
+    }
+
+    /// Like [`Tokens::open`], for changing the store: waits for an exclusive lock on
+    /// `<path>.lock` first and holds it until the value is dropped.
+    pub fn open_locked(path: &Path) -> Result<Tokens, Error> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(store::SECRET)
+            .open(&lock_path)
+            .map_err(store::io_err("open", &lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            store::Error::Io {
+                op: "lock",
+                path: lock_path.clone(),
+                source: e.into(),
+            }
+        })?;
+        let mut t = Tokens::open(path)?;
+        t._lock = Some(lock);
+        Ok(t)
     }
 
     /// Makes a token for `device` (replacing any earlier one), good for `uses` enrollments of
@@ -412,5 +443,28 @@ mod tests {
         ] {
             assert_eq!(parse_duration(s), want, "{s}");
         }
+    }
+
+    /// Two writers on one store: the lock makes the second wait, so neither update is lost.
+    #[test]
+    fn locked_writers_do_not_lose_updates() {
+        let path = tmp("locked");
+        let mut a = Tokens::open_locked(&path).unwrap();
+        a.add("a", &["a.local".into()], 600, 1, 1_800_000_000)
+            .unwrap();
+        let p2 = path.clone();
+        let writer = std::thread::spawn(move || {
+            let mut b = Tokens::open_locked(&p2).unwrap(); // waits for `a`
+            b.add("b", &["b.local".into()], 600, 1, 1_800_000_000)
+                .unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        a.consume("a", 1_800_000_000).unwrap();
+        drop(a);
+        writer.join().unwrap();
+        let t = Tokens::open(&path).unwrap();
+        let list = t.list();
+        assert_eq!(list.len(), 2, "{list:?}");
+        assert_eq!(list.iter().find(|i| i.device == "a").unwrap().uses_left, 0);
     }
 }
