@@ -11,10 +11,10 @@
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gatecert::crypto::{self, KeyType, PrivateKey};
+use gatecert::daemon::est_client;
 use gatecert::token::{self, Tokens};
 
 fn main() {
@@ -101,7 +101,7 @@ fn bench(state: &std::path::Path, port: u16, count: u32) {
     let url = format!("https://gw.sensors.test:{port}/.well-known/est/simpleenroll");
     let enroll = || {
         let t = Instant::now();
-        let resp = agent(&root)
+        let resp = est_client(&root, Duration::from_secs(10))
             .post(&url)
             .header("Content-Type", "application/pkcs10")
             .header("Authorization", &auth)
@@ -148,45 +148,4 @@ fn bench(state: &std::path::Path, port: u16, count: u32) {
         pct(0.99).as_secs_f64() * 1e3,
         lat[lat.len() - 1].as_secs_f64() * 1e3,
     );
-}
-
-fn agent(root_der: &[u8]) -> ureq::Agent {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .root_certs(RootCerts::new_with_certs(&[Certificate::from_der(
-            root_der,
-        )
-        .to_owned()]))
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .build();
-    ureq::Agent::with_parts(
-        ureq::Agent::config_builder()
-            .tls_config(tls)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .max_idle_connections(0)
-            .build(),
-        ureq::unversioned::transport::DefaultConnector::default(),
-        Loopback,
-    )
-}
-
-/// Resolves every name to 127.0.0.1, so the URL can name the certificate's `gw.sensors.test`.
-#[derive(Debug)]
-struct Loopback;
-
-impl ureq::unversioned::resolver::Resolver for Loopback {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        _config: &ureq::config::Config,
-        _timeout: ureq::unversioned::transport::NextTimeout,
-    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        let port = uri.port_u16().unwrap_or(443);
-        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let mut addrs = ureq::unversioned::resolver::ResolvedSocketAddrs::from_fn(|_| loopback);
-        addrs.push(loopback);
-        Ok(addrs)
-    }
 }

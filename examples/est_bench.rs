@@ -4,10 +4,10 @@
 //!
 //! usage: est_bench STATE_DIR PORT COUNT
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatecert::crypto::{self, KeyType, PrivateKey};
+use gatecert::daemon::est_client;
 use gatecert::token::{self, Tokens};
 
 fn main() {
@@ -40,7 +40,7 @@ fn main() {
             break;
         }
         // A fresh agent each time: no pooled connection, a full TLS handshake per request.
-        let agent = agent(&root);
+        let agent = est_client(&root, Duration::from_secs(5));
         let t = Instant::now();
         let resp = agent
             .post(&url)
@@ -63,47 +63,4 @@ fn main() {
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
     );
-}
-
-fn agent(root_der: &[u8]) -> ureq::Agent {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .root_certs(RootCerts::new_with_certs(&[Certificate::from_der(
-            root_der,
-        )
-        .to_owned()]))
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .build();
-    let resolver = Loopback;
-    ureq::Agent::with_parts(
-        ureq::Agent::config_builder()
-            .tls_config(tls)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .max_idle_connections(0)
-            .build(),
-        ureq::unversioned::transport::DefaultConnector::default(),
-        resolver,
-    )
-}
-
-/// Resolves every name to 127.0.0.1, so the URL can name the certificate's `gateway.local`.
-#[derive(Debug)]
-struct Loopback;
-
-impl ureq::unversioned::resolver::Resolver for Loopback {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        _config: &ureq::config::Config,
-        _timeout: ureq::unversioned::transport::NextTimeout,
-    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        let port = uri.port_u16().unwrap_or(443);
-        // from_fn fills the backing store without counting; push adds the one address.
-        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let mut addrs = ureq::unversioned::resolver::ResolvedSocketAddrs::from_fn(|_| loopback);
-        addrs.push(loopback);
-        Ok(addrs)
-    }
 }

@@ -28,7 +28,7 @@ use crate::store;
 
 mod demo;
 
-pub use demo::cmd_demo;
+pub use demo::{cmd_demo, est_client};
 
 /// How often upkeep runs (standalone certificates, the listener's certificate, and the
 /// renewal scheduler hook).

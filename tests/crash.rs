@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{Pebble, TempDir};
 use gatecert::crypto::{self, CertInfo, KeyType, PrivateKey};
+use gatecert::daemon::est_client;
 
 const SUITE: &str = "crash";
 
@@ -363,7 +364,7 @@ impl Enroller {
         let key = PrivateKey::generate(KeyType::Ec256).unwrap();
         let name = "crash.sensors.local".to_string();
         Enroller {
-            agent: agent(&root),
+            agent: est_client(&root, Duration::from_secs(5)),
             url: format!("https://gateway.local:{port}/.well-known/est/simpleenroll"),
             auth: format!("Basic {}", crypto::b64(format!("crash:{token}").as_bytes())),
             body: crypto::b64(&key.csr(&[name], &[]).unwrap()),
@@ -381,47 +382,6 @@ impl Enroller {
             Ok(r) if r.status().as_u16() == 200 => r.into_body().read_to_vec().is_ok(),
             _ => false,
         }
-    }
-}
-
-fn agent(root_der: &[u8]) -> ureq::Agent {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .root_certs(RootCerts::new_with_certs(&[Certificate::from_der(
-            root_der,
-        )
-        .to_owned()]))
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .build();
-    ureq::Agent::with_parts(
-        ureq::Agent::config_builder()
-            .tls_config(tls)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .max_idle_connections(0)
-            .build(),
-        ureq::unversioned::transport::DefaultConnector::default(),
-        Loopback,
-    )
-}
-
-/// Resolves every name to 127.0.0.1, so the URL can name the certificate's `gateway.local`.
-#[derive(Debug)]
-struct Loopback;
-
-impl ureq::unversioned::resolver::Resolver for Loopback {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        _config: &ureq::config::Config,
-        _timeout: ureq::unversioned::transport::NextTimeout,
-    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        let port = uri.port_u16().unwrap_or(443);
-        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let mut addrs = ureq::unversioned::resolver::ResolvedSocketAddrs::from_fn(|_| loopback);
-        addrs.push(loopback);
-        Ok(addrs)
     }
 }
 

@@ -186,7 +186,7 @@ fn enroll(
     let csr = key
         .csr(&[name.to_string()], &[])
         .map_err(|e| e.to_string())?;
-    let agent = agent(root_der);
+    let agent = est_client(root_der, Duration::from_secs(5));
     let url = format!("https://127.0.0.1:{port}{PREFIX}simpleenroll");
     let auth = format!(
         "Basic {}",
@@ -218,7 +218,11 @@ fn enroll(
 }
 
 /// A ureq agent that trusts only `root_der`, with a short deadline.
-fn agent(root_der: &[u8]) -> ureq::Agent {
+/// A simulated leaf's HTTPS client for the EST server on this machine: it trusts only
+/// `root_der`, opens a new TLS connection for every request (no idle pool), and resolves every
+/// name to 127.0.0.1, so a URL can name the server certificate's host (`gateway.local`). The
+/// demo, the benchmarks and the crash harness use it.
+pub fn est_client(root_der: &[u8], timeout: Duration) -> ureq::Agent {
     use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
     let root = Certificate::from_der(root_der).to_owned();
     let tls = TlsConfig::builder()
@@ -226,10 +230,34 @@ fn agent(root_der: &[u8]) -> ureq::Agent {
         .root_certs(RootCerts::new_with_certs(&[root]))
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .build();
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .http_status_as_error(false)
-        .build()
-        .into()
+    ureq::Agent::with_parts(
+        ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_idle_connections(0)
+            .build(),
+        ureq::unversioned::transport::DefaultConnector::default(),
+        Loopback,
+    )
+}
+
+/// Resolves every name to 127.0.0.1.
+#[derive(Debug)]
+struct Loopback;
+
+impl ureq::unversioned::resolver::Resolver for Loopback {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let port = uri.port_u16().unwrap_or(443);
+        // from_fn fills the backing store without counting; push adds the one address.
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut addrs = ureq::unversioned::resolver::ResolvedSocketAddrs::from_fn(|_| loopback);
+        addrs.push(loopback);
+        Ok(addrs)
+    }
 }
