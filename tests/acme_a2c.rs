@@ -480,20 +480,7 @@ fn tls_alpn(a: &A2c) {
 
 fn dns01(a: &A2c) {
     let c = Case::new(a, "dns");
-    let hook = c.dir.path().join("dns-hook.sh");
-    let log = c.dir.path().join("dns.log");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\nset -e\necho \"$1 $2\" >> {log}\n\
-             if [ \"$1\" = add ]; then\n  curl -sSf -d \"{{\\\"host\\\":\\\"$2.\\\",\\\"value\\\":\\\"$3\\\"}}\" {srv}/set-txt\n\
-             else\n  curl -sSf -d \"{{\\\"host\\\":\\\"$2.\\\"}}\" {srv}/clear-txt\nfi\n",
-            log = log.display(),
-            srv = CHALLTESTSRV
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (hook, log) = common::dns_hook(c.dir.path(), CHALLTESTSRV);
     c.config(&format!(
         "\tlist domain '*.dns.test'\n\tlist domain 'dns.test'\n\toption challenge 'dns-01'\n\toption dns_hook '{}'\n",
         hook.display()

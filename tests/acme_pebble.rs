@@ -268,20 +268,7 @@ fn ip_identifier(p: &Pebble) {
 
 fn dns01(p: &Pebble) {
     let c = Case::new(p, "dns");
-    let hook = c.dir.path().join("dns-hook.sh");
-    let log = c.dir.path().join("dns.log");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\nset -e\necho \"$1 $2\" >> {log}\n\
-             if [ \"$1\" = add ]; then\n  curl -sSf -d \"{{\\\"host\\\":\\\"$2.\\\",\\\"value\\\":\\\"$3\\\"}}\" {srv}/set-txt\n\
-             else\n  curl -sSf -d \"{{\\\"host\\\":\\\"$2.\\\"}}\" {srv}/clear-txt\nfi\n",
-            log = log.display(),
-            srv = common::CHALLTESTSRV
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (hook, log) = common::dns_hook(c.dir.path(), common::CHALLTESTSRV);
     c.config(&format!(
         "\tlist domain '*.dns.example.com'\n\tlist domain 'dns.example.com'\n\toption challenge 'dns-01'\n\toption dns_hook '{}'\n",
         hook.display()

@@ -378,3 +378,24 @@ pub fn keep_secrets(dir: &Path) {
         }
     }
 }
+
+/// Writes an executable dns-01 hook into `dir` that logs each call ("add|del FQDN") to a file
+/// and sets or clears the TXT record through pebble-challtestsrv's management API at `mgmt`.
+/// Returns (hook, log).
+pub fn dns_hook(dir: &Path, mgmt: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let hook = dir.join("dns-hook.sh");
+    let log = dir.join("dns.log");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nset -e\necho \"$1 $2\" >> {log}\n\
+             if [ \"$1\" = add ]; then\n  curl -sSf -d \"{{\\\"host\\\":\\\"$2.\\\",\\\"value\\\":\\\"$3\\\"}}\" {mgmt}/set-txt\n\
+             else\n  curl -sSf -d \"{{\\\"host\\\":\\\"$2.\\\"}}\" {mgmt}/clear-txt\nfi\n",
+            log = log.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (hook, log)
+}
