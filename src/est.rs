@@ -779,6 +779,24 @@ mod tests {
         (dir, est, clock)
     }
 
+    /// A one-use token for `device` bound to `name`, valid `ttl` s from `now`, and a P-256 CSR
+    /// for `name`.
+    fn token_and_csr(
+        dir: &Path,
+        device: &str,
+        name: &str,
+        ttl: u64,
+        now: i64,
+    ) -> (String, Vec<u8>) {
+        let names = [name.to_string()];
+        let token = Tokens::open(&token::path_in(dir))
+            .unwrap()
+            .add(device, &names, ttl, 1, now)
+            .unwrap();
+        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+        (token, key.csr(&names, &[]).unwrap())
+    }
+
     fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
         Request {
             method: "POST".into(),
@@ -807,12 +825,7 @@ mod tests {
     fn token_expires_on_the_injected_clock() {
         let (dir, mut est, clock) = setup("clock");
         let name = "s.sensors.local".to_string();
-        let token = Tokens::open(&token::path_in(&dir))
-            .unwrap()
-            .add("s", std::slice::from_ref(&name), 60, 1, clock.now())
-            .unwrap();
-        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
-        let csr = key.csr(std::slice::from_ref(&name), &[]).unwrap();
+        let (token, csr) = token_and_csr(&dir, "s", &name, 60, clock.now());
         clock.advance(61);
         let resp = est.handle(&enroll_req("s", &token, &csr), &peer());
         assert_eq!(resp.status, 403);
@@ -829,12 +842,7 @@ mod tests {
     fn untrusted_clock_refuses_without_burning_the_token() {
         let (dir, mut est, clock) = setup("untrusted");
         let name = "u.sensors.local".to_string();
-        let token = Tokens::open(&token::path_in(&dir))
-            .unwrap()
-            .add("u", std::slice::from_ref(&name), 7 * 86_400, 1, clock.now())
-            .unwrap();
-        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
-        let csr = key.csr(std::slice::from_ref(&name), &[]).unwrap();
+        let (token, csr) = token_and_csr(&dir, "u", &name, 7 * 86_400, clock.now());
         let good = clock.now();
         clock.set(good - 2 * 86_400);
         let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
@@ -853,12 +861,7 @@ mod tests {
         let counters = Arc::new(Counters::new());
         est.set_counters(counters.clone());
         let name = "c.sensors.local".to_string();
-        let token = Tokens::open(&token::path_in(&dir))
-            .unwrap()
-            .add("c", std::slice::from_ref(&name), 600, 1, clock.now())
-            .unwrap();
-        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
-        let csr = key.csr(std::slice::from_ref(&name), &[]).unwrap();
+        let (token, csr) = token_and_csr(&dir, "c", &name, 600, clock.now());
         assert_eq!(
             est.handle(&enroll_req("c", &token, &csr), &peer()).status,
             200
