@@ -1,7 +1,7 @@
 //! The operator's commands for the leaf side: `ca`, `token`, `audit` and `leaves`.
 //!
 //! Each takes the typed [`Config`] and the arguments after the command word, and returns the
-//! exit code (0 done, 2 error). Errors go through [`cli::print_error`]; secrets are printed only
+//! exit code (0 done, 2 error). Errors go through [`errchain::print_error`]; secrets are printed only
 //! where the operator asked for them (`token add` prints the new token once).
 
 use std::net::IpAddr;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::audit::{self, Audit};
 use crate::ca::{self, IssueRequest, LocalCa};
-use crate::cli;
+use crate::errchain;
 use crate::clock;
 use crate::config::Config;
 use crate::crypto::{self, CertInfo, Subtree};
@@ -40,7 +40,7 @@ fn finish(r: Res) -> i32 {
     match r {
         Ok(()) => 0,
         Err(e) => {
-            cli::print_error(e.as_ref());
+            errchain::print_error(e.as_ref());
             2
         }
     }

@@ -6,31 +6,10 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::errchain::print_error;
+
 /// The default config path.
 pub const DEFAULT_CONFIG: &str = "/etc/config/gatecert";
-
-/// Prints an error and its whole `caused by:` chain to stderr.
-pub fn print_error(err: &dyn std::error::Error) {
-    eprintln!("gatecert: error: {err}");
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        eprintln!("  caused by: {c}");
-        cause = c.source();
-    }
-}
-
-/// An error and its whole `caused by:` chain on one line (`a: b: c`), for log lines, health
-/// files and one-line reports.
-pub fn one_line(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
 
 const USAGE: &str = "usage: gatecert [--config FILE] <command> [options]
 

@@ -406,7 +406,7 @@ pub fn cmd_run(cfg: &Config, args: &[String]) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");
-            crate::cli::print_error(&e);
+            crate::errchain::print_error(&e);
             2
         }
     }

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
+pub mod errchain;
 pub mod est;
 pub mod hook;
 pub mod http;

@@ -854,13 +854,13 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
     let _lock = match store::Lock::acquire(state_dir) {
         Ok(l) => l,
         Err(e) => {
-            crate::cli::print_error(&e);
+            crate::errchain::print_error(&e);
             return EXIT_ERROR;
         }
     };
     let mut trust = crate::trust::ClockTrust::load(state_dir, None);
     if let Err(e) = trust.check(clock.now()) {
-        crate::cli::print_error(&e);
+        crate::errchain::print_error(&e);
         return EXIT_ERROR;
     }
     let certs: Vec<&Certificate> = match &f.cert {
@@ -901,9 +901,9 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
             }
             Ok(Outcome::NotDue(_)) => {}
             Err(source) => {
-                let msg = crate::cli::one_line(&source);
+                let msg = crate::errchain::one_line(&source);
                 record_health(state_dir, &cert.name, Err(&msg), clock.now());
-                crate::cli::print_error(&Failed {
+                crate::errchain::print_error(&Failed {
                     what: "renewing",
                     name: &cert.name,
                     source,
@@ -966,7 +966,7 @@ pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
     match result {
         Ok(()) => EXIT_DONE,
         Err(source) => {
-            crate::cli::print_error(&Failed {
+            crate::errchain::print_error(&Failed {
                 what: "revoking",
                 name: &cert.name,
                 source,
@@ -1022,7 +1022,7 @@ pub fn cmd_account(cfg: &Config, args: &[String]) -> i32 {
     match result {
         Ok(()) => EXIT_DONE,
         Err(source) => {
-            crate::cli::print_error(&Failed {
+            crate::errchain::print_error(&Failed {
                 what: "rolling over the account key for",
                 name: &cert.name,
                 source,

@@ -389,7 +389,7 @@ impl Worker {
                 self.send(Event::Issued { key, chain_pem });
             }
             Err(e) => {
-                let error = crate::cli::one_line(&e);
+                let error = crate::errchain::one_line(&e);
                 log::warn!("upstream order for {} failed: {error}", key.device);
                 self.note(&classify(&e).unwrap_or(Outcome::Ok { slow }));
                 self.send(Event::Failed { key, error });
@@ -469,7 +469,7 @@ impl Worker {
             let attempt = match &result {
                 Ok(renew::Outcome::NotDue(_)) => None,
                 Ok(_) => Some(Ok(())),
-                Err(e) => Some(Err(crate::cli::one_line(e))),
+                Err(e) => Some(Err(crate::errchain::one_line(e))),
             };
             if let Some(a) = attempt {
                 let a = a.as_ref().map(|_| ()).map_err(String::as_str);
@@ -510,7 +510,7 @@ impl Worker {
                     let at = schedule::backoff(st.failures, now, not_after, None);
                     log::warn!(
                         "{name}: renewal failed ({}); the current certificate stays; next try {}",
-                        crate::cli::one_line(&e),
+                        crate::errchain::one_line(&e),
                         crypto::rfc3339(at)
                     );
                     let warn_before = i64::from(self.cfg.main.alert_days) * 86_400;
@@ -585,8 +585,8 @@ fn classify(e: &renew::Error) -> Option<Outcome> {
 
 fn transport_outcome(t: &transport::Error, e: &renew::Error) -> Outcome {
     match t.failure() {
-        Failure::Timeout | Failure::Refused => Outcome::Unreachable(crate::cli::one_line(e)),
-        Failure::Other => Outcome::Failed(crate::cli::one_line(e)),
+        Failure::Timeout | Failure::Refused => Outcome::Unreachable(crate::errchain::one_line(e)),
+        Failure::Other => Outcome::Failed(crate::errchain::one_line(e)),
     }
 }
 

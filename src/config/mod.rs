@@ -377,7 +377,7 @@ impl Config {
                 })
             }
         };
-        sections::build(&text, path, Some(acme_path))
+        sections::build(&text, path, Some(&|| acme::import(acme_path)))
     }
 
     /// Parses UCI `text` (read from `path`, which only names it in messages). Does not look

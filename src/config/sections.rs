@@ -81,9 +81,13 @@ const LISTEN: &str = "an address:port such as [::]:80, 127.0.0.1:8443 or :80";
 const ABS_PATH: &str = "an absolute path";
 const CHALLENGE: &str = "http-01, tls-alpn-01 or dns-01";
 
-/// Builds the typed config from gatecert's own file. `acme_path`: OpenWrt's acme-common
-/// config, read only when the file has no `certificate` section.
-pub(super) fn build(text: &str, path: &Path, acme_path: Option<&Path>) -> Result<Config, Error> {
+/// Certificates from somewhere else (OpenWrt's acme-common config), asked for only when gatecert's
+/// own file has no `certificate` section. Passed in so this module doesn't depend on the importer.
+pub(super) type Import<'a> = &'a dyn Fn() -> Result<Vec<Certificate>, Error>;
+
+/// Builds the typed config from gatecert's own file; `import` supplies certificates when the file
+/// has no `certificate` section.
+pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Result<Config, Error> {
     let sections = uci::parse(text).map_err(|e| Error::Syntax {
         path: path.to_path_buf(),
         line: e.line,
@@ -125,8 +129,8 @@ pub(super) fn build(text: &str, path: &Path, acme_path: Option<&Path>) -> Result
         }
     }
     if certificates.is_empty() {
-        if let Some(acme_path) = acme_path {
-            certificates = super::acme::import(acme_path)?;
+        if let Some(import) = import {
+            certificates = import()?;
         }
     }
     if !certificates.is_empty() {

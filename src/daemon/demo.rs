@@ -74,7 +74,7 @@ fn demo(dir: &Path) -> Result<(), String> {
     let started = Instant::now();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let cfg = demo_config(dir);
-    let mut svc = Service::start(cfg, clock.clone()).map_err(|e| crate::cli::one_line(&e))?;
+    let mut svc = Service::start(cfg, clock.clone()).map_err(|e| crate::errchain::one_line(&e))?;
     let addr = svc.local_addr().ok_or("the EST listener did not start")?;
     let root_der = svc
         .ca()
@@ -90,7 +90,7 @@ fn demo(dir: &Path) -> Result<(), String> {
         match svc.step(&[stop_rx.as_fd()], Duration::from_secs(1)) {
             Ok(r) if r[0] => return Ok(svc),
             Ok(_) => {}
-            Err(e) => return Err(crate::cli::one_line(&e)),
+            Err(e) => return Err(crate::errchain::one_line(&e)),
         }
     });
 
@@ -98,7 +98,7 @@ fn demo(dir: &Path) -> Result<(), String> {
     let name = format!("{DEVICE}.{SUFFIX}");
     let token = Tokens::open(&crate::token::path_in(dir))
         .and_then(|mut t| t.add(DEVICE, std::slice::from_ref(&name), 3600, 1, clock.now()))
-        .map_err(|e| crate::cli::one_line(&e))?;
+        .map_err(|e| crate::errchain::one_line(&e))?;
 
     // The sensor's step: key, CSR, simpleenroll over TLS trusting only the local root.
     let enrolled = enroll(addr.port(), &root_der, &token, &name);
@@ -113,11 +113,11 @@ fn demo(dir: &Path) -> Result<(), String> {
 
     let gw = crate::store::SetDir::new(dir.join("certs").join("gateway"))
         .read_live()
-        .map_err(|e| crate::cli::one_line(&e))?
+        .map_err(|e| crate::errchain::one_line(&e))?
         .and_then(|(pem, _)| CertInfo::from_pem(&pem).ok())
         .ok_or("the gateway certificate was not installed")?;
     let inventory =
-        Inventory::open(&crate::leaves::path_in(dir)).map_err(|e| crate::cli::one_line(&e))?;
+        Inventory::open(&crate::leaves::path_in(dir)).map_err(|e| crate::errchain::one_line(&e))?;
     let rec = inventory
         .by_device(DEVICE)
         .ok_or("the leaf is missing from the inventory")?;

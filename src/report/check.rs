@@ -227,7 +227,7 @@ fn check_directory(cert: &config::Certificate) -> CheckLine {
     };
     let resp = match transport.request(Method::Get, url, &[], None) {
         Ok(r) => r,
-        Err(e) => return line(name, Outcome::Fail, crate::cli::one_line(&e)),
+        Err(e) => return line(name, Outcome::Fail, crate::errchain::one_line(&e)),
     };
     if resp.status != 200 {
         return line(
