@@ -396,16 +396,20 @@ pub fn cmd_run(cfg: &Config, args: &[String]) -> i32 {
     let overrides = match Overrides::parse(args) {
         Ok(o) => o,
         Err(msg) => {
-            eprintln!("gatecert run: {msg}\nusage: gatecert run [--state-dir DIR] [--listen ADDR]");
+            eprintln!("gatecert: error: run: {msg} (usage: gatecert run [--state-dir DIR] [--listen ADDR])");
             return 2;
         }
     };
     let cfg = overrides.apply(cfg.clone());
     crate::logging::init(cfg.main.log, cfg.main.log_level);
+    let cfg_log = cfg.main.log;
     match run(cfg, &overrides) {
         Ok(()) => 0,
         Err(e) => {
-            log::error!("{e}");
+            // With `log 'stderr'` the log line is already on stderr: print the error once.
+            if cfg_log == crate::config::LogTarget::Syslog {
+                log::error!("{}", crate::errchain::one_line(&e));
+            }
             crate::errchain::print_error(&e);
             2
         }

@@ -1033,7 +1033,7 @@ pub fn cmd_account(cfg: &Config, args: &[String]) -> i32 {
 }
 
 fn usage(msg: &str) -> i32 {
-    eprintln!("gatecert: {msg}");
+    eprintln!("gatecert: error: {msg}");
     EXIT_ERROR
 }
 

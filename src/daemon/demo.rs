@@ -31,7 +31,7 @@ const SUFFIX: &str = "sensors.local";
 pub fn cmd_demo(args: &[String]) -> i32 {
     let keep = args.iter().any(|a| a == "--keep");
     if let Some(bad) = args.iter().find(|a| *a != "--keep") {
-        eprintln!("gatecert demo: unexpected argument {bad:?}\nusage: gatecert demo [--keep]");
+        eprintln!("gatecert: error: demo: unexpected argument {bad:?} (usage: gatecert demo [--keep])");
         return 2;
     }
     let dir = temp_dir();
@@ -44,7 +44,7 @@ pub fn cmd_demo(args: &[String]) -> i32 {
     match result {
         Ok(()) => 0,
         Err(msg) => {
-            eprintln!("gatecert demo: failed: {msg}");
+            eprintln!("gatecert: error: demo: {msg}");
             2
         }
     }

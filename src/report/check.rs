@@ -103,7 +103,7 @@ pub fn verdict(lines: &[CheckLine]) -> String {
 /// `gatecert check`: prints each line and the verdict; 0 all ok, 2 if any failed.
 pub fn cmd_check(cfg: &Config, args: &[String]) -> i32 {
     if let Some(a) = args.first() {
-        eprintln!("gatecert: check: unexpected argument {a:?} (usage: check)");
+        eprintln!("gatecert: error: check: unexpected argument {a:?} (usage: gatecert check)");
         return 2;
     }
     let lines = preflight(cfg, clock::from_env().now());

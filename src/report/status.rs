@@ -467,7 +467,7 @@ pub fn cmd_status(cfg: &Config, args: &[String]) -> i32 {
             "--json" => json = true,
             other => {
                 eprintln!(
-                    "gatecert: status: unexpected argument {other:?} (usage: status [--json])"
+                    "gatecert: error: status: unexpected argument {other:?} (usage: gatecert status [--json])"
                 );
                 return 2;
             }
