@@ -860,3 +860,35 @@ fn killed_claim_is_not_lost_and_revoked_while_parked_yields_nothing() {
     drop(g);
     drop(hole);
 }
+
+/// Issue 10 item 7: in broker mode the local policy comes first. A name the token grants but
+/// the local CA refuses (outside allow_suffix) is refused at once, before anything is parked
+/// or sent upstream: pebble would have issued it.
+#[test]
+fn broker_checks_local_policy_before_the_upstream() {
+    let ports = Ports {
+        acme: 14300,
+        management: 15300,
+        dns: 8353,
+        challtestsrv: 8355,
+        http01: 5280,
+        tls_alpn: 5643,
+    };
+    let pebble = Pebble::start_with(ports, "policy-pebble");
+    let g = Gatecert::start_on(
+        "policy-pebble-gw",
+        &pebble.directory(),
+        &pebble.https_ca,
+        20,
+        ROOMY_WAIT,
+        ports.http01,
+    );
+    g.wait_gateway_cert();
+    let outside = "leaf.example.org";
+    let csr = g.csr(outside, "outside");
+    let (code, _, body, _) = g.enroll(outside, &csr);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(code, 403, "{body}\n{}", g.log());
+    assert!(body.contains("outside allow_suffix"), "{body}");
+    assert!(g.issue_lines().is_empty(), "{}", g.audit());
+}
