@@ -173,7 +173,7 @@ pub struct Tokens {
     file: File,
     /// Held by [`Tokens::open_locked`]: an exclusive flock on `<path>.lock` for as long as this
     /// value lives, so a read-modify-write by the service and one by `gatecert token` can't
-    /// interleave (a lost `consume` would make a one-time token usable twice).
+    /// interleave (a lost `commit` would make a one-time token usable twice).
     _lock: Option<std::fs::File>,
 }
 

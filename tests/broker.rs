@@ -742,7 +742,10 @@ const HOLE_TIMEOUT: u64 = 120;
 
 /// How many answers are 2xx, and the one 200's body.
 fn successes(answers: &[(u16, Vec<u8>)]) -> (usize, Option<&[u8]>) {
-    let ok = answers.iter().filter(|(c, _)| (200..300).contains(c)).count();
+    let ok = answers
+        .iter()
+        .filter(|(c, _)| (200..300).contains(c))
+        .count();
     let body = answers.iter().find(|(c, _)| *c == 200).map(|(_, b)| &b[..]);
     (ok, body)
 }
@@ -770,9 +773,15 @@ fn one_use_token_issues_once_with_a_blackholed_upstream() {
     assert_eq!(ok, 1, "2xx answers: {codes:?}\n{}", g.log());
     assert_eq!(codes.iter().filter(|c| **c == 403).count(), 19, "{codes:?}");
     let leaf = Gatecert::leaf(&g.certs(body.unwrap(), "race-cert")).clone();
-    assert_eq!(leaf.issuer, g.local_intermediate().subject, "an interim leaf");
+    assert_eq!(
+        leaf.issuer,
+        g.local_intermediate().subject,
+        "an interim leaf"
+    );
     assert_eq!(g.issue_lines().len(), 1, "{}", g.audit());
-    assert!(g.audit().contains("token in use by an enrollment in progress"));
+    assert!(g
+        .audit()
+        .contains("token in use by an enrollment in progress"));
     drop(g);
     drop(hole);
 }
@@ -803,7 +812,11 @@ fn one_use_token_issues_once_with_a_pebble_upstream() {
     assert_eq!(leaf.issuer, pebble_int.subject, "issued by the upstream");
     let issues = g.issue_lines();
     assert_eq!(issues.len(), 1, "{}", g.audit());
-    assert!(issues[0].contains("\"source\":\"upstream\""), "{}", issues[0]);
+    assert!(
+        issues[0].contains("\"source\":\"upstream\""),
+        "{}",
+        issues[0]
+    );
 }
 
 /// A claim left by a killed service is neither a lost use nor an extra one: the cert never
@@ -824,7 +837,10 @@ fn killed_claim_is_not_lost_and_revoked_while_parked_yields_nothing() {
     let token = g.token(device);
     let parked = |g: &Gatecert, n: usize| {
         wait_until("the request to be parked", Duration::from_secs(20), || {
-            g.log().matches(&format!("simpleenroll for {device}: parked")).count() >= n
+            g.log()
+                .matches(&format!("simpleenroll for {device}: parked"))
+                .count()
+                >= n
         });
     };
 
@@ -850,7 +866,11 @@ fn killed_claim_is_not_lost_and_revoked_while_parked_yields_nothing() {
         let client = s.spawn(|| g.enroll_at_once(device, &token, std::slice::from_ref(&csr)));
         parked(&g, 2);
         let out = g.cli(&["token", "revoke", device]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         client.join().unwrap()
     });
     let (code, body) = &answers[0];
