@@ -832,7 +832,7 @@ mod tests {
         assert_eq!(CSR_ATTRS[24] as usize, CSR_ATTRS.len() - 25);
     }
 
-    fn setup(tag: &str) -> (PathBuf, Est, Arc<FixedClock>) {
+    pub(super) fn setup(tag: &str) -> (PathBuf, Est, Arc<FixedClock>) {
         let dir =
             std::env::temp_dir().join(format!("gatecert-est-unit-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -845,7 +845,7 @@ mod tests {
 
     /// A one-use token for `device` bound to `name`, valid `ttl` s from `now`, and a P-256 CSR
     /// for `name`.
-    fn token_and_csr(
+    pub(super) fn token_and_csr(
         dir: &Path,
         device: &str,
         name: &str,
@@ -861,7 +861,7 @@ mod tests {
         (token, key.csr(&names, &[]).unwrap())
     }
 
-    fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
+    pub(super) fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
         Request {
             method: "POST".into(),
             path: format!("{PREFIX}simpleenroll"),
@@ -877,7 +877,7 @@ mod tests {
         }
     }
 
-    fn peer() -> PeerInfo {
+    pub(super) fn peer() -> PeerInfo {
         PeerInfo {
             addr: "192.0.2.7:5000".parse().unwrap(),
             tls: true,

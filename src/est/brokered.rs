@@ -20,8 +20,17 @@ pub(super) struct Parked {
 }
 
 impl Est {
-    /// Hands this handler the upstream worker (or takes it away).
+    /// Hands this handler the upstream worker (or takes it away). Requests parked on a worker
+    /// that goes away are never answered: their token claims are released.
     pub fn set_broker(&mut self, broker: Option<Broker>) {
+        for (_, p) in std::mem::take(&mut self.parked) {
+            log::warn!(
+                "{} for {}: dropped with the upstream worker",
+                p.op,
+                p.auth.device
+            );
+            self.release(&p.auth);
+        }
         self.broker = broker;
     }
 
@@ -222,5 +231,61 @@ impl Est {
             serial_hex: info.serial_hex(),
             not_after: info.not_after,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use crate::broker::Broker;
+    use crate::clock::Clock as _;
+    use crate::config::{self, Certificate};
+    use crate::est::tests::{enroll_req, peer, setup, token_and_csr};
+    use crate::http::{Answer, Handler as _};
+
+    /// A request parked on a blackholed upstream holds the one use of its token: a second
+    /// enrollment is refused at once, before anything is parked. A reload that drops the worker
+    /// (and so the parked request) releases the claim: the token still works, once.
+    #[test]
+    fn a_parked_claim_holds_the_use_and_is_released_with_its_worker() {
+        let (dir, mut est, clock) = setup("parkedclaim");
+        let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut cfg = config::Config::standalone(dir.clone());
+        let mut gw = Certificate::standalone("gw", vec!["gw.sensors.local".into()]);
+        gw.directory = Some(format!("https://{}/dir", hole.local_addr().unwrap()));
+        gw.timeout = 120;
+        cfg.certificates = vec![gw];
+        cfg.broker = Some(config::Broker {
+            certificate: "gw".into(),
+            challenge: config::ChallengeKind::Http01,
+            dns_hook: None,
+            upstream_wait: 60,
+            interim_lifetime: 3600,
+        });
+        est.set_broker(Broker::start(&cfg, clock.clone()).unwrap());
+
+        let name = "p.sensors.local";
+        let (token, csr) = token_and_csr(&dir, "p", name, 600, clock.now());
+        let key = crate::crypto::PrivateKey::generate(crate::crypto::KeyType::Ec256).unwrap();
+        let csr2 = key.csr(&[name.to_string()], &[]).unwrap();
+        assert!(matches!(
+            est.answer(&enroll_req("p", &token, &csr), &peer()),
+            Answer::Later(_)
+        ));
+        let Answer::Now(resp) = est.answer(&enroll_req("p", &token, &csr2), &peer()) else {
+            panic!("a second enrollment on a one-use token was parked");
+        };
+        assert_eq!(resp.status, 403);
+        assert!(String::from_utf8_lossy(&resp.body).contains("in use"));
+
+        est.set_broker(None);
+        let resp = est.handle(&enroll_req("p", &token, &csr2), &peer());
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        let resp = est.handle(&enroll_req("p", &token, &csr), &peer());
+        assert_eq!(resp.status, 403);
+        assert!(String::from_utf8_lossy(&resp.body).contains("already used"));
+        drop(hole);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
