@@ -272,17 +272,19 @@ impl Est {
     /// the token no longer allows (revoked, replaced, expired while the request waited) turns
     /// the certificate into a denial: it never goes out.
     fn settle<T>(&mut self, auth: &Authorized, made: Result<T, Denial>) -> Result<T, Denial> {
-        let Some(claim) = auth.claim.and_then(|id| self.claims.take(id)) else {
-            if auth.claim.is_some() {
-                // Only this handler takes claims, and each request ends its own once.
-                log::error!("the token claim of {} was lost", auth.device);
-                return Err(Denial::new(500, "token claim lost")
-                    .device(&auth.device)
-                    .names(auth.names.clone()));
-            }
+        let Some(id) = auth.claim else {
             return made;
         };
+        // Taken out either way: a failed issuance releases the claim here.
+        let claim = self.claims.take(id);
         let made = made?;
+        let Some(claim) = claim else {
+            // Only this handler takes claims, and each request ends its own once.
+            log::error!("the token claim of {} was lost", auth.device);
+            return Err(Denial::new(500, "token claim lost")
+                .device(&auth.device)
+                .names(auth.names.clone()));
+        };
         let now = self.clock.now();
         let committed =
             Tokens::open_locked_within(&token::path_in(&self.state_dir), TOKEN_LOCK_WAIT)
