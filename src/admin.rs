@@ -318,7 +318,11 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
                 .allow_ip
                 .iter()
                 .any(|(net, len)| ca::ip_in_subnet(ip, *net, *len)),
-            Err(_) => cfg.ca.allow_suffix.iter().any(|s| ca::dns_in_subtree(n, s)),
+            Err(_) => {
+                ca::dns_host_name(n)
+                    .map_err(|why| usage(format!("--name {n:?}: the CA would refuse it: {why}")))?;
+                cfg.ca.allow_suffix.iter().any(|s| ca::dns_in_subtree(n, s))
+            }
         };
         if !allowed {
             return Err(usage(format!(

@@ -718,23 +718,41 @@ fn to_time(unix: i64) -> Result<time::OffsetDateTime, Error> {
 
 /// Lower-cases a DNS name and checks its syntax (LDH labels, no wildcard, no trailing dot).
 fn normalize_dns(name: &str) -> Result<String, Error> {
+    dns_host_name(name)
+        .map_err(|why| Error::Policy(format!("{name:?} is not a valid DNS host name: {why}")))
+}
+
+/// `name` lower-cased when it is a DNS host name this CA issues for (RFC 1123 §2.1 labels,
+/// RFC 5280 §4.2.1.6 dNSName): else why not. No wildcards, no trailing dot, no empty labels.
+pub fn dns_host_name(name: &str) -> Result<String, &'static str> {
     let n = name.to_ascii_lowercase();
-    let ok = !n.is_empty()
-        && n.len() <= 253
-        && n.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if ok {
-        Ok(n)
-    } else {
-        Err(Error::Policy(format!(
-            "{name:?} is not a valid DNS host name"
-        )))
+    if n.is_empty() {
+        return Err("it is empty");
     }
+    if n.len() > 253 {
+        return Err("it is longer than 253 characters");
+    }
+    if n.ends_with('.') {
+        return Err("it ends with a dot");
+    }
+    for l in n.split('.') {
+        if l.is_empty() {
+            return Err("it has an empty label (two dots in a row, or a leading dot)");
+        }
+        if l == "*" {
+            return Err("wildcards are not issued");
+        }
+        if l.len() > 63 {
+            return Err("a label is longer than 63 characters");
+        }
+        if !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err("only letters, digits, '-' and '.' are allowed");
+        }
+        if l.starts_with('-') || l.ends_with('-') {
+            return Err("a label starts or ends with '-'");
+        }
+    }
+    Ok(n)
 }
 
 /// RFC 5280 §4.2.1.10: a dNSName constraint matches the name itself and any name formed by

@@ -33,7 +33,7 @@ use crate::http::{Answer, Handler, PeerInfo, Request, Response};
 use crate::leaves::{Inventory, Leaf};
 use crate::report::Counters;
 use crate::store::{self, CertSet, SetDir};
-use crate::token::Tokens;
+use crate::token::{Claims, Tokens};
 use crate::trust::ClockTrust;
 use crate::{audit, ca, leaves, pkcs7, token};
 
@@ -109,6 +109,8 @@ pub struct Est {
     broker: Option<Broker>,
     /// Requests parked on the broker ([`Answer::Later`]), by id.
     parked: HashMap<u64, brokered::Parked>,
+    /// The bootstrap-token uses held by enrollments in progress (see [`crate::token`]).
+    claims: Claims,
     /// Where issuances are counted for metrics, when the service keeps counters.
     counters: Option<Arc<Counters>>,
 }
@@ -119,6 +121,8 @@ struct Denial {
     reason: String,
     device: Option<String>,
     names: Vec<String>,
+    /// `Retry-After` seconds, for a 503 that will pass.
+    retry_after: Option<u64>,
 }
 
 impl Denial {
@@ -128,6 +132,7 @@ impl Denial {
             reason: reason.into(),
             device: None,
             names: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -158,9 +163,17 @@ struct Authorized {
     device: String,
     names: Vec<String>,
     csr: Csr,
-    /// simpleenroll: the bootstrap token to burn when the certificate goes out.
-    token: bool,
+    /// simpleenroll and serverkeygen: the claim on the bootstrap token, committed when the
+    /// certificate goes out and released when none does.
+    claim: Option<u64>,
 }
+
+/// How long the service's loop waits for `tokens.json.lock` before it answers 503: a held lock
+/// (a stuck `gatecert token add`) must not stall every other client.
+const TOKEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// `Retry-After` when the token store was busy, seconds.
+const TOKEN_BUSY_RETRY: u64 = 2;
 
 impl Est {
     /// The handler for `ca`, keeping tokens, audit log and inventory in `state_dir`.
@@ -171,6 +184,7 @@ impl Est {
             clock,
             broker: None,
             parked: HashMap::new(),
+            claims: Claims::new(),
             counters: None,
         }
     }
@@ -195,12 +209,12 @@ impl Est {
         if !keygen {
             return self.grant_local(auth, None, Origin::Local);
         }
-        let now = self.trusted_now(&auth)?;
-        let (key, issued) = self
-            .ca
-            .issue_with_new_key(&auth.csr.dns, &auth.csr.ips, None, false, now)
-            .map_err(|e| ca_denial(&e).device(&auth.device).names(auth.names.clone()))?;
-        self.consume_token(&auth)?;
+        let made = self.trusted_now(&auth).and_then(|now| {
+            self.ca
+                .issue_with_new_key(&auth.csr.dns, &auth.csr.ips, None, false, now)
+                .map_err(|e| ca_denial(&e).device(&auth.device).names(auth.names.clone()))
+        });
+        let (key, issued) = self.settle(&auth, made)?;
         Ok(Granted {
             device: auth.device,
             names: auth.names,
@@ -210,7 +224,9 @@ impl Est {
         })
     }
 
-    /// HTTP Basic with the device's bootstrap token, and the CSR's names granted to it.
+    /// HTTP Basic with the device's bootstrap token, the CSR's names granted to it and within
+    /// the local CA's policy; then one use of the token claimed ([`Tokens::claim`]) before
+    /// anything is issued, parked or sent upstream.
     fn authorize_enroll(&mut self, req: &Request) -> Result<Authorized, Denial> {
         let (device, token) = basic_auth(req).ok_or_else(|| Denial::new(401, "no credentials"))?;
         let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
@@ -220,11 +236,12 @@ impl Est {
             log::error!("{e}");
             Denial::new(500, "token store unreadable").device(&device)
         })?;
-        let grant = tokens.check(&device, &token, now).map_err(|d| {
+        let denied = |d: token::Denial| {
             Denial::new(403, d.to_string())
                 .device(&device)
                 .names(names.clone())
-        })?;
+        };
+        let grant = tokens.check(&device, &token, now).map_err(denied)?;
         if let Some(name) = names
             .iter()
             .find(|n| !grant.names.iter().any(|g| g.eq_ignore_ascii_case(n)))
@@ -235,29 +252,69 @@ impl Est {
                     .names(names),
             );
         }
+        self.ca
+            .check_names(&csr.dns, &csr.ips)
+            .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
+        let key = crypto::hex(&crypto::sha256(&csr.spki_der));
+        let (claim, _) = tokens
+            .claim(&mut self.claims, &device, &token, &key, now)
+            .map_err(denied)?;
         Ok(Authorized {
             device,
             names,
             csr,
-            token: true,
+            claim: Some(claim),
         })
     }
 
-    /// One token, one enrollment: burns it before the certificate leaves.
-    fn consume_token(&mut self, auth: &Authorized) -> Result<(), Denial> {
-        if !auth.token {
-            return Ok(());
-        }
-        let now = self.clock.now();
-        let consumed = Tokens::open_locked(&token::path_in(&self.state_dir))
-            .and_then(|mut t| t.consume(&auth.device, now));
-        if let Err(e) = consumed {
-            log::error!("cannot consume the token of {}: {e}", auth.device);
-            return Err(Denial::new(500, "token store write failed")
+    /// Ends `auth`'s claim with the outcome of its issuance: released when `made` failed,
+    /// committed (every token check repeated, under the token lock) when it succeeded. A commit
+    /// the token no longer allows (revoked, replaced, expired while the request waited) turns
+    /// the certificate into a denial: it never goes out.
+    fn settle<T>(&mut self, auth: &Authorized, made: Result<T, Denial>) -> Result<T, Denial> {
+        let Some(id) = auth.claim else {
+            return made;
+        };
+        // Taken out either way: a failed issuance releases the claim here.
+        let claim = self.claims.take(id);
+        let made = made?;
+        let Some(claim) = claim else {
+            // Only this handler takes claims, and each request ends its own once.
+            log::error!("the token claim of {} was lost", auth.device);
+            return Err(Denial::new(500, "token claim lost")
                 .device(&auth.device)
                 .names(auth.names.clone()));
+        };
+        let now = self.clock.now();
+        let committed =
+            Tokens::open_locked_within(&token::path_in(&self.state_dir), TOKEN_LOCK_WAIT)
+                .and_then(|mut t| t.commit(&claim, now));
+        let denial = match committed {
+            Ok(()) => return Ok(made),
+            Err(token::Error::Denied(d)) => Denial::new(403, d.to_string()),
+            Err(token::Error::Busy(p)) => {
+                log::warn!(
+                    "{} is held by another process; 503 for {}",
+                    p.display(),
+                    auth.device
+                );
+                let mut d = Denial::new(503, "token store busy; retry");
+                d.retry_after = Some(TOKEN_BUSY_RETRY);
+                d
+            }
+            Err(e) => {
+                log::error!("cannot spend the token of {}: {e}", auth.device);
+                Denial::new(500, "token store write failed")
+            }
+        };
+        Err(denial.device(&auth.device).names(auth.names.clone()))
+    }
+
+    /// Releases `auth`'s claim: its enrollment ends without a certificate.
+    fn release(&mut self, auth: &Authorized) {
+        if let Some(id) = auth.claim {
+            self.claims.take(id);
         }
-        Ok(())
     }
 
     /// The time to issue at, if the clock may be believed (see [`crate::trust`]): never issue on
@@ -281,19 +338,19 @@ impl Est {
         lifetime: Option<u64>,
         origin: Origin,
     ) -> Result<Granted, Denial> {
-        let now = self.trusted_now(&auth)?;
-        let issued = self
-            .ca
-            .issue(
-                &IssueRequest {
-                    csr: auth.csr.clone(),
-                    lifetime,
-                    server_auth: false,
-                },
-                now,
-            )
-            .map_err(|e| ca_denial(&e).device(&auth.device).names(auth.names.clone()))?;
-        self.consume_token(&auth)?;
+        let made = self.trusted_now(&auth).and_then(|now| {
+            self.ca
+                .issue(
+                    &IssueRequest {
+                        csr: auth.csr.clone(),
+                        lifetime,
+                        server_auth: false,
+                    },
+                    now,
+                )
+                .map_err(|e| ca_denial(&e).device(&auth.device).names(auth.names.clone()))
+        });
+        let issued = self.settle(&auth, made)?;
         Ok(Granted {
             device: auth.device,
             names: auth.names,
@@ -353,11 +410,14 @@ impl Est {
             .device(&device)
             .names(names));
         }
+        self.ca
+            .check_names(&csr.dns, &csr.ips)
+            .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
         Ok(Authorized {
             device,
             names,
             csr,
-            token: false,
+            claim: None,
         })
     }
 
@@ -455,6 +515,12 @@ impl Est {
             },
             Err(d) if d.status == 401 => Response::text(401, &d.reason)
                 .header("WWW-Authenticate", &format!("Basic realm=\"{REALM}\"")),
+            Err(Denial {
+                status,
+                reason,
+                retry_after: Some(after),
+                ..
+            }) => Response::text(status, &reason).header("Retry-After", &after.to_string()),
             Err(d) => Response::text(d.status, &d.reason),
         }
     }
@@ -768,7 +834,7 @@ mod tests {
         assert_eq!(CSR_ATTRS[24] as usize, CSR_ATTRS.len() - 25);
     }
 
-    fn setup(tag: &str) -> (PathBuf, Est, Arc<FixedClock>) {
+    pub(super) fn setup(tag: &str) -> (PathBuf, Est, Arc<FixedClock>) {
         let dir =
             std::env::temp_dir().join(format!("gatecert-est-unit-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -781,7 +847,7 @@ mod tests {
 
     /// A one-use token for `device` bound to `name`, valid `ttl` s from `now`, and a P-256 CSR
     /// for `name`.
-    fn token_and_csr(
+    pub(super) fn token_and_csr(
         dir: &Path,
         device: &str,
         name: &str,
@@ -797,7 +863,7 @@ mod tests {
         (token, key.csr(&names, &[]).unwrap())
     }
 
-    fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
+    pub(super) fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
         Request {
             method: "POST".into(),
             path: format!("{PREFIX}simpleenroll"),
@@ -813,7 +879,7 @@ mod tests {
         }
     }
 
-    fn peer() -> PeerInfo {
+    pub(super) fn peer() -> PeerInfo {
         PeerInfo {
             addr: "192.0.2.7:5000".parse().unwrap(),
             tls: true,

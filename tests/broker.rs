@@ -64,16 +64,27 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 
 /// A `gatecert run` with a UCI config, killed and reaped on drop.
 struct Gatecert {
-    _proc: Proc,
+    proc: Option<Proc>,
     dir: TempDir,
     port: u16,
 }
 
 impl Gatecert {
     fn start(tag: &str, directory: &str, https_ca: &Path, timeout: u64, wait: u64) -> Gatecert {
+        Gatecert::start_on(tag, directory, https_ca, timeout, wait, PORTS.http01)
+    }
+
+    /// Like `start`, with the http-01 listener on `http01`.
+    fn start_on(
+        tag: &str,
+        directory: &str,
+        https_ca: &Path,
+        timeout: u64,
+        wait: u64,
+        http01: u16,
+    ) -> Gatecert {
         let dir = TempDir::new(tag);
         let state = dir.path().join("state");
-        let port = free_port();
         let conf = dir.path().join("gatecert.conf");
         std::fs::write(
             &conf,
@@ -89,17 +100,33 @@ impl Gatecert {
                  \toption upstream_wait '{wait}'\n\toption interim_lifetime '1h'\n",
                 state = state.display(),
                 ca = https_ca.display(),
-                http = PORTS.http01,
+                http = http01,
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("gatecert.log")).unwrap();
+        let mut g = Gatecert {
+            proc: None,
+            dir,
+            port: 0,
+        };
+        g.spawn();
+        g
+    }
+
+    /// Starts `gatecert run` on this directory and a fresh port (appending to its log).
+    fn spawn(&mut self) {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("gatecert.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gatecert"))
             .arg("--config")
-            .arg(&conf)
+            .arg(self.path("gatecert.conf"))
             .arg("run")
             .arg("--state-dir")
-            .arg(&state)
+            .arg(self.state())
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .env_remove("GATECERT_FAKE_NOW")
@@ -107,15 +134,17 @@ impl Gatecert {
             .stderr(log)
             .spawn()
             .unwrap();
-        let g = Gatecert {
-            _proc: Proc(child),
-            dir,
-            port,
-        };
+        self.proc = Some(Proc(child));
+        self.port = port;
         wait_until("gatecert run to listen", Duration::from_secs(20), || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        g
+    }
+
+    /// SIGKILL (a crash or power cut), then a fresh start on the same state directory.
+    fn kill_and_restart(&mut self) {
+        self.proc = None;
+        self.spawn();
     }
 
     fn state(&self) -> PathBuf {
@@ -293,6 +322,56 @@ impl Gatecert {
         })
     }
 
+    /// `gatecert ARGS` on this config.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_gatecert"))
+            .arg("--config")
+            .arg(self.path("gatecert.conf"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `csrs.len()` simpleenroll requests at once with one device and token, each with its own
+    /// CSR: (status, body) of each.
+    fn enroll_at_once(&self, device: &str, token: &str, csrs: &[PathBuf]) -> Vec<(u16, Vec<u8>)> {
+        std::thread::scope(|s| {
+            let runs: Vec<_> = csrs
+                .iter()
+                .enumerate()
+                .map(|(i, csr)| {
+                    s.spawn(move || {
+                        let body = self.path(&format!("many{i}.body"));
+                        let out = Command::new("curl")
+                            .args(["-sS", "-k", "--max-time", "60", "-o"])
+                            .arg(&body)
+                            .args(["-w", "%{http_code}", "-u", &format!("{device}:{token}")])
+                            .args(["-H", "Content-Type: application/pkcs10", "--data-binary"])
+                            .arg(format!("@{}", csr.display()))
+                            .arg(format!(
+                                "https://127.0.0.1:{}/.well-known/est/simpleenroll",
+                                self.port
+                            ))
+                            .output()
+                            .unwrap();
+                        let code = String::from_utf8_lossy(&out.stdout).trim().parse();
+                        (code.unwrap_or(0), std::fs::read(&body).unwrap_or_default())
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        })
+    }
+
+    /// The audit log's `est.issue` lines.
+    fn issue_lines(&self) -> Vec<String> {
+        self.audit()
+            .lines()
+            .filter(|l| l.contains("\"event\":\"est.issue\""))
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn leaves(&self) -> String {
         let out = run(Command::new(env!("CARGO_BIN_EXE_gatecert"))
             .arg("--config")
@@ -300,6 +379,29 @@ impl Gatecert {
             .arg("leaves"));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// A self-signed certificate for `ca_bundle` where no TLS handshake ever happens (a blackhole).
+fn unused_ca(dir: &Path) -> PathBuf {
+    let pem = dir.join("unused-ca.pem");
+    run(Command::new("openssl").current_dir(dir).args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "unused-ca.key",
+        "-subj",
+        "/CN=unused",
+        "-days",
+        "1",
+        "-out",
+        "unused-ca.pem",
+    ]));
+    pem
 }
 
 /// A listener that accepts and never answers: a blackholed upstream.
@@ -620,4 +722,193 @@ fn broker_end_to_end() {
     assert_eq!(code, 403);
     drop(g);
     drop(proxy);
+}
+
+/// Ports for the one-time-token cases against pebble, apart from `broker_end_to_end`'s.
+const RACE_PORTS: Ports = Ports {
+    acme: 14200,
+    management: 15200,
+    dns: 8253,
+    challtestsrv: 8255,
+    http01: 5180,
+    tls_alpn: 5543,
+};
+
+/// `upstream_wait` for the blackhole cases: long enough that 20 requests sent right after
+/// start are all parked (the worker is stuck on the blackhole from the start), and the
+/// upstream `timeout` longer still, so nothing is judged down meanwhile.
+const HOLE_WAIT: u64 = 10;
+const HOLE_TIMEOUT: u64 = 120;
+
+/// How many answers are 2xx, and the one 200's body.
+fn successes(answers: &[(u16, Vec<u8>)]) -> (usize, Option<&[u8]>) {
+    let ok = answers
+        .iter()
+        .filter(|(c, _)| (200..300).contains(c))
+        .count();
+    let body = answers.iter().find(|(c, _)| *c == 200).map(|(_, b)| &b[..]);
+    (ok, body)
+}
+
+/// Issue 10 item 1: 20 concurrent simpleenroll with one `--uses 1` token, the upstream a
+/// blackhole (requests parked on it): exactly one certificate and one `est.issue` line; the
+/// other 19 are refused at once, before anything is parked.
+#[test]
+fn one_use_token_issues_once_with_a_blackholed_upstream() {
+    let hole = Blackhole::start();
+    let scratch = TempDir::new("race-hole-ca");
+    let g = Gatecert::start(
+        "race-hole",
+        &format!("https://127.0.0.1:{}/dir", hole.port),
+        &unused_ca(scratch.path()),
+        HOLE_TIMEOUT,
+        HOLE_WAIT,
+    );
+    let device = "race.sensors.test";
+    let token = g.token(device);
+    let csrs: Vec<PathBuf> = (0..20).map(|i| g.csr(device, &format!("r{i}"))).collect();
+    let answers = g.enroll_at_once(device, &token, &csrs);
+    let codes: Vec<u16> = answers.iter().map(|(c, _)| *c).collect();
+    let (ok, body) = successes(&answers);
+    assert_eq!(ok, 1, "2xx answers: {codes:?}\n{}", g.log());
+    assert_eq!(codes.iter().filter(|c| **c == 403).count(), 19, "{codes:?}");
+    let leaf = Gatecert::leaf(&g.certs(body.unwrap(), "race-cert")).clone();
+    assert_eq!(
+        leaf.issuer,
+        g.local_intermediate().subject,
+        "an interim leaf"
+    );
+    assert_eq!(g.issue_lines().len(), 1, "{}", g.audit());
+    assert!(g
+        .audit()
+        .contains("token in use by an enrollment in progress"));
+    drop(g);
+    drop(hole);
+}
+
+/// The same against a real upstream (pebble): one publicly chained certificate, not 20.
+#[test]
+fn one_use_token_issues_once_with_a_pebble_upstream() {
+    let pebble = Pebble::start_with(RACE_PORTS, "race-pebble");
+    let g = Gatecert::start_on(
+        "race-pebble-gw",
+        &pebble.directory(),
+        &pebble.https_ca,
+        20,
+        ROOMY_WAIT,
+        RACE_PORTS.http01,
+    );
+    g.wait_gateway_cert();
+    let device = "racep.sensors.test";
+    let token = g.token(device);
+    let csrs: Vec<PathBuf> = (0..20).map(|i| g.csr(device, &format!("p{i}"))).collect();
+    let answers = g.enroll_at_once(device, &token, &csrs);
+    let codes: Vec<u16> = answers.iter().map(|(c, _)| *c).collect();
+    let (ok, body) = successes(&answers);
+    assert_eq!(ok, 1, "2xx answers: {codes:?}\n{}", g.log());
+    assert_eq!(codes.iter().filter(|c| **c == 403).count(), 19, "{codes:?}");
+    let leaf = Gatecert::leaf(&g.certs(body.unwrap(), "racep-cert")).clone();
+    let pebble_int = CertInfo::from_pem(&pebble.intermediate()).unwrap();
+    assert_eq!(leaf.issuer, pebble_int.subject, "issued by the upstream");
+    let issues = g.issue_lines();
+    assert_eq!(issues.len(), 1, "{}", g.audit());
+    assert!(
+        issues[0].contains("\"source\":\"upstream\""),
+        "{}",
+        issues[0]
+    );
+}
+
+/// A claim left by a killed service is neither a lost use nor an extra one: the cert never
+/// went out, so after a restart the token still has its one use. And a token revoked while its
+/// request is parked on the upstream yields no certificate.
+#[test]
+fn killed_claim_is_not_lost_and_revoked_while_parked_yields_nothing() {
+    let hole = Blackhole::start();
+    let scratch = TempDir::new("revoke-hole-ca");
+    let mut g = Gatecert::start(
+        "revoke-hole",
+        &format!("https://127.0.0.1:{}/dir", hole.port),
+        &unused_ca(scratch.path()),
+        HOLE_TIMEOUT,
+        HOLE_WAIT,
+    );
+    let device = "rv.sensors.test";
+    let token = g.token(device);
+    let parked = |g: &Gatecert, n: usize| {
+        wait_until("the request to be parked", Duration::from_secs(20), || {
+            g.log()
+                .matches(&format!("simpleenroll for {device}: parked"))
+                .count()
+                >= n
+        });
+    };
+
+    // Parked, then the service is killed: the client gets nothing.
+    let csr = g.csr(device, "rv1");
+    std::thread::scope(|s| {
+        let client = s.spawn(|| g.enroll_at_once(device, &token, std::slice::from_ref(&csr)));
+        parked(&g, 1);
+        let pid = g.proc.as_ref().unwrap().0.id().to_string();
+        run(Command::new("kill").args(["-KILL", &pid]));
+        let answers = client.join().unwrap();
+        assert_eq!(answers[0].0, 0, "no answer from a killed service");
+    });
+    g.kill_and_restart();
+    let list = g.cli(&["token", "list"]);
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    let row = list.lines().find(|l| l.starts_with(device)).unwrap();
+    assert!(row.contains(" 1 ") && row.contains("valid"), "{list}");
+
+    // Parked again (the restarted service), revoked meanwhile: no certificate.
+    let csr = g.csr(device, "rv2");
+    let answers = std::thread::scope(|s| {
+        let client = s.spawn(|| g.enroll_at_once(device, &token, std::slice::from_ref(&csr)));
+        parked(&g, 2);
+        let out = g.cli(&["token", "revoke", device]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        client.join().unwrap()
+    });
+    let (code, body) = &answers[0];
+    assert_eq!(*code, 403, "{}\n{}", String::from_utf8_lossy(body), g.log());
+    assert!(String::from_utf8_lossy(body).contains("token revoked"));
+    assert!(g.issue_lines().is_empty(), "{}", g.audit());
+    drop(g);
+    drop(hole);
+}
+
+/// Issue 10 item 7: in broker mode the local policy comes first. A name the token grants but
+/// the local CA refuses (outside allow_suffix) is refused at once, before anything is parked
+/// or sent upstream: pebble would have issued it.
+#[test]
+fn broker_checks_local_policy_before_the_upstream() {
+    let ports = Ports {
+        acme: 14300,
+        management: 15300,
+        dns: 8353,
+        challtestsrv: 8355,
+        http01: 5280,
+        tls_alpn: 5643,
+    };
+    let pebble = Pebble::start_with(ports, "policy-pebble");
+    let g = Gatecert::start_on(
+        "policy-pebble-gw",
+        &pebble.directory(),
+        &pebble.https_ca,
+        20,
+        ROOMY_WAIT,
+        ports.http01,
+    );
+    g.wait_gateway_cert();
+    let outside = "leaf.example.org";
+    let csr = g.csr(outside, "outside");
+    let (code, _, body, _) = g.enroll(outside, &csr);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(code, 403, "{body}\n{}", g.log());
+    assert!(body.contains("outside allow_suffix"), "{body}");
+    assert!(g.issue_lines().is_empty(), "{}", g.audit());
 }

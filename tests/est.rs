@@ -729,3 +729,36 @@ fn demo_enrolls_a_sensor_quickly() {
         assert!(text.contains(want), "no {want:?} in:\n{text}");
     }
 }
+
+/// A held `tokens.json.lock` (a stuck `gatecert token add`) does not stall the service: an
+/// enrollment that needs the lock gets 503 + Retry-After within the lock's bounded wait, other
+/// clients' `cacerts` are answered meanwhile, and the claim of the failed enrollment is released,
+/// so the same one-use token works once the lock is free (and only once).
+#[test]
+fn held_token_lock_answers_503_and_does_not_stall_others() {
+    let g = Gatecert::start("tokenlock");
+    let name = "sensor-l.sensors.local";
+    let token = g.token("sensor-l", &[name]);
+    let (_, csr) = make_csr(&g.dir, "l", "ec:P-256", name, &[name]);
+    let held = Tokens::open_locked(&g.state().join("tokens.json")).unwrap();
+
+    let (code, headers, body) = g.enroll("sensor-l", &token, &csr);
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        headers.to_ascii_lowercase().contains("retry-after:"),
+        "{headers}"
+    );
+    for _ in 0..3 {
+        let (code, _, _) = g.curl("cacerts", &[]);
+        assert_eq!(code, 200, "cacerts while the token lock is held");
+    }
+    g.assert_audit("est.deny", &["\"status\":503", "sensor-l"]);
+    assert!(!g.audit().contains("est.issue"));
+
+    drop(held);
+    let (code, _, body) = g.enroll("sensor-l", &token, &csr);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let (code, _, body) = g.enroll("sensor-l", &token, &csr);
+    assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("token already used"));
+}

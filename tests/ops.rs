@@ -229,3 +229,36 @@ fn check_reports_a_bad_config_by_name() {
         "{stdout}"
     );
 }
+
+/// `token add` refuses, naming the name and why, every name the CA would refuse (wildcards,
+/// spaces, empty labels, a trailing dot, names outside allow_suffix / allow_ip) and device
+/// names with ':' (HTTP Basic splits user:password at the first colon, RFC 7617 §2). Nothing
+/// is written for a refused token.
+#[test]
+fn token_add_refuses_what_the_ca_or_http_basic_would_refuse() {
+    let env = Env::new("tokenadd");
+    let t = now();
+    for (name, why) in [
+        ("*.sensor.local", "wildcard"),
+        ("a b.local", "only letters, digits"),
+        ("x..local", "empty label"),
+        ("s1.local.", "ends with a dot"),
+        ("s1.example.org", "outside allow_suffix"),
+        ("192.0.2.1", "outside allow_suffix"),
+    ] {
+        let out = env.run(t, &["token", "add", "dev1", "--name", name]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(&format!("{name:?}")), "{name}: {err}");
+        assert!(err.contains(why), "{name}: {err}");
+        assert!(out.stdout.is_empty(), "{name}: a token was printed");
+    }
+    let out = env.run(t, &["token", "add", "dev:1", "--name", "s1.local"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("\"dev:1\"") && err.contains("':'"), "{err}");
+    assert!(!env.state().join("tokens.json").exists());
+    // A good name still works.
+    let out = env.run(t, &["token", "add", "dev1", "--name", "s1.local"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

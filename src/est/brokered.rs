@@ -20,8 +20,17 @@ pub(super) struct Parked {
 }
 
 impl Est {
-    /// Hands this handler the upstream worker (or takes it away).
+    /// Hands this handler the upstream worker (or takes it away). Requests parked on a worker
+    /// that goes away are never answered: their token claims are released.
     pub fn set_broker(&mut self, broker: Option<Broker>) {
+        for (_, p) in std::mem::take(&mut self.parked) {
+            log::warn!(
+                "{} for {}: dropped with the upstream worker",
+                p.op,
+                p.auth.device
+            );
+            self.release(&p.auth);
+        }
         self.broker = broker;
     }
 
@@ -41,6 +50,7 @@ impl Est {
     pub fn adopt(&mut self, old: &mut Est) {
         self.broker = old.broker.take();
         self.parked = std::mem::take(&mut old.parked);
+        self.claims = std::mem::take(&mut old.claims);
         self.counters = old.counters.take();
     }
 
@@ -61,7 +71,8 @@ impl Est {
 
     /// Answers the parked requests that can be answered now: `(id, operation, response)` for
     /// [`crate::http::Server::complete`]. `alive(id)` says whether the client still waits; an
-    /// upstream certificate whose client has gone is kept for its retry.
+    /// upstream certificate whose client has gone is kept for its retry, and so is the token
+    /// claim of a client told `202` (RFC 7030 §4.2.3), so that its retry is the same use.
     pub fn resolve(&mut self, alive: &dyn Fn(u64) -> bool) -> Vec<(u64, String, Response)> {
         let Some(broker) = self.broker.as_mut() else {
             return Vec::new();
@@ -73,12 +84,17 @@ impl Est {
                 continue;
             };
             if !alive(id) {
-                if let (Resolution::Issued { chain_pem, .. }, Some(b)) = (&r, self.broker.as_mut())
-                {
-                    b.keep(
-                        LeafKey::new(&p.auth.device, &p.auth.csr.spki_der),
-                        chain_pem,
-                    );
+                match (&r, self.broker.as_mut(), p.auth.claim) {
+                    (Resolution::Issued { chain_pem, .. }, Some(b), claim) => {
+                        b.keep(
+                            LeafKey::new(&p.auth.device, &p.auth.csr.spki_der),
+                            chain_pem,
+                        );
+                        if let Some(c) = claim {
+                            self.claims.hold_for_retry(c, self.clock.now());
+                        }
+                    }
+                    _ => self.release(&p.auth),
                 }
                 continue;
             }
@@ -98,6 +114,9 @@ impl Est {
                         p.op,
                         p.auth.device
                     );
+                    if let Some(c) = p.auth.claim {
+                        self.claims.hold_for_retry(c, self.clock.now());
+                    }
                     // RFC 7030 §4.2.3: 202 with Retry-After; the retry repeats the request.
                     Response::text(202, "the upstream CA is still working on it; retry")
                         .header("Retry-After", &after.to_string())
@@ -135,6 +154,10 @@ impl Est {
                 Answer::Now(self.finish(op, client, granted))
             }
             Decision::Wait(id) => {
+                log::info!(
+                    "{op} for {}: parked on the upstream CA (request {id})",
+                    auth.device
+                );
                 self.parked.insert(
                     id,
                     Parked {
@@ -160,13 +183,30 @@ impl Est {
         self.grant_local(auth, Some(lifetime), Origin::Interim)
     }
 
-    /// The upstream's chain for `auth`, after checking that it certifies the CSR's key.
+    /// The upstream's chain for `auth`, after checking that it certifies the CSR's key and
+    /// settling the token claim.
     fn grant_upstream(
         &mut self,
         auth: Authorized,
         chain_pem: &str,
         origin: Origin,
     ) -> Result<Granted, Denial> {
+        let checked = Self::check_upstream(&auth, chain_pem);
+        let issued = self.settle(&auth, checked)?;
+        if let Some(b) = self.broker.as_mut() {
+            b.remember(&issued.leaf_der, issued.not_after);
+        }
+        Ok(Granted {
+            device: auth.device,
+            names: auth.names,
+            issued,
+            key_pem: None,
+            origin,
+        })
+    }
+
+    /// The upstream's chain, parsed, when its leaf carries `auth`'s CSR key.
+    fn check_upstream(auth: &Authorized, chain_pem: &str) -> Result<Issued, Denial> {
         let bad = |what: &str| {
             log::error!("upstream certificate for {}: {what}", auth.device);
             Denial::new(502, "the upstream CA's certificate was unusable")
@@ -185,21 +225,67 @@ impl Est {
         if info.spki_der != auth.csr.spki_der {
             return Err(bad("its public key is not the CSR's"));
         }
-        self.consume_token(&auth)?;
-        if let Some(b) = self.broker.as_mut() {
-            b.remember(&leaf_der, info.not_after);
-        }
-        Ok(Granted {
-            device: auth.device,
-            names: auth.names,
-            issued: Issued {
-                leaf_der,
-                chain_der,
-                serial_hex: info.serial_hex(),
-                not_after: info.not_after,
-            },
-            key_pem: None,
-            origin,
+        Ok(Issued {
+            leaf_der,
+            chain_der,
+            serial_hex: info.serial_hex(),
+            not_after: info.not_after,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use crate::broker::Broker;
+    use crate::clock::Clock as _;
+    use crate::config::{self, Certificate};
+    use crate::est::tests::{enroll_req, peer, setup, token_and_csr};
+    use crate::http::{Answer, Handler as _};
+
+    /// A request parked on a blackholed upstream holds the one use of its token: a second
+    /// enrollment is refused at once, before anything is parked. A reload that drops the worker
+    /// (and so the parked request) releases the claim: the token still works, once.
+    #[test]
+    fn a_parked_claim_holds_the_use_and_is_released_with_its_worker() {
+        let (dir, mut est, clock) = setup("parkedclaim");
+        let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut cfg = config::Config::standalone(dir.clone());
+        let mut gw = Certificate::standalone("gw", vec!["gw.sensors.local".into()]);
+        gw.directory = Some(format!("https://{}/dir", hole.local_addr().unwrap()));
+        gw.timeout = 120;
+        cfg.certificates = vec![gw];
+        cfg.broker = Some(config::Broker {
+            certificate: "gw".into(),
+            challenge: config::ChallengeKind::Http01,
+            dns_hook: None,
+            upstream_wait: 60,
+            interim_lifetime: 3600,
+        });
+        est.set_broker(Broker::start(&cfg, clock.clone()).unwrap());
+
+        let name = "p.sensors.local";
+        let (token, csr) = token_and_csr(&dir, "p", name, 600, clock.now());
+        let key = crate::crypto::PrivateKey::generate(crate::crypto::KeyType::Ec256).unwrap();
+        let csr2 = key.csr(&[name.to_string()], &[]).unwrap();
+        assert!(matches!(
+            est.answer(&enroll_req("p", &token, &csr), &peer()),
+            Answer::Later(_)
+        ));
+        let Answer::Now(resp) = est.answer(&enroll_req("p", &token, &csr2), &peer()) else {
+            panic!("a second enrollment on a one-use token was parked");
+        };
+        assert_eq!(resp.status, 403);
+        assert!(String::from_utf8_lossy(&resp.body).contains("in use"));
+
+        est.set_broker(None);
+        let resp = est.handle(&enroll_req("p", &token, &csr2), &peer());
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        let resp = est.handle(&enroll_req("p", &token, &csr), &peer());
+        assert_eq!(resp.status, 403);
+        assert!(String::from_utf8_lossy(&resp.body).contains("already used"));
+        drop(hole);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

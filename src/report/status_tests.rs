@@ -194,10 +194,12 @@ fn missing_ca_upstream_leaves_tokens() {
     tokens
         .add("t2", &["t2.local".into()], 60, 1, now - 120)
         .unwrap();
-    tokens
+    let t3 = tokens
         .add("t3", &["t3.local".into()], 3_600, 1, now)
         .unwrap();
-    tokens.consume("t3", now).unwrap();
+    let mut claims = token::Claims::new();
+    let (id, _) = tokens.claim(&mut claims, "t3", &t3, "k", now).unwrap();
+    tokens.commit(&claims.take(id).unwrap(), now).unwrap();
     tokens
         .add("t4", &["t4.local".into()], 3_600, 1, now)
         .unwrap();
