@@ -2,16 +2,27 @@
 //!
 //! | operation | auth | answer |
 //! |---|---|---|
-//! | `GET cacerts` (§4.1) | none | the CA chain, certs-only PKCS#7 |
-//! | `POST simpleenroll` (§4.2.1) | HTTP Basic: device + bootstrap token | the new leaf |
-//! | `POST simplereenroll` (§4.2.2) | TLS client certificate from this CA | the new leaf |
+//! | `GET cacerts` (§4.1) | none | the CA chain (and the upstream's intermediates), certs-only PKCS#7 |
+//! | `POST simpleenroll` (§4.2.1) | HTTP Basic: device + bootstrap token | the new leaf alone |
+//! | `POST simplereenroll` (§4.2.2) | the device's current TLS client certificate | the new leaf alone |
 //! | `GET csrattrs` (§4.5) | none | P-256 with ECDSA-SHA256 |
 //! | `POST serverkeygen` (§4.4) | like simpleenroll | key (PKCS#8) + leaf, multipart |
 //!
-//! Bodies are base64 DER, as §4 requires ("Content-Transfer-Encoding: base64"). Malformed
-//! input gets 400 with a reason, missing credentials 401, policy denials 403. Every issuance and
+//! Every operation also answers under a label, `/.well-known/est/<label>/<op>` (§3.2.2): a
+//! `config label` section, a named profile of the local CA with its own lifetime, allowed
+//! suffixes and serverAuth; an unknown label is 404.
+//!
+//! Bodies are base64 DER, as §4 requires ("Content-Transfer-Encoding: base64"). Enrollment
+//! replies carry only the issued certificate (§4.2.3); the chain is `/cacerts`' job. Malformed
+//! input gets 400 with a reason; missing or refused credentials (no, wrong, unknown, used,
+//! expired or revoked token) 401 with `WWW-Authenticate: Basic` (RFC 7235 §3.1, RFC 7030
+//! §3.2.3); an authenticated client that may not do this 403 (a name outside its grant, a client
+//! certificate that is foreign, expired or superseded: RFC 7030 §3.7 leaves authorization to
+//! the server, and re-enrollment has no HTTP credential a 401 could ask for). Every issuance and
 //! every denial is appended to the audit log (device, names, serial, reason, client address;
-//! never the token), and every issuance is recorded in the leaf inventory.
+//! never the token), and every issuance is recorded in the leaf inventory. A request without
+//! credentials, the first half of the RFC 7235 challenge round-trip, is not a denial: it is
+//! counted (`gatecert_est_auth_challenges_total`), not audited.
 //!
 //! [RFC 7030]: https://www.rfc-editor.org/rfc/rfc7030
 
@@ -27,10 +38,10 @@ use crate::audit::{Audit, DEFAULT_MAX_BYTES};
 use crate::broker::{Broker, Origin};
 use crate::ca::{Csr, IssueRequest, Issued, LocalCa};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
-use crate::leaves::{Inventory, Leaf};
+use crate::leaves::{Inventory, Leaf, Standing};
 use crate::report::Counters;
 use crate::store::{self, CertSet, SetDir};
 use crate::token::Tokens;
@@ -111,6 +122,8 @@ pub struct Est {
     parked: HashMap<u64, brokered::Parked>,
     /// Where issuances are counted for metrics, when the service keeps counters.
     counters: Option<Arc<Counters>>,
+    /// `config label` sections: the profiles served under `/.well-known/est/<label>/`.
+    labels: Vec<config::Label>,
 }
 
 /// A refused request: what the client is told and what the audit log records.
@@ -119,6 +132,8 @@ struct Denial {
     reason: String,
     device: Option<String>,
     names: Vec<String>,
+    /// A request that sent no credentials at all: the RFC 7235 challenge, counted, not audited.
+    challenge: bool,
 }
 
 impl Denial {
@@ -128,6 +143,22 @@ impl Denial {
             reason: reason.into(),
             device: None,
             names: Vec::new(),
+            challenge: false,
+        }
+    }
+
+    /// 401 for a request without credentials, or with an `Authorization` that is not HTTP Basic
+    /// with a user and a password (that one is a refusal, and audited).
+    fn no_credentials(req: &Request) -> Self {
+        match req.header("authorization") {
+            None => Denial {
+                challenge: true,
+                ..Denial::new(401, "no credentials")
+            },
+            Some(_) => Denial::new(
+                401,
+                "Authorization is not HTTP Basic with a device name and a token",
+            ),
         }
     }
 
@@ -151,6 +182,8 @@ struct Granted {
     key_pem: Option<String>,
     /// Who issued it.
     origin: Origin,
+    /// simplereenroll: the serial of the client certificate it replaces.
+    renews: Option<String>,
 }
 
 /// A request that passed authentication and policy, not yet issued.
@@ -160,6 +193,12 @@ struct Authorized {
     csr: Csr,
     /// simpleenroll: the bootstrap token to burn when the certificate goes out.
     token: bool,
+    /// simplereenroll: the serial of the client certificate presented.
+    renews: Option<String>,
+    /// The label's lifetime (`None`: the CA's).
+    lifetime: Option<u64>,
+    /// Ask for EKU serverAuth (the CA's `server_auth`, or the label's).
+    server_auth: bool,
 }
 
 impl Est {
@@ -172,7 +211,13 @@ impl Est {
             broker: None,
             parked: HashMap::new(),
             counters: None,
+            labels: Vec::new(),
         }
+    }
+
+    /// Serves these `config label` profiles (RFC 7030 §3.2.2) beside the default path.
+    pub fn set_labels(&mut self, labels: Vec<config::Label>) {
+        self.labels = labels;
     }
 
     /// Counts every leaf issuance, by source, in `counters` (the service's metrics).
@@ -185,20 +230,77 @@ impl Est {
         &self.ca
     }
 
+    /// RFC 7030 §4.1.3: the local CA's intermediate and root and, with a broker, the upstream
+    /// intermediates this gateway has delivered leaves under, so that a client holding only the
+    /// issued certificate (§4.2.3) can build either chain. The upstream root is not among them
+    /// when the ACME CA does not send it: the client must already trust it (§4.1.3's explicit
+    /// trust anchor).
     fn cacerts(&self) -> Response {
-        certs_only_response(&self.ca.chain_der())
+        let mut certs = self.ca.chain_der();
+        if let Some(b) = &self.broker {
+            for c in b.upstream_issuers() {
+                if !certs.contains(&c) {
+                    certs.push(c);
+                }
+            }
+        }
+        certs_only_response(&certs)
+    }
+
+    /// The authorization for `op` (RFC 7030 §3.3.2 and §3.2.3), then the label's policy.
+    fn authorize(
+        &mut self,
+        op: &str,
+        label: Option<usize>,
+        req: &Request,
+        peer: &PeerInfo,
+    ) -> Result<Authorized, Denial> {
+        let mut auth = if op == "simplereenroll" {
+            self.authorize_reenroll(req, peer)?
+        } else {
+            self.authorize_enroll(req)?
+        };
+        let Some(label) = label.and_then(|i| self.labels.get(i)) else {
+            return Ok(auth);
+        };
+        if !label.allow_suffix.is_empty() {
+            for d in &auth.csr.dns {
+                if !label.allow_suffix.iter().any(|s| ca::dns_in_subtree(d, s)) {
+                    return Err(Denial::new(
+                        403,
+                        format!(
+                            "refused by label '{}' policy: DNS name {d:?} is outside its allow_suffix {:?}",
+                            label.name, label.allow_suffix
+                        ),
+                    )
+                    .device(&auth.device)
+                    .names(auth.names));
+                }
+            }
+        }
+        auth.lifetime = label.lifetime;
+        auth.server_auth = label.server_auth;
+        Ok(auth)
     }
 
     /// `simpleenroll` and `serverkeygen`: HTTP Basic with the device's bootstrap token.
-    fn enroll(&mut self, req: &Request, keygen: bool) -> Result<Granted, Denial> {
-        let auth = self.authorize_enroll(req)?;
+    fn enroll(
+        &mut self,
+        req: &Request,
+        peer: &PeerInfo,
+        keygen: bool,
+        label: Option<usize>,
+    ) -> Result<Granted, Denial> {
+        let op = if keygen { "serverkeygen" } else { "simpleenroll" };
+        let auth = self.authorize(op, label, req, peer)?;
         if !keygen {
             return self.grant_local(auth, None, Origin::Local);
         }
         let now = self.trusted_now(&auth)?;
+        let server_auth = auth.server_auth && self.ca.allows_server_auth();
         let (key, issued) = self
             .ca
-            .issue_with_new_key(&auth.csr.dns, &auth.csr.ips, None, false, now)
+            .issue_with_new_key(&auth.csr.dns, &auth.csr.ips, auth.lifetime, server_auth, now)
             .map_err(|e| ca_denial(&e).device(&auth.device).names(auth.names.clone()))?;
         self.consume_token(&auth)?;
         Ok(Granted {
@@ -207,12 +309,13 @@ impl Est {
             issued,
             key_pem: Some(key.to_pem()),
             origin: Origin::Local,
+            renews: None,
         })
     }
 
     /// HTTP Basic with the device's bootstrap token, and the CSR's names granted to it.
     fn authorize_enroll(&mut self, req: &Request) -> Result<Authorized, Denial> {
-        let (device, token) = basic_auth(req).ok_or_else(|| Denial::new(401, "no credentials"))?;
+        let (device, token) = basic_auth(req).ok_or_else(|| Denial::no_credentials(req))?;
         let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
         let names = csr_names(&csr);
         let now = self.clock.now();
@@ -220,8 +323,9 @@ impl Est {
             log::error!("{e}");
             Denial::new(500, "token store unreadable").device(&device)
         })?;
+        // Refused credentials: 401, so the client asks again (RFC 7235 §3.1, RFC 7030 §3.2.3).
         let grant = tokens.check(&device, &token, now).map_err(|d| {
-            Denial::new(403, d.to_string())
+            Denial::new(401, d.to_string())
                 .device(&device)
                 .names(names.clone())
         })?;
@@ -240,6 +344,9 @@ impl Est {
             names,
             csr,
             token: true,
+            renews: None,
+            lifetime: None,
+            server_auth: true,
         })
     }
 
@@ -274,7 +381,8 @@ impl Est {
         Ok(now)
     }
 
-    /// Issues from the local CA (`lifetime: None` = the CA's).
+    /// Issues from the local CA (`lifetime: None` = the label's, else the CA's; an interim
+    /// lifetime is capped by the label's).
     fn grant_local(
         &mut self,
         auth: Authorized,
@@ -282,13 +390,17 @@ impl Est {
         origin: Origin,
     ) -> Result<Granted, Denial> {
         let now = self.trusted_now(&auth)?;
+        let lifetime = match (lifetime, auth.lifetime) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let issued = self
             .ca
             .issue(
                 &IssueRequest {
                     csr: auth.csr.clone(),
                     lifetime,
-                    server_auth: false,
+                    server_auth: auth.server_auth,
                 },
                 now,
             )
@@ -300,12 +412,14 @@ impl Est {
             issued,
             key_pem: None,
             origin,
+            renews: auth.renews,
         })
     }
 
     /// `simplereenroll`: the client's current certificate, from this CA (or an upstream leaf
-    /// this gateway brokered) and unexpired, and a CSR whose subject and SANs are identical to
-    /// it (RFC 7030 §4.2.2).
+    /// this gateway brokered), unexpired, and the device's current one in the inventory (or the
+    /// one it replaced, inside [`leaves::GRACE`]), and a CSR whose subject and SANs are identical
+    /// to it (RFC 7030 §4.2.2). The device is the inventory's.
     fn authorize_reenroll(&mut self, req: &Request, peer: &PeerInfo) -> Result<Authorized, Denial> {
         let Some(leaf) = peer.certs.first() else {
             return Err(Denial::new(
@@ -340,6 +454,10 @@ impl Est {
                     .names(cur_names),
             );
         }
+        let serial = current.serial_hex();
+        let device = self
+            .current_holder(&serial, now)
+            .map_err(|d| d.device(&device).names(cur_names.clone()))?;
         let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
         let names = csr_names(&csr);
         // An upstream CA may leave the subject empty; then the SANs alone must match.
@@ -358,7 +476,38 @@ impl Est {
             names,
             csr,
             token: false,
+            renews: Some(serial),
+            lifetime: None,
+            server_auth: true,
         })
+    }
+
+    /// The device whose current certificate (or previous one, in its grace window) has
+    /// `serial`; 403 with the reason when it is superseded or no device holds it.
+    fn current_holder(&self, serial: &str, now: i64) -> Result<String, Denial> {
+        let inv = Inventory::open(&leaves::path_in(&self.state_dir)).map_err(|e| {
+            log::error!("{e}");
+            Denial::new(500, "leaf inventory unreadable")
+        })?;
+        match inv.standing(serial, now) {
+            Standing::Current(l) | Standing::Grace(l) => Ok(l.device.clone()),
+            Standing::Superseded(l) => Err(Denial::new(
+                403,
+                format!(
+                    "client certificate {serial} was superseded by a re-enrollment; only the \
+                     device's current certificate may re-enroll (grace {}s is over)",
+                    leaves::GRACE
+                ),
+            )
+            .device(&l.device)),
+            Standing::Unknown => Err(Denial::new(
+                403,
+                format!(
+                    "client certificate {serial} is not the current certificate of any enrolled \
+                     device (superseded)"
+                ),
+            )),
+        }
     }
 
     fn read_csr(&self, req: &Request) -> Result<Csr, Denial> {
@@ -368,6 +517,14 @@ impl Est {
     }
 
     fn record(&mut self, op: &str, client: IpAddr, outcome: &Result<Granted, Denial>) {
+        if let Err(d) = outcome {
+            if d.challenge {
+                if let Some(c) = &self.counters {
+                    c.est_auth_challenge(op);
+                }
+                return;
+            }
+        }
         let now = self.clock.now();
         let client = client.to_string();
         let (event, fields) = match outcome {
@@ -411,9 +568,13 @@ impl Est {
                 not_after: g.issued.not_after,
                 source: g.origin.source(),
                 issued_at: now,
+                previous: None,
             };
-            let recorded =
-                Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| i.record(leaf));
+            let renews = g.renews.clone();
+            let recorded = Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| {
+                let previous = renews.and_then(|r| i.previous_for(&leaf.device, &r, now));
+                i.record(Leaf { previous, ..leaf })
+            });
             if let Err(e) = recorded {
                 log::error!("leaf inventory write failed: {e}");
             }
@@ -422,11 +583,25 @@ impl Est {
 }
 
 impl Est {
-    /// The EST operation `req` asks for, or the answer refusing it (404, 405) or, for the
-    /// two GETs, answering it.
-    fn route<'r>(&self, req: &'r Request) -> Result<&'r str, Response> {
-        let Some(op) = req.path.strip_prefix(PREFIX) else {
+    /// The EST operation `req` asks for and its label (an index into `labels`), or the answer
+    /// refusing it (404, 405) or, for the two GETs, answering it. RFC 7030 §3.2.2: the path is
+    /// `/.well-known/est/<op>` or `/.well-known/est/<label>/<op>`.
+    fn route<'r>(&self, req: &'r Request) -> Result<(&'r str, Option<usize>), Response> {
+        let Some(rest) = req.path.strip_prefix(PREFIX) else {
             return Err(Response::text(404, "not found"));
+        };
+        let (label, op) = match rest.split_once('/') {
+            None => (None, rest),
+            Some((label, op)) => match self.labels.iter().position(|l| l.name == label) {
+                Some(i) => (Some(i), op),
+                None if config::is_label_name(label) => {
+                    return Err(Response::text(
+                        404,
+                        &format!("unknown EST label '{label}' (RFC 7030 3.2.2)"),
+                    ))
+                }
+                None => return Err(Response::text(404, "unknown EST label")),
+            },
         };
         let method = match op {
             "cacerts" | "csrattrs" => "GET",
@@ -441,17 +616,30 @@ impl Est {
         match op {
             "cacerts" => Err(self.cacerts()),
             "csrattrs" => Err(csrattrs_response()),
-            _ => Ok(op),
+            _ => Ok((op, label)),
         }
     }
 
-    /// Records `outcome` in the audit log and inventory and turns it into the answer.
+    /// Records `outcome` in the audit log and inventory and turns it into the answer. A
+    /// re-enrollment is checked again here, when its certificate is about to go out: if another
+    /// re-enrollment superseded the client certificate meanwhile (a parked request), it is
+    /// refused and the new certificate is never delivered.
     fn finish(&mut self, op: &str, client: IpAddr, outcome: Result<Granted, Denial>) -> Response {
+        let outcome = outcome.and_then(|g| match &g.renews {
+            Some(serial) => {
+                let now = self.clock.now();
+                self.current_holder(serial, now)
+                    .map_err(|d| d.names(g.names.clone()))?;
+                Ok(g)
+            }
+            None => Ok(g),
+        });
         self.record(op, client, &outcome);
         match outcome {
+            // RFC 7030 §4.2.3: "containing only the certificate that was issued".
             Ok(g) => match g.key_pem {
                 Some(key_pem) => serverkeygen_response(&key_pem, &g.issued),
-                None => certs_only_response(&g.issued.chain_der),
+                None => certs_only_response(std::slice::from_ref(&g.issued.leaf_der)),
             },
             Err(d) if d.status == 401 => Response::text(401, &d.reason)
                 .header("WWW-Authenticate", &format!("Basic realm=\"{REALM}\"")),
@@ -463,15 +651,15 @@ impl Est {
 impl Handler for Est {
     /// Answers at once, from the local CA (no brokering: see [`Handler::answer`]).
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
-        let op = match self.route(req) {
-            Ok(op) => op,
+        let (op, label) = match self.route(req) {
+            Ok(r) => r,
             Err(resp) => return resp,
         };
         let outcome = match op {
             "simplereenroll" => self
-                .authorize_reenroll(req, peer)
+                .authorize(op, label, req, peer)
                 .and_then(|a| self.grant_local(a, None, Origin::Local)),
-            _ => self.enroll(req, op == "serverkeygen"),
+            _ => self.enroll(req, peer, op == "serverkeygen", label),
         };
         self.finish(op, peer.addr.ip(), outcome)
     }
@@ -481,9 +669,9 @@ impl Handler for Est {
     fn answer(&mut self, req: &Request, peer: &PeerInfo) -> Answer {
         let brokered = self.broker.as_ref().is_some_and(|b| b.config().is_some());
         match self.route(req) {
-            Ok(op @ ("simpleenroll" | "simplereenroll")) if brokered => {
+            Ok((op @ ("simpleenroll" | "simplereenroll"), label)) if brokered => {
                 let op = op.to_owned();
-                self.answer_brokered(&op, req, peer)
+                self.answer_brokered(&op, label, req, peer)
             }
             _ => Answer::Now(self.handle(req, peer)),
         }
@@ -598,7 +786,7 @@ fn serverkeygen_response(key_pem: &str, issued: &Issued) -> Response {
         "--{BOUNDARY}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
          {key_b64}--{BOUNDARY}\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\n\
          Content-Transfer-Encoding: base64\r\n\r\n{}--{BOUNDARY}--\r\n",
-        b64_lines(&pkcs7::certs_only(&issued.chain_der)),
+        b64_lines(&pkcs7::certs_only(std::slice::from_ref(&issued.leaf_der))),
     );
     Response::new(200)
         .header(
@@ -828,7 +1016,10 @@ mod tests {
         let (token, csr) = token_and_csr(&dir, "s", &name, 60, clock.now());
         clock.advance(61);
         let resp = est.handle(&enroll_req("s", &token, &csr), &peer());
-        assert_eq!(resp.status, 403);
+        assert_eq!(resp.status, 401);
+        assert!(resp
+            .headers
+            .contains(&("WWW-Authenticate".into(), format!("Basic realm=\"{REALM}\""))));
         assert!(String::from_utf8_lossy(&resp.body).contains("expired"));
         let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
         assert!(log.contains("token expired") && log.contains("192.0.2.7"));

@@ -108,14 +108,15 @@ impl Est {
         out
     }
 
-    pub(super) fn answer_brokered(&mut self, op: &str, req: &Request, peer: &PeerInfo) -> Answer {
+    pub(super) fn answer_brokered(
+        &mut self,
+        op: &str,
+        label: Option<usize>,
+        req: &Request,
+        peer: &PeerInfo,
+    ) -> Answer {
         let client = peer.addr.ip();
-        let auth = if op == "simplereenroll" {
-            self.authorize_reenroll(req, peer)
-        } else {
-            self.authorize_enroll(req)
-        };
-        let auth = match auth {
+        let auth = match self.authorize(op, label, req, peer) {
             Ok(a) => a,
             Err(d) => return Answer::Now(self.finish(op, client, Err(d))),
         };
@@ -188,6 +189,7 @@ impl Est {
         self.consume_token(&auth)?;
         if let Some(b) = self.broker.as_mut() {
             b.remember(&leaf_der, info.not_after);
+            b.remember_issuers(&chain_der[1..]);
         }
         Ok(Granted {
             device: auth.device,
@@ -200,6 +202,7 @@ impl Est {
             },
             key_pem: None,
             origin,
+            renews: auth.renews,
         })
     }
 }
