@@ -17,14 +17,11 @@ const OPERATIONS: &[&str] = &[
     "fullcmc",
 ];
 
-/// True for a usable label: 1 to 64 of `A-Z a-z 0-9 - _ .`, not `.`/`..`, not an operation name.
-/// RFC 7030 §3.2.2 allows any path segment; this keeps labels plain in URLs, logs and metrics.
+/// True for a usable label: 1 to 64 of `A-Z a-z 0-9 _` (a UCI section name), not an operation
+/// name. RFC 7030 §3.2.2 allows any path segment; this keeps labels plain in URLs and logs.
 pub fn is_label_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && s != "."
-        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !OPERATIONS.contains(&s)
 }
 
@@ -39,7 +36,7 @@ pub(super) fn label(r: &Reader, ca: &Ca) -> Result<Label, Error> {
     };
     if !is_label_name(name) {
         return Err(r.syntax(format!(
-            "label name '{name}' must be 1-64 of A-Z a-z 0-9 - _ . and not an EST operation name"
+            "label name '{name}' must be 1-64 of A-Z a-z 0-9 _ and not an EST operation name"
         )));
     }
     let lifetime = r.parse(
@@ -91,4 +88,62 @@ pub(super) fn label(r: &Reader, ca: &Ca) -> Result<Label, Error> {
         allow_suffix,
         server_auth,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, Label};
+
+    fn parse(text: &str) -> Result<Config, crate::config::Error> {
+        Config::parse(text, Path::new("/etc/config/gatecert"))
+    }
+
+    const CA: &str = "config ca local\n\tlist allow_suffix sensors.example\n\toption server_auth 1\n";
+
+    #[test]
+    fn labels_narrow_the_ca() {
+        let cfg = parse(&format!(
+            "config label cameras\n\toption lifetime 2h\n\tlist allow_suffix cam.sensors.example\n\
+             \toption server_auth 0\n{CA}config label meters\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.labels,
+            vec![
+                Label {
+                    name: "cameras".into(),
+                    line: 1,
+                    lifetime: Some(7200),
+                    allow_suffix: vec!["cam.sensors.example".into()],
+                    server_auth: false,
+                },
+                Label {
+                    name: "meters".into(),
+                    line: 8,
+                    lifetime: None,
+                    allow_suffix: vec![],
+                    server_auth: true,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_labels_name_the_line_and_the_reason() {
+        let table: &[(&str, &str)] = &[
+            ("config label cam\n\toption lifetime 8d\n", ":2: section 'cam', option 'lifetime': lifetime (691200s) exceeds"),
+            ("config label cam\n\tlist allow_suffix other.example\n", ":2: section 'cam', option 'allow_suffix': 'other.example' is not within"),
+            ("config label cam\n\toption server_auth 1\n", ":2: section 'cam', option 'server_auth': the ca section's server_auth is off"),
+            ("config label cam\n\toption colour red\n", ":2: section 'cam', option 'colour': unknown option"),
+            ("config label\n", ":1: a label section needs a name"),
+            ("config label 'simpleenroll'\n", ":1: label name 'simpleenroll'"),
+            ("config label 'a/b'\n", ":1: bad section name 'a/b'"),
+        ];
+        for (text, want) in table {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
 }

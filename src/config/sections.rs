@@ -143,14 +143,8 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     }
     for section in labels {
         let r = Reader { path, section };
-        let label = super::label::label(&r, &cfg.ca)?;
-        if let Some(first) = cfg.labels.iter().find(|l| l.name == label.name) {
-            return Err(r.syntax(format!(
-                "a second label '{}' (the first is on line {}); merge them",
-                label.name, first.line
-            )));
-        }
-        cfg.labels.push(label);
+        // UCI merges sections reopened under one name, so every label is unique here.
+        cfg.labels.push(super::label::label(&r, &cfg.ca)?);
     }
     Ok(cfg)
 }
