@@ -936,5 +936,10 @@ config metrics
             cfg.broker.map(|b| b.certificate).as_deref(),
             Some("gateway")
         );
+        let cameras = &cfg.labels[0];
+        assert_eq!(cameras.name, "cameras");
+        assert_eq!(cameras.lifetime, Some(12 * 3600));
+        assert_eq!(cameras.allow_suffix, vec!["cameras.local".to_string()]);
+        assert!(!cameras.server_auth);
     }
 }
