@@ -425,7 +425,12 @@ impl Broker {
                 }
             }
         }
-        for c in self.saved.upstream_issuers.iter().filter(|c| c.not_after > now) {
+        for c in self
+            .saved
+            .upstream_issuers
+            .iter()
+            .filter(|c| c.not_after > now)
+        {
             if let Ok(der) = crypto::b64_decode(c.der.as_bytes()) {
                 if !out.contains(&der) {
                     out.push(der);

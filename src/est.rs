@@ -291,7 +291,11 @@ impl Est {
         keygen: bool,
         label: Option<usize>,
     ) -> Result<Granted, Denial> {
-        let op = if keygen { "serverkeygen" } else { "simpleenroll" };
+        let op = if keygen {
+            "serverkeygen"
+        } else {
+            "simpleenroll"
+        };
         let auth = self.authorize(op, label, req, peer)?;
         if !keygen {
             return self.grant_local(auth, None, Origin::Local);
@@ -300,7 +304,13 @@ impl Est {
         let server_auth = auth.server_auth && self.ca.allows_server_auth();
         let (key, issued) = self
             .ca
-            .issue_with_new_key(&auth.csr.dns, &auth.csr.ips, auth.lifetime, server_auth, now)
+            .issue_with_new_key(
+                &auth.csr.dns,
+                &auth.csr.ips,
+                auth.lifetime,
+                server_auth,
+                now,
+            )
             .map_err(|e| ca_denial(&e).device(&auth.device).names(auth.names.clone()))?;
         self.consume_token(&auth)?;
         Ok(Granted {
@@ -1020,9 +1030,10 @@ mod tests {
         clock.advance(61);
         let resp = est.handle(&enroll_req("s", &token, &csr), &peer());
         assert_eq!(resp.status, 401);
-        assert!(resp
-            .headers
-            .contains(&("WWW-Authenticate".into(), format!("Basic realm=\"{REALM}\""))));
+        assert!(resp.headers.contains(&(
+            "WWW-Authenticate".into(),
+            format!("Basic realm=\"{REALM}\"")
+        )));
         assert!(String::from_utf8_lossy(&resp.body).contains("expired"));
         let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
         assert!(log.contains("token expired") && log.contains("192.0.2.7"));
@@ -1096,7 +1107,11 @@ mod tests {
     fn only_cert(resp: &Response) -> Vec<u8> {
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
         let mut certs = pkcs7::parse_certs_only(&crypto::b64_decode(&resp.body).unwrap()).unwrap();
-        assert_eq!(certs.len(), 1, "an enroll answer carries only the issued certificate");
+        assert_eq!(
+            certs.len(),
+            1,
+            "an enroll answer carries only the issued certificate"
+        );
         certs.remove(0)
     }
 
@@ -1125,7 +1140,12 @@ mod tests {
         let c1 = only_cert(&est.handle(&enroll_req("g", &token, &csr), &peer()));
         let c2 = only_cert(&est.handle(&reenroll_req(&name), &peer_with(&c1)));
         let inv = Inventory::open(&leaves::path_in(&dir)).unwrap();
-        assert_eq!(inv.list().len(), 1, "one device, one entry: {:?}", inv.list());
+        assert_eq!(
+            inv.list().len(),
+            1,
+            "one device, one entry: {:?}",
+            inv.list()
+        );
         assert_eq!(inv.list()[0].device, "g");
         // c1's reply "was lost": inside the window it may try again.
         clock.advance(60);
@@ -1167,7 +1187,10 @@ mod tests {
         assert_eq!(resp.status, 401);
         let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
         assert!(!log.contains("no credentials"), "{log}");
-        assert!(log.contains("est.deny") && log.contains("\"status\":401"), "{log}");
+        assert!(
+            log.contains("est.deny") && log.contains("\"status\":401"),
+            "{log}"
+        );
         let cfg = Config::standalone(dir.clone());
         let text = crate::report::metrics::render_metrics(
             &crate::report::Status::gather(&cfg, clock.now()),

@@ -140,7 +140,11 @@ impl Inventory {
             if l.serial.eq_ignore_ascii_case(serial) {
                 return Standing::Current(l);
             }
-            if let Some(p) = l.previous.as_ref().filter(|p| p.serial.eq_ignore_ascii_case(serial)) {
+            if let Some(p) = l
+                .previous
+                .as_ref()
+                .filter(|p| p.serial.eq_ignore_ascii_case(serial))
+            {
                 return if now < p.until {
                     Standing::Grace(l)
                 } else {
@@ -221,8 +225,14 @@ mod tests {
         assert_eq!(b.previous.as_ref().unwrap().until, now + GRACE);
         inv.record(b).unwrap();
         assert!(matches!(inv.standing("0B", now), Standing::Current(_)));
-        assert!(matches!(inv.standing("0A", now + GRACE - 1), Standing::Grace(_)));
-        assert!(matches!(inv.standing("0A", now + GRACE), Standing::Superseded(_)));
+        assert!(matches!(
+            inv.standing("0A", now + GRACE - 1),
+            Standing::Grace(_)
+        ));
+        assert!(matches!(
+            inv.standing("0A", now + GRACE),
+            Standing::Superseded(_)
+        ));
         // 0A retries inside the window (a lost reply): 0C is current, 0A keeps its deadline.
         let mut c = leaf("d", "0C", Source::Local);
         c.previous = inv.previous_for("d", "0A", now + 60);

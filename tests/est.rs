@@ -295,7 +295,11 @@ fn enroll_verify_mutual_tls_reenroll_and_serverkeygen() {
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     assert!(headers.contains("smime-type=certs-only"));
     let chain = p7_to_pem(d, "s1", &body);
-    assert_eq!(cert_count(&chain), 1, "only the issued certificate: {chain}");
+    assert_eq!(
+        cert_count(&chain),
+        1,
+        "only the issued certificate: {chain}"
+    );
     let leaf = first_cert(&chain);
     std::fs::write(g.path("leaf.pem"), &leaf).unwrap();
     std::fs::write(g.path("chain.pem"), &chain).unwrap();
@@ -341,7 +345,11 @@ fn enroll_verify_mutual_tls_reenroll_and_serverkeygen() {
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let renewed = p7_to_pem(d, "s1b", &body);
-    assert_eq!(cert_count(&renewed), 1, "only the issued certificate: {renewed}");
+    assert_eq!(
+        cert_count(&renewed),
+        1,
+        "only the issued certificate: {renewed}"
+    );
     let renewed = first_cert(&renewed);
     assert_ne!(renewed, leaf);
     g.assert_audit("est.issue", &["simplereenroll", name]);
@@ -536,8 +544,14 @@ fn denial_matrix() {
         &["other.sensors.local"],
     );
     let (code, headers, _) = g.enroll("sensor-n", &token, &csr);
-    assert_eq!(code, 403, "a name outside the grant is forbidden, not unauthenticated");
-    assert!(!headers.to_ascii_lowercase().contains("www-authenticate"), "{headers}");
+    assert_eq!(
+        code, 403,
+        "a name outside the grant is forbidden, not unauthenticated"
+    );
+    assert!(
+        !headers.to_ascii_lowercase().contains("www-authenticate"),
+        "{headers}"
+    );
     g.assert_audit(
         "est.deny",
         &["sensor-n", "other.sensors.local", "not granted"],

@@ -100,7 +100,8 @@ mod tests {
         Config::parse(text, Path::new("/etc/config/gatecert"))
     }
 
-    const CA: &str = "config ca local\n\tlist allow_suffix sensors.example\n\toption server_auth 1\n";
+    const CA: &str =
+        "config ca local\n\tlist allow_suffix sensors.example\n\toption server_auth 1\n";
 
     #[test]
     fn labels_narrow_the_ca() {
@@ -133,12 +134,27 @@ mod tests {
     #[test]
     fn bad_labels_name_the_line_and_the_reason() {
         let table: &[(&str, &str)] = &[
-            ("config label cam\n\toption lifetime 8d\n", ":2: section 'cam', option 'lifetime': lifetime (691200s) exceeds"),
-            ("config label cam\n\tlist allow_suffix other.example\n", ":2: section 'cam', option 'allow_suffix': 'other.example' is not within"),
-            ("config label cam\n\toption server_auth 1\n", ":2: section 'cam', option 'server_auth': the ca section's server_auth is off"),
-            ("config label cam\n\toption colour red\n", ":2: section 'cam', option 'colour': unknown option"),
+            (
+                "config label cam\n\toption lifetime 8d\n",
+                ":2: section 'cam', option 'lifetime': lifetime (691200s) exceeds",
+            ),
+            (
+                "config label cam\n\tlist allow_suffix other.example\n",
+                ":2: section 'cam', option 'allow_suffix': 'other.example' is not within",
+            ),
+            (
+                "config label cam\n\toption server_auth 1\n",
+                ":2: section 'cam', option 'server_auth': the ca section's server_auth is off",
+            ),
+            (
+                "config label cam\n\toption colour red\n",
+                ":2: section 'cam', option 'colour': unknown option",
+            ),
             ("config label\n", ":1: a label section needs a name"),
-            ("config label 'simpleenroll'\n", ":1: label name 'simpleenroll'"),
+            (
+                "config label 'simpleenroll'\n",
+                ":1: label name 'simpleenroll'",
+            ),
             ("config label 'a/b'\n", ":1: bad section name 'a/b'"),
         ];
         for (text, want) in table {

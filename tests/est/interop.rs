@@ -26,7 +26,11 @@ fn reenroll(g: &Gatecert, op: &str, cert: &Path, key: &Path, csr: &Path) -> (u16
 /// The one certificate of an enrollment answer, written to `<tag>.pem`; fails on any other count.
 fn single_cert(g: &Gatecert, tag: &str, body: &[u8]) -> PathBuf {
     let pem = p7_to_pem(&g.dir, tag, body);
-    assert_eq!(cert_count(&pem), 1, "{tag}: not exactly one certificate:\n{pem}");
+    assert_eq!(
+        cert_count(&pem),
+        1,
+        "{tag}: not exactly one certificate:\n{pem}"
+    );
     let path = g.path(&format!("{tag}.pem"));
     std::fs::write(&path, pem).unwrap();
     path
@@ -38,8 +42,8 @@ fn x509_text(cert: &Path) -> String {
 }
 
 fn lifetime_of(cert: &Path) -> i64 {
-    let info = gatecert::crypto::CertInfo::from_pem(&std::fs::read_to_string(cert).unwrap())
-        .unwrap();
+    let info =
+        gatecert::crypto::CertInfo::from_pem(&std::fs::read_to_string(cert).unwrap()).unwrap();
     info.not_after - info.not_before
 }
 
@@ -82,7 +86,12 @@ fn superseded_certificate_gets_403() {
     }
     g.assert_audit(
         "est.deny",
-        &["simplereenroll", "sensor-s", "not the current certificate", "403"],
+        &[
+            "simplereenroll",
+            "sensor-s",
+            "not the current certificate",
+            "403",
+        ],
     );
     // One device, one inventory entry, under its token's device name.
     let inv = std::fs::read_to_string(g.state().join("leaves.json")).unwrap();
@@ -113,11 +122,17 @@ fn credential_less_challenge_is_not_audited() {
         ],
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    assert!(headers.contains("HTTP/1.1 401"), "no challenge round-trip: {headers}");
+    assert!(
+        headers.contains("HTTP/1.1 401"),
+        "no challenge round-trip: {headers}"
+    );
     single_cert(&g, "c", &body);
     g.assert_audit("est.issue", &["sensor-c", "simpleenroll"]);
     let log = g.audit();
-    assert!(!log.contains("est.deny"), "the challenge was audited as a denial:\n{log}");
+    assert!(
+        !log.contains("est.deny"),
+        "the challenge was audited as a denial:\n{log}"
+    );
 }
 
 const LABELS_UCI: &str = "\
@@ -145,7 +160,10 @@ fn label_path_serves_cacerts_and_enrolls_under_its_policy() {
     assert_eq!(code, 200);
     let (code, _, labelled) = g.curl("cameras/cacerts", &[]);
     assert_eq!(code, 200);
-    assert_eq!(p7_to_pem(d, "ca-plain", &plain), p7_to_pem(d, "ca-cam", &labelled));
+    assert_eq!(
+        p7_to_pem(d, "ca-plain", &plain),
+        p7_to_pem(d, "ca-cam", &labelled)
+    );
     let (code, _, body) = g.curl("cameras/csrattrs", &[]);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
 
@@ -171,7 +189,10 @@ fn label_path_serves_cacerts_and_enrolls_under_its_policy() {
     let (_, csr) = make_csr(d, "cam1b", "ec:P-256", cam, &[cam]);
     let (code, body) = reenroll(&g, "cameras/simplereenroll", &cert, &key, &csr);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(lifetime_of(&single_cert(&g, "cam1b", &body)), 2 * 3600 + 300);
+    assert_eq!(
+        lifetime_of(&single_cert(&g, "cam1b", &body)),
+        2 * 3600 + 300
+    );
 
     // A name the token grants and the CA allows, but the label does not: 403, audited.
     let other = "meter1.sensors.local";
@@ -185,7 +206,10 @@ fn label_path_serves_cacerts_and_enrolls_under_its_policy() {
     );
     let text = String::from_utf8_lossy(&body);
     assert_eq!(code, 403, "{text}");
-    assert!(text.contains("label 'cameras'") && text.contains("allow_suffix"), "{text}");
+    assert!(
+        text.contains("label 'cameras'") && text.contains("allow_suffix"),
+        "{text}"
+    );
     g.assert_audit("est.deny", &["meter1", other, "label 'cameras'"]);
 
     // meters: the CA's lifetime (24 h), no serverAuth; the token was not burnt by the 403.
@@ -216,7 +240,10 @@ fn label_path_serves_cacerts_and_enrolls_under_its_policy() {
 #[test]
 fn python_client_enrolls_reenrolls_and_serverkeygen() {
     let probe = Command::new("python3")
-        .args(["-c", "import cryptography.hazmat.primitives.serialization.pkcs7"])
+        .args([
+            "-c",
+            "import cryptography.hazmat.primitives.serialization.pkcs7",
+        ])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         assert!(
@@ -245,7 +272,10 @@ fn python_client_enrolls_reenrolls_and_serverkeygen() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("simpleenroll: serial") && text.contains("after 1 challenge"), "{text}");
+    assert!(
+        text.contains("simpleenroll: serial") && text.contains("after 1 challenge"),
+        "{text}"
+    );
     assert!(text.contains("cacerts: 2 certificates"), "{text}");
     // What the Python client took as "the" certificate verifies against the chain from cacerts.
     for leaf in ["py-leaf.pem", "py-reenrolled.pem", "py-keygen.pem"] {
@@ -257,7 +287,10 @@ fn python_client_enrolls_reenrolls_and_serverkeygen() {
             g.path("py-cacerts.pem").to_str().unwrap(),
             g.path(leaf).to_str().unwrap(),
         ]);
-        assert!(String::from_utf8_lossy(&v.stdout).contains(": OK"), "{leaf}");
+        assert!(
+            String::from_utf8_lossy(&v.stdout).contains(": OK"),
+            "{leaf}"
+        );
     }
     g.assert_audit("est.issue", &["py1", "simplereenroll"]);
     g.assert_audit("est.issue", &["py2", "serverkeygen"]);
