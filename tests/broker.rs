@@ -615,9 +615,10 @@ fn broker_end_to_end() {
     assert_eq!(leaf.issuer, pebble_int.subject);
     assert_eq!(leaf.spki_der, g.key_spki("leaf5"));
     assert!(g.audit_has("leaf5.sensors.test", "cached"), "{}", g.audit());
-    // The token was burnt by the delivery, not by the 202.
+    // The token was burnt by the delivery, not by the 202: a used token is refused
+    // credentials, 401 (RFC 7235 §3.1).
     let (code, _, _, _) = g.enroll_with("leaf5.sensors.test", &token, &csr);
-    assert_eq!(code, 403);
+    assert_eq!(code, 401);
     drop(g);
     drop(proxy);
 }

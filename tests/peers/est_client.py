@@ -27,6 +27,7 @@ import os
 import socket
 import ssl
 import sys
+import warnings
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,6 +36,10 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
 CHUNKED = False  # the switch: see the module docstring
+
+# A strict client: PKCS#7 that is not DER (e.g. an unsorted SET OF certificates) is an error,
+# not the warning newer `cryptography` versions print before falling back to BER.
+warnings.filterwarnings("error", message=".*could not be parsed as DER.*")
 
 SERVER_NAME = "gateway.local"
 TIMEOUT = 10
@@ -211,6 +216,6 @@ def main(argv):
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv))
-    except Fail as e:
+    except (Fail, UserWarning) as e:
         print("est_client.py: %s" % e, file=sys.stderr)
         sys.exit(1)
