@@ -432,6 +432,26 @@ fn broker_end_to_end() {
         "{}",
         g.audit()
     );
+    // The reply is the issued certificate alone (RFC 7030 §4.2.3); /cacerts carries the
+    // upstream intermediate beside the local CA, so the client can build the upstream chain.
+    assert_eq!(certs.len(), 1, "only the issued certificate");
+    let (code, _, body, _) = g.curl("cacerts", &[]);
+    assert_eq!(code, 200);
+    let cacerts = g.certs(&body, "cacerts");
+    assert!(
+        cacerts.iter().any(|c| c.der == pebble_int.der),
+        "pebble's intermediate is not in /cacerts"
+    );
+    assert!(cacerts.iter().any(|c| c.der == g.local_intermediate().der));
+    let v = run(Command::new("openssl").args([
+        "verify",
+        "-CAfile",
+        pebble.root().to_str().unwrap(),
+        "-untrusted",
+        g.path("cacerts.pem").to_str().unwrap(),
+        g.path("leaf1-cert.pem").to_str().unwrap(),
+    ]));
+    assert!(String::from_utf8_lossy(&v.stdout).contains(": OK"));
     eprintln!("case 1: upstream enroll took {took:?}");
     // Re-enrollment with the upstream certificate itself (the gateway brokered it).
     let csr = g.csr("leaf1.sensors.test", "leaf1b");
