@@ -172,7 +172,11 @@ fn upstream_issuers_are_kept_for_cacerts_until_they_expire() {
     // The broker certificate's own chain (the gateway's ACME set) counts too.
     let live = state.join("certs/gw/live");
     std::fs::create_dir_all(&live).unwrap();
-    std::fs::write(live.join("chain.pem"), crypto::pem_block("CERTIFICATE", &root)).unwrap();
+    std::fs::write(
+        live.join("chain.pem"),
+        crypto::pem_block("CERTIFICATE", &root),
+    )
+    .unwrap();
     let b = Broker::start(&cfg, clock.clone()).unwrap().unwrap();
     assert_eq!(b.upstream_issuers(), vec![root.clone(), int.clone()]);
     clock.set(ca.intermediate().not_after + 1);
