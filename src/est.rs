@@ -38,17 +38,24 @@ use crate::audit::{Audit, DEFAULT_MAX_BYTES};
 use crate::broker::{Broker, Origin};
 use crate::ca::{Csr, IssueRequest, Issued, LocalCa};
 use crate::clock::Clock;
-use crate::config::{self, Config};
+use crate::config;
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
 use crate::leaves::{Inventory, Leaf, Standing};
 use crate::report::Counters;
-use crate::store::{self, CertSet, SetDir};
+use crate::store;
 use crate::token::Tokens;
 use crate::trust::ClockTrust;
-use crate::{audit, ca, leaves, pkcs7, token};
+use crate::{audit, ca, leaves, token};
 
 mod brokered;
+mod listener;
+mod reply;
+
+pub use listener::{ensure_local_set, listener_identity, ListenerIdentity};
+use reply::{certs_only_response, csrattrs_response, serverkeygen_response};
+#[cfg(test)]
+use reply::{BOUNDARY, CSR_ATTRS};
 
 /// The well-known prefix, RFC 7030 §3.2.2.
 pub const PREFIX: &str = "/.well-known/est/";
@@ -743,201 +750,14 @@ fn same_set(a: &[String], b: &[String]) -> bool {
     a == b
 }
 
-/// base64 with 64-column lines, as `openssl base64` writes it.
-fn b64_lines(der: &[u8]) -> String {
-    let b = crypto::b64(der);
-    let mut out = String::with_capacity(b.len() + b.len() / 64 + 1);
-    for chunk in b.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push_str("\r\n");
-    }
-    out
-}
-
-/// RFC 7030 §4.1.3 / §4.2.3: `application/pkcs7-mime; smime-type=certs-only`, base64.
-fn certs_only_response(certs: &[Vec<u8>]) -> Response {
-    Response::new(200)
-        .header(
-            "Content-Type",
-            "application/pkcs7-mime; smime-type=certs-only",
-        )
-        .header("Content-Transfer-Encoding", "base64")
-        .body(b64_lines(&pkcs7::certs_only(certs)).into_bytes())
-}
-
-/// RFC 7030 §4.5.2 CsrAttrs: `SEQUENCE { ecdsa-with-SHA256, SEQUENCE { id-ecPublicKey,
-/// SET { prime256v1 } } }`: "sign with ECDSA-SHA256, use a P-256 key".
-const CSR_ATTRS: &[u8] = &[
-    0x30, 0x21, // CsrAttrs
-    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, // ecdsa-with-SHA256
-    0x30, 0x15, // Attribute
-    0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, // id-ecPublicKey
-    0x31, 0x0a, // SET
-    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, // prime256v1
-];
-
-fn csrattrs_response() -> Response {
-    Response::new(200)
-        .header("Content-Type", "application/csrattrs")
-        .header("Content-Transfer-Encoding", "base64")
-        .body(b64_lines(CSR_ATTRS).into_bytes())
-}
-
-/// The multipart boundary of serverkeygen answers; base64 text can never contain `-`.
-const BOUNDARY: &str = "gatecert-est-boundary";
-
-/// RFC 7030 §4.4.2: `multipart/mixed` with the private key (`application/pkcs8`, base64 DER)
-/// then the certificate (`application/pkcs7-mime; smime-type=certs-only`).
-fn serverkeygen_response(key_pem: &str, issued: &Issued) -> Response {
-    // The PEM's base64 body is exactly the base64 of the PKCS#8 DER.
-    let key_b64: String = key_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .map(|l| format!("{l}\r\n"))
-        .collect();
-    let body = format!(
-        "--{BOUNDARY}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
-         {key_b64}--{BOUNDARY}\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\n\
-         Content-Transfer-Encoding: base64\r\n\r\n{}--{BOUNDARY}--\r\n",
-        b64_lines(&pkcs7::certs_only(std::slice::from_ref(&issued.leaf_der))),
-    );
-    Response::new(200)
-        .header(
-            "Content-Type",
-            &format!("multipart/mixed; boundary={BOUNDARY}"),
-        )
-        .body(body.into_bytes())
-}
-
-/// The EST listener's own certificate chain and key (PEM), and where they came from.
-pub struct ListenerIdentity {
-    /// End-entity first.
-    pub chain_pem: String,
-    /// PKCS#8 PEM.
-    pub key_pem: String,
-    /// `acme:<name>` or `local`.
-    pub source: String,
-    /// The end-entity certificate's notAfter.
-    pub not_after: i64,
-}
-
-/// The EST listener's certificate: the gateway's ACME certificate when one is installed and
-/// unexpired (`<state_dir>/certs/<name>/live`), else one from the local CA for the configured
-/// names, kept in `<state_dir>/certs/est-local` and reissued only in the last third of its life.
-pub fn listener_identity(cfg: &Config, ca: &LocalCa, now: i64) -> Result<ListenerIdentity, Error> {
-    let certs_dir = cfg.main.state_dir.join("certs");
-    for c in cfg.certificates.iter().filter(|c| c.directory.is_some()) {
-        if let Some(found) = live_identity(&certs_dir.join(&c.name), now, 0)? {
-            return Ok(ListenerIdentity {
-                source: format!("acme:{}", c.name),
-                ..found
-            });
-        }
-    }
-    ensure_local_set(
-        &certs_dir.join(LOCAL_SET),
-        ca,
-        &listener_names(cfg, ca),
-        now,
-        None,
-    )
-}
-
-/// The names of every configured certificate that the local CA may issue for.
-fn listener_names(cfg: &Config, ca: &LocalCa) -> (Vec<String>, Vec<IpAddr>) {
-    let mut dns: Vec<String> = Vec::new();
-    let mut ips: Vec<IpAddr> = Vec::new();
-    for c in &cfg.certificates {
-        for d in &c.domains {
-            if !dns.contains(d) && ca.check_names(std::slice::from_ref(d), &[]).is_ok() {
-                dns.push(d.clone());
-            }
-        }
-        for ip in &c.ips {
-            if !ips.contains(ip) && ca.check_names(&[], std::slice::from_ref(ip)).is_ok() {
-                ips.push(*ip);
-            }
-        }
-    }
-    (dns, ips)
-}
-
-/// Issues a server certificate from the local CA into `dir` unless the live one is for the
-/// same names and has more than a third of its lifetime left. `lifetime: None` = the CA's.
-pub fn ensure_local_set(
-    dir: &Path,
-    ca: &LocalCa,
-    (dns, ips): &(Vec<String>, Vec<IpAddr>),
-    now: i64,
-    lifetime: Option<u64>,
-) -> Result<ListenerIdentity, Error> {
-    if let Some(found) = live_identity(dir, now, 3)? {
-        let info = crypto::certs_from_pem(&found.chain_pem)
-            .ok()
-            .and_then(|c| CertInfo::from_der(c[0].as_ref()).ok());
-        let same = info.is_some_and(|i| {
-            same_set(&names_of(&i.dns_names, &i.ips), &names_of(dns, ips))
-                && ca.issued_by_me(&i.der)
-        });
-        if same {
-            return Ok(found);
-        }
-    }
-    if dns.is_empty() && ips.is_empty() {
-        return Err(Error::NoListenerNames);
-    }
-    let (key, issued) = ca.issue_with_new_key(dns, ips, lifetime, true, now)?;
-    let set = CertSet {
-        key_pem: key.to_pem(),
-        cert_pem: crypto::pem_block("CERTIFICATE", &issued.leaf_der),
-        chain_pem: crypto::certs_to_pem(issued.chain_der[1..].iter().map(Vec::as_slice)),
-    };
-    SetDir::new(dir).install(&set)?;
-    log::info!(
-        "issued {} from the local CA for {} (serial {}, until {})",
-        dir.display(),
-        names_of(dns, ips).join(", "),
-        issued.serial_hex,
-        crypto::rfc3339(issued.not_after)
-    );
-    Ok(ListenerIdentity {
-        chain_pem: set.fullchain(),
-        key_pem: set.key_pem.clone(),
-        source: "local".into(),
-        not_after: issued.not_after,
-    })
-}
-
-/// The live set in `dir`, if its key matches and it is still good: unexpired, and with
-/// `keep_fraction` > 0, more than 1/keep_fraction of its lifetime left.
-fn live_identity(
-    dir: &Path,
-    now: i64,
-    keep_fraction: i64,
-) -> Result<Option<ListenerIdentity>, Error> {
-    let Some((chain_pem, key_pem)) = SetDir::new(dir).read_live()? else {
-        return Ok(None);
-    };
-    let Ok(info) = CertInfo::from_pem(&chain_pem) else {
-        log::warn!("{}: unreadable certificate; ignoring it", dir.display());
-        return Ok(None);
-    };
-    let key_ok = crypto::PrivateKey::from_pem(&key_pem).is_ok_and(|k| k.matches(&info));
-    let left = info.not_after - now;
-    let good = key_ok && left > 0 && (keep_fraction == 0 || left * keep_fraction > info.lifetime());
-    Ok(good.then(|| ListenerIdentity {
-        chain_pem,
-        key_pem,
-        source: "local".into(),
-        not_after: info.not_after,
-    }))
-}
-
+#[cfg(test)]
+mod reenroll_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::FixedClock;
     use crate::config::Config;
+    use crate::pkcs7;
 
     #[test]
     fn basic_auth_parses_rfc7617_example() {
@@ -969,7 +789,7 @@ mod tests {
         assert_eq!(CSR_ATTRS[24] as usize, CSR_ATTRS.len() - 25);
     }
 
-    fn setup(tag: &str) -> (PathBuf, Est, Arc<FixedClock>) {
+    pub(super) fn setup(tag: &str) -> (PathBuf, Est, Arc<FixedClock>) {
         let dir =
             std::env::temp_dir().join(format!("gatecert-est-unit-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -982,7 +802,7 @@ mod tests {
 
     /// A one-use token for `device` bound to `name`, valid `ttl` s from `now`, and a P-256 CSR
     /// for `name`.
-    fn token_and_csr(
+    pub(super) fn token_and_csr(
         dir: &Path,
         device: &str,
         name: &str,
@@ -998,7 +818,7 @@ mod tests {
         (token, key.csr(&names, &[]).unwrap())
     }
 
-    fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
+    pub(super) fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
         Request {
             method: "POST".into(),
             path: format!("{PREFIX}simpleenroll"),
@@ -1014,7 +834,7 @@ mod tests {
         }
     }
 
-    fn peer() -> PeerInfo {
+    pub(super) fn peer() -> PeerInfo {
         PeerInfo {
             addr: "192.0.2.7:5000".parse().unwrap(),
             tls: true,
@@ -1102,106 +922,6 @@ mod tests {
         let mut chain = est.ca().chain_der();
         chain.sort();
         assert_eq!(pkcs7::parse_certs_only(&der).unwrap(), chain);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// The single certificate of a certs-only answer.
-    fn only_cert(resp: &Response) -> Vec<u8> {
-        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-        let mut certs = pkcs7::parse_certs_only(&crypto::b64_decode(&resp.body).unwrap()).unwrap();
-        assert_eq!(
-            certs.len(),
-            1,
-            "an enroll answer carries only the issued certificate"
-        );
-        certs.remove(0)
-    }
-
-    fn reenroll_req(name: &str) -> Request {
-        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
-        let mut req = enroll_req("x", "y", &key.csr(&[name.to_string()], &[]).unwrap());
-        req.headers.clear();
-        req.path = format!("{PREFIX}simplereenroll");
-        req
-    }
-
-    fn peer_with(cert: &[u8]) -> PeerInfo {
-        PeerInfo {
-            certs: vec![cert.to_vec().into()],
-            ..peer()
-        }
-    }
-
-    /// Only the device's current certificate re-enrolls; the one it replaced may for
-    /// leaves::GRACE seconds (a lost reply), then gets 403, audited.
-    #[test]
-    fn superseded_certificate_may_not_reenroll_after_the_grace_window() {
-        let (dir, mut est, clock) = setup("superseded");
-        let name = "g.sensors.local".to_string();
-        let (token, csr) = token_and_csr(&dir, "g", &name, 600, clock.now());
-        let c1 = only_cert(&est.handle(&enroll_req("g", &token, &csr), &peer()));
-        let c2 = only_cert(&est.handle(&reenroll_req(&name), &peer_with(&c1)));
-        let inv = Inventory::open(&leaves::path_in(&dir)).unwrap();
-        assert_eq!(
-            inv.list().len(),
-            1,
-            "one device, one entry: {:?}",
-            inv.list()
-        );
-        assert_eq!(inv.list()[0].device, "g");
-        // c1's reply "was lost": inside the window it may try again.
-        clock.advance(60);
-        let c3 = only_cert(&est.handle(&reenroll_req(&name), &peer_with(&c1)));
-        // c2 was replaced without ever being used: refused.
-        let resp = est.handle(&reenroll_req(&name), &peer_with(&c2));
-        assert_eq!(resp.status, 403);
-        assert!(String::from_utf8_lossy(&resp.body).contains("not the current certificate"));
-        // Past the window c1 is refused too; c3, the current one, still works.
-        clock.advance(leaves::GRACE);
-        let resp = est.handle(&reenroll_req(&name), &peer_with(&c1));
-        assert_eq!(resp.status, 403);
-        assert!(String::from_utf8_lossy(&resp.body).contains("superseded"));
-        let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
-        assert!(log.lines().any(|l| l.contains("est.deny")
-            && l.contains("superseded")
-            && l.contains("\"device\":\"g\"")));
-        only_cert(&est.handle(&reenroll_req(&name), &peer_with(&c3)));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// The RFC 7235 round-trip: no credentials is counted, not audited; a wrong token is a 401
-    /// refusal, audited.
-    #[test]
-    fn credential_less_challenge_is_counted_not_audited() {
-        let (dir, mut est, clock) = setup("challenge");
-        let counters = Arc::new(Counters::new());
-        est.set_counters(counters.clone());
-        let name = "h.sensors.local".to_string();
-        let (token, csr) = token_and_csr(&dir, "h", &name, 600, clock.now());
-        let mut bare = enroll_req("h", &token, &csr);
-        bare.headers.clear();
-        let resp = est.handle(&bare, &peer());
-        assert_eq!(resp.status, 401);
-        assert!(resp.headers.iter().any(|(k, _)| k == "WWW-Authenticate"));
-        assert!(!audit::path_in(&dir).exists(), "the challenge was audited");
-        only_cert(&est.handle(&enroll_req("h", &token, &csr), &peer()));
-        let resp = est.handle(&enroll_req("h", "wrong", &csr), &peer());
-        assert_eq!(resp.status, 401);
-        let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
-        assert!(!log.contains("no credentials"), "{log}");
-        assert!(
-            log.contains("est.deny") && log.contains("\"status\":401"),
-            "{log}"
-        );
-        let cfg = Config::standalone(dir.clone());
-        let text = crate::report::metrics::render_metrics(
-            &crate::report::Status::gather(&cfg, clock.now()),
-            &counters,
-        );
-        assert!(
-            text.contains("gatecert_est_auth_challenges_total{endpoint=\"simpleenroll\"} 1\n"),
-            "{text}"
-        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
