@@ -107,3 +107,40 @@ fn credential_less_challenge_is_counted_not_audited() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An interim leaf under a label gets the shorter of `interim_lifetime` and the label's lifetime;
+/// a label's serverAuth is granted only as far as the CA's `server_auth` allows.
+#[test]
+fn interim_lifetime_is_capped_by_the_label() {
+    let (dir, mut est, clock) = setup("interim-label");
+    let name = "i.sensors.local".to_string();
+    let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+    let csr = est
+        .ca()
+        .verify_csr(&key.csr(std::slice::from_ref(&name), &[]).unwrap())
+        .unwrap();
+    let auth = |lifetime| Authorized {
+        device: "i".into(),
+        names: vec![name.clone()],
+        csr: csr.clone(),
+        token: false,
+        renews: None,
+        lifetime,
+        server_auth: true,
+    };
+    let g = est
+        .grant_local(auth(Some(3600)), Some(6 * 3600), Origin::Interim)
+        .map_err(|d| d.reason)
+        .unwrap();
+    assert_eq!(g.issued.not_after, clock.now() + 3600);
+    let g = est
+        .grant_local(auth(Some(12 * 3600)), Some(6 * 3600), Origin::Interim)
+        .map_err(|d| d.reason)
+        .unwrap();
+    assert_eq!(g.issued.not_after, clock.now() + 6 * 3600);
+    // The standalone CA's server_auth is off: no serverAuth whatever the label asks.
+    let (_, cert) = x509_parser::parse_x509_certificate(&g.issued.leaf_der).unwrap();
+    let eku = cert.extended_key_usage().unwrap().unwrap().value;
+    assert!(eku.client_auth && !eku.server_auth, "{eku:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
