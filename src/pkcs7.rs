@@ -192,6 +192,9 @@ mod tests {
         );
         certs.sort();
         assert_eq!(back, certs);
+        // A SET OF holds each certificate once.
+        let twice = certs_only(&[certs[0].clone(), certs[0].clone()]);
+        assert_eq!(parse_certs_only(&twice).unwrap(), vec![certs[0].clone()]);
         assert_eq!(
             parse_certs_only(&certs_only(&[])).unwrap(),
             Vec::<Vec<u8>>::new()
