@@ -35,7 +35,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
-CHUNKED = False  # the switch: see the module docstring
+# The chunked switch. TODO(lead): set to True once gatecert accepts chunked request bodies
+# (issue 11 item 2); until then gatecert answers 411 and this client sends Content-Length.
+CHUNKED = False
 
 # A strict client: PKCS#7 that is not DER (e.g. an unsorted SET OF certificates) is an error,
 # not the warning newer `cryptography` versions print before falling back to BER.
