@@ -144,6 +144,16 @@ impl Resolution {
 struct Saved {
     cache: Vec<Cached>,
     upstream_leaves: Vec<Delivered>,
+    /// The CA certificates above the upstream leaves handed out, for `/cacerts`.
+    #[serde(default)]
+    upstream_issuers: Vec<IssuerCert>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct IssuerCert {
+    /// base64 DER.
+    der: String,
+    not_after: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -369,6 +379,65 @@ impl Broker {
             not_after,
         });
         self.save();
+    }
+
+    /// Notes the CA certificates above an upstream leaf handed out (its chain after the leaf),
+    /// so that `/cacerts` carries them (RFC 7030 §4.1.3). Written only when one is new.
+    pub fn remember_issuers(&mut self, issuers: &[Vec<u8>]) {
+        let now = self.clock.now();
+        let before = self.saved.upstream_issuers.len();
+        self.saved.upstream_issuers.retain(|c| c.not_after > now);
+        let mut changed = before != self.saved.upstream_issuers.len();
+        for der in issuers {
+            let b64 = crypto::b64(der);
+            if self.saved.upstream_issuers.iter().any(|c| c.der == b64) {
+                continue;
+            }
+            let Ok(info) = CertInfo::from_der(der) else {
+                continue;
+            };
+            self.saved.upstream_issuers.push(IssuerCert {
+                der: b64,
+                not_after: info.not_after,
+            });
+            changed = true;
+        }
+        if changed {
+            self.save();
+        }
+    }
+
+    /// The upstream CA certificates for `/cacerts`: the gateway's own ACME chain from the
+    /// broker's certificate (`certs/<name>/live/chain.pem`) and the issuers of the upstream leaves
+    /// delivered so far, unexpired, each once.
+    pub fn upstream_issuers(&self) -> Vec<Vec<u8>> {
+        let now = self.clock.now();
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        if let Some(b) = &self.cfg {
+            let chain = self
+                .state_dir
+                .join("certs")
+                .join(&b.certificate)
+                .join("live/chain.pem");
+            if let Ok(Some(pem)) = store::read_optional(&chain) {
+                for c in crypto::certs_from_pem(&pem).unwrap_or_default() {
+                    out.push(c.as_ref().to_vec());
+                }
+            }
+        }
+        for c in self
+            .saved
+            .upstream_issuers
+            .iter()
+            .filter(|c| c.not_after > now)
+        {
+            if let Ok(der) = crypto::b64_decode(c.der.as_bytes()) {
+                if !out.contains(&der) {
+                    out.push(der);
+                }
+            }
+        }
+        out
     }
 
     /// True when `leaf_der` is an upstream leaf this gateway brokered.

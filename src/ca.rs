@@ -466,6 +466,11 @@ impl LocalCa {
         verify_csr(csr_der)
     }
 
+    /// True when the config's `server_auth` lets leaves carry EKU serverAuth.
+    pub fn allows_server_auth(&self) -> bool {
+        self.cfg.server_auth
+    }
+
     /// The longest lifetime this CA issues (`max_lifetime`), seconds.
     pub fn max_lifetime(&self) -> u64 {
         self.cfg.max_lifetime

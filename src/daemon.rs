@@ -125,6 +125,7 @@ impl Service {
         let mut est = Est::new(&state_dir, ca, clock.clone());
         est.set_broker(Broker::start(&cfg, clock.clone()).map_err(Error::Worker)?);
         est.set_counters(counters.clone());
+        est.set_labels(cfg.labels.clone());
         let mut svc = Service {
             cfg,
             clock,
@@ -227,6 +228,7 @@ impl Service {
             Est::new(&self.cfg.main.state_dir, ca, self.clock.clone()),
         );
         self.est.adopt(&mut old_est);
+        self.est.set_labels(self.cfg.labels.clone());
         self.served = None;
         if let Err(e) = self.upkeep() {
             self.cfg = old;

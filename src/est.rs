@@ -2,16 +2,27 @@
 //!
 //! | operation | auth | answer |
 //! |---|---|---|
-//! | `GET cacerts` (§4.1) | none | the CA chain, certs-only PKCS#7 |
-//! | `POST simpleenroll` (§4.2.1) | HTTP Basic: device + bootstrap token | the new leaf |
-//! | `POST simplereenroll` (§4.2.2) | TLS client certificate from this CA | the new leaf |
+//! | `GET cacerts` (§4.1) | none | the CA chain (and the upstream's intermediates), certs-only PKCS#7 |
+//! | `POST simpleenroll` (§4.2.1) | HTTP Basic: device + bootstrap token | the new leaf alone |
+//! | `POST simplereenroll` (§4.2.2) | the device's current TLS client certificate | the new leaf alone |
 //! | `GET csrattrs` (§4.5) | none | P-256 with ECDSA-SHA256 |
 //! | `POST serverkeygen` (§4.4) | like simpleenroll | key (PKCS#8) + leaf, multipart |
 //!
-//! Bodies are base64 DER, as §4 requires ("Content-Transfer-Encoding: base64"). Malformed
-//! input gets 400 with a reason, missing credentials 401, policy denials 403. Every issuance and
+//! Every operation also answers under a label, `/.well-known/est/<label>/<op>` (§3.2.2): a
+//! `config label` section, a named profile of the local CA with its own lifetime, allowed
+//! suffixes and serverAuth; an unknown label is 404.
+//!
+//! Bodies are base64 DER, as §4 requires ("Content-Transfer-Encoding: base64"). Enrollment
+//! replies carry only the issued certificate (§4.2.3); the chain is `/cacerts`' job. Malformed
+//! input gets 400 with a reason; missing or refused credentials (no, wrong, unknown, used,
+//! expired or revoked token) 401 with `WWW-Authenticate: Basic` (RFC 7235 §3.1, RFC 7030
+//! §3.2.3); an authenticated client that may not do this 403 (a name outside its grant, a client
+//! certificate that is foreign, expired or superseded: RFC 7030 §3.7 leaves authorization to
+//! the server, and re-enrollment has no HTTP credential a 401 could ask for). Every issuance and
 //! every denial is appended to the audit log (device, names, serial, reason, client address;
-//! never the token), and every issuance is recorded in the leaf inventory.
+//! never the token), and every issuance is recorded in the leaf inventory. A request without
+//! credentials, the first half of the RFC 7235 challenge round-trip, is not a denial: it is
+//! counted (`gatecert_est_auth_challenges_total`), not audited.
 //!
 //! [RFC 7030]: https://www.rfc-editor.org/rfc/rfc7030
 
@@ -27,17 +38,24 @@ use crate::audit::{Audit, DEFAULT_MAX_BYTES};
 use crate::broker::{Broker, Origin};
 use crate::ca::{Csr, IssueRequest, Issued, LocalCa};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config;
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
-use crate::leaves::{Inventory, Leaf};
+use crate::leaves::{Inventory, Leaf, Standing};
 use crate::report::Counters;
-use crate::store::{self, CertSet, SetDir};
+use crate::store;
 use crate::token::{Claims, Tokens};
 use crate::trust::ClockTrust;
-use crate::{audit, ca, leaves, pkcs7, token};
+use crate::{audit, ca, leaves, token};
 
 mod brokered;
+mod listener;
+mod reply;
+
+pub use listener::{ensure_local_set, listener_identity, ListenerIdentity};
+use reply::{certs_only_response, csrattrs_response, serverkeygen_response};
+#[cfg(test)]
+use reply::{BOUNDARY, CSR_ATTRS};
 
 /// The well-known prefix, RFC 7030 §3.2.2.
 pub const PREFIX: &str = "/.well-known/est/";
@@ -113,6 +131,8 @@ pub struct Est {
     claims: Claims,
     /// Where issuances are counted for metrics, when the service keeps counters.
     counters: Option<Arc<Counters>>,
+    /// `config label` sections: the profiles served under `/.well-known/est/<label>/`.
+    labels: Vec<config::Label>,
 }
 
 /// A refused request: what the client is told and what the audit log records.
@@ -123,6 +143,8 @@ struct Denial {
     names: Vec<String>,
     /// `Retry-After` seconds, for a 503 that will pass.
     retry_after: Option<u64>,
+    /// A request that sent no credentials at all: the RFC 7235 challenge, counted, not audited.
+    challenge: bool,
 }
 
 impl Denial {
@@ -133,6 +155,22 @@ impl Denial {
             device: None,
             names: Vec::new(),
             retry_after: None,
+            challenge: false,
+        }
+    }
+
+    /// 401 for a request without credentials, or with an `Authorization` that is not HTTP Basic
+    /// with a user and a password (that one is a refusal, and audited).
+    fn no_credentials(req: &Request) -> Self {
+        match req.header("authorization") {
+            None => Denial {
+                challenge: true,
+                ..Denial::new(401, "no credentials")
+            },
+            Some(_) => Denial::new(
+                401,
+                "Authorization is not HTTP Basic with a device name and a token",
+            ),
         }
     }
 
@@ -156,6 +194,8 @@ struct Granted {
     key_pem: Option<String>,
     /// Who issued it.
     origin: Origin,
+    /// simplereenroll: the serial of the client certificate it replaces.
+    renews: Option<String>,
 }
 
 /// A request that passed authentication and policy, not yet issued.
@@ -166,6 +206,12 @@ struct Authorized {
     /// simpleenroll and serverkeygen: the claim on the bootstrap token, committed when the
     /// certificate goes out and released when none does.
     claim: Option<u64>,
+    /// simplereenroll: the serial of the client certificate presented.
+    renews: Option<String>,
+    /// The label's lifetime (`None`: the CA's).
+    lifetime: Option<u64>,
+    /// Ask for EKU serverAuth (the CA's `server_auth`, or the label's).
+    server_auth: bool,
 }
 
 /// How long the service's loop waits for `tokens.json.lock` before it answers 503: a held lock
@@ -186,7 +232,13 @@ impl Est {
             parked: HashMap::new(),
             claims: Claims::new(),
             counters: None,
+            labels: Vec::new(),
         }
+    }
+
+    /// Serves these `config label` profiles (RFC 7030 §3.2.2) beside the default path.
+    pub fn set_labels(&mut self, labels: Vec<config::Label>) {
+        self.labels = labels;
     }
 
     /// Counts every leaf issuance, by source, in `counters` (the service's metrics).
@@ -199,19 +251,91 @@ impl Est {
         &self.ca
     }
 
+    /// RFC 7030 §4.1.3: the local CA's intermediate and root and, with a broker, the upstream
+    /// intermediates this gateway has delivered leaves under, so that a client holding only the
+    /// issued certificate (§4.2.3) can build either chain. The upstream root is not among them
+    /// when the ACME CA does not send it: the client must already trust it (§4.1.3's explicit
+    /// trust anchor).
     fn cacerts(&self) -> Response {
-        certs_only_response(&self.ca.chain_der())
+        let mut certs = self.ca.chain_der();
+        if let Some(b) = &self.broker {
+            for c in b.upstream_issuers() {
+                if !certs.contains(&c) {
+                    certs.push(c);
+                }
+            }
+        }
+        certs_only_response(&certs)
+    }
+
+    /// The authorization for `op` (RFC 7030 §3.3.2 and §3.2.3), then the label's policy.
+    fn authorize(
+        &mut self,
+        op: &str,
+        label: Option<usize>,
+        req: &Request,
+        peer: &PeerInfo,
+    ) -> Result<Authorized, Denial> {
+        let mut auth = if op == "simplereenroll" {
+            self.authorize_reenroll(req, peer)?
+        } else {
+            self.authorize_enroll(req)?
+        };
+        let Some(label) = label.and_then(|i| self.labels.get(i)) else {
+            return Ok(auth);
+        };
+        if !label.allow_suffix.is_empty() {
+            let outside = auth
+                .csr
+                .dns
+                .iter()
+                .find(|d| !label.allow_suffix.iter().any(|s| ca::dns_in_subtree(d, s)));
+            if let Some(d) = outside {
+                let denial = Denial::new(
+                    403,
+                    format!(
+                        "refused by label '{}' policy: DNS name {d:?} is outside its allow_suffix {:?}",
+                        label.name, label.allow_suffix
+                    ),
+                )
+                .device(&auth.device)
+                .names(auth.names.clone());
+                // Refused before anything is issued or parked: the token's claim goes back.
+                return self.settle(&auth, Err(denial));
+            }
+        }
+        auth.lifetime = label.lifetime;
+        auth.server_auth = label.server_auth;
+        Ok(auth)
     }
 
     /// `simpleenroll` and `serverkeygen`: HTTP Basic with the device's bootstrap token.
-    fn enroll(&mut self, req: &Request, keygen: bool) -> Result<Granted, Denial> {
-        let auth = self.authorize_enroll(req)?;
+    fn enroll(
+        &mut self,
+        req: &Request,
+        peer: &PeerInfo,
+        keygen: bool,
+        label: Option<usize>,
+    ) -> Result<Granted, Denial> {
+        let op = if keygen {
+            "serverkeygen"
+        } else {
+            "simpleenroll"
+        };
+        let auth = self.authorize(op, label, req, peer)?;
         if !keygen {
             return self.grant_local(auth, None, Origin::Local);
         }
+        let server_auth = auth.server_auth && self.ca.allows_server_auth();
         let made = self.trusted_now(&auth).and_then(|now| {
             self.ca
-                .issue_with_new_key(&auth.csr.dns, &auth.csr.ips, None, false, now)
+                .issue_with_new_key(
+                    &auth.csr.dns,
+                    &auth.csr.ips,
+                    auth.lifetime,
+                    server_auth,
+                    now,
+                )
                 .map_err(|e| ca_denial(&e).device(&auth.device).names(auth.names.clone()))
         });
         let (key, issued) = self.settle(&auth, made)?;
@@ -221,6 +345,7 @@ impl Est {
             issued,
             key_pem: Some(key.to_pem()),
             origin: Origin::Local,
+            renews: None,
         })
     }
 
@@ -228,7 +353,7 @@ impl Est {
     /// the local CA's policy; then one use of the token claimed ([`Tokens::claim`]) before
     /// anything is issued, parked or sent upstream.
     fn authorize_enroll(&mut self, req: &Request) -> Result<Authorized, Denial> {
-        let (device, token) = basic_auth(req).ok_or_else(|| Denial::new(401, "no credentials"))?;
+        let (device, token) = basic_auth(req).ok_or_else(|| Denial::no_credentials(req))?;
         let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
         let names = csr_names(&csr);
         let now = self.clock.now();
@@ -236,8 +361,10 @@ impl Est {
             log::error!("{e}");
             Denial::new(500, "token store unreadable").device(&device)
         })?;
+        // Refused credentials: 401, so the client asks again (RFC 7235 §3.1, RFC 7030 §3.2.3);
+        // a token whose every use is held by an enrollment in progress: 403.
         let denied = |d: token::Denial| {
-            Denial::new(403, d.to_string())
+            Denial::new(token_denial_status(d), d.to_string())
                 .device(&device)
                 .names(names.clone())
         };
@@ -264,6 +391,9 @@ impl Est {
             names,
             csr,
             claim: Some(claim),
+            renews: None,
+            lifetime: None,
+            server_auth: true,
         })
     }
 
@@ -291,7 +421,7 @@ impl Est {
                 .and_then(|mut t| t.commit(&claim, now));
         let denial = match committed {
             Ok(()) => return Ok(made),
-            Err(token::Error::Denied(d)) => Denial::new(403, d.to_string()),
+            Err(token::Error::Denied(d)) => Denial::new(token_denial_status(d), d.to_string()),
             Err(token::Error::Busy(p)) => {
                 log::warn!(
                     "{} is held by another process; 503 for {}",
@@ -331,20 +461,25 @@ impl Est {
         Ok(now)
     }
 
-    /// Issues from the local CA (`lifetime: None` = the CA's).
+    /// Issues from the local CA (`lifetime: None` = the label's, else the CA's; an interim
+    /// lifetime is capped by the label's).
     fn grant_local(
         &mut self,
         auth: Authorized,
         lifetime: Option<u64>,
         origin: Origin,
     ) -> Result<Granted, Denial> {
+        let lifetime = match (lifetime, auth.lifetime) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let made = self.trusted_now(&auth).and_then(|now| {
             self.ca
                 .issue(
                     &IssueRequest {
                         csr: auth.csr.clone(),
                         lifetime,
-                        server_auth: false,
+                        server_auth: auth.server_auth,
                     },
                     now,
                 )
@@ -357,12 +492,14 @@ impl Est {
             issued,
             key_pem: None,
             origin,
+            renews: auth.renews,
         })
     }
 
     /// `simplereenroll`: the client's current certificate, from this CA (or an upstream leaf
-    /// this gateway brokered) and unexpired, and a CSR whose subject and SANs are identical to
-    /// it (RFC 7030 §4.2.2).
+    /// this gateway brokered), unexpired, and the device's current one in the inventory (or the
+    /// one it replaced, inside [`leaves::GRACE`]), and a CSR whose subject and SANs are identical
+    /// to it (RFC 7030 §4.2.2). The device is the inventory's.
     fn authorize_reenroll(&mut self, req: &Request, peer: &PeerInfo) -> Result<Authorized, Denial> {
         let Some(leaf) = peer.certs.first() else {
             return Err(Denial::new(
@@ -397,6 +534,13 @@ impl Est {
                     .names(cur_names),
             );
         }
+        let serial = current.serial_hex();
+        let device = self
+            .current_holder(&serial, now)
+            .map_err(|d| match d.device {
+                Some(_) => d.names(cur_names.clone()),
+                None => d.device(&device).names(cur_names.clone()),
+            })?;
         let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
         let names = csr_names(&csr);
         // An upstream CA may leave the subject empty; then the SANs alone must match.
@@ -418,7 +562,38 @@ impl Est {
             names,
             csr,
             claim: None,
+            renews: Some(serial),
+            lifetime: None,
+            server_auth: true,
         })
+    }
+
+    /// The device whose current certificate (or previous one, in its grace window) has
+    /// `serial`; 403 with the reason when it is superseded or no device holds it.
+    fn current_holder(&self, serial: &str, now: i64) -> Result<String, Denial> {
+        let inv = Inventory::open(&leaves::path_in(&self.state_dir)).map_err(|e| {
+            log::error!("{e}");
+            Denial::new(500, "leaf inventory unreadable")
+        })?;
+        match inv.standing(serial, now) {
+            Standing::Current(l) | Standing::Grace(l) => Ok(l.device.clone()),
+            Standing::Superseded(l) => Err(Denial::new(
+                403,
+                format!(
+                    "client certificate {serial} was superseded by a re-enrollment; only the \
+                     device's current certificate may re-enroll (grace {}s is over)",
+                    leaves::GRACE
+                ),
+            )
+            .device(&l.device)),
+            Standing::Unknown => Err(Denial::new(
+                403,
+                format!(
+                    "client certificate {serial} is not the current certificate of any enrolled \
+                     device (superseded)"
+                ),
+            )),
+        }
     }
 
     fn read_csr(&self, req: &Request) -> Result<Csr, Denial> {
@@ -428,6 +603,14 @@ impl Est {
     }
 
     fn record(&mut self, op: &str, client: IpAddr, outcome: &Result<Granted, Denial>) {
+        if let Err(d) = outcome {
+            if d.challenge {
+                if let Some(c) = &self.counters {
+                    c.est_auth_challenge(op);
+                }
+                return;
+            }
+        }
         let now = self.clock.now();
         let client = client.to_string();
         let (event, fields) = match outcome {
@@ -471,9 +654,13 @@ impl Est {
                 not_after: g.issued.not_after,
                 source: g.origin.source(),
                 issued_at: now,
+                previous: None,
             };
-            let recorded =
-                Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| i.record(leaf));
+            let renews = g.renews.clone();
+            let recorded = Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| {
+                let previous = renews.and_then(|r| i.previous_for(&leaf.device, &r, now));
+                i.record(Leaf { previous, ..leaf })
+            });
             if let Err(e) = recorded {
                 log::error!("leaf inventory write failed: {e}");
             }
@@ -482,11 +669,25 @@ impl Est {
 }
 
 impl Est {
-    /// The EST operation `req` asks for, or the answer refusing it (404, 405) or, for the
-    /// two GETs, answering it.
-    fn route<'r>(&self, req: &'r Request) -> Result<&'r str, Response> {
-        let Some(op) = req.path.strip_prefix(PREFIX) else {
+    /// The EST operation `req` asks for and its label (an index into `labels`), or the answer
+    /// refusing it (404, 405) or, for the two GETs, answering it. RFC 7030 §3.2.2: the path is
+    /// `/.well-known/est/<op>` or `/.well-known/est/<label>/<op>`.
+    fn route<'r>(&self, req: &'r Request) -> Result<(&'r str, Option<usize>), Response> {
+        let Some(rest) = req.path.strip_prefix(PREFIX) else {
             return Err(Response::text(404, "not found"));
+        };
+        let (label, op) = match rest.split_once('/') {
+            None => (None, rest),
+            Some((label, op)) => match self.labels.iter().position(|l| l.name == label) {
+                Some(i) => (Some(i), op),
+                None if config::is_label_name(label) => {
+                    return Err(Response::text(
+                        404,
+                        &format!("unknown EST label '{label}' (RFC 7030 3.2.2)"),
+                    ))
+                }
+                None => return Err(Response::text(404, "unknown EST label")),
+            },
         };
         let method = match op {
             "cacerts" | "csrattrs" => "GET",
@@ -501,17 +702,30 @@ impl Est {
         match op {
             "cacerts" => Err(self.cacerts()),
             "csrattrs" => Err(csrattrs_response()),
-            _ => Ok(op),
+            _ => Ok((op, label)),
         }
     }
 
-    /// Records `outcome` in the audit log and inventory and turns it into the answer.
+    /// Records `outcome` in the audit log and inventory and turns it into the answer. A
+    /// re-enrollment is checked again here, when its certificate is about to go out: if another
+    /// re-enrollment superseded the client certificate meanwhile (a parked request), it is
+    /// refused and the new certificate is never delivered.
     fn finish(&mut self, op: &str, client: IpAddr, outcome: Result<Granted, Denial>) -> Response {
+        let outcome = outcome.and_then(|g| match &g.renews {
+            Some(serial) => {
+                let now = self.clock.now();
+                self.current_holder(serial, now)
+                    .map_err(|d| d.names(g.names.clone()))?;
+                Ok(g)
+            }
+            None => Ok(g),
+        });
         self.record(op, client, &outcome);
         match outcome {
+            // RFC 7030 §4.2.3: "containing only the certificate that was issued".
             Ok(g) => match g.key_pem {
                 Some(key_pem) => serverkeygen_response(&key_pem, &g.issued),
-                None => certs_only_response(&g.issued.chain_der),
+                None => certs_only_response(std::slice::from_ref(&g.issued.leaf_der)),
             },
             Err(d) if d.status == 401 => Response::text(401, &d.reason)
                 .header("WWW-Authenticate", &format!("Basic realm=\"{REALM}\"")),
@@ -529,15 +743,15 @@ impl Est {
 impl Handler for Est {
     /// Answers at once, from the local CA (no brokering: see [`Handler::answer`]).
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
-        let op = match self.route(req) {
-            Ok(op) => op,
+        let (op, label) = match self.route(req) {
+            Ok(r) => r,
             Err(resp) => return resp,
         };
         let outcome = match op {
             "simplereenroll" => self
-                .authorize_reenroll(req, peer)
+                .authorize(op, label, req, peer)
                 .and_then(|a| self.grant_local(a, None, Origin::Local)),
-            _ => self.enroll(req, op == "serverkeygen"),
+            _ => self.enroll(req, peer, op == "serverkeygen", label),
         };
         self.finish(op, peer.addr.ip(), outcome)
     }
@@ -547,9 +761,9 @@ impl Handler for Est {
     fn answer(&mut self, req: &Request, peer: &PeerInfo) -> Answer {
         let brokered = self.broker.as_ref().is_some_and(|b| b.config().is_some());
         match self.route(req) {
-            Ok(op @ ("simpleenroll" | "simplereenroll")) if brokered => {
+            Ok((op @ ("simpleenroll" | "simplereenroll"), label)) if brokered => {
                 let op = op.to_owned();
-                self.answer_brokered(&op, req, peer)
+                self.answer_brokered(&op, label, req, peer)
             }
             _ => Answer::Now(self.handle(req, peer)),
         }
@@ -558,6 +772,15 @@ impl Handler for Est {
     fn rejected(&mut self, status: u16, reason: &str, peer: &PeerInfo) {
         let outcome = Err(Denial::new(status, reason));
         self.record("http", peer.addr.ip(), &outcome);
+    }
+}
+
+/// The status for a refused token: 401 for refused credentials (RFC 7235 §3.1, RFC 7030
+/// §3.2.3), so the client may ask again; 403 while every use is held by an enrollment in progress.
+fn token_denial_status(d: token::Denial) -> u16 {
+    match d {
+        token::Denial::InUse => 403,
+        _ => 401,
     }
 }
 
@@ -608,201 +831,14 @@ fn same_set(a: &[String], b: &[String]) -> bool {
     a == b
 }
 
-/// base64 with 64-column lines, as `openssl base64` writes it.
-fn b64_lines(der: &[u8]) -> String {
-    let b = crypto::b64(der);
-    let mut out = String::with_capacity(b.len() + b.len() / 64 + 1);
-    for chunk in b.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push_str("\r\n");
-    }
-    out
-}
-
-/// RFC 7030 §4.1.3 / §4.2.3: `application/pkcs7-mime; smime-type=certs-only`, base64.
-fn certs_only_response(certs: &[Vec<u8>]) -> Response {
-    Response::new(200)
-        .header(
-            "Content-Type",
-            "application/pkcs7-mime; smime-type=certs-only",
-        )
-        .header("Content-Transfer-Encoding", "base64")
-        .body(b64_lines(&pkcs7::certs_only(certs)).into_bytes())
-}
-
-/// RFC 7030 §4.5.2 CsrAttrs: `SEQUENCE { ecdsa-with-SHA256, SEQUENCE { id-ecPublicKey,
-/// SET { prime256v1 } } }`: "sign with ECDSA-SHA256, use a P-256 key".
-const CSR_ATTRS: &[u8] = &[
-    0x30, 0x21, // CsrAttrs
-    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, // ecdsa-with-SHA256
-    0x30, 0x15, // Attribute
-    0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, // id-ecPublicKey
-    0x31, 0x0a, // SET
-    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, // prime256v1
-];
-
-fn csrattrs_response() -> Response {
-    Response::new(200)
-        .header("Content-Type", "application/csrattrs")
-        .header("Content-Transfer-Encoding", "base64")
-        .body(b64_lines(CSR_ATTRS).into_bytes())
-}
-
-/// The multipart boundary of serverkeygen answers; base64 text can never contain `-`.
-const BOUNDARY: &str = "gatecert-est-boundary";
-
-/// RFC 7030 §4.4.2: `multipart/mixed` with the private key (`application/pkcs8`, base64 DER)
-/// then the certificate (`application/pkcs7-mime; smime-type=certs-only`).
-fn serverkeygen_response(key_pem: &str, issued: &Issued) -> Response {
-    // The PEM's base64 body is exactly the base64 of the PKCS#8 DER.
-    let key_b64: String = key_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .map(|l| format!("{l}\r\n"))
-        .collect();
-    let body = format!(
-        "--{BOUNDARY}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
-         {key_b64}--{BOUNDARY}\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\n\
-         Content-Transfer-Encoding: base64\r\n\r\n{}--{BOUNDARY}--\r\n",
-        b64_lines(&pkcs7::certs_only(&issued.chain_der)),
-    );
-    Response::new(200)
-        .header(
-            "Content-Type",
-            &format!("multipart/mixed; boundary={BOUNDARY}"),
-        )
-        .body(body.into_bytes())
-}
-
-/// The EST listener's own certificate chain and key (PEM), and where they came from.
-pub struct ListenerIdentity {
-    /// End-entity first.
-    pub chain_pem: String,
-    /// PKCS#8 PEM.
-    pub key_pem: String,
-    /// `acme:<name>` or `local`.
-    pub source: String,
-    /// The end-entity certificate's notAfter.
-    pub not_after: i64,
-}
-
-/// The EST listener's certificate: the gateway's ACME certificate when one is installed and
-/// unexpired (`<state_dir>/certs/<name>/live`), else one from the local CA for the configured
-/// names, kept in `<state_dir>/certs/est-local` and reissued only in the last third of its life.
-pub fn listener_identity(cfg: &Config, ca: &LocalCa, now: i64) -> Result<ListenerIdentity, Error> {
-    let certs_dir = cfg.main.state_dir.join("certs");
-    for c in cfg.certificates.iter().filter(|c| c.directory.is_some()) {
-        if let Some(found) = live_identity(&certs_dir.join(&c.name), now, 0)? {
-            return Ok(ListenerIdentity {
-                source: format!("acme:{}", c.name),
-                ..found
-            });
-        }
-    }
-    ensure_local_set(
-        &certs_dir.join(LOCAL_SET),
-        ca,
-        &listener_names(cfg, ca),
-        now,
-        None,
-    )
-}
-
-/// The names of every configured certificate that the local CA may issue for.
-fn listener_names(cfg: &Config, ca: &LocalCa) -> (Vec<String>, Vec<IpAddr>) {
-    let mut dns: Vec<String> = Vec::new();
-    let mut ips: Vec<IpAddr> = Vec::new();
-    for c in &cfg.certificates {
-        for d in &c.domains {
-            if !dns.contains(d) && ca.check_names(std::slice::from_ref(d), &[]).is_ok() {
-                dns.push(d.clone());
-            }
-        }
-        for ip in &c.ips {
-            if !ips.contains(ip) && ca.check_names(&[], std::slice::from_ref(ip)).is_ok() {
-                ips.push(*ip);
-            }
-        }
-    }
-    (dns, ips)
-}
-
-/// Issues a server certificate from the local CA into `dir` unless the live one is for the
-/// same names and has more than a third of its lifetime left. `lifetime: None` = the CA's.
-pub fn ensure_local_set(
-    dir: &Path,
-    ca: &LocalCa,
-    (dns, ips): &(Vec<String>, Vec<IpAddr>),
-    now: i64,
-    lifetime: Option<u64>,
-) -> Result<ListenerIdentity, Error> {
-    if let Some(found) = live_identity(dir, now, 3)? {
-        let info = crypto::certs_from_pem(&found.chain_pem)
-            .ok()
-            .and_then(|c| CertInfo::from_der(c[0].as_ref()).ok());
-        let same = info.is_some_and(|i| {
-            same_set(&names_of(&i.dns_names, &i.ips), &names_of(dns, ips))
-                && ca.issued_by_me(&i.der)
-        });
-        if same {
-            return Ok(found);
-        }
-    }
-    if dns.is_empty() && ips.is_empty() {
-        return Err(Error::NoListenerNames);
-    }
-    let (key, issued) = ca.issue_with_new_key(dns, ips, lifetime, true, now)?;
-    let set = CertSet {
-        key_pem: key.to_pem(),
-        cert_pem: crypto::pem_block("CERTIFICATE", &issued.leaf_der),
-        chain_pem: crypto::certs_to_pem(issued.chain_der[1..].iter().map(Vec::as_slice)),
-    };
-    SetDir::new(dir).install(&set)?;
-    log::info!(
-        "issued {} from the local CA for {} (serial {}, until {})",
-        dir.display(),
-        names_of(dns, ips).join(", "),
-        issued.serial_hex,
-        crypto::rfc3339(issued.not_after)
-    );
-    Ok(ListenerIdentity {
-        chain_pem: set.fullchain(),
-        key_pem: set.key_pem.clone(),
-        source: "local".into(),
-        not_after: issued.not_after,
-    })
-}
-
-/// The live set in `dir`, if its key matches and it is still good: unexpired, and with
-/// `keep_fraction` > 0, more than 1/keep_fraction of its lifetime left.
-fn live_identity(
-    dir: &Path,
-    now: i64,
-    keep_fraction: i64,
-) -> Result<Option<ListenerIdentity>, Error> {
-    let Some((chain_pem, key_pem)) = SetDir::new(dir).read_live()? else {
-        return Ok(None);
-    };
-    let Ok(info) = CertInfo::from_pem(&chain_pem) else {
-        log::warn!("{}: unreadable certificate; ignoring it", dir.display());
-        return Ok(None);
-    };
-    let key_ok = crypto::PrivateKey::from_pem(&key_pem).is_ok_and(|k| k.matches(&info));
-    let left = info.not_after - now;
-    let good = key_ok && left > 0 && (keep_fraction == 0 || left * keep_fraction > info.lifetime());
-    Ok(good.then(|| ListenerIdentity {
-        chain_pem,
-        key_pem,
-        source: "local".into(),
-        not_after: info.not_after,
-    }))
-}
-
+#[cfg(test)]
+mod reenroll_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::FixedClock;
     use crate::config::Config;
+    use crate::pkcs7;
 
     #[test]
     fn basic_auth_parses_rfc7617_example() {
@@ -894,7 +930,11 @@ mod tests {
         let (token, csr) = token_and_csr(&dir, "s", &name, 60, clock.now());
         clock.advance(61);
         let resp = est.handle(&enroll_req("s", &token, &csr), &peer());
-        assert_eq!(resp.status, 403);
+        assert_eq!(resp.status, 401);
+        assert!(resp.headers.contains(&(
+            "WWW-Authenticate".into(),
+            format!("Basic realm=\"{REALM}\"")
+        )));
         assert!(String::from_utf8_lossy(&resp.body).contains("expired"));
         let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
         assert!(log.contains("token expired") && log.contains("192.0.2.7"));
@@ -960,7 +1000,9 @@ mod tests {
         let resp = est.handle(&req, &peer());
         assert_eq!(resp.status, 200);
         let der = crypto::b64_decode(&resp.body).unwrap();
-        assert_eq!(pkcs7::parse_certs_only(&der).unwrap(), est.ca().chain_der());
+        let mut chain = est.ca().chain_der();
+        chain.sort();
+        assert_eq!(pkcs7::parse_certs_only(&der).unwrap(), chain);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

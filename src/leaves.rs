@@ -1,5 +1,10 @@
 //! The leaf inventory: the latest certificate each sensor holds, `<state_dir>/leaves.json`,
 //! written atomically when it changes.
+//!
+//! It also decides who may re-enroll (RFC 7030 §4.2.2 leaves that to server policy): only a
+//! device's current certificate, or the certificate it replaced for [`GRACE`] seconds after the
+//! replacement, so a device whose re-enrollment reply was lost can retry with the certificate it
+//! still holds. Any other certificate is superseded ([`Standing`]).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +35,33 @@ impl Source {
     }
 }
 
+/// How long a replaced certificate may still re-enroll: 10 minutes, enough for a client to retry
+/// a re-enrollment whose reply was lost, short enough that a copied old key cannot keep a second
+/// lineage alive.
+pub const GRACE: i64 = 10 * 60;
+
+/// The certificate a re-enrollment replaced, and until when it may still re-enroll.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Previous {
+    /// Serial, upper-case hex.
+    pub serial: String,
+    /// Unix seconds; the grace window ends here and is never extended.
+    pub until: i64,
+}
+
+/// What the inventory says about a certificate presented for re-enrollment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Standing<'a> {
+    /// The device's current certificate.
+    Current(&'a Leaf),
+    /// The certificate the device's current one replaced, still inside its grace window.
+    Grace(&'a Leaf),
+    /// Replaced, and past its grace window (or replaced twice): it may not re-enroll.
+    Superseded(&'a Leaf),
+    /// No device holds this serial (never recorded, or a device re-enrolled since).
+    Unknown,
+}
+
 /// One sensor's current certificate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leaf {
@@ -45,6 +77,9 @@ pub struct Leaf {
     pub source: Source,
     /// When it was issued, Unix seconds.
     pub issued_at: i64,
+    /// The certificate this one replaced by re-enrollment, while it may still re-enroll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -99,6 +134,44 @@ impl Inventory {
         Ok(())
     }
 
+    /// The standing of the certificate with `serial` at `now` (see the module doc).
+    pub fn standing(&self, serial: &str, now: i64) -> Standing<'_> {
+        for l in &self.file.leaves {
+            if l.serial.eq_ignore_ascii_case(serial) {
+                return Standing::Current(l);
+            }
+            if let Some(p) = l
+                .previous
+                .as_ref()
+                .filter(|p| p.serial.eq_ignore_ascii_case(serial))
+            {
+                return if now < p.until {
+                    Standing::Grace(l)
+                } else {
+                    Standing::Superseded(l)
+                };
+            }
+        }
+        Standing::Unknown
+    }
+
+    /// The `previous` for a leaf that replaces `presented` (the serial of the client certificate
+    /// of a re-enrollment) on `device` at `now`: the current certificate re-enrolling starts a
+    /// grace window; the previous one re-enrolling inside its window keeps that window (never
+    /// extended); anything else has none.
+    pub fn previous_for(&self, device: &str, presented: &str, now: i64) -> Option<Previous> {
+        let l = self.by_device(device)?;
+        if l.serial.eq_ignore_ascii_case(presented) {
+            return Some(Previous {
+                serial: l.serial.clone(),
+                until: now + GRACE,
+            });
+        }
+        l.previous
+            .clone()
+            .filter(|p| p.serial.eq_ignore_ascii_case(presented) && now < p.until)
+    }
+
     /// Every device's current leaf, by device name.
     pub fn list(&self) -> &[Leaf] {
         &self.file.leaves
@@ -132,7 +205,44 @@ mod tests {
             not_after: 2_000_000_000,
             source,
             issued_at: 1_900_000_000,
+            previous: None,
         }
+    }
+
+    #[test]
+    fn only_the_current_certificate_or_the_previous_in_grace_stands() {
+        let dir = std::env::temp_dir().join(format!("gatecert-standing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut inv = Inventory::open(&dir.join("leaves.json")).unwrap();
+        let now = 1_900_000_000;
+        inv.record(leaf("d", "0A", Source::Local)).unwrap();
+        assert!(matches!(inv.standing("0a", now), Standing::Current(_)));
+        assert_eq!(inv.standing("0B", now), Standing::Unknown);
+        // 0A re-enrolls: 0B is current, 0A has GRACE seconds.
+        let mut b = leaf("d", "0B", Source::Local);
+        b.previous = inv.previous_for("d", "0A", now);
+        assert_eq!(b.previous.as_ref().unwrap().until, now + GRACE);
+        inv.record(b).unwrap();
+        assert!(matches!(inv.standing("0B", now), Standing::Current(_)));
+        assert!(matches!(
+            inv.standing("0A", now + GRACE - 1),
+            Standing::Grace(_)
+        ));
+        assert!(matches!(
+            inv.standing("0A", now + GRACE),
+            Standing::Superseded(_)
+        ));
+        // 0A retries inside the window (a lost reply): 0C is current, 0A keeps its deadline.
+        let mut c = leaf("d", "0C", Source::Local);
+        c.previous = inv.previous_for("d", "0A", now + 60);
+        assert_eq!(c.previous.as_ref().unwrap().until, now + GRACE);
+        inv.record(c).unwrap();
+        // 0B was replaced without ever being used: it stands nowhere any more.
+        assert_eq!(inv.standing("0B", now + 60), Standing::Unknown);
+        assert!(inv.previous_for("d", "0B", now + 60).is_none());
+        assert!(inv.previous_for("d", "0A", now + GRACE).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

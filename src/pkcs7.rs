@@ -39,13 +39,21 @@ const CTX0_CONS: u8 = 0xa0;
 /// encapContentInfo { id-data }, certificates [0] certs, signerInfos {} } }`.
 ///
 /// RFC 5652 §5.1: version is 1 when there are no attribute certificates, no v2 certificates and
-/// the eContentType is id-data. The certificates are written in the order given.
+/// the eContentType is id-data. `certificates` is a SET OF, so DER (X.690 §11.6) sorts its
+/// elements by their encodings: the order given is not kept, and no reader may rely on one
+/// (strict DER parsers, such as Python's `cryptography`, flag an unsorted set).
 pub fn certs_only(certs: &[Vec<u8>]) -> Vec<u8> {
+    let mut sorted: Vec<&Vec<u8>> = certs.iter().collect();
+    sorted.sort();
+    sorted.dedup();
     let mut signed = Vec::new();
     signed.extend(tlv(INTEGER, &[1]));
     signed.extend(tlv(SET, &[]));
     signed.extend(tlv(SEQUENCE, &tlv(OID, OID_DATA)));
-    signed.extend(tlv(CTX0_CONS, &certs.concat()));
+    signed.extend(tlv(
+        CTX0_CONS,
+        &sorted.into_iter().flatten().copied().collect::<Vec<u8>>(),
+    ));
     signed.extend(tlv(SET, &[]));
     let mut content_info = tlv(OID, OID_SIGNED_DATA);
     content_info.extend(tlv(CTX0_CONS, &tlv(SEQUENCE, &signed)));
@@ -172,10 +180,21 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_keeps_order() {
-        let certs = vec![cert("a.test"), cert("b.test")];
+    fn round_trip_sorts_as_der_set_of() {
+        let mut certs = vec![cert("a.test"), cert("b.test"), cert("c.test")];
+        certs.sort();
+        certs.reverse();
         let der = certs_only(&certs);
-        assert_eq!(parse_certs_only(&der).unwrap(), certs);
+        let back = parse_certs_only(&der).unwrap();
+        assert_ne!(
+            back, certs,
+            "SET OF elements are sorted, not kept in the given order"
+        );
+        certs.sort();
+        assert_eq!(back, certs);
+        // A SET OF holds each certificate once.
+        let twice = certs_only(&[certs[0].clone(), certs[0].clone()]);
+        assert_eq!(parse_certs_only(&twice).unwrap(), vec![certs[0].clone()]);
         assert_eq!(
             parse_certs_only(&certs_only(&[])).unwrap(),
             Vec::<Vec<u8>>::new()
@@ -222,8 +241,11 @@ mod tests {
         );
         let text = String::from_utf8_lossy(&out.stdout);
         let pem_certs = crate::crypto::certs_from_pem(&text).unwrap();
-        let got: Vec<Vec<u8>> = pem_certs.iter().map(|c| c.to_vec()).collect();
-        assert_eq!(got, certs);
+        let mut got: Vec<Vec<u8>> = pem_certs.iter().map(|c| c.to_vec()).collect();
+        got.sort();
+        let mut want = certs;
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -534,6 +534,26 @@ fn broker_end_to_end() {
         "{}",
         g.audit()
     );
+    // The reply is the issued certificate alone (RFC 7030 §4.2.3); /cacerts carries the
+    // upstream intermediate beside the local CA, so the client can build the upstream chain.
+    assert_eq!(certs.len(), 1, "only the issued certificate");
+    let (code, _, body, _) = g.curl("cacerts", &[]);
+    assert_eq!(code, 200);
+    let cacerts = g.certs(&body, "cacerts");
+    assert!(
+        cacerts.iter().any(|c| c.der == pebble_int.der),
+        "pebble's intermediate is not in /cacerts"
+    );
+    assert!(cacerts.iter().any(|c| c.der == g.local_intermediate().der));
+    let v = run(Command::new("openssl").args([
+        "verify",
+        "-CAfile",
+        pebble.root().to_str().unwrap(),
+        "-untrusted",
+        g.path("cacerts.pem").to_str().unwrap(),
+        g.path("leaf1-cert.pem").to_str().unwrap(),
+    ]));
+    assert!(String::from_utf8_lossy(&v.stdout).contains(": OK"));
     eprintln!("case 1: upstream enroll took {took:?}");
     // Re-enrollment with the upstream certificate itself (the gateway brokered it).
     let csr = g.csr("leaf1.sensors.test", "leaf1b");
@@ -717,9 +737,10 @@ fn broker_end_to_end() {
     assert_eq!(leaf.issuer, pebble_int.subject);
     assert_eq!(leaf.spki_der, g.key_spki("leaf5"));
     assert!(g.audit_has("leaf5.sensors.test", "cached"), "{}", g.audit());
-    // The token was burnt by the delivery, not by the 202.
+    // The token was burnt by the delivery, not by the 202: a used token is refused
+    // credentials, 401 (RFC 7235 §3.1).
     let (code, _, _, _) = g.enroll_with("leaf5.sensors.test", &token, &csr);
-    assert_eq!(code, 403);
+    assert_eq!(code, 401);
     drop(g);
     drop(proxy);
 }
@@ -771,7 +792,7 @@ fn one_use_token_issues_once_with_a_blackholed_upstream() {
     let codes: Vec<u16> = answers.iter().map(|(c, _)| *c).collect();
     let (ok, body) = successes(&answers);
     assert_eq!(ok, 1, "2xx answers: {codes:?}\n{}", g.log());
-    assert_eq!(codes.iter().filter(|c| **c == 403).count(), 19, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| matches!(**c, 401 | 403)).count(), 19, "{codes:?}");
     let leaf = Gatecert::leaf(&g.certs(body.unwrap(), "race-cert")).clone();
     assert_eq!(
         leaf.issuer,
@@ -806,7 +827,7 @@ fn one_use_token_issues_once_with_a_pebble_upstream() {
     let codes: Vec<u16> = answers.iter().map(|(c, _)| *c).collect();
     let (ok, body) = successes(&answers);
     assert_eq!(ok, 1, "2xx answers: {codes:?}\n{}", g.log());
-    assert_eq!(codes.iter().filter(|c| **c == 403).count(), 19, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| matches!(**c, 401 | 403)).count(), 19, "{codes:?}");
     let leaf = Gatecert::leaf(&g.certs(body.unwrap(), "racep-cert")).clone();
     let pebble_int = CertInfo::from_pem(&pebble.intermediate()).unwrap();
     assert_eq!(leaf.issuer, pebble_int.subject, "issued by the upstream");
@@ -874,7 +895,7 @@ fn killed_claim_is_not_lost_and_revoked_while_parked_yields_nothing() {
         client.join().unwrap()
     });
     let (code, body) = &answers[0];
-    assert_eq!(*code, 403, "{}\n{}", String::from_utf8_lossy(body), g.log());
+    assert_eq!(*code, 401, "{}\n{}", String::from_utf8_lossy(body), g.log());
     assert!(String::from_utf8_lossy(body).contains("token revoked"));
     assert!(g.issue_lines().is_empty(), "{}", g.audit());
     drop(g);

@@ -1,10 +1,14 @@
 //! EST (RFC 7030) against the real `gatecert run` binary on 127.0.0.1, with curl and openssl as
 //! the clients, as EST is tested by hand.
 //!
-//! Until the UCI parser lands, the service runs on the built-in standalone defaults (gateway
-//! `gateway.local`, leaves under `.local`) with `--state-dir` and `--listen` overrides.
+//! The service runs on the built-in standalone defaults (gateway `gateway.local`, leaves under
+//! `.local`) with `--state-dir` and `--listen` overrides, or on a UCI config (labels). The
+//! issue-11 interop cases (one certificate per reply, 401 vs 403, labels, superseded
+//! certificates, the Python client) are in tests/est/interop.rs.
 
 mod common;
+#[path = "est/interop.rs"]
+mod interop;
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -40,13 +44,21 @@ struct Gatecert {
 
 impl Gatecert {
     fn start(tag: &str) -> Gatecert {
+        Gatecert::start_with(tag, None)
+    }
+
+    /// With `uci` as the config file (else none: the built-in defaults).
+    fn start_with(tag: &str, uci: Option<&str>) -> Gatecert {
         let dir = std::env::temp_dir().join(format!("gatecert-est-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
+        let conf = dir.join("gatecert.uci");
+        // An empty file: the built-in defaults.
+        std::fs::write(&conf, uci.unwrap_or("")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gatecert"))
             .arg("--config")
-            .arg(dir.join("absent.uci"))
+            .arg(&conf)
             .arg("run")
             .arg("--state-dir")
             .arg(dir.join("state"))
@@ -225,6 +237,11 @@ fn p7_to_pem(dir: &Path, tag: &str, body: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// How many PEM certificates `pem` holds (`openssl pkcs7 -print_certs` output).
+fn cert_count(pem: &str) -> usize {
+    pem.matches("-----BEGIN CERTIFICATE-----").count()
+}
+
 /// The first PEM certificate of `pem`.
 fn first_cert(pem: &str) -> String {
     let end = "-----END CERTIFICATE-----";
@@ -277,6 +294,11 @@ fn enroll_verify_mutual_tls_reenroll_and_serverkeygen() {
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     assert!(headers.contains("smime-type=certs-only"));
     let chain = p7_to_pem(d, "s1", &body);
+    assert_eq!(
+        cert_count(&chain),
+        1,
+        "only the issued certificate: {chain}"
+    );
     let leaf = first_cert(&chain);
     std::fs::write(g.path("leaf.pem"), &leaf).unwrap();
     std::fs::write(g.path("chain.pem"), &chain).unwrap();
@@ -321,7 +343,13 @@ fn enroll_verify_mutual_tls_reenroll_and_serverkeygen() {
         ],
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let renewed = first_cert(&p7_to_pem(d, "s1b", &body));
+    let renewed = p7_to_pem(d, "s1b", &body);
+    assert_eq!(
+        cert_count(&renewed),
+        1,
+        "only the issued certificate: {renewed}"
+    );
+    let renewed = first_cert(&renewed);
     assert_ne!(renewed, leaf);
     g.assert_audit("est.issue", &["simplereenroll", name]);
 
@@ -355,11 +383,13 @@ fn enroll_verify_mutual_tls_reenroll_and_serverkeygen() {
         gatecert::crypto::b64_decode(key_b64.as_bytes()).unwrap(),
     )
     .unwrap();
-    let cert_pem = first_cert(&p7_to_pem(
+    let kg = p7_to_pem(
         d,
         "kg",
         parts[2].split("\r\n\r\n").nth(1).unwrap().as_bytes(),
-    ));
+    );
+    assert_eq!(cert_count(&kg), 1, "only the issued certificate: {kg}");
+    let cert_pem = first_cert(&kg);
     std::fs::write(g.path("kg.pem"), cert_pem).unwrap();
     // The key belongs to the certificate.
     let pk = openssl(&[
@@ -427,7 +457,7 @@ fn mutual_tls(g: &Gatecert, leaf_key: &Path) {
         .arg("-cert")
         .arg(g.path("leaf.pem"))
         .arg("-cert_chain")
-        .arg(g.path("chain.pem"))
+        .arg(g.path("cacerts.pem"))
         .arg("-key")
         .arg(leaf_key)
         .stdin(Stdio::null())
@@ -465,16 +495,17 @@ fn denial_matrix() {
     assert_eq!(code, 200);
     let chain_a = p7_to_pem(d, "a", &body);
     std::fs::write(g.path("a.chain.pem"), &chain_a).unwrap();
-    let (code, _, _) = g.enroll("sensor-a", &token, &csr_a);
-    assert_eq!(code, 403);
-    g.assert_audit("est.deny", &["sensor-a", "token already used", "403"]);
+    let (code, headers, _) = g.enroll("sensor-a", &token, &csr_a);
+    assert_refused_credentials(code, &headers);
+    g.assert_audit("est.deny", &["sensor-a", "token already used", "401"]);
 
     // Expired token: made two hours ago, good for one.
     let e = "sensor-e.sensors.local";
     let token = g.token_at("sensor-e", &[e], 3600, now() - 7200);
     let (_, csr) = make_csr(d, "e", "ec:P-256", e, &[e]);
-    assert_eq!(g.enroll("sensor-e", &token, &csr).0, 403);
-    g.assert_audit("est.deny", &["sensor-e", "token expired"]);
+    let (code, headers, _) = g.enroll("sensor-e", &token, &csr);
+    assert_refused_credentials(code, &headers);
+    g.assert_audit("est.deny", &["sensor-e", "token expired", "401"]);
 
     // Revoked token.
     let r = "sensor-r.sensors.local";
@@ -484,16 +515,23 @@ fn denial_matrix() {
         .revoke("sensor-r")
         .unwrap());
     let (_, csr) = make_csr(d, "r", "ec:P-256", r, &[r]);
-    assert_eq!(g.enroll("sensor-r", &token, &csr).0, 403);
-    g.assert_audit("est.deny", &["sensor-r", "token revoked"]);
+    let (code, headers, _) = g.enroll("sensor-r", &token, &csr);
+    assert_refused_credentials(code, &headers);
+    g.assert_audit("est.deny", &["sensor-r", "token revoked", "401"]);
 
     // Wrong device: sensor-w1's token presented as sensor-w2.
     let w1 = "sensor-w1.sensors.local";
     let token_w1 = g.token("sensor-w1", &[w1]);
     let _ = g.token("sensor-w2", &["sensor-w2.sensors.local"]);
     let (_, csr) = make_csr(d, "w", "ec:P-256", w1, &[w1]);
-    assert_eq!(g.enroll("sensor-w2", &token_w1, &csr).0, 403);
-    g.assert_audit("est.deny", &["sensor-w2", "wrong token"]);
+    let (code, headers, _) = g.enroll("sensor-w2", &token_w1, &csr);
+    assert_refused_credentials(code, &headers);
+    g.assert_audit("est.deny", &["sensor-w2", "wrong token", "401"]);
+
+    // A device with no token at all.
+    let (code, headers, _) = g.enroll("sensor-nobody", &token_w1, &csr);
+    assert_refused_credentials(code, &headers);
+    g.assert_audit("est.deny", &["sensor-nobody", "401"]);
 
     // A name the token does not grant.
     let token = g.token("sensor-n", &["sensor-n.sensors.local"]);
@@ -504,7 +542,15 @@ fn denial_matrix() {
         "other.sensors.local",
         &["other.sensors.local"],
     );
-    assert_eq!(g.enroll("sensor-n", &token, &csr).0, 403);
+    let (code, headers, _) = g.enroll("sensor-n", &token, &csr);
+    assert_eq!(
+        code, 403,
+        "a name outside the grant is forbidden, not unauthenticated"
+    );
+    assert!(
+        !headers.to_ascii_lowercase().contains("www-authenticate"),
+        "{headers}"
+    );
     g.assert_audit(
         "est.deny",
         &["sensor-n", "other.sensors.local", "not granted"],
@@ -621,16 +667,12 @@ fn denial_matrix() {
         &["simplereenroll", "needs a TLS client certificate"],
     );
 
-    // No credentials: 401 with the challenge.
+    // No credentials: 401 with the challenge, which is not a denial (not audited).
     let (_, csr) = make_csr(d, "u", "ec:P-256", a, &[a]);
     let data = format!("@{}", csr.display());
     let (code, headers, _) = g.curl("simpleenroll", &["--data-binary", &data, "-H", ct]);
-    assert_eq!(code, 401);
-    assert!(
-        headers.contains("WWW-Authenticate: Basic realm=\"gatecert\""),
-        "{headers}"
-    );
-    g.assert_audit("est.deny", &["simpleenroll", "no credentials", "401"]);
+    assert_refused_credentials(code, &headers);
+    assert!(!g.audit().contains("no credentials"), "{}", g.audit());
 
     // Malformed base64.
     let token = g.token("sensor-m", &["sensor-m.sensors.local"]);
@@ -656,6 +698,15 @@ fn denial_matrix() {
     assert!(!g.audit().contains(&token));
     let report = gatecert::audit::Audit::verify(&g.state().join("audit.log")).unwrap();
     assert!(report.ok(), "{report:?}");
+}
+
+/// 401 with `WWW-Authenticate: Basic realm="gatecert"` (RFC 7235 §3.1, RFC 7030 §3.2.3).
+fn assert_refused_credentials(code: u16, headers: &str) {
+    assert_eq!(code, 401, "{headers}");
+    assert!(
+        headers.contains("WWW-Authenticate: Basic realm=\"gatecert\""),
+        "{headers}"
+    );
 }
 
 /// 200 idle TCP connections (three times `max_connections`) while curl enrolls.
@@ -759,6 +810,6 @@ fn held_token_lock_answers_503_and_does_not_stall_others() {
     let (code, _, body) = g.enroll("sensor-l", &token, &csr);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let (code, _, body) = g.enroll("sensor-l", &token, &csr);
-    assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(code, 401, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("token already used"));
 }

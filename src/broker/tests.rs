@@ -152,3 +152,35 @@ fn a_parked_request_on_a_silent_upstream_falls_back_at_its_deadline() {
     drop(hole);
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+/// `/cacerts` with a broker: the issuers above delivered upstream leaves (and the broker
+/// certificate's own chain), each once, kept across restarts until they expire.
+#[test]
+fn upstream_issuers_are_kept_for_cacerts_until_they_expire() {
+    let state = temp("issuers");
+    let cfg = config(&state, "https://127.0.0.1:1/dir", 5, 5);
+    let now = SystemClock.now();
+    let ca = LocalCa::init(&state.join("ca"), &cfg.ca, now).unwrap();
+    let clock = Arc::new(crate::clock::FixedClock::new(now));
+    let mut b = Broker::start(&cfg, clock.clone()).unwrap().unwrap();
+    assert!(b.upstream_issuers().is_empty());
+    let [int, root] = [ca.chain_der()[0].clone(), ca.chain_der()[1].clone()];
+    b.remember_issuers(std::slice::from_ref(&int));
+    b.remember_issuers(std::slice::from_ref(&int));
+    assert_eq!(b.upstream_issuers(), vec![int.clone()]);
+    drop(b);
+    // The broker certificate's own chain (the gateway's ACME set) counts too.
+    let live = state.join("certs/gw/live");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(
+        live.join("chain.pem"),
+        crypto::pem_block("CERTIFICATE", &root),
+    )
+    .unwrap();
+    let b = Broker::start(&cfg, clock.clone()).unwrap().unwrap();
+    assert_eq!(b.upstream_issuers(), vec![root.clone(), int.clone()]);
+    clock.set(ca.intermediate().not_after + 1);
+    assert_eq!(b.upstream_issuers(), vec![root]);
+    drop(b);
+    std::fs::remove_dir_all(&state).unwrap();
+}

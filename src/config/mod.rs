@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use crate::crypto::KeyType;
 
 mod acme;
+mod label;
 mod sections;
 pub mod uci;
 mod value;
 
+pub use label::is_label_name;
 pub use value::parse_duration;
 
 /// The whole configuration, typed, with every default applied.
@@ -36,6 +38,23 @@ pub struct Config {
     pub broker: Option<Broker>,
     /// `config metrics 'metrics'`.
     pub metrics: Metrics,
+    /// `config label 'NAME'` sections: EST label profiles (RFC 7030 §3.2.2), in file order.
+    pub labels: Vec<Label>,
+}
+
+/// `config label 'NAME'`: a profile of the local CA served under `/.well-known/est/NAME/`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    /// The section name: the label in the URL path.
+    pub name: String,
+    /// Line of the `config` line, for messages.
+    pub line: usize,
+    /// `lifetime` of its leaves, seconds, at most the CA's `max_lifetime`; `None` = the CA's.
+    pub lifetime: Option<u64>,
+    /// `list allow_suffix`: DNS suffixes its leaves may carry, each within the CA's; empty = the CA's.
+    pub allow_suffix: Vec<String>,
+    /// `server_auth`: add EKU serverAuth (only when the CA's `server_auth` is on; default the CA's).
+    pub server_auth: bool,
 }
 
 /// Log destination.
@@ -318,6 +337,7 @@ impl Config {
                 listen: None,
                 textfile: None,
             },
+            labels: Vec::new(),
         }
     }
 }

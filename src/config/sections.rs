@@ -97,12 +97,13 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     cfg.source = path.to_path_buf();
     let mut certificates: Vec<Certificate> = Vec::new();
     let mut broker = None;
+    let mut labels = Vec::new();
     // The first section of each single-instance type, to reject a second one.
     let mut seen: Vec<(&str, usize)> = Vec::new();
     for section in &sections {
         let r = Reader { path, section };
         let kind = section.kind.as_str();
-        if kind != "certificate" {
+        if kind != "certificate" && kind != "label" {
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == kind) {
                 return Err(r.syntax(format!(
                     "a second '{kind}' section (the first is on line {first}); merge them"
@@ -119,11 +120,12 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
             "ca" => cfg.ca = ca(&r, cfg.ca)?,
             "est" => cfg.est = est(&r, cfg.est)?,
             "broker" => broker = Some(section),
+            "label" => labels.push(section),
             "metrics" => cfg.metrics = metrics(&r)?,
             other => {
                 return Err(r.syntax(format!(
                     "unknown section type '{other}' (expected gatecert, certificate, ca, est, \
-                     broker or metrics)"
+                     broker, metrics or label)"
                 )))
             }
         }
@@ -138,6 +140,11 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     }
     if let Some(section) = broker {
         cfg.broker = self::broker(&Reader { path, section }, &cfg.certificates)?;
+    }
+    for section in labels {
+        let r = Reader { path, section };
+        // UCI merges sections reopened under one name, so every label is unique here.
+        cfg.labels.push(super::label::label(&r, &cfg.ca)?);
     }
     Ok(cfg)
 }
@@ -179,7 +186,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Rejects options not in `known`, so that typos are not silently ignored.
-    fn check_known(&self, known: &[&str]) -> Result<(), Error> {
+    pub(super) fn check_known(&self, known: &[&str]) -> Result<(), Error> {
         match self
             .section
             .options
@@ -929,5 +936,10 @@ config metrics
             cfg.broker.map(|b| b.certificate).as_deref(),
             Some("gateway")
         );
+        let cameras = &cfg.labels[0];
+        assert_eq!(cameras.name, "cameras");
+        assert_eq!(cameras.lifetime, Some(12 * 3600));
+        assert_eq!(cameras.allow_suffix, vec!["cameras.local".to_string()]);
+        assert!(!cameras.server_auth);
     }
 }

@@ -153,8 +153,11 @@ fn demo(dir: &Path) -> Result<(), String> {
         ("leaf until", crypto::rfc3339(rec.not_after)),
         ("leaf source", rec.source.as_str().to_string()),
         (
-            "leaf chain",
-            format!("{chain_len} certificates (PKCS#7 certs-only)"),
+            "enroll reply",
+            match chain_len {
+                1 => "the issued certificate alone (PKCS#7 certs-only, RFC 7030 4.2.3)".to_string(),
+                n => format!("{n} certificates (PKCS#7 certs-only)"),
+            },
         ),
     ];
     for (k, v) in rows {

@@ -127,14 +127,15 @@ impl Est {
         out
     }
 
-    pub(super) fn answer_brokered(&mut self, op: &str, req: &Request, peer: &PeerInfo) -> Answer {
+    pub(super) fn answer_brokered(
+        &mut self,
+        op: &str,
+        label: Option<usize>,
+        req: &Request,
+        peer: &PeerInfo,
+    ) -> Answer {
         let client = peer.addr.ip();
-        let auth = if op == "simplereenroll" {
-            self.authorize_reenroll(req, peer)
-        } else {
-            self.authorize_enroll(req)
-        };
-        let auth = match auth {
+        let auth = match self.authorize(op, label, req, peer) {
             Ok(a) => a,
             Err(d) => return Answer::Now(self.finish(op, client, Err(d))),
         };
@@ -195,6 +196,7 @@ impl Est {
         let issued = self.settle(&auth, checked)?;
         if let Some(b) = self.broker.as_mut() {
             b.remember(&issued.leaf_der, issued.not_after);
+            b.remember_issuers(issued.chain_der.get(1..).unwrap_or_default());
         }
         Ok(Granted {
             device: auth.device,
@@ -202,6 +204,7 @@ impl Est {
             issued,
             key_pem: None,
             origin,
+            renews: auth.renews,
         })
     }
 
@@ -283,7 +286,7 @@ mod tests {
         let resp = est.handle(&enroll_req("p", &token, &csr2), &peer());
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
         let resp = est.handle(&enroll_req("p", &token, &csr), &peer());
-        assert_eq!(resp.status, 403);
+        assert_eq!(resp.status, 401);
         assert!(String::from_utf8_lossy(&resp.body).contains("already used"));
         drop(hole);
         let _ = std::fs::remove_dir_all(&dir);

@@ -59,6 +59,7 @@ struct Inner {
     challenge_failures: BTreeMap<String, u64>,
     leaf_issuances: BTreeMap<String, u64>,
     est_requests: BTreeMap<(String, u16), u64>,
+    est_auth_challenges: BTreeMap<String, u64>,
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
@@ -122,6 +123,19 @@ impl Counters {
             "other"
         };
         bump(&mut self.lock().est_requests, (ep.to_owned(), status));
+    }
+}
+
+impl Counters {
+    /// An EST request came without credentials and got the 401 challenge (RFC 7235 §3.1): the
+    /// normal first half of HTTP authentication, counted here instead of audited as a denial.
+    pub fn est_auth_challenge(&self, endpoint: &str) {
+        let ep = if EST_ENDPOINTS.contains(&endpoint) {
+            endpoint
+        } else {
+            "other"
+        };
+        bump(&mut self.lock().est_auth_challenges, ep.to_owned());
     }
 }
 
@@ -284,6 +298,17 @@ pub fn render_metrics(status: &Status, counters: &Counters) -> String {
             &[("endpoint", ep), ("status", &st.to_string())],
             v,
         );
+    }
+
+    let m = "gatecert_est_auth_challenges_total";
+    family(
+        &mut out,
+        m,
+        "counter",
+        "EST requests without credentials answered with the 401 challenge (not audited).",
+    );
+    for (ep, v) in &c.est_auth_challenges {
+        sample(&mut out, m, &[("endpoint", ep)], v);
     }
 
     let m = "gatecert_clock_trusted";

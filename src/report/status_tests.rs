@@ -184,6 +184,7 @@ fn missing_ca_upstream_leaves_tokens() {
             not_after: na,
             source: src,
             issued_at: now - DAY,
+            previous: None,
         })
         .unwrap();
     }
