@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::audit::{self, Audit};
 use crate::ca::{self, IssueRequest, LocalCa};
-use crate::errchain;
 use crate::clock;
 use crate::config::Config;
 use crate::crypto::{self, CertInfo, Subtree};
+use crate::errchain;
 use crate::leaves::{self, Inventory, Leaf, Source};
 use crate::store;
 use crate::token::{self, Tokens};
@@ -72,9 +72,9 @@ fn audit_event(cfg: &Config, now: i64, event: &str, fields: serde_json::Value) -
 }
 
 fn ca_init(cfg: &Config, dir: &Path, now: i64) -> Res {
-    ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
+    let trusted = ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     store::private_dir(&cfg.main.state_dir)?;
-    let ca = LocalCa::init(dir, &cfg.ca, now)?;
+    let ca = LocalCa::init(dir, &cfg.ca, trusted)?;
     let root = &ca.chain_der()[ca.chain_der().len() - 1];
     let fp = fingerprint(root);
     audit_event(
@@ -206,7 +206,8 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
     let ca = LocalCa::open(dir, &cfg.ca)?;
     // Before anything is written (not even a deny line): a leaf dated by a wrong clock is
     // worse than none.
-    ClockTrust::load(&cfg.main.state_dir, Some(ca.intermediate().not_before)).check(now)?;
+    let trusted =
+        ClockTrust::load(&cfg.main.state_dir, Some(ca.intermediate().not_before)).check(now)?;
     let csr = ca.verify_csr(&der)?;
     let device = csr
         .dns
@@ -220,7 +221,7 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         lifetime,
         server_auth,
     };
-    let issued = match ca.issue(&req, now) {
+    let issued = match ca.issue(&req, trusted) {
         Ok(i) => i,
         Err(e) => {
             let _ = audit_event(

@@ -27,17 +27,20 @@ use crate::audit::{Audit, DEFAULT_MAX_BYTES};
 use crate::broker::{Broker, Origin};
 use crate::ca::{Csr, IssueRequest, Issued, LocalCa};
 use crate::clock::Clock;
-use crate::config::Config;
+
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
 use crate::leaves::{Inventory, Leaf};
 use crate::report::Counters;
-use crate::store::{self, CertSet, SetDir};
+use crate::store;
 use crate::token::Tokens;
-use crate::trust::ClockTrust;
+use crate::trust::{ClockTrust, TrustedNow};
 use crate::{audit, ca, leaves, pkcs7, token};
 
 mod brokered;
+mod sets;
+
+pub use sets::{ensure_local_set, listener_identity, ListenerIdentity, LocalSet};
 
 /// The well-known prefix, RFC 7030 §3.2.2.
 pub const PREFIX: &str = "/.well-known/est/";
@@ -59,6 +62,11 @@ pub enum Error {
     /// No configured name is one the local CA may issue for, and no ACME certificate is
     /// installed: the listener has no certificate to serve.
     NoListenerNames,
+    /// The audit line of a certificate issued for the gateway could not be written, so the
+    /// certificate was not installed.
+    Audit(audit::Error),
+    /// A certificate about to go live is not valid now; it was not installed.
+    NotValidNow(String),
 }
 
 impl fmt::Display for Error {
@@ -66,6 +74,8 @@ impl fmt::Display for Error {
         match self {
             Error::Ca(_) => f.write_str("local CA"),
             Error::Store(_) => f.write_str("certificate store"),
+            Error::Audit(_) => f.write_str("audit log (the new certificate was not installed)"),
+            Error::NotValidNow(m) => write!(f, "refusing to make live a set not valid now: {m}"),
             Error::NoListenerNames => f.write_str(
                 "no certificate for the EST listener: no ACME certificate is installed and no \
                  configured domain/ip is within the local CA's allow_suffix/allow_ip",
@@ -79,6 +89,7 @@ impl std::error::Error for Error {
         match self {
             Error::Ca(e) => Some(e),
             Error::Store(e) => Some(e),
+            Error::Audit(e) => Some(e),
             _ => None,
         }
     }
@@ -263,15 +274,14 @@ impl Est {
     /// The time to issue at, if the clock may be believed (see [`crate::trust`]): never issue on
     /// a clock before the build time, the last trusted time or the CA's notBefore. 503 tells the
     /// device to come back; nothing is written.
-    fn trusted_now(&self, auth: &Authorized) -> Result<i64, Denial> {
+    fn trusted_now(&self, auth: &Authorized) -> Result<TrustedNow, Denial> {
         let now = self.clock.now();
         let mut trust = ClockTrust::load(&self.state_dir, Some(self.ca.intermediate().not_before));
         trust.check(now).map_err(|e| {
             Denial::new(503, format!("clock untrusted: {e}"))
                 .device(&auth.device)
                 .names(auth.names.clone())
-        })?;
-        Ok(now)
+        })
     }
 
     /// Issues from the local CA (`lifetime: None` = the CA's).
@@ -608,130 +618,6 @@ fn serverkeygen_response(key_pem: &str, issued: &Issued) -> Response {
         .body(body.into_bytes())
 }
 
-/// The EST listener's own certificate chain and key (PEM), and where they came from.
-pub struct ListenerIdentity {
-    /// End-entity first.
-    pub chain_pem: String,
-    /// PKCS#8 PEM.
-    pub key_pem: String,
-    /// `acme:<name>` or `local`.
-    pub source: String,
-    /// The end-entity certificate's notAfter.
-    pub not_after: i64,
-}
-
-/// The EST listener's certificate: the gateway's ACME certificate when one is installed and
-/// unexpired (`<state_dir>/certs/<name>/live`), else one from the local CA for the configured
-/// names, kept in `<state_dir>/certs/est-local` and reissued only in the last third of its life.
-pub fn listener_identity(cfg: &Config, ca: &LocalCa, now: i64) -> Result<ListenerIdentity, Error> {
-    let certs_dir = cfg.main.state_dir.join("certs");
-    for c in cfg.certificates.iter().filter(|c| c.directory.is_some()) {
-        if let Some(found) = live_identity(&certs_dir.join(&c.name), now, 0)? {
-            return Ok(ListenerIdentity {
-                source: format!("acme:{}", c.name),
-                ..found
-            });
-        }
-    }
-    ensure_local_set(
-        &certs_dir.join(LOCAL_SET),
-        ca,
-        &listener_names(cfg, ca),
-        now,
-        None,
-    )
-}
-
-/// The names of every configured certificate that the local CA may issue for.
-fn listener_names(cfg: &Config, ca: &LocalCa) -> (Vec<String>, Vec<IpAddr>) {
-    let mut dns: Vec<String> = Vec::new();
-    let mut ips: Vec<IpAddr> = Vec::new();
-    for c in &cfg.certificates {
-        for d in &c.domains {
-            if !dns.contains(d) && ca.check_names(std::slice::from_ref(d), &[]).is_ok() {
-                dns.push(d.clone());
-            }
-        }
-        for ip in &c.ips {
-            if !ips.contains(ip) && ca.check_names(&[], std::slice::from_ref(ip)).is_ok() {
-                ips.push(*ip);
-            }
-        }
-    }
-    (dns, ips)
-}
-
-/// Issues a server certificate from the local CA into `dir` unless the live one is for the
-/// same names and has more than a third of its lifetime left. `lifetime: None` = the CA's.
-pub fn ensure_local_set(
-    dir: &Path,
-    ca: &LocalCa,
-    (dns, ips): &(Vec<String>, Vec<IpAddr>),
-    now: i64,
-    lifetime: Option<u64>,
-) -> Result<ListenerIdentity, Error> {
-    if let Some(found) = live_identity(dir, now, 3)? {
-        let info = crypto::certs_from_pem(&found.chain_pem)
-            .ok()
-            .and_then(|c| CertInfo::from_der(c[0].as_ref()).ok());
-        let same = info.is_some_and(|i| {
-            same_set(&names_of(&i.dns_names, &i.ips), &names_of(dns, ips))
-                && ca.issued_by_me(&i.der)
-        });
-        if same {
-            return Ok(found);
-        }
-    }
-    if dns.is_empty() && ips.is_empty() {
-        return Err(Error::NoListenerNames);
-    }
-    let (key, issued) = ca.issue_with_new_key(dns, ips, lifetime, true, now)?;
-    let set = CertSet {
-        key_pem: key.to_pem(),
-        cert_pem: crypto::pem_block("CERTIFICATE", &issued.leaf_der),
-        chain_pem: crypto::certs_to_pem(issued.chain_der[1..].iter().map(Vec::as_slice)),
-    };
-    SetDir::new(dir).install(&set)?;
-    log::info!(
-        "issued {} from the local CA for {} (serial {}, until {})",
-        dir.display(),
-        names_of(dns, ips).join(", "),
-        issued.serial_hex,
-        crypto::rfc3339(issued.not_after)
-    );
-    Ok(ListenerIdentity {
-        chain_pem: set.fullchain(),
-        key_pem: set.key_pem.clone(),
-        source: "local".into(),
-        not_after: issued.not_after,
-    })
-}
-
-/// The live set in `dir`, if its key matches and it is still good: unexpired, and with
-/// `keep_fraction` > 0, more than 1/keep_fraction of its lifetime left.
-fn live_identity(
-    dir: &Path,
-    now: i64,
-    keep_fraction: i64,
-) -> Result<Option<ListenerIdentity>, Error> {
-    let Some((chain_pem, key_pem)) = SetDir::new(dir).read_live()? else {
-        return Ok(None);
-    };
-    let Ok(info) = CertInfo::from_pem(&chain_pem) else {
-        log::warn!("{}: unreadable certificate; ignoring it", dir.display());
-        return Ok(None);
-    };
-    let key_ok = crypto::PrivateKey::from_pem(&key_pem).is_ok_and(|k| k.matches(&info));
-    let left = info.not_after - now;
-    let good = key_ok && left > 0 && (keep_fraction == 0 || left * keep_fraction > info.lifetime());
-    Ok(good.then(|| ListenerIdentity {
-        chain_pem,
-        key_pem,
-        source: "local".into(),
-        not_after: info.not_after,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,7 +660,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let cfg = Config::standalone(dir.clone());
         let clock = Arc::new(FixedClock::new(1_800_000_000));
-        let ca = LocalCa::init(&LocalCa::dir_in(&dir), &cfg.ca, clock.now()).unwrap();
+        let ca = LocalCa::init(
+            &LocalCa::dir_in(&dir),
+            &cfg.ca,
+            crate::trust::TrustedNow::for_tests(clock.now()),
+        )
+        .unwrap();
         let est = Est::new(&dir, ca, clock.clone());
         (dir, est, clock)
     }
@@ -903,7 +794,13 @@ mod tests {
         let (dir, est, clock) = setup("keygen");
         let (key, issued) = est
             .ca()
-            .issue_with_new_key(&["k.sensors.local".into()], &[], None, false, clock.now())
+            .issue_with_new_key(
+                &["k.sensors.local".into()],
+                &[],
+                None,
+                false,
+                crate::trust::TrustedNow::for_tests(clock.now()),
+            )
             .unwrap();
         let resp = serverkeygen_response(&key.to_pem(), &issued);
         let ct = &resp.headers[0].1;

@@ -416,11 +416,15 @@ impl Worker {
             transport: &transport,
             sleep: &sleep,
         };
+        // The clock gate, as for every order (the caller's check may be stale by now).
+        let trusted = crate::trust::ClockTrust::load(env.state_dir, None)
+            .check(self.clock.now())
+            .map_err(renew::Error::Clock)?;
         let login = renew::account(&client, env.state_dir, leaf)?;
-        match renew::order_with_csr(&client, &env, &login, leaf, csr_der) {
+        match renew::order_with_csr(&client, &env, &login, leaf, csr_der, trusted) {
             Err(e) if forget_stale_account(&e, env.state_dir, directory) => {
                 let login = renew::account(&client, env.state_dir, leaf)?;
-                renew::order_with_csr(&client, &env, &login, leaf, csr_der)
+                renew::order_with_csr(&client, &env, &login, leaf, csr_der, trusted)
             }
             other => other,
         }
