@@ -705,3 +705,6 @@ fn causes(e: &dyn std::error::Error) -> String {
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port)
 }
+
+#[cfg(test)]
+mod tests;

@@ -474,3 +474,34 @@ fn sighup_with_a_changed_state_dir_is_refused() {
     assert!(run.alive());
     assert_eq!(run.stop(), Some(0));
 }
+
+#[test]
+fn run_at_1970_with_a_ca_keeps_serving_what_it_has() {
+    let env = Env::new("reboot");
+    let t = now();
+    env.set_clock(t);
+    let mut run = env.start();
+    wait_until(&env, &mut run, "the first sets", || {
+        env.live_cert("gateway").is_some() && env.live_cert("est-local").is_some()
+    });
+    assert_eq!(run.stop(), Some(0));
+    let sets = (env.live_cert("gateway"), env.live_cert("est-local"));
+    // The router reboots without RTC: 1970 until NTP answers.
+    env.set_clock(3600);
+    let mut run = env.start();
+    let root = env.state().join("ca/root.pem");
+    wait_until(&env, &mut run, "EST serving the set it has", || {
+        env.curl_cacerts(&root).status.success()
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(run.alive(), "{}", env.log_text());
+    assert_eq!(
+        (env.live_cert("gateway"), env.live_cert("est-local")),
+        sets,
+        "nothing replaced at 1970"
+    );
+    let (code, v) = env.status_json(3600);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["clock"]["trusted"], false, "{v}");
+    assert_eq!(run.stop(), Some(0));
+}

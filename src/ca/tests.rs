@@ -642,3 +642,24 @@ fn intermediate_constraints_bind_in_openssl() {
     let (ok, text) = openssl_verify(&dir, &ca, &ip, None);
     assert!(!ok && text.contains("subtree violation"), "{text}");
 }
+
+#[test]
+fn the_signer_refuses_a_time_before_the_intermediate() {
+    let dir = tmp("before");
+    let ca = LocalCa::init(&dir.join("ca"), &cfg(), TrustedNow::for_tests(NOW)).unwrap();
+    let csr = ca
+        .verify_csr(&csr_for(&["t1.sensors.example.com"], &[]))
+        .unwrap();
+    let req = IssueRequest {
+        csr,
+        lifetime: None,
+        server_auth: false,
+    };
+    // Before notBefore (backdated 5 minutes), whatever floor the caller checked.
+    let e = ca
+        .issue(&req, TrustedNow::for_tests(NOW - BACKDATE - 1))
+        .unwrap_err();
+    assert!(matches!(e, Error::Clock(_)), "{e}");
+    assert_eq!(e.http_status(), 503);
+    assert!(ca.issue(&req, TrustedNow::for_tests(NOW)).is_ok());
+}

@@ -322,3 +322,90 @@ fn identity_at(path: &Path) -> Option<(ListenerIdentity, CertInfo)> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::TrustedNow;
+
+    const DAY: i64 = 86_400;
+
+    fn good_now() -> i64 {
+        crate::trust::BUILD_TIME.parse::<i64>().unwrap() + 365 * DAY
+    }
+
+    fn setup(tag: &str) -> (std::path::PathBuf, LocalCa) {
+        let dir = std::env::temp_dir().join(format!("gatecert-sets-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = Config::standalone(dir.clone());
+        let ca = LocalCa::init(
+            &LocalCa::dir_in(&dir),
+            &cfg.ca,
+            TrustedNow::for_tests(good_now()),
+        )
+        .unwrap();
+        (dir, ca)
+    }
+
+    fn set(dir: &Path) -> LocalSet<'_> {
+        LocalSet {
+            state_dir: dir,
+            name: "gw",
+            names: (vec!["gateway.local".into()], vec![]),
+            lifetime: None,
+        }
+    }
+
+    fn trust(dir: &Path, ca: &LocalCa) -> ClockTrust {
+        ClockTrust::load(dir, Some(ca.intermediate().not_before))
+            .with_ntp_flag(dir.join("no-ntp-flag"))
+    }
+
+    #[test]
+    fn below_the_floor_nothing_is_issued_or_written() {
+        let (dir, ca) = setup("floor");
+        let got =
+            ensure_local_set(&set(&dir), &ca, good_now() - DAY, &mut trust(&dir, &ca)).unwrap();
+        assert!(got.identity.is_none());
+        assert!(got.waiting.is_some());
+        assert!(!dir.join("certs").exists());
+        assert!(!audit::path_in(&dir).exists());
+    }
+
+    #[test]
+    fn a_not_yet_valid_live_set_rolls_back_to_the_valid_one() {
+        let (dir, ca) = setup("rollback");
+        let t = good_now();
+        let first = ensure_local_set(&set(&dir), &ca, t, &mut trust(&dir, &ca)).unwrap();
+        let first_pem = first.identity.unwrap().chain_pem;
+        // Ahead by 30 days: the 24 h set has expired, a new one is issued.
+        let ahead = ensure_local_set(&set(&dir), &ca, t + 30 * DAY, &mut trust(&dir, &ca))
+            .unwrap()
+            .identity
+            .unwrap();
+        assert_ne!(ahead.chain_pem, first_pem);
+        // Back: the clock is below its last trusted time, the kept set is valid again.
+        let mut back = trust(&dir, &ca);
+        assert!(back.check(t).is_err());
+        let got = ensure_local_set(&set(&dir), &ca, t, &mut back).unwrap();
+        assert_eq!(got.identity.unwrap().chain_pem, first_pem);
+        let live = SetDir::new(dir.join("certs/gw"))
+            .read_live()
+            .unwrap()
+            .unwrap();
+        assert_eq!(live.0, first_pem);
+        let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
+        assert_eq!(log.matches("\"event\":\"issue\"").count(), 2, "{log}");
+        assert!(log.contains("\"event\":\"set-rollback\""), "{log}");
+    }
+
+    #[test]
+    fn a_certificate_not_valid_now_is_refused() {
+        let (_, ca) = setup("valid");
+        let info = ca.intermediate().clone();
+        assert!(check_valid_now(&info, info.not_before - 1).is_err());
+        assert!(check_valid_now(&info, info.not_after).is_err());
+        assert!(check_valid_now(&info, info.not_before).is_ok());
+    }
+}
