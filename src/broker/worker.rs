@@ -469,6 +469,13 @@ impl Worker {
                 Err(e) => Err(renew::Error::Transport(e)),
             };
             let now = self.clock.now();
+            // The clock gate refused: nothing was attempted, so it is no renewal failure (no
+            // health record, no backoff); look again in a minute.
+            if let Err(renew::Error::Clock(why)) = &result {
+                log::debug!("{name}: renewal waits for a trusted clock: {why}");
+                self.queue.schedule(&name, now + 60);
+                continue;
+            }
             // `gatecert status` reads certs/<name>/health.json (written only on change).
             let attempt = match &result {
                 Ok(renew::Outcome::NotDue(_)) => None,
