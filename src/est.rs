@@ -27,7 +27,6 @@ use crate::audit::{Audit, DEFAULT_MAX_BYTES};
 use crate::broker::{Broker, Origin};
 use crate::ca::{Csr, IssueRequest, Issued, LocalCa};
 use crate::clock::Clock;
-
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
 use crate::leaves::{Inventory, Leaf};
