@@ -54,7 +54,7 @@ pub fn cmd_ca(cfg: &Config, args: &[String]) -> i32 {
     let rest = args.get(1..).unwrap_or_default();
     finish(match args.first().map(String::as_str) {
         Some("init") => ca_init(cfg, &dir, now),
-        Some("csr") => ca_csr(cfg, &dir, rest),
+        Some("csr") => ca_csr(cfg, &dir, rest, now),
         Some("install") => ca_install(cfg, &dir, rest, now),
         Some("show") => ca_show(cfg, &dir),
         Some("sign") => ca_sign(cfg, &dir, rest, now),
@@ -92,7 +92,7 @@ fn ca_init(cfg: &Config, dir: &Path, now: i64) -> Res {
     Ok(())
 }
 
-fn ca_csr(cfg: &Config, dir: &Path, args: &[String]) -> Res {
+fn ca_csr(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
     let mut out: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -103,8 +103,9 @@ fn ca_csr(cfg: &Config, dir: &Path, args: &[String]) -> Res {
             other => return Err(usage(format!("ca csr: unexpected argument {other:?}"))),
         }
     }
+    let trusted = ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     store::private_dir(&cfg.main.state_dir)?;
-    let pem = LocalCa::pending_csr(dir, &cfg.ca)?;
+    let pem = LocalCa::pending_csr(dir, &cfg.ca, trusted)?;
     match out {
         Some(path) => {
             store::write_atomic(&path, pem.as_bytes(), store::PUBLIC)?;
@@ -124,8 +125,9 @@ fn ca_install(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
     let [file] = args else {
         return Err(usage("usage: gatecert ca install CERT"));
     };
+    let trusted = ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     let pem = store::read(Path::new(file))?;
-    let ca = LocalCa::install(dir, &cfg.ca, &pem, now)?;
+    let ca = LocalCa::install(dir, &cfg.ca, &pem, trusted)?;
     let fp = fingerprint(&ca.intermediate().der);
     audit_event(
         cfg,

@@ -310,8 +310,9 @@ impl LocalCa {
     }
 
     /// `ca csr`: makes (or reuses) `pending.key` and returns a PEM CSR for an intermediate that
-    /// the operator's own root will sign. Refuses when a CA is already installed here.
-    pub fn pending_csr(dir: &Path, cfg: &config::Ca) -> Result<String, Error> {
+    /// the operator's own root will sign. Refuses when a CA is already installed here. Like
+    /// every creating call, it takes the clock gate's proof ([`crate::trust`]).
+    pub fn pending_csr(dir: &Path, cfg: &config::Ca, _now: TrustedNow) -> Result<String, Error> {
         if Self::exists(dir) {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }
@@ -342,7 +343,14 @@ impl LocalCa {
     /// Refuses, with the reason, a certificate that does not match the pending key, is not a CA,
     /// is not signed by the next certificate, or whose nameConstraints do not cover every
     /// `allow_suffix` (and `allow_ip`).
-    pub fn install(dir: &Path, cfg: &config::Ca, pem: &str, now: i64) -> Result<LocalCa, Error> {
+    /// `now` is the clock gate's proof ([`crate::trust`]): expiry is judged on a trusted clock.
+    pub fn install(
+        dir: &Path,
+        cfg: &config::Ca,
+        pem: &str,
+        now: TrustedNow,
+    ) -> Result<LocalCa, Error> {
+        let now = now.unix();
         if Self::exists(dir) {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }

@@ -505,3 +505,21 @@ fn run_at_1970_with_a_ca_keeps_serving_what_it_has() {
     assert_eq!(v["clock"]["trusted"], false, "{v}");
     assert_eq!(run.stop(), Some(0));
 }
+
+#[test]
+fn ca_csr_and_ca_install_refuse_at_1970_and_write_nothing() {
+    let env = Env::new("cacsr");
+    for args in [
+        &["ca", "csr"][..],
+        &["ca", "install", "/nonexistent.pem"][..],
+    ] {
+        let out = env.cmd(3600, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("refusing to issue or renew until the clock is set"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!env.state().exists(), "{args:?} wrote the state dir");
+    }
+}

@@ -450,7 +450,7 @@ fn init_refuses_to_overwrite_and_files_are_private() {
 fn operator_signed_intermediate_install() {
     let dir = tmp("install");
     let ca_dir = dir.join("ca");
-    let csr_pem = LocalCa::pending_csr(&ca_dir, &cfg()).unwrap();
+    let csr_pem = LocalCa::pending_csr(&ca_dir, &cfg(), TrustedNow::for_tests(NOW)).unwrap();
     std::fs::write(dir.join("int.csr"), &csr_pem).unwrap();
     // The operator's root, with openssl.
     let sh = |args: &[&str]| {
@@ -513,18 +513,36 @@ fn operator_signed_intermediate_install() {
         + 60;
     // Not a CA.
     let pem = sign("basicConstraints=critical,CA:false", "a.crt");
-    let err = LocalCa::install(&ca_dir, &cfg(), &pem, now).unwrap_err();
+    let err = LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &pem,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("not a CA"), "{err}");
     // A CA without name constraints.
     let pem = sign("basicConstraints=critical,CA:true,pathlen:0", "b.crt");
-    let err = LocalCa::install(&ca_dir, &cfg(), &pem, now).unwrap_err();
+    let err = LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &pem,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("nameConstraints"), "{err}");
     // Constraints that miss allow_suffix.
     let pem = sign(
         "basicConstraints=critical,CA:true,pathlen:0\nnameConstraints=critical,permitted;DNS:other.example.com,permitted;IP:192.0.2.0/255.255.255.0",
         "c.crt",
     );
-    let err = LocalCa::install(&ca_dir, &cfg(), &pem, now).unwrap_err();
+    let err = LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &pem,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("sensors.example.com"), "{err}");
     // Only the intermediate, no root.
     let good = sign(
@@ -532,16 +550,34 @@ fn operator_signed_intermediate_install() {
         "d.crt",
     );
     let only_int = std::fs::read_to_string(dir.join("d.crt")).unwrap();
-    assert!(LocalCa::install(&ca_dir, &cfg(), &only_int, now).is_err());
+    assert!(LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &only_int,
+        crate::trust::TrustedNow::for_tests(now)
+    )
+    .is_err());
     // A cert for another key.
     let other_csr = crypto::pem_block("CERTIFICATE REQUEST", &csr_for(&["x.example.com"], &[]));
     std::fs::write(dir.join("int.csr"), other_csr).unwrap();
     let wrong = sign("basicConstraints=critical,CA:true", "e.crt");
-    let err = LocalCa::install(&ca_dir, &cfg(), &wrong, now).unwrap_err();
+    let err = LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &wrong,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("pending key"), "{err}");
 
     // The good one (covering constraints: example.com ⊇ sensors.example.com).
-    let ca = LocalCa::install(&ca_dir, &cfg(), &good, now).unwrap();
+    let ca = LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &good,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap();
     assert!(!ca_dir.join(PENDING_KEY).exists());
     let csr = ca
         .verify_csr(&csr_for(&["s.sensors.example.com"], &[]))
