@@ -29,7 +29,7 @@ use crate::config::{self, Config};
 use crate::est::{self, Est};
 use crate::http::{self, ClientAuth, Limits, Server};
 use crate::store;
-use crate::trust::{ClockTrust, Untrusted};
+use crate::trust::{ClockTrust, FloorSource, Untrusted};
 use crate::{audit, crypto, leaves};
 
 mod demo;
@@ -140,8 +140,8 @@ pub struct Service {
     served: Option<(String, i64)>,
     /// Event counters for metrics (EST requests are counted in [`Service::step`]).
     counters: Arc<crate::report::Counters>,
-    /// Why issuance is waiting (the clock is untrusted), as last logged.
-    waiting: Option<String>,
+    /// The floor issuance is waiting for (the clock is untrusted), as last logged.
+    waiting: Option<(i64, FloorSource)>,
 }
 
 /// Makes sure `<state_dir>/ca` holds a CA the service may use. With none, creates one; with one
@@ -355,17 +355,18 @@ impl Service {
         Ok(())
     }
 
-    /// Logs once when issuance starts or stops waiting for a trusted clock.
+    /// Logs once when issuance starts or stops waiting for a trusted clock (again only when
+    /// the floor changes, not at every tick).
     fn note_waiting(&mut self, waiting: Option<Untrusted>) {
-        let why = waiting.map(|u| u.to_string());
-        if why == self.waiting {
+        let key = waiting.as_ref().map(|u| (u.floor, u.source));
+        if key == self.waiting {
             return;
         }
-        match &why {
+        match &waiting {
             Some(w) => log::warn!("waiting for a trusted clock to issue: {w}"),
             None => log::info!("clock trusted: issuing again"),
         }
-        self.waiting = why;
+        self.waiting = key;
     }
 
     /// Applies a new config: a new CA policy, new certificates, perhaps a new listen address.
@@ -633,7 +634,7 @@ fn wait_for_ca(
     signals: &Signals,
     clock: &dyn Clock,
 ) -> Result<Option<Config>, Error> {
-    let mut logged: Option<String> = None;
+    let mut logged: Option<(i64, FloorSource)> = None;
     loop {
         let Some(why) = ensure_ca(&cfg, clock.now())? else {
             if logged.is_some() {
@@ -641,10 +642,9 @@ fn wait_for_ca(
             }
             return Ok(Some(cfg));
         };
-        let why = why.to_string();
-        if logged.as_ref() != Some(&why) {
+        if logged != Some((why.floor, why.source)) {
             log::warn!("waiting for a trusted clock before creating the local CA: {why}");
-            logged = Some(why);
+            logged = Some((why.floor, why.source));
         }
         let ready = wait_readable(&[signals.wake.as_fd()], tick()).map_err(Error::Http)?;
         if ready.first() == Some(&true) {

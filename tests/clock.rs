@@ -232,8 +232,20 @@ fn run_at_1970_creates_nothing_and_starts_once_the_clock_is_trusted() {
         env.log_text()
             .contains("waiting for a trusted clock before creating the local CA")
     });
-    // A few ticks later: still running, still nothing created or issued.
-    std::thread::sleep(Duration::from_millis(2500));
+    // A few ticks later, the clock ticking on in 1970: still running, still nothing created
+    // or issued, and the reason logged once, not at every tick.
+    for t in [3700, 3800, 3900] {
+        env.set_clock(t);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert_eq!(
+        env.log_text()
+            .matches("waiting for a trusted clock before creating the local CA")
+            .count(),
+        1,
+        "{}",
+        env.log_text()
+    );
     assert!(run.alive(), "run exited at 1970:\n{}", env.log_text());
     assert!(
         !env.state().join("ca").exists(),
