@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::audit::{self, Audit};
 use crate::ca::{self, IssueRequest, LocalCa};
-use crate::errchain;
 use crate::clock;
 use crate::config::Config;
 use crate::crypto::{self, CertInfo, Subtree};
+use crate::errchain;
 use crate::leaves::{self, Inventory, Leaf, Source};
 use crate::store;
 use crate::token::{self, Tokens};
@@ -54,7 +54,7 @@ pub fn cmd_ca(cfg: &Config, args: &[String]) -> i32 {
     let rest = args.get(1..).unwrap_or_default();
     finish(match args.first().map(String::as_str) {
         Some("init") => ca_init(cfg, &dir, now),
-        Some("csr") => ca_csr(cfg, &dir, rest),
+        Some("csr") => ca_csr(cfg, &dir, rest, now),
         Some("install") => ca_install(cfg, &dir, rest, now),
         Some("show") => ca_show(cfg, &dir),
         Some("sign") => ca_sign(cfg, &dir, rest, now),
@@ -72,9 +72,9 @@ fn audit_event(cfg: &Config, now: i64, event: &str, fields: serde_json::Value) -
 }
 
 fn ca_init(cfg: &Config, dir: &Path, now: i64) -> Res {
-    ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
+    let trusted = ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     store::private_dir(&cfg.main.state_dir)?;
-    let ca = LocalCa::init(dir, &cfg.ca, now)?;
+    let ca = LocalCa::init(dir, &cfg.ca, trusted)?;
     let root = &ca.chain_der()[ca.chain_der().len() - 1];
     let fp = fingerprint(root);
     audit_event(
@@ -92,7 +92,7 @@ fn ca_init(cfg: &Config, dir: &Path, now: i64) -> Res {
     Ok(())
 }
 
-fn ca_csr(cfg: &Config, dir: &Path, args: &[String]) -> Res {
+fn ca_csr(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
     let mut out: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -103,8 +103,9 @@ fn ca_csr(cfg: &Config, dir: &Path, args: &[String]) -> Res {
             other => return Err(usage(format!("ca csr: unexpected argument {other:?}"))),
         }
     }
+    let trusted = ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     store::private_dir(&cfg.main.state_dir)?;
-    let pem = LocalCa::pending_csr(dir, &cfg.ca)?;
+    let pem = LocalCa::pending_csr(dir, &cfg.ca, trusted)?;
     match out {
         Some(path) => {
             store::write_atomic(&path, pem.as_bytes(), store::PUBLIC)?;
@@ -124,8 +125,9 @@ fn ca_install(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
     let [file] = args else {
         return Err(usage("usage: gatecert ca install CERT"));
     };
+    let trusted = ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     let pem = store::read(Path::new(file))?;
-    let ca = LocalCa::install(dir, &cfg.ca, &pem, now)?;
+    let ca = LocalCa::install(dir, &cfg.ca, &pem, trusted)?;
     let fp = fingerprint(&ca.intermediate().der);
     audit_event(
         cfg,
@@ -206,7 +208,8 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
     let ca = LocalCa::open(dir, &cfg.ca)?;
     // Before anything is written (not even a deny line): a leaf dated by a wrong clock is
     // worse than none.
-    ClockTrust::load(&cfg.main.state_dir, Some(ca.intermediate().not_before)).check(now)?;
+    let trusted =
+        ClockTrust::load(&cfg.main.state_dir, Some(ca.intermediate().not_before)).check(now)?;
     let csr = ca.verify_csr(&der)?;
     let device = csr
         .dns
@@ -220,7 +223,7 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         lifetime,
         server_auth,
     };
-    let issued = match ca.issue(&req, now) {
+    let issued = match ca.issue(&req, trusted) {
         Ok(i) => i,
         Err(e) => {
             let _ = audit_event(

@@ -27,6 +27,7 @@ use rcgen::{
 use crate::config;
 use crate::crypto::{self, CertInfo, Constraints, KeyStrength, KeyType, PrivateKey, Subtree};
 use crate::store;
+use crate::trust::TrustedNow;
 
 /// How far notBefore is backdated, for sensors whose clocks run a little behind.
 pub const BACKDATE: i64 = 5 * 60;
@@ -60,6 +61,8 @@ pub enum Error {
     Store(store::Error),
     /// Building, signing or parsing failed.
     Crypto(crypto::Error),
+    /// The clock is before the intermediate's notBefore. EST: 503 (come back later).
+    Clock(String),
 }
 
 impl Error {
@@ -69,7 +72,7 @@ impl Error {
         match self {
             Error::Policy(_) => 403,
             Error::BadCsr(_) => 400,
-            Error::NotInitialized(_) => 503,
+            Error::NotInitialized(_) | Error::Clock(_) => 503,
             _ => 500,
         }
     }
@@ -89,6 +92,7 @@ impl fmt::Display for Error {
                 d.display()
             ),
             Error::Install(m) => write!(f, "cannot install the intermediate: {m}"),
+            Error::Clock(m) => write!(f, "clock untrusted: {m}"),
             Error::Store(_) => f.write_str("CA state"),
             Error::Crypto(_) => f.write_str("CA crypto"),
         }
@@ -197,8 +201,10 @@ impl LocalCa {
     /// Creates a P-256 self-signed root (10 years) and an issuing intermediate (5 years,
     /// pathlen 0, nameConstraints permitting `allow_suffix` DNS subtrees and `allow_ip` ranges,
     /// RFC 5280 §4.2.1.10) in `dir` (the CA directory itself, e.g. [`LocalCa::dir_in`]).
-    /// Refuses to overwrite an existing CA.
-    pub fn init(dir: &Path, cfg: &config::Ca, now: i64) -> Result<LocalCa, Error> {
+    /// Refuses to overwrite an existing CA. `now` proves the clock was trusted
+    /// ([`crate::trust`]): a CA dated by a 1970 clock expires before the clock is right.
+    pub fn init(dir: &Path, cfg: &config::Ca, now: TrustedNow) -> Result<LocalCa, Error> {
+        let now = now.unix();
         if Self::exists(dir) || dir.join(ROOT_KEY).exists() {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }
@@ -304,8 +310,9 @@ impl LocalCa {
     }
 
     /// `ca csr`: makes (or reuses) `pending.key` and returns a PEM CSR for an intermediate that
-    /// the operator's own root will sign. Refuses when a CA is already installed here.
-    pub fn pending_csr(dir: &Path, cfg: &config::Ca) -> Result<String, Error> {
+    /// the operator's own root will sign. Refuses when a CA is already installed here. Like
+    /// every creating call, it takes the clock gate's proof ([`crate::trust`]).
+    pub fn pending_csr(dir: &Path, cfg: &config::Ca, _now: TrustedNow) -> Result<String, Error> {
         if Self::exists(dir) {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }
@@ -336,7 +343,14 @@ impl LocalCa {
     /// Refuses, with the reason, a certificate that does not match the pending key, is not a CA,
     /// is not signed by the next certificate, or whose nameConstraints do not cover every
     /// `allow_suffix` (and `allow_ip`).
-    pub fn install(dir: &Path, cfg: &config::Ca, pem: &str, now: i64) -> Result<LocalCa, Error> {
+    /// `now` is the clock gate's proof ([`crate::trust`]): expiry is judged on a trusted clock.
+    pub fn install(
+        dir: &Path,
+        cfg: &config::Ca,
+        pem: &str,
+        now: TrustedNow,
+    ) -> Result<LocalCa, Error> {
+        let now = now.unix();
         if Self::exists(dir) {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }
@@ -421,13 +435,38 @@ impl LocalCa {
         Self::open(dir, cfg)
     }
 
-    /// Opens the CA in `dir`, creating it first if there is none.
-    pub fn open_or_init(dir: &Path, cfg: &config::Ca, now: i64) -> Result<LocalCa, Error> {
-        if Self::exists(dir) {
-            Self::open(dir, cfg)
-        } else {
-            Self::init(dir, cfg, now)
+    /// True when the CA in `dir` was created by gatecert (`ca init` or the service, so it holds
+    /// `root.key`) with a clock that could not have been right: its root's notBefore is before
+    /// [`crate::trust::EPOCH`], when no gatecert existed. Such a CA (an older build created it
+    /// at 1970 on a router without RTC) expires long before the clock is right.
+    pub fn made_with_bad_clock(dir: &Path) -> bool {
+        if !dir.join(ROOT_KEY).exists() {
+            return false;
         }
+        let Ok(Some(pem)) = store::read_optional(&dir.join(ROOT_CERT)) else {
+            return false;
+        };
+        CertInfo::from_pem(&pem).is_ok_and(|root| root.not_before < crate::trust::EPOCH)
+    }
+
+    /// Moves the CA in `dir` aside to `<dir>.bad-clock-<root notBefore>` (kept for
+    /// inspection, 0700 like the CA) and returns where it went. The caller has checked
+    /// [`LocalCa::made_with_bad_clock`] and that the CA issued nothing.
+    pub fn retire(dir: &Path) -> Result<PathBuf, Error> {
+        let stamp = store::read_optional(&dir.join(ROOT_CERT))?
+            .and_then(|pem| CertInfo::from_pem(&pem).ok())
+            .map_or(0, |root| root.not_before);
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "ca".into());
+        let to = dir.with_file_name(format!("{name}.bad-clock-{stamp}"));
+        let _ = std::fs::remove_dir_all(&to);
+        std::fs::rename(dir, &to).map_err(store::io_err("rename", dir))?;
+        if let Some(parent) = dir.parent() {
+            store::sync_dir(parent)?;
+        }
+        Ok(to)
     }
 
     /// `[intermediate, root]`, DER: the EST `/cacerts` set (RFC 7030 §4.1.3).
@@ -476,8 +515,9 @@ impl LocalCa {
         self.cfg.max_lifetime
     }
 
-    /// Issues a leaf for a verified CSR, after the policy checks (see the module doc).
-    pub fn issue(&self, req: &IssueRequest, now: i64) -> Result<Issued, Error> {
+    /// Issues a leaf for a verified CSR, after the policy checks (see the module doc), at a
+    /// trusted time ([`crate::trust`]).
+    pub fn issue(&self, req: &IssueRequest, now: TrustedNow) -> Result<Issued, Error> {
         let server_auth = req.server_auth && self.cfg.server_auth;
         let spki = rcgen::SubjectPublicKeyInfo::from_der(&req.csr.spki_der)
             .map_err(|e| Error::BadCsr(format!("public key not usable: {e}")))?;
@@ -500,7 +540,7 @@ impl LocalCa {
         ips: &[IpAddr],
         lifetime: Option<u64>,
         server_auth: bool,
-        now: i64,
+        now: TrustedNow,
     ) -> Result<(PrivateKey, Issued), Error> {
         let key = PrivateKey::generate(KeyType::Ec256)?;
         let issued = self.sign_leaf(dns, ips, lifetime, server_auth, &key.to_rcgen(), now)?;
@@ -566,8 +606,18 @@ impl LocalCa {
         lifetime: Option<u64>,
         server_auth: bool,
         spki: &impl rcgen::PublicKeyData,
-        now: i64,
+        now: TrustedNow,
     ) -> Result<Issued, Error> {
+        let now = now.unix();
+        // The one signing path for leaves: whatever floor the caller's clock check used, never
+        // sign before the intermediate itself is valid (a leaf it could not have issued).
+        if now < self.int_info.not_before {
+            return Err(Error::Clock(format!(
+                "the clock ({}) is earlier than the intermediate's notBefore ({})",
+                crypto::rfc3339(now),
+                crypto::rfc3339(self.int_info.not_before)
+            )));
+        }
         self.check_names(dns, ips)?;
         let lifetime = match lifetime {
             None => self.cfg.lifetime,

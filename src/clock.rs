@@ -60,9 +60,30 @@ impl Clock for FixedClock {
     }
 }
 
+/// A clock read from a file holding Unix seconds, re-read at every call: integration tests move
+/// a running service's clock with it (`GATECERT_FAKE_NOW_FILE`). An unreadable or malformed
+/// file reads as 0 (1970), which the clock-trust floor refuses.
+#[derive(Debug)]
+pub struct FileClock(std::path::PathBuf);
+
+impl Clock for FileClock {
+    fn now(&self) -> i64 {
+        std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
 /// The clock the binary uses: the system clock, unless `GATECERT_FAKE_NOW` (Unix seconds) is set,
-/// which integration tests use to drive renewal and clock-trust states without sleeping.
+/// which integration tests use to drive renewal and clock-trust states without sleeping, or
+/// `GATECERT_FAKE_NOW_FILE` (a file holding Unix seconds, re-read at every call) is set, which
+/// they use to move a running service's clock. Both are honoured only when set in the
+/// environment of the process; nothing in the state directory or config can set them.
 pub fn from_env() -> Box<dyn Clock> {
+    if let Some(path) = std::env::var_os("GATECERT_FAKE_NOW_FILE").filter(|p| !p.is_empty()) {
+        return Box::new(FileClock(path.into()));
+    }
     match std::env::var("GATECERT_FAKE_NOW")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -84,6 +105,19 @@ mod tests {
         assert_eq!(c.now(), 150);
         c.set(7);
         assert_eq!(c.now(), 7);
+    }
+
+    #[test]
+    fn file_clock_rereads_its_file() {
+        let path = std::env::temp_dir().join(format!("gatecert-fileclock-{}", std::process::id()));
+        std::fs::write(&path, "3600\n").unwrap();
+        let c = FileClock(path.clone());
+        assert_eq!(c.now(), 3600);
+        std::fs::write(&path, "1800000000").unwrap();
+        assert_eq!(c.now(), 1_800_000_000);
+        std::fs::write(&path, "garbage").unwrap();
+        assert_eq!(c.now(), 0);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

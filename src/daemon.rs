@@ -7,6 +7,10 @@
 //! Embedded default: with no CA yet, the local CA is initialised in `<state_dir>/ca`; every
 //! standalone certificate (a `certificate` section without `directory`) is issued from it into
 //! `<state_dir>/certs/<name>` and reissued in the last third of its life.
+//!
+//! Clock trust ([`crate::trust`]): the CA is created, and certificates issued, only at a trusted
+//! time. Below the floor the service waits (serving what it has), says why in the log, and
+//! goes on by itself once the clock is trusted; it never exits for it (procd would give up).
 
 use std::fmt;
 use std::io::{self, Read as _};
@@ -25,6 +29,8 @@ use crate::config::{self, Config};
 use crate::est::{self, Est};
 use crate::http::{self, ClientAuth, Limits, Server};
 use crate::store;
+use crate::trust::{ClockTrust, FloorSource, Untrusted};
+use crate::{audit, crypto, leaves};
 
 mod demo;
 
@@ -61,6 +67,17 @@ pub enum Error {
     Signals(io::Error),
     /// The upstream worker thread could not be started.
     Worker(io::Error),
+    /// The clock is not trusted yet, so the local CA cannot be created.
+    Clock(Untrusted),
+    /// SIGHUP with a different `state_dir`: the service keeps the one it holds locked.
+    StateDirChanged {
+        /// The state directory in use (and locked).
+        old: PathBuf,
+        /// The one the new config names.
+        new: PathBuf,
+    },
+    /// The audit line of the local CA's creation could not be written; the CA was removed.
+    Audit(audit::Error),
     /// A standalone certificate could not be issued or installed.
     Standalone {
         /// The certificate section's name.
@@ -80,6 +97,16 @@ impl fmt::Display for Error {
             Error::Config(_) => f.write_str("reloading the config"),
             Error::Signals(_) => f.write_str("installing signal handlers"),
             Error::Worker(_) => f.write_str("starting the upstream worker thread"),
+            Error::Clock(_) => f.write_str("local CA not created"),
+            Error::StateDirChanged { old, new } => write!(
+                f,
+                "state_dir changed from {} to {}: a restart is needed to move the state \
+                 directory; still running on {}",
+                old.display(),
+                new.display(),
+                old.display()
+            ),
+            Error::Audit(_) => f.write_str("auditing the local CA's creation"),
             Error::Standalone { name, .. } => {
                 write!(f, "standalone certificate '{name}' from the local CA")
             }
@@ -96,6 +123,9 @@ impl std::error::Error for Error {
             Error::Http(e) => Some(e),
             Error::Config(e) => Some(e),
             Error::Signals(e) | Error::Worker(e) => Some(e),
+            Error::Clock(e) => Some(e),
+            Error::Audit(e) => Some(e),
+            Error::StateDirChanged { .. } => None,
         }
     }
 }
@@ -110,17 +140,111 @@ pub struct Service {
     served: Option<(String, i64)>,
     /// Event counters for metrics (EST requests are counted in [`Service::step`]).
     counters: Arc<crate::report::Counters>,
+    /// The floor issuance is waiting for (the clock is untrusted), as last logged.
+    waiting: Option<(i64, FloorSource)>,
+}
+
+/// Makes sure `<state_dir>/ca` holds a CA the service may use. With none, creates one; with one
+/// that gatecert made on a bad clock ([`LocalCa::made_with_bad_clock`]) and that has issued no
+/// leaf, moves it aside and creates a new one. Both only at a trusted time, both audited
+/// (`ca-init`, `ca-replace`). `Ok(Some(why))`: the clock is untrusted, nothing was changed.
+pub fn ensure_ca(cfg: &Config, now: i64) -> Result<Option<Untrusted>, Error> {
+    let state_dir = &cfg.main.state_dir;
+    let dir = LocalCa::dir_in(state_dir);
+    let bad = LocalCa::exists(&dir) && LocalCa::made_with_bad_clock(&dir);
+    if LocalCa::exists(&dir) && !bad {
+        return Ok(None);
+    }
+    if bad && issued_leaves(state_dir) {
+        log::error!(
+            "the local CA in {} was created with a wrong clock (its root begins before gatecert \
+             existed) and has issued leaves, so it is not replaced automatically; move it aside \
+             and restart to create a new one",
+            dir.display()
+        );
+        return Ok(None);
+    }
+    let trusted = match ClockTrust::load(state_dir, None).check(now) {
+        Ok(t) => t,
+        Err(u) => return Ok(Some(u)),
+    };
+    let old = if bad {
+        let root = LocalCa::open(&dir, &cfg.ca)
+            .ok()
+            .and_then(|ca| ca.chain_der().last().cloned())
+            .unwrap_or_default();
+        let not_before = crypto::CertInfo::from_der(&root).map_or(0, |i| i.not_before);
+        let moved = LocalCa::retire(&dir).map_err(Error::Ca)?;
+        log::warn!(
+            "the local CA in {} was created with a wrong clock (root notBefore {}) and issued \
+             nothing; moved it to {} and creating a new one",
+            dir.display(),
+            crypto::rfc3339(not_before),
+            moved.display()
+        );
+        Some((root, not_before, moved))
+    } else {
+        None
+    };
+    let ca = LocalCa::init(&dir, &cfg.ca, trusted).map_err(Error::Ca)?;
+    let root_fp = crypto::hex(&crypto::sha256(
+        ca.chain_der().last().map_or(&[][..], |r| r),
+    ));
+    let (event, fields) = match &old {
+        None => (
+            "ca-init",
+            serde_json::json!({"via": "run", "root_sha256": root_fp,
+                "allow_suffix": cfg.ca.allow_suffix}),
+        ),
+        Some((root, not_before, moved)) => (
+            "ca-replace",
+            serde_json::json!({"via": "run", "reason": "created with a wrong clock, issued nothing",
+                "old_root_sha256": crypto::hex(&crypto::sha256(root)),
+                "old_not_before": not_before, "moved_to": moved.display().to_string(),
+                "root_sha256": root_fp, "allow_suffix": cfg.ca.allow_suffix}),
+        ),
+    };
+    let appended = audit::Audit::open(&audit::path_in(state_dir), audit::DEFAULT_MAX_BYTES)
+        .and_then(|mut a| a.append(trusted.unix(), event, fields));
+    if let Err(e) = appended {
+        // No CA without its audit line: undo, and put the old one back.
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Some((_, _, moved)) = &old {
+            let _ = std::fs::rename(moved, &dir);
+        }
+        return Err(Error::Audit(e));
+    }
+    Ok(None)
+}
+
+/// True when the leaf inventory lists a leaf from the local CA (or cannot be read: then the
+/// CA is treated as having issued, and kept).
+fn issued_leaves(state_dir: &Path) -> bool {
+    match leaves::Inventory::open(&leaves::path_in(state_dir)) {
+        Ok(inv) => inv
+            .list()
+            .iter()
+            .any(|l| l.source != leaves::Source::Upstream),
+        Err(e) => {
+            log::error!("{e}");
+            true
+        }
+    }
 }
 
 impl Service {
-    /// Opens (or initialises) the local CA, issues what standalone certificates need issuing,
-    /// and binds the EST listener.
+    /// Opens (or, at a trusted time, initialises: [`ensure_ca`]) the local CA, issues what
+    /// standalone certificates need issuing, and binds the EST listener. `Err(Error::Clock)`
+    /// when there is no CA and the clock is untrusted (`gatecert run` waits before calling this).
     pub fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Service, Error> {
         let state_dir = cfg.main.state_dir.clone();
         store::private_dir(&state_dir).map_err(Error::Lock)?;
-        // open_or_init logs the one line when it creates the CA.
+        // LocalCa::init logs the one line when it creates the CA.
+        if let Some(why) = ensure_ca(&cfg, clock.now())? {
+            return Err(Error::Clock(why));
+        }
         let ca_dir = LocalCa::dir_in(&state_dir);
-        let ca = LocalCa::open_or_init(&ca_dir, &cfg.ca, clock.now()).map_err(Error::Ca)?;
+        let ca = LocalCa::open(&ca_dir, &cfg.ca).map_err(Error::Ca)?;
         let counters = Arc::new(crate::report::Counters::new());
         let mut est = Est::new(&state_dir, ca, clock.clone());
         est.set_broker(Broker::start(&cfg, clock.clone()).map_err(Error::Worker)?);
@@ -133,6 +257,7 @@ impl Service {
             server: None,
             served: None,
             counters,
+            waiting: None,
         };
         svc.upkeep()?;
         Ok(svc)
@@ -157,34 +282,48 @@ impl Service {
     /// certificate on the right address. Called at start, on each tick and on reload.
     pub fn upkeep(&mut self) -> Result<(), Error> {
         let now = self.clock.now();
-        let certs_dir = self.cfg.main.state_dir.join("certs");
+        let state_dir = self.cfg.main.state_dir.clone();
+        let mut trust = ClockTrust::load(&state_dir, Some(self.est.ca().intermediate().not_before));
+        let mut waiting: Option<Untrusted> = None;
         for c in self
             .cfg
             .certificates
             .iter()
             .filter(|c| c.directory.is_none())
         {
-            let names = (c.domains.clone(), c.ips.clone());
-            let lifetime = Some(self.cfg.ca.max_lifetime);
-            est::ensure_local_set(
-                &certs_dir.join(&c.name),
-                self.est.ca(),
-                &names,
-                now,
-                lifetime,
-            )
-            .map_err(|source| Error::Standalone {
-                name: c.name.clone(),
-                source,
-            })?;
+            let set = est::LocalSet {
+                state_dir: &state_dir,
+                name: &c.name,
+                names: (c.domains.clone(), c.ips.clone()),
+                lifetime: Some(self.cfg.ca.max_lifetime),
+            };
+            let ensured =
+                est::ensure_local_set(&set, self.est.ca(), now, &mut trust).map_err(|source| {
+                    Error::Standalone {
+                        name: c.name.clone(),
+                        source,
+                    }
+                })?;
+            waiting = waiting.or(ensured.waiting);
         }
         if !self.cfg.est.enabled {
+            self.note_waiting(waiting);
             if self.server.take().is_some() {
                 log::info!("EST listener closed (est.enabled is off)");
             }
             return Ok(());
         }
-        let id = est::listener_identity(&self.cfg, self.est.ca(), now).map_err(Error::Est)?;
+        let ensured = est::listener_identity(&self.cfg, self.est.ca(), now, &mut trust)
+            .map_err(Error::Est)?;
+        self.note_waiting(waiting.or(ensured.waiting));
+        let Some(id) = ensured.identity else {
+            // Nothing valid to serve, and the clock forbids issuing: no listener until it may.
+            if self.server.take().is_some() {
+                log::warn!("EST listener closed: no certificate valid now to serve");
+            }
+            self.served = None;
+            return Ok(());
+        };
         let key = (id.source.clone(), id.not_after);
         let limits = Limits::from(&self.cfg.est);
         let listen = self.cfg.est.listen;
@@ -217,11 +356,32 @@ impl Service {
         Ok(())
     }
 
+    /// Logs once when issuance starts or stops waiting for a trusted clock (again only when
+    /// the floor changes, not at every tick).
+    fn note_waiting(&mut self, waiting: Option<Untrusted>) {
+        let key = waiting.as_ref().map(|u| (u.floor, u.source));
+        if key == self.waiting {
+            return;
+        }
+        match &waiting {
+            Some(w) => log::warn!("waiting for a trusted clock to issue: {w}"),
+            None => log::info!("clock trusted: issuing again"),
+        }
+        self.waiting = key;
+    }
+
     /// Applies a new config: a new CA policy, new certificates, perhaps a new listen address.
-    /// On error the old service keeps running.
+    /// On error the old service keeps running. A different `state_dir` is refused
+    /// ([`Error::StateDirChanged`]): the lock is held on the old one, so moving needs a restart.
     pub fn reload(&mut self, cfg: Config) -> Result<(), Error> {
+        if cfg.main.state_dir != self.cfg.main.state_dir {
+            return Err(Error::StateDirChanged {
+                old: self.cfg.main.state_dir.clone(),
+                new: cfg.main.state_dir.clone(),
+            });
+        }
         let ca_dir = LocalCa::dir_in(&cfg.main.state_dir);
-        let ca = LocalCa::open_or_init(&ca_dir, &cfg.ca, self.clock.now()).map_err(Error::Ca)?;
+        let ca = LocalCa::open(&ca_dir, &cfg.ca).map_err(Error::Ca)?;
         let old = std::mem::replace(&mut self.cfg, cfg);
         let mut old_est = std::mem::replace(
             &mut self.est,
@@ -422,6 +582,10 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
     let _lock = store::Lock::acquire(&cfg.main.state_dir).map_err(Error::Lock)?;
     let signals = Signals::install().map_err(Error::Signals)?;
     let clock: Arc<dyn Clock> = Arc::from(crate::clock::from_env());
+    let Some(cfg) = wait_for_ca(cfg, overrides, &signals, clock.as_ref())? else {
+        log::info!("stopping");
+        return Ok(());
+    };
     let mut svc = Service::start(cfg, clock)?;
     log::info!(
         "started (state {}, pid {})",
@@ -468,6 +632,52 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
     }
 }
 
+/// Before the service starts: creates the local CA ([`ensure_ca`]) once the clock is trusted,
+/// waiting (and answering SIGHUP and SIGTERM) until then. `None`: stopped while waiting.
+fn wait_for_ca(
+    mut cfg: Config,
+    overrides: &Overrides,
+    signals: &Signals,
+    clock: &dyn Clock,
+) -> Result<Option<Config>, Error> {
+    let mut logged: Option<(i64, FloorSource)> = None;
+    loop {
+        let Some(why) = ensure_ca(&cfg, clock.now())? else {
+            if logged.is_some() {
+                log::info!("clock trusted: the local CA is ready");
+            }
+            return Ok(Some(cfg));
+        };
+        if logged != Some((why.floor, why.source)) {
+            log::warn!("waiting for a trusted clock before creating the local CA: {why}");
+            logged = Some((why.floor, why.source));
+        }
+        let ready = wait_readable(&[signals.wake.as_fd()], tick()).map_err(Error::Http)?;
+        if ready.first() == Some(&true) {
+            signals.drain();
+        }
+        if signals.term.swap(false, Ordering::SeqCst) {
+            return Ok(None);
+        }
+        if signals.hup.swap(false, Ordering::SeqCst) {
+            match reread(&cfg.source, overrides) {
+                Ok(new) if new.main.state_dir != cfg.main.state_dir => {
+                    let e = Error::StateDirChanged {
+                        old: cfg.main.state_dir.clone(),
+                        new: new.main.state_dir,
+                    };
+                    log::error!("reload refused, keeping the old config: {e}");
+                }
+                Ok(new) => {
+                    cfg = new;
+                    log::info!("reloaded");
+                }
+                Err(e) => log::error!("reload failed, keeping the old config: {e}"),
+            }
+        }
+    }
+}
+
 /// Serves `/metrics` on `addr` from a helper thread (report::metrics::MetricsListener: one
 /// connection at a time, 2 s timeout, 4 KiB request cap). It keeps the config it started with.
 fn serve_metrics(addr: SocketAddr, svc: &Service, counters: Arc<crate::report::Counters>) {
@@ -501,3 +711,6 @@ fn causes(e: &dyn std::error::Error) -> String {
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port)
 }
+
+#[cfg(test)]
+mod tests;

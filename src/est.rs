@@ -45,17 +45,17 @@ use crate::leaves::{Inventory, Leaf, Standing};
 use crate::report::Counters;
 use crate::store;
 use crate::token::{Claims, Tokens};
-use crate::trust::ClockTrust;
+use crate::trust::{ClockTrust, TrustedNow};
 use crate::{audit, ca, leaves, token};
 
 mod brokered;
-mod listener;
 mod reply;
+mod sets;
 
-pub use listener::{ensure_local_set, listener_identity, ListenerIdentity};
 use reply::{certs_only_response, csrattrs_response, serverkeygen_response};
 #[cfg(test)]
 use reply::{BOUNDARY, CSR_ATTRS};
+pub use sets::{ensure_local_set, listener_identity, ListenerIdentity, LocalSet};
 
 /// The well-known prefix, RFC 7030 §3.2.2.
 pub const PREFIX: &str = "/.well-known/est/";
@@ -77,6 +77,11 @@ pub enum Error {
     /// No configured name is one the local CA may issue for, and no ACME certificate is
     /// installed: the listener has no certificate to serve.
     NoListenerNames,
+    /// The audit line of a certificate issued for the gateway could not be written, so the
+    /// certificate was not installed.
+    Audit(audit::Error),
+    /// A certificate about to go live is not valid now; it was not installed.
+    NotValidNow(String),
 }
 
 impl fmt::Display for Error {
@@ -84,6 +89,8 @@ impl fmt::Display for Error {
         match self {
             Error::Ca(_) => f.write_str("local CA"),
             Error::Store(_) => f.write_str("certificate store"),
+            Error::Audit(_) => f.write_str("audit log (the new certificate was not installed)"),
+            Error::NotValidNow(m) => write!(f, "refusing to make live a set not valid now: {m}"),
             Error::NoListenerNames => f.write_str(
                 "no certificate for the EST listener: no ACME certificate is installed and no \
                  configured domain/ip is within the local CA's allow_suffix/allow_ip",
@@ -97,6 +104,7 @@ impl std::error::Error for Error {
         match self {
             Error::Ca(e) => Some(e),
             Error::Store(e) => Some(e),
+            Error::Audit(e) => Some(e),
             _ => None,
         }
     }
@@ -450,15 +458,14 @@ impl Est {
     /// The time to issue at, if the clock may be believed (see [`crate::trust`]): never issue on
     /// a clock before the build time, the last trusted time or the CA's notBefore. 503 tells the
     /// device to come back; nothing is written.
-    fn trusted_now(&self, auth: &Authorized) -> Result<i64, Denial> {
+    fn trusted_now(&self, auth: &Authorized) -> Result<TrustedNow, Denial> {
         let now = self.clock.now();
         let mut trust = ClockTrust::load(&self.state_dir, Some(self.ca.intermediate().not_before));
         trust.check(now).map_err(|e| {
             Denial::new(503, format!("clock untrusted: {e}"))
                 .device(&auth.device)
                 .names(auth.names.clone())
-        })?;
-        Ok(now)
+        })
     }
 
     /// Issues from the local CA (`lifetime: None` = the label's, else the CA's; an interim
@@ -876,7 +883,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let cfg = Config::standalone(dir.clone());
         let clock = Arc::new(FixedClock::new(1_800_000_000));
-        let ca = LocalCa::init(&LocalCa::dir_in(&dir), &cfg.ca, clock.now()).unwrap();
+        let ca = LocalCa::init(
+            &LocalCa::dir_in(&dir),
+            &cfg.ca,
+            crate::trust::TrustedNow::for_tests(clock.now()),
+        )
+        .unwrap();
         let est = Est::new(&dir, ca, clock.clone());
         (dir, est, clock)
     }
@@ -1011,7 +1023,13 @@ mod tests {
         let (dir, est, clock) = setup("keygen");
         let (key, issued) = est
             .ca()
-            .issue_with_new_key(&["k.sensors.local".into()], &[], None, false, clock.now())
+            .issue_with_new_key(
+                &["k.sensors.local".into()],
+                &[],
+                None,
+                false,
+                crate::trust::TrustedNow::for_tests(clock.now()),
+            )
             .unwrap();
         let resp = serverkeygen_response(&key.to_pem(), &issued);
         let ct = &resp.headers[0].1;

@@ -70,6 +70,8 @@ pub enum Error {
     NoCertificate(PathBuf),
     /// No account exists for this directory (for revoke and rollover).
     NoAccount(PathBuf),
+    /// The clock is below its floor ([`crate::trust`]): no order is placed.
+    Clock(crate::trust::Untrusted),
 }
 
 impl fmt::Display for Error {
@@ -107,6 +109,7 @@ impl fmt::Display for Error {
             }
             Error::NoCertificate(p) => write!(f, "no certificate installed at {}", p.display()),
             Error::NoAccount(p) => write!(f, "no ACME account at {}", p.display()),
+            Error::Clock(u) => write!(f, "{u}"),
         }
     }
 }
@@ -364,6 +367,10 @@ pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, 
         .as_deref()
         .ok_or_else(|| Error::Config(format!("certificate '{}' has no directory", cert.name)))?;
     check_names(cert)?;
+    // The clock gate, before any network call: every order takes the proof.
+    let trusted = crate::trust::ClockTrust::load(env.state_dir, None)
+        .check(env.clock.now())
+        .map_err(Error::Clock)?;
     let sys = SystemClock;
     let client = Client::new(env.transport, &sys, env.sleep, directory)?;
     let set = SetDir::new(cert_dir(env.state_dir, &cert.name));
@@ -401,7 +408,7 @@ pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, 
         (Some((_, key_pem)), true) => Some(PrivateKey::from_pem(key_pem)?),
         _ => None,
     };
-    let (key, chain) = issue(&client, env, &login, cert, replaces, old_key)?;
+    let (key, chain) = issue(&client, env, &login, cert, replaces, old_key, trusted)?;
     install(env.state_dir, cert, &key, &chain)
 }
 
@@ -467,6 +474,7 @@ fn issue(
     cert: &Certificate,
     replaces: Option<String>,
     old_key: Option<PrivateKey>,
+    _trusted: crate::trust::TrustedNow,
 ) -> Result<(PrivateKey, String), Error> {
     let (order_url, order) = authorize(client, env, login, cert, replaces)?;
     let key = match old_key {
@@ -481,13 +489,14 @@ fn issue(
 /// An order for `cert`'s names, finalized with someone else's CSR (DER): the broker's
 /// enrollment on a leaf's behalf, so the leaf's key never leaves it. `cert` carries the
 /// leaf's names and the broker's challenge settings. Returns the chosen chain (PEM, leaf
-/// first).
+/// first). `_trusted` is the clock gate's proof ([`crate::trust`]), as for every order.
 pub fn order_with_csr(
     client: &Client,
     env: &Env,
     login: &Login,
     cert: &Certificate,
     csr_der: &[u8],
+    _trusted: crate::trust::TrustedNow,
 ) -> Result<String, Error> {
     check_names(cert)?;
     let (order_url, order) = authorize(client, env, login, cert, None)?;

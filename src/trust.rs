@@ -25,6 +25,11 @@ pub const BUILD_TIME: &str = env!("GATECERT_BUILD_TIME");
 
 const REWRITE_AFTER: i64 = 86_400;
 
+/// 2026-11-01T00:00:00Z, before gatecert's first line was written: a CA whose root notBefore
+/// is earlier was created by a clock that was wrong (see
+/// [`crate::ca::LocalCa::made_with_bad_clock`]).
+pub const EPOCH: i64 = 1_793_491_200;
+
 /// Where a floor came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FloorSource {
@@ -71,6 +76,28 @@ impl fmt::Display for Untrusted {
 }
 
 impl std::error::Error for Untrusted {}
+
+/// Proof that the clock was trusted: the only way to get one is [`ClockTrust::check`] (tests
+/// aside), and every signing or creating call of the local CA ([`crate::ca::LocalCa::init`],
+/// [`crate::ca::LocalCa::issue`], [`crate::ca::LocalCa::issue_with_new_key`]) and every ACME
+/// order (`renew`) takes one, so a new caller cannot skip the clock gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustedNow {
+    now: i64,
+}
+
+impl TrustedNow {
+    /// The trusted time, Unix seconds.
+    pub fn unix(self) -> i64 {
+        self.now
+    }
+
+    /// A trusted time for unit tests, which build CAs and leaves at chosen instants.
+    #[cfg(test)]
+    pub fn for_tests(now: i64) -> TrustedNow {
+        TrustedNow { now }
+    }
+}
 
 /// The clock-trust state of one state directory.
 #[derive(Clone, Debug)]
@@ -126,13 +153,13 @@ impl ClockTrust {
     }
 
     /// `Ok` when `now` may be trusted for issuing and renewing; records it (at most once a day).
-    pub fn check(&mut self, now: i64) -> Result<(), Untrusted> {
+    pub fn check(&mut self, now: i64) -> Result<TrustedNow, Untrusted> {
         let (floor, source) = self.floor();
         if now < floor && !self.ntp_synced() {
             return Err(Untrusted { now, floor, source });
         }
         self.record(now);
-        Ok(())
+        Ok(TrustedNow { now })
     }
 
     /// Persists `now` as trusted if the stored value is more than a day old. Flash wear: at most

@@ -84,9 +84,20 @@ fn a_kept_chain_is_handed_out_once_and_upstream_leaves_are_remembered() {
     let state = temp("cache");
     let cfg = config(&state, "https://127.0.0.1:1/dir", 5, 5);
     let now = SystemClock.now();
-    let ca = LocalCa::init(&state.join("ca"), &cfg.ca, now).unwrap();
+    let ca = LocalCa::init(
+        &state.join("ca"),
+        &cfg.ca,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap();
     let (_, issued) = ca
-        .issue_with_new_key(&["a.local".into()], &[], None, false, now)
+        .issue_with_new_key(
+            &["a.local".into()],
+            &[],
+            None,
+            false,
+            crate::trust::TrustedNow::for_tests(now),
+        )
         .unwrap();
     let pem = crypto::certs_to_pem(issued.chain_der.iter().map(Vec::as_slice));
     let mut b = Broker::start(&cfg, Arc::new(SystemClock)).unwrap().unwrap();
@@ -160,7 +171,7 @@ fn upstream_issuers_are_kept_for_cacerts_until_they_expire() {
     let state = temp("issuers");
     let cfg = config(&state, "https://127.0.0.1:1/dir", 5, 5);
     let now = SystemClock.now();
-    let ca = LocalCa::init(&state.join("ca"), &cfg.ca, now).unwrap();
+    let ca = LocalCa::init(&state.join("ca"), &cfg.ca, crate::trust::TrustedNow::for_tests(now)).unwrap();
     let clock = Arc::new(crate::clock::FixedClock::new(now));
     let mut b = Broker::start(&cfg, clock.clone()).unwrap().unwrap();
     assert!(b.upstream_issuers().is_empty());

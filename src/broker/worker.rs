@@ -416,11 +416,15 @@ impl Worker {
             transport: &transport,
             sleep: &sleep,
         };
+        // The clock gate, as for every order (the caller's check may be stale by now).
+        let trusted = crate::trust::ClockTrust::load(env.state_dir, None)
+            .check(self.clock.now())
+            .map_err(renew::Error::Clock)?;
         let login = renew::account(&client, env.state_dir, leaf)?;
-        match renew::order_with_csr(&client, &env, &login, leaf, csr_der) {
+        match renew::order_with_csr(&client, &env, &login, leaf, csr_der, trusted) {
             Err(e) if forget_stale_account(&e, env.state_dir, directory) => {
                 let login = renew::account(&client, env.state_dir, leaf)?;
-                renew::order_with_csr(&client, &env, &login, leaf, csr_der)
+                renew::order_with_csr(&client, &env, &login, leaf, csr_der, trusted)
             }
             other => other,
         }
@@ -465,6 +469,13 @@ impl Worker {
                 Err(e) => Err(renew::Error::Transport(e)),
             };
             let now = self.clock.now();
+            // The clock gate refused: nothing was attempted, so it is no renewal failure (no
+            // health record, no backoff); look again in a minute.
+            if let Err(renew::Error::Clock(why)) = &result {
+                log::debug!("{name}: renewal waits for a trusted clock: {why}");
+                self.queue.schedule(&name, now + 60);
+                continue;
+            }
             // `gatecert status` reads certs/<name>/health.json (written only on change).
             let attempt = match &result {
                 Ok(renew::Outcome::NotDue(_)) => None,

@@ -61,7 +61,12 @@ fn openssl_verify(dir: &Path, ca: &LocalCa, leaf: &[u8], purpose: Option<&str>) 
 #[test]
 fn init_issue_and_openssl_verifies() {
     let dir = tmp("issue");
-    let ca = LocalCa::init(&dir.join("ca"), &cfg(), NOW).unwrap();
+    let ca = LocalCa::init(
+        &dir.join("ca"),
+        &cfg(),
+        crate::trust::TrustedNow::for_tests(NOW),
+    )
+    .unwrap();
     let csr = ca
         .verify_csr(&csr_for(&["t1.sensors.example.com"], &["192.0.2.7"]))
         .unwrap();
@@ -72,7 +77,7 @@ fn init_issue_and_openssl_verifies() {
                 lifetime: None,
                 server_auth: true, // not granted: cfg.server_auth is off
             },
-            NOW,
+            crate::trust::TrustedNow::for_tests(NOW),
         )
         .unwrap();
     let (ok, text) = openssl_verify(&dir, &ca, &issued.leaf_der, Some("sslclient"));
@@ -102,9 +107,20 @@ fn init_issue_and_openssl_verifies() {
     );
     assert!(ca.issued_by_me(&issued.leaf_der));
     // A certificate from another CA is not ours.
-    let other = LocalCa::init(&dir.join("other"), &cfg(), NOW).unwrap();
+    let other = LocalCa::init(
+        &dir.join("other"),
+        &cfg(),
+        crate::trust::TrustedNow::for_tests(NOW),
+    )
+    .unwrap();
     let (_, foreign) = other
-        .issue_with_new_key(&["x.sensors.example.com".into()], &[], None, false, NOW)
+        .issue_with_new_key(
+            &["x.sensors.example.com".into()],
+            &[],
+            None,
+            false,
+            crate::trust::TrustedNow::for_tests(NOW),
+        )
         .unwrap();
     assert!(!ca.issued_by_me(&foreign.leaf_der));
     assert!(!ca.issued_by_me(b"garbage"));
@@ -122,7 +138,12 @@ fn server_auth_when_configured_and_for_new_key() {
     let dir = tmp("server");
     let mut c = cfg();
     c.server_auth = true;
-    let ca = LocalCa::init(&dir.join("ca"), &c, NOW).unwrap();
+    let ca = LocalCa::init(
+        &dir.join("ca"),
+        &c,
+        crate::trust::TrustedNow::for_tests(NOW),
+    )
+    .unwrap();
     let csr = ca
         .verify_csr(&csr_for(&["t2.sensors.example.com"], &[]))
         .unwrap();
@@ -133,7 +154,7 @@ fn server_auth_when_configured_and_for_new_key() {
                 lifetime: Some(3600),
                 server_auth: true,
             },
-            NOW,
+            crate::trust::TrustedNow::for_tests(NOW),
         )
         .unwrap();
     let (ok, text) = openssl_verify(&dir, &ca, &issued.leaf_der, Some("sslserver"));
@@ -141,7 +162,13 @@ fn server_auth_when_configured_and_for_new_key() {
     assert_eq!(issued.not_after, NOW + 3600);
 
     let (key, issued) = ca
-        .issue_with_new_key(&["gw.sensors.example.com".into()], &[], None, true, NOW)
+        .issue_with_new_key(
+            &["gw.sensors.example.com".into()],
+            &[],
+            None,
+            true,
+            crate::trust::TrustedNow::for_tests(NOW),
+        )
         .unwrap();
     let info = CertInfo::from_der(&issued.leaf_der).unwrap();
     assert!(key.matches(&info));
@@ -152,7 +179,12 @@ fn server_auth_when_configured_and_for_new_key() {
 #[test]
 fn policy_denials() {
     let dir = tmp("policy");
-    let ca = LocalCa::init(&dir.join("ca"), &cfg(), NOW).unwrap();
+    let ca = LocalCa::init(
+        &dir.join("ca"),
+        &cfg(),
+        crate::trust::TrustedNow::for_tests(NOW),
+    )
+    .unwrap();
     let req = |dns: &[&str], ips: &[&str], lifetime| IssueRequest {
         csr: ca.verify_csr(&csr_for(dns, ips)).unwrap(),
         lifetime,
@@ -166,29 +198,52 @@ fn policy_denials() {
         (vec!["ok.sensors.example.com"], vec!["198.51.100.1"]),
         (vec![], vec!["2001:db8::1"]),
     ] {
-        let err = ca.issue(&req(&dns, &ips, None), NOW).unwrap_err();
+        let err = ca
+            .issue(
+                &req(&dns, &ips, None),
+                crate::trust::TrustedNow::for_tests(NOW),
+            )
+            .unwrap_err();
         assert!(matches!(err, Error::Policy(_)), "{dns:?} {ips:?}: {err}");
         assert_eq!(err.http_status(), 403);
     }
     // The suffix itself is allowed.
-    ca.issue(&req(&["sensors.example.com"], &[], None), NOW)
-        .unwrap();
+    ca.issue(
+        &req(&["sensors.example.com"], &[], None),
+        crate::trust::TrustedNow::for_tests(NOW),
+    )
+    .unwrap();
     // Over max_lifetime.
     let err = ca
-        .issue(&req(&["a.sensors.example.com"], &[], Some(8 * 86_400)), NOW)
+        .issue(
+            &req(&["a.sensors.example.com"], &[], Some(8 * 86_400)),
+            crate::trust::TrustedNow::for_tests(NOW),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("max_lifetime"), "{err}");
     // Exactly max_lifetime is fine.
-    ca.issue(&req(&["a.sensors.example.com"], &[], Some(7 * 86_400)), NOW)
-        .unwrap();
+    ca.issue(
+        &req(&["a.sensors.example.com"], &[], Some(7 * 86_400)),
+        crate::trust::TrustedNow::for_tests(NOW),
+    )
+    .unwrap();
     // No names.
     assert!(matches!(
-        ca.issue(&req(&[], &[], None), NOW),
+        ca.issue(
+            &req(&[], &[], None),
+            crate::trust::TrustedNow::for_tests(NOW)
+        ),
         Err(Error::Policy(_))
     ));
     // issue_with_new_key goes through the same policy.
     assert!(matches!(
-        ca.issue_with_new_key(&["gw.example.org".into()], &[], None, true, NOW),
+        ca.issue_with_new_key(
+            &["gw.example.org".into()],
+            &[],
+            None,
+            true,
+            crate::trust::TrustedNow::for_tests(NOW)
+        ),
         Err(Error::Policy(_))
     ));
 }
@@ -197,7 +252,7 @@ fn policy_denials() {
 fn config_alone_is_not_enough_the_intermediate_constraints_also_apply() {
     let dir = tmp("nc");
     let ca_dir = dir.join("ca");
-    LocalCa::init(&ca_dir, &cfg(), NOW).unwrap();
+    LocalCa::init(&ca_dir, &cfg(), crate::trust::TrustedNow::for_tests(NOW)).unwrap();
     // The operator widens allow_suffix later; the intermediate was constrained at init.
     let mut wider = cfg();
     wider.allow_suffix.push("example.org".into());
@@ -210,7 +265,7 @@ fn config_alone_is_not_enough_the_intermediate_constraints_also_apply() {
                 lifetime: None,
                 server_auth: false,
             },
-            NOW,
+            crate::trust::TrustedNow::for_tests(NOW),
         )
         .unwrap_err();
     assert!(err.to_string().contains("name constraints"), "{err}");
@@ -219,7 +274,12 @@ fn config_alone_is_not_enough_the_intermediate_constraints_also_apply() {
 #[test]
 fn weak_and_forged_csrs_are_refused() {
     let dir = tmp("csr");
-    let ca = LocalCa::init(&dir.join("ca"), &cfg(), NOW).unwrap();
+    let ca = LocalCa::init(
+        &dir.join("ca"),
+        &cfg(),
+        crate::trust::TrustedNow::for_tests(NOW),
+    )
+    .unwrap();
 
     // RSA-1024 made by openssl.
     let key = dir.join("rsa1024.key");
@@ -277,7 +337,7 @@ fn weak_and_forged_csrs_are_refused() {
                 lifetime: None,
                 server_auth: false,
             },
-            NOW,
+            crate::trust::TrustedNow::for_tests(NOW),
         )
         .unwrap();
     let (ok, text) = openssl_verify(&dir, &ca, &issued.leaf_der, None);
@@ -337,7 +397,7 @@ fn weak_and_forged_csrs_are_refused() {
                 lifetime: None,
                 server_auth: false,
             },
-            NOW,
+            crate::trust::TrustedNow::for_tests(NOW),
         )
         .unwrap();
     let (ok, text) = openssl_verify(&dir, &ca, &issued.leaf_der, None);
@@ -367,13 +427,13 @@ fn init_refuses_to_overwrite_and_files_are_private() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tmp("files");
     let ca_dir = dir.join("ca");
-    let ca = LocalCa::init(&ca_dir, &cfg(), NOW).unwrap();
+    let ca = LocalCa::init(&ca_dir, &cfg(), crate::trust::TrustedNow::for_tests(NOW)).unwrap();
     let root = ca.root_pem();
     assert!(matches!(
-        LocalCa::init(&ca_dir, &cfg(), NOW),
+        LocalCa::init(&ca_dir, &cfg(), crate::trust::TrustedNow::for_tests(NOW)),
         Err(Error::AlreadyExists(_))
     ));
-    let again = LocalCa::open_or_init(&ca_dir, &cfg(), NOW).unwrap();
+    let again = LocalCa::open(&ca_dir, &cfg()).unwrap();
     assert_eq!(again.root_pem(), root);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&ca_dir), 0o700);
@@ -390,7 +450,7 @@ fn init_refuses_to_overwrite_and_files_are_private() {
 fn operator_signed_intermediate_install() {
     let dir = tmp("install");
     let ca_dir = dir.join("ca");
-    let csr_pem = LocalCa::pending_csr(&ca_dir, &cfg()).unwrap();
+    let csr_pem = LocalCa::pending_csr(&ca_dir, &cfg(), TrustedNow::for_tests(NOW)).unwrap();
     std::fs::write(dir.join("int.csr"), &csr_pem).unwrap();
     // The operator's root, with openssl.
     let sh = |args: &[&str]| {
@@ -453,18 +513,36 @@ fn operator_signed_intermediate_install() {
         + 60;
     // Not a CA.
     let pem = sign("basicConstraints=critical,CA:false", "a.crt");
-    let err = LocalCa::install(&ca_dir, &cfg(), &pem, now).unwrap_err();
+    let err = LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &pem,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("not a CA"), "{err}");
     // A CA without name constraints.
     let pem = sign("basicConstraints=critical,CA:true,pathlen:0", "b.crt");
-    let err = LocalCa::install(&ca_dir, &cfg(), &pem, now).unwrap_err();
+    let err = LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &pem,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("nameConstraints"), "{err}");
     // Constraints that miss allow_suffix.
     let pem = sign(
         "basicConstraints=critical,CA:true,pathlen:0\nnameConstraints=critical,permitted;DNS:other.example.com,permitted;IP:192.0.2.0/255.255.255.0",
         "c.crt",
     );
-    let err = LocalCa::install(&ca_dir, &cfg(), &pem, now).unwrap_err();
+    let err = LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &pem,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("sensors.example.com"), "{err}");
     // Only the intermediate, no root.
     let good = sign(
@@ -472,16 +550,34 @@ fn operator_signed_intermediate_install() {
         "d.crt",
     );
     let only_int = std::fs::read_to_string(dir.join("d.crt")).unwrap();
-    assert!(LocalCa::install(&ca_dir, &cfg(), &only_int, now).is_err());
+    assert!(LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &only_int,
+        crate::trust::TrustedNow::for_tests(now)
+    )
+    .is_err());
     // A cert for another key.
     let other_csr = crypto::pem_block("CERTIFICATE REQUEST", &csr_for(&["x.example.com"], &[]));
     std::fs::write(dir.join("int.csr"), other_csr).unwrap();
     let wrong = sign("basicConstraints=critical,CA:true", "e.crt");
-    let err = LocalCa::install(&ca_dir, &cfg(), &wrong, now).unwrap_err();
+    let err = LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &wrong,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("pending key"), "{err}");
 
     // The good one (covering constraints: example.com ⊇ sensors.example.com).
-    let ca = LocalCa::install(&ca_dir, &cfg(), &good, now).unwrap();
+    let ca = LocalCa::install(
+        &ca_dir,
+        &cfg(),
+        &good,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap();
     assert!(!ca_dir.join(PENDING_KEY).exists());
     let csr = ca
         .verify_csr(&csr_for(&["s.sensors.example.com"], &[]))
@@ -493,7 +589,7 @@ fn operator_signed_intermediate_install() {
                 lifetime: None,
                 server_auth: false,
             },
-            now,
+            crate::trust::TrustedNow::for_tests(now),
         )
         .unwrap();
     let out = Command::new("openssl")
@@ -555,7 +651,12 @@ fn intermediate_constraints_bind_in_openssl() {
     let dir = tmp("bind");
     let mut c = cfg();
     c.allow_ip.clear();
-    let ca = LocalCa::init(&dir.join("ca"), &c, NOW).unwrap();
+    let ca = LocalCa::init(
+        &dir.join("ca"),
+        &c,
+        crate::trust::TrustedNow::for_tests(NOW),
+    )
+    .unwrap();
     let forge = |sans: Vec<rcgen::SanType>| {
         let k = PrivateKey::generate(KeyType::Ec256).unwrap();
         let mut p = CertificateParams::default();
@@ -576,4 +677,25 @@ fn intermediate_constraints_bind_in_openssl() {
     let ip = forge(crypto::sans(&[], &["10.0.0.1".parse().unwrap()]).unwrap());
     let (ok, text) = openssl_verify(&dir, &ca, &ip, None);
     assert!(!ok && text.contains("subtree violation"), "{text}");
+}
+
+#[test]
+fn the_signer_refuses_a_time_before_the_intermediate() {
+    let dir = tmp("before");
+    let ca = LocalCa::init(&dir.join("ca"), &cfg(), TrustedNow::for_tests(NOW)).unwrap();
+    let csr = ca
+        .verify_csr(&csr_for(&["t1.sensors.example.com"], &[]))
+        .unwrap();
+    let req = IssueRequest {
+        csr,
+        lifetime: None,
+        server_auth: false,
+    };
+    // Before notBefore (backdated 5 minutes), whatever floor the caller checked.
+    let e = ca
+        .issue(&req, TrustedNow::for_tests(NOW - BACKDATE - 1))
+        .unwrap_err();
+    assert!(matches!(e, Error::Clock(_)), "{e}");
+    assert_eq!(e.http_status(), 503);
+    assert!(ca.issue(&req, TrustedNow::for_tests(NOW)).is_ok());
 }

@@ -27,14 +27,19 @@ impl Fixture {
         cfg.main.alert_days = 10;
         cfg.ca.max_lifetime = 100 * DAY as u64;
         let t0 = crate::trust::BUILD_TIME.parse::<i64>().unwrap() + DAY;
-        let ca = LocalCa::init(&LocalCa::dir_in(&dir), &cfg.ca, t0).unwrap();
+        let ca = LocalCa::init(
+            &LocalCa::dir_in(&dir),
+            &cfg.ca,
+            crate::trust::TrustedNow::for_tests(t0),
+        )
+        .unwrap();
         let (key, issued) = ca
             .issue_with_new_key(
                 &["gateway.local".into()],
                 &[],
                 Some(90 * DAY as u64),
                 true,
-                t0,
+                crate::trust::TrustedNow::for_tests(t0),
             )
             .unwrap();
         let set = CertSet {

@@ -109,6 +109,8 @@ pub enum CertState {
     Missing,
     /// notAfter has passed.
     Expired,
+    /// notBefore is still to come (issued while the clock ran ahead): TLS peers reject it.
+    NotYetValid,
     /// Renewal has failed `alert_failures` times in a row (or more).
     Failing,
     /// Inside the alert window: less than `alert_days` (or 1/3 of the lifetime) left.
@@ -126,6 +128,7 @@ impl CertState {
             CertState::Unreadable => "unreadable",
             CertState::Missing => "missing",
             CertState::Expired => "expired",
+            CertState::NotYetValid => "not-yet-valid",
             CertState::Failing => "failing",
             CertState::Alert => "alert",
             CertState::RenewalDue => "renewal-due",
@@ -293,6 +296,7 @@ impl Status {
             ),
         };
         let clock = clock_status(state_dir, ca_not_before, now);
+        let ca_dir_exists = LocalCa::exists(&LocalCa::dir_in(state_dir));
         let upstream = upstream_status(cfg);
         let leaves = leaf_counts(state_dir, now);
         let tokens = token_counts(state_dir, now);
@@ -302,7 +306,13 @@ impl Status {
             attention.push(format!("clock untrusted: {reason}"));
         }
         if let Some(e) = &ca.error {
-            attention.push(format!("local CA missing: {e}"));
+            if clock.reason.is_some() && !ca_dir_exists {
+                attention.push(
+                    "local CA missing: `gatecert run` creates it once the clock is trusted".into(),
+                );
+            } else {
+                attention.push(format!("local CA missing: {e}"));
+            }
         }
         let mut rows: Vec<&CertStatus> = certificates
             .iter()
@@ -501,6 +511,10 @@ fn attention_line(c: &CertStatus, alert_failures: u32, now: i64) -> String {
             "{who} expired {} ago",
             duration(now - c.not_after.unwrap_or(now))
         ),
+        CertState::NotYetValid => format!(
+            "{who} is not valid yet (until {}; TLS peers reject it)",
+            c.not_before.map(crypto::rfc3339).unwrap_or_default()
+        ),
         CertState::Failing => format!(
             "{who}: renewal failed {} times in a row (alert after {alert_failures}): {}",
             c.failures,
@@ -542,6 +556,8 @@ fn info_row(name: &str, kind: Kind, info: &CertInfo, cfg: &Config, now: i64) -> 
         info.not_after - alert_window(cfg.main.alert_days, info.not_before, info.not_after);
     let state = if now >= info.not_after {
         CertState::Expired
+    } else if now < info.not_before {
+        CertState::NotYetValid
     } else if now >= alert_at {
         CertState::Alert
     } else {

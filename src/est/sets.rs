@@ -1,0 +1,411 @@
+//! The gateway's own certificate sets from the local CA: each standalone `certificate` section
+//! (`<state_dir>/certs/<name>`) and the EST listener's `est-local` set.
+//!
+//! Every issuance here passes the clock gate (the CA's signing calls take a
+//! [`TrustedNow`], see [`crate::trust`]), gets its audit line before it goes live, and is made
+//! live only when it is valid now (RFC 5280 §4.1.2.5: notBefore ≤ now < notAfter). A live set
+//! that is not valid yet (a forward clock jump issued it, and the clock came back) is rolled
+//! back to a kept generation that is valid now, or replaced once the clock is trusted.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{names_of, same_set, Error, LOCAL_SET};
+use crate::audit::{self, Audit, DEFAULT_MAX_BYTES};
+use crate::ca::LocalCa;
+use crate::config::Config;
+use crate::crypto::{self, CertInfo};
+use crate::store::{self, CertSet, SetDir};
+use crate::trust::{ClockTrust, Untrusted};
+
+/// The EST listener's own certificate chain and key (PEM), and where they came from.
+pub struct ListenerIdentity {
+    /// End-entity first.
+    pub chain_pem: String,
+    /// PKCS#8 PEM.
+    pub key_pem: String,
+    /// `acme:<name>` or `local`.
+    pub source: String,
+    /// The end-entity certificate's notAfter.
+    pub not_after: i64,
+}
+
+/// One set the local CA keeps issued: `<state_dir>/certs/<name>`.
+pub struct LocalSet<'a> {
+    /// The state directory (the audit log lives there).
+    pub state_dir: &'a Path,
+    /// The set's name: its directory under `certs/`, and its name in the audit log.
+    pub name: &'a str,
+    /// The DNS names and IP addresses the certificate must carry.
+    pub names: (Vec<String>, Vec<IpAddr>),
+    /// Lifetime to ask for; `None` = the CA's.
+    pub lifetime: Option<u64>,
+}
+
+/// What [`ensure_local_set`] could do.
+pub struct Ensured {
+    /// The set to serve, valid now; `None` when there is none and none may be issued yet.
+    pub identity: Option<ListenerIdentity>,
+    /// Set when a new certificate was needed but the clock is not trusted: the service waits.
+    pub waiting: Option<Untrusted>,
+}
+
+/// The EST listener's certificate: the gateway's ACME certificate when one is installed and
+/// valid now (`<state_dir>/certs/<name>/live`), else one from the local CA for the configured
+/// names, kept in `<state_dir>/certs/est-local` and reissued only in the last third of its life.
+pub fn listener_identity(
+    cfg: &Config,
+    ca: &LocalCa,
+    now: i64,
+    trust: &mut ClockTrust,
+) -> Result<Ensured, Error> {
+    let certs_dir = cfg.main.state_dir.join("certs");
+    for c in cfg.certificates.iter().filter(|c| c.directory.is_some()) {
+        let live = SetDir::new(certs_dir.join(&c.name)).live();
+        let Some((found, info)) = identity_at(&live) else {
+            continue;
+        };
+        // Valid now; or, while the clock is below its floor, merely unexpired (a router at 1970
+        // keeps serving what it has rather than judging it by that clock).
+        let usable = now < info.not_after && (info.not_before <= now || trust.check(now).is_err());
+        if usable {
+            return Ok(Ensured {
+                identity: Some(ListenerIdentity {
+                    source: format!("acme:{}", c.name),
+                    ..found
+                }),
+                waiting: None,
+            });
+        }
+    }
+    let set = LocalSet {
+        state_dir: &cfg.main.state_dir,
+        name: LOCAL_SET,
+        names: listener_names(cfg, ca),
+        lifetime: None,
+    };
+    ensure_local_set(&set, ca, now, trust)
+}
+
+/// The names of every configured certificate that the local CA may issue for.
+fn listener_names(cfg: &Config, ca: &LocalCa) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns: Vec<String> = Vec::new();
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for c in &cfg.certificates {
+        for d in &c.domains {
+            if !dns.contains(d) && ca.check_names(std::slice::from_ref(d), &[]).is_ok() {
+                dns.push(d.clone());
+            }
+        }
+        for ip in &c.ips {
+            if !ips.contains(ip) && ca.check_names(&[], std::slice::from_ref(ip)).is_ok() {
+                ips.push(*ip);
+            }
+        }
+    }
+    (dns, ips)
+}
+
+/// Keeps `set` issued from the local CA: the live set stays while it is valid now, for the
+/// same names, from this CA, with more than a third of its lifetime left. A live set that is
+/// not valid yet is rolled back to a kept generation that is. Otherwise a new certificate is
+/// issued, if the clock is trusted (`trust`, which should carry the CA's notBefore); if not,
+/// the set that is valid now (if any) is kept and [`Ensured::waiting`] says why.
+pub fn ensure_local_set(
+    set: &LocalSet<'_>,
+    ca: &LocalCa,
+    now: i64,
+    trust: &mut ClockTrust,
+) -> Result<Ensured, Error> {
+    let dir = SetDir::new(set.state_dir.join("certs").join(set.name));
+    let (dns, ips) = &set.names;
+    let want = names_of(dns, ips);
+    let ours = |info: &CertInfo| {
+        same_set(&names_of(&info.dns_names, &info.ips), &want) && ca.issued_by_me(&info.der)
+    };
+    let live = identity_at(&dir.live()).filter(|(_, info)| ours(info));
+    // The live set, when valid now.
+    let mut serving = None;
+    // The live set, unexpired but not valid yet by this clock.
+    let mut ahead = None;
+    match live {
+        Some((found, info)) if valid_at(&info, now) => {
+            if (info.not_after - now) * 3 > info.lifetime() {
+                return Ok(Ensured {
+                    identity: Some(found),
+                    waiting: None,
+                });
+            }
+            serving = Some(found);
+        }
+        Some((found, info)) if now < info.not_after => ahead = Some((found, info)),
+        _ => {}
+    }
+    if let Some((_, info)) = &ahead {
+        if let Some((found, kept)) = roll_back(set, &dir, info, now, &ours)? {
+            if (kept.not_after - now) * 3 > kept.lifetime() {
+                return Ok(Ensured {
+                    identity: Some(found),
+                    waiting: None,
+                });
+            }
+            serving = Some(found);
+        }
+    }
+    if dns.is_empty() && ips.is_empty() {
+        return Err(Error::NoListenerNames);
+    }
+    let trusted = match trust.check(now) {
+        Ok(t) => t,
+        Err(u) => {
+            // Below the floor the clock cannot say a set is not valid yet: a router that
+            // booted at 1970 keeps serving its set (unless a kept one is valid even by it).
+            return Ok(Ensured {
+                identity: serving.or(ahead.map(|(found, _)| found)),
+                waiting: Some(u),
+            });
+        }
+    };
+    let (key, issued) = ca.issue_with_new_key(dns, ips, set.lifetime, true, trusted)?;
+    let leaf = CertInfo::from_der(&issued.leaf_der).map_err(|e| Error::Ca(e.into()))?;
+    check_valid_now(&leaf, trusted.unix())?;
+    let new = CertSet {
+        key_pem: key.to_pem(),
+        cert_pem: crypto::pem_block("CERTIFICATE", &issued.leaf_der),
+        chain_pem: crypto::certs_to_pem(issued.chain_der[1..].iter().map(Vec::as_slice)),
+    };
+    // The audit line first: no certificate goes live without it.
+    Audit::open(&audit::path_in(set.state_dir), DEFAULT_MAX_BYTES)
+        .and_then(|mut a| {
+            a.append(
+                trusted.unix(),
+                "issue",
+                json!({"via": "run", "set": set.name, "names": want,
+                    "serial": issued.serial_hex, "not_after": issued.not_after}),
+            )
+        })
+        .map_err(Error::Audit)?;
+    dir.install(&new)?;
+    log::info!(
+        "issued {} from the local CA for {} (serial {}, until {})",
+        dir.path().display(),
+        want.join(", "),
+        issued.serial_hex,
+        crypto::rfc3339(issued.not_after)
+    );
+    Ok(Ensured {
+        identity: Some(ListenerIdentity {
+            chain_pem: new.fullchain(),
+            key_pem: new.key_pem.clone(),
+            source: "local".into(),
+            not_after: issued.not_after,
+        }),
+        waiting: None,
+    })
+}
+
+/// notBefore ≤ now < notAfter (RFC 5280 §4.1.2.5).
+fn valid_at(info: &CertInfo, now: i64) -> bool {
+    info.not_before <= now && now < info.not_after
+}
+
+/// Refuses a certificate that is not valid at `now` (RFC 5280 §4.1.2.5): it must never go live.
+fn check_valid_now(leaf: &CertInfo, now: i64) -> Result<(), Error> {
+    if !valid_at(leaf, now) {
+        return Err(Error::NotValidNow(format!(
+            "certificate {} is valid from {} to {}, not at {}",
+            leaf.serial_hex(),
+            crypto::rfc3339(leaf.not_before),
+            crypto::rfc3339(leaf.not_after),
+            crypto::rfc3339(now)
+        )));
+    }
+    Ok(())
+}
+
+/// The live set of `dir` (`live`) is not valid yet: it was issued while the clock ran ahead.
+/// Points `live` back at the newest kept generation that is valid now, for the same names and
+/// from this CA, and audits it. Returns that set and its certificate.
+fn roll_back(
+    set: &LocalSet<'_>,
+    dir: &SetDir,
+    live: &CertInfo,
+    now: i64,
+    ours: &dyn Fn(&CertInfo) -> bool,
+) -> Result<Option<(ListenerIdentity, CertInfo)>, Error> {
+    let current = dir.current();
+    for generation in generations(dir.path()) {
+        if Some(&generation) == current.as_ref() {
+            continue;
+        }
+        let Some((found, info)) = identity_at(&dir.path().join(&generation)) else {
+            continue;
+        };
+        if !ours(&info) || !valid_at(&info, now) {
+            continue;
+        }
+        dir.restore(&generation)?;
+        log::warn!(
+            "{}: the live certificate is not valid until {} (issued while the clock ran ahead); \
+             rolled back to {generation}",
+            dir.path().display(),
+            crypto::rfc3339(live.not_before)
+        );
+        let appended =
+            Audit::open(&audit::path_in(set.state_dir), DEFAULT_MAX_BYTES).and_then(|mut a| {
+                a.append(
+                    now,
+                    "set-rollback",
+                    json!({"set": set.name, "from_serial": live.serial_hex(),
+                        "not_before": live.not_before, "to": generation,
+                        "serial": info.serial_hex()}),
+                )
+            });
+        if let Err(e) = appended {
+            log::error!("audit log append failed: {e}");
+        }
+        return Ok(Some((found, info)));
+    }
+    log::warn!(
+        "{}: the live certificate is not valid until {} and no kept generation is valid now",
+        dir.path().display(),
+        crypto::rfc3339(live.not_before)
+    );
+    Ok(None)
+}
+
+/// `gen-N` directories of a set, newest first.
+fn generations(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut gens: Vec<u64> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("gen-"))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    gens.sort_unstable_by(|a, b| b.cmp(a));
+    gens.into_iter().map(|g| format!("gen-{g}")).collect()
+}
+
+/// The set in `path` (a generation directory or `live`), if it parses and its key matches its
+/// certificate. The caller judges its dates.
+fn identity_at(path: &Path) -> Option<(ListenerIdentity, CertInfo)> {
+    let chain_pem = store::read_optional(&path.join(store::FULLCHAIN)).ok()??;
+    let key_pem = match store::read(&path.join(store::KEY)) {
+        Ok(k) => k,
+        Err(e) => {
+            log::warn!("{e}; ignoring the set");
+            return None;
+        }
+    };
+    let Ok(info) = CertInfo::from_pem(&chain_pem) else {
+        log::warn!("{}: unreadable certificate; ignoring it", path.display());
+        return None;
+    };
+    let key_ok = crypto::PrivateKey::from_pem(&key_pem).is_ok_and(|k| k.matches(&info));
+    key_ok.then(|| {
+        (
+            ListenerIdentity {
+                chain_pem,
+                key_pem,
+                source: "local".into(),
+                not_after: info.not_after,
+            },
+            info,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::TrustedNow;
+
+    const DAY: i64 = 86_400;
+
+    fn good_now() -> i64 {
+        crate::trust::BUILD_TIME.parse::<i64>().unwrap() + 365 * DAY
+    }
+
+    fn setup(tag: &str) -> (std::path::PathBuf, LocalCa) {
+        let dir = std::env::temp_dir().join(format!("gatecert-sets-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = Config::standalone(dir.clone());
+        let ca = LocalCa::init(
+            &LocalCa::dir_in(&dir),
+            &cfg.ca,
+            TrustedNow::for_tests(good_now()),
+        )
+        .unwrap();
+        (dir, ca)
+    }
+
+    fn set(dir: &Path) -> LocalSet<'_> {
+        LocalSet {
+            state_dir: dir,
+            name: "gw",
+            names: (vec!["gateway.local".into()], vec![]),
+            lifetime: None,
+        }
+    }
+
+    fn trust(dir: &Path, ca: &LocalCa) -> ClockTrust {
+        ClockTrust::load(dir, Some(ca.intermediate().not_before))
+            .with_ntp_flag(dir.join("no-ntp-flag"))
+    }
+
+    #[test]
+    fn below_the_floor_nothing_is_issued_or_written() {
+        let (dir, ca) = setup("floor");
+        let got =
+            ensure_local_set(&set(&dir), &ca, good_now() - DAY, &mut trust(&dir, &ca)).unwrap();
+        assert!(got.identity.is_none());
+        assert!(got.waiting.is_some());
+        assert!(!dir.join("certs").exists());
+        assert!(!audit::path_in(&dir).exists());
+    }
+
+    #[test]
+    fn a_not_yet_valid_live_set_rolls_back_to_the_valid_one() {
+        let (dir, ca) = setup("rollback");
+        let t = good_now();
+        let first = ensure_local_set(&set(&dir), &ca, t, &mut trust(&dir, &ca)).unwrap();
+        let first_pem = first.identity.unwrap().chain_pem;
+        // Ahead by 30 days: the 24 h set has expired, a new one is issued.
+        let ahead = ensure_local_set(&set(&dir), &ca, t + 30 * DAY, &mut trust(&dir, &ca))
+            .unwrap()
+            .identity
+            .unwrap();
+        assert_ne!(ahead.chain_pem, first_pem);
+        // Back: the clock is below its last trusted time, the kept set is valid again.
+        let mut back = trust(&dir, &ca);
+        assert!(back.check(t).is_err());
+        let got = ensure_local_set(&set(&dir), &ca, t, &mut back).unwrap();
+        assert_eq!(got.identity.unwrap().chain_pem, first_pem);
+        let live = SetDir::new(dir.join("certs/gw"))
+            .read_live()
+            .unwrap()
+            .unwrap();
+        assert_eq!(live.0, first_pem);
+        let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
+        assert_eq!(log.matches("\"event\":\"issue\"").count(), 2, "{log}");
+        assert!(log.contains("\"event\":\"set-rollback\""), "{log}");
+    }
+
+    #[test]
+    fn a_certificate_not_valid_now_is_refused() {
+        let (_, ca) = setup("valid");
+        let info = ca.intermediate().clone();
+        assert!(check_valid_now(&info, info.not_before - 1).is_err());
+        assert!(check_valid_now(&info, info.not_after).is_err());
+        assert!(check_valid_now(&info, info.not_before).is_ok());
+    }
+}
