@@ -44,7 +44,10 @@ command -v "$LINKER" >/dev/null || { echo "needs $LINKER (apt-get install musl-t
 rustup target list --installed | grep -qx "$T" || rustup target add "$T" >&2
 
 link=dynamic crt=-crt-static
-[ "$STATIC" = 1 ] && { link=static; crt=+crt-static; }
+linkvar=("CARGO_TARGET_$(echo "$T" | tr 'a-z-' 'A-Z_')_LINKER=$LINKER")
+# Static: rustc's own self-contained musl (crt objects, libc.a, libunwind.a from the target's
+# std), as cross/build.sh's static builds link; musl-gcc's specs can't make a static-pie.
+[ "$STATIC" = 1 ] && { link=static; crt=+crt-static; linkvar=(); }
 V=$link-$PANIC
 # libgcc_s to link against (see above).
 GS=$REPO/target/cross/feed/libgcc_s
@@ -63,7 +66,7 @@ env CARGO_TARGET_DIR="$REPO/target/cross/feed/cargo-$V" \
   CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
   CARGO_PROFILE_RELEASE_PANIC="$PANIC" \
   CARGO_PROFILE_RELEASE_RPATH=false \
-  "CARGO_TARGET_${TU}_LINKER=$LINKER" \
+  "${linkvar[@]}" \
   "CARGO_TARGET_${TU}_RUSTFLAGS=-Ctarget-feature=$crt -L$GS -Clink-arg=-Wl,--allow-shlib-undefined" \
   "CC_$(echo "$T" | tr - _)=$LINKER" \
   cargo build --release --locked --target "$T" --manifest-path "$REPO/Cargo.toml" >&2
