@@ -39,6 +39,11 @@ missing_at() {
 if git cat-file -e "$srcrev^{commit}" 2>/dev/null; then
   eq "every file do_install takes exists at SRCREV, every crate of its Cargo.lock is in the .inc" "" \
     "$(missing_at "$srcrev")"
+  lic=$(sed -n 's|.*file://LICENSE;md5=\([0-9a-f]*\).*|\1|p' "$BB")
+  eq "LIC_FILES_CHKSUM's md5 is that of LICENSE at SRCREV" "$lic" "$(git show "$srcrev:LICENSE" | md5sum | cut -d' ' -f1)"
+  # Between releases init/ may move on; the recipe ships SRCREV's until SRCREV is bumped.
+  changed=$(git diff --name-only "$srcrev" -- init/ | paste -sd' ')
+  [ -z "$changed" ] || echo "# note: changed since SRCREV (bump it on release): $changed"
   # Negative: the SRCREV the recipe had before (a commit without init/) is caught.
   old=422b0dd4fc993bfdb706d231d13671a49a841af5
   if git cat-file -e "$old^{commit}" 2>/dev/null; then

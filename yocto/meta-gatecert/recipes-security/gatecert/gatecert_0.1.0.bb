@@ -24,7 +24,7 @@ SRC_URI = "git://github.com/gatecert/gatecert.git;protocol=https;branch=main;des
 # The commit the recipe installs from: every file do_install takes from ${S} exists there, and
 # gatecert-crates.inc is generated from its Cargo.lock (tests/packaging/yocto.sh checks both).
 # On release: the v${PV} commit, then scripts/gen-crates-inc.py.
-SRCREV = "a3d6e06a2a7201fa191c01777b3ec21e7d67e659"
+SRCREV = "069572a55469d3a571dbc03253308cfcd88405e5"
 
 inherit cargo cargo-update-recipe-crates systemd update-rc.d
 
