@@ -2,7 +2,7 @@
 SUMMARY = "ACME client and local issuing CA (EST) for IoT gateways"
 DESCRIPTION = "gatecert keeps the gateway's TLS certificates valid over ACME (RFC 8555) and \
                runs a small issuing CA that enrolls leaf devices over EST (RFC 7030)."
-# nooelint: oelint.vars.homepageping - a network check; lint runs offline in CI
+# nooelint: oelint.vars.homepageping - a network check; the lint must not depend on the network
 HOMEPAGE = "https://github.com/gatecert/gatecert"
 BUGTRACKER = "https://github.com/gatecert/gatecert/issues"
 SECTION = "net"
@@ -22,7 +22,7 @@ SRC_URI = "git://github.com/gatecert/gatecert.git;protocol=https;branch=main;des
            file://gatecert.init \
            "
 # The commit the recipe installs from: every file do_install takes from ${S} exists there, and
-# gatecert-crates.inc is generated from its Cargo.lock (tests/packaging/yocto.sh checks both).
+# every crate of its Cargo.lock is in gatecert-crates.inc (tests/packaging/yocto.sh checks both).
 # On release: the v${PV} commit, then scripts/gen-crates-inc.py.
 SRCREV = "069572a55469d3a571dbc03253308cfcd88405e5"
 
