@@ -1,5 +1,5 @@
 //! The broker: for each leaf enrollment, the decision between the upstream ACME CA, a cached
-//! upstream certificate and a local interim one (DESIGN.md, issue 4).
+//! upstream certificate and a local interim one (doc/design.md, issue 4).
 //!
 //! - **upstream**: the gateway orders a certificate for the leaf's names from the upstream
 //!   (RFC 8555 §7.4) on the leaf's behalf and finalizes it with the leaf's own CSR, so the

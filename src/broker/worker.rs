@@ -1,4 +1,4 @@
-//! The upstream worker: the one helper thread (DESIGN.md) that owns every blocking call to an
+//! The upstream worker: the one helper thread (doc/design.md) that owns every blocking call to an
 //! upstream ACME CA, so the main loop never waits on the network.
 //!
 //! It runs brokered leaf orders ([`Job::Order`]) one at a time, keeps every ACME certificate

@@ -650,7 +650,7 @@ mod tests {
         Config::parse(text, Path::new(FILE))
     }
 
-    /// The configuration sketch from DESIGN.md, with the empty options it shows.
+    /// The configuration sketch from the original design brief, with the empty options it shows.
     const SKETCH: &str = "\
 config gatecert 'main'
 \toption state_dir '/etc/gatecert'

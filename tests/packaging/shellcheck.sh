@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/packaging/shellcheck.sh - shellcheck -S warning over every shell script the packaging
-# ships or runs: cross/, scripts/, init/, tests/packaging/, and OpenWrt's files (init script,
-# hotplug hook, uci-defaults, deploy hook; they carry `# shellcheck shell=sh`).
+# ships or runs: cross/, scripts/, init/, tests/packaging/, OpenWrt's files (init script,
+# hotplug hook, uci-defaults, deploy hook; they carry `# shellcheck shell=sh`) and the Yocto
+# layer's (the sysvinit script).
 set -uo pipefail
 # shellcheck source=tests/packaging/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -11,7 +12,12 @@ if ! command -v shellcheck >/dev/null 2>&1; then
 fi
 cd "$REPO" || exit 1
 files=$(
-  for f in cross/*.sh scripts/*.sh init/*.sh tests/packaging/*.sh; do [ -f "$f" ] && echo "$f"; done
+  for f in cross/*.sh scripts/*.sh init/*.sh tests/packaging/*.sh tests/peers/oelint-venv.sh; do
+    [ -f "$f" ] && echo "$f"
+  done
+  for f in yocto/meta-gatecert/recipes-*/*/files/*; do
+    head -1 "$f" | grep -q '^#!.*sh' && echo "$f"
+  done
   for f in openwrt/gatecert/files/*; do
     head -1 "$f" | grep -q '^#!.*sh' && echo "$f"
   done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/peers/pyvenv.sh — a Python venv under target/pyvenv with prometheus_client (PyPI), used
-# by tests/metrics.rs to parse gatecert's metrics with a real Prometheus text-format parser.
+# by the metrics unit tests (src/report/metrics_tests.rs) to parse gatecert's metrics with a real
+# Prometheus text-format parser.
 # Idempotent: a venv that already imports prometheus_client is left alone.
 # Prints the venv's python path on success; exits 3 when PyPI can't be reached.
 set -euo pipefail
