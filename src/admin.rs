@@ -103,6 +103,9 @@ fn ca_csr(cfg: &Config, dir: &Path, args: &[String]) -> Res {
             other => return Err(usage(format!("ca csr: unexpected argument {other:?}"))),
         }
     }
+    if let Some(path) = &out {
+        store::check_output_path(path)?;
+    }
     store::private_dir(&cfg.main.state_dir)?;
     let pem = LocalCa::pending_csr(dir, &cfg.ca)?;
     match out {
@@ -196,6 +199,10 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         }
     }
     let csr_file = csr_file.ok_or_else(|| usage("ca sign needs --csr FILE"))?;
+    // Before anything is signed: a device, FIFO, directory or symlink is never an output.
+    if let Some(path) = &out {
+        store::check_output_path(path)?;
+    }
     let raw = std::fs::read(&csr_file).map_err(store::io_err("read", &csr_file))?;
     let der = csr_der(&raw).ok_or_else(|| {
         usage(format!(
