@@ -227,11 +227,14 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         lifetime,
         server_auth,
     };
+    // One step for every other process (the service, another `ca sign`): the chain is read,
+    // the line appended and the inventory row written under the audit lock. A broken chain
+    // stops here, before anything is signed.
+    let mut log = Audit::open_locked(&audit::path_in(&cfg.main.state_dir), audit::DEFAULT_MAX_BYTES)?;
     let issued = match ca.issue(&req, now) {
         Ok(i) => i,
         Err(e) => {
-            let _ = audit_event(
-                cfg,
+            let _ = log.append(
                 now,
                 "deny",
                 serde_json::json!({"via": "cli", "device": device, "names": names, "reason": e.to_string()}),
@@ -239,8 +242,7 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
             return Err(e.into());
         }
     };
-    audit_event(
-        cfg,
+    log.append(
         now,
         "issue",
         serde_json::json!({"via": "cli", "device": device, "names": names,
@@ -254,6 +256,7 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         source: Source::Local,
         issued_at: now,
     })?;
+    drop(log);
     let pem = crypto::certs_to_pem(issued.chain_der.iter().map(Vec::as_slice));
     match out {
         Some(path) => {
@@ -397,36 +400,63 @@ fn token_revoke(cfg: &Config, args: &[String], now: i64) -> Res {
     Ok(())
 }
 
-/// `gatecert audit verify [--repair]`. Exit 0 when the chain is intact.
+/// `gatecert audit verify [--repair]`: both streams (`audit.log`, and `audit-deny.log` when
+/// present). Exit 0 when every chain is intact. `--repair` cuts a torn last line, and for a
+/// tail that does not match the head records a `repair` line (the gap stays visible) so that
+/// issuance can resume.
 pub fn cmd_audit(cfg: &Config, args: &[String]) -> i32 {
     let repair = match args {
         [v] if v == "verify" => false,
         [v, r] if v == "verify" && r == "--repair" => true,
         _ => return finish(Err(usage("usage: gatecert audit verify [--repair]"))),
     };
-    let path = audit::path_in(&cfg.main.state_dir);
+    let now = clock::from_env().now();
+    let state = &cfg.main.state_dir;
+    let mut paths = vec![audit::path_in(state)];
+    let deny = audit::deny_path_in(state);
+    if deny.exists() {
+        paths.push(deny);
+    }
     finish((|| -> Res {
-        let mut report = Audit::verify(&path)?;
-        if repair && report.torn_at.is_some() {
-            let cut = Audit::repair(&path)?;
-            println!("{}: cut a torn last line of {cut} bytes", path.display());
-            report = Audit::verify(&path)?;
+        let mut failed = Vec::new();
+        for path in &paths {
+            let mut report = Audit::verify(path)?;
+            if repair && report.torn_at.is_some() {
+                let cut = Audit::repair(path)?;
+                println!("{}: cut a torn last line of {cut} bytes", path.display());
+                report = Audit::verify(path)?;
+            }
+            if repair && !report.ok() {
+                if let Some(what) = Audit::repair_head(path, now)? {
+                    println!("{}: recorded a repair: {what}", path.display());
+                    report = Audit::verify(path)?;
+                }
+            }
+            for p in &report.problems {
+                println!("{p}");
+            }
+            if report.ok() {
+                println!(
+                    "{}: intact: {} lines in {} file(s)",
+                    path.display(),
+                    report.lines,
+                    report.files.len()
+                );
+            } else {
+                failed.push(format!(
+                    "{} ({} problem(s))",
+                    path.display(),
+                    report.problems.len()
+                ));
+            }
         }
-        for p in &report.problems {
-            println!("{p}");
-        }
-        if report.ok() {
-            println!(
-                "audit log intact: {} lines in {} file(s)",
-                report.lines,
-                report.files.len()
-            );
+        if failed.is_empty() {
+            println!("audit log intact");
             Ok(())
         } else {
             Err(usage(format!(
-                "audit log {} failed verification: {} problem(s)",
-                path.display(),
-                report.problems.len()
+                "audit log failed verification: {}",
+                failed.join(", ")
             )))
         }
     })())

@@ -21,8 +21,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::json;
-
 use crate::audit::{Audit, DEFAULT_MAX_BYTES};
 use crate::broker::{Broker, Origin};
 use crate::ca::{Csr, IssueRequest, Issued, LocalCa};
@@ -30,17 +28,21 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
-use crate::leaves::{Inventory, Leaf};
 use crate::report::Counters;
 use crate::store::{self, CertSet, SetDir};
 use crate::token::Tokens;
 use crate::trust::ClockTrust;
-use crate::{audit, ca, leaves, pkcs7, token};
+use crate::{audit, ca, pkcs7, token};
 
 mod brokered;
+mod record;
 
 /// The well-known prefix, RFC 7030 §3.2.2.
 pub const PREFIX: &str = "/.well-known/est/";
+
+/// What a client is told when its certificate cannot be audited.
+const AUDIT_DOWN: &str = "the audit log cannot record issuances; nothing is issued until an \
+                          operator repairs it";
 
 /// The realm in `WWW-Authenticate`.
 pub const REALM: &str = "gatecert";
@@ -111,6 +113,8 @@ pub struct Est {
     parked: HashMap<u64, brokered::Parked>,
     /// Where issuances are counted for metrics, when the service keeps counters.
     counters: Option<Arc<Counters>>,
+    /// Denials of the current minute, for the denial stream's rate limit.
+    denials: record::DenyWindow,
 }
 
 /// A refused request: what the client is told and what the audit log records.
@@ -172,6 +176,7 @@ impl Est {
             broker: None,
             parked: HashMap::new(),
             counters: None,
+            denials: record::DenyWindow::default(),
         }
     }
 
@@ -271,6 +276,14 @@ impl Est {
                 .device(&auth.device)
                 .names(auth.names.clone())
         })?;
+        // No issuance without its audit line: a broken or unreadable log stops it here,
+        // before anything is signed or a token burnt.
+        Audit::open(&audit::path_in(&self.state_dir), DEFAULT_MAX_BYTES).map_err(|e| {
+            log::error!("{}", crate::errchain::one_line(&e));
+            Denial::new(503, AUDIT_DOWN)
+                .device(&auth.device)
+                .names(auth.names.clone())
+        })?;
         Ok(now)
     }
 
@@ -366,59 +379,6 @@ impl Est {
             .map_err(|_| Denial::new(400, "body is not base64 (RFC 7030 4.2.1)"))?;
         self.ca.verify_csr(&der).map_err(|e| ca_denial(&e))
     }
-
-    fn record(&mut self, op: &str, client: IpAddr, outcome: &Result<Granted, Denial>) {
-        let now = self.clock.now();
-        let client = client.to_string();
-        let (event, fields) = match outcome {
-            Ok(g) => (
-                "est.issue",
-                json!({
-                    "op": op,
-                    "device": g.device,
-                    "names": g.names,
-                    "serial": g.issued.serial_hex,
-                    "not_after": g.issued.not_after,
-                    "source": g.origin.as_str(),
-                    "client": client,
-                }),
-            ),
-            Err(d) => (
-                "est.deny",
-                json!({
-                    "op": op,
-                    "status": d.status,
-                    "device": d.device,
-                    "names": d.names,
-                    "reason": d.reason,
-                    "client": client,
-                }),
-            ),
-        };
-        let appended = Audit::open(&audit::path_in(&self.state_dir), DEFAULT_MAX_BYTES)
-            .and_then(|mut a| a.append(now, event, fields));
-        if let Err(e) = appended {
-            log::error!("audit log append failed: {e}");
-        }
-        if let Ok(g) = outcome {
-            if let Some(c) = &self.counters {
-                c.leaf_issued(g.origin.source());
-            }
-            let leaf = Leaf {
-                device: g.device.clone(),
-                names: g.names.clone(),
-                serial: g.issued.serial_hex.clone(),
-                not_after: g.issued.not_after,
-                source: g.origin.source(),
-                issued_at: now,
-            };
-            let recorded =
-                Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| i.record(leaf));
-            if let Err(e) = recorded {
-                log::error!("leaf inventory write failed: {e}");
-            }
-        }
-    }
 }
 
 impl Est {
@@ -445,9 +405,22 @@ impl Est {
         }
     }
 
-    /// Records `outcome` in the audit log and inventory and turns it into the answer.
+    /// Records `outcome` in the audit log and inventory and turns it into the answer. An
+    /// issuance whose audit line cannot be written is not handed out: 503 (fail closed).
     fn finish(&mut self, op: &str, client: IpAddr, outcome: Result<Granted, Denial>) -> Response {
-        self.record(op, client, &outcome);
+        if let Err(e) = self.record(op, client, &outcome) {
+            log::error!(
+                "{}; the certificate is withheld",
+                crate::errchain::one_line(&e)
+            );
+            let d = Denial::new(503, AUDIT_DOWN);
+            let d = match &outcome {
+                Ok(g) => d.device(&g.device).names(g.names.clone()),
+                Err(_) => d,
+            };
+            self.record_denial(self.clock.now(), op, client, &d);
+            return Response::text(503, AUDIT_DOWN).header("Retry-After", "60");
+        }
         match outcome {
             Ok(g) => match g.key_pem {
                 Some(key_pem) => serverkeygen_response(&key_pem, &g.issued),
@@ -490,8 +463,8 @@ impl Handler for Est {
     }
 
     fn rejected(&mut self, status: u16, reason: &str, peer: &PeerInfo) {
-        let outcome = Err(Denial::new(status, reason));
-        self.record("http", peer.addr.ip(), &outcome);
+        let now = self.clock.now();
+        self.record_denial(now, "http", peer.addr.ip(), &Denial::new(status, reason));
     }
 }
 
@@ -768,7 +741,7 @@ mod tests {
         assert_eq!(CSR_ATTRS[24] as usize, CSR_ATTRS.len() - 25);
     }
 
-    fn setup(tag: &str) -> (PathBuf, Est, Arc<FixedClock>) {
+    pub(super) fn setup(tag: &str) -> (PathBuf, Est, Arc<FixedClock>) {
         let dir =
             std::env::temp_dir().join(format!("gatecert-est-unit-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -781,7 +754,7 @@ mod tests {
 
     /// A one-use token for `device` bound to `name`, valid `ttl` s from `now`, and a P-256 CSR
     /// for `name`.
-    fn token_and_csr(
+    pub(super) fn token_and_csr(
         dir: &Path,
         device: &str,
         name: &str,
@@ -797,7 +770,7 @@ mod tests {
         (token, key.csr(&names, &[]).unwrap())
     }
 
-    fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
+    pub(super) fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
         Request {
             method: "POST".into(),
             path: format!("{PREFIX}simpleenroll"),
@@ -813,7 +786,7 @@ mod tests {
         }
     }
 
-    fn peer() -> PeerInfo {
+    pub(super) fn peer() -> PeerInfo {
         PeerInfo {
             addr: "192.0.2.7:5000".parse().unwrap(),
             tls: true,
@@ -830,7 +803,7 @@ mod tests {
         let resp = est.handle(&enroll_req("s", &token, &csr), &peer());
         assert_eq!(resp.status, 403);
         assert!(String::from_utf8_lossy(&resp.body).contains("expired"));
-        let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
+        let log = std::fs::read_to_string(audit::deny_path_in(&dir)).unwrap();
         assert!(log.contains("token expired") && log.contains("192.0.2.7"));
         assert!(!log.contains(&token));
         let _ = std::fs::remove_dir_all(&dir);
@@ -848,7 +821,7 @@ mod tests {
         let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
         assert_eq!(resp.status, 503);
         assert!(String::from_utf8_lossy(&resp.body).contains("clock untrusted"));
-        assert!(!leaves::path_in(&dir).exists());
+        assert!(!crate::leaves::path_in(&dir).exists());
         clock.set(good);
         let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));

@@ -130,8 +130,10 @@ impl Gatecert {
         std::fs::read_to_string(self.path("gatecert.log")).unwrap_or_default()
     }
 
+    /// Both streams: `audit.log` (issuances) and `audit-deny.log` (denials).
     fn audit(&self) -> String {
-        std::fs::read_to_string(self.state().join("audit.log")).unwrap_or_default()
+        let read = |f: &str| std::fs::read_to_string(self.state().join(f)).unwrap_or_default();
+        read("audit.log") + &read("audit-deny.log")
     }
 
     fn upstream_state(&self) -> String {

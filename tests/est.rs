@@ -140,8 +140,10 @@ impl Gatecert {
         )
     }
 
+    /// Both streams: `audit.log` (issuances) and `audit-deny.log` (denials).
     fn audit(&self) -> String {
-        std::fs::read_to_string(self.state().join("audit.log")).unwrap_or_default()
+        let read = |f: &str| std::fs::read_to_string(self.state().join(f)).unwrap_or_default();
+        read("audit.log") + &read("audit-deny.log")
     }
 
     /// Asserts the audit log has a line with `event` mentioning every one of `needles`, and that
