@@ -224,15 +224,22 @@ fn p7_to_pem(dir: &Path, tag: &str, body: &[u8]) -> String {
         "-in",
         p7.to_str().unwrap(),
     ]);
-    String::from_utf8(out.stdout).unwrap()
+    // The SET is DER-sorted: put the leaf (not a CA) first, as a chain file has it.
+    let certs = gatecert::crypto::certs_from_pem(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let is_ca = |c: &&_| gatecert::crypto::CertInfo::from_der(AsRef::<[u8]>::as_ref(*c)).unwrap().is_ca;
+    let (cas, leaves): (Vec<_>, Vec<_>) = certs.iter().partition(is_ca);
+    gatecert::crypto::certs_to_pem(leaves.iter().chain(cas.iter()).map(|c| c.as_ref()))
 }
 
-/// The first PEM certificate of `pem`.
+/// The leaf of `pem` (the certificate that is not a CA), as PEM: a certs-only answer is a
+/// DER-sorted SET, not a chain in order.
 fn first_cert(pem: &str) -> String {
-    let end = "-----END CERTIFICATE-----";
-    let start = pem.find("-----BEGIN CERTIFICATE-----").unwrap();
-    let stop = pem[start..].find(end).unwrap() + start + end.len();
-    format!("{}\n", &pem[start..stop])
+    let certs = gatecert::crypto::certs_from_pem(pem).unwrap();
+    let leaf = certs
+        .iter()
+        .find(|c| !gatecert::crypto::CertInfo::from_der(c.as_ref()).unwrap().is_ca)
+        .expect("a leaf in the answer");
+    gatecert::crypto::certs_to_pem(std::iter::once(leaf.as_ref()))
 }
 
 #[test]
