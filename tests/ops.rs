@@ -229,3 +229,163 @@ fn check_reports_a_bad_config_by_name() {
         "{stdout}"
     );
 }
+
+fn sign(env: &Env, t: i64, csr: &Path, out: &Path) -> Output {
+    env.run(
+        t,
+        &[
+            "ca",
+            "sign",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+}
+
+fn issue_lines(env: &Env) -> usize {
+    std::fs::read_to_string(env.state().join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"issue\""))
+        .count()
+}
+
+/// Issue 10 item 4: `ca sign --out` a device node (here a private copy of /dev/null made with
+/// mknod; a FIFO when not root) or a symlink is refused before anything is signed, and the node
+/// stays what it was. A new path and an existing regular file are fine.
+#[test]
+fn ca_sign_out_refuses_a_device_node_or_a_symlink() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let env = Env::new("devout");
+    let t = now();
+    assert!(env.run(t, &["ca", "init"]).status.success());
+    let csr = openssl_csr(&env.dir, "dev.local");
+    let node = env.dir.join("null");
+    let made = Command::new("mknod")
+        .arg(&node)
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    let is_device = made.success();
+    if !is_device {
+        assert!(Command::new("mkfifo").arg(&node).status().unwrap().success());
+    }
+    let kind_ok = |p: &Path| {
+        let ft = std::fs::symlink_metadata(p).unwrap().file_type();
+        if is_device { ft.is_char_device() } else { ft.is_fifo() }
+    };
+    let out = sign(&env, t, &csr, &node);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a regular file or a new path"), "{stderr}");
+    assert!(kind_ok(&node), "the node was replaced");
+    assert_eq!(issue_lines(&env), 0, "signed although the output was refused");
+
+    let victim = env.dir.join("victim.pem");
+    std::fs::write(&victim, "keep\n").unwrap();
+    let link = env.dir.join("link.pem");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let out = sign(&env, t, &csr, &link);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("a symlink"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+
+    let fresh = env.dir.join("fresh.pem");
+    assert!(sign(&env, t, &csr, &fresh).status.success());
+    assert!(sign(&env, t, &csr, &fresh).status.success(), "a regular file is replaced");
+    assert!(std::fs::read_to_string(&fresh).unwrap().contains("BEGIN CERTIFICATE"));
+}
+
+/// Issue 10 item 5e: parallel `ca sign` runs serialise on the audit lock: the chain verifies
+/// and every issuance has its audit line and its inventory row.
+#[test]
+fn parallel_ca_sign_keep_one_chain_and_every_inventory_row() {
+    const N: usize = 8;
+    let env = Env::new("parallel");
+    let t = now();
+    assert!(env.run(t, &["ca", "init"]).status.success());
+    let csrs: Vec<PathBuf> = (0..N)
+        .map(|i| openssl_csr(&env.dir, &format!("p{i}.local")))
+        .collect();
+    let children: Vec<_> = csrs
+        .iter()
+        .enumerate()
+        .map(|(i, csr)| {
+            Command::new(env!("CARGO_BIN_EXE_gatecert"))
+                .arg("--config")
+                .arg(&env.config)
+                .args(["ca", "sign", "--csr"])
+                .arg(csr)
+                .arg("--out")
+                .arg(env.dir.join(format!("p{i}.crt")))
+                .env("GATECERT_FAKE_NOW", t.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = env.run(t, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(issue_lines(&env), N);
+    let inv: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.state().join("leaves.json")).unwrap()).unwrap();
+    assert_eq!(inv["leaves"].as_array().unwrap().len(), N, "{inv}");
+}
+
+/// Issue 10 item 5b: a last line deleted or edited, or the log truncated, is not laundered by
+/// the next issuance: `ca sign` refuses (nothing signed, nothing appended), `audit verify`
+/// fails, and `audit verify --repair` records a repair line after which issuance resumes.
+#[test]
+fn a_cut_or_edited_audit_tail_stops_issuance_until_repaired() {
+    let tampers: [(&str, fn(&str) -> String); 3] = [
+        ("delete-last", |s| {
+            let mut l: Vec<&str> = s.lines().collect();
+            l.pop();
+            l.iter().map(|x| format!("{x}\n")).collect()
+        }),
+        ("edit-last", |s| {
+            let mut l: Vec<String> = s.lines().map(str::to_owned).collect();
+            let n = l.len() - 1;
+            l[n] = l[n].replace("e1.local", "e9.local");
+            l.iter().map(|x| format!("{x}\n")).collect()
+        }),
+        ("truncate", |_| String::new()),
+    ];
+    for (tag, tamper) in tampers {
+        let env = Env::new(&format!("tail-{tag}"));
+        let t = now();
+        assert!(env.run(t, &["ca", "init"]).status.success());
+        let c1 = openssl_csr(&env.dir, "e1.local");
+        assert!(sign(&env, t, &c1, &env.dir.join("e1.crt")).status.success());
+        let log = env.state().join("audit.log");
+        let tampered = tamper(&std::fs::read_to_string(&log).unwrap());
+        std::fs::write(&log, &tampered).unwrap();
+
+        let c2 = openssl_csr(&env.dir, "e2.local");
+        let out = sign(&env, t, &c2, &env.dir.join("e2.crt"));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{tag}: issued on a broken chain");
+        assert!(stderr.contains("audit chain broken"), "{tag}: {stderr}");
+        assert!(!env.dir.join("e2.crt").exists(), "{tag}");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), tampered, "{tag}: laundered");
+        let out = env.run(t, &["audit", "verify"]);
+        assert_eq!(out.status.code(), Some(2), "{tag}: {}", text(&out.stdout));
+
+        let out = env.run(t, &["audit", "verify", "--repair"]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{tag}: {stdout}{}", text(&out.stderr));
+        assert!(stdout.contains("recorded a repair"), "{tag}: {stdout}");
+        assert!(sign(&env, t, &c2, &env.dir.join("e2.crt")).status.success(), "{tag}");
+        assert!(env.run(t, &["audit", "verify"]).status.success(), "{tag}");
+        let text_log = std::fs::read_to_string(&log).unwrap();
+        assert!(text_log.contains("\"event\":\"repair\""), "{tag}");
+        assert!(text_log.contains("\"head_was\""), "{tag}");
+    }
+}
