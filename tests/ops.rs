@@ -389,3 +389,55 @@ fn a_cut_or_edited_audit_tail_stops_issuance_until_repaired() {
         assert!(text_log.contains("\"head_was\""), "{tag}");
     }
 }
+
+/// Issue 10 item 4 at the binary: whoever can write the metrics textfile directory (commonly
+/// the prometheus user) plants a symlink at the name the old code used for its temp file
+/// (`.gatecert.prom.tmp<pid>`; `exec` keeps the shell's pid) pointing at a root-owned 0600
+/// file. `gatecert run` writes its textfile without touching the victim.
+#[test]
+fn a_planted_symlink_in_the_textfile_directory_does_not_redirect_the_write() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new("textfile");
+    let text_dir = env.dir.join("textfile");
+    std::fs::create_dir(&text_dir).unwrap();
+    std::fs::set_permissions(&text_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let prom = text_dir.join("gatecert.prom");
+    let mut conf = std::fs::read_to_string(&env.config).unwrap();
+    conf.push_str(&format!(
+        "config metrics 'metrics'\n\toption textfile '{}'\n",
+        prom.display()
+    ));
+    std::fs::write(&env.config, conf).unwrap();
+    let victim = env.dir.join("victim");
+    std::fs::write(&victim, "root secret\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ln -s \"$1\" \"$2/.gatecert.prom.tmp$$\" && exec \"$3\" --config \"$4\" run")
+        .arg("sh")
+        .arg(&victim)
+        .arg(&text_dir)
+        .arg(env!("CARGO_BIN_EXE_gatecert"))
+        .arg(&env.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let planted = text_dir.join(format!(".gatecert.prom.tmp{}", child.id()));
+    let t = std::time::Instant::now();
+    while !prom.exists() && t.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(prom.exists(), "gatecert run wrote no textfile");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root secret\n");
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the victim was chmod'ed");
+    assert!(
+        std::fs::symlink_metadata(&planted).unwrap().file_type().is_symlink(),
+        "the planted link is gone: the test did not exercise the old name"
+    );
+    assert!(std::fs::read_to_string(&prom).unwrap().contains("gatecert_healthy"));
+}
