@@ -224,11 +224,19 @@ fn p7_to_pem(dir: &Path, tag: &str, body: &[u8]) -> String {
         "-in",
         p7.to_str().unwrap(),
     ]);
-    // The SET is DER-sorted: put the leaf (not a CA) first, as a chain file has it.
-    let certs = gatecert::crypto::certs_from_pem(&String::from_utf8(out.stdout).unwrap()).unwrap();
-    let is_ca = |c: &&_| gatecert::crypto::CertInfo::from_der(AsRef::<[u8]>::as_ref(*c)).unwrap().is_ca;
-    let (cas, leaves): (Vec<_>, Vec<_>) = certs.iter().partition(is_ca);
-    gatecert::crypto::certs_to_pem(leaves.iter().chain(cas.iter()).map(|c| c.as_ref()))
+    // The SET is DER-sorted: put the leaf (not a CA) first, as a chain file has it, keeping
+    // openssl's subject/issuer lines with each certificate.
+    let text = String::from_utf8(out.stdout).unwrap();
+    let is_ca = |block: &&str| {
+        let der = gatecert::crypto::certs_from_pem(block).unwrap();
+        gatecert::crypto::CertInfo::from_der(der[0].as_ref()).unwrap().is_ca
+    };
+    let blocks: Vec<&str> = text
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .filter(|b| b.contains("BEGIN CERTIFICATE"))
+        .collect();
+    let (cas, leaves): (Vec<&str>, Vec<&str>) = blocks.into_iter().partition(is_ca);
+    leaves.into_iter().chain(cas).collect()
 }
 
 /// The leaf of `pem` (the certificate that is not a CA), as PEM: a certs-only answer is a
