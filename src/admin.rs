@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::audit::{self, Audit};
 use crate::ca::{self, IssueRequest, LocalCa};
-use crate::errchain;
 use crate::clock;
 use crate::config::Config;
 use crate::crypto::{self, CertInfo, Subtree};
+use crate::errchain;
 use crate::leaves::{self, Inventory, Leaf, Source};
 use crate::store;
 use crate::token::{self, Tokens};
@@ -230,7 +230,10 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
     // One step for every other process (the service, another `ca sign`): the chain is read,
     // the line appended and the inventory row written under the audit lock. A broken chain
     // stops here, before anything is signed.
-    let mut log = Audit::open_locked(&audit::path_in(&cfg.main.state_dir), audit::DEFAULT_MAX_BYTES)?;
+    let mut log = Audit::open_locked(
+        &audit::path_in(&cfg.main.state_dir),
+        audit::DEFAULT_MAX_BYTES,
+    )?;
     let issued = match ca.issue(&req, now) {
         Ok(i) => i,
         Err(e) => {

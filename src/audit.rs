@@ -209,70 +209,47 @@ impl Audit {
     /// `repair` line records it.
     fn load(&mut self, check_head: bool) -> Result<(), Error> {
         let path = self.path.clone();
-        let head = read_head(&path)?;
-        let data = match fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(store::io_err("read", &path)(e).into()),
-        };
-        let (complete, torn) = split_torn(&data);
-        let last = complete.split(|b| *b == b'\n').rev().nth(1);
-        let broken = |what: &str| Error::Broken {
-            path: path.clone(),
-            what: what.to_string(),
-        };
-        match last {
-            Some(last) => {
-                let hash = crypto::hex(&crypto::sha256(last));
-                let claimed = line_prev(last);
-                let ok = match &head {
-                    Some(h) => *h == hash || Some(h) == claimed.as_ref(),
-                    // Only the very first line can precede the first head.
-                    None => claimed.as_deref() == Some(GENESIS),
-                };
-                if check_head && !ok {
-                    return Err(broken(if head.is_none() {
-                        "audit.log.head is missing but the log has lines"
-                    } else {
-                        "the last line is not the one audit.log.head records: lines were \
-                         removed from the end or the last line was edited"
-                    }));
-                }
-                self.prev = hash;
-            }
-            None => {
-                // Empty or absent: fresh, or a crash right after a rotation.
-                let base = last_hash_of_newest_rotated(&path)?.unwrap_or_else(|| GENESIS.into());
-                let ok = head.as_ref().map_or(base == GENESIS, |h| *h == base);
-                if check_head && !ok {
-                    return Err(broken(
-                        "the log is empty or missing but audit.log.head records entries",
-                    ));
-                }
-                self.prev = base;
-            }
+        let tail = inspect(&path)?;
+        if let (true, Some(what)) = (check_head, tail.mismatch) {
+            return Err(Error::Broken {
+                path,
+                what: what.into(),
+            });
         }
-        self.size = complete.len() as u64;
-        if !torn.is_empty() {
+        self.prev = tail.prev;
+        self.size = tail.complete_len;
+        if !tail.torn.is_empty() {
             log::warn!(
                 "{}: cutting a torn last line of {} bytes",
                 path.display(),
-                torn.len()
+                tail.torn.len()
             );
-            truncate(&path, complete.len() as u64)?;
+            truncate(&path, tail.complete_len)?;
             self.append_raw(
                 0,
                 "repair",
                 serde_json::json!({
-                    "cut_bytes": torn.len(),
-                    "cut_sha256": crypto::hex(&crypto::sha256(torn)),
+                    "cut_bytes": tail.torn.len(),
+                    "cut_sha256": crypto::hex(&crypto::sha256(&tail.torn)),
                 }),
             )?;
-        } else if check_head && head.as_ref() != Some(&self.prev) && last.is_some() {
+        } else if check_head && tail.head.as_ref() != Some(&self.prev) && tail.has_lines {
             // The crash window between a line's fsync and the head's update: catch up.
             store::write_atomic(&head_path(&path), self.prev.as_bytes(), store::SECRET)?;
         }
         Ok(())
+    }
+
+    /// Whether the log at `path` may be appended to: `Err(Error::Broken)` when its last line is
+    /// not the one `audit.log.head` records. Only reads (no lock, no repair), for `status`.
+    pub fn check(path: &Path) -> Result<(), Error> {
+        match inspect(path)?.mismatch {
+            Some(what) => Err(Error::Broken {
+                path: path.to_path_buf(),
+                what: what.into(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Appends one event. `fields` must be a JSON object; `ts`, `event` and `prev` are set here.
@@ -544,6 +521,68 @@ fn truncate(path: &Path, len: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// The end of a log as found on disk.
+struct Tail {
+    /// The hash the next line chains to.
+    prev: String,
+    /// Bytes of complete lines.
+    complete_len: u64,
+    /// An unterminated last line (a torn write).
+    torn: Vec<u8>,
+    /// `audit.log.head`.
+    head: Option<String>,
+    has_lines: bool,
+    /// Why the end does not match the head, if it does not.
+    mismatch: Option<&'static str>,
+}
+
+/// Reads the end of the log at `path` and judges it against the head. Never writes.
+fn inspect(path: &Path) -> Result<Tail, Error> {
+    let head = read_head(path)?;
+    let data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(store::io_err("read", path)(e).into()),
+    };
+    let (complete, torn) = split_torn(&data);
+    let last = complete.split(|b| *b == b'\n').rev().nth(1);
+    let (prev, mismatch) = match last {
+        Some(last) => {
+            let hash = crypto::hex(&crypto::sha256(last));
+            let claimed = line_prev(last);
+            let ok = match &head {
+                // A crash between the line's fsync and the head's update leaves the head one
+                // line behind: that loses nothing.
+                Some(h) => *h == hash || Some(h) == claimed.as_ref(),
+                // Only the very first line can precede the first head.
+                None => claimed.as_deref() == Some(GENESIS),
+            };
+            let why = if head.is_none() {
+                "audit.log.head is missing but the log has lines"
+            } else {
+                "the last line is not the one audit.log.head records: lines were removed from \
+                 the end or the last line was edited"
+            };
+            (hash, (!ok).then_some(why))
+        }
+        None => {
+            // Empty or absent: fresh, or a crash right after a rotation.
+            let base = last_hash_of_newest_rotated(path)?.unwrap_or_else(|| GENESIS.into());
+            let ok = head.as_ref().map_or(base == GENESIS, |h| *h == base);
+            let why = "the log is empty or missing but audit.log.head records entries";
+            (base, (!ok).then_some(why))
+        }
+    };
+    Ok(Tail {
+        prev,
+        complete_len: complete.len() as u64,
+        torn: torn.to_vec(),
+        head,
+        has_lines: last.is_some(),
+        mismatch,
+    })
+}
+
 /// The `prev` a line claims.
 fn line_prev(line: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(line).ok()?;
@@ -662,7 +701,12 @@ pub fn bounded(fields: serde_json::Value) -> serde_json::Value {
             Value::Object(map) if depth < 2 => Value::Object(
                 map.into_iter()
                     .take(4 * MAX_FIELD_ITEMS)
-                    .map(|(k, v)| (cut_str(&k).as_str().unwrap_or_default().to_owned(), cut(v, depth + 1)))
+                    .map(|(k, v)| {
+                        (
+                            cut_str(&k).as_str().unwrap_or_default().to_owned(),
+                            cut(v, depth + 1),
+                        )
+                    })
                     .collect(),
             ),
             Value::Array(_) | Value::Object(_) => Value::String("...(cut)".into()),

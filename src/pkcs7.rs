@@ -263,8 +263,14 @@ mod tests {
             );
             assert_eq!(got.len(), 3);
         }
-        assert_eq!(der_set_order(&[1, 2], &[1, 2, 0]), std::cmp::Ordering::Equal);
-        assert_eq!(der_set_order(&[1, 3], &[1, 2, 9]), std::cmp::Ordering::Greater);
+        assert_eq!(
+            der_set_order(&[1, 2], &[1, 2, 0]),
+            std::cmp::Ordering::Equal
+        );
+        assert_eq!(
+            der_set_order(&[1, 3], &[1, 2, 9]),
+            std::cmp::Ordering::Greater
+        );
     }
 
     #[test]

@@ -167,7 +167,8 @@ fn create_temp(dir: &Path, path: &Path, mode: u32) -> Result<(fs::File, PathBuf)
             source: std::io::Error::other(e.to_string()),
         })?;
         let tmp = dir.join(format!(".{short}.{}.tmp", crate::crypto::hex(&rand)));
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match rustix::fs::open(&tmp, flags, Mode::from_raw_mode(mode & 0o777)) {
             Ok(fd) => return Ok((fs::File::from(fd), tmp)),
             Err(rustix::io::Errno::EXIST) => last = Some(tmp),
@@ -175,7 +176,9 @@ fn create_temp(dir: &Path, path: &Path, mode: u32) -> Result<(fs::File, PathBuf)
         }
     }
     let tmp = last.unwrap_or_else(|| dir.join(".tmp"));
-    Err(io_err("create", &tmp)(std::io::ErrorKind::AlreadyExists.into()))
+    Err(io_err("create", &tmp)(
+        std::io::ErrorKind::AlreadyExists.into(),
+    ))
 }
 
 /// What `path` is when it exists and is neither a regular file nor a symlink ("a character
@@ -400,7 +403,9 @@ impl SetDir {
             path: self.live(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        let tmp = self.dir.join(format!(".live.{}.tmp", crate::crypto::hex(&rand)));
+        let tmp = self
+            .dir
+            .join(format!(".live.{}.tmp", crate::crypto::hex(&rand)));
         std::os::unix::fs::symlink(generation, &tmp).map_err(io_err("symlink", &tmp))?;
         let live = self.live();
         if let Err(e) = fs::rename(&tmp, &live) {
@@ -581,7 +586,10 @@ mod tests {
         assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
         let e = write_if_changed(&fifo, b"x", PUBLIC).unwrap_err();
         assert!(matches!(e, Error::NotRegular { .. }), "{e}");
-        assert!(matches!(check_output_path(&d), Err(Error::NotRegular { .. })));
+        assert!(matches!(
+            check_output_path(&d),
+            Err(Error::NotRegular { .. })
+        ));
         // only the FIFO is there: no temp file was left behind
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
         fs::remove_dir_all(d).unwrap();

@@ -229,7 +229,9 @@ fn p7_to_pem(dir: &Path, tag: &str, body: &[u8]) -> String {
     let text = String::from_utf8(out.stdout).unwrap();
     let is_ca = |block: &&str| {
         let der = gatecert::crypto::certs_from_pem(block).unwrap();
-        gatecert::crypto::CertInfo::from_der(der[0].as_ref()).unwrap().is_ca
+        gatecert::crypto::CertInfo::from_der(der[0].as_ref())
+            .unwrap()
+            .is_ca
     };
     let blocks: Vec<&str> = text
         .split_inclusive("-----END CERTIFICATE-----\n")
@@ -245,7 +247,11 @@ fn first_cert(pem: &str) -> String {
     let certs = gatecert::crypto::certs_from_pem(pem).unwrap();
     let leaf = certs
         .iter()
-        .find(|c| !gatecert::crypto::CertInfo::from_der(c.as_ref()).unwrap().is_ca)
+        .find(|c| {
+            !gatecert::crypto::CertInfo::from_der(c.as_ref())
+                .unwrap()
+                .is_ca
+        })
         .expect("a leaf in the answer");
     gatecert::crypto::certs_to_pem(std::iter::once(leaf.as_ref()))
 }
@@ -713,10 +719,20 @@ fn a_denial_flood_leaves_the_issuance_history_intact() {
     assert_eq!(statuses.get(&403), Some(&400), "{statuses:?}");
 
     let now_log = std::fs::read_to_string(g.state().join("audit.log")).unwrap();
-    assert!(now_log.starts_with(&history), "the issuance history changed");
-    assert!(!g.state().join("audit.log.1").exists(), "audit.log was rotated by denials");
+    assert!(
+        now_log.starts_with(&history),
+        "the issuance history changed"
+    );
+    assert!(
+        !g.state().join("audit.log.1").exists(),
+        "audit.log was rotated by denials"
+    );
     let deny = std::fs::read_to_string(g.state().join("audit-deny.log")).unwrap();
-    assert!(deny.len() < 64 * 1024, "denial stream grew {} bytes", deny.len());
+    assert!(
+        deny.len() < 64 * 1024,
+        "denial stream grew {} bytes",
+        deny.len()
+    );
     assert!(deny.contains("(cut, 5500 bytes)"), "user name not cut");
     assert!(!deny.contains("wrong"), "the token reached the log");
     for f in ["audit.log", "audit-deny.log"] {
@@ -741,7 +757,10 @@ fn an_unwritable_audit_log_fails_enrollment_closed() {
     let text = String::from_utf8_lossy(&body);
     assert_eq!(code, 503, "{text}");
     assert!(text.contains("audit log"), "{text}");
-    assert!(!g.state().join("leaves.json").exists(), "an unaudited leaf was recorded");
+    assert!(
+        !g.state().join("leaves.json").exists(),
+        "an unaudited leaf was recorded"
+    );
     std::fs::remove_dir(&log).unwrap();
     let (code, _, body) = g.enroll("sensor-u", &token, &csr);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));

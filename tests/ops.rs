@@ -270,18 +270,33 @@ fn ca_sign_out_refuses_a_device_node_or_a_symlink() {
         .unwrap();
     let is_device = made.success();
     if !is_device {
-        assert!(Command::new("mkfifo").arg(&node).status().unwrap().success());
+        assert!(Command::new("mkfifo")
+            .arg(&node)
+            .status()
+            .unwrap()
+            .success());
     }
     let kind_ok = |p: &Path| {
         let ft = std::fs::symlink_metadata(p).unwrap().file_type();
-        if is_device { ft.is_char_device() } else { ft.is_fifo() }
+        if is_device {
+            ft.is_char_device()
+        } else {
+            ft.is_fifo()
+        }
     };
     let out = sign(&env, t, &csr, &node);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("not a regular file or a new path"), "{stderr}");
+    assert!(
+        stderr.contains("not a regular file or a new path"),
+        "{stderr}"
+    );
     assert!(kind_ok(&node), "the node was replaced");
-    assert_eq!(issue_lines(&env), 0, "signed although the output was refused");
+    assert_eq!(
+        issue_lines(&env),
+        0,
+        "signed although the output was refused"
+    );
 
     let victim = env.dir.join("victim.pem");
     std::fs::write(&victim, "keep\n").unwrap();
@@ -289,13 +304,22 @@ fn ca_sign_out_refuses_a_device_node_or_a_symlink() {
     std::os::unix::fs::symlink(&victim, &link).unwrap();
     let out = sign(&env, t, &csr, &link);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("a symlink"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("a symlink"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
 
     let fresh = env.dir.join("fresh.pem");
     assert!(sign(&env, t, &csr, &fresh).status.success());
-    assert!(sign(&env, t, &csr, &fresh).status.success(), "a regular file is replaced");
-    assert!(std::fs::read_to_string(&fresh).unwrap().contains("BEGIN CERTIFICATE"));
+    assert!(
+        sign(&env, t, &csr, &fresh).status.success(),
+        "a regular file is replaced"
+    );
+    assert!(std::fs::read_to_string(&fresh)
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
 }
 
 /// Issue 10 item 5e: parallel `ca sign` runs serialise on the audit lock: the chain verifies
@@ -371,10 +395,18 @@ fn a_cut_or_edited_audit_tail_stops_issuance_until_repaired() {
         let c2 = openssl_csr(&env.dir, "e2.local");
         let out = sign(&env, t, &c2, &env.dir.join("e2.crt"));
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{tag}: issued on a broken chain");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{tag}: issued on a broken chain"
+        );
         assert!(stderr.contains("audit chain broken"), "{tag}: {stderr}");
         assert!(!env.dir.join("e2.crt").exists(), "{tag}");
-        assert_eq!(std::fs::read_to_string(&log).unwrap(), tampered, "{tag}: laundered");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            tampered,
+            "{tag}: laundered"
+        );
         let out = env.run(t, &["audit", "verify"]);
         assert_eq!(out.status.code(), Some(2), "{tag}: {}", text(&out.stdout));
 
@@ -382,7 +414,10 @@ fn a_cut_or_edited_audit_tail_stops_issuance_until_repaired() {
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{tag}: {stdout}{}", text(&out.stderr));
         assert!(stdout.contains("recorded a repair"), "{tag}: {stdout}");
-        assert!(sign(&env, t, &c2, &env.dir.join("e2.crt")).status.success(), "{tag}");
+        assert!(
+            sign(&env, t, &c2, &env.dir.join("e2.crt")).status.success(),
+            "{tag}"
+        );
         assert!(env.run(t, &["audit", "verify"]).status.success(), "{tag}");
         let text_log = std::fs::read_to_string(&log).unwrap();
         assert!(text_log.contains("\"event\":\"repair\""), "{tag}");
@@ -436,8 +471,13 @@ fn a_planted_symlink_in_the_textfile_directory_does_not_redirect_the_write() {
     let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the victim was chmod'ed");
     assert!(
-        std::fs::symlink_metadata(&planted).unwrap().file_type().is_symlink(),
+        std::fs::symlink_metadata(&planted)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
         "the planted link is gone: the test did not exercise the old name"
     );
-    assert!(std::fs::read_to_string(&prom).unwrap().contains("gatecert_healthy"));
+    assert!(std::fs::read_to_string(&prom)
+        .unwrap()
+        .contains("gatecert_healthy"));
 }

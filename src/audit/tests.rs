@@ -231,13 +231,19 @@ fn rotation_keeps_files_within_the_retention_and_drops_older_ones() {
     assert!(kept > KEEP, "files within 30 days were dropped: {kept}");
     let r = Audit::verify(&path).unwrap();
     assert!(r.ok(), "{:?}", r.problems);
-    assert_eq!(r.lines, 40 + kept, "every event and one rotate line per file");
+    assert_eq!(
+        r.lines,
+        40 + kept,
+        "every event and one rotate line per file"
+    );
     // 31 days later the next rotations drop what is past the retention, oldest first.
     write_events_at(&path, 20, 1024, NOW + 31 * 86_400, DEFAULT_RETENTION);
     assert!(rotated_files(&path).unwrap().len() <= kept);
     let r = Audit::verify(&path).unwrap();
     assert!(r.ok(), "{:?}", r.problems);
-    assert!(std::fs::read_to_string(&path).unwrap().contains("\"dropped_files\""));
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("\"dropped_files\""));
 }
 
 /// Issue 10 item 5b: a tail cut or edited is not laundered by the next line. Each tampering
@@ -266,13 +272,28 @@ fn the_head_is_authoritative_and_repair_is_recorded() {
         tamper(&path);
         let before = std::fs::read(&path).unwrap_or_default();
         assert!(
-            matches!(Audit::open(&path, DEFAULT_MAX_BYTES), Err(Error::Broken { .. })),
+            matches!(
+                Audit::open(&path, DEFAULT_MAX_BYTES),
+                Err(Error::Broken { .. })
+            ),
             "{tag}: open continued a tampered log"
         );
-        let e = held.append(NOW + 9, "issue", serde_json::json!({})).unwrap_err();
-        assert!(e.to_string().contains("audit verify --repair"), "{tag}: {e}");
-        assert_eq!(std::fs::read(&path).unwrap_or_default(), before, "{tag}: appended");
-        assert!(!Audit::verify(&path).unwrap().ok(), "{tag}: verify said intact");
+        let e = held
+            .append(NOW + 9, "issue", serde_json::json!({}))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("audit verify --repair"),
+            "{tag}: {e}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap_or_default(),
+            before,
+            "{tag}: appended"
+        );
+        assert!(
+            !Audit::verify(&path).unwrap().ok(),
+            "{tag}: verify said intact"
+        );
 
         let what = Audit::repair_head(&path, NOW + 10).unwrap();
         assert!(what.is_some(), "{tag}");
@@ -317,7 +338,9 @@ fn concurrent_appenders_keep_one_chain() {
 #[test]
 fn denial_fields_are_bounded() {
     let user = "u".repeat(6000);
-    let names: Vec<String> = (0..200).map(|i| format!("n{i}.{}", "x".repeat(300))).collect();
+    let names: Vec<String> = (0..200)
+        .map(|i| format!("n{i}.{}", "x".repeat(300)))
+        .collect();
     let b = bounded(serde_json::json!({"device": user, "names": names, "status": 403}));
     let text = b.to_string();
     assert!(text.len() < 2 * 1024, "{} bytes", text.len());

@@ -586,12 +586,21 @@ fn openssl_csr(dir: &Path, tag: &str, cn: &str, san: &str) -> Vec<u8> {
         .arg("ec_paramgen_curve:P-256")
         .arg("-keyout")
         .arg(dir.join(format!("{tag}.key")))
-        .args(["-subj", &format!("/CN={cn}"), "-addext", &format!("subjectAltName={san}")])
+        .args([
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            &format!("subjectAltName={san}"),
+        ])
         .args(["-outform", "DER", "-out"])
         .arg(&out)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     std::fs::read(out).unwrap()
 }
 
@@ -606,18 +615,30 @@ fn a_common_name_over_64_characters_is_refused() {
     let csr = ca
         .verify_csr(&openssl_csr(&dir, "ok", &cn64, &format!("DNS:{cn64}")))
         .unwrap();
-    ca.issue(&IssueRequest { csr, lifetime: None, server_auth: false }, NOW)
-        .unwrap();
+    ca.issue(
+        &IssueRequest {
+            csr,
+            lifetime: None,
+            server_auth: false,
+        },
+        NOW,
+    )
+    .unwrap();
     // openssl refuses to write such a CSR; an attacker's tool (rcgen here) does not.
     let cn65 = format!("{}.sensors.example.com", "a".repeat(65 - 20));
     let k = PrivateKey::generate(KeyType::Ec256).unwrap();
     let mut params = rcgen::CertificateParams::new(vec![cn65.clone()]).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn65.as_str());
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn65.as_str());
     let long = params.serialize_request(&k.to_rcgen()).unwrap();
     let e = ca.verify_csr(long.der()).unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("65 characters") && text.contains("ub-common-name"), "{text}");
+    assert!(
+        text.contains("65 characters") && text.contains("ub-common-name"),
+        "{text}"
+    );
     assert_eq!(e.http_status(), 400);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -635,13 +656,26 @@ fn duplicate_sans_are_issued_once() {
          DNS:d.sensors.example.com,IP:192.0.2.5,IP:192.0.2.5",
     );
     let csr = ca.verify_csr(&der).unwrap();
-    assert_eq!(csr.dns, vec!["d.sensors.example.com", "e.sensors.example.com"]);
+    assert_eq!(
+        csr.dns,
+        vec!["d.sensors.example.com", "e.sensors.example.com"]
+    );
     assert_eq!(csr.ips.len(), 1);
     let issued = ca
-        .issue(&IssueRequest { csr, lifetime: None, server_auth: false }, NOW)
+        .issue(
+            &IssueRequest {
+                csr,
+                lifetime: None,
+                server_auth: false,
+            },
+            NOW,
+        )
         .unwrap();
     let info = CertInfo::from_der(&issued.leaf_der).unwrap();
-    assert_eq!(info.dns_names, vec!["d.sensors.example.com", "e.sensors.example.com"]);
+    assert_eq!(
+        info.dns_names,
+        vec!["d.sensors.example.com", "e.sensors.example.com"]
+    );
     assert_eq!(info.ips.len(), 1);
     std::fs::remove_dir_all(dir).unwrap();
 }

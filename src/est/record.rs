@@ -173,8 +173,8 @@ impl Est {
 mod tests {
     use super::*;
     use crate::audit::Audit;
-    use crate::est::tests::{enroll_req, peer, setup, token_and_csr};
     use crate::clock::Clock as _;
+    use crate::est::tests::{enroll_req, peer, setup, token_and_csr};
     use crate::http::Handler as _;
 
     /// Issue 10 item 5c: an audit log that cannot be written stops issuance (503), signs and
@@ -189,7 +189,10 @@ mod tests {
         let resp = est.handle(&enroll_req("a", &token, &csr), &peer());
         assert_eq!(resp.status, 503, "{}", String::from_utf8_lossy(&resp.body));
         assert!(!String::from_utf8_lossy(&resp.body).contains("CERTIFICATE"));
-        assert!(!leaves::path_in(&dir).exists(), "an unaudited leaf is in the inventory");
+        assert!(
+            !leaves::path_in(&dir).exists(),
+            "an unaudited leaf is in the inventory"
+        );
         std::fs::remove_dir(&log).unwrap();
         let resp = est.handle(&enroll_req("a", &token, &csr), &peer());
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
@@ -208,7 +211,11 @@ mod tests {
         std::fs::write(&log, "").unwrap();
         let (t2, c2) = token_and_csr(&dir, "b2", "b2.sensors.local", 600, clock.now());
         assert_eq!(est.handle(&enroll_req("b2", &t2, &c2), &peer()).status, 503);
-        assert_eq!(std::fs::read(&log).unwrap(), b"", "a broken chain was continued");
+        assert_eq!(
+            std::fs::read(&log).unwrap(),
+            b"",
+            "a broken chain was continued"
+        );
         assert!(Audit::repair_head(&log, clock.now()).unwrap().is_some());
         assert_eq!(est.handle(&enroll_req("b2", &t2, &c2), &peer()).status, 200);
         assert!(Audit::verify(&log).unwrap().ok());
@@ -237,7 +244,11 @@ mod tests {
         assert_eq!(std::fs::read(&log).unwrap(), before);
         let deny = audit::deny_path_in(&dir);
         let text = std::fs::read_to_string(&deny).unwrap();
-        assert_eq!(text.lines().count(), DENY_LINES_PER_WINDOW as usize + 2, "{text}");
+        assert_eq!(
+            text.lines().count(),
+            DENY_LINES_PER_WINDOW as usize + 2,
+            "{text}"
+        );
         assert!(text.len() < 64 * 1024, "{} bytes", text.len());
         let rest = 400 - DENY_LINES_PER_WINDOW;
         assert!(text.contains(&format!("\"suppressed\":{rest}")), "{text}");
