@@ -539,11 +539,7 @@ struct Tail {
 /// Reads the end of the log at `path` and judges it against the head. Never writes.
 fn inspect(path: &Path) -> Result<Tail, Error> {
     let head = read_head(path)?;
-    let data = match fs::read(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(store::io_err("read", path)(e).into()),
-    };
+    let (data, offset) = read_tail(path)?;
     let (complete, torn) = split_torn(&data);
     let last = complete.split(|b| *b == b'\n').rev().nth(1);
     let (prev, mismatch) = match last {
@@ -575,13 +571,51 @@ fn inspect(path: &Path) -> Result<Tail, Error> {
     };
     Ok(Tail {
         prev,
-        complete_len: complete.len() as u64,
+        complete_len: offset + complete.len() as u64,
         torn: torn.to_vec(),
         head,
         has_lines: last.is_some(),
         mismatch,
     })
 }
+
+/// The end of the file at `path` and the offset it starts at: the last [`TAIL_BYTES`] when
+/// they hold the whole last line, else the whole file (an absent file is empty). `status` runs
+/// this every tick; a 1 MiB log is not read each time.
+fn read_tail(path: &Path) -> Result<(Vec<u8>, u64), Error> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(store::io_err("read", path)(e).into()),
+    };
+    let len = f.metadata().map_err(store::io_err("stat", path))?.len();
+    if len > TAIL_BYTES {
+        let start = len - TAIL_BYTES;
+        let mut buf = Vec::with_capacity(TAIL_BYTES as usize);
+        f.seek(SeekFrom::Start(start))
+            .and_then(|_| f.read_to_end(&mut buf))
+            .map_err(store::io_err("read", path))?;
+        // The window must hold a newline before the last complete line, so that line is whole.
+        let (complete, _) = split_torn(&buf);
+        if complete.iter().filter(|b| **b == b'\n').count() >= 2 {
+            let cut = complete
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            return Ok((buf[cut..].to_vec(), start + cut as u64));
+        }
+        f.seek(SeekFrom::Start(0))
+            .map_err(store::io_err("read", path))?;
+    }
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)
+        .map_err(store::io_err("read", path))?;
+    Ok((buf, 0))
+}
+
+/// How much of a log's end [`inspect`] reads first.
+const TAIL_BYTES: u64 = 64 << 10;
 
 /// The `prev` a line claims.
 fn line_prev(line: &[u8]) -> Option<String> {

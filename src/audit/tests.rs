@@ -349,3 +349,23 @@ fn denial_fields_are_bounded() {
     assert_eq!(b["names"].as_array().unwrap().len(), MAX_FIELD_ITEMS + 1);
     assert_eq!(b["names"][MAX_FIELD_ITEMS], "...(+192 more)");
 }
+
+/// `inspect` reads only the end of a large log; the chain and the head check are the same.
+#[test]
+fn a_large_log_is_checked_from_its_tail() {
+    let path = tmp("large");
+    write_events(&path, 700, DEFAULT_MAX_BYTES);
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len > TAIL_BYTES, "{len}");
+    let tail = inspect(&path).unwrap();
+    assert_eq!(tail.complete_len, len);
+    assert!(tail.mismatch.is_none());
+    write_events(&path, 1, DEFAULT_MAX_BYTES);
+    assert!(Audit::verify(&path).unwrap().ok());
+    let l = lines(&path);
+    rewrite(&path, &l[..l.len() - 1]);
+    assert!(matches!(
+        Audit::open(&path, DEFAULT_MAX_BYTES),
+        Err(Error::Broken { .. })
+    ));
+}
