@@ -481,3 +481,22 @@ fn a_planted_symlink_in_the_textfile_directory_does_not_redirect_the_write() {
         .unwrap()
         .contains("gatecert_healthy"));
 }
+
+/// Issue 10 item 5c for the CLI: an audit log that cannot be written stops `ca sign` before
+/// anything is signed.
+#[test]
+fn ca_sign_fails_closed_when_the_audit_log_is_unwritable() {
+    let env = Env::new("auditdir");
+    let t = now();
+    assert!(env.run(t, &["ca", "init"]).status.success());
+    let log = env.state().join("audit.log");
+    std::fs::remove_file(&log).unwrap();
+    std::fs::remove_file(env.state().join("audit.log.head")).unwrap();
+    // A directory where the log should be: unwritable even for root.
+    std::fs::create_dir(&log).unwrap();
+    let csr = openssl_csr(&env.dir, "w.local");
+    let out = sign(&env, t, &csr, &env.dir.join("w.crt"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(!env.dir.join("w.crt").exists());
+    assert!(!env.state().join("leaves.json").exists());
+}

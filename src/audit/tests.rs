@@ -369,3 +369,13 @@ fn a_large_log_is_checked_from_its_tail() {
         Err(Error::Broken { .. })
     ));
 }
+
+/// Flash is finite: past [`MAX_ROTATED`] files the oldest go even inside the retention.
+#[test]
+fn rotation_keeps_at_most_max_rotated_files() {
+    let path = tmp("maxrot");
+    write_events(&path, 160, 1024);
+    assert_eq!(rotated_files(&path).unwrap().len(), MAX_ROTATED);
+    let r = Audit::verify(&path).unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
+}
