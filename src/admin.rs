@@ -65,6 +65,13 @@ pub fn cmd_ca(cfg: &Config, args: &[String]) -> i32 {
     })
 }
 
+/// The audit gate: nothing is created or changed when its audit line could not follow (a broken
+/// chain, an unreadable log).
+fn audit_ready(cfg: &Config) -> Res {
+    Audit::open(&audit::path_in(&cfg.main.state_dir), audit::DEFAULT_MAX_BYTES)?;
+    Ok(())
+}
+
 fn audit_event(cfg: &Config, now: i64, event: &str, fields: serde_json::Value) -> Res {
     let path = audit::path_in(&cfg.main.state_dir);
     Audit::open(&path, audit::DEFAULT_MAX_BYTES)?.append(now, event, fields)?;
@@ -74,6 +81,7 @@ fn audit_event(cfg: &Config, now: i64, event: &str, fields: serde_json::Value) -
 fn ca_init(cfg: &Config, dir: &Path, now: i64) -> Res {
     ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     store::private_dir(&cfg.main.state_dir)?;
+    audit_ready(cfg)?;
     let ca = LocalCa::init(dir, &cfg.ca, now)?;
     let root = &ca.chain_der()[ca.chain_der().len() - 1];
     let fp = fingerprint(root);
@@ -128,6 +136,7 @@ fn ca_install(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         return Err(usage("usage: gatecert ca install CERT"));
     };
     let pem = store::read(Path::new(file))?;
+    audit_ready(cfg)?;
     let ca = LocalCa::install(dir, &cfg.ca, &pem, now)?;
     let fp = fingerprint(&ca.intermediate().der);
     audit_event(
@@ -341,6 +350,7 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
         }
     }
     store::private_dir(&cfg.main.state_dir)?;
+    audit_ready(cfg)?;
     let mut tokens = Tokens::open_locked(&token::path_in(&cfg.main.state_dir))?;
     let tok = tokens.add(&device, &names, ttl, uses, now)?;
     audit_event(
