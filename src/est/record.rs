@@ -95,7 +95,13 @@ impl Est {
                 self.record_denial(now, op, client, d);
                 Ok(())
             }
-            Ok(g) => self.record_issue(now, op, client, g),
+            Ok(g) => {
+                // A flood that has stopped still gets its summary line.
+                if let Some(summary) = self.denials.roll(now) {
+                    self.append_denials(now, Some(summary), None);
+                }
+                self.record_issue(now, op, client, g)
+            }
         }
     }
 
@@ -152,14 +158,24 @@ impl Est {
             "reason": d.reason,
             "client": client,
         }));
+        self.append_denials(now, summary, admitted.then_some(fields));
+    }
+
+    /// Appends a window's summary and/or one denial to the denial stream, best effort.
+    fn append_denials(
+        &self,
+        now: i64,
+        summary: Option<serde_json::Value>,
+        denial: Option<serde_json::Value>,
+    ) {
         let path = audit::deny_path_in(&self.state_dir);
         let appended = Audit::open(&path, DENY_MAX_BYTES).and_then(|a| {
             let mut a = a.with_retention(0);
             if let Some(s) = summary {
                 a.append(now, "est.deny-summary", s)?;
             }
-            if admitted {
-                a.append(now, "est.deny", fields)?;
+            if let Some(d) = denial {
+                a.append(now, "est.deny", d)?;
             }
             Ok(())
         });
@@ -239,14 +255,16 @@ mod tests {
             let resp = est.handle(&enroll_req(&user, "wrong", &csr), &peer());
             assert!(resp.status >= 400);
         }
-        clock.advance(DENY_WINDOW);
-        est.handle(&enroll_req(&user, "wrong", &csr), &peer());
         assert_eq!(std::fs::read(&log).unwrap(), before);
+        // The next window's first answer (here an issuance) writes the summary.
+        clock.advance(DENY_WINDOW);
+        let (t2, c2) = token_and_csr(&dir, "g", "g.sensors.local", 600, clock.now());
+        assert_eq!(est.handle(&enroll_req("g", &t2, &c2), &peer()).status, 200);
         let deny = audit::deny_path_in(&dir);
         let text = std::fs::read_to_string(&deny).unwrap();
         assert_eq!(
             text.lines().count(),
-            DENY_LINES_PER_WINDOW as usize + 2,
+            DENY_LINES_PER_WINDOW as usize + 1,
             "{text}"
         );
         assert!(text.len() < 64 * 1024, "{} bytes", text.len());
