@@ -373,9 +373,10 @@ impl Audit {
         Ok(Some(what))
     }
 
-    /// Checks the chain across the rotated files (oldest first) and `path`: every line parses, every `prev` is
-    /// the hash of the line before it (across files), the oldest file starts at genesis or with a
-    /// `rotate` line, the last line matches `audit.log.head`, and no line is torn.
+    /// Checks the chain across the rotated files (oldest first) and `path`: every line parses,
+    /// every `prev` is the hash of the line before it (across files), the oldest file starts at
+    /// genesis or with a `rotate` line, the last line matches `audit.log.head`, and no line is
+    /// torn.
     pub fn verify(path: &Path) -> Result<VerifyReport, Error> {
         let mut report = VerifyReport::default();
         // Best effort: a reader who may not create the lock file still gets a report.

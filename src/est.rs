@@ -11,9 +11,9 @@
 //! Bodies are base64 DER, as §4 requires ("Content-Transfer-Encoding: base64"). Malformed
 //! input gets 400 with a reason, missing credentials 401, policy denials 403. Every issuance is
 //! appended to the audit log before the certificate leaves (503 and no certificate when it
-//! cannot be), and every denial to the denial stream, cut to size and rate-limited (`est/record.rs`);
-//! device, names, serial, reason, client address, never the token. Every issuance
-//! is recorded in the leaf inventory.
+//! cannot be), and every denial to the denial stream, cut to size and rate-limited (see
+//! `est/record.rs`): device, names, serial, reason, client address, never the token. Every
+//! issuance is recorded in the leaf inventory.
 //!
 //! [RFC 7030]: https://www.rfc-editor.org/rfc/rfc7030
 
