@@ -515,6 +515,7 @@ fn split_torn(data: &[u8]) -> (&[u8], &[u8]) {
 fn truncate(path: &Path, len: u64) -> Result<(), Error> {
     let f = fs::OpenOptions::new()
         .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
         .map_err(store::io_err("open", path))?;
     f.set_len(len).map_err(store::io_err("truncate", path))?;

@@ -95,9 +95,9 @@ pub fn parse_certs_only(der: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     Ok(out)
 }
 
-/// X.690 §11.6: the encodings compared as octet strings, the shorter padded with zero octets
-/// at its end.
-fn der_set_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+/// X.690 §11.6: the order of a DER `SET OF`: the encodings compared as octet strings, the
+/// shorter padded with zero octets at its end. [`certs_only`] writes `certificates` in it.
+pub fn der_set_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     let n = a.len().max(b.len());
     let at = |v: &[u8], i: usize| v.get(i).copied().unwrap_or(0);
     (0..n)

@@ -77,7 +77,12 @@ fn check_certs_only(b64: &[u8]) -> CertInfo {
     let der = crypto::b64_decode(b64).expect("200 body is base64");
     let certs = pkcs7::parse_certs_only(&der).expect("200 body is certs-only PKCS#7");
     assert!(!certs.is_empty());
-    let leaf = CertInfo::from_der(&certs[0]).expect("leaf parses");
+    // The SET is DER-sorted: the leaf is the certificate that is not a CA.
+    let leaf = certs
+        .iter()
+        .map(|c| CertInfo::from_der(c).expect("certificate parses"))
+        .find(|c| !c.is_ca)
+        .expect("a leaf in the answer");
     for name in leaf
         .dns_names
         .iter()
