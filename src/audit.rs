@@ -186,13 +186,19 @@ impl Audit {
     /// it and whatever the caller does meanwhile (the leaf inventory) are one step for every
     /// other process.
     pub fn open_locked(path: &Path, max_bytes: u64) -> Result<Audit, Error> {
+        Audit::open_locked_within(path, max_bytes, LOCK_WAIT)
+    }
+
+    /// [`Audit::open_locked`], waiting at most `wait` for another process's lock
+    /// ([`Error::Busy`] after that): the service's event loop never waits long on a CLI.
+    pub fn open_locked_within(path: &Path, max_bytes: u64, wait: Duration) -> Result<Audit, Error> {
         let mut audit = Audit {
             path: path.to_path_buf(),
             max_bytes: max_bytes.max(256),
             retention: DEFAULT_RETENTION,
             prev: GENESIS.to_string(),
             size: 0,
-            lock: Some(lock(path)?),
+            lock: Some(lock_within(path, wait)?),
         };
         audit.load(true)?;
         Ok(audit)
@@ -682,6 +688,11 @@ fn rotated_files(path: &Path) -> Result<Vec<(usize, PathBuf)>, Error> {
 /// Takes `<path>.lock` (0600, created if missing), waiting up to [`LOCK_WAIT`] for another
 /// process: a stuck holder gives [`Error::Busy`], never a hang.
 fn lock(path: &Path) -> Result<fs::File, Error> {
+    lock_within(path, LOCK_WAIT)
+}
+
+/// [`lock`], waiting up to `wait`.
+fn lock_within(path: &Path, wait: Duration) -> Result<fs::File, Error> {
     let mut s = path.as_os_str().to_owned();
     s.push(".lock");
     let lock_path = PathBuf::from(s);
@@ -694,7 +705,7 @@ fn lock(path: &Path) -> Result<fs::File, Error> {
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&lock_path)
         .map_err(store::io_err("open", &lock_path))?;
-    let deadline = Instant::now() + LOCK_WAIT;
+    let deadline = Instant::now() + wait;
     loop {
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => return Ok(file),

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::audit::{Audit, DEFAULT_MAX_BYTES};
+use crate::audit::Audit;
 use crate::broker::{Broker, Origin};
 use crate::ca::{Csr, IssueRequest, Issued, LocalCa};
 use crate::clock::Clock;
@@ -279,8 +279,8 @@ impl Est {
                 .names(auth.names.clone())
         })?;
         // No issuance without its audit line: a broken or unreadable log stops it here,
-        // before anything is signed or a token burnt.
-        Audit::open(&audit::path_in(&self.state_dir), DEFAULT_MAX_BYTES).map_err(|e| {
+        // before anything is signed or a token burnt. Read only, no lock: never waits.
+        Audit::check(&audit::path_in(&self.state_dir)).map_err(|e| {
             log::error!("{}", crate::errchain::one_line(&e));
             Denial::new(503, AUDIT_DOWN)
                 .device(&auth.device)

@@ -22,6 +22,9 @@ use crate::leaves::{self, Inventory, Leaf};
 pub const DENY_WINDOW: i64 = 60;
 /// Denial lines written per window; the rest are summarised.
 pub const DENY_LINES_PER_WINDOW: u32 = 30;
+/// How long the service waits for a CLI's audit lock before answering 503: the event loop
+/// serves every client, so it never waits long.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 /// Client addresses named in a summary.
 const SUMMARY_CLIENTS: usize = 16;
 
@@ -122,7 +125,8 @@ impl Est {
             "client": client.to_string(),
         });
         // The lock orders this line and the inventory row against `gatecert ca sign`.
-        let mut log = Audit::open_locked(&audit::path_in(&self.state_dir), DEFAULT_MAX_BYTES)?;
+        let path = audit::path_in(&self.state_dir);
+        let mut log = Audit::open_locked_within(&path, DEFAULT_MAX_BYTES, LOCK_WAIT)?;
         log.append(now, "est.issue", fields)?;
         if let Some(c) = &self.counters {
             c.leaf_issued(g.origin.source());
@@ -169,7 +173,7 @@ impl Est {
         denial: Option<serde_json::Value>,
     ) {
         let path = audit::deny_path_in(&self.state_dir);
-        let appended = Audit::open(&path, DENY_MAX_BYTES).and_then(|a| {
+        let appended = Audit::open_locked_within(&path, DENY_MAX_BYTES, LOCK_WAIT).and_then(|a| {
             let mut a = a.with_retention(0);
             if let Some(s) = summary {
                 a.append(now, "est.deny-summary", s)?;
@@ -213,6 +217,22 @@ mod tests {
         let resp = est.handle(&enroll_req("a", &token, &csr), &peer());
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
         assert!(std::fs::read_to_string(&log).unwrap().contains("est.issue"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A CLI holding the audit lock (a stopped `ca sign`) costs the event loop at most
+    /// `LOCK_WAIT`: the issuance is refused with 503 and withheld, not stalled on.
+    #[test]
+    fn a_held_audit_lock_gives_503_and_withholds_the_certificate() {
+        let (dir, mut est, clock) = setup("audit-busy");
+        let (t, c) = token_and_csr(&dir, "k", "k.sensors.local", 600, clock.now());
+        let held = Audit::open_locked(&audit::path_in(&dir), DEFAULT_MAX_BYTES).unwrap();
+        let resp = est.handle(&enroll_req("k", &t, &c), &peer());
+        assert_eq!(resp.status, 503, "{}", String::from_utf8_lossy(&resp.body));
+        assert!(!leaves::path_in(&dir).exists());
+        drop(held);
+        let (t2, c2) = token_and_csr(&dir, "k2", "k2.sensors.local", 600, clock.now());
+        assert_eq!(est.handle(&enroll_req("k2", &t2, &c2), &peer()).status, 200);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
