@@ -65,6 +65,13 @@ pub fn cmd_ca(cfg: &Config, args: &[String]) -> i32 {
     })
 }
 
+/// The audit gate: nothing is created or changed when its audit line could not follow (a broken
+/// chain, an unreadable log).
+fn audit_ready(cfg: &Config) -> Res {
+    Audit::open(&audit::path_in(&cfg.main.state_dir), audit::DEFAULT_MAX_BYTES)?;
+    Ok(())
+}
+
 fn audit_event(cfg: &Config, now: i64, event: &str, fields: serde_json::Value) -> Res {
     let path = audit::path_in(&cfg.main.state_dir);
     Audit::open(&path, audit::DEFAULT_MAX_BYTES)?.append(now, event, fields)?;
@@ -74,6 +81,7 @@ fn audit_event(cfg: &Config, now: i64, event: &str, fields: serde_json::Value) -
 fn ca_init(cfg: &Config, dir: &Path, now: i64) -> Res {
     let trusted = ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     store::private_dir(&cfg.main.state_dir)?;
+    audit_ready(cfg)?;
     let ca = LocalCa::init(dir, &cfg.ca, trusted)?;
     let root = &ca.chain_der()[ca.chain_der().len() - 1];
     let fp = fingerprint(root);
@@ -103,6 +111,9 @@ fn ca_csr(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
             other => return Err(usage(format!("ca csr: unexpected argument {other:?}"))),
         }
     }
+    if let Some(path) = &out {
+        store::check_output_path(path)?;
+    }
     let trusted = ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     store::private_dir(&cfg.main.state_dir)?;
     let pem = LocalCa::pending_csr(dir, &cfg.ca, trusted)?;
@@ -127,6 +138,7 @@ fn ca_install(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
     };
     let trusted = ClockTrust::load(&cfg.main.state_dir, None).check(now)?;
     let pem = store::read(Path::new(file))?;
+    audit_ready(cfg)?;
     let ca = LocalCa::install(dir, &cfg.ca, &pem, trusted)?;
     let fp = fingerprint(&ca.intermediate().der);
     audit_event(
@@ -198,6 +210,10 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         }
     }
     let csr_file = csr_file.ok_or_else(|| usage("ca sign needs --csr FILE"))?;
+    // Before anything is signed: a device, FIFO, directory or symlink is never an output.
+    if let Some(path) = &out {
+        store::check_output_path(path)?;
+    }
     let raw = std::fs::read(&csr_file).map_err(store::io_err("read", &csr_file))?;
     let der = csr_der(&raw).ok_or_else(|| {
         usage(format!(
@@ -223,11 +239,17 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         lifetime,
         server_auth,
     };
+    // One step for every other process (the service, another `ca sign`): the chain is read,
+    // the line appended and the inventory row written under the audit lock. A broken chain
+    // stops here, before anything is signed.
+    let mut log = Audit::open_locked(
+        &audit::path_in(&cfg.main.state_dir),
+        audit::DEFAULT_MAX_BYTES,
+    )?;
     let issued = match ca.issue(&req, trusted) {
         Ok(i) => i,
         Err(e) => {
-            let _ = audit_event(
-                cfg,
+            let _ = log.append(
                 now,
                 "deny",
                 serde_json::json!({"via": "cli", "device": device, "names": names, "reason": e.to_string()}),
@@ -235,8 +257,7 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
             return Err(e.into());
         }
     };
-    audit_event(
-        cfg,
+    log.append(
         now,
         "issue",
         serde_json::json!({"via": "cli", "device": device, "names": names,
@@ -251,6 +272,7 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         issued_at: now,
         previous: None,
     })?;
+    drop(log);
     let pem = crypto::certs_to_pem(issued.chain_der.iter().map(Vec::as_slice));
     match out {
         Some(path) => {
@@ -336,6 +358,7 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
         }
     }
     store::private_dir(&cfg.main.state_dir)?;
+    audit_ready(cfg)?;
     let mut tokens = Tokens::open_locked(&token::path_in(&cfg.main.state_dir))?;
     let tok = tokens.add(&device, &names, ttl, uses, now)?;
     audit_event(
@@ -398,36 +421,63 @@ fn token_revoke(cfg: &Config, args: &[String], now: i64) -> Res {
     Ok(())
 }
 
-/// `gatecert audit verify [--repair]`. Exit 0 when the chain is intact.
+/// `gatecert audit verify [--repair]`: both streams (`audit.log`, and `audit-deny.log` when
+/// present). Exit 0 when every chain is intact. `--repair` cuts a torn last line, and for a
+/// tail that does not match the head records a `repair` line (the gap stays visible) so that
+/// issuance can resume.
 pub fn cmd_audit(cfg: &Config, args: &[String]) -> i32 {
     let repair = match args {
         [v] if v == "verify" => false,
         [v, r] if v == "verify" && r == "--repair" => true,
         _ => return finish(Err(usage("usage: gatecert audit verify [--repair]"))),
     };
-    let path = audit::path_in(&cfg.main.state_dir);
+    let now = clock::from_env().now();
+    let state = &cfg.main.state_dir;
+    let mut paths = vec![audit::path_in(state)];
+    let deny = audit::deny_path_in(state);
+    if deny.exists() {
+        paths.push(deny);
+    }
     finish((|| -> Res {
-        let mut report = Audit::verify(&path)?;
-        if repair && report.torn_at.is_some() {
-            let cut = Audit::repair(&path)?;
-            println!("{}: cut a torn last line of {cut} bytes", path.display());
-            report = Audit::verify(&path)?;
+        let mut failed = Vec::new();
+        for path in &paths {
+            let mut report = Audit::verify(path)?;
+            if repair && report.torn_at.is_some() {
+                let cut = Audit::repair(path)?;
+                println!("{}: cut a torn last line of {cut} bytes", path.display());
+                report = Audit::verify(path)?;
+            }
+            if repair && !report.ok() {
+                if let Some(what) = Audit::repair_head(path, now)? {
+                    println!("{}: recorded a repair: {what}", path.display());
+                    report = Audit::verify(path)?;
+                }
+            }
+            for p in &report.problems {
+                println!("{p}");
+            }
+            if report.ok() {
+                println!(
+                    "{}: intact: {} lines in {} file(s)",
+                    path.display(),
+                    report.lines,
+                    report.files.len()
+                );
+            } else {
+                failed.push(format!(
+                    "{} ({} problem(s))",
+                    path.display(),
+                    report.problems.len()
+                ));
+            }
         }
-        for p in &report.problems {
-            println!("{p}");
-        }
-        if report.ok() {
-            println!(
-                "audit log intact: {} lines in {} file(s)",
-                report.lines,
-                report.files.len()
-            );
+        if failed.is_empty() {
+            println!("audit log intact");
             Ok(())
         } else {
             Err(usage(format!(
-                "audit log {} failed verification: {} problem(s)",
-                path.display(),
-                report.problems.len()
+                "audit log failed verification: {}",
+                failed.join(", ")
             )))
         }
     })())

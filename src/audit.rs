@@ -4,12 +4,29 @@
 //! SHA-256 (hex) of the previous line's bytes (without its newline); the first line ever written
 //! has `prev` = 64 zeros. Each line is fsynced (issuance rate is low).
 //!
-//! Rotation: when the file would grow past `max_bytes`, it becomes `audit.log.1` (the old `.1`
-//! becomes `.2`; older ones are dropped) and the new file starts with a `rotate` line whose `prev`
-//! is the hash of the rotated file's last line, so the chain spans files.
+//! Two streams, each its own chain: `audit.log` holds what authenticated parties did (CA
+//! creation, tokens, every issuance, repairs); `audit-deny.log` holds refusals of requests
+//! anyone can send ([`deny_path_in`]), bounded in size per line ([`bounded`]) and, in the
+//! service, in lines per minute. A flood of bad requests therefore rotates only the denial
+//! stream and never pushes the history of issuances out.
+//!
+//! Rotation: when the file would grow past `max_bytes`, it becomes `audit.log.1` (older ones
+//! move up one number) and the new file starts with a `rotate` line whose `prev` is the hash of
+//! the rotated file's last line, so the chain spans files. The oldest rotated file is dropped only
+//! when more than [`KEEP`] are kept and its newest line is older than the retention
+//! ([`DEFAULT_RETENTION`], 30 days, for `audit.log`; none for the denial stream), or when
+//! [`MAX_ROTATED`] files exist; the `rotate` line records how many were dropped.
 //!
 //! Removal from the end can't be seen from the chain alone, so `audit.log.head` (written
-//! atomically after each line) holds the hash of the last line; `verify` compares the two.
+//! atomically after each line) holds the hash of the last line. The head is authoritative:
+//! [`Audit::open`] and every append refuse to continue a log whose last line does not match it
+//! ([`Error::Broken`]), so a deleted, edited or truncated tail is never laundered by the next
+//! line; `gatecert audit verify --repair` records a `repair` line and lets appends resume.
+//!
+//! Appends are serialised across processes with flock(2) on `audit.log.lock`; the state is
+//! re-read under the lock, so two `gatecert ca sign` runs and the service never fork the chain.
+//! [`Audit::open_locked`] keeps the lock until dropped, for work (the leaf inventory) that must
+//! be ordered with the line.
 //!
 //! Callers must never pass secrets (tokens, keys) in `fields`.
 
@@ -18,16 +35,29 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::crypto;
 use crate::store;
 
 /// The `prev` of the very first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-/// Rotated files kept.
+/// Rotated files always kept (older ones go once past the retention).
 pub const KEEP: usize = 2;
+/// Rotated files kept at most, whatever their age (flash is finite): 16 MiB at the default size.
+pub const MAX_ROTATED: usize = 16;
 /// Default rotation size.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 20;
+/// Rotation size of the denial stream.
+pub const DENY_MAX_BYTES: u64 = 256 << 10;
+/// How long rotated files of `audit.log` are kept at least: 30 days.
+pub const DEFAULT_RETENTION: i64 = 30 * 86_400;
+/// Longest a string field of a denial may be, in characters ([`bounded`]).
+pub const MAX_FIELD_CHARS: usize = 128;
+/// Most items of a list field of a denial ([`bounded`]).
+pub const MAX_FIELD_ITEMS: usize = 8;
+/// How long an append waits for another process's lock before failing.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// An audit log error.
 #[derive(Debug)]
@@ -37,6 +67,17 @@ pub enum Error {
     Store(store::Error),
     /// `fields` was not a JSON object.
     Fields,
+    /// The log's last line is not the one `audit.log.head` records (lines removed or edited at
+    /// the end, or the file truncated): nothing is appended until an operator runs
+    /// `gatecert audit verify --repair`.
+    Broken {
+        /// The log.
+        path: PathBuf,
+        /// What does not match.
+        what: String,
+    },
+    /// Another process held `audit.log.lock` for longer than the wait.
+    Busy(PathBuf),
     /// A line of an existing log is not JSON, or has no `prev`; names file and line.
     Corrupt {
         /// The file.
@@ -53,6 +94,13 @@ impl fmt::Display for Error {
         match self {
             Error::Store(_) => f.write_str("audit log"),
             Error::Fields => f.write_str("audit fields must be a JSON object"),
+            Error::Broken { path, what } => write!(
+                f,
+                "{}: audit chain broken: {what}; nothing is issued until an operator checks it \
+                 and runs `gatecert audit verify --repair`",
+                path.display()
+            ),
+            Error::Busy(p) => write!(f, "{} is held by another process", p.display()),
             Error::Corrupt { path, line, what } => {
                 write!(f, "{}:{line}: {what}", path.display())
             }
@@ -117,56 +165,103 @@ impl VerifyReport {
 pub struct Audit {
     path: PathBuf,
     max_bytes: u64,
+    retention: i64,
     prev: String,
     size: u64,
+    /// `audit.log.lock`, while this handle holds it ([`Audit::open_locked`]).
+    lock: Option<fs::File>,
 }
 
 impl Audit {
-    /// Opens (or creates) the log at `path`. A torn last line left by a crash is cut off, and a
+    /// Opens (or creates) the log at `path`, checking its last line against `audit.log.head`
+    /// ([`Error::Broken`] when they differ). A torn last line left by a crash is cut off, and a
     /// `repair` line recording how many bytes were cut (and their hash) is appended.
     pub fn open(path: &Path, max_bytes: u64) -> Result<Audit, Error> {
-        let mut audit = Audit {
-            path: path.to_path_buf(),
-            max_bytes: max_bytes.max(256),
-            prev: GENESIS.to_string(),
-            size: 0,
-        };
-        let data = match fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A fresh file after rotation is never absent, but the head may remember a chain.
-                if let Some(head) = read_head(path)? {
-                    audit.prev = head;
-                }
-                return Ok(audit);
-            }
-            Err(e) => return Err(store::io_err("read", path)(e).into()),
-        };
-        let (complete, torn) = split_torn(&data);
-        audit.size = complete.len() as u64;
-        if let Some(last) = complete.split(|b| *b == b'\n').rev().nth(1) {
-            audit.prev = crypto::hex(&crypto::sha256(last));
-        }
-        if !torn.is_empty() {
-            log::warn!(
-                "{}: cutting a torn last line of {} bytes",
-                path.display(),
-                torn.len()
-            );
-            truncate(path, complete.len() as u64)?;
-            audit.append_raw(
-                0,
-                "repair",
-                serde_json::json!({
-                    "cut_bytes": torn.len(),
-                    "cut_sha256": crypto::hex(&crypto::sha256(torn)),
-                }),
-            )?;
-        }
+        let mut audit = Audit::open_locked(path, max_bytes)?;
+        audit.lock = None;
         Ok(audit)
     }
 
+    /// [`Audit::open`], keeping `audit.log.lock` until the handle is dropped: appends through
+    /// it and whatever the caller does meanwhile (the leaf inventory) are one step for every
+    /// other process.
+    pub fn open_locked(path: &Path, max_bytes: u64) -> Result<Audit, Error> {
+        Audit::open_locked_within(path, max_bytes, LOCK_WAIT)
+    }
+
+    /// [`Audit::open_locked`], waiting at most `wait` for another process's lock
+    /// ([`Error::Busy`] after that): the service's event loop never waits long on a CLI.
+    pub fn open_locked_within(path: &Path, max_bytes: u64, wait: Duration) -> Result<Audit, Error> {
+        let mut audit = Audit {
+            path: path.to_path_buf(),
+            max_bytes: max_bytes.max(256),
+            retention: DEFAULT_RETENTION,
+            prev: GENESIS.to_string(),
+            size: 0,
+            lock: Some(lock_within(path, wait)?),
+        };
+        audit.load(true)?;
+        Ok(audit)
+    }
+
+    /// Keep rotated files for at least `secs` (0: only [`KEEP`] of them).
+    pub fn with_retention(mut self, secs: i64) -> Audit {
+        self.retention = secs.max(0);
+        self
+    }
+
+    /// Reads the log's end under the lock: `prev` and `size`. With `check_head`, a last line
+    /// that is not the one the head records is [`Error::Broken`]; a torn tail is cut and a
+    /// `repair` line records it.
+    fn load(&mut self, check_head: bool) -> Result<(), Error> {
+        let path = self.path.clone();
+        let tail = inspect(&path)?;
+        if let (true, Some(what)) = (check_head, tail.mismatch) {
+            return Err(Error::Broken {
+                path,
+                what: what.into(),
+            });
+        }
+        self.prev = tail.prev;
+        self.size = tail.complete_len;
+        if !tail.torn.is_empty() {
+            log::warn!(
+                "{}: cutting a torn last line of {} bytes",
+                path.display(),
+                tail.torn.len()
+            );
+            truncate(&path, tail.complete_len)?;
+            self.append_raw(
+                0,
+                "repair",
+                serde_json::json!({
+                    "cut_bytes": tail.torn.len(),
+                    "cut_sha256": crypto::hex(&crypto::sha256(&tail.torn)),
+                }),
+            )?;
+        } else if check_head && tail.head.as_ref() != Some(&self.prev) && tail.has_lines {
+            // The crash window between a line's fsync and the head's update: catch up.
+            store::write_atomic(&head_path(&path), self.prev.as_bytes(), store::SECRET)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the log at `path` may be appended to: `Err(Error::Broken)` when its last line is
+    /// not the one `audit.log.head` records. Only reads (no lock, no repair), for `status`.
+    pub fn check(path: &Path) -> Result<(), Error> {
+        match inspect(path)?.mismatch {
+            Some(what) => Err(Error::Broken {
+                path: path.to_path_buf(),
+                what: what.into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Appends one event. `fields` must be a JSON object; `ts`, `event` and `prev` are set here.
+    /// Under `audit.log.lock` the log's end is re-read and checked against the head first, so
+    /// another process's lines are chained onto and a broken tail is never continued. An error
+    /// means the line is not recorded: the caller must not go on as if it were.
     pub fn append(
         &mut self,
         now: i64,
@@ -176,6 +271,14 @@ impl Audit {
         if !fields.is_object() {
             return Err(Error::Fields);
         }
+        let _guard = match self.lock {
+            Some(_) => None,
+            None => {
+                let g = lock(&self.path)?;
+                self.load(true)?;
+                Some(g)
+            }
+        };
         let line = render(now, event, fields.clone(), &self.prev)?;
         if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_bytes {
             self.rotate(now)?;
@@ -194,6 +297,7 @@ impl Audit {
             .append(true)
             .create(true)
             .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&self.path)
             .map_err(store::io_err("open", &self.path))?;
         let mut bytes = line.clone().into_bytes();
@@ -208,32 +312,85 @@ impl Audit {
     }
 
     fn rotate(&mut self, now: i64) -> Result<(), Error> {
-        for i in (1..KEEP).rev() {
-            let from = rotated(&self.path, i);
-            if from.exists() {
-                let to = rotated(&self.path, i + 1);
-                fs::rename(&from, &to).map_err(store::io_err("rename", &from))?;
-            }
+        for (n, from) in rotated_files(&self.path)?.iter().rev() {
+            let to = rotated(&self.path, n + 1);
+            fs::rename(from, &to).map_err(store::io_err("rename", from))?;
         }
         let first = rotated(&self.path, 1);
         fs::rename(&self.path, &first).map_err(store::io_err("rename", &self.path))?;
+        // Drop the oldest files only: the chain stays contiguous.
+        let files = rotated_files(&self.path)?;
+        let mut count = files.len();
+        let mut dropped = 0;
+        for (_, p) in files.iter().rev() {
+            if count <= KEEP {
+                break;
+            }
+            let expired = last_ts(p).is_none_or(|ts| ts < now.saturating_sub(self.retention));
+            if !expired && count <= MAX_ROTATED {
+                break;
+            }
+            fs::remove_file(p).map_err(store::io_err("remove", p))?;
+            count -= 1;
+            dropped += 1;
+        }
         self.size = 0;
         let file = first
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.append_raw(now, "rotate", serde_json::json!({ "from": file }))
+        self.append_raw(
+            now,
+            "rotate",
+            serde_json::json!({ "from": file, "dropped_files": dropped }),
+        )
     }
 
-    /// Checks the chain across `path.2`, `path.1` and `path`: every line parses, every `prev` is
-    /// the hash of the line before it (across files), the oldest file starts at genesis or with a
-    /// `rotate` line, the last line matches `audit.log.head`, and no line is torn.
+    /// `gatecert audit verify --repair` for a tail that does not match the head: records a
+    /// `repair` line naming what was found (so the gap stays visible in the log) and brings the
+    /// head up to date, after which appends resume. Returns what was repaired, `None` when the
+    /// tail matched.
+    pub fn repair_head(path: &Path, now: i64) -> Result<Option<String>, Error> {
+        let mut audit = Audit {
+            path: path.to_path_buf(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            retention: DEFAULT_RETENTION,
+            prev: GENESIS.to_string(),
+            size: 0,
+            lock: Some(lock(path)?),
+        };
+        let what = match audit.load(true) {
+            Ok(()) => return Ok(None),
+            Err(Error::Broken { what, .. }) => what,
+            Err(e) => return Err(e),
+        };
+        let head_was = read_head(path)?;
+        audit.load(false)?;
+        let found = audit.prev.clone();
+        audit.append_raw(
+            now,
+            "repair",
+            serde_json::json!({
+                "reason": what,
+                "head_was": head_was,
+                "log_ended_at": found,
+            }),
+        )?;
+        Ok(Some(what))
+    }
+
+    /// Checks the chain across the rotated files (oldest first) and `path`: every line parses,
+    /// every `prev` is the hash of the line before it (across files), the oldest file starts at
+    /// genesis or with a `rotate` line, the last line matches `audit.log.head`, and no line is
+    /// torn.
     pub fn verify(path: &Path) -> Result<VerifyReport, Error> {
         let mut report = VerifyReport::default();
-        let mut files: Vec<PathBuf> = (1..=KEEP)
+        // Best effort: a reader who may not create the lock file still gets a report.
+        let _lock = lock(path).ok();
+        let mut files: Vec<PathBuf> = rotated_files(path)?
+            .into_iter()
             .rev()
-            .map(|i| rotated(path, i))
-            .filter(|p| p.exists())
+            .map(|(_, p)| p)
             .collect();
         if path.exists() {
             files.push(path.to_path_buf());
@@ -313,7 +470,8 @@ impl Audit {
                     path: path.to_path_buf(),
                     line: report.lines,
                     what: "the log ends before the last recorded entry (audit.log.head): \
-                           lines were removed from the end or the last line was edited"
+                             lines were removed from the end or the last line was edited; \
+                           `audit verify --repair` records the gap and lets issuance resume"
                         .into(),
                 });
             }
@@ -330,6 +488,7 @@ impl Audit {
 
     /// Cuts a torn last line off `path`. Returns the number of bytes cut (0 = nothing to do).
     pub fn repair(path: &Path) -> Result<u64, Error> {
+        let _lock = lock(path)?;
         let data = fs::read(path).map_err(store::io_err("read", path))?;
         let (complete, torn) = split_torn(&data);
         if torn.is_empty() {
@@ -362,11 +521,246 @@ fn split_torn(data: &[u8]) -> (&[u8], &[u8]) {
 fn truncate(path: &Path, len: u64) -> Result<(), Error> {
     let f = fs::OpenOptions::new()
         .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
         .map_err(store::io_err("open", path))?;
     f.set_len(len).map_err(store::io_err("truncate", path))?;
     f.sync_all().map_err(store::io_err("fsync", path))?;
     Ok(())
+}
+
+/// The end of a log as found on disk.
+struct Tail {
+    /// The hash the next line chains to.
+    prev: String,
+    /// Bytes of complete lines.
+    complete_len: u64,
+    /// An unterminated last line (a torn write).
+    torn: Vec<u8>,
+    /// `audit.log.head`.
+    head: Option<String>,
+    has_lines: bool,
+    /// Why the end does not match the head, if it does not.
+    mismatch: Option<&'static str>,
+}
+
+/// Reads the end of the log at `path` and judges it against the head. Never writes.
+fn inspect(path: &Path) -> Result<Tail, Error> {
+    let head = read_head(path)?;
+    let (data, offset) = read_tail(path)?;
+    let (complete, torn) = split_torn(&data);
+    let last = complete.split(|b| *b == b'\n').rev().nth(1);
+    let (prev, mismatch) = match last {
+        Some(last) => {
+            let hash = crypto::hex(&crypto::sha256(last));
+            let claimed = line_prev(last);
+            let ok = match &head {
+                // A crash between the line's fsync and the head's update leaves the head one
+                // line behind: that loses nothing.
+                Some(h) => *h == hash || Some(h) == claimed.as_ref(),
+                // Only the very first line can precede the first head.
+                None => claimed.as_deref() == Some(GENESIS),
+            };
+            let why = if head.is_none() {
+                "audit.log.head is missing but the log has lines"
+            } else {
+                "the last line is not the one audit.log.head records: lines were removed from \
+                 the end or the last line was edited"
+            };
+            (hash, (!ok).then_some(why))
+        }
+        None => {
+            // Empty or absent: fresh, or a crash right after a rotation.
+            let base = last_hash_of_newest_rotated(path)?.unwrap_or_else(|| GENESIS.into());
+            let ok = head.as_ref().map_or(base == GENESIS, |h| *h == base);
+            let why = "the log is empty or missing but audit.log.head records entries";
+            (base, (!ok).then_some(why))
+        }
+    };
+    Ok(Tail {
+        prev,
+        complete_len: offset + complete.len() as u64,
+        torn: torn.to_vec(),
+        head,
+        has_lines: last.is_some(),
+        mismatch,
+    })
+}
+
+/// The end of the file at `path` and the offset it starts at: the last [`TAIL_BYTES`] when
+/// they hold the whole last line, else the whole file (an absent file is empty). `status` runs
+/// this every tick; a 1 MiB log is not read each time.
+fn read_tail(path: &Path) -> Result<(Vec<u8>, u64), Error> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(store::io_err("read", path)(e).into()),
+    };
+    let len = f.metadata().map_err(store::io_err("stat", path))?.len();
+    if len > TAIL_BYTES {
+        let start = len - TAIL_BYTES;
+        let mut buf = Vec::with_capacity(TAIL_BYTES as usize);
+        f.seek(SeekFrom::Start(start))
+            .and_then(|_| f.read_to_end(&mut buf))
+            .map_err(store::io_err("read", path))?;
+        // The window must hold a newline before the last complete line, so that line is whole.
+        let (complete, _) = split_torn(&buf);
+        if complete.iter().filter(|b| **b == b'\n').count() >= 2 {
+            let cut = complete
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            return Ok((buf[cut..].to_vec(), start + cut as u64));
+        }
+        f.seek(SeekFrom::Start(0))
+            .map_err(store::io_err("read", path))?;
+    }
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)
+        .map_err(store::io_err("read", path))?;
+    Ok((buf, 0))
+}
+
+/// How much of a log's end [`inspect`] reads first.
+const TAIL_BYTES: u64 = 64 << 10;
+
+/// The `prev` a line claims.
+fn line_prev(line: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    v.get("prev")?.as_str().map(str::to_owned)
+}
+
+/// The `ts` of a file's last complete line.
+fn last_ts(path: &Path) -> Option<i64> {
+    let data = fs::read(path).ok()?;
+    let (complete, _) = split_torn(&data);
+    let last = complete.split(|b| *b == b'\n').rev().nth(1)?;
+    let v: serde_json::Value = serde_json::from_slice(last).ok()?;
+    v.get("ts")?.as_i64()
+}
+
+/// The hash of the last line of `path.1`, if there is one.
+fn last_hash_of_newest_rotated(path: &Path) -> Result<Option<String>, Error> {
+    let Some((_, p)) = rotated_files(path)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let data = fs::read(&p).map_err(store::io_err("read", &p))?;
+    let (complete, _) = split_torn(&data);
+    Ok(complete
+        .split(|b| *b == b'\n')
+        .rev()
+        .nth(1)
+        .map(|l| crypto::hex(&crypto::sha256(l))))
+}
+
+/// The rotated files of `path` (`path.N`), by N ascending (newest first).
+fn rotated_files(path: &Path) -> Result<Vec<(usize, PathBuf)>, Error> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(store::io_err("list", dir)(e).into()),
+    };
+    let mut out: Vec<(usize, PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name();
+            let n = name
+                .to_str()?
+                .strip_prefix(base)?
+                .strip_prefix('.')?
+                .parse::<usize>()
+                .ok()?;
+            (n > 0).then(|| (n, e.path()))
+        })
+        .collect();
+    out.sort_unstable_by_key(|(n, _)| *n);
+    Ok(out)
+}
+
+/// Takes `<path>.lock` (0600, created if missing), waiting up to [`LOCK_WAIT`] for another
+/// process: a stuck holder gives [`Error::Busy`], never a hang.
+fn lock(path: &Path) -> Result<fs::File, Error> {
+    lock_within(path, LOCK_WAIT)
+}
+
+/// [`lock`], waiting up to `wait`.
+fn lock_within(path: &Path, wait: Duration) -> Result<fs::File, Error> {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    let lock_path = PathBuf::from(s);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&lock_path)
+        .map_err(store::io_err("open", &lock_path))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(Error::Busy(lock_path)),
+            Err(e) => return Err(store::io_err("lock", &lock_path)(e.into()).into()),
+        }
+    }
+}
+
+/// A denial's fields cut to size: strings to [`MAX_FIELD_CHARS`] characters and lists to
+/// [`MAX_FIELD_ITEMS`] items, each cut saying how much was left out. What an unauthenticated
+/// client sends can then cost at most about 2 KB of log per line.
+pub fn bounded(fields: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    fn cut_str(s: &str) -> Value {
+        if s.chars().count() <= MAX_FIELD_CHARS {
+            return Value::String(s.to_owned());
+        }
+        let head: String = s.chars().take(MAX_FIELD_CHARS).collect();
+        Value::String(format!("{head}...(cut, {} bytes)", s.len()))
+    }
+    fn cut(v: Value, depth: u8) -> Value {
+        match v {
+            Value::String(s) => cut_str(&s),
+            Value::Array(items) if depth < 2 => {
+                let n = items.len();
+                let mut out: Vec<Value> = items
+                    .into_iter()
+                    .take(MAX_FIELD_ITEMS)
+                    .map(|i| cut(i, depth + 1))
+                    .collect();
+                if n > MAX_FIELD_ITEMS {
+                    out.push(Value::String(format!("...(+{} more)", n - MAX_FIELD_ITEMS)));
+                }
+                Value::Array(out)
+            }
+            Value::Object(map) if depth < 2 => Value::Object(
+                map.into_iter()
+                    .take(4 * MAX_FIELD_ITEMS)
+                    .map(|(k, v)| {
+                        (
+                            cut_str(&k).as_str().unwrap_or_default().to_owned(),
+                            cut(v, depth + 1),
+                        )
+                    })
+                    .collect(),
+            ),
+            Value::Array(_) | Value::Object(_) => Value::String("...(cut)".into()),
+            other => other,
+        }
+    }
+    cut(fields, 0)
 }
 
 fn rotated(path: &Path, i: usize) -> PathBuf {
@@ -388,6 +782,11 @@ fn read_head(path: &Path) -> Result<Option<String>, Error> {
 /// `<state_dir>/audit.log`.
 pub fn path_in(state_dir: &Path) -> PathBuf {
     state_dir.join("audit.log")
+}
+
+/// `<state_dir>/audit-deny.log`: refusals of unauthenticated requests, their own chain.
+pub fn deny_path_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("audit-deny.log")
 }
 
 #[cfg(test)]

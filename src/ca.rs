@@ -685,6 +685,9 @@ impl LocalCa {
     }
 }
 
+/// RFC 5280 Appendix A.1, `ub-common-name`.
+pub const UB_COMMON_NAME: usize = 64;
+
 /// Parses and verifies a CSR (see [`LocalCa::verify_csr`]); needs no CA.
 pub fn verify_csr(csr_der: &[u8]) -> Result<Csr, Error> {
     let info = crypto::parse_csr(csr_der).map_err(|e| Error::BadCsr(e.to_string()))?;
@@ -703,7 +706,31 @@ pub fn verify_csr(csr_der: &[u8]) -> Result<Csr, Error> {
         }
         other => Error::BadCsr(other.to_string()),
     })?;
-    let (mut dns, mut ips) = (info.dns, info.ips);
+    // RFC 5280 Appendix A.1: ub-common-name INTEGER ::= 64. A longer CN is refused, not cut.
+    if let Some(cn) = &info.subject_cn {
+        let n = cn.chars().count();
+        if n > UB_COMMON_NAME {
+            return Err(Error::BadCsr(format!(
+                "the subject CN is {n} characters long; RFC 5280 allows at most \
+                 {UB_COMMON_NAME} (ub-common-name)"
+            )));
+        }
+    }
+    // A name asked for twice is issued once, as public CAs do (Boulder dedupes the CSR's names
+    // case-insensitively): the certificate is the same either way, and a SAN list with
+    // duplicates only inflates it. DNS names compare case-insensitively (RFC 4343).
+    let mut dns: Vec<String> = Vec::with_capacity(info.dns.len());
+    for d in info.dns {
+        if !dns.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
+            dns.push(d);
+        }
+    }
+    let mut ips: Vec<IpAddr> = Vec::with_capacity(info.ips.len());
+    for ip in info.ips {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
     // A CSR with no SAN (common with `openssl req -subj /CN=..`): the CN is the one name asked
     // for. It still goes through the same policy in `issue`.
     if dns.is_empty() && ips.is_empty() {

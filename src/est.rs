@@ -19,8 +19,10 @@
 //! §3.2.3); an authenticated client that may not do this 403 (a name outside its grant, a client
 //! certificate that is foreign, expired or superseded: RFC 7030 §3.7 leaves authorization to
 //! the server, and re-enrollment has no HTTP credential a 401 could ask for). Every issuance and
-//! every denial is appended to the audit log (device, names, serial, reason, client address;
-//! never the token), and every issuance is recorded in the leaf inventory. A request without
+//! every denial is audited (device, names, serial, reason, client address; never the token):
+//! issuances in the audit log before the certificate leaves (503 and no certificate when that
+//! cannot be done), denials in the denial stream, cut to size and rate-limited (see
+//! `est/record.rs`). Every issuance is recorded in the leaf inventory. A request without
 //! credentials, the first half of the RFC 7235 challenge round-trip, is not a denial: it is
 //! counted (`gatecert_est_auth_challenges_total`), not audited.
 //!
@@ -32,16 +34,14 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::json;
-
-use crate::audit::{Audit, DEFAULT_MAX_BYTES};
+use crate::audit::Audit;
 use crate::broker::{Broker, Origin};
 use crate::ca::{Csr, IssueRequest, Issued, LocalCa};
 use crate::clock::Clock;
 use crate::config;
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
-use crate::leaves::{Inventory, Leaf, Standing};
+use crate::leaves::{Inventory, Standing};
 use crate::report::Counters;
 use crate::store;
 use crate::token::{Claims, Tokens};
@@ -49,6 +49,7 @@ use crate::trust::{ClockTrust, TrustedNow};
 use crate::{audit, ca, leaves, token};
 
 mod brokered;
+mod record;
 mod reply;
 mod sets;
 
@@ -59,6 +60,10 @@ pub use sets::{ensure_local_set, listener_identity, ListenerIdentity, LocalSet};
 
 /// The well-known prefix, RFC 7030 §3.2.2.
 pub const PREFIX: &str = "/.well-known/est/";
+
+/// What a client is told when its certificate cannot be audited.
+const AUDIT_DOWN: &str = "the audit log cannot record issuances; nothing is issued until an \
+                          operator repairs it";
 
 /// The realm in `WWW-Authenticate`.
 pub const REALM: &str = "gatecert";
@@ -141,6 +146,8 @@ pub struct Est {
     counters: Option<Arc<Counters>>,
     /// `config label` sections: the profiles served under `/.well-known/est/<label>/`.
     labels: Vec<config::Label>,
+    /// Denials of the current minute, for the denial stream's rate limit.
+    denials: record::DenyWindow,
 }
 
 /// A refused request: what the client is told and what the audit log records.
@@ -241,6 +248,7 @@ impl Est {
             claims: Claims::new(),
             counters: None,
             labels: Vec::new(),
+            denials: record::DenyWindow::default(),
         }
     }
 
@@ -461,11 +469,20 @@ impl Est {
     fn trusted_now(&self, auth: &Authorized) -> Result<TrustedNow, Denial> {
         let now = self.clock.now();
         let mut trust = ClockTrust::load(&self.state_dir, Some(self.ca.intermediate().not_before));
-        trust.check(now).map_err(|e| {
+        let trusted = trust.check(now).map_err(|e| {
             Denial::new(503, format!("clock untrusted: {e}"))
                 .device(&auth.device)
                 .names(auth.names.clone())
-        })
+        })?;
+        // No issuance without its audit line: a broken or unreadable log stops it here,
+        // before anything is signed or a token burnt. Read only, no lock: never waits.
+        Audit::check(&audit::path_in(&self.state_dir)).map_err(|e| {
+            log::error!("{}", crate::errchain::one_line(&e));
+            Denial::new(503, AUDIT_DOWN)
+                .device(&auth.device)
+                .names(auth.names.clone())
+        })?;
+        Ok(trusted)
     }
 
     /// Issues from the local CA (`lifetime: None` = the label's, else the CA's; an interim
@@ -608,71 +625,6 @@ impl Est {
             .map_err(|_| Denial::new(400, "body is not base64 (RFC 7030 4.2.1)"))?;
         self.ca.verify_csr(&der).map_err(|e| ca_denial(&e))
     }
-
-    fn record(&mut self, op: &str, client: IpAddr, outcome: &Result<Granted, Denial>) {
-        if let Err(d) = outcome {
-            if d.challenge {
-                if let Some(c) = &self.counters {
-                    c.est_auth_challenge(op);
-                }
-                return;
-            }
-        }
-        let now = self.clock.now();
-        let client = client.to_string();
-        let (event, fields) = match outcome {
-            Ok(g) => (
-                "est.issue",
-                json!({
-                    "op": op,
-                    "device": g.device,
-                    "names": g.names,
-                    "serial": g.issued.serial_hex,
-                    "not_after": g.issued.not_after,
-                    "source": g.origin.as_str(),
-                    "client": client,
-                }),
-            ),
-            Err(d) => (
-                "est.deny",
-                json!({
-                    "op": op,
-                    "status": d.status,
-                    "device": d.device,
-                    "names": d.names,
-                    "reason": d.reason,
-                    "client": client,
-                }),
-            ),
-        };
-        let appended = Audit::open(&audit::path_in(&self.state_dir), DEFAULT_MAX_BYTES)
-            .and_then(|mut a| a.append(now, event, fields));
-        if let Err(e) = appended {
-            log::error!("audit log append failed: {e}");
-        }
-        if let Ok(g) = outcome {
-            if let Some(c) = &self.counters {
-                c.leaf_issued(g.origin.source());
-            }
-            let leaf = Leaf {
-                device: g.device.clone(),
-                names: g.names.clone(),
-                serial: g.issued.serial_hex.clone(),
-                not_after: g.issued.not_after,
-                source: g.origin.source(),
-                issued_at: now,
-                previous: None,
-            };
-            let renews = g.renews.clone();
-            let recorded = Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| {
-                let previous = renews.and_then(|r| i.previous_for(&leaf.device, &r, now));
-                i.record(Leaf { previous, ..leaf })
-            });
-            if let Err(e) = recorded {
-                log::error!("leaf inventory write failed: {e}");
-            }
-        }
-    }
 }
 
 impl Est {
@@ -716,7 +668,8 @@ impl Est {
     /// Records `outcome` in the audit log and inventory and turns it into the answer. A
     /// re-enrollment is checked again here, when its certificate is about to go out: if another
     /// re-enrollment superseded the client certificate meanwhile (a parked request), it is
-    /// refused and the new certificate is never delivered.
+    /// refused and the new certificate is never delivered. An issuance whose audit line cannot
+    /// be written is not handed out: 503 (fail closed).
     fn finish(&mut self, op: &str, client: IpAddr, outcome: Result<Granted, Denial>) -> Response {
         let outcome = outcome.and_then(|g| match &g.renews {
             Some(serial) => {
@@ -727,7 +680,19 @@ impl Est {
             }
             None => Ok(g),
         });
-        self.record(op, client, &outcome);
+        if let Err(e) = self.record(op, client, &outcome) {
+            log::error!(
+                "{}; the certificate is withheld",
+                crate::errchain::one_line(&e)
+            );
+            let d = Denial::new(503, AUDIT_DOWN);
+            let d = match &outcome {
+                Ok(g) => d.device(&g.device).names(g.names.clone()),
+                Err(_) => d,
+            };
+            self.record_denial(self.clock.now(), op, client, &d);
+            return Response::text(503, AUDIT_DOWN).header("Retry-After", "60");
+        }
         match outcome {
             // RFC 7030 §4.2.3: "containing only the certificate that was issued".
             Ok(g) => match g.key_pem {
@@ -777,8 +742,8 @@ impl Handler for Est {
     }
 
     fn rejected(&mut self, status: u16, reason: &str, peer: &PeerInfo) {
-        let outcome = Err(Denial::new(status, reason));
-        self.record("http", peer.addr.ip(), &outcome);
+        let now = self.clock.now();
+        self.record_denial(now, "http", peer.addr.ip(), &Denial::new(status, reason));
     }
 }
 
@@ -948,7 +913,7 @@ mod tests {
             format!("Basic realm=\"{REALM}\"")
         )));
         assert!(String::from_utf8_lossy(&resp.body).contains("expired"));
-        let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
+        let log = std::fs::read_to_string(audit::deny_path_in(&dir)).unwrap();
         assert!(log.contains("token expired") && log.contains("192.0.2.7"));
         assert!(!log.contains(&token));
         let _ = std::fs::remove_dir_all(&dir);
@@ -966,7 +931,7 @@ mod tests {
         let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
         assert_eq!(resp.status, 503);
         assert!(String::from_utf8_lossy(&resp.body).contains("clock untrusted"));
-        assert!(!leaves::path_in(&dir).exists());
+        assert!(!crate::leaves::path_in(&dir).exists());
         clock.set(good);
         let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
@@ -1012,9 +977,11 @@ mod tests {
         let resp = est.handle(&req, &peer());
         assert_eq!(resp.status, 200);
         let der = crypto::b64_decode(&resp.body).unwrap();
-        let mut chain = est.ca().chain_der();
-        chain.sort();
-        assert_eq!(pkcs7::parse_certs_only(&der).unwrap(), chain);
+        let mut got = pkcs7::parse_certs_only(&der).unwrap();
+        let mut want = est.ca().chain_der();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -39,21 +39,20 @@ const CTX0_CONS: u8 = 0xa0;
 /// encapContentInfo { id-data }, certificates [0] certs, signerInfos {} } }`.
 ///
 /// RFC 5652 §5.1: version is 1 when there are no attribute certificates, no v2 certificates and
-/// the eContentType is id-data. `certificates` is a SET OF, so DER (X.690 §11.6) sorts its
-/// elements by their encodings: the order given is not kept, and no reader may rely on one
-/// (strict DER parsers, such as Python's `cryptography`, flag an unsorted set).
+/// the eContentType is id-data. `certificates` is a `SET OF`, so DER (X.690 §11.6) puts its
+/// elements in ascending order of their encodings, whatever order they are given in; a client
+/// finds the leaf by its public key, not by position (RFC 7030 §4.2.3 does not order them).
 pub fn certs_only(certs: &[Vec<u8>]) -> Vec<u8> {
     let mut sorted: Vec<&Vec<u8>> = certs.iter().collect();
-    sorted.sort();
+    sorted.sort_by(|a, b| der_set_order(a, b));
+    // A SET OF holds each certificate once.
     sorted.dedup();
+    let body: Vec<u8> = sorted.into_iter().flatten().copied().collect();
     let mut signed = Vec::new();
     signed.extend(tlv(INTEGER, &[1]));
     signed.extend(tlv(SET, &[]));
     signed.extend(tlv(SEQUENCE, &tlv(OID, OID_DATA)));
-    signed.extend(tlv(
-        CTX0_CONS,
-        &sorted.into_iter().flatten().copied().collect::<Vec<u8>>(),
-    ));
+    signed.extend(tlv(CTX0_CONS, &body));
     signed.extend(tlv(SET, &[]));
     let mut content_info = tlv(OID, OID_SIGNED_DATA);
     content_info.extend(tlv(CTX0_CONS, &tlv(SEQUENCE, &signed)));
@@ -96,6 +95,17 @@ pub fn parse_certs_only(der: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         return Err(bad("has signerInfos: not a certs-only message"));
     }
     Ok(out)
+}
+
+/// X.690 §11.6: the order of a DER `SET OF`: the encodings compared as octet strings, the
+/// shorter padded with zero octets at its end. [`certs_only`] writes `certificates` in it.
+pub fn der_set_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let n = a.len().max(b.len());
+    let at = |v: &[u8], i: usize| v.get(i).copied().unwrap_or(0);
+    (0..n)
+        .map(|i| at(a, i).cmp(&at(b, i)))
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
 }
 
 fn bad(m: &str) -> Error {
@@ -179,19 +189,16 @@ mod tests {
         params.self_signed(&k.to_rcgen()).unwrap().der().to_vec()
     }
 
+    fn sorted(mut certs: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        certs.sort_by(|a, b| der_set_order(a, b));
+        certs
+    }
+
     #[test]
-    fn round_trip_sorts_as_der_set_of() {
-        let mut certs = vec![cert("a.test"), cert("b.test"), cert("c.test")];
-        certs.sort();
-        certs.reverse();
+    fn round_trip_keeps_the_set() {
+        let certs = vec![cert("a.test"), cert("b.test")];
         let der = certs_only(&certs);
-        let back = parse_certs_only(&der).unwrap();
-        assert_ne!(
-            back, certs,
-            "SET OF elements are sorted, not kept in the given order"
-        );
-        certs.sort();
-        assert_eq!(back, certs);
+        assert_eq!(parse_certs_only(&der).unwrap(), sorted(certs.clone()));
         // A SET OF holds each certificate once.
         let twice = certs_only(&[certs[0].clone(), certs[0].clone()]);
         assert_eq!(parse_certs_only(&twice).unwrap(), vec![certs[0].clone()]);
@@ -241,11 +248,34 @@ mod tests {
         );
         let text = String::from_utf8_lossy(&out.stdout);
         let pem_certs = crate::crypto::certs_from_pem(&text).unwrap();
-        let mut got: Vec<Vec<u8>> = pem_certs.iter().map(|c| c.to_vec()).collect();
-        got.sort();
-        let mut want = certs;
-        want.sort();
-        assert_eq!(got, want);
+        let got: Vec<Vec<u8>> = pem_certs.iter().map(|c| c.to_vec()).collect();
+        assert_eq!(got, sorted(certs));
+    }
+
+    /// Issue 10 item 7: the `certificates` SET OF is DER-sorted (X.690 §11.6) whatever order
+    /// the chain comes in; Python cryptography warned InvalidSetOrdering on the old output.
+    #[test]
+    fn certificates_set_is_der_sorted() {
+        // A leaf and a longer certificate: the length octets decide, as in a real chain.
+        let short = cert("a.test");
+        let long = cert(&format!("{}.test", "l".repeat(200)));
+        let trio = vec![long.clone(), short.clone(), cert("b.test")];
+        for order in [trio.clone(), trio.iter().rev().cloned().collect()] {
+            let got = parse_certs_only(&certs_only(&order)).unwrap();
+            assert!(
+                got.windows(2).all(|w| w[0].as_slice() <= w[1].as_slice()),
+                "not in ascending DER order"
+            );
+            assert_eq!(got.len(), 3);
+        }
+        assert_eq!(
+            der_set_order(&[1, 2], &[1, 2, 0]),
+            std::cmp::Ordering::Equal
+        );
+        assert_eq!(
+            der_set_order(&[1, 3], &[1, 2, 9]),
+            std::cmp::Ordering::Greater
+        );
     }
 
     #[test]

@@ -37,6 +37,14 @@ pub enum Error {
     },
     /// Another gatecert holds the state directory's lock.
     Locked(PathBuf),
+    /// A path to be written exists and is not a regular file (a device, a FIFO, a directory,
+    /// or, for an operator's `--out`, a symlink): it is never replaced.
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is ("a character device", ...).
+        kind: &'static str,
+    },
     /// A file under the state directory has content we can't use.
     Corrupt {
         /// The file.
@@ -52,6 +60,11 @@ impl fmt::Display for Error {
             Error::Io { op, path, .. } => write!(f, "cannot {op} {}", path.display()),
             Error::Locked(p) => write!(f, "{} is locked by another gatecert process", p.display()),
             Error::Corrupt { path, what } => write!(f, "{}: {what}", path.display()),
+            Error::NotRegular { path, kind } => write!(
+                f,
+                "refusing to write {}: it is {kind}, not a regular file or a new path",
+                path.display()
+            ),
         }
     }
 }
@@ -106,23 +119,31 @@ pub fn public_dir(dir: &Path) -> Result<(), Error> {
 
 /// Writes `data` to `path` atomically with `mode`: temp file in the same directory, fsync,
 /// rename over the target, fsync the directory. A crash leaves the old file or the new one.
+///
+/// The temp file has an unpredictable name (16 random bytes) and is created with
+/// `O_CREAT|O_EXCL|O_NOFOLLOW` and `mode` (then fchmod'ed on the descriptor, past the umask), so
+/// a symlink or file planted in a directory others can write (a metrics textfile directory) is
+/// never opened, truncated or chmod'ed. `path` itself must be new, a regular file or a symlink
+/// (rename(2) replaces the link, never what it points at); a device, FIFO, socket or directory
+/// is refused with [`Error::NotRegular`] instead of being replaced machine-wide.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
     let dir = parent(path);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    if let Some(kind) = special_kind(path)? {
+        return Err(Error::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    let (f, tmp) = create_temp(dir, path, mode)?;
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        // The mode passed to open() is filtered by the umask; set it exactly.
+        let mut f = f;
+        // The mode passed to open() is filtered by the umask; set it exactly. The file is ours
+        // (O_EXCL), so this never touches anything else.
         f.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io_err("chmod", &tmp))?;
         f.write_all(data).map_err(io_err("write", &tmp))?;
         f.sync_all().map_err(io_err("fsync", &tmp))?;
+        drop(f);
         fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
         sync_dir(dir)
     })();
@@ -132,10 +153,86 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
     result
 }
 
+/// Creates a fresh temp file beside `path`: random name, `O_EXCL|O_NOFOLLOW`, `mode`.
+fn create_temp(dir: &Path, path: &Path, mode: u32) -> Result<(fs::File, PathBuf), Error> {
+    use rustix::fs::{Mode, OFlags};
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    // Keep the temp name within NAME_MAX whatever the target's name is.
+    let short: String = name.chars().take(64).collect();
+    let mut last = None;
+    for _ in 0..8 {
+        let rand = crate::crypto::random_bytes::<16>().map_err(|e| Error::Io {
+            op: "draw a temp name for",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let tmp = dir.join(format!(".{short}.{}.tmp", crate::crypto::hex(&rand)));
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::open(&tmp, flags, Mode::from_raw_mode(mode & 0o777)) {
+            Ok(fd) => return Ok((fs::File::from(fd), tmp)),
+            Err(rustix::io::Errno::EXIST) => last = Some(tmp),
+            Err(e) => return Err(io_err("create", &tmp)(e.into())),
+        }
+    }
+    let tmp = last.unwrap_or_else(|| dir.join(".tmp"));
+    Err(io_err("create", &tmp)(
+        std::io::ErrorKind::AlreadyExists.into(),
+    ))
+}
+
+/// What `path` is when it exists and is neither a regular file nor a symlink ("a character
+/// device", ...); `None` when it is new, a regular file or a symlink. Does not follow links.
+fn special_kind(path: &Path) -> Result<Option<&'static str>, Error> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("stat", path)(e)),
+    };
+    let t = meta.file_type();
+    Ok(if t.is_file() || t.is_symlink() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    })
+}
+
+/// Checks an output path the operator named (`--out FILE`): it must be a new path or an
+/// existing regular file. A symlink, device, FIFO, socket or directory is refused, so
+/// `--out /dev/null` never replaces the device with a regular file and a planted link never
+/// redirects the write. Does not follow links.
+pub fn check_output_path(path: &Path) -> Result<(), Error> {
+    if let Some(kind) = special_kind(path)? {
+        return Err(Error::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::NotRegular {
+            path: path.to_path_buf(),
+            kind: "a symlink",
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `data` only if the file doesn't already hold exactly that (flash wear).
-/// Returns whether it wrote.
+/// Returns whether it wrote. Only an existing regular file is read for the comparison.
 pub fn write_if_changed(path: &Path, data: &[u8], mode: u32) -> Result<bool, Error> {
-    if fs::read(path).is_ok_and(|old| old == data) {
+    let regular = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    if regular && fs::read(path).is_ok_and(|old| old == data) {
         return Ok(false);
     }
     write_atomic(path, data, mode)?;
@@ -300,11 +397,21 @@ impl SetDir {
     }
 
     fn point_live_at(&self, generation: &str) -> Result<(), Error> {
-        let tmp = self.dir.join(".live.tmp");
-        let _ = fs::remove_file(&tmp);
+        // symlink(2) never follows or replaces what is there; a random name never collides.
+        let rand = crate::crypto::random_bytes::<8>().map_err(|e| Error::Io {
+            op: "draw a temp name for",
+            path: self.live(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let tmp = self
+            .dir
+            .join(format!(".live.{}.tmp", crate::crypto::hex(&rand)));
         std::os::unix::fs::symlink(generation, &tmp).map_err(io_err("symlink", &tmp))?;
         let live = self.live();
-        fs::rename(&tmp, &live).map_err(io_err("rename into place", &live))?;
+        if let Err(e) = fs::rename(&tmp, &live) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("rename into place", &live)(e));
+        }
         sync_dir(&self.dir)
     }
 
@@ -422,6 +529,69 @@ mod tests {
         assert!(matches!(Lock::acquire(&d), Err(Error::Locked(_))));
         drop(l);
         Lock::acquire(&d).unwrap();
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    /// Issue 10 item 4: the old temp name was `.NAME.tmpPID`; a symlink planted there (by
+    /// anyone who can write the directory) must not be followed, truncated or chmod'ed.
+    #[test]
+    fn planted_symlink_at_temp_name_does_not_redirect_write() {
+        let d = tempdir("plant");
+        let victim = d.join("victim");
+        fs::write(&victim, b"root secret").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        let target = d.join("gatecert.prom");
+        let old_tmp = d.join(format!(".gatecert.prom.tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_tmp).unwrap();
+        write_atomic(&target, b"metrics", PUBLIC).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"root secret");
+        let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "victim chmod'ed");
+        assert_eq!(fs::read(&target).unwrap(), b"metrics");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A symlink at the destination is replaced by rename(2); what it points at is untouched.
+    #[test]
+    fn symlink_at_destination_is_replaced_not_followed() {
+        let d = tempdir("dest-link");
+        let victim = d.join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let target = d.join("out.pem");
+        std::os::unix::fs::symlink(&victim, &target).unwrap();
+        write_atomic(&target, b"new", PUBLIC).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert!(fs::symlink_metadata(&target).unwrap().file_type().is_file());
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert!(matches!(check_output_path(&victim), Ok(())));
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A FIFO (anyone can make one) stands for any device node: never replaced, never read.
+    #[test]
+    fn special_file_destination_is_refused_and_kept() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let d = tempdir("fifo");
+        let fifo = d.join("pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = write_atomic(&fifo, b"x", PUBLIC).unwrap_err();
+        assert!(e.to_string().contains("is a FIFO"), "{e}");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        let e = write_if_changed(&fifo, b"x", PUBLIC).unwrap_err();
+        assert!(matches!(e, Error::NotRegular { .. }), "{e}");
+        assert!(matches!(
+            check_output_path(&d),
+            Err(Error::NotRegular { .. })
+        ));
+        // only the FIFO is there: no temp file was left behind
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
         fs::remove_dir_all(d).unwrap();
     }
 

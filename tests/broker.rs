@@ -159,8 +159,10 @@ impl Gatecert {
         std::fs::read_to_string(self.path("gatecert.log")).unwrap_or_default()
     }
 
+    /// Both streams: `audit.log` (issuances) and `audit-deny.log` (denials).
     fn audit(&self) -> String {
-        std::fs::read_to_string(self.state().join("audit.log")).unwrap_or_default()
+        let read = |f: &str| std::fs::read_to_string(self.state().join(f)).unwrap_or_default();
+        read("audit.log") + &read("audit-deny.log")
     }
 
     fn upstream_state(&self) -> String {
@@ -270,7 +272,7 @@ impl Gatecert {
         )
     }
 
-    /// The certificates of a certs-only PKCS#7 answer (leaf first), also written as PEM.
+    /// The certificates of a certs-only PKCS#7 answer, leaf first, also written as PEM.
     fn certs(&self, body: &[u8], tag: &str) -> Vec<CertInfo> {
         let der = crypto::b64_decode(body).expect("base64 body");
         let p7 = self.path(&format!("{tag}.p7"));
@@ -284,9 +286,15 @@ impl Gatecert {
             p7.to_str().unwrap(),
         ]));
         let pem = String::from_utf8_lossy(&out.stdout).into_owned();
+        // The SET is DER-sorted: the file has the leaf (not a CA) first, as a chain file does.
+        let ders = crypto::certs_from_pem(&pem).unwrap();
+        let (cas, leaves): (Vec<_>, Vec<_>) = ders
+            .iter()
+            .partition(|d| CertInfo::from_der(d.as_ref()).unwrap().is_ca);
+        let ordered: Vec<_> = leaves.into_iter().chain(cas).collect();
+        let pem = crypto::certs_to_pem(ordered.iter().map(|d| d.as_ref()));
         std::fs::write(self.path(&format!("{tag}.pem")), &pem).unwrap();
-        crypto::certs_from_pem(&pem)
-            .unwrap()
+        ordered
             .iter()
             .map(|d| CertInfo::from_der(d.as_ref()).unwrap())
             .collect()

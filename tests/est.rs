@@ -152,8 +152,10 @@ impl Gatecert {
         )
     }
 
+    /// Both streams: `audit.log` (issuances) and `audit-deny.log` (denials).
     fn audit(&self) -> String {
-        std::fs::read_to_string(self.state().join("audit.log")).unwrap_or_default()
+        let read = |f: &str| std::fs::read_to_string(self.state().join(f)).unwrap_or_default();
+        read("audit.log") + &read("audit-deny.log")
     }
 
     /// Asserts the audit log has a line with `event` mentioning every one of `needles`, and that
@@ -234,7 +236,21 @@ fn p7_to_pem(dir: &Path, tag: &str, body: &[u8]) -> String {
         "-in",
         p7.to_str().unwrap(),
     ]);
-    String::from_utf8(out.stdout).unwrap()
+    // The SET is DER-sorted: put the leaf (not a CA) first, as a chain file has it, keeping
+    // openssl's subject/issuer lines with each certificate.
+    let text = String::from_utf8(out.stdout).unwrap();
+    let is_ca = |block: &&str| {
+        let der = gatecert::crypto::certs_from_pem(block).unwrap();
+        gatecert::crypto::CertInfo::from_der(der[0].as_ref())
+            .unwrap()
+            .is_ca
+    };
+    let blocks: Vec<&str> = text
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .filter(|b| b.contains("BEGIN CERTIFICATE"))
+        .collect();
+    let (cas, leaves): (Vec<&str>, Vec<&str>) = blocks.into_iter().partition(is_ca);
+    leaves.into_iter().chain(cas).collect()
 }
 
 /// How many PEM certificates `pem` holds (`openssl pkcs7 -print_certs` output).
@@ -242,12 +258,19 @@ fn cert_count(pem: &str) -> usize {
     pem.matches("-----BEGIN CERTIFICATE-----").count()
 }
 
-/// The first PEM certificate of `pem`.
+/// The leaf of `pem` (the certificate that is not a CA), as PEM: a certs-only answer is a
+/// DER-sorted SET, not a chain in order.
 fn first_cert(pem: &str) -> String {
-    let end = "-----END CERTIFICATE-----";
-    let start = pem.find("-----BEGIN CERTIFICATE-----").unwrap();
-    let stop = pem[start..].find(end).unwrap() + start + end.len();
-    format!("{}\n", &pem[start..stop])
+    let certs = gatecert::crypto::certs_from_pem(pem).unwrap();
+    let leaf = certs
+        .iter()
+        .find(|c| {
+            !gatecert::crypto::CertInfo::from_der(c.as_ref())
+                .unwrap()
+                .is_ca
+        })
+        .expect("a leaf in the answer");
+    gatecert::crypto::certs_to_pem(std::iter::once(leaf.as_ref()))
 }
 
 #[test]
@@ -707,6 +730,99 @@ fn assert_refused_credentials(code: u16, headers: &str) {
         headers.contains("WWW-Authenticate: Basic realm=\"gatecert\""),
         "{headers}"
     );
+}
+
+/// Issue 10 item 5a: 400 unauthenticated requests with a 5.5 KB user name and a CSR of 200
+/// SANs (the largest that pass the default header and body limits) never push the issuance
+/// history out of `audit.log`: denials go to their own stream, cut to size and at most
+/// `DENY_LINES_PER_WINDOW` a minute; both chains verify.
+#[test]
+fn a_denial_flood_leaves_the_issuance_history_intact() {
+    let g = Gatecert::start("flood");
+    let name = "sensor-h.sensors.local";
+    let token = g.token("sensor-h", &[name]);
+    let (_, csr) = make_csr(&g.dir, "h", "ec:P-256", name, &[name]);
+    let (code, _, body) = g.enroll("sensor-h", &token, &csr);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    g.assert_audit("est.issue", &["sensor-h"]);
+    let history = std::fs::read_to_string(g.state().join("audit.log")).unwrap();
+
+    let sans: Vec<String> = (0..200).map(|i| format!("f{i:03}.sensors.local")).collect();
+    let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
+    let (_, big) = make_csr(&g.dir, "flood", "ec:P-256", "f000.sensors.local", &sans);
+    let big = std::fs::read(big).unwrap();
+    let user = "u".repeat(5500);
+    let auth = format!("Basic {}", b64_encode(format!("{user}:wrong").as_bytes()));
+    let root = std::fs::read_to_string(g.path("root.pem")).unwrap();
+    let root = gatecert::crypto::certs_from_pem(&root).unwrap();
+    let agent = gatecert::daemon::est_client(root[0].as_ref(), Duration::from_secs(10));
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..400 {
+        let status = agent
+            .post(&g.url("simpleenroll"))
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/pkcs10")
+            .send(&big[..])
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.get(&401), Some(&400), "{statuses:?}");
+
+    let now_log = std::fs::read_to_string(g.state().join("audit.log")).unwrap();
+    assert!(
+        now_log.starts_with(&history),
+        "the issuance history changed"
+    );
+    assert!(
+        !g.state().join("audit.log.1").exists(),
+        "audit.log was rotated by denials"
+    );
+    let deny = std::fs::read_to_string(g.state().join("audit-deny.log")).unwrap();
+    assert!(
+        deny.len() < 64 * 1024,
+        "denial stream grew {} bytes",
+        deny.len()
+    );
+    assert!(deny.contains("(cut, 5500 bytes)"), "user name not cut");
+    assert!(!deny.contains("wrong"), "the token reached the log");
+    for f in ["audit.log", "audit-deny.log"] {
+        let r = gatecert::audit::Audit::verify(&g.state().join(f)).unwrap();
+        assert!(r.ok(), "{f}: {r:?}");
+    }
+}
+
+/// Issue 10 item 5c: when the audit log cannot be written, enrollment fails closed: 503, no
+/// certificate in the answer, nothing in the inventory, the token not burnt.
+#[test]
+fn an_unwritable_audit_log_fails_enrollment_closed() {
+    let g = Gatecert::start("auditdown");
+    let name = "sensor-u.sensors.local";
+    let token = g.token("sensor-u", &[name]);
+    let (_, csr) = make_csr(&g.dir, "u", "ec:P-256", name, &[name]);
+    let log = g.state().join("audit.log");
+    let saved = g.state().join("audit.log.saved");
+    // A directory where the log should be: unwritable even for root. The log itself is kept
+    // aside and put back, so its chain stays whole (a removed log is tampering, not an outage).
+    if log.exists() {
+        std::fs::rename(&log, &saved).unwrap();
+    }
+    std::fs::create_dir(&log).unwrap();
+    let (code, _, body) = g.enroll("sensor-u", &token, &csr);
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(code, 503, "{text}");
+    assert!(text.contains("audit log"), "{text}");
+    assert!(
+        !g.state().join("leaves.json").exists(),
+        "an unaudited leaf was recorded"
+    );
+    std::fs::remove_dir(&log).unwrap();
+    if saved.exists() {
+        std::fs::rename(&saved, &log).unwrap();
+    }
+    let (code, _, body) = g.enroll("sensor-u", &token, &csr);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    g.assert_audit("est.issue", &["sensor-u"]);
 }
 
 /// 200 idle TCP connections (three times `max_connections`) while curl enrolls.

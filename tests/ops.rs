@@ -262,3 +262,278 @@ fn token_add_refuses_what_the_ca_or_http_basic_would_refuse() {
     let out = env.run(t, &["token", "add", "dev1", "--name", "s1.local"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+fn sign(env: &Env, t: i64, csr: &Path, out: &Path) -> Output {
+    env.run(
+        t,
+        &[
+            "ca",
+            "sign",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+}
+
+fn issue_lines(env: &Env) -> usize {
+    std::fs::read_to_string(env.state().join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"issue\""))
+        .count()
+}
+
+/// Issue 10 item 4: `ca sign --out` a device node (here a private copy of /dev/null made with
+/// mknod; a FIFO when not root) or a symlink is refused before anything is signed, and the node
+/// stays what it was. A new path and an existing regular file are fine.
+#[test]
+fn ca_sign_out_refuses_a_device_node_or_a_symlink() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let env = Env::new("devout");
+    let t = now();
+    assert!(env.run(t, &["ca", "init"]).status.success());
+    let csr = openssl_csr(&env.dir, "dev.local");
+    let node = env.dir.join("null");
+    let made = Command::new("mknod")
+        .arg(&node)
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    let is_device = made.success();
+    if !is_device {
+        assert!(Command::new("mkfifo")
+            .arg(&node)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let kind_ok = |p: &Path| {
+        let ft = std::fs::symlink_metadata(p).unwrap().file_type();
+        if is_device {
+            ft.is_char_device()
+        } else {
+            ft.is_fifo()
+        }
+    };
+    let out = sign(&env, t, &csr, &node);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not a regular file or a new path"),
+        "{stderr}"
+    );
+    assert!(kind_ok(&node), "the node was replaced");
+    assert_eq!(
+        issue_lines(&env),
+        0,
+        "signed although the output was refused"
+    );
+
+    let victim = env.dir.join("victim.pem");
+    std::fs::write(&victim, "keep\n").unwrap();
+    let link = env.dir.join("link.pem");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let out = sign(&env, t, &csr, &link);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("a symlink"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+
+    let fresh = env.dir.join("fresh.pem");
+    assert!(sign(&env, t, &csr, &fresh).status.success());
+    assert!(
+        sign(&env, t, &csr, &fresh).status.success(),
+        "a regular file is replaced"
+    );
+    assert!(std::fs::read_to_string(&fresh)
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+}
+
+/// Issue 10 item 5e: parallel `ca sign` runs serialise on the audit lock: the chain verifies
+/// and every issuance has its audit line and its inventory row.
+#[test]
+fn parallel_ca_sign_keep_one_chain_and_every_inventory_row() {
+    const N: usize = 8;
+    let env = Env::new("parallel");
+    let t = now();
+    assert!(env.run(t, &["ca", "init"]).status.success());
+    let csrs: Vec<PathBuf> = (0..N)
+        .map(|i| openssl_csr(&env.dir, &format!("p{i}.local")))
+        .collect();
+    let children: Vec<_> = csrs
+        .iter()
+        .enumerate()
+        .map(|(i, csr)| {
+            Command::new(env!("CARGO_BIN_EXE_gatecert"))
+                .arg("--config")
+                .arg(&env.config)
+                .args(["ca", "sign", "--csr"])
+                .arg(csr)
+                .arg("--out")
+                .arg(env.dir.join(format!("p{i}.crt")))
+                .env("GATECERT_FAKE_NOW", t.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = env.run(t, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(issue_lines(&env), N);
+    let inv: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.state().join("leaves.json")).unwrap()).unwrap();
+    assert_eq!(inv["leaves"].as_array().unwrap().len(), N, "{inv}");
+}
+
+/// Issue 10 item 5b: a last line deleted or edited, or the log truncated, is not laundered by
+/// the next issuance: `ca sign` refuses (nothing signed, nothing appended), `audit verify`
+/// fails, and `audit verify --repair` records a repair line after which issuance resumes.
+#[test]
+fn a_cut_or_edited_audit_tail_stops_issuance_until_repaired() {
+    let tampers: [(&str, fn(&str) -> String); 3] = [
+        ("delete-last", |s| {
+            let mut l: Vec<&str> = s.lines().collect();
+            l.pop();
+            l.iter().map(|x| format!("{x}\n")).collect()
+        }),
+        ("edit-last", |s| {
+            let mut l: Vec<String> = s.lines().map(str::to_owned).collect();
+            let n = l.len() - 1;
+            l[n] = l[n].replace("e1.local", "e9.local");
+            l.iter().map(|x| format!("{x}\n")).collect()
+        }),
+        ("truncate", |_| String::new()),
+    ];
+    for (tag, tamper) in tampers {
+        let env = Env::new(&format!("tail-{tag}"));
+        let t = now();
+        assert!(env.run(t, &["ca", "init"]).status.success());
+        let c1 = openssl_csr(&env.dir, "e1.local");
+        assert!(sign(&env, t, &c1, &env.dir.join("e1.crt")).status.success());
+        let log = env.state().join("audit.log");
+        let tampered = tamper(&std::fs::read_to_string(&log).unwrap());
+        std::fs::write(&log, &tampered).unwrap();
+
+        let c2 = openssl_csr(&env.dir, "e2.local");
+        let out = sign(&env, t, &c2, &env.dir.join("e2.crt"));
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{tag}: issued on a broken chain"
+        );
+        assert!(stderr.contains("audit chain broken"), "{tag}: {stderr}");
+        assert!(!env.dir.join("e2.crt").exists(), "{tag}");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            tampered,
+            "{tag}: laundered"
+        );
+        let out = env.run(t, &["audit", "verify"]);
+        assert_eq!(out.status.code(), Some(2), "{tag}: {}", text(&out.stdout));
+        // Nothing else that is audited goes ahead either.
+        let out = env.run(t, &["token", "add", "e3", "--name", "e3.local"]);
+        assert_eq!(out.status.code(), Some(2), "{tag}: token add on a broken chain");
+        assert!(!env.state().join("tokens.json").exists(), "{tag}");
+
+        let out = env.run(t, &["audit", "verify", "--repair"]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{tag}: {stdout}{}", text(&out.stderr));
+        assert!(stdout.contains("recorded a repair"), "{tag}: {stdout}");
+        assert!(
+            sign(&env, t, &c2, &env.dir.join("e2.crt")).status.success(),
+            "{tag}"
+        );
+        assert!(env.run(t, &["audit", "verify"]).status.success(), "{tag}");
+        let text_log = std::fs::read_to_string(&log).unwrap();
+        assert!(text_log.contains("\"event\":\"repair\""), "{tag}");
+        assert!(text_log.contains("\"head_was\""), "{tag}");
+    }
+}
+
+/// Issue 10 item 4 at the binary: whoever can write the metrics textfile directory (commonly
+/// the prometheus user) plants a symlink at the name the old code used for its temp file
+/// (`.gatecert.prom.tmp<pid>`; `exec` keeps the shell's pid) pointing at a root-owned 0600
+/// file. `gatecert run` writes its textfile without touching the victim.
+#[test]
+fn a_planted_symlink_in_the_textfile_directory_does_not_redirect_the_write() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new("textfile");
+    let text_dir = env.dir.join("textfile");
+    std::fs::create_dir(&text_dir).unwrap();
+    std::fs::set_permissions(&text_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let prom = text_dir.join("gatecert.prom");
+    let mut conf = std::fs::read_to_string(&env.config).unwrap();
+    conf.push_str(&format!(
+        "config metrics 'metrics'\n\toption textfile '{}'\n",
+        prom.display()
+    ));
+    std::fs::write(&env.config, conf).unwrap();
+    let victim = env.dir.join("victim");
+    std::fs::write(&victim, "root secret\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ln -s \"$1\" \"$2/.gatecert.prom.tmp$$\" && exec \"$3\" --config \"$4\" run")
+        .arg("sh")
+        .arg(&victim)
+        .arg(&text_dir)
+        .arg(env!("CARGO_BIN_EXE_gatecert"))
+        .arg(&env.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let planted = text_dir.join(format!(".gatecert.prom.tmp{}", child.id()));
+    let t = std::time::Instant::now();
+    while !prom.exists() && t.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(prom.exists(), "gatecert run wrote no textfile");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root secret\n");
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the victim was chmod'ed");
+    assert!(
+        std::fs::symlink_metadata(&planted)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the planted link is gone: the test did not exercise the old name"
+    );
+    assert!(std::fs::read_to_string(&prom)
+        .unwrap()
+        .contains("gatecert_healthy"));
+}
+
+/// Issue 10 item 5c for the CLI: an audit log that cannot be written stops `ca sign` before
+/// anything is signed.
+#[test]
+fn ca_sign_fails_closed_when_the_audit_log_is_unwritable() {
+    let env = Env::new("auditdir");
+    let t = now();
+    assert!(env.run(t, &["ca", "init"]).status.success());
+    let log = env.state().join("audit.log");
+    std::fs::remove_file(&log).unwrap();
+    std::fs::remove_file(env.state().join("audit.log.head")).unwrap();
+    // A directory where the log should be: unwritable even for root.
+    std::fs::create_dir(&log).unwrap();
+    let csr = openssl_csr(&env.dir, "w.local");
+    let out = sign(&env, t, &csr, &env.dir.join("w.crt"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(!env.dir.join("w.crt").exists());
+    assert!(!env.state().join("leaves.json").exists());
+}

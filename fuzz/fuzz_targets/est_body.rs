@@ -72,12 +72,16 @@ fn write_tokens(dir: &std::path::Path) {
     std::fs::write(token::path_in(dir), file.to_string()).expect("tokens.json");
 }
 
-/// The leaf of a base64 certs-only body: its names must have been granted.
-fn check_certs_only(b64: &[u8]) -> CertInfo {
+/// The leaf of a base64 certs-only body, if it has one (`cacerts` has none): its names must
+/// have been granted. The SET is DER-sorted, so the leaf is the certificate that is not a CA.
+fn check_certs_only(b64: &[u8]) -> Option<CertInfo> {
     let der = crypto::b64_decode(b64).expect("200 body is base64");
     let certs = pkcs7::parse_certs_only(&der).expect("200 body is certs-only PKCS#7");
     assert!(!certs.is_empty());
-    let leaf = CertInfo::from_der(&certs[0]).expect("leaf parses");
+    let leaf = certs
+        .iter()
+        .map(|c| CertInfo::from_der(c).expect("certificate parses"))
+        .find(|c| !c.is_ca)?;
     for name in leaf
         .dns_names
         .iter()
@@ -89,7 +93,7 @@ fn check_certs_only(b64: &[u8]) -> CertInfo {
             "issued ungranted name {name}"
         );
     }
-    leaf
+    Some(leaf)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -150,7 +154,7 @@ fuzz_target!(|data: &[u8]| {
         let key = crypto::PrivateKey::from_pem(&crypto::pem_block("PRIVATE KEY", &pkcs8))
             .expect("key is PKCS#8");
         assert!(parts[2].contains("smime-type=certs-only"));
-        let leaf = check_certs_only(content(parts[2]).as_bytes());
+        let leaf = check_certs_only(content(parts[2]).as_bytes()).expect("a leaf in the answer");
         assert!(
             key.matches(&leaf),
             "serverkeygen key does not match its certificate"

@@ -52,9 +52,9 @@ fn certs(u: &mut Unstructured<'_>) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// `list` as DER orders a SET OF: sorted by encoding, each element once.
+/// `list` as DER orders a SET OF: sorted by encoding (X.690 §11.6), each element once.
 fn der_set(mut list: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    list.sort();
+    list.sort_by(|a, b| pkcs7::der_set_order(a, b));
     list.dedup();
     list
 }

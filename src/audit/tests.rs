@@ -10,10 +10,14 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn write_events(path: &Path, n: usize, max: u64) {
-    let mut a = Audit::open(path, max).unwrap();
+    write_events_at(path, n, max, NOW, DEFAULT_RETENTION);
+}
+
+fn write_events_at(path: &Path, n: usize, max: u64, at: i64, retention: i64) {
+    let mut a = Audit::open(path, max).unwrap().with_retention(retention);
     for i in 0..n {
         a.append(
-            NOW + i as i64,
+            at + i as i64,
             "issue",
             serde_json::json!({"device": format!("s{i}"), "serial": format!("{i:032X}")}),
         )
@@ -167,8 +171,8 @@ fn a_torn_line_is_reported_repaired_and_reopen_recovers() {
 #[test]
 fn rotation_keeps_the_chain_across_files() {
     let path = tmp("rotate");
-    // ~150 bytes a line: 1 KiB files rotate every few lines.
-    write_events(&path, 40, 1024);
+    // ~150 bytes a line: 1 KiB files rotate every few lines. No retention: KEEP files stay.
+    write_events_at(&path, 40, 1024, NOW, 0);
     let one = rotated(&path, 1);
     let two = rotated(&path, 2);
     assert!(one.exists() && two.exists());
@@ -217,4 +221,161 @@ fn fields_must_be_an_object() {
         a.append(NOW, "x", serde_json::json!([1])),
         Err(Error::Fields)
     ));
+}
+
+#[test]
+fn rotation_keeps_files_within_the_retention_and_drops_older_ones() {
+    let path = tmp("retain");
+    write_events(&path, 40, 1024);
+    let kept = rotated_files(&path).unwrap().len();
+    assert!(kept > KEEP, "files within 30 days were dropped: {kept}");
+    let r = Audit::verify(&path).unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(
+        r.lines,
+        40 + kept,
+        "every event and one rotate line per file"
+    );
+    // 31 days later the next rotations drop what is past the retention, oldest first.
+    write_events_at(&path, 20, 1024, NOW + 31 * 86_400, DEFAULT_RETENTION);
+    assert!(rotated_files(&path).unwrap().len() <= kept);
+    let r = Audit::verify(&path).unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("\"dropped_files\""));
+}
+
+/// Issue 10 item 5b: a tail cut or edited is not laundered by the next line. Each tampering
+/// makes `open` and `append` refuse; `repair_head` records the gap and appends resume.
+#[test]
+fn the_head_is_authoritative_and_repair_is_recorded() {
+    type Tamper = fn(&Path);
+    let cases: [(&str, Tamper); 4] = [
+        ("delete-last", |p| {
+            let l = lines(p);
+            rewrite(p, &l[..l.len() - 1]);
+        }),
+        ("edit-last", |p| {
+            let mut l = lines(p);
+            let n = l.len() - 1;
+            l[n] = l[n].replace("\"s4\"", "\"s8\"");
+            rewrite(p, &l);
+        }),
+        ("truncate", |p| std::fs::write(p, "").unwrap()),
+        ("remove", |p| std::fs::remove_file(p).unwrap()),
+    ];
+    for (tag, tamper) in cases {
+        let path = tmp(&format!("head-{tag}"));
+        write_events(&path, 5, DEFAULT_MAX_BYTES);
+        let mut held = Audit::open(&path, DEFAULT_MAX_BYTES).unwrap();
+        tamper(&path);
+        let before = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            matches!(
+                Audit::open(&path, DEFAULT_MAX_BYTES),
+                Err(Error::Broken { .. })
+            ),
+            "{tag}: open continued a tampered log"
+        );
+        let e = held
+            .append(NOW + 9, "issue", serde_json::json!({}))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("audit verify --repair"),
+            "{tag}: {e}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap_or_default(),
+            before,
+            "{tag}: appended"
+        );
+        assert!(
+            !Audit::verify(&path).unwrap().ok(),
+            "{tag}: verify said intact"
+        );
+
+        let what = Audit::repair_head(&path, NOW + 10).unwrap();
+        assert!(what.is_some(), "{tag}");
+        let last = lines(&path).pop().unwrap();
+        assert!(last.contains("\"event\":\"repair\""), "{tag}: {last}");
+        assert!(last.contains("\"head_was\""), "{tag}: {last}");
+        assert_eq!(Audit::repair_head(&path, NOW + 11).unwrap(), None);
+        write_events(&path, 1, DEFAULT_MAX_BYTES);
+        let r = Audit::verify(&path).unwrap();
+        assert!(r.ok(), "{tag}: {:?}", r.problems);
+    }
+}
+
+/// Issue 10 item 5e: appenders with their own handles (as separate processes have) chain onto
+/// each other's lines under the lock.
+#[test]
+fn concurrent_appenders_keep_one_chain() {
+    let path = tmp("concurrent");
+    write_events(&path, 1, DEFAULT_MAX_BYTES);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    // Opened before the others append: a stale view unless append re-reads.
+                    let mut a = Audit::open(&path, DEFAULT_MAX_BYTES).unwrap();
+                    std::thread::yield_now();
+                    a.append(NOW, "issue", serde_json::json!({"t": t, "i": i}))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let r = Audit::verify(&path).unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.lines, 81);
+}
+
+#[test]
+fn denial_fields_are_bounded() {
+    let user = "u".repeat(6000);
+    let names: Vec<String> = (0..200)
+        .map(|i| format!("n{i}.{}", "x".repeat(300)))
+        .collect();
+    let b = bounded(serde_json::json!({"device": user, "names": names, "status": 403}));
+    let text = b.to_string();
+    assert!(text.len() < 2 * 1024, "{} bytes", text.len());
+    assert_eq!(b["status"], 403);
+    assert!(b["device"].as_str().unwrap().contains("(cut, 6000 bytes)"));
+    assert_eq!(b["names"].as_array().unwrap().len(), MAX_FIELD_ITEMS + 1);
+    assert_eq!(b["names"][MAX_FIELD_ITEMS], "...(+192 more)");
+}
+
+/// `inspect` reads only the end of a large log; the chain and the head check are the same.
+#[test]
+fn a_large_log_is_checked_from_its_tail() {
+    let path = tmp("large");
+    write_events(&path, 700, DEFAULT_MAX_BYTES);
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len > TAIL_BYTES, "{len}");
+    let tail = inspect(&path).unwrap();
+    assert_eq!(tail.complete_len, len);
+    assert!(tail.mismatch.is_none());
+    write_events(&path, 1, DEFAULT_MAX_BYTES);
+    assert!(Audit::verify(&path).unwrap().ok());
+    let l = lines(&path);
+    rewrite(&path, &l[..l.len() - 1]);
+    assert!(matches!(
+        Audit::open(&path, DEFAULT_MAX_BYTES),
+        Err(Error::Broken { .. })
+    ));
+}
+
+/// Flash is finite: past [`MAX_ROTATED`] files the oldest go even inside the retention.
+#[test]
+fn rotation_keeps_at_most_max_rotated_files() {
+    let path = tmp("maxrot");
+    write_events(&path, 160, 1024);
+    assert_eq!(rotated_files(&path).unwrap().len(), MAX_ROTATED);
+    let r = Audit::verify(&path).unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
 }

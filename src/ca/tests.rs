@@ -699,3 +699,105 @@ fn the_signer_refuses_a_time_before_the_intermediate() {
     assert_eq!(e.http_status(), 503);
     assert!(ca.issue(&req, TrustedNow::for_tests(NOW)).is_ok());
 }
+
+/// An openssl CSR (P-256) with subject CN `cn` and `san` as its subjectAltName extension.
+fn openssl_csr(dir: &Path, tag: &str, cn: &str, san: &str) -> Vec<u8> {
+    let out = dir.join(format!("{tag}.der"));
+    let st = Command::new("openssl")
+        .args(["req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt"])
+        .arg("ec_paramgen_curve:P-256")
+        .arg("-keyout")
+        .arg(dir.join(format!("{tag}.key")))
+        .args([
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            &format!("subjectAltName={san}"),
+        ])
+        .args(["-outform", "DER", "-out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    std::fs::read(out).unwrap()
+}
+
+/// Issue 10 item 7: RFC 5280 ub-common-name is 64; a longer CN is refused with the reason.
+#[test]
+fn a_common_name_over_64_characters_is_refused() {
+    let dir = tmp("cn64");
+    let ca = LocalCa::init(&dir.join("ca"), &cfg(), TrustedNow::for_tests(NOW)).unwrap();
+    // 64 characters exactly is fine.
+    let cn64 = format!("{}.sensors.example.com", "a".repeat(64 - 20));
+    assert_eq!(cn64.len(), 64);
+    let csr = ca
+        .verify_csr(&openssl_csr(&dir, "ok", &cn64, &format!("DNS:{cn64}")))
+        .unwrap();
+    ca.issue(
+        &IssueRequest {
+            csr,
+            lifetime: None,
+            server_auth: false,
+        },
+        TrustedNow::for_tests(NOW),
+    )
+    .unwrap();
+    // openssl refuses to write such a CSR; an attacker's tool (rcgen here) does not.
+    let cn65 = format!("{}.sensors.example.com", "a".repeat(65 - 20));
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![cn65.clone()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn65.as_str());
+    let long = params.serialize_request(&k.to_rcgen()).unwrap();
+    let e = ca.verify_csr(long.der()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("65 characters") && text.contains("ub-common-name"),
+        "{text}"
+    );
+    assert_eq!(e.http_status(), 400);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Issue 10 item 7: a name asked for twice (DNS names in any case, IPs) is issued once.
+#[test]
+fn duplicate_sans_are_issued_once() {
+    let dir = tmp("dupsan");
+    let ca = LocalCa::init(&dir.join("ca"), &cfg(), TrustedNow::for_tests(NOW)).unwrap();
+    let der = openssl_csr(
+        &dir,
+        "dup",
+        "d.sensors.example.com",
+        "DNS:d.sensors.example.com,DNS:D.Sensors.Example.com,DNS:e.sensors.example.com,\
+         DNS:d.sensors.example.com,IP:192.0.2.5,IP:192.0.2.5",
+    );
+    let csr = ca.verify_csr(&der).unwrap();
+    assert_eq!(
+        csr.dns,
+        vec!["d.sensors.example.com", "e.sensors.example.com"]
+    );
+    assert_eq!(csr.ips.len(), 1);
+    let issued = ca
+        .issue(
+            &IssueRequest {
+                csr,
+                lifetime: None,
+                server_auth: false,
+            },
+            TrustedNow::for_tests(NOW),
+        )
+        .unwrap();
+    let info = CertInfo::from_der(&issued.leaf_der).unwrap();
+    assert_eq!(
+        info.dns_names,
+        vec!["d.sensors.example.com", "e.sensors.example.com"]
+    );
+    assert_eq!(info.ips.len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -212,11 +212,12 @@ fn enroll(
     }
     let der = crypto::b64_decode(body.as_bytes()).map_err(|e| e.to_string())?;
     let certs = pkcs7::parse_certs_only(&der).map_err(|e| e.to_string())?;
-    let leaf =
-        CertInfo::from_der(certs.first().ok_or("empty PKCS#7")?).map_err(|e| e.to_string())?;
-    if !key.matches(&leaf) {
-        return Err("the certificate is not for the sensor's key".into());
-    }
+    // The SET is DER-sorted, not chain-ordered: the leaf is the one for the sensor's key.
+    let leaf = certs
+        .iter()
+        .filter_map(|c| CertInfo::from_der(c).ok())
+        .find(|c| key.matches(c))
+        .ok_or("no certificate in the answer is for the sensor's key")?;
     Ok((leaf, certs.len()))
 }
 

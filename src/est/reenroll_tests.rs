@@ -64,7 +64,7 @@ fn superseded_certificate_may_not_reenroll_after_the_grace_window() {
     let resp = est.handle(&reenroll_req(&name), &peer_with(&c1));
     assert_eq!(resp.status, 403);
     assert!(String::from_utf8_lossy(&resp.body).contains("superseded"));
-    let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
+    let log = std::fs::read_to_string(audit::deny_path_in(&dir)).unwrap();
     assert!(log.lines().any(|l| l.contains("est.deny")
         && l.contains("superseded")
         && l.contains("\"device\":\"g\"")));
@@ -87,10 +87,11 @@ fn credential_less_challenge_is_counted_not_audited() {
     assert_eq!(resp.status, 401);
     assert!(resp.headers.iter().any(|(k, _)| k == "WWW-Authenticate"));
     assert!(!audit::path_in(&dir).exists(), "the challenge was audited");
+    assert!(!audit::deny_path_in(&dir).exists(), "the challenge was audited");
     only_cert(&est.handle(&enroll_req("h", &token, &csr), &peer()));
     let resp = est.handle(&enroll_req("h", "wrong", &csr), &peer());
     assert_eq!(resp.status, 401);
-    let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
+    let log = std::fs::read_to_string(audit::deny_path_in(&dir)).unwrap();
     assert!(!log.contains("no credentials"), "{log}");
     assert!(
         log.contains("est.deny") && log.contains("\"status\":401"),

@@ -5,8 +5,8 @@
 //!   a warning on entering, then once a day while it stays there; an expired one likewise, as
 //!   an error;
 //! - renewal failed `alert_failures` times in a row: one error; a later success: one notice;
-//! - the clock turned untrusted, the local CA went missing, the upstream went down: one line
-//!   each way.
+//! - the clock turned untrusted, the local CA went missing, the audit log's end stopped matching
+//!   its head (issuance refused), the upstream went down: one line each way.
 //!
 //! The last-alerted state and the once-a-day timestamps live in memory only: a restart repeats
 //! at most one line per problem, and nothing is written to flash.
@@ -50,6 +50,7 @@ pub struct Alerter {
     certs: HashMap<String, CertMemory>,
     clock_untrusted: bool,
     ca_missing: bool,
+    audit_broken: bool,
     upstream_down: bool,
 }
 
@@ -83,6 +84,20 @@ impl Alerter {
             match &status.ca.error {
                 Some(e) if ca_missing => say(Level::Error, format!("local CA missing: {e}")),
                 _ => say(Level::Info, "local CA present again".into()),
+            }
+        }
+        let audit_broken = status.ca.audit_error.is_some();
+        if audit_broken != self.audit_broken {
+            self.audit_broken = audit_broken;
+            match &status.ca.audit_error {
+                Some(e) => say(
+                    Level::Error,
+                    format!("audit log broken, issuance refused: {e}"),
+                ),
+                None => say(
+                    Level::Info,
+                    "audit log intact again; issuance resumes".into(),
+                ),
             }
         }
         let down = status.upstream.state == "down";
@@ -263,5 +278,44 @@ mod tests {
         assert_eq!(a[0].level, Level::Error);
         assert!(a[0].line.starts_with("local CA missing: "), "{a:?}");
         assert!(al.tick(&Status::gather(&cfg, now), 3, now).is_empty());
+    }
+
+    /// Issue 10 item 5b: a log whose end no longer matches its head makes `status` unhealthy
+    /// (issuance refused) and alerts once; `audit verify --repair` clears it.
+    #[test]
+    fn a_broken_audit_log_is_reported_and_alerted() {
+        use crate::audit::{self, Audit};
+        let f = Fixture::new("alerts-audit");
+        let now = f.t0 + DAY;
+        let path = audit::path_in(f.state_dir());
+        let mut log = Audit::open(&path, audit::DEFAULT_MAX_BYTES).unwrap();
+        for i in 0..3 {
+            log.append(now, "issue", serde_json::json!({ "i": i }))
+                .unwrap();
+        }
+        let mut al = Alerter::new();
+        let s = Status::gather(&f.cfg, now);
+        assert!(s.healthy, "{:?}", s.attention);
+        assert!(al.tick(&s, 3, now).is_empty());
+        std::fs::write(&path, "").unwrap();
+        let s = Status::gather(&f.cfg, now);
+        assert!(!s.healthy);
+        assert!(s.ca.audit_error.is_some());
+        assert!(
+            s.attention[0].starts_with("audit log broken, issuance refused: "),
+            "{:?}",
+            s.attention
+        );
+        assert!(s.render_table().contains("audit log: BROKEN: "));
+        let a = al.tick(&s, 3, now);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].level, Level::Error);
+        assert!(al.tick(&Status::gather(&f.cfg, now), 3, now).is_empty());
+        Audit::repair_head(&path, now).unwrap();
+        let a = al.tick(&Status::gather(&f.cfg, now), 3, now);
+        assert_eq!(
+            lines(&a),
+            vec![(Level::Info, "audit log intact again; issuance resumes")]
+        );
     }
 }

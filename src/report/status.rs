@@ -3,7 +3,8 @@
 //! `gatecert.status/1`, documented field by field in `doc/status-schema.md`).
 //!
 //! Exit status: 0 healthy, 1 something needs attention (a certificate expired, inside its alert
-//! window, missing or unreadable; renewal failing; upstream down; clock untrusted; no local CA),
+//! window, missing or unreadable; renewal failing; upstream down; clock untrusted; no local CA;
+//! an audit log whose end does not match its head),
 //! 2 on error (bad arguments, config).
 //!
 //! [`Status::gather`] only reads: it never writes the state directory, so running `status` from
@@ -209,6 +210,9 @@ pub struct CaStatus {
     pub present: bool,
     /// Why not.
     pub error: Option<String>,
+    /// Why the audit log may not be appended to (its end does not match `audit.log.head`, or
+    /// it cannot be read): every issuance is refused until `gatecert audit verify --repair`.
+    pub audit_error: Option<String>,
 }
 
 /// Leaf counts by source.
@@ -280,6 +284,7 @@ impl Status {
                     CaStatus {
                         present: true,
                         error: None,
+                        audit_error: None,
                     },
                     Some(int.not_before),
                 )
@@ -291,10 +296,15 @@ impl Status {
                         ca::Error::NotInitialized(_) => e.to_string(),
                         _ => e.to_string(),
                     }),
+                    audit_error: None,
                 },
                 None,
             ),
         };
+        let mut ca = ca;
+        ca.audit_error = crate::audit::Audit::check(&crate::audit::path_in(state_dir))
+            .err()
+            .map(|e| crate::errchain::one_line(&e));
         let clock = clock_status(state_dir, ca_not_before, now);
         let ca_dir_exists = LocalCa::exists(&LocalCa::dir_in(state_dir));
         let upstream = upstream_status(cfg);
@@ -313,6 +323,9 @@ impl Status {
             } else {
                 attention.push(format!("local CA missing: {e}"));
             }
+        }
+        if let Some(e) = &ca.audit_error {
+            attention.push(format!("audit log broken, issuance refused: {e}"));
         }
         let mut rows: Vec<&CertStatus> = certificates
             .iter()
@@ -392,6 +405,9 @@ impl Status {
             Some(e) => format!("MISSING: {e}"),
         };
         let _ = writeln!(out, "local CA: {ca}");
+        if let Some(e) = &self.ca.audit_error {
+            let _ = writeln!(out, "audit log: BROKEN: {e}");
+        }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
