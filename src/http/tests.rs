@@ -1,0 +1,171 @@
+//! The server loop against real sockets on 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn limits() -> Limits {
+    Limits {
+        max_connections: 4,
+        max_header_bytes: 256,
+        max_body_bytes: 16,
+        request_timeout: Duration::from_secs(2),
+    }
+}
+
+fn serve_in_thread(limits: Limits) -> (SocketAddr, std::os::unix::net::UnixStream) {
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), None, limits).unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop_tx, stop_rx) = std::os::unix::net::UnixStream::pair().unwrap();
+    std::thread::spawn(move || {
+        let mut h = |req: &Request, _: &PeerInfo| Response::text(200, &req.path);
+        loop {
+            let r = server
+                .poll_once(&mut h, &[stop_rx.as_fd()], Duration::from_secs(1))
+                .unwrap();
+            if r[0] {
+                return;
+            }
+        }
+    });
+    (addr, stop_tx)
+}
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn idle_connections_do_not_lock_out_a_real_client() {
+    let (addr, mut stop) = serve_in_thread(limits());
+    // Twice the connection limit, all idle.
+    let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // They never sent a byte, so they are evicted first for a new client.
+    std::thread::sleep(Duration::from_millis(100));
+    let out = get(addr, "/hello");
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    assert!(out.ends_with("/hello\n"));
+    drop(idle);
+    stop.write_all(b"x").unwrap();
+}
+
+/// A handler that parks `/later` and answers everything else at once.
+struct Parking {
+    parked: Vec<u64>,
+}
+
+impl Handler for Parking {
+    fn handle(&mut self, req: &Request, _: &PeerInfo) -> Response {
+        Response::text(200, &req.path)
+    }
+
+    fn answer(&mut self, req: &Request, peer: &PeerInfo) -> Answer {
+        if req.path == "/later" {
+            self.parked.push(7);
+            return Answer::Later(7);
+        }
+        Answer::Now(self.handle(req, peer))
+    }
+}
+
+#[test]
+fn a_parked_request_does_not_stall_others_and_is_completed_later() {
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), None, limits()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut h = Parking { parked: Vec::new() };
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(slow, "GET /later HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let t = Instant::now();
+    while h.parked.is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server
+            .poll_once(&mut h, &[], Duration::from_millis(50))
+            .unwrap();
+    }
+    assert!(server.is_parked(7));
+    // Another client is served while the first waits.
+    let mut fast = TcpStream::connect(addr).unwrap();
+    fast.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(fast, "GET /now HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let reader = std::thread::spawn(move || {
+        fast.read_to_string(&mut out).unwrap();
+        out
+    });
+    let t = Instant::now();
+    while !reader.is_finished() {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server
+            .poll_once(&mut h, &[], Duration::from_millis(20))
+            .unwrap();
+    }
+    assert!(reader.join().unwrap().ends_with("/now\n"));
+    assert!(!server.complete(8, &Response::text(200, "nobody")));
+    assert!(server.complete(7, &Response::text(202, "later")));
+    assert!(!server.is_parked(7));
+    let mut out = String::new();
+    let reader = std::thread::spawn(move || {
+        slow.read_to_string(&mut out).unwrap();
+        out
+    });
+    let t = Instant::now();
+    while !reader.is_finished() {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server
+            .poll_once(&mut h, &[], Duration::from_millis(20))
+            .unwrap();
+    }
+    let out = reader.join().unwrap();
+    assert!(out.starts_with("HTTP/1.1 202 Accepted"), "{out}");
+    assert!(out.ends_with("later\n"));
+}
+
+#[test]
+fn a_parked_client_that_hangs_up_is_dropped() {
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), None, limits()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut h = Parking { parked: Vec::new() };
+    let mut c = TcpStream::connect(addr).unwrap();
+    write!(c, "GET /later HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let t = Instant::now();
+    while h.parked.is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server
+            .poll_once(&mut h, &[], Duration::from_millis(50))
+            .unwrap();
+    }
+    drop(c);
+    let t = Instant::now();
+    while server.is_parked(7) {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server
+            .poll_once(&mut h, &[], Duration::from_millis(50))
+            .unwrap();
+    }
+    assert!(!server.complete(7, &Response::text(200, "too late")));
+}
+
+#[test]
+fn slow_client_is_cut_off_at_the_deadline() {
+    let mut l = limits();
+    l.request_timeout = Duration::from_millis(300);
+    let (addr, mut stop) = serve_in_thread(l);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"GET / HT").unwrap();
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(out.is_empty());
+    assert!(t.elapsed() < Duration::from_secs(2));
+    stop.write_all(b"x").unwrap();
+}
