@@ -25,6 +25,7 @@ use rustls::pki_types::CertificateDer;
 
 use crate::config;
 
+mod chunked;
 mod parse;
 mod response;
 mod server;

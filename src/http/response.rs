@@ -79,7 +79,6 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

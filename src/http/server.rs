@@ -328,7 +328,7 @@ impl Conn {
     /// Pulls bytes off the socket into `inbuf` (through TLS when on). `Ok(true)` when the
     /// client has finished sending; `Err` = close now.
     fn read_in(&mut self, limits: &Limits) -> Result<bool, ()> {
-        let cap = limits.max_header_bytes + limits.max_body_bytes + 1;
+        let cap = super::parse::wire_limit(limits) + 1;
         let mut buf = [0u8; 4096];
         match &mut self.tls {
             None => loop {
@@ -456,4 +456,3 @@ impl Conn {
         self.phase = Phase::Done;
     }
 }
-

@@ -126,4 +126,3 @@ impl ClientCertVerifier for DeferredClientCert {
         self.algs.supported_schemes()
     }
 }
-
