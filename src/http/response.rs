@@ -1,6 +1,8 @@
 //! Responses and their serialization (RFC 9112 §4, §6).
 
-/// A response. `Content-Length` and `Connection: close` are added when written.
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A response. `Date`, `Content-Length` and `Connection: close` are added when written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     /// The status code.
@@ -40,7 +42,11 @@ impl Response {
         self
     }
 
-    pub(super) fn serialize(&self) -> Vec<u8> {
+    /// The bytes on the wire: status line, our headers, then `Date` (RFC 9110 §6.6.1: an
+    /// origin server with a clock sends it), `Content-Length` and `Connection: close`, then
+    /// the body unless the request was `HEAD` (RFC 9110 §9.3.2: the same header fields as for
+    /// `GET`, `Content-Length` included, and no content).
+    pub(super) fn serialize(&self, date: SystemTime, head: bool) -> Vec<u8> {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         for (k, v) in &self.headers {
             // Header values come from our own code; strip CR/LF anyway so none can split a line.
@@ -48,13 +54,43 @@ impl Response {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
         out.push_str(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            "Date: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            imf_fixdate(date),
             self.body.len()
         ));
         let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&self.body);
+        if !head {
+            bytes.extend_from_slice(&self.body);
+        }
         bytes
     }
+}
+
+/// `IMF-fixdate` (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`. A clock before 1970
+/// or past year 9999 (neither of which IMF-fixdate can say) is written as the nearest bound.
+fn imf_fixdate(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // 9999-12-31T23:59:59Z.
+    const MAX: u64 = 253_402_300_799;
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .min(MAX);
+    let dt = time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[dt.weekday().number_days_from_monday() as usize],
+        dt.day(),
+        MONTHS[usize::from(u8::from(dt.month())) - 1],
+        dt.year(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    )
 }
 
 fn reason(status: u16) -> &'static str {
@@ -86,9 +122,30 @@ mod tests {
     #[test]
     fn response_has_length_and_close() {
         let r = Response::text(401, "no").header("WWW-Authenticate", "Basic realm=\"x\"\r\nX: y");
-        let s = String::from_utf8(r.serialize()).unwrap();
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(784_111_777);
+        let s = String::from_utf8(r.serialize(at, false)).unwrap();
         assert!(s.starts_with("HTTP/1.1 401 Unauthorized\r\n"));
         assert!(s.contains("WWW-Authenticate: Basic realm=\"x\"X: y\r\n"));
-        assert!(s.contains("Content-Length: 3\r\nConnection: close\r\n\r\nno\n"));
+        assert!(s.ends_with(
+            "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Content-Length: 3\r\nConnection: close\r\n\r\nno\n"
+        ));
+        // HEAD: the same head, no content.
+        let h = String::from_utf8(r.serialize(at, true)).unwrap();
+        assert_eq!(format!("{h}no\n"), s);
+    }
+
+    #[test]
+    fn imf_fixdate_by_rfc_9110_and_at_the_edges() {
+        let at = |s: u64| imf_fixdate(UNIX_EPOCH + std::time::Duration::from_secs(s));
+        // RFC 9110 §5.6.7's example.
+        assert_eq!(at(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(at(u64::MAX / 2), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(
+            imf_fixdate(UNIX_EPOCH - std::time::Duration::from_secs(5)),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
     }
 }

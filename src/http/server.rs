@@ -2,10 +2,10 @@
 //! by hand, and the limits of [`Limits`].
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustls::{ServerConfig, ServerConnection};
@@ -39,16 +39,24 @@ struct Conn {
     deadline: Instant,
     /// When it was accepted.
     opened: Instant,
-    /// When the client last sent us bytes; `None` = never.
-    last_rx: Option<Instant>,
+    /// Bytes received from the client on the wire (TLS records included).
+    rx_bytes: u64,
+    /// The request is `HEAD`: its answer goes without content.
+    head: bool,
     phase: Phase,
 }
 
-/// At capacity, a connection whose client sent bytes within this time is not evicted for a new
-/// one: a real client mid-handshake is always talking, so a flood of new connections
-/// (slowloris reconnecting) can no longer push it out. Connections that never sent anything, or
-/// went quiet, go first, the longest-quiet first.
-pub const EVICT_GRACE: Duration = Duration::from_millis(250);
+/// How long a new connection may take to deliver its whole request (TLS handshake included)
+/// before, at the connection cap, a waiting client may displace it: a quarter of
+/// `request_timeout`, at most 1 s. A real client finishes in a few round trips; a slowloris
+/// connection never does, however often it sends a byte, so trickling buys it nothing.
+pub fn displace_after(limits: &Limits) -> Duration {
+    (limits.request_timeout / 4).min(Duration::from_secs(1))
+}
+
+/// The listen(2) backlog: clients beyond the connection cap wait here (the kernel completes
+/// their TCP handshake; we accept them as slots free up) rather than being refused.
+const BACKLOG: i32 = 1024;
 
 /// One listener and its connections.
 pub struct Server {
@@ -67,6 +75,9 @@ impl Server {
     ) -> Result<Server, Error> {
         let bind_err = |source| Error::Bind { addr, source };
         let listener = TcpListener::bind(addr).map_err(bind_err)?;
+        // std listens with a backlog of 128; clients over the cap wait in the backlog, so make
+        // room for a burst (the kernel caps it at net.core.somaxconn).
+        rustix::net::listen(&listener, BACKLOG).map_err(|e| bind_err(e.into()))?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         Ok(Server {
             listener,
@@ -122,15 +133,29 @@ impl Server {
         timeout: Duration,
     ) -> Result<Vec<bool>, Error> {
         let now = Instant::now();
-        let wait = self
+        let mut wait = self
             .conns
             .iter()
             .map(|c| c.deadline.saturating_duration_since(now))
             .fold(timeout, Duration::min);
+        // At the cap, waiting clients stay in the listen backlog until a slot frees or an
+        // unfinished connection has had its time (`displace_after`): then watch the listener.
+        let room = self.conns.len() < self.limits.max_connections;
+        let accepting = room || self.victim(now).is_some();
+        if !accepting {
+            if let Some(t) = self.next_displaceable(now) {
+                wait = wait.min(t.saturating_duration_since(now));
+            }
+        }
         let mut ready = vec![false; extra.len()];
         let (listener_ready, conn_ready) = {
             let mut fds = Vec::with_capacity(1 + self.conns.len() + extra.len());
-            fds.push(PollFd::new(&self.listener, PollFlags::IN));
+            let interest = if accepting {
+                PollFlags::IN
+            } else {
+                PollFlags::empty()
+            };
+            fds.push(PollFd::new(&self.listener, interest));
             for c in &self.conns {
                 fds.push(PollFd::new(&c.sock, c.interest()));
             }
@@ -158,18 +183,25 @@ impl Server {
                 conn.drive(handler, &self.limits);
             }
         }
-        if listener_ready {
-            self.accept_all();
-        }
         let now = Instant::now();
         self.conns
             .retain(|c| c.phase != Phase::Done && c.deadline > now);
+        if listener_ready {
+            self.accept_all();
+        }
         Ok(ready)
     }
 
     fn accept_all(&mut self) {
         // Bounded per round, so a connect flood cannot starve the open connections.
         for _ in 0..64 {
+            if self.conns.len() >= self.limits.max_connections {
+                // Make room for the next waiting client, or leave it in the backlog.
+                match self.victim(Instant::now()) {
+                    Some(i) => self.displace(i),
+                    None => return,
+                }
+            }
             let (sock, addr) = match self.listener.accept() {
                 Ok(v) => v,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -179,10 +211,6 @@ impl Server {
                     return;
                 }
             };
-            if self.conns.len() >= self.limits.max_connections && !self.evict_one() {
-                let _ = sock.shutdown(Shutdown::Both);
-                continue;
-            }
             if sock.set_nonblocking(true).is_err() {
                 continue;
             }
@@ -209,35 +237,84 @@ impl Server {
                 outbuf: Vec::new(),
                 deadline: Instant::now() + self.limits.request_timeout,
                 opened: Instant::now(),
-                last_rx: None,
+                rx_bytes: 0,
+                head: false,
                 phase: Phase::Reading,
             });
         }
     }
 
-    /// Drops the longest-quiet connection that has not finished sending its request and has
-    /// not sent anything within [`EVICT_GRACE`]. False if none (the new one is then refused).
-    fn evict_one(&mut self) -> bool {
-        let now = Instant::now();
-        let victim = self
-            .conns
+    /// The connection a waiting client may displace at the cap, if any:
+    /// - one already answered and only lingering ([`Phase::Draining`]);
+    /// - else one still short of a whole request after [`displace_after`]: from the peer
+    ///   address that holds the most such connections (a flood from a few addresses pays
+    ///   first, whatever its shape), the slowest first (fewest bytes per second received).
+    ///
+    /// Connections being answered or parked are never displaced, and neither is one younger
+    /// than [`displace_after`], so a real client always gets that long to finish its request.
+    fn victim(&self, now: Instant) -> Option<usize> {
+        if let Some(i) = self.conns.iter().position(|c| c.phase == Phase::Draining) {
+            return Some(i);
+        }
+        let after = displace_after(&self.limits);
+        let unfinished = |c: &&Conn| {
+            c.phase == Phase::Reading && now.saturating_duration_since(c.opened) >= after
+        };
+        // Per address: how many unfinished connections it holds (a small linear table: the
+        // cap bounds it).
+        let mut per_peer: Vec<(IpAddr, usize)> = Vec::new();
+        for c in self.conns.iter().filter(unfinished) {
+            match per_peer.iter_mut().find(|(ip, _)| *ip == c.addr.ip()) {
+                Some((_, n)) => *n += 1,
+                None => per_peer.push((c.addr.ip(), 1)),
+            }
+        }
+        let share = |ip: IpAddr| {
+            per_peer
+                .iter()
+                .find(|(p, _)| *p == ip)
+                .map_or(0, |(_, n)| *n)
+        };
+        // Bytes per second, in integers: the age is at least `after` (>= 250 ms), never 0.
+        let rate = |c: &Conn| {
+            let ms = now.saturating_duration_since(c.opened).as_millis().max(1);
+            u128::from(c.rx_bytes) * 1000 / ms
+        };
+        self.conns
             .iter()
             .enumerate()
-            .filter(|(_, c)| matches!(c.phase, Phase::Reading | Phase::Draining))
-            .filter(|(_, c)| {
-                c.last_rx
-                    .is_none_or(|t| now.duration_since(t) >= EVICT_GRACE)
-            })
-            .min_by_key(|(_, c)| c.last_rx.unwrap_or(c.opened))
-            .map(|(i, _)| i);
-        match victim {
-            Some(i) => {
-                let c = self.conns.swap_remove(i);
-                log::debug!("dropping idle connection from {} (at capacity)", c.addr);
-                true
-            }
-            None => false,
+            .filter(|(_, c)| unfinished(c))
+            .max_by_key(|(_, c)| (share(c.addr.ip()), std::cmp::Reverse(rate(c))))
+            .map(|(i, _)| i)
+    }
+
+    /// When the next unfinished connection becomes displaceable (for the poll timeout while
+    /// clients wait in the backlog).
+    fn next_displaceable(&self, now: Instant) -> Option<Instant> {
+        let after = displace_after(&self.limits);
+        self.conns
+            .iter()
+            .filter(|c| c.phase == Phase::Reading)
+            .map(|c| c.opened + after)
+            .filter(|t| *t > now)
+            .min()
+    }
+
+    /// Drops connection `i` for a waiting client. One that got through its TLS handshake is
+    /// told why first (408, RFC 9110 §15.5.9), best effort and without waiting.
+    fn displace(&mut self, i: usize) {
+        let mut c = self.conns.swap_remove(i);
+        if c.phase == Phase::Reading && c.tls.as_ref().is_none_or(|t| !t.is_handshaking()) {
+            c.queue(&Response::text(
+                408,
+                "request not complete in time while others wait; try again",
+            ));
+            c.write_out();
         }
+        log::debug!(
+            "displaced an unfinished connection from {} (at capacity)",
+            c.addr
+        );
     }
 }
 
@@ -300,13 +377,16 @@ impl Conn {
                     handler.rejected(resp.status, &reason, &self.peer());
                     self.queue(&resp)
                 }
-                Parsed::Complete(req) => match handler.answer(&req, &self.peer()) {
-                    Answer::Now(resp) => self.queue(&resp),
-                    Answer::Later(id) => {
-                        self.phase = Phase::Parked(id);
-                        self.deadline += PARK_GRACE;
+                Parsed::Complete(req) => {
+                    self.head = req.method == "HEAD";
+                    match handler.answer(&req, &self.peer()) {
+                        Answer::Now(resp) => self.queue(&resp),
+                        Answer::Later(id) => {
+                            self.phase = Phase::Parked(id);
+                            self.deadline += PARK_GRACE;
+                        }
                     }
-                },
+                }
             }
         }
         self.write_out();
@@ -338,7 +418,7 @@ impl Conn {
                 match self.sock.read(&mut buf) {
                     Ok(0) => return Ok(true),
                     Ok(n) => {
-                        self.last_rx = Some(Instant::now());
+                        self.rx_bytes += n as u64;
                         self.inbuf.extend_from_slice(&buf[..n]);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -352,8 +432,8 @@ impl Conn {
                 }
                 let eof = match tls.read_tls(&mut self.sock) {
                     Ok(0) => true,
-                    Ok(_) => {
-                        self.last_rx = Some(Instant::now());
+                    Ok(n) => {
+                        self.rx_bytes += n as u64;
                         false
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -386,7 +466,7 @@ impl Conn {
     }
 
     fn queue(&mut self, resp: &Response) {
-        let bytes = resp.serialize();
+        let bytes = resp.serialize(SystemTime::now(), self.head);
         match &mut self.tls {
             Some(tls) => {
                 if tls.writer().write_all(&bytes).is_err() {

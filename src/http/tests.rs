@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -167,5 +168,121 @@ fn slow_client_is_cut_off_at_the_deadline() {
     let _ = s.read_to_end(&mut out);
     assert!(out.is_empty());
     assert!(t.elapsed() < Duration::from_secs(2));
+    stop.write_all(b"x").unwrap();
+}
+
+/// Opens a connection that sends one byte of a request head every 50 ms and never finishes,
+/// reconnecting when dropped, until `stop`; at most `rounds` bytes in all, so it is bounded.
+fn trickler(
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u32> {
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let head = b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+        let mut reconnects = 0;
+        let mut sock = TcpStream::connect(addr).ok();
+        for i in 0..400 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let byte = [head.get(i % 64).copied().unwrap_or(b'a')];
+            let ok = sock.as_mut().is_some_and(|s| s.write_all(&byte).is_ok());
+            if !ok {
+                reconnects += 1;
+                sock = TcpStream::connect(addr).ok();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reconnects
+    })
+}
+
+/// Issue 10 item 6: more tricklers than the cap, each sending a byte well within any "recent
+/// activity" window, used to lock a real client out. Now a trickler that has not finished its
+/// request after `displace_after` gives way to a waiting client.
+#[test]
+fn tricklers_holding_the_cap_do_not_lock_out_a_real_client() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (addr, mut stop) = serve_in_thread(limits());
+    let halt = Arc::new(AtomicBool::new(false));
+    let tricklers: Vec<_> = (0..6).map(|_| trickler(addr, halt.clone())).collect();
+    // Let them take every slot (the cap is 4) and start trickling.
+    std::thread::sleep(Duration::from_millis(200));
+    let answers: Vec<String> = (0..3).map(|i| get(addr, &format!("/real{i}"))).collect();
+    halt.store(true, Ordering::Relaxed);
+    for t in tricklers {
+        t.join().unwrap();
+    }
+    for (i, out) in answers.iter().enumerate() {
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "request {i}: {out:?}");
+        assert!(out.ends_with(&format!("/real{i}\n")), "{out:?}");
+    }
+    stop.write_all(b"x").unwrap();
+}
+
+/// Issue 13: as many concurrent clients as the cap are all served, and so are four times as
+/// many (the rest wait in the listen backlog instead of being reset).
+#[test]
+fn clients_at_and_beyond_the_cap_are_all_served() {
+    let (addr, mut stop) = serve_in_thread(limits());
+    for clients in [4, 16] {
+        let threads: Vec<_> = (0..clients)
+            .map(|c| {
+                std::thread::spawn(move || {
+                    (0..5)
+                        .map(|r| get(addr, &format!("/c{c}r{r}")))
+                        .filter(|out| !out.starts_with("HTTP/1.1 200 OK"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let failed: Vec<String> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert!(failed.is_empty(), "{clients} clients: {failed:?}");
+    }
+    stop.write_all(b"x").unwrap();
+}
+
+/// A HEAD answer carries the GET answer's head (Content-Length included) and no content;
+/// every answer, refusals included, carries a Date.
+#[test]
+fn head_has_no_content_and_every_answer_a_date() {
+    let (addr, mut stop) = serve_in_thread(limits());
+    let raw = |req: &str| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let get = raw("GET /abc HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = raw("HEAD /abc HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (get_head, get_body) = get.split_once("\r\n\r\n").unwrap();
+    assert_eq!(get_body, "/abc\n");
+    assert!(head.ends_with("\r\n\r\n"), "{head:?}");
+    assert!(head.contains("Content-Length: 5\r\n"), "{head:?}");
+    let no_date = |h: &str| -> String {
+        h.lines()
+            .filter(|l| !l.starts_with("Date: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(no_date(head.trim_end()), no_date(get_head));
+    for out in [get.as_str(), head.as_str(), &raw("BAD\r\n\r\n")] {
+        let date = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Date: "))
+            .unwrap_or_else(|| panic!("no Date in {out:?}"));
+        // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
+        assert_eq!(date.len(), 29, "{date}");
+        assert!(
+            date.ends_with(" GMT") && date.as_bytes()[3] == b',',
+            "{date}"
+        );
+    }
     stop.write_all(b"x").unwrap();
 }
