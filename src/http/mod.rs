@@ -121,6 +121,15 @@ impl Request {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The `Content-Type` media type without its parameters, lowercased (type and subtype are
+    /// case-insensitive, RFC 9110 §8.3.1): `Application/PKCS10; x=y` → `application/pkcs10`.
+    /// `None` when the request has no `Content-Type`.
+    pub fn media_type(&self) -> Option<String> {
+        let v = self.header("content-type")?;
+        let essence = v.split(';').next().unwrap_or("").trim();
+        Some(essence.to_ascii_lowercase())
+    }
 }
 
 /// Who is asking.

@@ -70,7 +70,9 @@ pub fn tls_config(
     let mut cfg = builder
         .with_single_cert(chain, key)
         .map_err(|e| Error::Tls(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // RFC 7301: offered in our order of preference; a client that offers only http/1.0 gets
+    // it (we answer an HTTP/1.0 request with an HTTP/1.1 response, RFC 9110 §6.2, and close).
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(Arc::new(cfg))
 }
 
