@@ -855,13 +855,11 @@ fn chunked_enrollment_and_malformed_chunks() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(name));
 }
 
-/// Issue 11 item 5: HEAD has the GET head and no body (raw bytes from openssl s_client); every
-/// response, refusals included, has a Date that is a valid IMF-fixdate close to now; a client
-/// that offers only http/1.0 in ALPN is served; a wrong Content-Type is a 415 that leaves the
-/// token unused, and a missing one is taken as application/pkcs10.
+/// Issue 11 item 5: HEAD has the GET head and no body (raw bytes from openssl s_client), and
+/// every response, refusals included, has a Date that is a valid IMF-fixdate close to now.
 #[test]
-fn head_date_alpn_and_content_type() {
-    let g = Gatecert::start("hygiene");
+fn head_has_no_body_and_every_response_a_date() {
+    let g = Gatecert::start("head");
     let get = format!("GET {EST}/cacerts HTTP/1.1\r\nHost: gateway.local\r\n\r\n");
     let head = get.replacen("GET", "HEAD", 1);
     let got = s_client(&g, get.as_bytes(), &[], true);
@@ -941,8 +939,12 @@ fn head_date_alpn_and_content_type() {
         let secs: i64 = secs.parse().unwrap();
         assert!((secs - now()).abs() < 300, "Date {date} is far from now");
     }
+}
 
-    // ALPN: a client offering only http/1.0 gets it, and an answer.
+/// Issue 11 item 5: a client that offers only http/1.0 in ALPN gets it, and an answer.
+#[test]
+fn an_http10_only_alpn_client_is_served() {
+    let g = Gatecert::start("alpn");
     let req = format!("GET {EST}/cacerts HTTP/1.0\r\n\r\n");
     let out = s_client(&g, req.as_bytes(), &["-alpn", "http/1.0"], false);
     let text = String::from_utf8_lossy(&out);
@@ -950,8 +952,13 @@ fn head_date_alpn_and_content_type() {
     assert!(text.contains("HTTP/1.1 200 OK"), "{text}");
     let (code, _, _) = g.curl("cacerts", &["--http1.0"]);
     assert_eq!(code, 200);
+}
 
-    // Content-Type: wrong → 415 (the token stays unused); absent → taken as pkcs10.
+/// Issue 11 item 5: a wrong Content-Type on an EST POST is a 415 that leaves the token unused;
+/// a missing one is taken as application/pkcs10 (README, EST clients).
+#[test]
+fn a_wrong_content_type_is_415_and_a_missing_one_is_pkcs10() {
+    let g = Gatecert::start("ctype");
     let name = "sensor-ct.sensors.local";
     let token = g.token("sensor-ct", &[name]);
     let (_, csr) = make_csr(&g.dir, "ct", "ec:P-256", name, &[name]);
