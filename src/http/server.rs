@@ -37,19 +37,22 @@ struct Conn {
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     deadline: Instant,
-    /// When it was accepted.
-    opened: Instant,
-    /// Bytes received from the client on the wire (TLS records included).
-    rx_bytes: u64,
+    /// When it last made progress towards a whole request: accepted, a TLS handshake flight
+    /// processed (we had an answer to send) or the handshake completed. Bytes that advance
+    /// nothing (a ClientHello or a request head trickled a byte at a time) do not count.
+    progress: Instant,
     /// The request is `HEAD`: its answer goes without content.
     head: bool,
     phase: Phase,
 }
 
-/// How long a new connection may take to deliver its whole request (TLS handshake included)
-/// before, at the connection cap, a waiting client may displace it: a quarter of
-/// `request_timeout`, at most 1 s. A real client finishes in a few round trips; a slowloris
-/// connection never does, however often it sends a byte, so trickling buys it nothing.
+/// How long a connection may leave the server waiting for its next step (its TLS handshake
+/// flight, its whole request) before, at the connection cap, a waiting client may displace it:
+/// a quarter of `request_timeout`, at most 1 s. Only the client's own delay counts: the clock
+/// restarts at every step, and a connection whose bytes wait unread in its socket is never
+/// displaced, so a busy server never pushes out real clients it has not got round to. A
+/// slowloris connection makes no step however often it sends a byte, so trickling buys it
+/// nothing.
 pub fn displace_after(limits: &Limits) -> Duration {
     (limits.request_timeout / 4).min(Duration::from_secs(1))
 }
@@ -236,8 +239,7 @@ impl Server {
                 inbuf: Vec::new(),
                 outbuf: Vec::new(),
                 deadline: Instant::now() + self.limits.request_timeout,
-                opened: Instant::now(),
-                rx_bytes: 0,
+                progress: Instant::now(),
                 head: false,
                 phase: Phase::Reading,
             });
@@ -246,27 +248,34 @@ impl Server {
 
     /// The connection a waiting client may displace at the cap, if any:
     /// - one already answered and only lingering ([`Phase::Draining`]);
-    /// - else one still short of a whole request after [`displace_after`]: from the peer
-    ///   address that holds the most such connections (a flood from a few addresses pays
-    ///   first, whatever its shape), the slowest first (fewest bytes per second received).
+    /// - else one still short of a whole request that has made no step for
+    ///   [`displace_after`] and has nothing unread in its socket: from the peer address that
+    ///   holds the most such connections (a flood from a few addresses pays first, whatever
+    ///   its shape), the longest stalled first.
     ///
-    /// Connections being answered or parked are never displaced, and neither is one younger
-    /// than [`displace_after`], so a real client always gets that long to finish its request.
+    /// Connections being answered or parked are never displaced.
     fn victim(&self, now: Instant) -> Option<usize> {
         if let Some(i) = self.conns.iter().position(|c| c.phase == Phase::Draining) {
             return Some(i);
         }
         let after = displace_after(&self.limits);
-        let unfinished = |c: &&Conn| {
-            c.phase == Phase::Reading && now.saturating_duration_since(c.opened) >= after
-        };
-        // Per address: how many unfinished connections it holds (a small linear table: the
-        // cap bounds it).
+        let stalled: Vec<usize> = (0..self.conns.len())
+            .filter(|&i| {
+                let c = &self.conns[i];
+                c.phase == Phase::Reading && now.saturating_duration_since(c.progress) >= after
+            })
+            .collect();
+        if stalled.is_empty() {
+            return None;
+        }
+        // Per address: how many stalled connections it holds (a small linear table: the cap
+        // bounds it).
         let mut per_peer: Vec<(IpAddr, usize)> = Vec::new();
-        for c in self.conns.iter().filter(unfinished) {
-            match per_peer.iter_mut().find(|(ip, _)| *ip == c.addr.ip()) {
+        for &i in &stalled {
+            let ip = self.conns[i].addr.ip();
+            match per_peer.iter_mut().find(|(p, _)| *p == ip) {
                 Some((_, n)) => *n += 1,
-                None => per_peer.push((c.addr.ip(), 1)),
+                None => per_peer.push((ip, 1)),
             }
         }
         let share = |ip: IpAddr| {
@@ -275,17 +284,13 @@ impl Server {
                 .find(|(p, _)| *p == ip)
                 .map_or(0, |(_, n)| *n)
         };
-        // Bytes per second, in integers: the age is at least `after` (>= 250 ms), never 0.
-        let rate = |c: &Conn| {
-            let ms = now.saturating_duration_since(c.opened).as_millis().max(1);
-            u128::from(c.rx_bytes) * 1000 / ms
-        };
-        self.conns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| unfinished(c))
-            .max_by_key(|(_, c)| (share(c.addr.ip()), std::cmp::Reverse(rate(c))))
-            .map(|(i, _)| i)
+        let mut order = stalled;
+        order.sort_by_key(|&i| {
+            let c = &self.conns[i];
+            (std::cmp::Reverse(share(c.addr.ip())), c.progress)
+        });
+        // Bytes waiting unread mean the server is behind, not the client: skip those.
+        order.into_iter().find(|&i| !self.conns[i].unread())
     }
 
     /// When the next unfinished connection becomes displaceable (for the poll timeout while
@@ -295,7 +300,7 @@ impl Server {
         self.conns
             .iter()
             .filter(|c| c.phase == Phase::Reading)
-            .map(|c| c.opened + after)
+            .map(|c| c.progress + after)
             .filter(|t| *t > now)
             .min()
     }
@@ -319,6 +324,15 @@ impl Server {
 }
 
 impl Conn {
+    /// True when bytes from the client wait unread in the socket.
+    fn unread(&self) -> bool {
+        let mut b = [0u8; 1];
+        match self.sock.peek(&mut b) {
+            Ok(n) => n > 0,
+            Err(_) => false,
+        }
+    }
+
     fn interest(&self) -> PollFlags {
         let wants_write = match &self.tls {
             Some(t) => t.wants_write(),
@@ -417,10 +431,7 @@ impl Conn {
                 }
                 match self.sock.read(&mut buf) {
                     Ok(0) => return Ok(true),
-                    Ok(n) => {
-                        self.rx_bytes += n as u64;
-                        self.inbuf.extend_from_slice(&buf[..n]);
-                    }
+                    Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return Err(()),
@@ -432,14 +443,12 @@ impl Conn {
                 }
                 let eof = match tls.read_tls(&mut self.sock) {
                     Ok(0) => true,
-                    Ok(n) => {
-                        self.rx_bytes += n as u64;
-                        false
-                    }
+                    Ok(_) => false,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => return Err(()),
                 };
+                let handshaking = tls.is_handshaking();
                 if let Err(e) = tls.process_new_packets() {
                     log::debug!("TLS from {}: {e}", self.addr);
                     // Send the alert rustls queued, best effort, then close.
@@ -456,6 +465,10 @@ impl Conn {
                 }
                 if eof {
                     return Ok(true);
+                }
+                if (handshaking && tls.wants_write()) || handshaking != tls.is_handshaking() {
+                    // A handshake flight answered, or the handshake done: a step forward.
+                    self.progress = Instant::now();
                 }
                 if tls.wants_write() {
                     // Handshake messages: flush them so the client can go on.
