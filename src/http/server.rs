@@ -41,6 +41,8 @@ struct Conn {
     /// processed (we had an answer to send) or the handshake completed. Bytes that advance
     /// nothing (a ClientHello or a request head trickled a byte at a time) do not count.
     progress: Instant,
+    /// The client has sent at least one byte.
+    heard: bool,
     /// The request is `HEAD`: its answer goes without content.
     head: bool,
     phase: Phase,
@@ -55,6 +57,23 @@ struct Conn {
 /// nothing.
 pub fn displace_after(limits: &Limits) -> Duration {
     (limits.request_timeout / 4).min(Duration::from_secs(1))
+}
+
+/// [`displace_after`] for a connection that has not sent a single byte: a quarter of it. A
+/// real client's first flight follows the TCP handshake within one round trip.
+fn displace_silent_after(limits: &Limits) -> Duration {
+    displace_after(limits) / 4
+}
+
+impl Conn {
+    /// When this connection becomes displaceable, if it is still reading its request then.
+    fn stall_deadline(&self, limits: &Limits) -> Instant {
+        if self.heard {
+            self.progress + displace_after(limits)
+        } else {
+            self.progress + displace_silent_after(limits)
+        }
+    }
 }
 
 /// The listen(2) backlog: clients beyond the connection cap wait here (the kernel completes
@@ -240,6 +259,7 @@ impl Server {
                 outbuf: Vec::new(),
                 deadline: Instant::now() + self.limits.request_timeout,
                 progress: Instant::now(),
+                heard: false,
                 head: false,
                 phase: Phase::Reading,
             });
@@ -249,7 +269,8 @@ impl Server {
     /// The connection a waiting client may displace at the cap, if any:
     /// - one already answered and only lingering ([`Phase::Draining`]);
     /// - else one still short of a whole request that has made no step for
-    ///   [`displace_after`] and has nothing unread in its socket: from the peer address that
+    ///   [`displace_after`] (a quarter of that if it never sent a byte) and has nothing
+    ///   unread in its socket: from the peer address that
     ///   holds the most such connections (a flood from a few addresses pays first, whatever
     ///   its shape), the longest stalled first.
     ///
@@ -258,11 +279,10 @@ impl Server {
         if let Some(i) = self.conns.iter().position(|c| c.phase == Phase::Draining) {
             return Some(i);
         }
-        let after = displace_after(&self.limits);
         let stalled: Vec<usize> = (0..self.conns.len())
             .filter(|&i| {
                 let c = &self.conns[i];
-                c.phase == Phase::Reading && now.saturating_duration_since(c.progress) >= after
+                c.phase == Phase::Reading && c.stall_deadline(&self.limits) <= now
             })
             .collect();
         if stalled.is_empty() {
@@ -296,11 +316,10 @@ impl Server {
     /// When the next unfinished connection becomes displaceable (for the poll timeout while
     /// clients wait in the backlog).
     fn next_displaceable(&self, now: Instant) -> Option<Instant> {
-        let after = displace_after(&self.limits);
         self.conns
             .iter()
             .filter(|c| c.phase == Phase::Reading)
-            .map(|c| c.progress + after)
+            .map(|c| c.stall_deadline(&self.limits))
             .filter(|t| *t > now)
             .min()
     }
@@ -431,7 +450,10 @@ impl Conn {
                 }
                 match self.sock.read(&mut buf) {
                     Ok(0) => return Ok(true),
-                    Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        self.heard = true;
+                        self.inbuf.extend_from_slice(&buf[..n]);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return Err(()),
@@ -443,7 +465,10 @@ impl Conn {
                 }
                 let eof = match tls.read_tls(&mut self.sock) {
                     Ok(0) => true,
-                    Ok(_) => false,
+                    Ok(_) => {
+                        self.heard = true;
+                        false
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => return Err(()),
@@ -458,7 +483,10 @@ impl Conn {
                 loop {
                     match tls.reader().read(&mut buf) {
                         Ok(0) => return Ok(true),
-                        Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                        Ok(n) => {
+                            self.heard = true;
+                            self.inbuf.extend_from_slice(&buf[..n]);
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(_) => return Err(()),
                     }
