@@ -5,12 +5,20 @@
 //! client never stalls the others. Each connection is non-blocking; TLS is rustls 0.23 driven by
 //! hand (`read_tls` / `process_new_packets` / `write_tls`). Hard limits, all from
 //! [`Limits`]:
-//! - connection count: at capacity, the oldest connection that has not yet sent a whole request
-//!   is dropped to make room (a slowloris flood cannot lock real clients out); if every
-//!   connection is already being answered, the new one is closed at once;
+//! - connection count: beyond `max_connections`, clients wait in the listen backlog (the server
+//!   stops accepting; nobody is reset mid-handshake). A waiting client may displace a
+//!   connection that is still short of a whole request and has left the server waiting for
+//!   its next step (handshake flight, request) for [`displace_after`], never one whose
+//!   bytes wait unread: trickling a byte at a time is not a step, so a slowloris flood cannot
+//!   lock real clients out, and the address holding the most stalled connections pays first;
 //! - header bytes (431), body bytes (413, checked against `Content-Length` before the body is
-//!   read), chunked request bodies (411: EST bodies are small and sized);
-//! - one deadline per connection, from accept to the last byte of the answer.
+//!   read, or against each chunk size of a chunked body, RFC 9112 §7.1, whose framing is
+//!   bounded as well);
+//! - one deadline per connection, from accept to the last byte of the answer, TLS handshake
+//!   included.
+//!
+//! Every response carries `Date` (RFC 9110 §6.6.1); a `HEAD` request gets the head of the
+//! answer without its content. TLS offers ALPN `http/1.1` and `http/1.0`.
 //!
 //! One request per connection: every response carries `Connection: close` (RFC 9112 §9.6).
 //! TLS client certificates are optional: [`tls_config`] builds a verifier that accepts, but
@@ -35,7 +43,7 @@ mod tls;
 
 pub use parse::{parse_request, Parsed};
 pub use response::Response;
-pub use server::Server;
+pub use server::{displace_after, Server};
 pub use tls::{tls_config, ClientAuth};
 
 /// An error from the server layer.

@@ -218,7 +218,11 @@ impl Server {
         // Bounded per round, so a connect flood cannot starve the open connections.
         for _ in 0..64 {
             if self.conns.len() >= self.limits.max_connections {
-                // Make room for the next waiting client, or leave it in the backlog.
+                // Make room for the next waiting client, if there is one, or leave it in the
+                // backlog.
+                if !self.client_waiting() {
+                    return;
+                }
                 match self.victim(Instant::now()) {
                     Some(i) => self.displace(i),
                     None => return,
@@ -264,6 +268,16 @@ impl Server {
                 phase: Phase::Reading,
             });
         }
+    }
+
+    /// True when a client waits in the listen backlog (a poll that does not wait).
+    fn client_waiting(&self) -> bool {
+        let mut fds = [PollFd::new(&self.listener, PollFlags::IN)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
     }
 
     /// The connection a waiting client may displace at the cap, if any:

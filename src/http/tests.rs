@@ -286,3 +286,156 @@ fn head_has_no_content_and_every_answer_a_date() {
     }
     stop.write_all(b"x").unwrap();
 }
+
+/// A blocking TCP connection to `to` from the loopback address `from` (127.0.0.2, ...).
+fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketType};
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    let src: SocketAddr = format!("{from}:0").parse().unwrap();
+    rustix::net::bind(&fd, &src).unwrap();
+    rustix::net::connect(&fd, &to).unwrap();
+    TcpStream::from(fd)
+}
+
+/// True when the server closed `s` (EOF or reset, after its 408 if any); false while it is
+/// still open and silent.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// Runs `server` until `done` or 5 s.
+fn serve_until(server: &mut Server, h: &mut dyn Handler, done: &dyn Fn() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < Duration::from_secs(5), "gave up waiting");
+        server.poll_once(h, &[], Duration::from_millis(20)).unwrap();
+    }
+}
+
+/// At the cap, the address that holds the most stalled connections gives way first, even
+/// when another address's connection has been stalled longer.
+#[test]
+fn the_address_holding_the_most_stalled_connections_gives_way_first() {
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), None, limits()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut h = |req: &Request, _: &PeerInfo| Response::text(200, &req.path);
+    let mut lone = connect_from("127.0.0.3", addr);
+    let t = Instant::now();
+    while server.connections() < 1 {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server
+            .poll_once(&mut h, &[], Duration::from_millis(20))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let mut flood: Vec<TcpStream> = (0..3).map(|_| connect_from("127.0.0.2", addr)).collect();
+    while server.connections() < 4 {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server
+            .poll_once(&mut h, &[], Duration::from_millis(20))
+            .unwrap();
+    }
+    // All four silent past their stall time; then a real client arrives.
+    std::thread::sleep(displace_after(&limits()));
+    let mut real = TcpStream::connect(addr).unwrap();
+    real.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    real.write_all(b"GET /real HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = real.read_to_string(&mut out);
+        out
+    });
+    serve_until(&mut server, &mut h, &|| reader.is_finished());
+    assert!(reader.join().unwrap().ends_with("/real\n"));
+    assert!(
+        !closed_by_server(&mut lone),
+        "the lone 127.0.0.3 connection was displaced"
+    );
+    let gone = flood.iter_mut().map(closed_by_server).filter(|c| *c).count();
+    assert_eq!(gone, 1, "one 127.0.0.2 connection makes room");
+}
+
+/// Parks `/park` and, while answering it (the server is busy), sends `/mine` on `other`'s
+/// behalf: bytes that arrive while the server works on something else.
+struct BusyParking {
+    other: Option<TcpStream>,
+}
+
+impl Handler for BusyParking {
+    fn handle(&mut self, req: &Request, _: &PeerInfo) -> Response {
+        Response::text(200, &req.path)
+    }
+
+    fn answer(&mut self, req: &Request, peer: &PeerInfo) -> Answer {
+        if req.path == "/park" {
+            if let Some(mut s) = self.other.take() {
+                s.write_all(b"GET /mine HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                // Make sure they are in the server's socket before this round ends.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Answer::Later(1);
+        }
+        Answer::Now(self.handle(req, peer))
+    }
+}
+
+/// A connection whose request arrived while the server was busy is not displaced for a
+/// waiting client, though it has been quiet longer than any other: the delay is ours.
+#[test]
+fn a_request_waiting_unread_is_never_displaced() {
+    let mut l = limits();
+    l.max_connections = 3;
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), None, l).unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut h = BusyParking { other: None };
+    let t = Instant::now();
+    let mut conns = Vec::new();
+    // In this order: the parker, the one whose request comes late, a silent one.
+    for n in 1..=3 {
+        conns.push(TcpStream::connect(addr).unwrap());
+        while server.connections() < n {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            server
+                .poll_once(&mut h, &[], Duration::from_millis(20))
+                .unwrap();
+        }
+    }
+    let (mut parker, mut late, mut silent) = (conns.remove(0), conns.remove(0), conns.remove(0));
+    h.other = Some(late.try_clone().unwrap());
+    std::thread::sleep(displace_after(&l));
+    // One round: the parker's request makes the server busy while `late`'s request arrives;
+    // a waiting client then needs a slot.
+    parker
+        .write_all(b"GET /park HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let _waiting = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = late.read_to_string(&mut out);
+        out
+    });
+    serve_until(&mut server, &mut h, &|| reader.is_finished());
+    let out = reader.join().unwrap();
+    assert!(
+        out.ends_with("/mine\n"),
+        "the late request was dropped: {out:?}"
+    );
+    assert!(
+        closed_by_server(&mut silent),
+        "the silent one should have made room"
+    );
+    assert!(server.is_parked(1));
+    drop(parker);
+}
