@@ -179,7 +179,7 @@ pub trait Handler {
         Answer::Now(self.handle(req, peer))
     }
 
-    /// Told when the server layer itself refused a request (431, 413, 411, 400) before
+    /// Told when the server layer itself refused a request (431, 413, 400, 501) before
     /// [`Handler::handle`] saw it, for audit trails. Does nothing by default.
     fn rejected(&mut self, status: u16, reason: &str, peer: &PeerInfo) {
         let _ = (status, reason, peer);
