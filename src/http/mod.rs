@@ -17,7 +17,8 @@
 //! - one deadline per connection, from accept to the last byte of the answer, TLS handshake
 //!   included.
 //!
-//! Every response carries `Date` (RFC 9110 §6.6.1); a `HEAD` request gets the head of the
+//! Every response carries `Date` (RFC 9110 §6.6.1) unless the clock reads earlier than the
+//! build time (then it is not accurate and must not); a `HEAD` request gets the head of the
 //! answer without its content. TLS offers ALPN `http/1.1` and `http/1.0`.
 //!
 //! One request per connection: every response carries `Connection: close` (RFC 9112 §9.6).

@@ -42,20 +42,23 @@ impl Response {
         self
     }
 
-    /// The bytes on the wire: status line, our headers, then `Date` (RFC 9110 §6.6.1: an
-    /// origin server with a clock sends it), `Content-Length` and `Connection: close`, then
+    /// The bytes on the wire: status line, our headers, then `Date` when `date` is known (RFC
+    /// 9110 §6.6.1: an origin server with a reasonably accurate clock sends it, one without
+    /// must not; see [`trusted_date`]), `Content-Length` and `Connection: close`, then
     /// the body unless the request was `HEAD` (RFC 9110 §9.3.2: the same header fields as for
     /// `GET`, `Content-Length` included, and no content).
-    pub(super) fn serialize(&self, date: SystemTime, head: bool) -> Vec<u8> {
+    pub(super) fn serialize(&self, date: Option<SystemTime>, head: bool) -> Vec<u8> {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         for (k, v) in &self.headers {
             // Header values come from our own code; strip CR/LF anyway so none can split a line.
             let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
             out.push_str(&format!("{k}: {v}\r\n"));
         }
+        if let Some(date) = date {
+            out.push_str(&format!("Date: {}\r\n", imf_fixdate(date)));
+        }
         out.push_str(&format!(
-            "Date: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            imf_fixdate(date),
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
             self.body.len()
         ));
         let mut bytes = out.into_bytes();
@@ -64,6 +67,14 @@ impl Response {
         }
         bytes
     }
+}
+
+/// The time for a `Date` header: `now`, unless it is before `build` (UNIX seconds, this
+/// binary's build time), which no correct clock can be: a router without an RTC before NTP
+/// has no reasonably accurate clock, and RFC 9110 §6.6.1 then forbids a Date.
+pub(super) fn trusted_date(now: SystemTime, build: u64) -> Option<SystemTime> {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    (secs >= build).then_some(now)
 }
 
 /// `IMF-fixdate` (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`. A clock before 1970
@@ -123,7 +134,7 @@ mod tests {
     fn response_has_length_and_close() {
         let r = Response::text(401, "no").header("WWW-Authenticate", "Basic realm=\"x\"\r\nX: y");
         let at = UNIX_EPOCH + std::time::Duration::from_secs(784_111_777);
-        let s = String::from_utf8(r.serialize(at, false)).unwrap();
+        let s = String::from_utf8(r.serialize(Some(at), false)).unwrap();
         assert!(s.starts_with("HTTP/1.1 401 Unauthorized\r\n"));
         assert!(s.contains("WWW-Authenticate: Basic realm=\"x\"X: y\r\n"));
         assert!(s.ends_with(
@@ -131,8 +142,30 @@ mod tests {
              Content-Length: 3\r\nConnection: close\r\n\r\nno\n"
         ));
         // HEAD: the same head, no content.
-        let h = String::from_utf8(r.serialize(at, true)).unwrap();
+        let h = String::from_utf8(r.serialize(Some(at), true)).unwrap();
         assert_eq!(format!("{h}no\n"), s);
+        // No trustworthy clock: no Date at all.
+        let n = String::from_utf8(r.serialize(None, false)).unwrap();
+        assert!(!n.contains("Date:"), "{n}");
+        assert_eq!(
+            n.len(),
+            s.len() - "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n".len()
+        );
+    }
+
+    #[test]
+    fn no_date_from_a_clock_before_the_build() {
+        let at = |s: u64| UNIX_EPOCH + std::time::Duration::from_secs(s);
+        assert_eq!(trusted_date(at(3600), 1_700_000_000), None);
+        assert_eq!(trusted_date(at(1_699_999_999), 1_700_000_000), None);
+        assert_eq!(
+            trusted_date(at(1_700_000_000), 1_700_000_000),
+            Some(at(1_700_000_000))
+        );
+        assert_eq!(
+            trusted_date(at(1_800_000_000), 1_700_000_000),
+            Some(at(1_800_000_000))
+        );
     }
 
     #[test]

@@ -521,7 +521,9 @@ impl Conn {
     }
 
     fn queue(&mut self, resp: &Response) {
-        let bytes = resp.serialize(SystemTime::now(), self.head);
+        let build = crate::trust::BUILD_TIME.parse().unwrap_or(0);
+        let date = super::response::trusted_date(SystemTime::now(), build);
+        let bytes = resp.serialize(date, self.head);
         match &mut self.tls {
             Some(tls) => {
                 if tls.writer().write_all(&bytes).is_err() {

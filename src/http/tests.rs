@@ -300,7 +300,8 @@ fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
 /// True when the server closed `s` (EOF or reset, after its 408 if any); false while it is
 /// still open and silent.
 fn closed_by_server(s: &mut TcpStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut out = Vec::new();
     match s.read_to_end(&mut out) {
         Ok(_) => true,
@@ -360,7 +361,11 @@ fn the_address_holding_the_most_stalled_connections_gives_way_first() {
         !closed_by_server(&mut lone),
         "the lone 127.0.0.3 connection was displaced"
     );
-    let gone = flood.iter_mut().map(closed_by_server).filter(|c| *c).count();
+    let gone = flood
+        .iter_mut()
+        .map(closed_by_server)
+        .filter(|c| *c)
+        .count();
     assert_eq!(gone, 1, "one 127.0.0.2 connection makes room");
 }
 
