@@ -281,17 +281,22 @@ impl Server {
     }
 
     /// The connection a waiting client may displace at the cap, if any:
-    /// - one already answered and only lingering ([`Phase::Draining`]);
+    /// - one already answered and only lingering ([`Phase::Draining`]), with nothing unread
+    ///   (so closing it sends a FIN after the answer, never a RST that could eat it);
     /// - else one still short of a whole request that has made no step for
     ///   [`displace_after`] (a quarter of that if it never sent a byte) and has nothing
-    ///   unread in its socket: from the peer address that
-    ///   holds the most such connections (a flood from a few addresses pays first, whatever
-    ///   its shape), the longest stalled first.
+    ///   unread in its socket: from the peer address that holds the most such connections
+    ///   (a flood from a few addresses pays first, whatever its shape), the longest stalled
+    ///   first.
     ///
     /// Connections being answered or parked are never displaced.
     fn victim(&self, now: Instant) -> Option<usize> {
-        if let Some(i) = self.conns.iter().position(|c| c.phase == Phase::Draining) {
-            return Some(i);
+        let lingering = self
+            .conns
+            .iter()
+            .position(|c| c.phase == Phase::Draining && !c.unread());
+        if lingering.is_some() {
+            return lingering;
         }
         let stalled: Vec<usize> = (0..self.conns.len())
             .filter(|&i| {
