@@ -444,3 +444,54 @@ fn a_request_waiting_unread_is_never_displaced() {
     assert!(server.is_parked(1));
     drop(parker);
 }
+
+/// A connection that never sent a byte gives way sooner (a quarter of the stall time) than
+/// one that sent part of a request, though the latter is older.
+#[test]
+fn a_silent_connection_gives_way_before_a_started_one() {
+    let mut l = limits();
+    l.max_connections = 2;
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), None, l).unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut h = |req: &Request, _: &PeerInfo| Response::text(200, &req.path);
+    let t = Instant::now();
+    let mut started = TcpStream::connect(addr).unwrap();
+    started.write_all(b"GET /sta").unwrap();
+    while server.connections() < 1 {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server
+            .poll_once(&mut h, &[], Duration::from_millis(20))
+            .unwrap();
+    }
+    let mut silent = TcpStream::connect(addr).unwrap();
+    while server.connections() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server
+            .poll_once(&mut h, &[], Duration::from_millis(20))
+            .unwrap();
+    }
+    // Read `started`'s bytes (so nothing is unread), then wait past the silent stall time.
+    server
+        .poll_once(&mut h, &[], Duration::from_millis(50))
+        .unwrap();
+    std::thread::sleep(displace_after(&l) / 4 + Duration::from_millis(50));
+    let mut real = TcpStream::connect(addr).unwrap();
+    real.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    real.write_all(b"GET /real HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = real.read_to_string(&mut out);
+        out
+    });
+    serve_until(&mut server, &mut h, &|| reader.is_finished());
+    assert!(reader.join().unwrap().ends_with("/real\n"));
+    assert!(
+        closed_by_server(&mut silent),
+        "the silent connection should have made room"
+    );
+    assert!(
+        !closed_by_server(&mut started),
+        "the started one was displaced"
+    );
+}
