@@ -629,8 +629,8 @@ impl Est {
 
 impl Est {
     /// The EST operation `req` asks for and its label (an index into `labels`), or the answer
-    /// refusing it (404, 405) or, for the two GETs, answering it. RFC 7030 §3.2.2: the path is
-    /// `/.well-known/est/<op>` or `/.well-known/est/<label>/<op>`.
+    /// refusing it (404, 405, 415) or, for the two GETs (and HEADs), answering it. RFC 7030
+    /// §3.2.2: the path is `/.well-known/est/<op>` or `/.well-known/est/<label>/<op>`.
     fn route<'r>(&self, req: &'r Request) -> Result<(&'r str, Option<usize>), Response> {
         let Some(rest) = req.path.strip_prefix(PREFIX) else {
             return Err(Response::text(404, "not found"));
@@ -653,10 +653,23 @@ impl Est {
             "simpleenroll" | "simplereenroll" | "serverkeygen" => "POST",
             _ => return Err(Response::text(404, "unknown EST operation")),
         };
-        if req.method != method {
-            return Err(
-                Response::text(405, &format!("{op} takes {method}")).header("Allow", method)
-            );
+        // HEAD wherever GET (RFC 9110 §9.3.2); the server layer sends it without content.
+        let allow = if method == "GET" { "GET, HEAD" } else { method };
+        if req.method != method && !(method == "GET" && req.method == "HEAD") {
+            return Err(Response::text(405, &format!("{op} takes {allow}")).header("Allow", allow));
+        }
+        // RFC 7030 §4.2.1, §4.4.1: every EST POST carries application/pkcs10. A missing
+        // Content-Type is taken as that (the body must still be a base64 PKCS#10); a wrong one
+        // is refused before any credential is looked at.
+        match req.media_type() {
+            Some(t) if method == "POST" && t != "application/pkcs10" => {
+                return Err(Response::text(
+                    415,
+                    &format!("{op} takes Content-Type application/pkcs10, not {t:?}"),
+                )
+                .header("Accept-Post", "application/pkcs10"));
+            }
+            _ => {}
         }
         match op {
             "cacerts" => Err(self.cacerts()),

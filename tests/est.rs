@@ -10,6 +10,11 @@ mod common;
 #[path = "est/interop.rs"]
 mod interop;
 
+// HTTP-layer behaviour at the EST listener (chunked bodies, HEAD, Date, ALPN, Content-Type,
+// the connection cap), with this file's harness.
+#[path = "est/http.rs"]
+mod http;
+
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -537,3 +537,28 @@ fn ca_sign_fails_closed_when_the_audit_log_is_unwritable() {
     assert!(!env.dir.join("w.crt").exists());
     assert!(!env.state().join("leaves.json").exists());
 }
+
+/// A config over 1 MiB (here: a valid one padded with comments to 2 MiB) is refused by name
+/// and limit, before it is parsed, by every command that reads it.
+#[test]
+fn an_oversized_config_is_refused_by_name_and_limit() {
+    let env = Env::new("bigcfg");
+    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
+    let pad = format!("# {}\n", "x".repeat(1021));
+    while cfg.len() < 2 << 20 {
+        cfg.push_str(&pad);
+    }
+    std::fs::write(&env.config, &cfg).unwrap();
+    for args in [&["check"][..], &["status"], &["token", "list"]] {
+        let out = env.run(now(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            all.contains(&format!(
+                "config {} is larger than 1048576 bytes",
+                env.config.display()
+            )),
+            "{args:?}: {all}"
+        );
+    }
+}

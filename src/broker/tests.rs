@@ -198,5 +198,5 @@ fn upstream_issuers_are_kept_for_cacerts_until_they_expire() {
     clock.set(ca.intermediate().not_after + 1);
     assert_eq!(b.upstream_issuers(), vec![root]);
     drop(b);
-    std::fs::remove_dir_all(&state).unwrap();
+    let _ = std::fs::remove_dir_all(&state); // the dropped worker may still be writing there
 }

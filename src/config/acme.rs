@@ -50,17 +50,10 @@ const SHORT_NAMES: &[(&str, &str)] = &[
 
 /// Reads acme-common's file at `path`. A missing file yields no certificates.
 pub(super) fn import(path: &Path) -> Result<Vec<Certificate>, Error> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    certificates(&text, path)
+    match super::read_capped(path)? {
+        Some(text) => certificates(&text, path),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Turns acme-common's UCI text into certificates (enabled `cert` sections only).

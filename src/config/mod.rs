@@ -268,12 +268,24 @@ pub enum Error {
         /// What is wrong and what is expected.
         msg: String,
     },
+    /// The file is larger than [`MAX_CONFIG_BYTES`]; it is not read any further.
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit, bytes.
+        limit: u64,
+    },
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Read { path, .. } => write!(f, "cannot read config {}", path.display()),
+            Error::TooLarge { path, limit } => write!(
+                f,
+                "config {} is larger than {limit} bytes; a gatecert config is a few KiB",
+                path.display()
+            ),
             Error::Syntax { path, line, msg } => write!(f, "{}:{line}: {msg}", path.display()),
             Error::Option {
                 path,
@@ -373,6 +385,48 @@ impl Certificate {
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/etc/gatecert";
 
+/// The largest config file gatecert reads (1 MiB). Every option of a gateway with dozens of
+/// certificates fits in a few KiB; the cap keeps a runaway or hostile file from costing the
+/// router its memory (the text, its sections and the typed config are all held at once).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads the UTF-8 text of the config file at `path`, at most [`MAX_CONFIG_BYTES`].
+/// `Ok(None)` when it does not exist. A larger file is refused without reading it whole.
+pub(crate) fn read_capped(path: &Path) -> Result<Option<String>, Error> {
+    use std::io::Read as _;
+    let read_err = |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    let too_large = || Error::TooLarge {
+        path: path.to_path_buf(),
+        limit: MAX_CONFIG_BYTES,
+    };
+    // The size check first, so a huge regular file is refused without a read; the bounded
+    // read below also covers files that grow meanwhile and special files with no size.
+    if file.metadata().map_err(read_err)?.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
+}
+
 /// OpenWrt's acme-common config, read for the gateway certificate when gatecert's own file
 /// has no `certificate` section.
 pub const ACME_CONFIG: &str = "/etc/config/acme";
@@ -387,16 +441,7 @@ impl Config {
     /// As [`Config::load`], with acme-common's file at `acme_path`. Its enabled
     /// `config cert` sections become certificates that install into `/etc/ssl/acme`.
     pub fn load_with_acme(path: &Path, acme_path: &Path) -> Result<Config, Error> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(Error::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
+        let text = read_capped(path)?.unwrap_or_default();
         sections::build(&text, path, Some(&|| acme::import(acme_path)))
     }
 
@@ -404,5 +449,47 @@ impl Config {
     /// at acme-common's file.
     pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
         sections::build(text, path, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_over_the_cap_is_refused_naming_file_and_limit() {
+        let dir = std::env::temp_dir().join(format!("gatecert-cfgcap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big.conf");
+        let ok = "config gatecert 'main'\n\toption log 'stderr'\n";
+        // Exactly at the cap: read.
+        let mut text = ok.to_owned();
+        text.push('#');
+        text.push_str(&"x".repeat(MAX_CONFIG_BYTES as usize - text.len() - 1));
+        text.push('\n');
+        assert_eq!(text.len() as u64, MAX_CONFIG_BYTES);
+        std::fs::write(&path, &text).unwrap();
+        let cfg = Config::load_with_acme(&path, &dir.join("no-acme")).unwrap();
+        assert_eq!(cfg.main.log, LogTarget::Stderr);
+        // One byte over: refused, by name and limit, for ours and for acme-common's file.
+        text.push('\n');
+        std::fs::write(&path, &text).unwrap();
+        let e = Config::load_with_acme(&path, &dir.join("no-acme")).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { limit, .. } if limit == MAX_CONFIG_BYTES));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "config {} is larger than 1048576 bytes; a gatecert config is a few KiB",
+                path.display()
+            )
+        );
+        let e = Config::load_with_acme(&dir.join("absent.conf"), &path).unwrap_err();
+        assert!(e.to_string().contains("larger than 1048576 bytes"), "{e}");
+        // Missing is still "defaults"; not UTF-8 names the file.
+        assert!(Config::load_with_acme(&dir.join("absent.conf"), &dir.join("no-acme")).is_ok());
+        std::fs::write(&path, b"config gatecert 'main'\n# \xff\n").unwrap();
+        let e = Config::load_with_acme(&path, &dir.join("no-acme")).unwrap_err();
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,10 +10,8 @@ behave, to check gatecert against a client that shares none of its code:
 - the chain comes from /cacerts;
 - serverkeygen's multipart reply is split by its boundary, the key part read as base64 PKCS#8.
 
-Request bodies: Content-Length by default. CHUNKED below switches to Transfer-Encoding: chunked
-(http.client sends an iterable body chunked), which Go's net/http and Python clients send when the
-length is unknown.
-# TODO(lead): set CHUNKED = True once gatecert's chunked request support (issue 11 item 2) is merged.
+Request bodies: Transfer-Encoding: chunked (http.client sends an iterable body chunked), as Go's
+net/http and Python clients do when the length is unknown; CHUNKED = False sends Content-Length.
 
 Usage: est_client.py PORT ROOT_PEM OUTDIR DEVICE TOKEN DEVICE2 TOKEN2 [LABEL]
 Runs cacerts, simpleenroll (DEVICE/TOKEN), simplereenroll (with that certificate) and
@@ -35,9 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
-# The chunked switch. TODO(lead): set to True once gatecert accepts chunked request bodies
-# (issue 11 item 2); until then gatecert answers 411 and this client sends Content-Length.
-CHUNKED = False
+# The chunked switch: on, as clients that stream their bodies send them (RFC 9112 §7.1).
+CHUNKED = True
 
 # A strict client: PKCS#7 that is not DER (e.g. an unsorted SET OF certificates) is an error,
 # not the warning newer `cryptography` versions print before falling back to BER.
