@@ -36,6 +36,56 @@ pub struct Config {
     pub broker: Option<Broker>,
     /// `config metrics 'metrics'`.
     pub metrics: Metrics,
+    /// Sections skipped or ignored, each with the reason: logged when the config is loaded
+    /// and shown by `gatecert status` (doc/status-schema.md, `config_notes`).
+    pub notes: Vec<Note>,
+}
+
+/// A section (or option) that was skipped or ignored, and why. Never carries a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// The file the section is in.
+    pub file: PathBuf,
+    /// 1-based line of the section (or option).
+    pub line: usize,
+    /// The section as `uci show` names it (`example`, `@cert[1]`).
+    pub section: String,
+    /// What happened and why.
+    pub msg: String,
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: section '{}': {}",
+            self.file.display(),
+            self.line,
+            self.section,
+            self.msg
+        )
+    }
+}
+
+/// Where a certificate's settings came from, for `gatecert status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The file (`/etc/config/gatecert`, `/etc/config/acme`), or `<built-in defaults>`.
+    pub file: PathBuf,
+    /// The section as `uci show` names it (`gateway`, `@certificate[0]`, `example`).
+    pub section: String,
+}
+
+/// Environment for a DNS hook (acme.sh dnsapi credentials from acme-common's
+/// `list credentials`). `Debug` prints the variable names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HookEnv(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for HookEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|(k, _)| k.as_str()).collect();
+        write!(f, "HookEnv({names:?}, values redacted)")
+    }
 }
 
 /// Log destination.
@@ -61,6 +111,11 @@ pub struct Main {
     pub alert_days: u32,
     /// `alert_failures`: log an error after this many renewal failures in a row (default 3).
     pub alert_failures: u32,
+    /// `firewall_hook`: run as `HOOK open|close PORT NAME` around every standalone challenge
+    /// listener (http-01 standalone, tls-alpn-01), to open the port in the firewall only while
+    /// it is up. OpenWrt's config sets `/usr/lib/gatecert/fw4-port`, which adds and removes an
+    /// fw4 rule as acme-common does. Default: none.
+    pub firewall_hook: Option<PathBuf>,
 }
 
 /// ACME challenge type.
@@ -139,6 +194,19 @@ pub struct Certificate {
     pub install_dir: Option<PathBuf>,
     /// `timeout`: seconds for each network call (default 30).
     pub timeout: u64,
+    /// Where these settings came from.
+    pub origin: Origin,
+    /// Extra environment for `dns_hook` (acme-common's `list credentials`).
+    pub dns_env: HookEnv,
+    /// acme-common's `days`: renew once the certificate is this many days old (at the latest;
+    /// ARI or the usual fraction of the lifetime may say earlier).
+    pub renew_days: Option<u32>,
+    /// Send acme-common's events (hotplug `acme`, ubus `acme.renew`/`acme.issue`) through
+    /// this script after an issue, a renewal or a failure: set for certificates imported from
+    /// `/etc/config/acme`.
+    pub notify: Option<PathBuf>,
+    /// The main section's `firewall_hook`, copied here for the challenge listeners.
+    pub firewall_hook: Option<PathBuf>,
 }
 
 /// External Account Binding credentials. `Debug` never prints the key.
@@ -285,13 +353,14 @@ impl Config {
     /// `gateway` certificate for the host name `gateway.local`, issued by the local CA.
     pub fn standalone(state_dir: PathBuf) -> Config {
         Config {
-            source: PathBuf::from("<built-in defaults>"),
+            source: PathBuf::from(BUILT_IN),
             main: Main {
                 state_dir,
                 log: LogTarget::Syslog,
                 log_level: log::LevelFilter::Info,
                 alert_days: 30,
                 alert_failures: 3,
+                firewall_hook: None,
             },
             certificates: vec![Certificate::standalone(
                 "gateway",
@@ -318,6 +387,7 @@ impl Config {
                 listen: None,
                 textfile: None,
             },
+            notes: Vec::new(),
         }
     }
 }
@@ -346,15 +416,27 @@ impl Certificate {
             deploy_hook: None,
             install_dir: None,
             timeout: 30,
+            origin: Origin {
+                file: PathBuf::from(BUILT_IN),
+                section: name.into(),
+            },
+            dns_env: HookEnv::default(),
+            renew_days: None,
+            notify: None,
+            firewall_hook: None,
         }
     }
 }
 
+/// How the embedded defaults are named as a source.
+pub const BUILT_IN: &str = "<built-in defaults>";
+
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/etc/gatecert";
 
-/// OpenWrt's acme-common config, read for the gateway certificate when gatecert's own file
-/// has no `certificate` section.
+/// OpenWrt's acme-common config, read for the gateway certificates when gatecert's own file
+/// has no `certificate` section. The embedded `gateway` certificate is used only when neither
+/// has one.
 pub const ACME_CONFIG: &str = "/etc/config/acme";
 
 impl Config {

@@ -11,7 +11,7 @@ use super::value::{
 };
 use super::{
     Broker, Ca, Certificate, ChallengeKind, Config, Eab, Error, Est, HttpMode, LogTarget, Main,
-    Metrics,
+    Metrics, Note, Origin,
 };
 use crate::crypto::{self, KeyType};
 
@@ -19,11 +19,14 @@ use crate::crypto::{self, KeyType};
 const MAX_INTERIM_LIFETIME: u64 = 24 * 3600;
 
 const MAIN_OPTIONS: &[&str] = &[
+    // Read by the OpenWrt init script only: `enabled '0'` keeps the service from starting.
+    "enabled",
     "state_dir",
     "log",
     "log_level",
     "alert_days",
     "alert_failures",
+    "firewall_hook",
 ];
 const CERT_OPTIONS: &[&str] = &[
     "directory",
@@ -58,6 +61,8 @@ const CA_OPTIONS: &[&str] = &[
 ];
 const EST_OPTIONS: &[&str] = &[
     "enabled",
+    // Read by the OpenWrt init script: the interface (e.g. `lan`) whose address EST binds to.
+    "interface",
     "listen",
     "max_connections",
     "max_header_bytes",
@@ -83,7 +88,12 @@ const CHALLENGE: &str = "http-01, tls-alpn-01 or dns-01";
 
 /// Certificates from somewhere else (OpenWrt's acme-common config), asked for only when gatecert's
 /// own file has no `certificate` section. Passed in so this module doesn't depend on the importer.
-pub(super) type Import<'a> = &'a dyn Fn() -> Result<Vec<Certificate>, Error>;
+/// Never fails: what cannot be imported comes back as notes.
+pub(super) type Import<'a> = &'a dyn Fn() -> (Vec<Certificate>, Vec<Note>);
+
+/// Section types of which gatecert reads only the first, as `@system[0]` is read on OpenWrt and
+/// acme-common reads only its first `acme` section; a second one is ignored with a note.
+const SINGLE: &[&str] = &["gatecert", "ca", "est", "metrics", "broker"];
 
 /// Builds the typed config from gatecert's own file; `import` supplies certificates when the file
 /// has no `certificate` section.
@@ -97,23 +107,36 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     cfg.source = path.to_path_buf();
     let mut certificates: Vec<Certificate> = Vec::new();
     let mut broker = None;
-    // The first section of each single-instance type, to reject a second one.
-    let mut seen: Vec<(&str, usize)> = Vec::new();
+    // The first section of each single-instance type, to ignore a second one.
+    let mut seen: Vec<(&str, String)> = Vec::new();
     for section in &sections {
         let r = Reader { path, section };
         let kind = section.kind.as_str();
-        if kind != "certificate" {
+        if SINGLE.contains(&kind) {
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == kind) {
-                return Err(r.syntax(format!(
-                    "a second '{kind}' section (the first is on line {first}); merge them"
-                )));
+                cfg.notes.push(Note {
+                    file: path.to_path_buf(),
+                    line: section.line,
+                    section: section.label(),
+                    msg: format!(
+                        "ignored: a second '{kind}' section; only the first ('{first}') is read \
+                         (merge them)"
+                    ),
+                });
+                continue;
             }
-            seen.push((kind, section.line));
+            seen.push((kind, section.label()));
         }
         match kind {
             "gatecert" => cfg.main = main(&r, cfg.main)?,
             "certificate" => {
                 let cert = certificate(&r)?;
+                if let Some(dup) = certificates.iter().find(|c| c.name == cert.name) {
+                    return Err(r.syntax(format!(
+                        "certificate name '{}' is also used by the section on line {}",
+                        cert.name, dup.line
+                    )));
+                }
                 certificates.push(cert);
             }
             "ca" => cfg.ca = ca(&r, cfg.ca)?,
@@ -130,14 +153,19 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     }
     if certificates.is_empty() {
         if let Some(import) = import {
-            certificates = import()?;
+            let (imported, notes) = import();
+            certificates = imported;
+            cfg.notes.extend(notes);
         }
     }
     if !certificates.is_empty() {
         cfg.certificates = certificates;
     }
+    for c in &mut cfg.certificates {
+        c.firewall_hook.clone_from(&cfg.main.firewall_hook);
+    }
     if let Some(section) = broker {
-        cfg.broker = self::broker(&Reader { path, section }, &cfg.certificates)?;
+        cfg.broker = self::broker(&Reader { path, section }, &cfg.certificates, &sections)?;
     }
     Ok(cfg)
 }
@@ -163,7 +191,7 @@ impl<'a> Reader<'a> {
         Error::Option {
             path: self.path.to_path_buf(),
             line,
-            section: self.section.label().to_string(),
+            section: self.section.label(),
             option: option.to_string(),
             msg: msg.into(),
         }
@@ -333,18 +361,22 @@ fn main(r: &Reader, mut m: Main) -> Result<Main, Error> {
     if let Some(n) = r.number("alert_failures", 1u32)? {
         m.alert_failures = n;
     }
+    if let Some(h) = r.parse("firewall_hook", ABS_PATH, parse_abs_path)? {
+        m.firewall_hook = Some(h);
+    }
     Ok(m)
 }
 
 fn certificate(r: &Reader) -> Result<Certificate, Error> {
     r.check_known(CERT_OPTIONS)?;
-    let Some(name) = r.section.name.as_deref() else {
-        return Err(
-            r.syntax("a certificate section needs a name: config certificate 'NAME'".to_string())
-        );
-    };
-    let mut c = Certificate::standalone(name, Vec::new());
+    // An anonymous section (`uci add gatecert certificate`) is named as libuci names it
+    // (`cfg020828`): that name is its directory under `<state_dir>/certs/`.
+    let mut c = Certificate::standalone(&r.section.id, Vec::new());
     c.line = r.section.line;
+    c.origin = Origin {
+        file: r.path.to_path_buf(),
+        section: r.section.label(),
+    };
     if let Some((v, line)) = r.value("directory")? {
         if !is_http_url(v) {
             return Err(r.err(
@@ -557,13 +589,25 @@ fn est(r: &Reader, mut est: Est) -> Result<Est, Error> {
     Ok(est)
 }
 
-fn broker(r: &Reader, certificates: &[Certificate]) -> Result<Option<Broker>, Error> {
+fn broker(
+    r: &Reader,
+    certificates: &[Certificate],
+    sections: &[Section],
+) -> Result<Option<Broker>, Error> {
     r.check_known(BROKER_OPTIONS)?;
     if r.bool("enabled")? == Some(false) {
         return Ok(None);
     }
     let cert = match r.value("certificate")? {
-        Some((name, line)) => match certificates.iter().find(|c| c.name == name) {
+        // A name, or a uci reference such as `@certificate[0]` (LuCI and `uci add` make
+        // anonymous sections).
+        Some((name, line)) => match certificates.iter().find(|c| {
+            c.name == name
+                || (name.starts_with('@')
+                    && uci::lookup(sections, name).is_some_and(|i| {
+                        sections[i].kind == "certificate" && sections[i].id == c.name
+                    }))
+        }) {
             Some(c) if c.directory.is_some() => c,
             Some(_) => {
                 return Err(r.err(
@@ -689,6 +733,7 @@ config est 'est'
         gw.ips = vec![IpAddr::from([192, 0, 2, 10])];
         gw.dns_hook = Some(PathBuf::from("/usr/libexec/gatecert/dns-hook"));
         gw.deploy_hook = Some("/etc/init.d/uhttpd reload".into());
+        gw.origin.file = PathBuf::from(FILE);
         want.certificates = vec![gw];
         want.ca.allow_suffix = vec!["sensors.example.com".into()];
         assert_eq!(cfg, want);
@@ -864,12 +909,8 @@ config metrics
                 "/etc/config/gatecert:3: unknown section type 'foo'",
             ),
             (
-                "config certificate\n\tlist domain a.example\n",
-                "/etc/config/gatecert:1: a certificate section needs a name",
-            ),
-            (
-                "config ca a\nconfig ca b\n",
-                "/etc/config/gatecert:2: a second 'ca' section (the first is on line 1)",
+                "config my-type 'x'\n",
+                "/etc/config/gatecert:1: unknown section type 'my-type'",
             ),
             (
                 "config ca a\n\toption lifetime 'open\n",
@@ -880,6 +921,57 @@ config metrics
             let shown = parse(text).expect_err(text).to_string();
             assert!(shown.starts_with(want), "{text:?}: {shown}");
         }
+    }
+
+    /// What LuCI and `uci add` write: anonymous sections, a second singleton section,
+    /// `@certificate[0]` references, `option enabled` without a value.
+    #[test]
+    fn uci_as_luci_writes_it() {
+        let text = "\
+config gatecert
+\toption log_level 'debug'
+config gatecert
+\toption log_level 'error'
+config certificate
+\toption directory 'https://ca.example/dir'
+\tlist domain 'gw.example'
+config certificate
+\tlist domain 'b.local'
+config ca
+\tlist allow_suffix 'lan'
+config ca
+\tlist allow_suffix 'evil.example'
+config est
+\toption enabled
+config broker
+\toption certificate '@certificate[0]'
+";
+        let cfg = parse(text).unwrap();
+        assert_eq!(cfg.main.log_level, log::LevelFilter::Debug);
+        let names: Vec<&str> = cfg.certificates.iter().map(|c| c.name.as_str()).collect();
+        // libuci's names: a counter that anonymous sections bump twice, and the type's hash.
+        assert_eq!(names, ["cfg060828", "cfg080828"]);
+        assert_eq!(cfg.certificates[1].origin.section, "@certificate[1]");
+        assert_eq!(cfg.ca.allow_suffix, vec!["lan".to_string()]);
+        assert!(
+            cfg.est.enabled,
+            "`option enabled` with no value is unset: the default"
+        );
+        assert_eq!(cfg.broker.unwrap().certificate, "cfg060828");
+        let notes: Vec<String> = cfg.notes.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            notes,
+            [
+                "/etc/config/gatecert:3: section '@gatecert[1]': ignored: a second 'gatecert' section; only the first ('@gatecert[0]') is read (merge them)",
+                "/etc/config/gatecert:12: section '@ca[1]': ignored: a second 'ca' section; only the first ('@ca[0]') is read (merge them)",
+            ]
+        );
+        let err = parse("config certificate 'c'\n\tlist domain a.example\n\toption directory https://x.example/d\nconfig broker\n\toption certificate '@certificate[1]'\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no certificate section named '@certificate[1]'"),
+            "{err}"
+        );
     }
 
     #[test]
