@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::audit::{self, Audit};
 use crate::ca::{self, IssueRequest, LocalCa};
+use crate::errchain;
 use crate::clock;
 use crate::config::Config;
 use crate::crypto::{self, CertInfo, Subtree};
-use crate::errchain;
 use crate::leaves::{self, Inventory, Leaf, Source};
 use crate::store;
 use crate::token::{self, Tokens};
