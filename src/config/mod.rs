@@ -440,10 +440,12 @@ pub const DEFAULT_STATE_DIR: &str = "/etc/gatecert";
 pub const ACME_CONFIG: &str = "/etc/config/acme";
 
 impl Config {
-    /// Reads `path` and, when it has no `certificate` section, OpenWrt's [`ACME_CONFIG`].
-    /// A missing `path` means the built-in standalone defaults (see [`Config::standalone`]).
+    /// Reads `path` and, when it has no `certificate` section, acme-common's file `acme` in the
+    /// same directory: [`ACME_CONFIG`] for the default `/etc/config/gatecert`, as uci keeps
+    /// every package's file in one directory. A missing `path` means the built-in standalone
+    /// defaults (see [`Config::standalone`]).
     pub fn load(path: &Path) -> Result<Config, Error> {
-        Config::load_with_acme(path, Path::new(ACME_CONFIG))
+        Config::load_with_acme(path, &path.with_file_name("acme"))
     }
 
     /// As [`Config::load`], with acme-common's file at `acme_path`. Its enabled

@@ -354,8 +354,14 @@ fn shipped_openwrt_config() {
     let text = include_str!("../../openwrt/gatecert/files/gatecert.config");
     let cfg = parse(text).unwrap();
     assert_eq!(cfg.certificates.len(), 1);
-    assert_eq!(cfg.certificates[0].origin.file, PathBuf::from(crate::config::BUILT_IN));
-    assert_eq!(cfg.ca.allow_suffix, vec!["lan".to_string(), "local".to_string()]);
+    assert_eq!(
+        cfg.certificates[0].origin.file,
+        PathBuf::from(crate::config::BUILT_IN)
+    );
+    assert_eq!(
+        cfg.ca.allow_suffix,
+        vec!["lan".to_string(), "local".to_string()]
+    );
     assert_eq!(
         cfg.main.firewall_hook,
         Some(PathBuf::from("/usr/lib/gatecert/fw4-port"))
