@@ -119,6 +119,25 @@ fn luci_app_acme_config_imports_what_it_can_and_est_serves() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The listener certificate names the router: <hostname>.lan and the LAN address.
+    let sans = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | \
+             openssl x509 -noout -ext subjectAltName"
+        ))
+        .output()
+        .unwrap();
+    let sans = String::from_utf8_lossy(&sans.stdout);
+    let host = String::from_utf8(Command::new("uname").arg("-n").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_ascii_lowercase();
+    assert!(sans.contains("IP Address:127.0.0.1"), "{sans}");
+    if !host.contains('.') {
+        assert!(sans.contains(&format!("DNS:{host}.lan")), "{sans}");
+    }
+
     let out = gatecert(&dir).args(["status", "--json"]).output().unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));

@@ -354,4 +354,60 @@ mod tests {
             crypto::sha256(b"token.thumb")
         );
     }
+
+    /// A standalone listener with a `firewall_hook`: the port is opened before the listener
+    /// is up and closed after it is down; a webroot challenge opens nothing; a failing hook
+    /// stops the challenge before any listener.
+    #[test]
+    fn firewall_hook_opens_and_closes_the_listener_port() {
+        let dir = std::env::temp_dir().join(format!("gatecert-fw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("fw.log");
+        let hook = dir.join("fw");
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\necho \"$1 $2 $3\" >> '{}'\n[ \"$3\" != refuse ]\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cert = Certificate::standalone("gw", vec!["gw.example".into()]);
+        cert.http = HttpMode::Standalone(SocketAddr::from(([127, 0, 0, 1], port)));
+        cert.firewall_hook = Some(hook);
+        let started = start(ChallengeKind::Http01, &cert, &[], &|_| {}).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            format!("open {port} gw\n")
+        );
+        drop(started);
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            format!("open {port} gw\nclose {port} gw\n")
+        );
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "listener is down"
+        );
+
+        std::fs::remove_file(&log).unwrap();
+        let mut web = cert.clone();
+        web.http = HttpMode::Webroot(dir.join("www"));
+        drop(start(ChallengeKind::Http01, &web, &[], &|_| {}).unwrap());
+        assert!(!log.exists(), "webroot needs no open port");
+
+        let mut refused = cert.clone();
+        refused.name = "refuse".into();
+        let err = start(ChallengeKind::Http01, &refused, &[], &|_| {}).unwrap_err();
+        assert!(err.to_string().starts_with("firewall_hook "), "{err}");
+        assert!(err.to_string().contains(" open failed"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
