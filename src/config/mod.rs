@@ -116,6 +116,11 @@ pub struct Main {
     /// it is up. OpenWrt's config sets `/usr/lib/gatecert/fw4-port`, which adds and removes an
     /// fw4 rule as acme-common does. Default: none.
     pub firewall_hook: Option<PathBuf>,
+    /// `webroot`: the http-01 mode of every certificate section that sets neither `http_mode`
+    /// nor `http_listen`: files under `<webroot>/.well-known/acme-challenge/`. OpenWrt's config
+    /// sets acme-common's `/var/run/acme/challenge`, which uhttpd serves (LuCI keeps port 80).
+    /// Default: none (standalone on `[::]:80`).
+    pub webroot: Option<PathBuf>,
 }
 
 /// ACME challenge type.
@@ -361,6 +366,7 @@ impl Config {
                 alert_days: 30,
                 alert_failures: 3,
                 firewall_hook: None,
+                webroot: None,
             },
             certificates: vec![Certificate::standalone(
                 "gateway",

@@ -27,6 +27,7 @@ const MAIN_OPTIONS: &[&str] = &[
     "alert_days",
     "alert_failures",
     "firewall_hook",
+    "webroot",
 ];
 const CERT_OPTIONS: &[&str] = &[
     "directory",
@@ -109,6 +110,10 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     let mut broker = None;
     // The first section of each single-instance type, to ignore a second one.
     let mut seen: Vec<(&str, String)> = Vec::new();
+    // The main section first: its `webroot` is the certificates' default.
+    if let Some(section) = sections.iter().find(|s| s.kind == "gatecert") {
+        cfg.main = main(&Reader { path, section }, cfg.main)?;
+    }
     for section in &sections {
         let r = Reader { path, section };
         let kind = section.kind.as_str();
@@ -128,9 +133,9 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
             seen.push((kind, section.label()));
         }
         match kind {
-            "gatecert" => cfg.main = main(&r, cfg.main)?,
+            "gatecert" => {} // read above
             "certificate" => {
-                let cert = certificate(&r)?;
+                let cert = certificate(&r, cfg.main.webroot.as_deref())?;
                 if let Some(dup) = certificates.iter().find(|c| c.name == cert.name) {
                     return Err(r.syntax(format!(
                         "certificate name '{}' is also used by the section on line {}",
@@ -364,10 +369,13 @@ fn main(r: &Reader, mut m: Main) -> Result<Main, Error> {
     if let Some(h) = r.parse("firewall_hook", ABS_PATH, parse_abs_path)? {
         m.firewall_hook = Some(h);
     }
+    m.webroot = r.parse("webroot", ABS_PATH, parse_abs_path)?;
     Ok(m)
 }
 
-fn certificate(r: &Reader) -> Result<Certificate, Error> {
+/// One `config certificate` section; `default_webroot` (main's `webroot`) is its http-01 mode
+/// when it sets neither `http_mode` nor `http_listen`.
+fn certificate(r: &Reader, default_webroot: Option<&Path>) -> Result<Certificate, Error> {
     r.check_known(CERT_OPTIONS)?;
     // An anonymous section (`uci add gatecert certificate`) is named as libuci names it
     // (`cfg020828`): that name is its directory under `<state_dir>/certs/`.
@@ -410,6 +418,11 @@ fn certificate(r: &Reader) -> Result<Certificate, Error> {
     let listen = r.parse("http_listen", LISTEN, parse_socket_addr)?;
     let webroot = r.parse("webroot", ABS_PATH, parse_abs_path)?;
     match r.value("http_mode")? {
+        None if listen.is_none() && default_webroot.is_some() => {
+            if let Some(w) = default_webroot {
+                c.http = HttpMode::Webroot(w.to_path_buf());
+            }
+        }
         None | Some(("standalone", _)) => {
             if let Some(a) = listen {
                 c.http = HttpMode::Standalone(a);

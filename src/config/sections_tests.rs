@@ -371,6 +371,21 @@ fn shipped_openwrt_config() {
         Some(PathBuf::from("/usr/lib/gatecert/fw4-port"))
     );
     assert!(cfg.notes.is_empty(), "{:?}", cfg.notes);
+    // A certificate section added to it answers http-01 through uhttpd, not on port 80.
+    let added = format!("{text}\nconfig certificate\n\tlist domain 'r.example.org'\n");
+    let cfg = parse(&added).unwrap();
+    assert_eq!(
+        cfg.certificates[0].http,
+        HttpMode::Webroot(PathBuf::from("/var/run/acme/challenge"))
+    );
+    let own = format!(
+        "{text}\nconfig certificate\n\tlist domain 'r.example.org'\n\toption http_listen ':8080'\n"
+    );
+    let cfg = parse(&own).unwrap();
+    assert_eq!(
+        cfg.certificates[0].http,
+        HttpMode::Standalone("[::]:8080".parse().unwrap())
+    );
     // With an acme-common file beside it, its certificates are the ones used.
     let dir = std::env::temp_dir().join(format!("gatecert-shipped-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
