@@ -414,10 +414,14 @@ impl Parser<'_> {
                 b'o' if rest.is_empty() || rest == b"ption" => self.option(false)?,
                 b'l' if rest.is_empty() || rest == b"ist" => self.option(true)?,
                 _ => {
-                    return Err(self.error(format!(
-                        "invalid command '{}' (expected config, option or list)",
-                        String::from_utf8_lossy(&word).trim_end()
-                    )))
+                    let shown = String::from_utf8_lossy(&word).trim_end().to_string();
+                    return Err(self.error(if shown.is_empty() {
+                        "invalid command: a `;` ends the line, and libuci reads the line end as \
+                         the next command; remove the `;`"
+                            .to_string()
+                    } else {
+                        format!("invalid command '{shown}' (expected config, option or list)")
+                    }));
                 }
             }
         }
@@ -740,6 +744,16 @@ mod tests {
                 "config t 'n'\n\toption a 1 ; option b 2\n",
                 Ok(&["n=t", "n.a='1'", "n.b='2'"]),
                 "after whitespace too",
+            ),
+            (
+                "config t 'n'\n\toption a 'x';\n",
+                Err((2, "invalid command")),
+                "after a `;` that ends the line, strtok(\" \\t\") returns the newline as a command",
+            ),
+            (
+                "config t 'n'\n\toption a x;\n",
+                Ok(&["n=t", "n.a='x'"]),
+                "but right after an unquoted word the `;` became the word's NUL: nothing follows",
             ),
             (
                 "config t 'n'\n;\n",
