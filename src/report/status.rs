@@ -642,6 +642,18 @@ fn gateway_row(cfg: &Config, cert: &Certificate, now: i64) -> CertStatus {
         row.serial.as_deref().unwrap_or_default()
     );
     schedule_row(&mut row, ari, &seed, now);
+    // acme-common's `days` brings the renewal forward, as the renew code does.
+    if let (Some(days), Some(nb), Some(next)) = (cert.renew_days, row.not_before, row.next_renewal)
+    {
+        let at = nb.saturating_add(i64::from(days) * DAY);
+        if at < next {
+            row.next_renewal = Some(at);
+            row.renewal_reason = Some(format!("days ({days})"));
+            if row.state == CertState::Ok && at <= now {
+                row.state = CertState::RenewalDue;
+            }
+        }
+    }
     row.config_file = Some(cert.origin.file.display().to_string());
     row.config_section = Some(cert.origin.section.clone());
     match Health::load(&cfg.main.state_dir, &cert.name) {
