@@ -300,13 +300,9 @@ impl<'a> Reader<'a> {
         self.parse(name, BOOL, parse_bool)
     }
 
-    fn number<T: std::str::FromStr + PartialOrd>(
-        &self,
-        name: &str,
-        min: T,
-    ) -> Result<Option<T>, Error>
+    fn number<T>(&self, name: &str, min: T) -> Result<Option<T>, Error>
     where
-        T: std::fmt::Display,
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
     {
         let expected = format!("a whole number, at least {min}");
         self.parse(name, &expected, |v| {
