@@ -35,7 +35,7 @@ TIMESTAMP=$(date -u --date="@$SOURCE_DATE_EPOCH")
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 P=$W/pkg; C=$P/CONTROL
 install -d -m 0755 "$P/usr/bin" "$P/etc/config" "$P/etc/init.d" "$P/etc/hotplug.d/ntp" \
-  "$P/etc/uci-defaults" "$P/usr/lib/gatecert" "$P/lib/upgrade/keep.d" "$C"
+  "$P/etc/uci-defaults" "$P/usr/lib/gatecert" "$P/etc/capabilities" "$P/lib/upgrade/keep.d" "$C"
 # Same modes as the Makefile's INSTALL_BIN (0755), INSTALL_CONF (0600), INSTALL_DATA (0644).
 install -m 0755 "$BIN" "$P/usr/bin/gatecert"
 install -m 0600 "$FILES/gatecert.config" "$P/etc/config/gatecert"
@@ -43,6 +43,9 @@ install -m 0755 "$FILES/gatecert.init" "$P/etc/init.d/gatecert"
 install -m 0644 "$FILES/gatecert.ntp-hotplug" "$P/etc/hotplug.d/ntp/25-gatecert"
 install -m 0755 "$FILES/gatecert.uci-defaults" "$P/etc/uci-defaults/90-gatecert"
 install -m 0755 "$FILES/gatecert.deploy-hook" "$P/usr/lib/gatecert/deploy-hook"
+install -m 0755 "$FILES/gatecert.fw4-port" "$P/usr/lib/gatecert/fw4-port"
+install -m 0755 "$FILES/gatecert.acmesh-dnsapi" "$P/usr/lib/gatecert/acmesh-dnsapi"
+install -m 0644 "$FILES/gatecert.capabilities" "$P/etc/capabilities/gatecert.json"
 # conffiles as in the Makefile; the state directory is not a file, so keep.d carries it.
 CONFFILES="/etc/config/gatecert /etc/gatecert/"
 for f in $CONFFILES; do

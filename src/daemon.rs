@@ -564,6 +564,7 @@ pub fn cmd_run(cfg: &Config, args: &[String]) -> i32 {
     };
     let cfg = overrides.apply(cfg.clone());
     crate::logging::init(cfg.main.log, cfg.main.log_level);
+    log_notes(&cfg);
     let cfg_log = cfg.main.log;
     match run(cfg, &overrides) {
         Ok(()) => 0,
@@ -693,7 +694,16 @@ fn serve_metrics(addr: SocketAddr, svc: &Service, counters: Arc<crate::report::C
 /// Re-reads the config file for SIGHUP. Built-in defaults (no file) stay as they are.
 fn reread(source: &Path, overrides: &Overrides) -> Result<Config, Error> {
     let cfg = Config::load(source).map_err(Error::Config)?;
+    log_notes(&cfg);
     Ok(overrides.apply(cfg))
+}
+
+/// Every config section skipped or ignored (say, an acme-common section gatecert cannot
+/// serve) goes to the log as a warning; `gatecert status` lists them too.
+fn log_notes(cfg: &Config) {
+    for n in &cfg.notes {
+        log::warn!("config: {n}");
+    }
 }
 
 /// The `caused by` chain of `e` on one line, for log lines.

@@ -360,8 +360,57 @@ pub fn decide(
     ))
 }
 
-/// Renews `cert` if due (or `force`), installs it and runs the deploy hook.
+/// Renews `cert` if due (or `force`), installs it and runs the deploy hook; then, for a
+/// certificate with `notify` (imported from acme-common), sends acme-common's event.
 pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, Error> {
+    let Some(notify) = &cert.notify else {
+        return renew_inner(env, cert, force);
+    };
+    let had_live = SetDir::new(cert_dir(env.state_dir, &cert.name))
+        .read_live()
+        .ok()
+        .flatten()
+        .is_some();
+    let result = renew_inner(env, cert, force);
+    // As acme-acmesh's hook.sh: renewed / renew-failed for an existing certificate,
+    // issued / issue-failed for a first one; nothing when no renewal was due.
+    let event = match (&result, had_live) {
+        (Ok(Outcome::NotDue(_)), _) => None,
+        (Ok(_), true) => Some("renewed"),
+        (Ok(_), false) => Some("issued"),
+        (Err(_), true) => Some("renew-failed"),
+        (Err(_), false) => Some("issue-failed"),
+    };
+    if let Some(event) = event {
+        send_event(notify, event, cert);
+    }
+    result
+}
+
+/// Runs `notify EVENT` with the variables acme-common's hook runs with (`main_domain`,
+/// `domains`, `CERT_DIR`), so `/etc/hotplug.d/acme` scripts see the same. A failure is logged,
+/// never fatal: the certificate is installed either way.
+fn send_event(notify: &Path, event: &str, cert: &Certificate) {
+    let mut names: Vec<String> = cert.domains.clone();
+    names.extend(cert.ips.iter().map(|ip| ip.to_string()));
+    let mut cmd = Command::new(notify);
+    cmd.arg(event)
+        .arg(&cert.name)
+        .env("GATECERT_CERT_NAME", &cert.name)
+        .env("main_domain", names.first().map_or("", String::as_str))
+        .env("domains", names.join(" "))
+        .stdin(std::process::Stdio::null());
+    if let Some(dir) = &cert.install_dir {
+        cmd.env("CERT_DIR", dir);
+    }
+    match crate::hook::run(&mut cmd, crate::hook::TIMEOUT) {
+        Ok(s) if s.success() => log::info!("{}: sent acme event '{event}'", cert.name),
+        Ok(s) => log::warn!("{}: {} {event} failed ({s})", cert.name, notify.display()),
+        Err(e) => log::warn!("{}: cannot run {}: {e}", cert.name, notify.display()),
+    }
+}
+
+fn renew_inner(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, Error> {
     let directory = cert
         .directory
         .as_deref()
@@ -383,7 +432,7 @@ pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, 
     if let Some(info) = &current {
         let same_names = names_match(cert, info);
         if !force && same_names {
-            let decision = decide(&client, env, cert, info)?;
+            let decision = by_days(cert, info, decide(&client, env, cert, info)?);
             if !decision.due(env.clock.now()) {
                 // A crash during the last export can leave the install_dir files from two
                 // sets; put the live set there again (only files that differ are written).
@@ -410,6 +459,25 @@ pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, 
     };
     let (key, chain) = issue(&client, env, &login, cert, replaces, old_key, trusted)?;
     install(env.state_dir, cert, &key, &chain)
+}
+
+/// acme-common's `days`: due once the certificate is that many days old, if the usual rule
+/// (ARI, lifetime fraction) would wait longer.
+fn by_days(cert: &Certificate, info: &CertInfo, decision: Decision) -> Decision {
+    match cert.renew_days {
+        Some(days) => {
+            let at = info.not_before.saturating_add(i64::from(days) * 86_400);
+            if at < decision.at {
+                Decision {
+                    at,
+                    reason: schedule::Reason::Lifetime,
+                }
+            } else {
+                decision
+            }
+        }
+        None => decision,
+    }
 }
 
 /// Every configured name must be usable with the configured challenge.

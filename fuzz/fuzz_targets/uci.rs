@@ -36,20 +36,28 @@ fn is_ident(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Writes sections back as UCI: every value double-quoted with `"` and `\` escaped.
+/// libuci's section types: printable ASCII, no spaces.
+fn is_type(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (33..=126).contains(&b))
+}
+
+fn dquote(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Writes sections back as UCI: types and values double-quoted with `"` and `\` escaped.
 fn print(sections: &[Section]) -> String {
     let mut out = String::new();
     for s in sections {
         match &s.name {
-            Some(n) => writeln!(out, "config {} '{n}'", s.kind),
-            None => writeln!(out, "config {}", s.kind),
+            Some(n) => writeln!(out, "config {} '{n}'", dquote(&s.kind)),
+            None => writeln!(out, "config {}", dquote(&s.kind)),
         }
         .ok();
         for o in &s.options {
             let cmd = if o.is_list { "list" } else { "option" };
             for v in &o.values {
-                let quoted = v.replace('\\', "\\\\").replace('"', "\\\"");
-                writeln!(out, "\t{cmd} {} \"{quoted}\"", o.name).ok();
+                writeln!(out, "\t{cmd} {} {}", o.name, dquote(v)).ok();
             }
         }
     }
@@ -69,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(sections) = uci::parse(text) {
         let lines = text.matches('\n').count() + 1;
         for s in &sections {
-            assert!(is_ident(&s.kind), "section type {:?}", s.kind);
+            assert!(is_type(&s.kind), "section type {:?}", s.kind);
             assert!(s.name.as_deref().is_none_or(is_ident), "name {:?}", s.name);
             assert!((1..=lines).contains(&s.line), "section line {}", s.line);
             for o in &s.options {

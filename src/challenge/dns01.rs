@@ -11,6 +11,8 @@ use super::{dns_value, Error, Pending};
 #[derive(Debug)]
 pub struct Records {
     hook: PathBuf,
+    /// Extra environment (acme.sh dnsapi credentials); `Debug` shows no values.
+    env: crate::config::HookEnv,
     added: Vec<(String, String)>,
 }
 
@@ -22,9 +24,14 @@ pub fn fqdn(domain: &str) -> String {
 impl Records {
     /// Runs `hook add` for every pending challenge; on the first failure, deletes what was
     /// added and returns the error.
-    pub fn add(hook: &Path, pending: &[Pending]) -> Result<Records, Error> {
+    pub fn add(
+        hook: &Path,
+        env: &crate::config::HookEnv,
+        pending: &[Pending],
+    ) -> Result<Records, Error> {
         let mut records = Records {
             hook: hook.to_path_buf(),
+            env: env.clone(),
             added: Vec::new(),
         };
         for p in pending {
@@ -32,7 +39,7 @@ impl Records {
             let value = dns_value(&p.key_authorization);
             // Recorded first so a half-done `add` is still cleaned up.
             records.added.push((fqdn.clone(), value.clone()));
-            run(hook, "add", &fqdn, &value)?;
+            run(hook, &records.env, "add", &fqdn, &value)?;
             log::info!("dns-01: added TXT {fqdn}");
         }
         Ok(records)
@@ -42,17 +49,24 @@ impl Records {
 impl Drop for Records {
     fn drop(&mut self) {
         for (fqdn, value) in &self.added {
-            if let Err(e) = run(&self.hook, "del", fqdn, value) {
+            if let Err(e) = run(&self.hook, &self.env, "del", fqdn, value) {
                 log::warn!("{e}");
             }
         }
     }
 }
 
-fn run(hook: &Path, action: &'static str, fqdn: &str, value: &str) -> Result<(), Error> {
+fn run(
+    hook: &Path,
+    env: &crate::config::HookEnv,
+    action: &'static str,
+    fqdn: &str,
+    value: &str,
+) -> Result<(), Error> {
     let status = crate::hook::run(
         Command::new(hook)
             .args([action, fqdn, value])
+            .envs(env.0.iter().map(|(k, v)| (k, v)))
             .env("GATECERT_DNS_ACTION", action)
             .env("GATECERT_DNS_FQDN", fqdn)
             .env("GATECERT_DNS_VALUE", value)
@@ -113,7 +127,7 @@ mod tests {
                 log.display()
             ),
         );
-        let records = Records::add(&h, &[pending()]).unwrap();
+        let records = Records::add(&h, &Default::default(), &[pending()]).unwrap();
         drop(records);
         let v = dns_value("t.thumb");
         let lines = std::fs::read_to_string(&log).unwrap();
@@ -135,7 +149,7 @@ mod tests {
             &d,
             &format!("echo $1 >> {}; [ \"$1\" = del ] || exit 3", log.display()),
         );
-        let err = Records::add(&h, &[pending()]).unwrap_err();
+        let err = Records::add(&h, &Default::default(), &[pending()]).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("dns_hook {} add failed: exit status: 3", h.display())

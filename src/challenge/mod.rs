@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -68,12 +68,18 @@ impl fmt::Display for Error {
         match self {
             Error::Bind { addr, .. } => write!(f, "cannot listen on {addr} for the challenge"),
             Error::Webroot { path, .. } => write!(f, "cannot write {}", path.display()),
-            Error::HookSpawn { hook, .. } => write!(f, "cannot run dns_hook {}", hook.display()),
+            Error::HookSpawn { hook, .. } => write!(f, "cannot run hook {}", hook.display()),
             Error::HookFailed {
                 hook,
                 action,
                 status,
-            } => write!(f, "dns_hook {} {action} failed: {status}", hook.display()),
+            } => {
+                let which = match *action {
+                    "open" | "close" => "firewall_hook",
+                    _ => "dns_hook",
+                };
+                write!(f, "{which} {} {action} failed: {status}", hook.display())
+            }
             Error::Missing(what) => write!(f, "{what}"),
             Error::Tls(m) => write!(f, "tls-alpn-01: {m}"),
             Error::Crypto(e) => write!(f, "{e}"),
@@ -135,8 +141,93 @@ pub enum Active {
     Dns(dns01::Records),
 }
 
-/// Puts every challenge in `pending` in place the way `cert` says.
+/// Challenges in place, and the firewall hole for a standalone listener. Dropping this takes
+/// the challenges down first, then closes the hole.
+#[derive(Debug)]
+pub struct Started {
+    /// The challenges.
+    pub active: Active,
+    _hole: Option<FirewallHole>,
+}
+
+/// A port opened with the `firewall_hook` (`HOOK open PORT NAME`); closed on drop
+/// (`HOOK close PORT NAME`), as acme-common adds and deletes its fw4 rule around acme.sh.
+#[derive(Debug)]
+pub struct FirewallHole {
+    hook: PathBuf,
+    port: u16,
+    name: String,
+}
+
+impl FirewallHole {
+    /// Runs `hook open PORT NAME`; an error if it cannot run or fails.
+    pub fn open(hook: &Path, port: u16, name: &str) -> Result<FirewallHole, Error> {
+        let hole = FirewallHole {
+            hook: hook.to_path_buf(),
+            port,
+            name: name.to_string(),
+        };
+        hole.run("open")?;
+        log::info!("{name}: opened port {port} ({})", hook.display());
+        Ok(hole)
+    }
+
+    fn run(&self, action: &'static str) -> Result<(), Error> {
+        let status = crate::hook::run(
+            std::process::Command::new(&self.hook)
+                .args([action, &self.port.to_string(), &self.name])
+                .stdin(std::process::Stdio::null()),
+            std::time::Duration::from_secs(30),
+        )
+        .map_err(|source| Error::HookSpawn {
+            hook: self.hook.clone(),
+            source,
+        })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::HookFailed {
+                hook: self.hook.clone(),
+                action,
+                status: status.to_string(),
+            })
+        }
+    }
+}
+
+impl Drop for FirewallHole {
+    fn drop(&mut self) {
+        match self.run("close") {
+            Ok(()) => log::info!("{}: closed port {}", self.name, self.port),
+            Err(e) => log::warn!("{}: {e}", self.name),
+        }
+    }
+}
+
+/// Puts every challenge in `pending` in place the way `cert` says; for a standalone listener
+/// with a `firewall_hook`, opens its port first.
 pub fn start(
+    kind: ChallengeKind,
+    cert: &Certificate,
+    pending: &[Pending],
+    sleep: &dyn Fn(std::time::Duration),
+) -> Result<Started, Error> {
+    let port = match (kind, &cert.http) {
+        (ChallengeKind::Http01, HttpMode::Standalone(addr)) => Some(addr.port()),
+        (ChallengeKind::TlsAlpn01, _) => Some(cert.tls_alpn_listen.port()),
+        _ => None,
+    };
+    let hole = match (&cert.firewall_hook, port) {
+        (Some(hook), Some(port)) => Some(FirewallHole::open(hook, port, &cert.name)?),
+        _ => None,
+    };
+    Ok(Started {
+        active: start_challenges(kind, cert, pending, sleep)?,
+        _hole: hole,
+    })
+}
+
+fn start_challenges(
     kind: ChallengeKind,
     cert: &Certificate,
     pending: &[Pending],
@@ -158,7 +249,7 @@ pub fn start(
                 .dns_hook
                 .as_ref()
                 .ok_or(Error::Missing("challenge dns-01 needs the dns_hook option"))?;
-            let records = dns01::Records::add(hook, pending)?;
+            let records = dns01::Records::add(hook, &cert.dns_env, pending)?;
             if cert.dns_wait > 0 {
                 log::info!("waiting {}s for DNS propagation", cert.dns_wait);
                 sleep(std::time::Duration::from_secs(cert.dns_wait));
@@ -262,5 +353,61 @@ mod tests {
             crypto::b64url_decode(&v).unwrap(),
             crypto::sha256(b"token.thumb")
         );
+    }
+
+    /// A standalone listener with a `firewall_hook`: the port is opened before the listener
+    /// is up and closed after it is down; a webroot challenge opens nothing; a failing hook
+    /// stops the challenge before any listener.
+    #[test]
+    fn firewall_hook_opens_and_closes_the_listener_port() {
+        let dir = std::env::temp_dir().join(format!("gatecert-fw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("fw.log");
+        let hook = dir.join("fw");
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\necho \"$1 $2 $3\" >> '{}'\n[ \"$3\" != refuse ]\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cert = Certificate::standalone("gw", vec!["gw.example".into()]);
+        cert.http = HttpMode::Standalone(SocketAddr::from(([127, 0, 0, 1], port)));
+        cert.firewall_hook = Some(hook);
+        let started = start(ChallengeKind::Http01, &cert, &[], &|_| {}).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            format!("open {port} gw\n")
+        );
+        drop(started);
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            format!("open {port} gw\nclose {port} gw\n")
+        );
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "listener is down"
+        );
+
+        std::fs::remove_file(&log).unwrap();
+        let mut web = cert.clone();
+        web.http = HttpMode::Webroot(dir.join("www"));
+        drop(start(ChallengeKind::Http01, &web, &[], &|_| {}).unwrap());
+        assert!(!log.exists(), "webroot needs no open port");
+
+        let mut refused = cert.clone();
+        refused.name = "refuse".into();
+        let err = start(ChallengeKind::Http01, &refused, &[], &|_| {}).unwrap_err();
+        assert!(err.to_string().starts_with("firewall_hook "), "{err}");
+        assert!(err.to_string().contains(" open failed"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

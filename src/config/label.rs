@@ -155,7 +155,10 @@ mod tests {
                 "config label 'simpleenroll'\n",
                 ":1: label name 'simpleenroll'",
             ),
-            ("config label 'a/b'\n", ":1: bad section name 'a/b'"),
+            (
+                "config label 'a/b'\n",
+                ":1: invalid character in name field 'a/b'",
+            ),
         ];
         for (text, want) in table {
             let err = parse(text).expect_err(text).to_string();

@@ -40,6 +40,9 @@ pub struct Config {
     pub metrics: Metrics,
     /// `config label 'NAME'` sections: EST label profiles (RFC 7030 §3.2.2), in file order.
     pub labels: Vec<Label>,
+    /// Sections skipped or ignored, each with the reason: logged when the config is loaded
+    /// and shown by `gatecert status` (doc/status-schema.md, `config_notes`).
+    pub notes: Vec<Note>,
 }
 
 /// `config label 'NAME'`: a profile of the local CA served under `/.well-known/est/NAME/`.
@@ -55,6 +58,53 @@ pub struct Label {
     pub allow_suffix: Vec<String>,
     /// `server_auth`: add EKU serverAuth (only when the CA's `server_auth` is on; default the CA's).
     pub server_auth: bool,
+}
+
+/// A section (or option) that was skipped or ignored, and why. Never carries a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// The file the section is in.
+    pub file: PathBuf,
+    /// 1-based line of the section (or option).
+    pub line: usize,
+    /// The section as `uci show` names it (`example`, `@cert[1]`).
+    pub section: String,
+    /// What happened and why.
+    pub msg: String,
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: section '{}': {}",
+            self.file.display(),
+            self.line,
+            self.section,
+            self.msg
+        )
+    }
+}
+
+/// Where a certificate's settings came from, for `gatecert status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The file (`/etc/config/gatecert`, `/etc/config/acme`), or `<built-in defaults>`.
+    pub file: PathBuf,
+    /// The section as `uci show` names it (`gateway`, `@certificate[0]`, `example`).
+    pub section: String,
+}
+
+/// Environment for a DNS hook (acme.sh dnsapi credentials from acme-common's
+/// `list credentials`). `Debug` prints the variable names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HookEnv(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for HookEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|(k, _)| k.as_str()).collect();
+        write!(f, "HookEnv({names:?}, values redacted)")
+    }
 }
 
 /// Log destination.
@@ -80,6 +130,16 @@ pub struct Main {
     pub alert_days: u32,
     /// `alert_failures`: log an error after this many renewal failures in a row (default 3).
     pub alert_failures: u32,
+    /// `firewall_hook`: run as `HOOK open|close PORT NAME` around every standalone challenge
+    /// listener (http-01 standalone, tls-alpn-01), to open the port in the firewall only while
+    /// it is up. OpenWrt's config sets `/usr/lib/gatecert/fw4-port`, which adds and removes an
+    /// fw4 rule as acme-common does. Default: none.
+    pub firewall_hook: Option<PathBuf>,
+    /// `webroot`: the http-01 mode of every certificate section that sets neither `http_mode`
+    /// nor `http_listen`: files under `<webroot>/.well-known/acme-challenge/`. OpenWrt's config
+    /// sets acme-common's `/var/run/acme/challenge`, which uhttpd serves (LuCI keeps port 80).
+    /// Default: none (standalone on `[::]:80`).
+    pub webroot: Option<PathBuf>,
 }
 
 /// ACME challenge type.
@@ -158,6 +218,19 @@ pub struct Certificate {
     pub install_dir: Option<PathBuf>,
     /// `timeout`: seconds for each network call (default 30).
     pub timeout: u64,
+    /// Where these settings came from.
+    pub origin: Origin,
+    /// Extra environment for `dns_hook` (acme-common's `list credentials`).
+    pub dns_env: HookEnv,
+    /// acme-common's `days`: renew once the certificate is this many days old (at the latest;
+    /// ARI or the usual fraction of the lifetime may say earlier).
+    pub renew_days: Option<u32>,
+    /// Send acme-common's events (hotplug `acme`, ubus `acme.renew`/`acme.issue`) through
+    /// this script after an issue, a renewal or a failure: set for certificates imported from
+    /// `/etc/config/acme`.
+    pub notify: Option<PathBuf>,
+    /// The main section's `firewall_hook`, copied here for the challenge listeners.
+    pub firewall_hook: Option<PathBuf>,
 }
 
 /// External Account Binding credentials. `Debug` never prints the key.
@@ -316,13 +389,15 @@ impl Config {
     /// `gateway` certificate for the host name `gateway.local`, issued by the local CA.
     pub fn standalone(state_dir: PathBuf) -> Config {
         Config {
-            source: PathBuf::from("<built-in defaults>"),
+            source: PathBuf::from(BUILT_IN),
             main: Main {
                 state_dir,
                 log: LogTarget::Syslog,
                 log_level: log::LevelFilter::Info,
                 alert_days: 30,
                 alert_failures: 3,
+                firewall_hook: None,
+                webroot: None,
             },
             certificates: vec![Certificate::standalone(
                 "gateway",
@@ -350,6 +425,7 @@ impl Config {
                 textfile: None,
             },
             labels: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
@@ -378,9 +454,20 @@ impl Certificate {
             deploy_hook: None,
             install_dir: None,
             timeout: 30,
+            origin: Origin {
+                file: PathBuf::from(BUILT_IN),
+                section: name.into(),
+            },
+            dns_env: HookEnv::default(),
+            renew_days: None,
+            notify: None,
+            firewall_hook: None,
         }
     }
 }
+
+/// How the embedded defaults are named as a source.
+pub const BUILT_IN: &str = "<built-in defaults>";
 
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/etc/gatecert";
@@ -427,15 +514,18 @@ pub(crate) fn read_capped(path: &Path) -> Result<Option<String>, Error> {
     })
 }
 
-/// OpenWrt's acme-common config, read for the gateway certificate when gatecert's own file
-/// has no `certificate` section.
+/// OpenWrt's acme-common config, read for the gateway certificates when gatecert's own file
+/// has no `certificate` section. The embedded `gateway` certificate is used only when neither
+/// has one.
 pub const ACME_CONFIG: &str = "/etc/config/acme";
 
 impl Config {
-    /// Reads `path` and, when it has no `certificate` section, OpenWrt's [`ACME_CONFIG`].
-    /// A missing `path` means the built-in standalone defaults (see [`Config::standalone`]).
+    /// Reads `path` and, when it has no `certificate` section, acme-common's file `acme` in the
+    /// same directory: [`ACME_CONFIG`] for the default `/etc/config/gatecert`, as uci keeps
+    /// every package's file in one directory. A missing `path` means the built-in standalone
+    /// defaults (see [`Config::standalone`]).
     pub fn load(path: &Path) -> Result<Config, Error> {
-        Config::load_with_acme(path, Path::new(ACME_CONFIG))
+        Config::load_with_acme(path, &path.with_file_name("acme"))
     }
 
     /// As [`Config::load`], with acme-common's file at `acme_path`. Its enabled
@@ -483,8 +573,15 @@ mod tests {
                 path.display()
             )
         );
-        let e = Config::load_with_acme(&dir.join("absent.conf"), &path).unwrap_err();
-        assert!(e.to_string().contains("larger than 1048576 bytes"), "{e}");
+        // acme-common's file over the cap is not imported, with a note naming it and the limit.
+        let cfg = Config::load_with_acme(&dir.join("absent.conf"), &path).unwrap();
+        assert!(
+            cfg.notes
+                .iter()
+                .any(|n| n.file == path && n.msg.contains("larger than 1048576 bytes")),
+            "{:?}",
+            cfg.notes
+        );
         // Missing is still "defaults"; not UTF-8 names the file.
         assert!(Config::load_with_acme(&dir.join("absent.conf"), &dir.join("no-acme")).is_ok());
         std::fs::write(&path, b"config gatecert 'main'\n# \xff\n").unwrap();

@@ -11,7 +11,7 @@ use super::value::{
 };
 use super::{
     Broker, Ca, Certificate, ChallengeKind, Config, Eab, Error, Est, HttpMode, LogTarget, Main,
-    Metrics,
+    Metrics, Note, Origin,
 };
 use crate::crypto::{self, KeyType};
 
@@ -19,11 +19,15 @@ use crate::crypto::{self, KeyType};
 const MAX_INTERIM_LIFETIME: u64 = 24 * 3600;
 
 const MAIN_OPTIONS: &[&str] = &[
+    // Read by the OpenWrt init script only: `enabled '0'` keeps the service from starting.
+    "enabled",
     "state_dir",
     "log",
     "log_level",
     "alert_days",
     "alert_failures",
+    "firewall_hook",
+    "webroot",
 ];
 const CERT_OPTIONS: &[&str] = &[
     "directory",
@@ -58,6 +62,8 @@ const CA_OPTIONS: &[&str] = &[
 ];
 const EST_OPTIONS: &[&str] = &[
     "enabled",
+    // Read by the OpenWrt init script: the interface (e.g. `lan`) whose address EST binds to.
+    "interface",
     "listen",
     "max_connections",
     "max_header_bytes",
@@ -83,7 +89,12 @@ const CHALLENGE: &str = "http-01, tls-alpn-01 or dns-01";
 
 /// Certificates from somewhere else (OpenWrt's acme-common config), asked for only when gatecert's
 /// own file has no `certificate` section. Passed in so this module doesn't depend on the importer.
-pub(super) type Import<'a> = &'a dyn Fn() -> Result<Vec<Certificate>, Error>;
+/// Never fails: what cannot be imported comes back as notes.
+pub(super) type Import<'a> = &'a dyn Fn() -> (Vec<Certificate>, Vec<Note>);
+
+/// Section types of which gatecert reads only the first, as `@system[0]` is read on OpenWrt and
+/// acme-common reads only its first `acme` section; a second one is ignored with a note.
+const SINGLE: &[&str] = &["gatecert", "ca", "est", "metrics", "broker"];
 
 /// Builds the typed config from gatecert's own file; `import` supplies certificates when the file
 /// has no `certificate` section.
@@ -98,23 +109,40 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     let mut certificates: Vec<Certificate> = Vec::new();
     let mut broker = None;
     let mut labels = Vec::new();
-    // The first section of each single-instance type, to reject a second one.
-    let mut seen: Vec<(&str, usize)> = Vec::new();
+    // The first section of each single-instance type, to ignore a second one.
+    let mut seen: Vec<(&str, String)> = Vec::new();
+    // The main section first: its `webroot` is the certificates' default.
+    if let Some(section) = sections.iter().find(|s| s.kind == "gatecert") {
+        cfg.main = main(&Reader { path, section }, cfg.main)?;
+    }
     for section in &sections {
         let r = Reader { path, section };
         let kind = section.kind.as_str();
-        if kind != "certificate" && kind != "label" {
+        if SINGLE.contains(&kind) {
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == kind) {
-                return Err(r.syntax(format!(
-                    "a second '{kind}' section (the first is on line {first}); merge them"
-                )));
+                cfg.notes.push(Note {
+                    file: path.to_path_buf(),
+                    line: section.line,
+                    section: section.label(),
+                    msg: format!(
+                        "ignored: a second '{kind}' section; only the first ('{first}') is read \
+                         (merge them)"
+                    ),
+                });
+                continue;
             }
-            seen.push((kind, section.line));
+            seen.push((kind, section.label()));
         }
         match kind {
-            "gatecert" => cfg.main = main(&r, cfg.main)?,
+            "gatecert" => {} // read above
             "certificate" => {
-                let cert = certificate(&r)?;
+                let cert = certificate(&r, cfg.main.webroot.as_deref())?;
+                if let Some(dup) = certificates.iter().find(|c| c.name == cert.name) {
+                    return Err(r.syntax(format!(
+                        "certificate name '{}' is also used by the section on line {}",
+                        cert.name, dup.line
+                    )));
+                }
                 certificates.push(cert);
             }
             "ca" => cfg.ca = ca(&r, cfg.ca)?,
@@ -132,14 +160,19 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     }
     if certificates.is_empty() {
         if let Some(import) = import {
-            certificates = import()?;
+            let (imported, notes) = import();
+            certificates = imported;
+            cfg.notes.extend(notes);
         }
     }
     if !certificates.is_empty() {
         cfg.certificates = certificates;
     }
+    for c in &mut cfg.certificates {
+        c.firewall_hook.clone_from(&cfg.main.firewall_hook);
+    }
     if let Some(section) = broker {
-        cfg.broker = self::broker(&Reader { path, section }, &cfg.certificates)?;
+        cfg.broker = self::broker(&Reader { path, section }, &cfg.certificates, &sections)?;
     }
     for section in labels {
         let r = Reader { path, section };
@@ -170,7 +203,7 @@ impl<'a> Reader<'a> {
         Error::Option {
             path: self.path.to_path_buf(),
             line,
-            section: self.section.label().to_string(),
+            section: self.section.label(),
             option: option.to_string(),
             msg: msg.into(),
         }
@@ -274,13 +307,9 @@ impl<'a> Reader<'a> {
         self.parse(name, BOOL, parse_bool)
     }
 
-    fn number<T: std::str::FromStr + PartialOrd>(
-        &self,
-        name: &str,
-        min: T,
-    ) -> Result<Option<T>, Error>
+    fn number<T>(&self, name: &str, min: T) -> Result<Option<T>, Error>
     where
-        T: std::fmt::Display,
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
     {
         let expected = format!("a whole number, at least {min}");
         self.parse(name, &expected, |v| {
@@ -340,18 +369,25 @@ fn main(r: &Reader, mut m: Main) -> Result<Main, Error> {
     if let Some(n) = r.number("alert_failures", 1u32)? {
         m.alert_failures = n;
     }
+    if let Some(h) = r.parse("firewall_hook", ABS_PATH, parse_abs_path)? {
+        m.firewall_hook = Some(h);
+    }
+    m.webroot = r.parse("webroot", ABS_PATH, parse_abs_path)?;
     Ok(m)
 }
 
-fn certificate(r: &Reader) -> Result<Certificate, Error> {
+/// One `config certificate` section; `default_webroot` (main's `webroot`) is its http-01 mode
+/// when it sets neither `http_mode` nor `http_listen`.
+fn certificate(r: &Reader, default_webroot: Option<&Path>) -> Result<Certificate, Error> {
     r.check_known(CERT_OPTIONS)?;
-    let Some(name) = r.section.name.as_deref() else {
-        return Err(
-            r.syntax("a certificate section needs a name: config certificate 'NAME'".to_string())
-        );
-    };
-    let mut c = Certificate::standalone(name, Vec::new());
+    // An anonymous section (`uci add gatecert certificate`) is named as libuci names it
+    // (`cfg020828`): that name is its directory under `<state_dir>/certs/`.
+    let mut c = Certificate::standalone(&r.section.id, Vec::new());
     c.line = r.section.line;
+    c.origin = Origin {
+        file: r.path.to_path_buf(),
+        section: r.section.label(),
+    };
     if let Some((v, line)) = r.value("directory")? {
         if !is_http_url(v) {
             return Err(r.err(
@@ -385,6 +421,11 @@ fn certificate(r: &Reader) -> Result<Certificate, Error> {
     let listen = r.parse("http_listen", LISTEN, parse_socket_addr)?;
     let webroot = r.parse("webroot", ABS_PATH, parse_abs_path)?;
     match r.value("http_mode")? {
+        None if listen.is_none() && default_webroot.is_some() => {
+            if let Some(w) = default_webroot {
+                c.http = HttpMode::Webroot(w.to_path_buf());
+            }
+        }
         None | Some(("standalone", _)) => {
             if let Some(a) = listen {
                 c.http = HttpMode::Standalone(a);
@@ -564,13 +605,25 @@ fn est(r: &Reader, mut est: Est) -> Result<Est, Error> {
     Ok(est)
 }
 
-fn broker(r: &Reader, certificates: &[Certificate]) -> Result<Option<Broker>, Error> {
+fn broker(
+    r: &Reader,
+    certificates: &[Certificate],
+    sections: &[Section],
+) -> Result<Option<Broker>, Error> {
     r.check_known(BROKER_OPTIONS)?;
     if r.bool("enabled")? == Some(false) {
         return Ok(None);
     }
     let cert = match r.value("certificate")? {
-        Some((name, line)) => match certificates.iter().find(|c| c.name == name) {
+        // A name, or a uci reference such as `@certificate[0]` (LuCI and `uci add` make
+        // anonymous sections).
+        Some((name, line)) => match certificates.iter().find(|c| {
+            c.name == name
+                || (name.starts_with('@')
+                    && uci::lookup(sections, name).is_some_and(|i| {
+                        sections[i].kind == "certificate" && sections[i].id == c.name
+                    }))
+        }) {
             Some(c) if c.directory.is_some() => c,
             Some(_) => {
                 return Err(r.err(
@@ -639,307 +692,5 @@ fn metrics(r: &Reader) -> Result<Metrics, Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::SocketAddr;
-
-    use super::*;
-
-    const FILE: &str = "/etc/config/gatecert";
-
-    fn parse(text: &str) -> Result<Config, Error> {
-        Config::parse(text, Path::new(FILE))
-    }
-
-    /// The configuration sketch from the original design brief, with the empty options it shows.
-    const SKETCH: &str = "\
-config gatecert 'main'
-\toption state_dir '/etc/gatecert'
-\toption log 'syslog'                # syslog | stderr
-\toption log_level 'info'
-
-config certificate 'gateway'           # the gateway's own certificate; more sections allowed
-\toption directory 'https://acme-v02.api.letsencrypt.org/directory'
-\toption ca_bundle ''                # PEM to trust for a private ACME CA's HTTPS
-\toption email 'ops@example.com'
-\toption eab_kid ''
-\toption eab_hmac_key ''
-\tlist domain 'gw1.example.com'
-\tlist ip '192.0.2.10'
-\toption challenge 'http-01'         # http-01 | tls-alpn-01 | dns-01
-\toption http_mode 'standalone'      # standalone | webroot
-\toption http_listen '[::]:80'
-\toption webroot '/www'
-\toption tls_alpn_listen '[::]:443'
-\toption dns_hook '/usr/libexec/gatecert/dns-hook'
-\toption key_type 'ec256'            # ec256 | ec384
-\toption profile ''                  # ACME profile, e.g. shortlived
-\toption deploy_hook '/etc/init.d/uhttpd reload'
-
-config ca 'local'                      # the local issuing CA for leaves
-\toption lifetime '24h'
-\toption max_lifetime '7d'
-\tlist allow_suffix 'sensors.example.com'
-
-config est 'est'
-\toption listen '[::]:8443'
-";
-
-    #[test]
-    fn design_sketch_parses_to_expected_values() {
-        let cfg = parse(SKETCH).unwrap();
-        let mut want = Config::standalone(PathBuf::from("/etc/gatecert"));
-        want.source = PathBuf::from(FILE);
-        let mut gw = Certificate::standalone("gateway", vec!["gw1.example.com".into()]);
-        gw.line = 6;
-        gw.directory = Some("https://acme-v02.api.letsencrypt.org/directory".into());
-        gw.email = Some("ops@example.com".into());
-        gw.ips = vec![IpAddr::from([192, 0, 2, 10])];
-        gw.dns_hook = Some(PathBuf::from("/usr/libexec/gatecert/dns-hook"));
-        gw.deploy_hook = Some("/etc/init.d/uhttpd reload".into());
-        want.certificates = vec![gw];
-        want.ca.allow_suffix = vec!["sensors.example.com".into()];
-        assert_eq!(cfg, want);
-    }
-
-    #[test]
-    fn empty_file_is_the_standalone_default() {
-        let cfg = parse("# nothing here\n").unwrap();
-        let mut want = Config::standalone(PathBuf::from(crate::config::DEFAULT_STATE_DIR));
-        want.source = PathBuf::from(FILE);
-        assert_eq!(cfg, want);
-        assert_eq!(cfg.certificates[0].name, "gateway");
-        assert!(cfg.certificates[0].directory.is_none());
-    }
-
-    #[test]
-    fn every_section_overrides_defaults() {
-        let text = "\
-config gatecert main
-\toption state_dir /var/lib/gatecert
-\toption log stderr
-\toption log_level debug
-\toption alert_days 10
-\toption alert_failures 5
-config certificate gw
-\toption directory 'http://127.0.0.1:14000/dir'
-\toption eab_kid kid-1
-\toption eab_hmac_key 'c2VjcmV0LWtleQ'
-\tlist domain '*.GW.example'
-\toption challenge dns-01
-\toption dns_hook /bin/hook
-\toption dns_wait 2m
-\toption key_type ec384
-\toption reuse_key yes
-\toption timeout 1m
-\toption install_dir /etc/ssl/acme
-config certificate web
-\tlist domain web.example
-\toption http_mode webroot
-\toption webroot /www
-config ca
-\toption lifetime 1h
-\tlist allow_ip 10.0.0.0/8
-\tlist allow_ip 'fd00::/8 192.0.2.1'
-\toption server_auth on
-\toption name 'Plant 7'
-config est
-\toption enabled off
-\toption listen :9443
-\toption max_connections 8
-\toption request_timeout 30s
-config broker
-\toption interim_lifetime 12h
-config metrics
-\toption listen '[::1]:9100'
-\toption textfile /tmp/gatecert.prom
-";
-        let cfg = parse(text).unwrap();
-        assert_eq!(cfg.main.state_dir, PathBuf::from("/var/lib/gatecert"));
-        assert_eq!(cfg.main.log, LogTarget::Stderr);
-        assert_eq!(cfg.main.log_level, log::LevelFilter::Debug);
-        assert_eq!((cfg.main.alert_days, cfg.main.alert_failures), (10, 5));
-        let gw = &cfg.certificates[0];
-        assert_eq!(gw.domains, vec!["*.gw.example".to_string()]);
-        assert_eq!(
-            gw.eab,
-            Some(Eab {
-                kid: "kid-1".into(),
-                hmac_key: b"secret-key".to_vec()
-            })
-        );
-        assert_eq!(gw.challenge, ChallengeKind::Dns01);
-        assert_eq!((gw.dns_wait, gw.timeout), (120, 60));
-        assert_eq!(gw.key_type, KeyType::Ec384);
-        assert!(gw.reuse_key);
-        let web = &cfg.certificates[1];
-        assert_eq!(web.http, HttpMode::Webroot(PathBuf::from("/www")));
-        assert!(web.directory.is_none());
-        assert_eq!(cfg.ca.lifetime, 3600);
-        assert_eq!(cfg.ca.allow_suffix, vec!["local".to_string()]);
-        assert_eq!(cfg.ca.allow_ip.len(), 3);
-        assert!(cfg.ca.server_auth);
-        assert_eq!(cfg.ca.name, "Plant 7");
-        assert!(!cfg.est.enabled);
-        assert_eq!(cfg.est.listen, SocketAddr::from(([0u16; 8], 9443)));
-        assert_eq!(cfg.est.max_connections, 8);
-        assert_eq!(cfg.est.request_timeout, 30);
-        let broker = cfg.broker.unwrap();
-        assert_eq!(broker.certificate, "gw");
-        assert_eq!(broker.challenge, ChallengeKind::Dns01);
-        assert_eq!(broker.dns_hook, Some(PathBuf::from("/bin/hook")));
-        assert_eq!(
-            (broker.upstream_wait, broker.interim_lifetime),
-            (5, 12 * 3600)
-        );
-        assert_eq!(cfg.metrics.listen, Some("[::1]:9100".parse().unwrap()));
-        assert_eq!(
-            cfg.metrics.textfile,
-            Some(PathBuf::from("/tmp/gatecert.prom"))
-        );
-    }
-
-    #[test]
-    fn broker_defaults_and_disable() {
-        let base = "config certificate gw\n\toption directory https://ca.example/dir\n\tlist domain gw.example\n";
-        let cfg = parse(&format!("{base}config broker\n")).unwrap();
-        let b = cfg.broker.unwrap();
-        assert_eq!(b.certificate, "gw");
-        assert_eq!(b.challenge, ChallengeKind::Http01);
-        assert_eq!((b.upstream_wait, b.interim_lifetime), (5, 6 * 3600));
-        let cfg = parse(&format!("{base}config broker\n\toption enabled 0\n")).unwrap();
-        assert_eq!(cfg.broker, None);
-    }
-
-    /// (config text, line, section, option, a fragment of the message)
-    const BAD: &[(&str, usize, &str, &str, &str)] = &[
-        ("config gatecert main\n\toption log journal\n", 2, "main", "log", "expected syslog or stderr"),
-        ("config gatecert main\n\toption log_level loud\n", 2, "main", "log_level", "expected error, warn"),
-        ("config gatecert main\n\toption state_dir relative\n", 2, "main", "state_dir", "absolute path"),
-        ("config gatecert main\n\toption alert_days -1\n", 2, "main", "alert_days", "whole number"),
-        ("config gatecert main\n\toption colour blue\n", 2, "main", "colour", "unknown option"),
-        ("config certificate gw\n\tlist domain a.example\n\toption directroy x\n", 3, "gw", "directroy", "unknown option"),
-        ("config certificate gw\n\tlist domain a.example\n\toption directory acme.example\n", 3, "gw", "directory", "http(s) URL"),
-        ("config certificate gw\n\toption email a@b.example\n", 1, "gw", "domain", "at least one"),
-        ("config certificate gw\n\tlist domain 'bad_name.example'\n", 2, "gw", "domain", "DNS name"),
-        ("config certificate gw\n\tlist domain a.example\n\tlist ip 300.1.1.1\n", 3, "gw", "ip", "IPv4 or IPv6"),
-        ("config certificate gw\n\tlist domain a.example\n\toption challenge http\n", 3, "gw", "challenge", "http-01, tls-alpn-01 or dns-01"),
-        ("config certificate gw\n\tlist domain a.example\n\toption challenge dns-01\n", 3, "gw", "dns_hook", "needs `option dns_hook`"),
-        ("config certificate gw\n\tlist domain a.example\n\toption http_mode proxy\n", 3, "gw", "http_mode", "standalone or webroot"),
-        ("config certificate gw\n\tlist domain a.example\n\toption http_mode webroot\n", 1, "gw", "webroot", "needs `option webroot`"),
-        ("config certificate gw\n\tlist domain a.example\n\toption http_listen 80\n", 3, "gw", "http_listen", "[::]:80"),
-        ("config certificate gw\n\tlist domain a.example\n\toption key_type rsa2048\n", 3, "gw", "key_type", "EC keys only"),
-        ("config certificate gw\n\tlist domain a.example\n\toption key_type ec521\n", 3, "gw", "key_type", "ec256 or ec384"),
-        ("config certificate gw\n\tlist domain a.example\n\toption reuse_key maybe\n", 3, "gw", "reuse_key", "yes/no"),
-        ("config certificate gw\n\tlist domain a.example\n\toption timeout 10x\n", 3, "gw", "timeout", "duration"),
-        ("config certificate gw\n\tlist domain a.example\n\toption eab_kid k\n", 3, "gw", "eab_hmac_key", "needs both"),
-        ("config certificate gw\n\tlist domain a.example\n\n\toption eab_hmac_key c2VjcmV0\n", 4, "gw", "eab_kid", "needs both"),
-        ("config certificate gw\n\toption directory https://ca.example/d\n\tlist domain '*.a.example'\n", 3, "gw", "domain", "only be validated with dns-01"),
-        ("config certificate gw\n\toption directory https://ca.example/d\n\tlist ip 192.0.2.1\n\toption challenge dns-01\n\toption dns_hook /h\n", 3, "gw", "ip", "RFC 8738"),
-        ("config certificate gw\n\tlist domain a.example\n\tlist email a@b.example\n\tlist email c@b.example\n", 3, "gw", "email", "use `option`, not `list`"),
-        ("config ca local\n\toption lifetime 8d\n", 2, "local", "lifetime", "exceeds max_lifetime"),
-        ("config ca local\n\toption max_lifetime 0\n", 2, "local", "max_lifetime", "at least 1s"),
-        ("config ca local\n\tlist allow_ip 10.0.0.1/8\n", 2, "local", "allow_ip", "CIDR"),
-        ("config ca local\n\tlist allow_suffix '*.x'\n", 2, "local", "allow_suffix", "DNS suffix"),
-        ("config est est\n\toption listen 'localhost:8443'\n", 2, "est", "listen", "address:port"),
-        ("config est est\n\toption max_connections 0\n", 2, "est", "max_connections", "at least 1"),
-        ("config broker upstream\n", 1, "upstream", "certificate", "needs a certificate section with a `directory`"),
-        ("config certificate gw\n\toption directory https://ca.example/d\n\tlist domain a.example\nconfig broker up\n\toption interim_lifetime 2d\n", 5, "up", "interim_lifetime", "between 1s and 24h"),
-        ("config certificate gw\n\toption directory https://ca.example/d\n\tlist domain a.example\nconfig broker up\n\toption certificate other\n", 5, "up", "certificate", "no certificate section named 'other'"),
-        ("config certificate gw\n\tlist domain a.example\nconfig broker up\n\toption certificate gw\n", 4, "up", "certificate", "has no `directory`"),
-        ("config metrics m\n\toption listen '0.0.0.0:9100'\n", 2, "m", "listen", "loopback"),
-    ];
-
-    #[test]
-    fn bad_values_name_file_line_section_and_option() {
-        for (text, line, section, option, needle) in BAD {
-            let err = parse(text).expect_err(text);
-            let shown = err.to_string();
-            let prefix = format!("{FILE}:{line}: section '{section}', option '{option}': ");
-            assert!(
-                shown.starts_with(&prefix),
-                "{text:?}\n got: {shown}\nwant: {prefix}"
-            );
-            assert!(shown.contains(needle), "{text:?}: {shown}");
-        }
-    }
-
-    #[test]
-    fn section_level_errors_name_file_and_line() {
-        let table: &[(&str, &str)] = &[
-            (
-                "config gatecert main\n\nconfig foo bar\n",
-                "/etc/config/gatecert:3: unknown section type 'foo'",
-            ),
-            (
-                "config certificate\n\tlist domain a.example\n",
-                "/etc/config/gatecert:1: a certificate section needs a name",
-            ),
-            (
-                "config ca a\nconfig ca b\n",
-                "/etc/config/gatecert:2: a second 'ca' section (the first is on line 1)",
-            ),
-            (
-                "config ca a\n\toption lifetime 'open\n",
-                "/etc/config/gatecert:2: unterminated ' quote",
-            ),
-        ];
-        for (text, want) in table {
-            let shown = parse(text).expect_err(text).to_string();
-            assert!(shown.starts_with(want), "{text:?}: {shown}");
-        }
-    }
-
-    #[test]
-    fn eab_key_never_appears_in_errors() {
-        let secret = "s3cr3t!!not+base64url";
-        let texts = [
-            format!("config certificate gw\n\tlist domain a.example\n\toption eab_kid k\n\toption eab_hmac_key '{secret}'\n"),
-            format!("config certificate gw\n\tlist domain a.example\n\toption eab_hmac_key '{secret}'\n"),
-            format!("config certificate gw\n\tlist domain a.example\n\tlist eab_hmac_key '{secret}'\n\tlist eab_hmac_key '{secret}'\n"),
-        ];
-        for text in &texts {
-            let err = parse(text).expect_err(text);
-            assert!(matches!(err, Error::Option { ref option, .. } if option.starts_with("eab_")));
-            assert!(!err.to_string().contains(secret), "{err}");
-            assert!(!format!("{err:?}").contains(secret), "{err:?}");
-        }
-        // And a good key is redacted from Debug output.
-        let cfg = parse("config certificate gw\n\tlist domain a.example\n\toption eab_kid k\n\toption eab_hmac_key c2VjcmV0LWtleQ\n").unwrap();
-        assert!(!format!("{cfg:?}").contains("secret-key"));
-    }
-
-    #[test]
-    fn load_reads_files_and_defaults_when_absent() {
-        let dir = std::env::temp_dir().join(format!("gatecert-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("gatecert");
-        let none = dir.join("acme-absent");
-        let cfg = Config::load_with_acme(&path, &none).unwrap();
-        assert_eq!(cfg.certificates[0].name, "gateway");
-        std::fs::write(&path, "config est\n\toption listen :1\n").unwrap();
-        let cfg = Config::load_with_acme(&path, &none).unwrap();
-        assert_eq!(cfg.est.listen.port(), 1);
-        std::fs::write(&path, "config est\n\toption listen x\n").unwrap();
-        let err = Config::load_with_acme(&path, &none)
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with(&format!("{}:2:", path.display())), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn documented_example_parses() {
-        let text = include_str!("../../doc/gatecert.config.example");
-        let cfg = parse(text).unwrap();
-        assert_eq!(cfg.certificates[0].name, "gateway");
-        assert_eq!(
-            cfg.broker.map(|b| b.certificate).as_deref(),
-            Some("gateway")
-        );
-        let cameras = &cfg.labels[0];
-        assert_eq!(cameras.name, "cameras");
-        assert_eq!(cameras.lifetime, Some(12 * 3600));
-        assert_eq!(cameras.allow_suffix, vec!["cameras.local".to_string()]);
-        assert!(!cameras.server_auth);
-    }
-}
+#[path = "sections_tests.rs"]
+mod tests;

@@ -89,11 +89,36 @@ pub fn listener_identity(
     ensure_local_set(&set, ca, now, trust)
 }
 
-/// The names of every configured certificate that the local CA may issue for.
+/// The names of every configured certificate that the local CA may issue for, then the
+/// router's own: its host name under each `allow_suffix` (`openwrt.lan`) and the address EST
+/// listens on when it is a specific one (the LAN address the OpenWrt init script passes with
+/// `--listen`), so a sensor can connect by name or IP. Each passes the CA's policy or is left out.
 fn listener_names(cfg: &Config, ca: &LocalCa) -> (Vec<String>, Vec<IpAddr>) {
     let mut dns: Vec<String> = Vec::new();
     let mut ips: Vec<IpAddr> = Vec::new();
-    for c in &cfg.certificates {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .to_ascii_lowercase();
+    let own_dns: Vec<String> = cfg
+        .ca
+        .allow_suffix
+        .iter()
+        .filter(|_| !host.is_empty() && !host.contains('.'))
+        .map(|s| format!("{host}.{}", s.trim_start_matches('.')))
+        .collect();
+    let listen = cfg.est.listen.ip();
+    let own_ips: Vec<IpAddr> = if listen.is_unspecified() {
+        Vec::new()
+    } else {
+        vec![listen]
+    };
+    let own = crate::config::Certificate::standalone("est-own", own_dns);
+    let own = crate::config::Certificate {
+        ips: own_ips,
+        ..own
+    };
+    for c in cfg.certificates.iter().chain(std::iter::once(&own)) {
         for d in &c.domains {
             if !dns.contains(d) && ca.check_names(std::slice::from_ref(d), &[]).is_ok() {
                 dns.push(d.clone());

@@ -377,3 +377,106 @@ fn a_run_with_nothing_due_repairs_a_torn_export() {
     );
     std::fs::remove_dir_all(state).unwrap();
 }
+
+/// Certificates imported from acme-common send its events through `notify`, as acme-acmesh's
+/// hook does: issue-failed without a live certificate, renew-failed with one, nothing when
+/// no renewal was due; with main_domain, domains and CERT_DIR set.
+#[test]
+fn imported_certificates_send_acme_events() {
+    let state = tempdir("events");
+    let log = state.join("events.log");
+    let notify = state.join("notify");
+    std::fs::write(
+        &notify,
+        format!(
+            "#!/bin/sh\necho \"$1 $2 main_domain=$main_domain domains=$domains CERT_DIR=$CERT_DIR\" >> '{}'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mut cfg = cert_config("gw.example");
+    cfg.domains.push("www.gw.example".into());
+    cfg.install_dir = Some(state.join("ssl"));
+    cfg.notify = Some(notify);
+    let now = 1_800_000_000;
+    let clock = FixedClock::new(now);
+    let dir_doc =
+        r#"{"newNonce":"n","newAccount":"a","newOrder":"o","revokeCert":"r","keyChange":"k"}"#;
+    let events = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // No certificate yet, the CA answers 500: issue-failed.
+    let t = TestTransport::new();
+    t.push(Method::Get, DIR, response(500, &[], "down"));
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+    };
+    assert!(renew_one(&env, &cfg, false).is_err());
+    let ssl = state.join("ssl").display().to_string();
+    assert_eq!(
+        events(),
+        format!("issue-failed gw main_domain=gw.example domains=gw.example www.gw.example CERT_DIR={ssl}\n")
+    );
+
+    // Installed and not due: no event.
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, ca) = issued(&k, "gw.example", now, now + 90 * DAY);
+    let mut plain = cfg.clone();
+    plain.notify = None;
+    plain.domains = vec!["gw.example".into()];
+    install(&state, &plain, &k, &format!("{leaf}{ca}")).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    let mut one = cfg.clone();
+    one.domains = vec!["gw.example".into()];
+    let t = TestTransport::new();
+    t.push(Method::Get, DIR, response(200, &[], dir_doc));
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+    };
+    let outcome = renew_one(&env, &one, false).unwrap();
+    assert!(matches!(outcome, Outcome::NotDue(_)), "{outcome:?}");
+    assert_eq!(events(), "");
+
+    // Installed, forced, the CA fails: renew-failed.
+    let t = TestTransport::new();
+    t.push(Method::Get, DIR, response(500, &[], "down"));
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+    };
+    assert!(renew_one(&env, &one, true).is_err());
+    assert!(
+        events().starts_with("renew-failed gw main_domain=gw.example "),
+        "{}",
+        events()
+    );
+    std::fs::remove_dir_all(state).unwrap();
+}
+
+/// acme-common's `days`: due once the certificate is that old, unless the usual rule says
+/// earlier.
+#[test]
+fn days_brings_the_renewal_forward_never_back() {
+    let now = 1_800_000_000;
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, _) = issued(&k, "gw.example", now, now + 90 * DAY);
+    let info = CertInfo::from_pem(&leaf).unwrap();
+    let usual = Decision {
+        at: now + 60 * DAY,
+        reason: schedule::Reason::Lifetime,
+    };
+    let mut cfg = cert_config("gw.example");
+    assert_eq!(by_days(&cfg, &info, usual.clone()).at, now + 60 * DAY);
+    cfg.renew_days = Some(30);
+    assert_eq!(by_days(&cfg, &info, usual.clone()).at, now + 30 * DAY);
+    cfg.renew_days = Some(75);
+    assert_eq!(by_days(&cfg, &info, usual).at, now + 60 * DAY);
+}

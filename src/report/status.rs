@@ -59,6 +59,9 @@ pub struct Status {
     pub leaves: LeafCounts,
     /// Bootstrap token counts.
     pub tokens: TokenCounts,
+    /// Config sections skipped or ignored, each with the reason (`FILE:LINE: section 'S':
+    /// skipped: ...`), e.g. an `/etc/config/acme` section gatecert cannot serve.
+    pub config_notes: Vec<String>,
 }
 
 /// Clock trust ([`crate::trust`]).
@@ -180,6 +183,11 @@ pub struct CertStatus {
     pub last_failure: Option<i64>,
     /// Why the row could not be read (state `unreadable`).
     pub error: Option<String>,
+    /// Gateway rows: the file the certificate's settings came from (`/etc/config/gatecert`,
+    /// `/etc/config/acme`, or `<built-in defaults>`).
+    pub config_file: Option<String>,
+    /// Gateway rows: the section there, as `uci show` names it (`gateway`, `@certificate[0]`).
+    pub config_section: Option<String>,
 }
 
 /// The upstream ACME CA, from `<state_dir>/upstream.json` (written by the broker).
@@ -356,6 +364,7 @@ impl Status {
             ca,
             leaves,
             tokens,
+            config_notes: cfg.notes.iter().map(|n| n.to_string()).collect(),
         }
     }
 
@@ -449,6 +458,16 @@ impl Status {
                     let _ = writeln!(out, "    subject: {s}; issuer: {i}");
                 }
                 _ => {}
+            }
+            if let (Some(f), Some(sec)) = (&c.config_file, &c.config_section) {
+                let _ = writeln!(out, "    config: {f}, section '{sec}'");
+            }
+        }
+        if !self.config_notes.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "config notes:");
+            for n in &self.config_notes {
+                let _ = writeln!(out, "  - {n}");
             }
         }
         let _ = writeln!(out);
@@ -563,6 +582,8 @@ fn empty_row(name: &str, kind: Kind, state: CertState) -> CertStatus {
         last_problem: None,
         last_failure: None,
         error: None,
+        config_file: None,
+        config_section: None,
     }
 }
 
@@ -653,6 +674,20 @@ fn gateway_row(cfg: &Config, cert: &Certificate, now: i64) -> CertStatus {
         row.serial.as_deref().unwrap_or_default()
     );
     schedule_row(&mut row, ari, &seed, now);
+    // acme-common's `days` brings the renewal forward, as the renew code does.
+    if let (Some(days), Some(nb), Some(next)) = (cert.renew_days, row.not_before, row.next_renewal)
+    {
+        let at = nb.saturating_add(i64::from(days) * DAY);
+        if at < next {
+            row.next_renewal = Some(at);
+            row.renewal_reason = Some(format!("days ({days})"));
+            if row.state == CertState::Ok && at <= now {
+                row.state = CertState::RenewalDue;
+            }
+        }
+    }
+    row.config_file = Some(cert.origin.file.display().to_string());
+    row.config_section = Some(cert.origin.section.clone());
     match Health::load(&cfg.main.state_dir, &cert.name) {
         Ok(h) => {
             row.failures = h.failures;

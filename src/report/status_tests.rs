@@ -251,3 +251,37 @@ fn missing_gateway_set_and_durations() {
     assert_eq!(alert_window(30, 0, 6 * DAY), 2 * DAY);
     assert_eq!(alert_window(30, 0, 90 * DAY), 30 * DAY);
 }
+
+/// An imported certificate's `days` shows as its next renewal; the source of each gateway
+/// certificate and the config notes are in both outputs.
+#[test]
+fn days_source_and_config_notes() {
+    let mut f = Fixture::new("days");
+    let now = f.t0 + DAY;
+    f.cfg.certificates[0].renew_days = Some(20);
+    f.cfg.certificates[0].origin = crate::config::Origin {
+        file: std::path::PathBuf::from("/etc/config/acme"),
+        section: "router".into(),
+    };
+    f.cfg.notes.push(crate::config::Note {
+        file: std::path::PathBuf::from("/etc/config/acme"),
+        line: 16,
+        section: "legacy".into(),
+        msg: "skipped: option 'key_type': RSA keys are not supported".into(),
+    });
+    let s = Status::gather(&f.cfg, now);
+    let gw = row(&s, "gateway");
+    assert_eq!(gw.renewal_reason.as_deref(), Some("days (20)"));
+    assert!(gw.next_renewal.unwrap() <= f.t0 + 20 * DAY);
+    assert_eq!(gw.config_file.as_deref(), Some("/etc/config/acme"));
+    assert_eq!(gw.config_section.as_deref(), Some("router"));
+    assert_eq!(row(&s, "ca-root").config_file, None);
+    let note = "/etc/config/acme:16: section 'legacy': skipped: option 'key_type': RSA keys are not supported";
+    assert_eq!(s.config_notes, vec![note.to_string()]);
+    let t = s.render_table();
+    assert!(t.contains("    config: /etc/config/acme, section 'router'"), "{t}");
+    assert!(t.contains(&format!("config notes:\n  - {note}")), "{t}");
+    let json = s.to_json();
+    assert!(json.contains("\"config_section\": \"router\""), "{json}");
+    assert!(json.contains("\"config_notes\": ["), "{json}");
+}

@@ -49,7 +49,8 @@ ok "postinst runs default_postinst" grep -q default_postinst "$W/x/control/posti
 ok "prerm runs default_prerm" grep -q default_prerm "$W/x/control/prerm"
 
 for f in usr/bin/gatecert etc/config/gatecert etc/init.d/gatecert etc/hotplug.d/ntp/25-gatecert \
-         etc/uci-defaults/90-gatecert usr/lib/gatecert/deploy-hook lib/upgrade/keep.d/gatecert; do
+         etc/uci-defaults/90-gatecert usr/lib/gatecert/deploy-hook usr/lib/gatecert/fw4-port \
+         usr/lib/gatecert/acmesh-dnsapi etc/capabilities/gatecert.json lib/upgrade/keep.d/gatecert; do
   ok "data has /$f" test -f "$W/x/data/$f"
 done
 # The SDK Makefile and build-ipk.sh must install the same files.
