@@ -41,7 +41,10 @@ fn fixture() -> &'static Mutex<Fixture> {
         let dir = common::dir("est");
         let cfg = Config::standalone(dir.clone());
         let clock = Arc::new(FixedClock::new(NOW));
-        let ca = LocalCa::init(&LocalCa::dir_in(&dir), &cfg.ca, clock.now()).expect("CA");
+        let trusted = gatecert::trust::ClockTrust::load(&dir, None)
+            .check(clock.now())
+            .expect("NOW is past the build-time floor");
+        let ca = LocalCa::init(&LocalCa::dir_in(&dir), &cfg.ca, trusted).expect("CA");
         write_tokens(&dir);
         Mutex::new(Fixture {
             est: Est::new(&dir, ca, clock),
