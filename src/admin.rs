@@ -278,7 +278,11 @@ pub fn cmd_token(cfg: &Config, args: &[String]) -> i32 {
     let rest = args.get(1..).unwrap_or_default();
     finish(match args.first().map(String::as_str) {
         Some("add") => token_add(cfg, rest, now),
-        Some("list") => token_list(cfg, now),
+        Some("list") => match rest {
+            [] => token_list(cfg, now, false),
+            [j] if j == "--json" => token_list(cfg, now, true),
+            _ => Err(usage("usage: gatecert token list [--json]")),
+        },
         Some("revoke") => token_revoke(cfg, rest, now),
         _ => Err(usage(
             "usage: gatecert token add DEVICE --name N [--name N..] [--ttl 7d] [--uses 1] | list | revoke DEVICE",
@@ -410,8 +414,22 @@ enum TokenOutput {
     QrMatrix,
 }
 
-fn token_list(cfg: &Config, now: i64) -> Res {
+fn token_list(cfg: &Config, now: i64, json: bool) -> Res {
     let tokens = Tokens::open(&token::path_in(&cfg.main.state_dir))?;
+    if json {
+        // No secrets: the stored hash and salt stay out.
+        let list: Vec<serde_json::Value> = tokens
+            .list()
+            .iter()
+            .map(|t| {
+                serde_json::json!({"device": t.device, "names": t.names, "expires": t.expires,
+                    "uses_left": t.uses_left,
+                    "state": token_state(t.revoked, t.expires, t.uses_left, now)})
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "tokens": list }));
+        return Ok(());
+    }
     let rows: Vec<[String; 5]> = tokens
         .list()
         .iter()
@@ -529,11 +547,26 @@ pub fn cmd_audit(cfg: &Config, args: &[String]) -> i32 {
 
 /// `gatecert leaves`: the inventory as a table.
 pub fn cmd_leaves(cfg: &Config, args: &[String]) -> i32 {
-    if !args.is_empty() {
-        return finish(Err(usage("usage: gatecert leaves")));
-    }
+    let json = match args {
+        [] => false,
+        [j] if j == "--json" => true,
+        _ => return finish(Err(usage("usage: gatecert leaves [--json]"))),
+    };
     finish((|| -> Res {
         let inv = Inventory::open(&leaves::path_in(&cfg.main.state_dir))?;
+        if json {
+            let list: Vec<serde_json::Value> = inv
+                .list()
+                .iter()
+                .map(|l| {
+                    serde_json::json!({"device": l.device, "names": l.names,
+                        "serial": crypto::serial_display(&l.serial), "not_after": l.not_after,
+                        "source": l.source.as_str(), "issued_at": l.issued_at})
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "leaves": list }));
+            return Ok(());
+        }
         let rows: Vec<[String; 5]> = inv
             .list()
             .iter()

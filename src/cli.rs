@@ -24,8 +24,8 @@ commands:
   ca sign --csr FILE [--lifetime 24h | --days N] [--server-auth] [--out FILE]
                                          the local issuing CA (gatecert ca --help)
   token add DEVICE --name N [--name N ...] [--ttl 7d] [--uses 1] [--bundle | --qr | --qr-matrix]
-  token list | token revoke DEVICE       bootstrap tokens (gatecert token --help)
-  leaves                                 leaf inventory
+  token list [--json] | revoke DEVICE    bootstrap tokens (gatecert token --help)
+  leaves [--json]                        leaf inventory
   audit verify [--repair]                check the audit log's hash chain
   demo [--keep]                          the whole job in a temp dir, with no outside CA
 
@@ -89,10 +89,10 @@ exit: 0 done, 2 error",
                        SHA-256, device, token, expiry); it holds the token: shown only now
     --qr               the bundle as a QR code in the terminal (UTF-8 blocks), then its JSON
     --qr-matrix        the bundle and its QR matrix as one JSON object (for LuCI)
-  token list           tokens and their state (active, expired, exhausted, revoked; no secrets)
+  token list [--json]  tokens and their state (active, expired, exhausted, revoked; no secrets)
   token revoke DEVICE  revoke the device's tokens
 exit: 0 done, 2 error",
-        "leaves" => "usage: gatecert leaves
+        "leaves" => "usage: gatecert leaves [--json]
 
 The leaf inventory: device, names, serial, notAfter, source (local, interim, upstream).
 exit: 0, 2 error",

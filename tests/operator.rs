@@ -410,6 +410,15 @@ fn token_list_and_leaves_speak_status_words_and_fit_long_names() {
         row.find(" 20").unwrap() + 1,
         "{list}"
     );
+    // --json, for LuCI: the same words, no stored hash or salt.
+    let j = ok(&gatecert(t.path(), &[], &["--config", cfg, "token", "list", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    let states: Vec<&str> = v["tokens"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap()).collect();
+    assert_eq!(states.len(), 2);
+    assert!(states.contains(&"active") && states.contains(&"revoked"), "{j}");
+    assert!(!j.contains("hash") && !j.contains("salt"), "{j}");
+    let l = ok(&gatecert(t.path(), &[], &["--config", cfg, "leaves", "--json"]));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&l).unwrap(), serde_json::json!({"leaves": []}));
     let status = gatecert(t.path(), &[], &["--config", cfg, "status"]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(
