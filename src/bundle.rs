@@ -141,8 +141,8 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// The URLs a sensor can reach the EST listener at: every name on the listener's live
 /// certificate (an ACME certificate when one is installed, else `est-local`), DNS names first;
-/// without one yet, the configured names of the certificate sections; plus the listen address
-/// itself when it is a specific one.
+/// without one yet, the configured names of the certificate sections. Only names the
+/// certificate carries: a sensor's hostname check would refuse any other.
 fn est_urls(cfg: &Config) -> Vec<String> {
     let port = cfg.est.listen.port();
     let certs = cfg.main.state_dir.join("certs");
@@ -168,10 +168,6 @@ fn est_urls(cfg: &Config) -> Vec<String> {
                 (d, i)
             }),
     };
-    let listen = cfg.est.listen.ip();
-    if !listen.is_unspecified() && !ips.contains(&listen) {
-        ips.push(listen);
-    }
     dns.dedup();
     ips.dedup();
     let mut out: Vec<String> = dns
