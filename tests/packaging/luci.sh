@@ -22,7 +22,8 @@ mkdir -p "$OUT"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
-# 1. Makefile
+# 1. Makefile, and the plugin is executable (rpcd runs it)
+ok "the rpcd plugin is executable" test -x "$PLUGIN"
 mk=$(cat "$APP/Makefile")
 contains "Makefile includes luci.mk" 'include ../../luci.mk' "$mk"
 contains "Makefile has LUCI_TITLE" 'LUCI_TITLE:=' "$mk"
