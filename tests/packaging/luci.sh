@@ -30,7 +30,7 @@ contains "Makefile has LUCI_TITLE" 'LUCI_TITLE:=' "$mk"
 contains "Makefile depends on gatecert" 'LUCI_DEPENDS:=+gatecert' "$mk"
 
 # 2. menu and ACL
-ok "menu.d and acl.d JSON, the views and the plugin's methods agree" python3 - "$APP" <<'PY'
+ok "menu.d and acl.d JSON, the views, the plugin's methods and the settings' options agree" python3 - "$APP" <<'PY'
 import json, os, subprocess, sys
 app = sys.argv[1]
 menu = json.load(open(f"{app}/root/usr/share/luci/menu.d/luci-app-gatecert.json"))
@@ -79,6 +79,30 @@ for v in os.listdir(f"{app}/htdocs/luci-static/resources/view/gatecert"):
     for m in re.findall(r"method: '([a-z_]+)'", src):
         if m not in reads | writes:
             errors.append(f"{v}: method {m} is not in the ACL")
+# The settings view writes only options gatecert knows (unknown ones are config errors), each
+# in its section type, as doc/gatecert.config.example documents them.
+known, cur = {}, None
+for line in open("doc/gatecert.config.example"):
+    m = re.match(r"config (\w+) '", line)
+    if m:
+        cur = known.setdefault(m.group(1), set())
+        continue
+    m = re.match(r"\s*#?\s*(option|list) (\w+) ", line)
+    if m and cur is not None:
+        cur.add(m.group(2))
+src = open(f"{app}/htdocs/luci-static/resources/view/gatecert/settings.js").read()
+stype, used = None, 0
+for m in re.finditer(r"m\.section\(form\.(NamedSection), '[\w-]+', '(\w+)'|m\.section\(form\.(TypedSection), '(\w+)'|s\.option\(form\.\w+, '(\w+)'", src):
+    if m.group(2) or m.group(4):
+        stype = m.group(2) or m.group(4)
+        if stype not in known:
+            errors.append(f"settings.js: unknown section type {stype}")
+    elif stype in known:
+        used += 1
+        if m.group(5) not in known[stype]:
+            errors.append(f"settings.js: option {m.group(5)} is not a {stype} option")
+if used < 10:
+    errors.append(f"settings.js: only {used} options found")
 for e in errors:
     print("#", e)
 sys.exit(1 if errors else 0)
