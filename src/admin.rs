@@ -852,10 +852,34 @@ mod tests {
         let b = Bundle::new(&cfg, "b1", "tok", &names, now).unwrap();
         // No listener certificate yet: the configured names (gateway.local), EST's port.
         assert_eq!(b.est_urls, ["https://gateway.local:8443/.well-known/est/"]);
+        assert_eq!(b.est_tls, "trust_anchor");
         let root =
             std::fs::read_to_string(LocalCa::dir_in(&cfg.main.state_dir).join("root.pem")).unwrap();
         assert_eq!(b.trust_anchor.pem.trim(), root.trim());
         assert_eq!(b.trust_anchor.sha256.len(), 32 * 3 - 1);
+        // An ACME certificate installed for the listener: its names, and the public roots.
+        let mut acme = cfg.clone();
+        acme.certificates[0].directory = Some("https://127.0.0.1:1/dir".into());
+        let ca = LocalCa::open(&LocalCa::dir_in(&cfg.main.state_dir), &cfg.ca).unwrap();
+        let (key, issued) = ca
+            .issue_with_new_key(
+                &s(&["gw.sensors.local"]),
+                &[],
+                None,
+                true,
+                crate::trust::TrustedNow::for_tests(now),
+            )
+            .unwrap();
+        crate::store::SetDir::new(cfg.main.state_dir.join("certs/gateway"))
+            .install(&crate::store::CertSet {
+                key_pem: key.to_pem(),
+                cert_pem: crypto::pem_block("CERTIFICATE", &issued.leaf_der),
+                chain_pem: String::new(),
+            })
+            .unwrap();
+        let b = Bundle::new(&acme, "b1", "tok", &names, now).unwrap();
+        assert_eq!(b.est_urls, ["https://gw.sensors.local:8443/.well-known/est/"]);
+        assert_eq!(b.est_tls, "public");
         let mut off = cfg.clone();
         off.est.enabled = false;
         assert!(Bundle::new(&off, "b1", "", &names, now).is_err());

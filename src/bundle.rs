@@ -39,6 +39,9 @@ pub struct Bundle {
     /// `https://HOST:PORT/.well-known/est/`, one per name the EST listener's certificate
     /// carries (hostname first, then addresses), so the sensor's hostname check passes.
     pub est_urls: Vec<String>,
+    /// What the EST server's TLS certificate chains to: `trust_anchor` (the local CA issued
+    /// it) or `public` (an ACME certificate: verify it with the sensor's usual roots).
+    pub est_tls: &'static str,
     /// The local CA's root: the sensor's trust anchor for the EST server and its peers.
     pub trust_anchor: TrustAnchor,
 }
@@ -104,7 +107,7 @@ impl Bundle {
         let ca =
             LocalCa::open(&LocalCa::dir_in(&cfg.main.state_dir), &cfg.ca).map_err(Error::Ca)?;
         let root = ca.chain_der().last().cloned().unwrap_or_default();
-        let est_urls = est_urls(cfg);
+        let (est_urls, from_acme) = est_urls(cfg);
         if est_urls.is_empty() {
             return Err(Error::NoUrl);
         }
@@ -115,6 +118,7 @@ impl Bundle {
             expires: crypto::rfc3339(expires),
             names: names.to_vec(),
             est_urls,
+            est_tls: if from_acme { "public" } else { "trust_anchor" },
             trust_anchor: TrustAnchor {
                 pem: crypto::pem_block("CERTIFICATE", &root),
                 sha256: fingerprint(&root),
@@ -143,7 +147,8 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// certificate (an ACME certificate when one is installed, else `est-local`), DNS names first;
 /// without one yet, the configured names of the certificate sections. Only names the
 /// certificate carries: a sensor's hostname check would refuse any other.
-fn est_urls(cfg: &Config) -> Vec<String> {
+/// Also says whether that certificate is an ACME one.
+fn est_urls(cfg: &Config) -> (Vec<String>, bool) {
     let port = cfg.est.listen.port();
     let certs = cfg.main.state_dir.join("certs");
     let live = cfg
@@ -155,10 +160,13 @@ fn est_urls(cfg: &Config) -> Vec<String> {
         .find_map(|name| {
             let path = SetDir::new(certs.join(name)).live().join(store::CERT);
             let pem = store::read_optional(&path).ok().flatten()?;
-            CertInfo::from_pem(&pem).ok()
+            CertInfo::from_pem(&pem)
+                .ok()
+                .map(|info| (info, name != EST_LOCAL_SET))
         });
+    let from_acme = live.as_ref().is_some_and(|(_, acme)| *acme);
     let (mut dns, mut ips): (Vec<String>, Vec<IpAddr>) = match live {
-        Some(info) => (info.dns_names, info.ips),
+        Some((info, _)) => (info.dns_names, info.ips),
         None => cfg
             .certificates
             .iter()
@@ -180,7 +188,7 @@ fn est_urls(cfg: &Config) -> Vec<String> {
             .map(|ip| format!("https://{}{PREFIX}", SocketAddr::new(ip, port))),
     );
     out.dedup();
-    out
+    (out, from_acme)
 }
 
 /// The QR code of `text` (byte mode, error correction level M, the smallest version that fits)

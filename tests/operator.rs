@@ -148,6 +148,7 @@ fn token_add_bundle_and_its_qr_code_decode_to_the_same_json() {
             "https://192.0.2.1:8443/.well-known/est/"
         ])
     );
+    assert_eq!(b["est_tls"], "trust_anchor");
     let root = t.path().join("state/ca/root.pem");
     assert_eq!(
         b["trust_anchor"]["pem"].as_str().unwrap().trim(),
