@@ -315,9 +315,14 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
                     .parse()
                     .map_err(|_| usage("--uses needs a whole number"))?;
             }
-            "--bundle" | "--json" => output = output.max(TokenOutput::Bundle),
-            "--qr" => output = output.max(TokenOutput::Qr),
-            "--qr-matrix" => output = output.max(TokenOutput::QrMatrix),
+            "--bundle" | "--json" | "--qr" | "--qr-matrix" if output != TokenOutput::Token => {
+                return Err(usage(
+                    "token add: give one of --bundle, --qr and --qr-matrix",
+                ))
+            }
+            "--bundle" | "--json" => output = TokenOutput::Bundle,
+            "--qr" => output = TokenOutput::Qr,
+            "--qr-matrix" => output = TokenOutput::QrMatrix,
             s if s.starts_with('-') => {
                 return Err(usage(format!("token add: unknown option {s:?}")))
             }
@@ -354,7 +359,7 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
         .ok()
         .map(|ca| ca.intermediate().not_before);
     ClockTrust::load(&cfg.main.state_dir, ca_not_before).check(now)?;
-    let expires = now + ttl as i64;
+    let expires = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
     // Everything the bundle needs is checked before the token exists.
     let mut bundle = match output {
         TokenOutput::Token => None,
@@ -376,7 +381,7 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
         cfg,
         now,
         "token-add",
-        serde_json::json!({"device": device, "names": names, "expires": now + ttl as i64, "uses": uses}),
+        serde_json::json!({"device": device, "names": names, "expires": expires, "uses": uses}),
     )?;
     eprintln!(
         "token for {device} (expires {}, {uses} use(s)); it is shown only now:",

@@ -123,6 +123,14 @@ fn token_add_bundle_and_its_qr_code_decode_to_the_same_json() {
     assert!(!t.path().join("state/tokens.json").exists());
 
     ok(&gatecert(t.path(), &[], &["--config", cfg, "ca", "init"]));
+    let both = gatecert(
+        t.path(),
+        &[],
+        &["--config", cfg, "token", "add", "s1", "--name", "s1.sensors.local", "--bundle", "--qr"],
+    );
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+    assert!(String::from_utf8_lossy(&both.stderr).contains("one of --bundle, --qr and --qr-matrix"));
+    assert!(!t.path().join("state/tokens.json").exists());
     let json = ok(&gatecert(
         t.path(),
         &[],
