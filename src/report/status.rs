@@ -684,6 +684,8 @@ fn gateway_row(cfg: &Config, cert: &Certificate, now: i64) -> CertStatus {
     if let (Some(serial), Some(revoked)) = (&row.serial, &state.revoked) {
         if crypto::same_serial(serial, revoked) && row.state > CertState::Revoked {
             row.state = CertState::Revoked;
+            // The next renewal run replaces it, due or not (the renew code's rule).
+            row.next_renewal = Some(now);
             row.renewal_reason = Some(schedule::Reason::Revoked.as_str().to_owned());
         }
     }

@@ -300,6 +300,7 @@ fn a_revoked_certificate_shows_with_its_serial() {
     );
     let t = s.render_table();
     assert!(table_line(&t, "gateway").contains(" revoked "), "{t}");
+    assert!(table_line(&t, "gateway").contains("now (revoked)"), "{t}");
     assert!(t.contains(&format!("serial: {serial}")), "{t}");
 }
 
