@@ -883,7 +883,10 @@ mod tests {
             })
             .unwrap();
         let b = Bundle::new(&acme, "b1", "tok", &names, now).unwrap();
-        assert_eq!(b.est_urls, ["https://gw.sensors.local:8443/.well-known/est/"]);
+        assert_eq!(
+            b.est_urls,
+            ["https://gw.sensors.local:8443/.well-known/est/"]
+        );
         assert_eq!(b.est_tls, "public");
         let mut off = cfg.clone();
         off.est.enabled = false;

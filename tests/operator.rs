@@ -126,7 +126,17 @@ fn token_add_bundle_and_its_qr_code_decode_to_the_same_json() {
     let both = gatecert(
         t.path(),
         &[],
-        &["--config", cfg, "token", "add", "s1", "--name", "s1.sensors.local", "--bundle", "--qr"],
+        &[
+            "--config",
+            cfg,
+            "token",
+            "add",
+            "s1",
+            "--name",
+            "s1.sensors.local",
+            "--bundle",
+            "--qr",
+        ],
     );
     assert_eq!(both.status.code(), Some(2), "{both:?}");
     assert!(String::from_utf8_lossy(&both.stderr).contains("one of --bundle, --qr and --qr-matrix"));
@@ -420,14 +430,33 @@ fn token_list_and_leaves_speak_status_words_and_fit_long_names() {
         "{list}"
     );
     // --json, for LuCI: the same words, no stored hash or salt.
-    let j = ok(&gatecert(t.path(), &[], &["--config", cfg, "token", "list", "--json"]));
+    let j = ok(&gatecert(
+        t.path(),
+        &[],
+        &["--config", cfg, "token", "list", "--json"],
+    ));
     let v: serde_json::Value = serde_json::from_str(&j).unwrap();
-    let states: Vec<&str> = v["tokens"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states.len(), 2);
-    assert!(states.contains(&"active") && states.contains(&"revoked"), "{j}");
+    assert!(
+        states.contains(&"active") && states.contains(&"revoked"),
+        "{j}"
+    );
     assert!(!j.contains("hash") && !j.contains("salt"), "{j}");
-    let l = ok(&gatecert(t.path(), &[], &["--config", cfg, "leaves", "--json"]));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&l).unwrap(), serde_json::json!({"leaves": []}));
+    let l = ok(&gatecert(
+        t.path(),
+        &[],
+        &["--config", cfg, "leaves", "--json"],
+    ));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&l).unwrap(),
+        serde_json::json!({"leaves": []})
+    );
     let status = gatecert(t.path(), &[], &["--config", cfg, "status"]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(
@@ -534,5 +563,8 @@ fn the_top_help_lists_every_option_of_every_command() {
             }
         }
     }
-    assert!(missing.is_empty(), "not in `gatecert --help`: {missing:?}\n{top}");
+    assert!(
+        missing.is_empty(),
+        "not in `gatecert --help`: {missing:?}\n{top}"
+    );
 }
