@@ -77,7 +77,8 @@ impl Alerter {
                 _ => say(Level::Info, "clock trusted again".into()),
             }
         }
-        let ca_missing = !status.ca.present;
+        // Missing only matters when the config needs a CA (then `error` says why).
+        let ca_missing = status.ca.error.is_some();
         if ca_missing != self.ca_missing {
             self.ca_missing = ca_missing;
             match &status.ca.error {
@@ -263,5 +264,18 @@ mod tests {
         assert_eq!(a[0].level, Level::Error);
         assert!(a[0].line.starts_with("local CA missing: "), "{a:?}");
         assert!(al.tick(&Status::gather(&cfg, now), 3, now).is_empty());
+    }
+
+    #[test]
+    fn an_acme_only_setup_without_a_ca_is_quiet() {
+        let f = Fixture::new("alerts-acme");
+        let mut cfg = f.cfg.clone();
+        cfg.certificates[0].directory = Some("https://127.0.0.1:1/dir".into());
+        cfg.est.enabled = false;
+        std::fs::remove_dir_all(f.state_dir().join("ca")).unwrap();
+        let mut al = Alerter::new();
+        let now = f.t0 + DAY;
+        let a = al.tick(&Status::gather(&cfg, now), 3, now);
+        assert!(a.is_empty(), "{a:?}");
     }
 }
