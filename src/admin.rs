@@ -395,7 +395,10 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
             let json = b.to_json();
             match output {
                 TokenOutput::Qr => {
-                    print!("{}", bundle::qr_terminal(&json)?);
+                    let qr = bundle::qr_terminal(&json)?;
+                    let width = qr.lines().next().map_or(0, |l| l.chars().count());
+                    eprintln!("(the code is {width} columns wide: widen the terminal if it wraps)");
+                    print!("{qr}");
                     println!("{json}");
                 }
                 TokenOutput::QrMatrix => {

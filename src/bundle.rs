@@ -191,12 +191,12 @@ fn est_urls(cfg: &Config) -> (Vec<String>, bool) {
     (out, from_acme)
 }
 
-/// The QR code of `text` (byte mode, error correction level M, the smallest version that fits)
-/// as rows of `true` = dark module, without the quiet zone.
+/// The QR code of `text` (byte mode, error correction level L, the smallest version that fits:
+/// a code on a screen is not worn or torn, and L keeps it narrow enough for a terminal; as
+/// `qrencode` does by default) as rows of `true` = dark module, without the quiet zone.
 pub fn qr_matrix(text: &str) -> Result<Vec<Vec<bool>>, Error> {
     use qrcodegen::{QrCode, QrCodeEcc};
-    let qr =
-        QrCode::encode_text(text, QrCodeEcc::Medium).map_err(|_| Error::TooLong(text.len()))?;
+    let qr = QrCode::encode_text(text, QrCodeEcc::Low).map_err(|_| Error::TooLong(text.len()))?;
     let n = qr.size();
     Ok((0..n)
         .map(|y| (0..n).map(|x| qr.get_module(x, y)).collect())
