@@ -214,6 +214,13 @@ fn token_add_bundle_and_its_qr_code_decode_to_the_same_json() {
         .lines()
         .partition(|l| l.chars().all(|c| matches!(c, '█' | '▀' | '▄' | ' ')));
     assert_eq!(json_line.len(), 1, "{text}");
+    // As README says: 110 to 120 columns with the root inside, and stderr says how wide.
+    let width = qr[0].chars().count();
+    assert!((110..=120).contains(&width), "{width} columns");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("the code is {width} columns wide")),
+        "{out:?}"
+    );
     let printed: serde_json::Value = serde_json::from_str(json_line[0]).unwrap();
     assert_eq!(printed["device"], "s2");
     common::keep_secret(printed["token"].as_str().unwrap());
