@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::audit::{self, Audit};
+use crate::bundle::{self, Bundle};
 use crate::ca::{self, IssueRequest, LocalCa};
 use crate::clock;
 use crate::config::Config;
@@ -192,6 +193,11 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         match a.as_str() {
             "--csr" => csr_file = Some(PathBuf::from(val("--csr")?)),
             "--out" | "-o" => out = Some(PathBuf::from(val("--out")?)),
+            "--days" | "--lifetime" if lifetime.is_some() => {
+                return Err(usage(
+                    "ca sign: give --days or --lifetime, not both (or one twice)",
+                ))
+            }
             "--days" => {
                 let d: u64 = val("--days")?
                     .parse()
@@ -294,7 +300,11 @@ pub fn cmd_token(cfg: &Config, args: &[String]) -> i32 {
     let rest = args.get(1..).unwrap_or_default();
     finish(match args.first().map(String::as_str) {
         Some("add") => token_add(cfg, rest, now),
-        Some("list") => token_list(cfg, now),
+        Some("list") => match rest {
+            [] => token_list(cfg, now, false),
+            [j] if j == "--json" => token_list(cfg, now, true),
+            _ => Err(usage("usage: gatecert token list [--json]")),
+        },
         Some("revoke") => token_revoke(cfg, rest, now),
         _ => Err(usage(
             "usage: gatecert token add DEVICE --name N [--name N..] [--ttl 7d] [--uses 1] | list | revoke DEVICE",
@@ -307,6 +317,7 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
     let mut names = Vec::new();
     let mut ttl = 7 * 86_400;
     let mut uses = 1u32;
+    let mut output = TokenOutput::Token;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -326,6 +337,14 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
                     .parse()
                     .map_err(|_| usage("--uses needs a whole number"))?;
             }
+            "--bundle" | "--json" | "--qr" | "--qr-matrix" if output != TokenOutput::Token => {
+                return Err(usage(
+                    "token add: give one of --bundle, --qr and --qr-matrix",
+                ))
+            }
+            "--bundle" | "--json" => output = TokenOutput::Bundle,
+            "--qr" => output = TokenOutput::Qr,
+            "--qr-matrix" => output = TokenOutput::QrMatrix,
             s if s.starts_with('-') => {
                 return Err(usage(format!("token add: unknown option {s:?}")))
             }
@@ -357,6 +376,26 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
             )));
         }
     }
+    // A token's expiry read off a wrong clock is wrong: refuse before anything is written.
+    let ca_not_before = LocalCa::open(&LocalCa::dir_in(&cfg.main.state_dir), &cfg.ca)
+        .ok()
+        .map(|ca| ca.intermediate().not_before);
+    ClockTrust::load(&cfg.main.state_dir, ca_not_before).check(now)?;
+    let expires = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+    // Everything the bundle needs is checked before the token exists.
+    let mut bundle = match output {
+        TokenOutput::Token => None,
+        _ => Some(Bundle::new(cfg, &device, "", &names, expires)?),
+    };
+    if let Some(b) = bundle.as_ref().filter(|_| output >= TokenOutput::Qr) {
+        // The same JSON with a token longer than any real one (43 characters: base64url of
+        // 32 bytes) must fit in a QR code.
+        let probe = Bundle {
+            token: "x".repeat(64),
+            ..b.clone()
+        };
+        bundle::qr_matrix(&probe.to_json())?;
+    }
     store::private_dir(&cfg.main.state_dir)?;
     audit_ready(cfg)?;
     let mut tokens = Tokens::open_locked(&token::path_in(&cfg.main.state_dir))?;
@@ -365,42 +404,123 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
         cfg,
         now,
         "token-add",
-        serde_json::json!({"device": device, "names": names, "expires": now + ttl as i64, "uses": uses}),
+        serde_json::json!({"device": device, "names": names, "expires": expires, "uses": uses}),
     )?;
     eprintln!(
         "token for {device} (expires {}, {uses} use(s)); it is shown only now:",
-        crypto::rfc3339(now + ttl as i64)
+        crypto::rfc3339(expires)
     );
-    println!("{tok}");
+    // The token goes to stdout once, never to a log (the audit line above carries no secret).
+    match bundle.as_mut() {
+        None => println!("{tok}"),
+        Some(b) => {
+            b.token = tok;
+            let json = b.to_json();
+            match output {
+                TokenOutput::Qr => {
+                    let qr = bundle::qr_terminal(&json)?;
+                    let width = qr.lines().next().map_or(0, |l| l.chars().count());
+                    eprintln!("(the code is {width} columns wide: widen the terminal if it wraps)");
+                    print!("{qr}");
+                    println!("{json}");
+                }
+                TokenOutput::QrMatrix => {
+                    let doc = serde_json::json!({"bundle": b, "qr": bundle::qr_rows(&json)?});
+                    println!("{doc}");
+                }
+                _ => println!("{}", serde_json::to_string_pretty(b).unwrap_or(json)),
+            }
+        }
+    }
     Ok(())
 }
 
-fn token_list(cfg: &Config, now: i64) -> Res {
+/// What `token add` prints: the token alone, the bundle (`--bundle`), the bundle as a QR code
+/// and its JSON (`--qr`), or the bundle with its QR matrix as JSON (`--qr-matrix`, for LuCI).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TokenOutput {
+    Token,
+    Bundle,
+    Qr,
+    QrMatrix,
+}
+
+fn token_list(cfg: &Config, now: i64, json: bool) -> Res {
     let tokens = Tokens::open(&token::path_in(&cfg.main.state_dir))?;
-    println!(
-        "{:<20} {:<21} {:>4} {:<8} NAMES",
-        "DEVICE", "EXPIRES", "USES", "STATE"
-    );
-    for t in tokens.list() {
-        let state = if t.revoked {
-            "revoked"
-        } else if now >= t.expires {
-            "expired"
-        } else if t.uses_left == 0 {
-            "used"
-        } else {
-            "valid"
-        };
-        println!(
-            "{:<20} {:<21} {:>4} {:<8} {}",
-            t.device,
-            crypto::rfc3339(t.expires),
-            t.uses_left,
-            state,
-            t.names.join(",")
-        );
+    if json {
+        // No secrets: the stored hash and salt stay out.
+        let list: Vec<serde_json::Value> = tokens
+            .list()
+            .iter()
+            .map(|t| {
+                serde_json::json!({"device": t.device, "names": t.names, "expires": t.expires,
+                    "uses_left": t.uses_left,
+                    "state": token_state(t.revoked, t.expires, t.uses_left, now)})
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "tokens": list }));
+        return Ok(());
     }
+    let rows: Vec<[String; 5]> = tokens
+        .list()
+        .iter()
+        .map(|t| {
+            [
+                t.device.clone(),
+                crypto::rfc3339(t.expires),
+                t.uses_left.to_string(),
+                token_state(t.revoked, t.expires, t.uses_left, now).to_owned(),
+                t.names.join(","),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["DEVICE", "EXPIRES", "USES", "STATE", "NAMES"], &rows)
+    );
     Ok(())
+}
+
+/// A token's state in the words `gatecert status` counts them by: revoked, else expired, else
+/// exhausted (no uses left), else active.
+pub fn token_state(revoked: bool, expires: i64, uses_left: u32, now: i64) -> &'static str {
+    if revoked {
+        "revoked"
+    } else if now >= expires {
+        "expired"
+    } else if uses_left == 0 {
+        "exhausted"
+    } else {
+        "active"
+    }
+}
+
+/// A table whose columns are as wide as their widest cell (the last one is not padded).
+fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut width = head.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                out.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(head.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
 }
 
 fn token_revoke(cfg: &Config, args: &[String], now: i64) -> Res {
@@ -485,25 +605,43 @@ pub fn cmd_audit(cfg: &Config, args: &[String]) -> i32 {
 
 /// `gatecert leaves`: the inventory as a table.
 pub fn cmd_leaves(cfg: &Config, args: &[String]) -> i32 {
-    if !args.is_empty() {
-        return finish(Err(usage("usage: gatecert leaves")));
-    }
+    let json = match args {
+        [] => false,
+        [j] if j == "--json" => true,
+        _ => return finish(Err(usage("usage: gatecert leaves [--json]"))),
+    };
     finish((|| -> Res {
         let inv = Inventory::open(&leaves::path_in(&cfg.main.state_dir))?;
-        println!(
-            "{:<20} {:<34} {:<21} {:<8} NAMES",
-            "DEVICE", "SERIAL", "NOT AFTER", "SOURCE"
-        );
-        for l in inv.list() {
-            println!(
-                "{:<20} {:<34} {:<21} {:<8} {}",
-                l.device,
-                l.serial,
-                crypto::rfc3339(l.not_after),
-                l.source.as_str(),
-                l.names.join(",")
-            );
+        if json {
+            let list: Vec<serde_json::Value> = inv
+                .list()
+                .iter()
+                .map(|l| {
+                    serde_json::json!({"device": l.device, "names": l.names,
+                        "serial": crypto::serial_display(&l.serial), "not_after": l.not_after,
+                        "source": l.source.as_str(), "issued_at": l.issued_at})
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "leaves": list }));
+            return Ok(());
         }
+        let rows: Vec<[String; 5]> = inv
+            .list()
+            .iter()
+            .map(|l| {
+                [
+                    l.device.clone(),
+                    crypto::serial_display(&l.serial),
+                    crypto::rfc3339(l.not_after),
+                    l.source.as_str().to_owned(),
+                    l.names.join(","),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(&["DEVICE", "SERIAL", "NOT AFTER", "SOURCE", "NAMES"], &rows)
+        );
         let interim = inv.by_source(Source::Interim).count();
         if interim > 0 {
             println!(
@@ -665,6 +803,147 @@ mod tests {
         );
         let log = std::fs::read_to_string(audit::path_in(&cfg.main.state_dir)).unwrap();
         assert!(log.contains("token-add") && log.contains("token-revoke"));
+    }
+
+    #[test]
+    fn ca_sign_refuses_days_with_lifetime() {
+        let cfg = setup("daysboth");
+        assert_eq!(cmd_ca(&cfg, &s(&["init"])), 0);
+        let k = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+        let csr = k.csr(&s(&["t2.sensors.local"]), &[]).unwrap();
+        let csr_path = cfg.main.state_dir.join("t2.csr");
+        std::fs::write(&csr_path, crypto::pem_block("CERTIFICATE REQUEST", &csr)).unwrap();
+        let out = cfg.main.state_dir.join("t2.crt");
+        let (c, o) = (csr_path.to_str().unwrap(), out.to_str().unwrap());
+        for args in [
+            [
+                "sign",
+                "--csr",
+                c,
+                "--days",
+                "1",
+                "--lifetime",
+                "2h",
+                "--out",
+                o,
+            ],
+            [
+                "sign",
+                "--csr",
+                c,
+                "--lifetime",
+                "2h",
+                "--days",
+                "1",
+                "--out",
+                o,
+            ],
+        ] {
+            assert_eq!(cmd_ca(&cfg, &s(&args)), 2, "{args:?}");
+        }
+        assert!(!out.exists(), "nothing issued");
+        let inv = Inventory::open(&leaves::path_in(&cfg.main.state_dir)).unwrap();
+        assert!(inv.list().is_empty());
+    }
+
+    #[test]
+    fn token_states_use_the_words_status_counts_by() {
+        assert_eq!(token_state(true, 10, 1, 0), "revoked");
+        assert_eq!(token_state(false, 10, 1, 10), "expired");
+        assert_eq!(token_state(false, 10, 0, 0), "exhausted");
+        assert_eq!(token_state(false, 10, 1, 0), "active");
+        let rows = [["a-very-long-device-name-indeed".to_string(), "x".into()]];
+        let t = table(&["DEVICE", "STATE"], &rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0].find("STATE"), lines[1].find('x'), "{t}");
+    }
+
+    #[test]
+    fn serials_print_as_openssl_prints_them() {
+        let mut p = rcgen::CertificateParams::new(vec!["a.local".to_string()]).unwrap();
+        // Top bit set: DER carries a leading 00 octet, openssl does not print it.
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0xD9, 0x2A, 0xEC, 0xCB]));
+        let k = rcgen::KeyPair::generate().unwrap();
+        let cert = p.self_signed(&k).unwrap();
+        let info = CertInfo::from_der(cert.der()).unwrap();
+        assert_eq!(info.serial_hex(), "D92AECCB");
+        let path = std::env::temp_dir().join(format!("gatecert-serial-{}.pem", std::process::id()));
+        std::fs::write(&path, cert.pem()).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "serial=D92AECCB"
+        );
+        // An inventory written with the 00 still finds the certificate.
+        assert!(crypto::same_serial("00d92aeccb", &info.serial_hex()));
+        assert_eq!(crypto::serial_display("00D92AECCB"), "D92AECCB");
+        assert_eq!(crypto::serial_display("00"), "00");
+    }
+
+    #[test]
+    fn token_add_refuses_an_untrusted_clock_and_writes_nothing() {
+        let cfg = setup("tokclock");
+        assert_eq!(cmd_ca(&cfg, &s(&["init"])), 0);
+        let tokens = token::path_in(&cfg.main.state_dir);
+        let log = audit::path_in(&cfg.main.state_dir);
+        let log_before = std::fs::read(&log).unwrap();
+        let r = token_add(&cfg, &s(&["s9", "--name", "s9.sensors.local"]), 86_400);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("clock"), "{e}");
+        assert!(!tokens.exists(), "a token was stored");
+        assert_eq!(std::fs::read(&log).unwrap(), log_before);
+    }
+
+    #[test]
+    fn a_bundle_needs_the_ca_and_carries_the_listener_names() {
+        let cfg = setup("bundle");
+        let now = clock::from_env().now();
+        let names = s(&["b1.sensors.local"]);
+        let e = Bundle::new(&cfg, "b1", "", &names, now).unwrap_err();
+        assert!(e.to_string().contains("trust anchor"), "{e}");
+        assert_eq!(cmd_ca(&cfg, &s(&["init"])), 0);
+        let b = Bundle::new(&cfg, "b1", "tok", &names, now).unwrap();
+        // No listener certificate yet: the configured names (gateway.local), EST's port.
+        assert_eq!(b.est_urls, ["https://gateway.local:8443/.well-known/est/"]);
+        assert_eq!(b.est_tls, "trust_anchor");
+        let root =
+            std::fs::read_to_string(LocalCa::dir_in(&cfg.main.state_dir).join("root.pem")).unwrap();
+        assert_eq!(b.trust_anchor.pem.trim(), root.trim());
+        assert_eq!(b.trust_anchor.sha256.len(), 32 * 3 - 1);
+        // An ACME certificate installed for the listener: its names, and the public roots.
+        let mut acme = cfg.clone();
+        acme.certificates[0].directory = Some("https://127.0.0.1:1/dir".into());
+        let ca = LocalCa::open(&LocalCa::dir_in(&cfg.main.state_dir), &cfg.ca).unwrap();
+        let (key, issued) = ca
+            .issue_with_new_key(
+                &s(&["gw.sensors.local"]),
+                &[],
+                None,
+                true,
+                crate::trust::TrustedNow::for_tests(now),
+            )
+            .unwrap();
+        crate::store::SetDir::new(cfg.main.state_dir.join("certs/gateway"))
+            .install(&crate::store::CertSet {
+                key_pem: key.to_pem(),
+                cert_pem: crypto::pem_block("CERTIFICATE", &issued.leaf_der),
+                chain_pem: String::new(),
+            })
+            .unwrap();
+        let b = Bundle::new(&acme, "b1", "tok", &names, now).unwrap();
+        assert_eq!(
+            b.est_urls,
+            ["https://gw.sensors.local:8443/.well-known/est/"]
+        );
+        assert_eq!(b.est_tls, "public");
+        let mut off = cfg.clone();
+        off.est.enabled = false;
+        assert!(Bundle::new(&off, "b1", "", &names, now).is_err());
     }
 
     #[test]

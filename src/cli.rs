@@ -16,13 +16,16 @@ const USAGE: &str = "usage: gatecert [--config FILE] <command> [options]
 commands:
   renew [--force] [-v] [--cert NAME]     renew due gateway certificates (0 renewed, 1 nothing due, 2 error)
   run [--state-dir DIR] [--listen ADDR]  the service: EST, the local CA, the renewal scheduler, the broker
-  status [--json]                        certificates, clock, upstream health, leaves and tokens
+  status [--json] [--state-dir DIR]      certificates, clock, upstream health, leaves and tokens
   check                                  pre-flight checks
   revoke [--reason R] [--cert NAME] [-v] revoke the gateway certificate
   account rollover [--cert NAME] [-v]    replace the ACME account key (RFC 8555 7.3.5)
-  ca init|csr|install|show|sign          the local issuing CA (gatecert ca --help)
-  token add|list|revoke                  bootstrap tokens (gatecert token --help)
-  leaves                                 leaf inventory
+  ca init|csr [--out FILE]|install CERT|show
+  ca sign --csr FILE [--lifetime 24h | --days N] [--server-auth] [--out FILE]
+                                         the local issuing CA (gatecert ca --help)
+  token add DEVICE --name N [--name N ...] [--ttl 7d] [--uses 1] [--bundle | --qr | --qr-matrix]
+  token list [--json] | revoke DEVICE    bootstrap tokens (gatecert token --help)
+  leaves [--json]                        leaf inventory
   audit verify [--repair]                check the audit log's hash chain
   demo [--keep]                          the whole job in a temp dir, with no outside CA
 
@@ -49,14 +52,16 @@ SIGHUP reloads config and certificates, SIGTERM stops cleanly.
   --state-dir DIR   override the config's state_dir
   --listen ADDR     override the EST listen address
 exit: 0 on SIGTERM, 2 error",
-        "status" => "usage: gatecert status [--json]
+        "status" => "usage: gatecert status [--json] [--state-dir DIR]
 
 Certificates, clock, upstream health, leaves and tokens.
-  --json   machine-readable (doc/status-schema.md)
+  --json            machine-readable (doc/status-schema.md)
+  --state-dir DIR   look at DIR instead of the config's state_dir (e.g. `demo --keep`'s)
 exit: 0 healthy, 1 needs attention, 2 error",
         "check" => "usage: gatecert check
 
-Pre-flight: config, clock, state dir, ACME directory reachable, ports bindable, hooks executable.
+Pre-flight: config, clock, state dir, the local CA (when the config uses one: there and valid),
+ACME directory reachable, ports bindable, hooks executable.
 exit: 0 ok, 2 a check failed",
         "revoke" => "usage: gatecert revoke [--reason R] [--cert NAME] [-v]
 
@@ -80,10 +85,14 @@ exit: 0 done, 2 error",
 
   token add DEVICE --name N [--name N ...] [--ttl 7d] [--uses 1]
                        a bootstrap token bound to those names; printed once, stored hashed
-  token list           tokens (no secrets)
+    --bundle           print the provisioning bundle instead (JSON: EST URLs, the root and its
+                       SHA-256, device, token, expiry); it holds the token: shown only now
+    --qr               the bundle as a QR code in the terminal (UTF-8 blocks), then its JSON
+    --qr-matrix        the bundle and its QR matrix as one JSON object (for LuCI)
+  token list [--json]  tokens and their state (active, expired, exhausted, revoked; no secrets)
   token revoke DEVICE  revoke the device's tokens
 exit: 0 done, 2 error",
-        "leaves" => "usage: gatecert leaves
+        "leaves" => "usage: gatecert leaves [--json]
 
 The leaf inventory: device, names, serial, notAfter, source (local, interim, upstream).
 exit: 0, 2 error",
@@ -96,7 +105,7 @@ exit: 0 intact, 2 broken",
 
 The whole job in a temp dir with no outside CA: a local CA, the gateway's certificate, EST on
 127.0.0.1, a bootstrap token and a simulated sensor enrolling over TLS.
-  --keep   leave the state directory for a look around
+  --keep   leave the state directory, with the sensor's key and certificate, for a look around
 exit: 0, 2 error",
         _ => return None,
     })

@@ -326,6 +326,21 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// A serial in hex as openssl prints it: upper case, without leading `00` octets (one `00` is
+/// kept for a zero serial). Also reads serials stored by versions that kept DER's sign octet.
+pub fn serial_display(serial_hex: &str) -> String {
+    let mut s = serial_hex.trim();
+    while s.len() > 2 && s.starts_with("00") {
+        s = &s[2..];
+    }
+    s.to_ascii_uppercase()
+}
+
+/// True when two hex serials name the same integer (case and DER's leading `00` aside).
+pub fn same_serial(a: &str, b: &str) -> bool {
+    serial_display(a) == serial_display(b)
+}
+
 /// Lower-case hex.
 pub fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
@@ -493,9 +508,11 @@ impl CertInfo {
         Self::from_der(&certs[0])
     }
 
-    /// The serial as colon-free upper-case hex (as `openssl x509 -serial` prints it).
+    /// The serial as colon-free upper-case hex, as `openssl x509 -serial` prints it: the
+    /// integer's value, so without the `00` octet DER puts before a top-bit-set first byte
+    /// (RFC 5280 §4.1.2.2, X.690 §8.3.2).
     pub fn serial_hex(&self) -> String {
-        hex(&self.serial).to_uppercase()
+        serial_display(&hex(&self.serial))
     }
 
     /// Lifetime in seconds.

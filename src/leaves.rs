@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto;
 use crate::store;
 
 /// Who issued a leaf.
@@ -137,13 +138,13 @@ impl Inventory {
     /// The standing of the certificate with `serial` at `now` (see the module doc).
     pub fn standing(&self, serial: &str, now: i64) -> Standing<'_> {
         for l in &self.file.leaves {
-            if l.serial.eq_ignore_ascii_case(serial) {
+            if crypto::same_serial(&l.serial, serial) {
                 return Standing::Current(l);
             }
             if let Some(p) = l
                 .previous
                 .as_ref()
-                .filter(|p| p.serial.eq_ignore_ascii_case(serial))
+                .filter(|p| crypto::same_serial(&p.serial, serial))
             {
                 return if now < p.until {
                     Standing::Grace(l)
@@ -161,7 +162,7 @@ impl Inventory {
     /// extended); anything else has none.
     pub fn previous_for(&self, device: &str, presented: &str, now: i64) -> Option<Previous> {
         let l = self.by_device(device)?;
-        if l.serial.eq_ignore_ascii_case(presented) {
+        if crypto::same_serial(&l.serial, presented) {
             return Some(Previous {
                 serial: l.serial.clone(),
                 until: now + GRACE,
@@ -169,7 +170,7 @@ impl Inventory {
         }
         l.previous
             .clone()
-            .filter(|p| p.serial.eq_ignore_ascii_case(presented) && now < p.until)
+            .filter(|p| crypto::same_serial(&p.serial, presented) && now < p.until)
     }
 
     /// Every device's current leaf, by device name.

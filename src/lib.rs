@@ -20,6 +20,7 @@ pub mod acme;
 pub mod admin;
 pub mod audit;
 pub mod broker;
+pub mod bundle;
 pub mod ca;
 pub mod challenge;
 pub mod cli;

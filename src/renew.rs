@@ -320,7 +320,8 @@ pub fn decide(
 ) -> Result<Decision, Error> {
     let now = env.clock.now();
     let seed = format!("{}/{}/{}", hostname(), cert.name, info.serial_hex());
-    if State::load(env.state_dir, &cert.name)?.revoked.as_deref() == Some(&info.serial_hex()) {
+    let revoked = State::load(env.state_dir, &cert.name)?.revoked;
+    if revoked.is_some_and(|r| crypto::same_serial(&r, &info.serial_hex())) {
         return Ok(Decision {
             at: now,
             reason: schedule::Reason::Revoked,
@@ -1038,6 +1039,18 @@ pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
         let mut state = State::load(&cfg.main.state_dir, &cert.name)?;
         state.revoked = Some(info.serial_hex());
         state.save(&cfg.main.state_dir, &cert.name)?;
+        println!(
+            "{}: revoked certificate serial {} ({}) at {}; the next `gatecert renew` replaces it",
+            cert.name,
+            info.serial_hex(),
+            info.dns_names
+                .iter()
+                .cloned()
+                .chain(info.ips.iter().map(|ip| ip.to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            cert.directory.as_deref().unwrap_or_default()
+        );
         Ok(())
     })();
     match result {

@@ -121,9 +121,17 @@ fn expect(out: &Output, want: i32) {
 
 fn http01_standalone(p: &Pebble) {
     let c = Case::new(p, "http01");
-    c.config("\tlist domain 'gw1.example.com'\n\tlist domain 'www.gw1.example.com'\n\toption http_listen '127.0.0.1:80'\n");
+    // ACME only: no EST, so no local CA is needed.
+    c.config("\tlist domain 'gw1.example.com'\n\tlist domain 'www.gw1.example.com'\n\toption http_listen '127.0.0.1:80'\n\nconfig est 'est'\n\toption enabled '0'\n");
     let out = c.gatecert(&["renew", "-v"]);
     expect(&out, 0);
+    // Healthy: no "local CA missing", no "upstream: unknown" (nothing brokers leaves).
+    let st = c.gatecert(&["status"]);
+    let table = String::from_utf8_lossy(&st.stdout).into_owned();
+    expect(&st, 0);
+    assert!(table.contains("local CA: not used"), "{table}");
+    assert!(table.contains("upstream: n/a"), "{table}");
+    assert!(table.contains("status: healthy"), "{table}");
     let log = stderr(&out);
     assert!(
         log.contains("gw: new order https://127.0.0.1:14000/"),
@@ -150,8 +158,20 @@ fn http01_standalone(p: &Pebble) {
     let serial = c.serial();
     let out = c.gatecert(&["revoke", "--reason", "superseded"]);
     expect(&out, 0);
+    // It says what it did, with the serial as openssl prints it.
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.starts_with(&format!("gw: revoked certificate serial {serial} ")),
+        "{said}"
+    );
     let status = p.cert_status(&serial);
     assert!(status.contains("Revoked"), "{status}");
+    // status shows it: state revoked, exit 1, the serial.
+    let st = c.gatecert(&["status", "--json"]);
+    expect(&st, 1);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["certificates"][0]["state"], "revoked", "{v}");
+    assert_eq!(v["certificates"][0]["serial"], serial.as_str(), "{v}");
 
     // Account key rollover, then a renewal signed with the new key.
     let acct = std::fs::read_dir(c.state().join("accounts"))

@@ -887,7 +887,7 @@ fn killed_claim_is_not_lost_and_revoked_while_parked_yields_nothing() {
     let list = g.cli(&["token", "list"]);
     let list = String::from_utf8_lossy(&list.stdout).into_owned();
     let row = list.lines().find(|l| l.starts_with(device)).unwrap();
-    assert!(row.contains(" 1 ") && row.contains("valid"), "{list}");
+    assert!(row.contains(" 1 ") && row.contains(" active "), "{list}");
 
     // Parked again (the restarted service), revoked meanwhile: no certificate.
     let csr = g.csr(device, "rv2");

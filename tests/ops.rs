@@ -195,7 +195,7 @@ fn status_exit_codes_and_json() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("local CA: MISSING"), "{stdout}");
-    assert!(stdout.contains("upstream: n/a (standalone)"), "{stdout}");
+    assert!(stdout.contains("upstream: n/a (no leaf broker"), "{stdout}");
     assert!(env.run(t, &["ca", "init"]).status.success());
 
     let out = env.run(t, &["status", "--json"]);

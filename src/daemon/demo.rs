@@ -31,15 +31,20 @@ const SUFFIX: &str = "sensors.local";
 pub fn cmd_demo(args: &[String]) -> i32 {
     let keep = args.iter().any(|a| a == "--keep");
     if let Some(bad) = args.iter().find(|a| *a != "--keep") {
-        eprintln!("gatecert: error: demo: unexpected argument {bad:?} (usage: gatecert demo [--keep])");
+        eprintln!(
+            "gatecert: error: demo: unexpected argument {bad:?} (usage: gatecert demo [--keep])"
+        );
         return 2;
     }
     let dir = temp_dir();
-    let result = demo(&dir);
+    let result = demo(&dir, keep);
     if keep {
         println!("\nstate kept in {}", dir.display());
     } else {
         let _ = std::fs::remove_dir_all(&dir);
+    }
+    if result.is_ok() {
+        print!("{}", next_steps(&dir, keep));
     }
     match result {
         Ok(()) => 0,
@@ -70,7 +75,28 @@ pub fn demo_config(dir: &Path) -> Config {
     cfg
 }
 
-fn demo(dir: &Path) -> Result<(), String> {
+/// What to try next: the kept state, then the same on a real gateway.
+fn next_steps(dir: &Path, keep: bool) -> String {
+    let d = dir.display();
+    let mut out = String::from("\nnext steps:\n");
+    if keep {
+        out.push_str(&format!(
+            "  gatecert status --state-dir {d}       the same table, from the kept state\n  \
+             openssl x509 -in {d}/{DEVICE}/cert.pem -noout -text   the sensor's certificate\n  \
+             openssl verify -CAfile {d}/ca/root.pem -untrusted {d}/ca/intermediate.pem {d}/{DEVICE}/cert.pem\n"
+        ));
+    } else {
+        out.push_str("  gatecert demo --keep                 keep the state dir and the sensor's key and certificate\n");
+    }
+    out.push_str(
+        "  on a gateway: edit /etc/config/gatecert (README: Configuration reference), `gatecert check`,\n  \
+         start the service (`service gatecert start` or `gatecert run`), then for each sensor\n  \
+         `gatecert token add DEVICE --name DEVICE.local --qr` and enroll it (README: EST clients)\n",
+    );
+    out
+}
+
+fn demo(dir: &Path, keep: bool) -> Result<(), String> {
     let started = Instant::now();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let cfg = demo_config(dir);
@@ -106,7 +132,7 @@ fn demo(dir: &Path) -> Result<(), String> {
     let svc = service
         .join()
         .map_err(|_| "the service thread panicked".to_string())??;
-    let (leaf, chain_len) = enrolled?;
+    let (leaf, chain_len, sensor_key) = enrolled?;
     if !svc.ca().issued_by_me(&leaf.der) || !leaf.dns_names.contains(&name) {
         return Err("the enrolled certificate is not the one asked for".into());
     }
@@ -146,7 +172,10 @@ fn demo(dir: &Path) -> Result<(), String> {
                 crypto::rfc3339(gw.not_after)
             ),
         ),
-        ("EST listener", format!("https://{addr}{PREFIX}")),
+        (
+            "EST listener",
+            format!("https://{addr}{PREFIX}  (serves the est-local certificate)"),
+        ),
         ("leaf device", rec.device.clone()),
         ("leaf names", rec.names.join(", ")),
         ("leaf serial", rec.serial.clone()),
@@ -162,6 +191,31 @@ fn demo(dir: &Path) -> Result<(), String> {
     ];
     for (k, v) in rows {
         println!("  {k:<13} {v}");
+    }
+    println!(
+        "\n  Two certificates of the gateway's own: `gateway` is its identity for other services\n  \
+         (uhttpd, MQTT; certs/gateway/live/), from an ACME CA when the config names a `directory`,\n  \
+         here from the local CA. `est-local` is the one the EST listener presents to sensors when\n  \
+         no ACME certificate is installed: the local CA issues it, and sensors verify it with the\n  \
+         local root they also get their own certificates from."
+    );
+    if keep {
+        let sensor = dir.join(DEVICE);
+        let write = |name: &str, data: &str, mode: u32| {
+            crate::store::write_atomic(&sensor.join(name), data.as_bytes(), mode)
+                .map_err(|e| crate::errchain::one_line(&e))
+        };
+        crate::store::private_dir(&sensor).map_err(|e| crate::errchain::one_line(&e))?;
+        write("key.pem", &sensor_key.to_pem(), crate::store::SECRET)?;
+        write(
+            "cert.pem",
+            &crypto::pem_block("CERTIFICATE", &leaf.der),
+            crate::store::PUBLIC,
+        )?;
+        println!(
+            "  sensor key and certificate kept in {} (key.pem 0600, cert.pem)",
+            sensor.display()
+        );
     }
     // The same status table `gatecert status` prints for this state directory.
     let status = crate::report::Status::gather(&demo_config(dir), clock.now());
@@ -184,7 +238,7 @@ fn enroll(
     root_der: &[u8],
     token: &str,
     name: &str,
-) -> Result<(CertInfo, usize), String> {
+) -> Result<(CertInfo, usize, PrivateKey), String> {
     let key = PrivateKey::generate(KeyType::Ec256).map_err(|e| e.to_string())?;
     let csr = key
         .csr(&[name.to_string()], &[])
@@ -218,7 +272,7 @@ fn enroll(
         .filter_map(|c| CertInfo::from_der(c).ok())
         .find(|c| key.matches(c))
         .ok_or("no certificate in the answer is for the sensor's key")?;
-    Ok((leaf, certs.len()))
+    Ok((leaf, certs.len(), key))
 }
 
 /// A ureq agent that trusts only `root_der`, with a short deadline.

@@ -78,7 +78,8 @@ impl Alerter {
                 _ => say(Level::Info, "clock trusted again".into()),
             }
         }
-        let ca_missing = !status.ca.present;
+        // Missing only matters when the config needs a CA (then `error` says why).
+        let ca_missing = status.ca.error.is_some();
         if ca_missing != self.ca_missing {
             self.ca_missing = ca_missing;
             match &status.ca.error {
@@ -317,5 +318,18 @@ mod tests {
             lines(&a),
             vec![(Level::Info, "audit log intact again; issuance resumes")]
         );
+    }
+
+    #[test]
+    fn an_acme_only_setup_without_a_ca_is_quiet() {
+        let f = Fixture::new("alerts-acme");
+        let mut cfg = f.cfg.clone();
+        cfg.certificates[0].directory = Some("https://127.0.0.1:1/dir".into());
+        cfg.est.enabled = false;
+        std::fs::remove_dir_all(f.state_dir().join("ca")).unwrap();
+        let mut al = Alerter::new();
+        let now = f.t0 + DAY;
+        let a = al.tick(&Status::gather(&cfg, now), 3, now);
+        assert!(a.is_empty(), "{a:?}");
     }
 }

@@ -82,6 +82,7 @@ pub fn preflight(cfg: &Config, now: i64) -> Vec<CheckLine> {
     )];
     out.push(check_clock(cfg, now));
     out.extend(check_state_dir(&cfg.main.state_dir));
+    out.push(check_ca(cfg, now));
     for cert in &cfg.certificates {
         out.push(check_directory(cert));
     }
@@ -148,6 +149,49 @@ fn check_clock(cfg: &Config, now: i64) -> CheckLine {
                 crate::crypto::rfc3339(c.floor)
             ),
         ),
+    }
+}
+
+/// The local CA, when the config uses one: present, readable, and valid now. None yet is fine
+/// on a fresh state directory (`gatecert run` creates it once the clock is trusted); gone
+/// from a state directory that has been used (it has an audit log) is not.
+fn check_ca(cfg: &Config, now: i64) -> CheckLine {
+    let name = "local CA";
+    if !status::needs_local_ca(cfg) {
+        return line(
+            name,
+            Outcome::NotApplicable,
+            "not used (no EST, no standalone certificate, no broker)",
+        );
+    }
+    let dir = LocalCa::dir_in(&cfg.main.state_dir);
+    match LocalCa::open(&dir, &cfg.ca) {
+        Ok(ca) => {
+            let int = ca.intermediate();
+            let until = crate::crypto::rfc3339(int.not_after);
+            if now >= int.not_after {
+                line(name, Outcome::Fail, format!("{}: the issuing CA expired at {until}; leaves can't be issued (replace it: `gatecert ca csr` + `ca install`, or move {} aside and `gatecert ca init`)", dir.display(), dir.display()))
+            } else if now < int.not_before {
+                line(name, Outcome::Fail, format!("{}: the issuing CA is not valid until {}", dir.display(), crate::crypto::rfc3339(int.not_before)))
+            } else {
+                line(name, Outcome::Ok, format!("{} valid until {until}", dir.display()))
+            }
+        }
+        Err(crate::ca::Error::NotInitialized(_))
+            if !crate::audit::path_in(&cfg.main.state_dir).exists() =>
+        {
+            line(name, Outcome::Ok, format!("none yet in {}: `gatecert run` creates it once the clock is trusted (or `gatecert ca init`)", dir.display()))
+        }
+        Err(crate::ca::Error::NotInitialized(_)) => line(
+            name,
+            Outcome::Fail,
+            format!(
+                "missing from {}, which has been used (it has an audit log): restore it from a \
+                 backup, or `gatecert ca init` a new one (sensors then need the new root)",
+                dir.display()
+            ),
+        ),
+        Err(e) => line(name, Outcome::Fail, crate::errchain::one_line(&e)),
     }
 }
 

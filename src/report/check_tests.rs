@@ -207,3 +207,34 @@ fn hooks_exist_and_are_executable() {
     assert_eq!(l.outcome, Outcome::Fail);
     assert!(l.detail.contains("absent.sh"), "{l}");
 }
+
+#[test]
+fn a_missing_or_expired_ca_fails_when_the_config_needs_one() {
+    let f = Fixture::new("check-ca");
+    let cfg = f.cfg.clone();
+    let ok = preflight(&cfg, f.t0 + DAY);
+    assert_eq!(find(&ok, "local CA").outcome, Outcome::Ok, "{ok:#?}");
+    // Expired (the intermediate's notAfter has passed).
+    let int_na = LocalCa::open(&LocalCa::dir_in(f.state_dir()), &cfg.ca)
+        .unwrap()
+        .intermediate()
+        .not_after;
+    let l = check_ca(&cfg, int_na + 1);
+    assert_eq!(l.outcome, Outcome::Fail, "{l}");
+    assert!(l.detail.contains("expired"), "{l}");
+    // Fresh state directory: none yet is fine.
+    std::fs::rename(f.state_dir().join("ca"), f.state_dir().join("ca.away")).unwrap();
+    let l = check_ca(&cfg, f.t0 + DAY);
+    assert_eq!(l.outcome, Outcome::Ok, "{l}");
+    assert!(l.detail.contains("none yet"), "{l}");
+    // A used state directory (it has an audit log) without its CA: missing.
+    std::fs::write(crate::audit::path_in(f.state_dir()), "").unwrap();
+    let l = check_ca(&cfg, f.t0 + DAY);
+    assert_eq!(l.outcome, Outcome::Fail, "{l}");
+    assert!(l.detail.contains("missing"), "{l}");
+    // An ACME-only config does not need one.
+    let mut acme = cfg.clone();
+    acme.certificates[0].directory = Some("https://127.0.0.1:1/dir".into());
+    acme.est.enabled = false;
+    assert_eq!(check_ca(&acme, f.t0 + DAY).outcome, Outcome::NotApplicable);
+}

@@ -113,6 +113,8 @@ pub enum CertState {
     Missing,
     /// notAfter has passed.
     Expired,
+    /// Revoked with `gatecert revoke`; the next `gatecert renew` replaces it.
+    Revoked,
     /// notBefore is still to come (issued while the clock ran ahead): TLS peers reject it.
     NotYetValid,
     /// Renewal has failed `alert_failures` times in a row (or more).
@@ -132,6 +134,7 @@ impl CertState {
             CertState::Unreadable => "unreadable",
             CertState::Missing => "missing",
             CertState::Expired => "expired",
+            CertState::Revoked => "revoked",
             CertState::NotYetValid => "not-yet-valid",
             CertState::Failing => "failing",
             CertState::Alert => "alert",
@@ -214,6 +217,10 @@ struct UpstreamFile {
 /// The local CA.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaStatus {
+    /// True when the config uses the local CA: EST is enabled, a certificate section has no
+    /// `directory` (the local CA issues it), or leaves are brokered. A CA that is not needed
+    /// and not there is no problem.
+    pub needed: bool,
     /// True when the CA opened (certificate and key present and matching).
     pub present: bool,
     /// Why not.
@@ -290,6 +297,7 @@ impl Status {
                 }
                 (
                     CaStatus {
+                        needed: needs_local_ca(cfg),
                         present: true,
                         error: None,
                         audit_error: None,
@@ -297,13 +305,21 @@ impl Status {
                     Some(int.not_before),
                 )
             }
+            // Not there and not needed: nothing to say.
+            Err(ca::Error::NotInitialized(_)) if !needs_local_ca(cfg) => (
+                CaStatus {
+                    needed: false,
+                    present: false,
+                    error: None,
+                    audit_error: None,
+                },
+                None,
+            ),
             Err(e) => (
                 CaStatus {
+                    needed: needs_local_ca(cfg),
                     present: false,
-                    error: Some(match e {
-                        ca::Error::NotInitialized(_) => e.to_string(),
-                        _ => e.to_string(),
-                    }),
+                    error: Some(e.to_string()),
                     audit_error: None,
                 },
                 None,
@@ -396,7 +412,7 @@ impl Status {
         };
         let _ = writeln!(out, "clock:    {clock}");
         let upstream = match self.upstream.state.as_str() {
-            "n/a" => "n/a (standalone)".to_owned(),
+            "n/a" => "n/a (no leaf broker; each certificate's renewals are in its row)".to_owned(),
             s => {
                 let mut line = s.to_owned();
                 if let Some(t) = self.upstream.since {
@@ -410,6 +426,7 @@ impl Status {
         };
         let _ = writeln!(out, "upstream: {upstream}");
         let ca = match &self.ca.error {
+            None if !self.ca.present => "not used (no EST, no standalone certificate)".to_owned(),
             None => "present".to_owned(),
             Some(e) => format!("MISSING: {e}"),
         };
@@ -418,9 +435,17 @@ impl Status {
             let _ = writeln!(out, "audit log: BROKEN: {e}");
         }
         let _ = writeln!(out);
+        // The name column fits the longest name (a section name may be long).
+        let nw = self
+            .certificates
+            .iter()
+            .map(|c| c.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(15);
         let _ = writeln!(
             out,
-            "{:<16} {:<15} {:<11} {:<20} {:>9}  {:<36} LAST ERROR",
+            "{:<nw$} {:<15} {:<13} {:<20} {:>9}  {:<36} LAST ERROR",
             "NAME", "KIND", "STATE", "NOT AFTER", "LEFT", "NEXT RENEWAL"
         );
         for c in &self.certificates {
@@ -442,7 +467,7 @@ impl Status {
             };
             let _ = writeln!(
                 out,
-                "{:<16} {:<15} {:<11} {:<20} {:>9}  {:<36} {last}",
+                "{:<nw$} {:<15} {:<13} {:<20} {:>9}  {:<36} {last}",
                 c.name,
                 c.kind.as_str(),
                 c.state.as_str(),
@@ -455,7 +480,8 @@ impl Status {
                     let _ = writeln!(out, "    error: {e}");
                 }
                 (Some(s), Some(i), None) => {
-                    let _ = writeln!(out, "    subject: {s}; issuer: {i}");
+                    let serial = c.serial.as_deref().unwrap_or("-");
+                    let _ = writeln!(out, "    subject: {s}; issuer: {i}; serial: {serial}");
                 }
                 _ => {}
             }
@@ -507,18 +533,32 @@ impl Status {
 /// `gatecert status [--json]`. Returns the exit code (0 healthy, 1 attention, 2 error).
 pub fn cmd_status(cfg: &Config, args: &[String]) -> i32 {
     let mut json = false;
-    for a in args {
+    let mut cfg = cfg.clone();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json = true,
+            "--state-dir" => match it.next() {
+                Some(d) if Path::new(d).is_dir() => cfg.main.state_dir = d.into(),
+                Some(d) => {
+                    eprintln!("gatecert: error: status: --state-dir {d}: no such directory");
+                    return 2;
+                }
+                None => {
+                    eprintln!("gatecert: error: status: --state-dir needs a DIR");
+                    return 2;
+                }
+            },
             other => {
                 eprintln!(
-                    "gatecert: error: status: unexpected argument {other:?} (usage: gatecert status [--json])"
+                    "gatecert: error: status: unexpected argument {other:?} \
+                     (usage: gatecert status [--json] [--state-dir DIR])"
                 );
                 return 2;
             }
         }
     }
-    let status = Status::gather(cfg, clock::from_env().now());
+    let status = Status::gather(&cfg, clock::from_env().now());
     if json {
         print!("{}", status.to_json());
     } else {
@@ -545,6 +585,10 @@ fn attention_line(c: &CertStatus, alert_failures: u32, now: i64) -> String {
         CertState::Expired => format!(
             "{who} expired {} ago",
             duration(now - c.not_after.unwrap_or(now))
+        ),
+        CertState::Revoked => format!(
+            "{who} serial {} was revoked; `gatecert renew` replaces it",
+            c.serial.as_deref().unwrap_or("-")
         ),
         CertState::NotYetValid => format!(
             "{who} is not valid yet (until {}; TLS peers reject it)",
@@ -662,11 +706,12 @@ fn schedule_row(row: &mut CertStatus, ari: Option<AriChoice>, seed: &str, now: i
 fn gateway_row(cfg: &Config, cert: &Certificate, now: i64) -> CertStatus {
     let dir = cfg.main.state_dir.join("certs").join(&cert.name);
     let mut row = set_row(&cert.name, Kind::Gateway, &dir, cfg, now);
-    let ari = store::read_optional(&dir.join("state.json"))
+    let state = store::read_optional(&dir.join("state.json"))
         .ok()
         .flatten()
         .and_then(|t| serde_json::from_str::<AriState>(&t).ok())
-        .and_then(|s| s.ari);
+        .unwrap_or_default();
+    let ari = state.ari;
     let seed = format!(
         "{}/{}/{}",
         hostname(),
@@ -688,6 +733,14 @@ fn gateway_row(cfg: &Config, cert: &Certificate, now: i64) -> CertStatus {
     }
     row.config_file = Some(cert.origin.file.display().to_string());
     row.config_section = Some(cert.origin.section.clone());
+    if let (Some(serial), Some(revoked)) = (&row.serial, &state.revoked) {
+        if crypto::same_serial(serial, revoked) && row.state > CertState::Revoked {
+            row.state = CertState::Revoked;
+            // The next renewal run replaces it, due or not (the renew code's rule).
+            row.next_renewal = Some(now);
+            row.renewal_reason = Some(schedule::Reason::Revoked.as_str().to_owned());
+        }
+    }
     match Health::load(&cfg.main.state_dir, &cert.name) {
         Ok(h) => {
             row.failures = h.failures;
@@ -708,10 +761,20 @@ fn gateway_row(cfg: &Config, cert: &Certificate, now: i64) -> CertStatus {
 }
 
 /// The part of the renew code's `certs/<name>/state.json` that status reads.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct AriState {
     #[serde(default)]
     ari: Option<AriChoice>,
+    /// The serial `gatecert revoke` revoked.
+    #[serde(default)]
+    revoked: Option<String>,
+}
+
+/// True when the config uses the local CA (see [`CaStatus::needed`]).
+pub fn needs_local_ca(cfg: &Config) -> bool {
+    cfg.est.enabled
+        || cfg.broker.is_some()
+        || cfg.certificates.iter().any(|c| c.directory.is_none())
 }
 
 pub(crate) fn clock_status(state_dir: &Path, ca_not_before: Option<i64>, now: i64) -> ClockStatus {
@@ -733,11 +796,13 @@ fn upstream_status(cfg: &Config) -> Upstream {
         since: None,
         last_error: None,
     };
-    if cfg.certificates.iter().all(|c| c.directory.is_none()) {
+    if cfg.broker.is_none() && cfg.certificates.iter().all(|c| c.directory.is_none()) {
         return na("n/a");
     }
     let path = cfg.main.state_dir.join("upstream.json");
     match store::read_optional(&path) {
+        // Only the broker writes upstream.json: without one, "unknown" would be forever.
+        Ok(None) if cfg.broker.is_none() => na("n/a"),
         Ok(None) => na("unknown"),
         Ok(Some(text)) => match serde_json::from_str::<UpstreamFile>(&text) {
             Ok(f) if matches!(f.state.as_str(), "up" | "degraded" | "down") => Upstream {

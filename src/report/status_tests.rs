@@ -42,7 +42,7 @@ fn healthy() {
 
     let t = s.render_table();
     assert!(t.contains("clock:    trusted"), "{t}");
-    assert!(t.contains("upstream: n/a (standalone)"), "{t}");
+    assert!(t.contains("upstream: n/a (no leaf broker"), "{t}");
     let line = table_line(&t, "gateway");
     assert!(line.contains(" ok "), "{line}");
     assert!(line.contains(&crypto::rfc3339(f.not_after)), "{line}");
@@ -284,4 +284,75 @@ fn days_source_and_config_notes() {
     let json = s.to_json();
     assert!(json.contains("\"config_section\": \"router\""), "{json}");
     assert!(json.contains("\"config_notes\": ["), "{json}");
+}
+
+#[test]
+fn acme_only_without_a_local_ca_is_healthy() {
+    let f = Fixture::new("acmeonly");
+    let mut cfg = f.cfg.clone();
+    cfg.certificates[0].directory = Some("https://127.0.0.1:1/dir".into());
+    cfg.est.enabled = false;
+    std::fs::remove_dir_all(f.state_dir().join("ca")).unwrap();
+    let now = f.t0 + DAY;
+    let s = Status::gather(&cfg, now);
+    assert!(s.healthy, "{:?}", s.attention);
+    assert!(!s.ca.needed && !s.ca.present && s.ca.error.is_none());
+    // No broker writes upstream.json: n/a, not "unknown" forever.
+    assert_eq!(s.upstream.state, "n/a");
+    let t = s.render_table();
+    assert!(t.contains("local CA: not used"), "{t}");
+    assert!(!t.contains("unknown"), "{t}");
+    // The same state with EST on needs the CA.
+    cfg.est.enabled = true;
+    let s = Status::gather(&cfg, now);
+    assert!(s.ca.needed && !s.healthy);
+}
+
+#[test]
+fn a_revoked_certificate_shows_with_its_serial() {
+    let f = Fixture::new("revoked");
+    let now = f.t0 + DAY;
+    let serial = row(&Status::gather(&f.cfg, now), "gateway")
+        .serial
+        .clone()
+        .unwrap();
+    // As `gatecert revoke` records it (an older version kept DER's leading 00).
+    std::fs::write(
+        f.state_dir().join("certs/gateway/state.json"),
+        format!(r#"{{"revoked":"00{}"}}"#, serial.to_lowercase()),
+    )
+    .unwrap();
+    let s = Status::gather(&f.cfg, now);
+    assert_eq!(row(&s, "gateway").state, CertState::Revoked);
+    assert_eq!(s.exit_code(), 1);
+    assert!(
+        s.attention
+            .iter()
+            .any(|a| a.contains(&serial) && a.contains("revoked")),
+        "{:?}",
+        s.attention
+    );
+    let t = s.render_table();
+    assert!(table_line(&t, "gateway").contains(" revoked "), "{t}");
+    assert!(table_line(&t, "gateway").contains("now (revoked)"), "{t}");
+    assert!(t.contains(&format!("serial: {serial}")), "{t}");
+}
+
+#[test]
+fn the_name_column_fits_long_names() {
+    let f = Fixture::new("longname");
+    let long = "gateway-with-a-very-long-section-name";
+    std::fs::rename(
+        f.state_dir().join("certs/gateway"),
+        f.state_dir().join("certs").join(long),
+    )
+    .unwrap();
+    let mut cfg = f.cfg.clone();
+    cfg.certificates[0].name = long.into();
+    let t = Status::gather(&cfg, f.t0 + DAY).render_table();
+    let line = table_line(&t, long);
+    let head = t.lines().find(|l| l.starts_with("NAME")).unwrap();
+    // Every column starts where its heading does.
+    assert_eq!(line.find(" gateway "), head.find(" KIND"), "{t}");
+    assert_eq!(line.find(" ok "), head.find(" STATE"), "{t}");
 }

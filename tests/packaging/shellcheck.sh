@@ -21,6 +21,8 @@ files=$(
   for f in openwrt/gatecert/files/*; do
     head -1 "$f" | grep -q '^#!.*sh' && echo "$f"
   done
+  echo openwrt/luci-app-gatecert/root/usr/libexec/rpcd/gatecert
+  echo tests/packaging/luci/jshn.sh
 )
 for f in $files; do
   # -x follows `source` directives; paths in them are relative to the repo root.

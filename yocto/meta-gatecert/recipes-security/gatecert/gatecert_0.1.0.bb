@@ -8,7 +8,7 @@ BUGTRACKER = "https://github.com/gatecert/gatecert/issues"
 SECTION = "net"
 CVE_PRODUCT = "gatecert"
 # Every licence linked into the binary: gatecert (Apache-2.0); ring (Apache-2.0 & ISC);
-# rustls-webpki, untrusted (ISC); subtle (BSD-3-Clause); bytes, data-encoding, lexopt, nom, pem, zmij
+# rustls-webpki, untrusted (ISC); subtle (BSD-3-Clause); bytes, data-encoding, lexopt, nom, pem, qrcodegen, zmij
 # (MIT); the other crates are MIT | Apache-2.0 (tests/packaging/licenses.sh checks the list).
 LICENSE = "Apache-2.0 & ISC & MIT & BSD-3-Clause"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57 \
