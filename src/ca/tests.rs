@@ -19,6 +19,7 @@ fn cfg() -> config::Ca {
         allow_ip: vec![("192.0.2.0".parse().unwrap(), 24)],
         server_auth: false,
         name: "test".into(),
+        key_uri: None,
     }
 }
 

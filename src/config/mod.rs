@@ -13,6 +13,7 @@ use crate::crypto::KeyType;
 
 mod acme;
 mod label;
+mod keyref;
 mod sections;
 pub mod uci;
 mod value;
@@ -158,6 +159,9 @@ pub struct Certificate {
     pub install_dir: Option<PathBuf>,
     /// `timeout`: seconds for each network call (default 30).
     pub timeout: u64,
+    /// `key_uri` (+ `pin_file`): the certificate's key lives in a PKCS#11 token (RFC 7512 URI);
+    /// each renewal makes a fresh key there (or reuses it with `reuse_key`). Default: key files.
+    pub key_uri: Option<crate::crypto::KeyUri>,
 }
 
 /// External Account Binding credentials. `Debug` never prints the key.
@@ -191,6 +195,9 @@ pub struct Ca {
     pub server_auth: bool,
     /// `name`: the CA's common name prefix (default `gatecert`).
     pub name: String,
+    /// `key_uri` (+ `pin_file`): the issuing intermediate's key lives in a PKCS#11 token
+    /// (RFC 7512 URI); `ca init` makes it there. Default: `intermediate.key`.
+    pub key_uri: Option<crate::crypto::KeyUri>,
 }
 
 /// `config est 'est'`.
@@ -208,6 +215,9 @@ pub struct Est {
     pub max_body_bytes: usize,
     /// `request_timeout`: seconds a connection may take for one request (default 10).
     pub request_timeout: u64,
+    /// `key_uri` (+ `pin_file`): the listener's own key (when the local CA issues its
+    /// certificate) lives in a PKCS#11 token (RFC 7512 URI). Default: a key file.
+    pub key_uri: Option<crate::crypto::KeyUri>,
 }
 
 /// `config broker 'upstream'`.
@@ -323,6 +333,7 @@ impl Config {
                 allow_ip: Vec::new(),
                 server_auth: false,
                 name: "gatecert".into(),
+                key_uri: None,
             },
             est: Est {
                 enabled: true,
@@ -331,6 +342,7 @@ impl Config {
                 max_header_bytes: 8192,
                 max_body_bytes: 16384,
                 request_timeout: 10,
+                key_uri: None,
             },
             broker: None,
             metrics: Metrics {
@@ -366,6 +378,7 @@ impl Certificate {
             deploy_hook: None,
             install_dir: None,
             timeout: 30,
+            key_uri: None,
         }
     }
 }
