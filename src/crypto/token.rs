@@ -46,12 +46,12 @@ impl fmt::Debug for TokenKey {
 /// What `gatecert check` shows about a token key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenReport {
-    /// The module's library description and manufacturer.
+    /// The module's path, library description and manufacturer.
     pub module: String,
     /// The token's label, model and serial.
     pub token: String,
-    /// The key's label and type.
-    pub key: String,
+    /// The key's label and type; `None` when the token holds no key under that label yet.
+    pub key: Option<String>,
 }
 
 impl TokenKey {
@@ -179,17 +179,26 @@ pub fn destroy(uri: &KeyUri) -> Result<(), Error> {
     Ok(())
 }
 
-/// What `check` reports: the module, the token and the key, or the first thing that failed.
+/// What `check` reports: the module, the token and the key, or the first thing that failed
+/// (module missing, token missing, wrong PIN, a key object that is not a usable EC key).
 pub fn report(uri: &KeyUri) -> Result<TokenReport, Error> {
     let ctx = module(&uri.module_path)?;
     let info = ctx
         .get_library_info()
         .map_err(|e| ck(uri, "C_GetInfo", e))?;
-    let key = TokenKey::open(uri)?;
+    let (session, _) = login(uri)?;
     let slot = find_slot(&ctx, uri)?;
     let t = ctx
         .get_token_info(slot)
         .map_err(|e| ck(uri, "C_GetTokenInfo", e))?;
+    let key = match find_one(&session, uri, ObjectClass::PRIVATE_KEY)? {
+        None => None,
+        Some(_) => {
+            drop(session);
+            let key = TokenKey::open(uri)?;
+            Some(format!("{:?} ({}, non-extractable)", uri.object, key.kind.as_str()))
+        }
+    };
     Ok(TokenReport {
         module: format!(
             "{} ({}, {})",
@@ -203,7 +212,7 @@ pub fn report(uri: &KeyUri) -> Result<TokenReport, Error> {
             t.model().trim(),
             t.serial_number().trim()
         ),
-        key: format!("{:?} ({})", uri.object, key.kind.as_str()),
+        key,
     })
 }
 

@@ -213,6 +213,19 @@ impl KeyUri {
         }
     }
 
+    /// The full URI, PIN included: only for handing a token key through an in-memory string
+    /// (the EST listener's identity); never to be written, logged or shown.
+    pub fn to_secret_string(&self) -> String {
+        let shown = self.to_string();
+        match &self.pin {
+            Pin::Value(v) => shown.replace(
+                "&pin-value=<redacted>",
+                &format!("&pin-value={}", pct_encode(v.as_bytes())),
+            ),
+            _ => shown,
+        }
+    }
+
     /// The same key under another label (a fresh key per renewal: `<object>.<n>`).
     pub fn with_object(&self, object: &str) -> KeyUri {
         KeyUri {
@@ -366,6 +379,7 @@ mod tests {
             assert!(!shown.contains("s3cr"), "{shown}");
             assert!(shown.contains("redacted"), "{shown}");
         }
+        assert_eq!(KeyUri::parse(&u.to_secret_string()).unwrap(), u);
         let err = KeyUri::parse(&format!("pkcs11:object=k?{MODULE}&pin-value=s3cr%zz")).unwrap_err();
         assert!(!err.contains("s3cr"), "{err}");
     }
