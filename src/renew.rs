@@ -404,6 +404,28 @@ pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, 
         }
     }
     let login = account(&client, env.state_dir, cert)?;
+    if let Some(uri) = &cert.key_uri {
+        // The recorded key of the live set (its label; the PIN comes from the config).
+        let live_uri = live
+            .as_ref()
+            .filter(|(_, k)| store::is_token_key(k))
+            .and_then(|(_, k)| crypto::KeyUri::parse(k.trim()).ok())
+            .map(|recorded| uri.with_object(&recorded.object));
+        let (key, chain) =
+            issue_in_token(&client, env, &login, cert, uri, replaces, live_uri.as_ref())?;
+        let key_uri = key.token_uri().cloned().unwrap_or_else(|| uri.clone());
+        // A fresh key replaced the live one: its object goes once the new set is live and the
+        // deploy hook succeeded.
+        let old = live_uri.filter(|old| old.object != key_uri.object);
+        return install_set(
+            env.state_dir,
+            cert,
+            key_uri.to_string(),
+            &key.spki_der(),
+            &chain,
+            old.as_ref(),
+        );
+    }
     let old_key = match (&live, cert.reuse_key) {
         (Some((_, key_pem)), true) => Some(PrivateKey::from_pem(key_pem)?),
         _ => None,
@@ -484,6 +506,52 @@ fn issue(
     let csr = key.csr(&cert.domains, &cert.ips)?;
     let chain = finish(client, login, cert, &order_url, order, &csr)?;
     Ok((key, chain))
+}
+
+/// [`issue`] with the certificate's key in a PKCS#11 token: the live set's key with
+/// `reuse_key` (when it is still there and of the configured type), else a fresh key made in
+/// the token for this order, labelled `<object>.<8 hex digits>`; removed again if the order
+/// fails. Returns the key and the chosen chain.
+fn issue_in_token(
+    client: &Client,
+    env: &Env,
+    login: &Login,
+    cert: &Certificate,
+    uri: &crypto::KeyUri,
+    replaces: Option<String>,
+    live: Option<&crypto::KeyUri>,
+) -> Result<(crypto::SigningKey, String), Error> {
+    let (order_url, order) = authorize(client, env, login, cert, replaces)?;
+    if cert.reuse_key {
+        if let Some(k) = live.and_then(|u| crypto::SigningKey::open(u).ok()) {
+            if k.kind() == cert.key_type {
+                let csr = k.csr(&cert.domains, &cert.ips)?;
+                let chain = finish(client, login, cert, &order_url, order, &csr)?;
+                return Ok((k, chain));
+            }
+        }
+    }
+    let label = format!(
+        "{}.{}",
+        uri.object,
+        crypto::hex(&crypto::random_bytes::<4>()?)
+    );
+    let fresh = uri.with_object(&label);
+    let key = crypto::SigningKey::generate_in_token(&fresh, cert.key_type)?;
+    let chain = key
+        .csr(&cert.domains, &cert.ips)
+        .map_err(Error::from)
+        .and_then(|csr| finish(client, login, cert, &order_url, order, &csr));
+    match chain {
+        Ok(chain) => Ok((key, chain)),
+        Err(e) => {
+            drop(key);
+            if let Err(d) = crypto::SigningKey::destroy_in_token(&fresh) {
+                log::warn!("{}: could not remove the unused key {fresh}: {d}", cert.name);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// An order for `cert`'s names, finalized with someone else's CSR (DER): the broker's
@@ -638,13 +706,28 @@ pub fn install(
     key: &PrivateKey,
     chain_pem: &str,
 ) -> Result<Outcome, Error> {
+    install_set(state_dir, cert, key.to_pem(), &key.spki_der(), chain_pem, None)
+}
+
+/// [`install`] for a key given as its record (PKCS#8 PEM, or a token key's URI without PIN)
+/// and its SubjectPublicKeyInfo. `old_token_key`, a token key the new set replaces, is
+/// destroyed once the new set is live and the deploy hook succeeded (a crash before that
+/// leaves it, and the previous set stays usable).
+fn install_set(
+    state_dir: &Path,
+    cert: &Certificate,
+    key_record: String,
+    spki_der: &[u8],
+    chain_pem: &str,
+    old_token_key: Option<&crypto::KeyUri>,
+) -> Result<Outcome, Error> {
     let certs = crypto::certs_from_pem(chain_pem)?;
     let leaf = CertInfo::from_der(&certs[0])?;
-    if !key.matches(&leaf) {
+    if leaf.spki_der != spki_der {
         return Err(Error::KeyMismatch);
     }
     let set = CertSet {
-        key_pem: key.to_pem(),
+        key_pem: key_record,
         cert_pem: crypto::certs_to_pem([certs[0].as_ref()]),
         chain_pem: crypto::certs_to_pem(certs[1..].iter().map(|c| c.as_ref())),
     };
@@ -658,15 +741,27 @@ pub fn install(
         crypto::rfc3339(leaf.not_after)
     );
     export(&dir, cert)?;
+    let retire_old_key = || {
+        if let Some(old) = old_token_key {
+            match crypto::SigningKey::destroy_in_token(old) {
+                Ok(()) => log::info!("{}: removed the replaced key {old}", cert.name),
+                Err(e) => log::warn!("{}: could not remove the replaced key: {e}", cert.name),
+            }
+        }
+    };
     let Some(hook) = &cert.deploy_hook else {
+        retire_old_key();
         return Ok(Outcome::Renewed {
             not_after: leaf.not_after,
         });
     };
     match run_deploy_hook(hook, cert, &dir) {
-        Ok(()) => Ok(Outcome::Renewed {
-            not_after: leaf.not_after,
-        }),
+        Ok(()) => {
+            retire_old_key();
+            Ok(Outcome::Renewed {
+                not_after: leaf.not_after,
+            })
+        }
         Err(status) => {
             let restored = match &previous {
                 Some(gen) => {
@@ -700,6 +795,8 @@ fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
     // try again.
     store::public_dir(out)?;
     let live = dir.live();
+    // A key in a token has no file to export: only the certificates go out.
+    let token = live.join(store::KEY_URI).exists();
     let files = [
         (store::KEY, "key", store::SECRET),
         (store::CERT, "crt", store::PUBLIC),
@@ -708,6 +805,9 @@ fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
         (store::COMBINED, "combined.crt", store::SECRET),
     ];
     for (src, ext, mode) in files {
+        if token && (src == store::KEY || src == store::COMBINED) {
+            continue;
+        }
         let data = store::read(&live.join(src))?;
         store::write_if_changed(
             &out.join(format!("{}.{ext}", cert.name)),

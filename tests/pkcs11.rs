@@ -264,9 +264,10 @@ fn text(out: &Output) -> String {
 }
 
 /// Walks `dir`, parses every PEM block of every file, and asserts that no private key is
-/// there: no PRIVATE KEY block, and no `*.key` / `key.pem` file at all. Returns how many
-/// certificates it parsed (so a walk that found nothing can't pass silently).
-fn assert_no_private_key_file(dir: &Path) -> usize {
+/// there: no PRIVATE KEY block, and no `*.key` / `key.pem` file at all. Directories named in
+/// `skip` (relative to `dir`) are not walked. Returns how many certificates it parsed (so a
+/// walk that found nothing can't pass silently).
+fn assert_no_private_key_file(dir: &Path, skip: &[&str]) -> usize {
     let mut certs = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -275,7 +276,9 @@ fn assert_no_private_key_file(dir: &Path) -> usize {
             let p = e.path();
             let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
             if ft.is_dir() {
-                stack.push(p);
+                if !skip.iter().any(|s| p == dir.join(s)) {
+                    stack.push(p);
+                }
                 continue;
             }
             if !ft.is_file() {
@@ -414,7 +417,7 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     assert!(shown.contains("key \"ca\" (ec256, non-extractable)"), "{shown}");
     assert!(!shown.contains(PIN), "{shown}");
 
-    let certs = assert_no_private_key_file(&h.state());
+    let certs = assert_no_private_key_file(&h.state(), &[]);
     assert!(certs >= 4, "only {certs} certificates in the state dir");
 }
 
@@ -494,5 +497,102 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     assert_eq!(code, 200);
     let (code, _) = h.enroll(port, "s2", &token, &csr);
     assert_eq!(code, 503);
-    assert_no_private_key_file(&h.state());
+    assert_no_private_key_file(&h.state(), &[]);
+}
+
+/// Pebble's ports for this file (tests/acme_pebble.rs uses the defaults).
+const PORTS: common::Ports = common::Ports {
+    acme: 14110,
+    management: 15110,
+    dns: 8153,
+    challtestsrv: 8155,
+    http01: 5080,
+    tls_alpn: 5443,
+};
+
+/// The token object a set's `key.uri` names, and that object's public key (DER SPKI) as
+/// pkcs11-tool reads it from the token.
+fn token_key_of(h: &Hsm, live: &Path) -> (String, Vec<u8>) {
+    let uri = std::fs::read_to_string(live.join("key.uri")).unwrap();
+    let uri = gatecert::crypto::KeyUri::parse(uri.trim()).unwrap();
+    assert_eq!(uri.pin, gatecert::crypto::Pin::None, "a PIN in key.uri");
+    let spki = h
+        .tool(Command::new("pkcs11-tool").args([
+            "--module", MODULE, "--read-object", "--type", "pubkey", "--label", &uri.object,
+        ]))
+        .stdout;
+    (uri.object, spki)
+}
+
+/// `gatecert renew` against Pebble with the certificate's key in the token: a fresh key per
+/// renewal, made in the token; the certificate carries the token key; the replaced key object
+/// is removed once the new set is live and the deploy hook succeeded, and kept when the hook
+/// fails and the previous set is restored. No private key file besides the ACME account key.
+#[test]
+fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
+    let h = Hsm::new("renew");
+    let p = common::Pebble::start_with(PORTS, "pebble-p11");
+    let conf = h.path("renew.uci");
+    let write_conf = |hook: &str| {
+        std::fs::write(
+            &conf,
+            format!(
+                "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+                 config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
+                 \tlist domain 'gw1.example.com'\n\toption http_listen '127.0.0.1:{}'\n\
+                 \toption key_uri '{}'\n\toption deploy_hook '{hook}'\n",
+                h.state().display(),
+                p.directory(),
+                p.https_ca.display(),
+                PORTS.http01,
+                h.uri("gw"),
+            ),
+        )
+        .unwrap();
+    };
+    write_conf("true");
+    let live = h.state().join("certs/gw/live");
+    let out = h.gatecert(&conf, &["renew", "-v"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains(PIN));
+    assert!(live.join("key.uri").exists() && !live.join("key.pem").exists());
+    assert!(!live.join("combined.pem").exists());
+    let root = p.root();
+    let verify = |live: &Path| {
+        let out = openssl(&[
+            "verify", "-CAfile", root.to_str().unwrap(), "-untrusted",
+            live.join("chain.pem").to_str().unwrap(), live.join("cert.pem").to_str().unwrap(),
+        ]);
+        assert!(text(&out).contains(": OK"), "{}", text(&out));
+    };
+    verify(&live);
+    let (first, spki) = token_key_of(&h, &live);
+    assert!(first.starts_with("gw."), "{first}");
+    let cert = gatecert::crypto::CertInfo::from_pem(
+        &std::fs::read_to_string(live.join("cert.pem")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cert.spki_der, spki, "the certificate's key is not the token's");
+
+    // A forced renewal: a fresh key in the token, the old object removed.
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    verify(&live);
+    let (second, _) = token_key_of(&h, &live);
+    assert_ne!(second, first);
+    let objects = h.objects();
+    assert!(!objects.contains(&format!("label:      {first}\n")), "{objects}");
+    assert!(objects.contains(&format!("label:      {second}\n")), "{objects}");
+
+    // A failing deploy hook: the previous set comes back, and its key object stays.
+    write_conf("false");
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let (restored, _) = token_key_of(&h, &live);
+    assert_eq!(restored, second);
+    verify(&live);
+
+    // The ACME account key is still a file (`accounts/`); nothing else holds a private key.
+    let certs = assert_no_private_key_file(&h.state(), &["accounts"]);
+    assert!(certs >= 4, "only {certs} certificates in the state dir");
 }

@@ -77,6 +77,15 @@ impl SigningKey {
         }
     }
 
+    /// The token key's URI (without PIN); `None` for a file key.
+    pub fn token_uri(&self) -> Option<&KeyUri> {
+        match self {
+            SigningKey::File(_) => None,
+            #[cfg(feature = "pkcs11")]
+            SigningKey::Token(k) => Some(k.uri()),
+        }
+    }
+
     /// The key's type.
     pub fn kind(&self) -> KeyType {
         match self {

@@ -124,6 +124,11 @@ impl TokenKey {
         Self::open(uri)
     }
 
+    /// The URI the key was opened with.
+    pub fn uri(&self) -> &KeyUri {
+        &self.uri
+    }
+
     /// The key's type.
     pub fn kind(&self) -> KeyType {
         self.kind

@@ -328,14 +328,21 @@ fn identity_at(
     let chain_pem = store::read_optional(&path.join(store::FULLCHAIN)).ok()??;
     if let Some(uri) = key_uri {
         let recorded = store::read_optional(&path.join(store::KEY_URI)).ok()??;
-        if recorded != uri.to_string() {
+        let recorded = crypto::KeyUri::parse(recorded.trim()).ok()?;
+        // The configured key, or a fresh per-renewal one (`<object>.<hex>`, renew.rs).
+        let ours = recorded.object == uri.object
+            || recorded
+                .object
+                .strip_prefix(uri.object.as_str())
+                .is_some_and(|rest| rest.starts_with('.'));
+        if !ours || recorded.module_path != uri.module_path || recorded.token != uri.token {
             return None;
         }
         let info = CertInfo::from_pem(&chain_pem).ok()?;
         return Some((
             ListenerIdentity {
                 chain_pem,
-                key_pem: uri.to_secret_string(),
+                key_pem: uri.with_object(&recorded.object).to_secret_string(),
                 source: "local".into(),
                 not_after: info.not_after,
             },
