@@ -240,7 +240,7 @@ impl LocalCa {
         let int_der = Self::sign_intermediate(&root_der, &root_key, &int_key, cfg, now)?;
 
         // Keys first, certificates last: a crash leaves no certificate without its key.
-        if let SigningKey::File(int_key) = &int_key {
+        if let Some(int_key) = int_key.as_file() {
             store::write_atomic(
                 &dir.join(ROOT_KEY),
                 root_key.to_pem().as_bytes(),
@@ -510,7 +510,7 @@ impl LocalCa {
         // The operator's root is the last certificate; intermediates between are not kept.
         let root = &certs[certs.len() - 1];
         let root_pem = crypto::pem_block("CERTIFICATE", root);
-        if let SigningKey::File(key) = &key {
+        if let Some(key) = key.as_file() {
             store::write_atomic(&dir.join(INT_KEY), key.to_pem().as_bytes(), store::SECRET)?;
         }
         store::write_atomic(&dir.join(ROOT_CERT), root_pem.as_bytes(), store::PUBLIC)?;

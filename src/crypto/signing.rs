@@ -77,6 +77,15 @@ impl SigningKey {
         }
     }
 
+    /// The file key; `None` for a token key.
+    pub fn as_file(&self) -> Option<&PrivateKey> {
+        match self {
+            SigningKey::File(k) => Some(k),
+            #[cfg(feature = "pkcs11")]
+            SigningKey::Token(_) => None,
+        }
+    }
+
     /// The token key's URI (without PIN); `None` for a file key.
     pub fn token_uri(&self) -> Option<&KeyUri> {
         match self {
