@@ -15,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use gatecert::token::Tokens;
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const PIN: &str = "1234";
+/// Not a substring that could turn up in a serial or a port by chance.
+const PIN: &str = "pinQ7xZ";
 const EST: &str = "/.well-known/est";
 
 fn now() -> i64 {
@@ -33,7 +34,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A SoftHSM2 token `gw` (user PIN 1234) in a temp dir, a PIN file, and a state dir.
+/// A SoftHSM2 token `gw` (user PIN [`PIN`]) in a temp dir, a PIN file, and a state dir.
 struct Hsm {
     dir: PathBuf,
 }
@@ -436,13 +437,13 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     assert_eq!(h.objects().matches("label:      ca").count(), 2, "{}", h.objects());
 
     // Wrong PIN.
-    std::fs::write(h.path("pin"), "9999\n").unwrap();
+    std::fs::write(h.path("pin"), "wrongQ9x\n").unwrap();
     let out = h.gatecert(&conf, &["check"]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(shown.contains("FAIL pkcs11 key ca:"), "{shown}");
     assert!(shown.contains("refused the PIN (wrong PIN)"), "{shown}");
-    assert!(!shown.contains("9999"), "{shown}");
+    assert!(!shown.contains("wrongQ9x"), "{shown}");
     std::fs::write(h.path("pin"), format!("{PIN}\n")).unwrap();
 
     // Missing token.
@@ -486,6 +487,7 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     assert_eq!(code, 200);
     let log = std::fs::read_to_string(h.path("run.log")).unwrap();
     assert!(log.contains("the CA's issuing key is unavailable"), "{log}");
+    assert!(!log.contains(PIN), "the PIN in the service log");
     let mut svc = svc;
     assert!(svc.child.try_wait().unwrap().is_none(), "the service exited");
 
@@ -590,6 +592,23 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let (restored, _) = token_key_of(&h, &live);
     assert_eq!(restored, second);
+    verify(&live);
+
+    // reuse_key: the live set's key object signs the next order's CSR again.
+    std::fs::write(
+        &conf,
+        std::fs::read_to_string(&conf).unwrap().replace(
+            "\toption deploy_hook 'false'\n",
+            "\toption deploy_hook 'true'\n\toption reuse_key '1'\n",
+        ),
+    )
+    .unwrap();
+    let serial = std::fs::read_to_string(live.join("cert.pem")).unwrap();
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_ne!(std::fs::read_to_string(live.join("cert.pem")).unwrap(), serial);
+    let (reused, _) = token_key_of(&h, &live);
+    assert_eq!(reused, second);
     verify(&live);
 
     // The ACME account key is still a file (`accounts/`); nothing else holds a private key.
