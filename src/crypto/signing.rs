@@ -259,7 +259,7 @@ impl rustls::sign::Signer for TlsSigner {
 /// Encodes a fixed-width `r || s` (PKCS#11 CKM_ECDSA output, RFC 5480 sizes) as the DER
 /// `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 3279 §2.2.3).
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, Error> {
-    if raw.is_empty() || raw.len() % 2 != 0 || raw.len() > 132 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 132 {
         return Err(Error::Key(format!(
             "the token returned a {}-byte ECDSA signature (expected r || s)",
             raw.len()
