@@ -208,14 +208,14 @@ pub fn report(uri: &KeyUri) -> Result<TokenReport, Error> {
         module: format!(
             "{} ({}, {})",
             uri.module_path.display(),
-            info.library_description().trim(),
-            info.manufacturer_id().trim()
+            clean(info.library_description()),
+            clean(info.manufacturer_id())
         ),
         token: format!(
             "{:?} (model {}, serial {})",
-            t.label().trim(),
-            t.model().trim(),
-            t.serial_number().trim()
+            clean(t.label()),
+            clean(t.model()),
+            clean(t.serial_number())
         ),
         key,
     })
@@ -266,19 +266,19 @@ fn find_slot(ctx: &Pkcs11, uri: &KeyUri) -> Result<Slot, Error> {
         let Ok(t) = ctx.get_token_info(slot) else {
             continue;
         };
-        let m = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have.trim());
+        let m = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == clean(have));
         if m(&uri.token, t.label())
             && m(&uri.serial, t.serial_number())
             && m(&uri.manufacturer, t.manufacturer_id())
             && m(&uri.model, t.model())
         {
             if !t.token_initialized() {
-                labels.push(format!("{:?} (not initialised)", t.label().trim()));
+                labels.push(format!("{:?} (not initialised)", clean(t.label())));
                 continue;
             }
             return Ok(slot);
         }
-        labels.push(format!("{:?}", t.label().trim()));
+        labels.push(format!("{:?}", clean(t.label())));
     }
     Err(Error::Key(format!(
         "{uri}: no such token in module {} (tokens present: {})",
@@ -297,7 +297,7 @@ fn login(uri: &KeyUri) -> Result<(Session, String), Error> {
     let slot = find_slot(&ctx, uri)?;
     let label = ctx
         .get_token_info(slot)
-        .map(|t| t.label().trim().to_string())
+        .map(|t| clean(t.label()))
         .unwrap_or_default();
     let session = ctx
         .open_rw_session(slot)
@@ -396,6 +396,30 @@ fn public_key(
     Ok((kind, bare))
 }
 
+/// A CK_INFO / CK_TOKEN_INFO text field for display and matching: PKCS#11 pads them with
+/// blanks, and some modules (tpm2-pkcs11's model) with NULs; control characters never reach a
+/// terminal or log.
+fn clean(field: &str) -> String {
+    field
+        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn ck(uri: &KeyUri, call: &str, e: CkError) -> Error {
     Error::Key(format!("{uri}: {call}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tpm2-pkcs11 pads its model with NULs ("SW   TPM\0\0..."): shown and matched without them.
+    #[test]
+    fn token_info_fields_lose_padding_and_control_characters() {
+        assert_eq!(clean("SW   TPM\0\0\0\0\0\0\0\0"), "SW   TPM");
+        assert_eq!(clean("gw                              "), "gw");
+        assert_eq!(clean("a\x1b[31mb"), "a?[31mb");
+    }
 }
