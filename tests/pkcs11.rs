@@ -529,7 +529,9 @@ fn token_key_of(h: &Hsm, live: &Path) -> (String, Vec<u8>) {
 /// `gatecert renew` against Pebble with the certificate's key in the token: a fresh key per
 /// renewal, made in the token; the certificate carries the token key; the replaced key object
 /// is removed once the new set is live and the deploy hook succeeded, and kept when the hook
-/// fails and the previous set is restored. No private key file besides the ACME account key.
+/// fails and the previous set is restored; `reuse_key` reuses the live key; a kill -9 between
+/// "new set live" and "old object removed" leaves a usable set. No private key file besides
+/// the ACME account key.
 #[test]
 fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     let h = Hsm::new("renew");
@@ -610,6 +612,35 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     let (reused, _) = token_key_of(&h, &live);
     assert_eq!(reused, second);
     verify(&live);
+
+    // kill -9 between "the new set is live" and "the old key object is removed": the deploy
+    // hook SIGKILLs gatecert. The new set is live and usable (its key is in the token), the
+    // old object is left, and the next renewal goes through.
+    std::fs::write(
+        &conf,
+        std::fs::read_to_string(&conf).unwrap().replace(
+            "\toption deploy_hook 'true'\n\toption reuse_key '1'\n",
+            "\toption deploy_hook 'kill -9 $PPID'\n",
+        ),
+    )
+    .unwrap();
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), None, "not killed: {}", text(&out));
+    let (crashed, spki) = token_key_of(&h, &live);
+    assert_ne!(crashed, second);
+    verify(&live);
+    let cert = gatecert::crypto::CertInfo::from_pem(
+        &std::fs::read_to_string(live.join("cert.pem")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cert.spki_der, spki);
+    assert!(h.objects().contains(&format!("label:      {second}\n")));
+    write_conf("true");
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    verify(&live);
+    let objects = h.objects();
+    assert!(!objects.contains(&format!("label:      {crashed}\n")), "{objects}");
 
     // The ACME account key is still a file (`accounts/`); nothing else holds a private key.
     let certs = assert_no_private_key_file(&h.state(), &["accounts"]);
