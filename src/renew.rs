@@ -408,7 +408,10 @@ pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, 
         return token::renew(&client, env, &login, cert, uri, replaces, live.as_ref(), trusted);
     }
     let old_key = match (&live, cert.reuse_key) {
-        (Some((_, key_pem)), true) => Some(PrivateKey::from_pem(key_pem)?),
+        // A key left in a token by an earlier `key_uri` is not a file key to reuse.
+        (Some((_, key_pem)), true) if !store::is_token_key(key_pem) => {
+            Some(PrivateKey::from_pem(key_pem)?)
+        }
         _ => None,
     };
     let (key, chain) = issue(&client, env, &login, cert, replaces, old_key, trusted)?;
