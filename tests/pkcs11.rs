@@ -57,6 +57,8 @@ impl Hsm {
         )
         .unwrap();
         std::fs::write(dir.join("pin"), format!("{PIN}\n")).unwrap();
+        // tests/secrets.sh then checks that no kept log holds the PIN.
+        common::keep_secret(PIN);
         let h = Hsm { dir };
         h.tool(Command::new("softhsm2-util").args([
             "--init-token",
