@@ -5,9 +5,15 @@
 //! root.pem            the root certificate (self-signed by `ca init`, or the operator's root)
 //! root.key            the root key (0600); absent when the operator's own root signed us
 //! intermediate.pem    the issuing intermediate (pathlen 0, name constraints)
-//! intermediate.key    its key (0600)
+//! intermediate.key    its key (0600); absent when `key_uri` puts it in a PKCS#11 token
 //! pending.key         `ca csr`: the key waiting for the operator's signed intermediate (0600)
 //! ```
+//!
+//! With `key_uri` in `config ca`, the intermediate's key is made in and used from a TPM or HSM
+//! (PKCS#11, RFC 7512 URI) and never touches the flash; `ca init` then makes the root key in
+//! memory only, signs the intermediate with it and forgets it (no `root.key`). A token key that
+//! can't be reached (wrong PIN, token missing, key object removed) leaves the CA open for
+//! `/cacerts` while issuance answers 503, and each issuance tries the token again.
 //!
 //! Every leaf goes through one policy ([`LocalCa::issue`]): names inside both the configured
 //! `allow_suffix` / `allow_ip` and the intermediate's nameConstraints (RFC 5280 §4.2.1.10),
@@ -17,6 +23,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
@@ -25,7 +32,9 @@ use rcgen::{
 };
 
 use crate::config;
-use crate::crypto::{self, CertInfo, Constraints, KeyStrength, KeyType, PrivateKey, Subtree};
+use crate::crypto::{
+    self, CertInfo, Constraints, KeyStrength, KeyType, PrivateKey, SigningKey, Subtree,
+};
 use crate::store;
 use crate::trust::TrustedNow;
 
@@ -63,6 +72,9 @@ pub enum Error {
     Crypto(crypto::Error),
     /// The clock is before the intermediate's notBefore. EST: 503 (come back later).
     Clock(String),
+    /// The issuing key in the PKCS#11 token can't be used now (wrong PIN, token missing, key
+    /// object removed). EST: 503; the next issuance tries the token again.
+    KeyUnavailable(String),
 }
 
 impl Error {
@@ -72,7 +84,7 @@ impl Error {
         match self {
             Error::Policy(_) => 403,
             Error::BadCsr(_) => 400,
-            Error::NotInitialized(_) | Error::Clock(_) => 503,
+            Error::NotInitialized(_) | Error::Clock(_) | Error::KeyUnavailable(_) => 503,
             _ => 500,
         }
     }
@@ -93,6 +105,7 @@ impl fmt::Display for Error {
             ),
             Error::Install(m) => write!(f, "cannot install the intermediate: {m}"),
             Error::Clock(m) => write!(f, "clock untrusted: {m}"),
+            Error::KeyUnavailable(m) => write!(f, "the CA's issuing key is unavailable: {m}"),
             Error::Store(_) => f.write_str("CA state"),
             Error::Crypto(_) => f.write_str("CA crypto"),
         }
@@ -175,7 +188,8 @@ pub struct LocalCa {
     int_der: Vec<u8>,
     int_info: CertInfo,
     int_constraints: Constraints,
-    key: PrivateKey,
+    /// The issuing key: a file key, or a token key opened now or at the next issuance.
+    key: Mutex<Option<Arc<SigningKey>>>,
 }
 
 impl fmt::Debug for LocalCa {
@@ -210,7 +224,12 @@ impl LocalCa {
         }
         store::private_dir(dir)?;
         let root_key = PrivateKey::generate(KeyType::Ec256)?;
-        let int_key = PrivateKey::generate(KeyType::Ec256)?;
+        let int_key = match &cfg.key_uri {
+            // The root key then lives in memory only: it signs the intermediate and is gone.
+            Some(uri) => SigningKey::generate_in_token(uri, KeyType::Ec256)
+                .map_err(|e| Error::KeyUnavailable(e.to_string()))?,
+            None => SigningKey::from(PrivateKey::generate(KeyType::Ec256)?),
+        };
 
         let mut root = ca_params(&format!("{} Root CA", cfg.name), now, ROOT_LIFETIME)?;
         root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -221,16 +240,18 @@ impl LocalCa {
         let int_der = Self::sign_intermediate(&root_der, &root_key, &int_key, cfg, now)?;
 
         // Keys first, certificates last: a crash leaves no certificate without its key.
-        store::write_atomic(
-            &dir.join(ROOT_KEY),
-            root_key.to_pem().as_bytes(),
-            store::SECRET,
-        )?;
-        store::write_atomic(
-            &dir.join(INT_KEY),
-            int_key.to_pem().as_bytes(),
-            store::SECRET,
-        )?;
+        if let Some(int_key) = int_key.as_file() {
+            store::write_atomic(
+                &dir.join(ROOT_KEY),
+                root_key.to_pem().as_bytes(),
+                store::SECRET,
+            )?;
+            store::write_atomic(
+                &dir.join(INT_KEY),
+                int_key.to_pem().as_bytes(),
+                store::SECRET,
+            )?;
+        }
         store::write_atomic(
             &dir.join(ROOT_CERT),
             crypto::pem_block("CERTIFICATE", &root_der).as_bytes(),
@@ -248,7 +269,7 @@ impl LocalCa {
     fn sign_intermediate(
         root_der: &[u8],
         root_key: &PrivateKey,
-        int_key: &PrivateKey,
+        int_key: &SigningKey,
         cfg: &config::Ca,
         now: i64,
     ) -> Result<Vec<u8>, Error> {
@@ -261,7 +282,7 @@ impl LocalCa {
         int.name_constraints = Some(rcgen_constraints(cfg));
         int.use_authority_key_identifier_extension = true;
         let issuer = Issuer::from_ca_cert_der(&root_der.into(), root_key.to_rcgen())?;
-        Ok(int.signed_by(&int_key.to_rcgen(), &issuer)?.der().to_vec())
+        Ok(int.signed_by(&int_key.rcgen(), &issuer)?.der().to_vec())
     }
 
     /// Opens the CA in `dir`. Checks that the intermediate matches its key and is a CA.
@@ -269,20 +290,38 @@ impl LocalCa {
         let Some(int_pem) = store::read_optional(&dir.join(INT_CERT))? else {
             return Err(Error::NotInitialized(dir.to_path_buf()));
         };
-        let key_path = dir.join(INT_KEY);
-        let key =
-            PrivateKey::from_pem(&store::read(&key_path)?).map_err(|e| store::Error::Corrupt {
-                path: key_path.clone(),
-                what: e.to_string(),
-            })?;
+        let key = match &cfg.key_uri {
+            Some(uri) => match SigningKey::open(uri) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    // Serve what we can (/cacerts, status); issuance answers 503 until it's back.
+                    log::error!("local CA: the issuing key in the token is unavailable: {e}");
+                    None
+                }
+            },
+            None => {
+                let key_path = dir.join(INT_KEY);
+                let k = PrivateKey::from_pem(&store::read(&key_path)?).map_err(|e| {
+                    store::Error::Corrupt {
+                        path: key_path.clone(),
+                        what: e.to_string(),
+                    }
+                })?;
+                Some(SigningKey::from(k))
+            }
+        };
         let int_path = dir.join(INT_CERT);
         let corrupt = |what: String| store::Error::Corrupt {
             path: int_path.clone(),
             what,
         };
         let int_info = CertInfo::from_pem(&int_pem).map_err(|e| corrupt(e.to_string()))?;
-        if !key.matches(&int_info) {
-            return Err(corrupt("does not match intermediate.key".into()).into());
+        if key.as_ref().is_some_and(|k| !k.matches(&int_info)) {
+            let which = match &cfg.key_uri {
+                Some(uri) => format!("does not match the token key {uri}"),
+                None => "does not match intermediate.key".into(),
+            };
+            return Err(corrupt(which).into());
         }
         if !int_info.is_ca {
             return Err(corrupt("is not a CA certificate".into()).into());
@@ -305,8 +344,47 @@ impl LocalCa {
             int_der: int_info.der.clone(),
             int_info,
             int_constraints,
-            key,
+            key: Mutex::new(key.map(Arc::new)),
         })
+    }
+
+    /// The issuing key, opening the token again when it was unavailable. A key that does not
+    /// match the intermediate (another object under the same label) is refused.
+    fn signing_key(&self) -> Result<Arc<SigningKey>, Error> {
+        let mut slot = self
+            .key
+            .lock()
+            .map_err(|_| Error::KeyUnavailable("key lock poisoned".into()))?;
+        if let Some(k) = slot.as_ref() {
+            return Ok(k.clone());
+        }
+        let Some(uri) = &self.cfg.key_uri else {
+            return Err(Error::KeyUnavailable("no issuing key".into()));
+        };
+        let k = SigningKey::open(uri).map_err(|e| Error::KeyUnavailable(e.to_string()))?;
+        if !k.matches(&self.int_info) {
+            return Err(Error::KeyUnavailable(format!(
+                "the token key {uri} does not match the intermediate"
+            )));
+        }
+        log::info!("local CA: the issuing key in the token is back: {}", k.describe());
+        let k = Arc::new(k);
+        *slot = Some(k.clone());
+        Ok(k)
+    }
+
+    /// A description of the issuing key (`check`), or why it is unavailable.
+    pub fn key_status(&self) -> Result<String, Error> {
+        self.signing_key().map(|k| k.describe())
+    }
+
+    /// Forgets a token key whose use failed, so the next issuance opens the token again.
+    fn drop_key(&self) {
+        if self.cfg.key_uri.is_some() {
+            if let Ok(mut slot) = self.key.lock() {
+                *slot = None;
+            }
+        }
     }
 
     /// `ca csr`: makes (or reuses) `pending.key` and returns a PEM CSR for an intermediate that
@@ -317,6 +395,16 @@ impl LocalCa {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }
         store::private_dir(dir)?;
+        if let Some(uri) = &cfg.key_uri {
+            // The pending key is made in the token (or reused from an earlier `ca csr`).
+            let key = match SigningKey::open(uri) {
+                Ok(k) => k,
+                Err(_) => SigningKey::generate_in_token(uri, KeyType::Ec256)
+                    .map_err(|e| Error::KeyUnavailable(e.to_string()))?,
+            };
+            let csr = ca_csr_params(cfg).serialize_request(&key.rcgen())?;
+            return Ok(crypto::pem_block("CERTIFICATE REQUEST", csr.der()));
+        }
         let path = dir.join(PENDING_KEY);
         let key = match store::read_optional(&path)? {
             Some(pem) => PrivateKey::from_pem(&pem).map_err(|e| store::Error::Corrupt {
@@ -329,12 +417,7 @@ impl LocalCa {
                 k
             }
         };
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{} Issuing CA", cfg.name));
-        let csr = params.serialize_request(&key.to_rcgen())?;
+        let csr = ca_csr_params(cfg).serialize_request(&key.to_rcgen())?;
         Ok(crypto::pem_block("CERTIFICATE REQUEST", csr.der()))
     }
 
@@ -355,13 +438,20 @@ impl LocalCa {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }
         let key_path = dir.join(PENDING_KEY);
-        let Some(key_pem) = store::read_optional(&key_path)? else {
-            return Err(Error::Install(format!(
-                "no pending key {} (run `gatecert ca csr` first)",
-                key_path.display()
-            )));
+        let key = match &cfg.key_uri {
+            Some(uri) => SigningKey::open(uri).map_err(|e| {
+                Error::Install(format!("{e} (run `gatecert ca csr` first)"))
+            })?,
+            None => {
+                let Some(key_pem) = store::read_optional(&key_path)? else {
+                    return Err(Error::Install(format!(
+                        "no pending key {} (run `gatecert ca csr` first)",
+                        key_path.display()
+                    )));
+                };
+                SigningKey::from(PrivateKey::from_pem(&key_pem)?)
+            }
         };
-        let key = PrivateKey::from_pem(&key_pem)?;
         let certs = crypto::certs_from_pem(pem).map_err(|e| Error::Install(e.to_string()))?;
         let int = CertInfo::from_der(&certs[0]).map_err(|e| Error::Install(e.to_string()))?;
         if !key.matches(&int) {
@@ -420,7 +510,9 @@ impl LocalCa {
         // The operator's root is the last certificate; intermediates between are not kept.
         let root = &certs[certs.len() - 1];
         let root_pem = crypto::pem_block("CERTIFICATE", root);
-        store::write_atomic(&dir.join(INT_KEY), key.to_pem().as_bytes(), store::SECRET)?;
+        if let Some(key) = key.as_file() {
+            store::write_atomic(&dir.join(INT_KEY), key.to_pem().as_bytes(), store::SECRET)?;
+        }
         store::write_atomic(&dir.join(ROOT_CERT), root_pem.as_bytes(), store::PUBLIC)?;
         store::write_atomic(
             &dir.join(INT_CERT),
@@ -547,6 +639,20 @@ impl LocalCa {
         Ok((key, issued))
     }
 
+    /// Issues a leaf for a key the caller holds (a key in a PKCS#11 token): the EST listener's
+    /// and standalone certificates' own sets. Same policy and gates as every leaf.
+    pub fn issue_for_key(
+        &self,
+        dns: &[String],
+        ips: &[IpAddr],
+        lifetime: Option<u64>,
+        server_auth: bool,
+        key: &SigningKey,
+        now: TrustedNow,
+    ) -> Result<Issued, Error> {
+        self.sign_leaf(dns, ips, lifetime, server_auth, &key.rcgen(), now)
+    }
+
     /// True when `cert_der`'s signature verifies under the intermediate's key (EST
     /// `/simplereenroll` checks the client's current certificate with this).
     pub fn issued_by_me(&self, cert_der: &[u8]) -> bool {
@@ -671,9 +777,20 @@ impl LocalCa {
                 .push(ExtendedKeyUsagePurpose::ServerAuth);
         }
         params.use_authority_key_identifier_extension = true;
-        let issuer =
-            Issuer::from_ca_cert_der(&self.int_der.as_slice().into(), self.key.to_rcgen())?;
-        let leaf = params.signed_by(spki, &issuer)?;
+        let key = self.signing_key()?;
+        let issuer = Issuer::from_ca_cert_der(&self.int_der.as_slice().into(), key.rcgen())?;
+        let leaf = match params.signed_by(spki, &issuer) {
+            Ok(leaf) => leaf,
+            Err(rcgen::Error::RemoteKeyError) => {
+                // A token key failed to sign (token pulled, object removed, session lost).
+                self.drop_key();
+                log::error!("local CA: the issuing key in the token failed to sign");
+                return Err(Error::KeyUnavailable(
+                    "the token failed to sign (see the log for its error)".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let leaf_der = leaf.der().to_vec();
         let info = CertInfo::from_der(&leaf_der)?;
         Ok(Issued {
@@ -748,6 +865,16 @@ pub fn verify_csr(csr_der: &[u8]) -> Result<Csr, Error> {
         spki_der: info.spki_der,
         der: info.der,
     })
+}
+
+/// The CSR for an intermediate the operator's root will sign (`ca csr`).
+fn ca_csr_params(cfg: &config::Ca) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{} Issuing CA", cfg.name));
+    params
 }
 
 fn ca_params(cn: &str, now: i64, lifetime: i64) -> Result<CertificateParams, Error> {

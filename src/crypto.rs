@@ -15,6 +15,16 @@ use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
+mod signing;
+#[cfg(feature = "pkcs11")]
+mod token;
+mod uri;
+
+pub use signing::{ecdsa_raw_to_der, RcgenKey, SigningKey};
+#[cfg(feature = "pkcs11")]
+pub use token::{report as token_report, TokenReport};
+pub use uri::{KeyUri, Pin};
+
 /// An error from this module. It never carries key material.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -241,15 +251,7 @@ impl PrivateKey {
 
     /// A PKCS#10 CSR for these names, signed by this key (proof of possession).
     pub fn csr(&self, dns: &[String], ips: &[IpAddr]) -> Result<Vec<u8>, Error> {
-        let mut params = rcgen::CertificateParams::default();
-        params.subject_alt_names = sans(dns, ips)?;
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        if let Some(first) = dns.first() {
-            params
-                .distinguished_name
-                .push(rcgen::DnType::CommonName, first.as_str());
-        }
-        let csr = params.serialize_request(&self.to_rcgen())?;
+        let csr = csr_params(dns, ips)?.serialize_request(&self.to_rcgen())?;
         Ok(csr.der().to_vec())
     }
 
@@ -275,6 +277,19 @@ pub fn tls_alpn_cert(
     )];
     let cert = params.self_signed(&key.to_rcgen())?;
     Ok((cert.der().to_vec(), key))
+}
+
+/// A CSR's contents for these names: the SANs, and CN = the first DNS name.
+fn csr_params(dns: &[String], ips: &[IpAddr]) -> Result<rcgen::CertificateParams, Error> {
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = sans(dns, ips)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    if let Some(first) = dns.first() {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, first.as_str());
+    }
+    Ok(params)
 }
 
 /// rcgen SANs for DNS names and IP addresses.

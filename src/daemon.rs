@@ -296,6 +296,7 @@ impl Service {
                 name: &c.name,
                 names: (c.domains.clone(), c.ips.clone()),
                 lifetime: Some(self.cfg.ca.max_lifetime),
+                key_uri: c.key_uri.as_ref(),
             };
             let ensured =
                 est::ensure_local_set(&set, self.est.ca(), now, &mut trust).map_err(|source| {

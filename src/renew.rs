@@ -454,8 +454,14 @@ fn renew_inner(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, Er
         }
     }
     let login = account(&client, env.state_dir, cert)?;
+    if let Some(uri) = &cert.key_uri {
+        return token::renew(&client, env, &login, cert, uri, replaces, live.as_ref(), trusted);
+    }
     let old_key = match (&live, cert.reuse_key) {
-        (Some((_, key_pem)), true) => Some(PrivateKey::from_pem(key_pem)?),
+        // A key left in a token by an earlier `key_uri` is not a file key to reuse.
+        (Some((_, key_pem)), true) if !store::is_token_key(key_pem) => {
+            Some(PrivateKey::from_pem(key_pem)?)
+        }
         _ => None,
     };
     let (key, chain) = issue(&client, env, &login, cert, replaces, old_key, trusted)?;
@@ -707,13 +713,28 @@ pub fn install(
     key: &PrivateKey,
     chain_pem: &str,
 ) -> Result<Outcome, Error> {
+    install_set(state_dir, cert, key.to_pem(), &key.spki_der(), chain_pem, None)
+}
+
+/// [`install`] for a key given as its record (PKCS#8 PEM, or a token key's URI without PIN)
+/// and its SubjectPublicKeyInfo. `old_token_key`, a token key the new set replaces, is
+/// destroyed once the new set is live and the deploy hook succeeded (a crash before that
+/// leaves it, and the previous set stays usable).
+fn install_set(
+    state_dir: &Path,
+    cert: &Certificate,
+    key_record: String,
+    spki_der: &[u8],
+    chain_pem: &str,
+    old_token_key: Option<&crypto::KeyUri>,
+) -> Result<Outcome, Error> {
     let certs = crypto::certs_from_pem(chain_pem)?;
     let leaf = CertInfo::from_der(&certs[0])?;
-    if !key.matches(&leaf) {
+    if leaf.spki_der != spki_der {
         return Err(Error::KeyMismatch);
     }
     let set = CertSet {
-        key_pem: key.to_pem(),
+        key_pem: key_record,
         cert_pem: crypto::certs_to_pem([certs[0].as_ref()]),
         chain_pem: crypto::certs_to_pem(certs[1..].iter().map(|c| c.as_ref())),
     };
@@ -727,15 +748,27 @@ pub fn install(
         crypto::rfc3339(leaf.not_after)
     );
     export(&dir, cert)?;
+    let retire_old_key = || {
+        if let Some(old) = old_token_key {
+            match crypto::SigningKey::destroy_in_token(old) {
+                Ok(()) => log::info!("{}: removed the replaced key {old}", cert.name),
+                Err(e) => log::warn!("{}: could not remove the replaced key: {e}", cert.name),
+            }
+        }
+    };
     let Some(hook) = &cert.deploy_hook else {
+        retire_old_key();
         return Ok(Outcome::Renewed {
             not_after: leaf.not_after,
         });
     };
     match run_deploy_hook(hook, cert, &dir) {
-        Ok(()) => Ok(Outcome::Renewed {
-            not_after: leaf.not_after,
-        }),
+        Ok(()) => {
+            retire_old_key();
+            Ok(Outcome::Renewed {
+                not_after: leaf.not_after,
+            })
+        }
         Err(status) => {
             let restored = match &previous {
                 Some(gen) => {
@@ -769,6 +802,8 @@ fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
     // try again.
     store::public_dir(out)?;
     let live = dir.live();
+    // A key in a token has no file to export: only the certificates go out.
+    let token = live.join(store::KEY_URI).exists();
     let files = [
         (store::KEY, "key", store::SECRET),
         (store::CERT, "crt", store::PUBLIC),
@@ -777,6 +812,9 @@ fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
         (store::COMBINED, "combined.crt", store::SECRET),
     ];
     for (src, ext, mode) in files {
+        if token && (src == store::KEY || src == store::COMBINED) {
+            continue;
+        }
         let data = store::read(&live.join(src))?;
         store::write_if_changed(
             &out.join(format!("{}.{ext}", cert.name)),
@@ -1126,6 +1164,8 @@ fn usage(msg: &str) -> i32 {
     eprintln!("gatecert: error: {msg}");
     EXIT_ERROR
 }
+
+mod token;
 
 #[cfg(test)]
 mod tests;

@@ -304,7 +304,8 @@ impl Lock {
 
 /// The files of one certificate set, as PEM text.
 pub struct CertSet {
-    /// The private key (written 0600).
+    /// The private key (written 0600); or, for a key in a PKCS#11 token, its RFC 7512 URI
+    /// without any PIN (written to `key.uri` instead; no `key.pem`, no `combined.pem`).
     pub key_pem: String,
     /// The end-entity certificate.
     pub cert_pem: String,
@@ -329,6 +330,13 @@ pub const CHAIN: &str = "chain.pem";
 pub const FULLCHAIN: &str = "fullchain.pem";
 /// key + cert + chain in one file: one open(2) gives a consistent set.
 pub const COMBINED: &str = "combined.pem";
+/// For a key in a PKCS#11 token: its RFC 7512 URI (no PIN), in place of `key.pem`.
+pub const KEY_URI: &str = "key.uri";
+
+/// True when a set's key is a token key's URI rather than a PEM key.
+pub fn is_token_key(key: &str) -> bool {
+    key.starts_with("pkcs11:")
+}
 
 /// A directory holding generations of one certificate set and the `live` symlink.
 #[derive(Clone, Debug)]
@@ -365,7 +373,10 @@ impl SetDir {
         let Some(cert) = read_optional(&live.join(FULLCHAIN))? else {
             return Ok(None);
         };
-        let key = read(&live.join(KEY))?;
+        let key = match read_optional(&live.join(KEY_URI))? {
+            Some(uri) => uri,
+            None => read(&live.join(KEY))?,
+        };
         Ok(Some((cert, key)))
     }
 
@@ -380,12 +391,16 @@ impl SetDir {
         let _ = fs::remove_dir_all(&gen_dir);
         private_dir(&gen_dir)?;
         let fullchain = set.fullchain();
-        write_atomic(&gen_dir.join(KEY), set.key_pem.as_bytes(), SECRET)?;
+        let token = is_token_key(&set.key_pem);
+        let key_file = if token { KEY_URI } else { KEY };
+        write_atomic(&gen_dir.join(key_file), set.key_pem.as_bytes(), SECRET)?;
         write_atomic(&gen_dir.join(CERT), set.cert_pem.as_bytes(), PUBLIC)?;
         write_atomic(&gen_dir.join(CHAIN), set.chain_pem.as_bytes(), PUBLIC)?;
         write_atomic(&gen_dir.join(FULLCHAIN), fullchain.as_bytes(), PUBLIC)?;
-        let combined = format!("{}{}", set.key_pem, fullchain);
-        write_atomic(&gen_dir.join(COMBINED), combined.as_bytes(), SECRET)?;
+        if !token {
+            let combined = format!("{}{}", set.key_pem, fullchain);
+            write_atomic(&gen_dir.join(COMBINED), combined.as_bytes(), SECRET)?;
+        }
         self.point_live_at(&next)?;
         self.prune(&next, previous.as_deref());
         Ok(previous)

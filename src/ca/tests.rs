@@ -19,6 +19,7 @@ fn cfg() -> config::Ca {
         allow_ip: vec![("192.0.2.0".parse().unwrap(), 24)],
         server_auth: false,
         name: "test".into(),
+        key_uri: None,
     }
 }
 
@@ -664,8 +665,9 @@ fn intermediate_constraints_bind_in_openssl() {
         p.not_after = to_time(NOW + 3600).unwrap();
         p.subject_alt_names = sans;
         p.distinguished_name = DistinguishedName::new();
+        let key = ca.signing_key().unwrap();
         let issuer =
-            Issuer::from_ca_cert_der(&ca.int_der.as_slice().into(), ca.key.to_rcgen()).unwrap();
+            Issuer::from_ca_cert_der(&ca.int_der.as_slice().into(), key.rcgen()).unwrap();
         p.signed_by(&k.to_rcgen(), &issuer).unwrap().der().to_vec()
     };
     let inside = forge(crypto::sans(&["a.sensors.example.com".into()], &[]).unwrap());

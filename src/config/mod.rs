@@ -13,6 +13,7 @@ use crate::crypto::KeyType;
 
 mod acme;
 mod label;
+mod keyref;
 mod sections;
 pub mod uci;
 mod value;
@@ -231,6 +232,9 @@ pub struct Certificate {
     pub notify: Option<PathBuf>,
     /// The main section's `firewall_hook`, copied here for the challenge listeners.
     pub firewall_hook: Option<PathBuf>,
+    /// `key_uri` (+ `pin_file`): the certificate's key lives in a PKCS#11 token (RFC 7512 URI);
+    /// each renewal makes a fresh key there (or reuses it with `reuse_key`). Default: key files.
+    pub key_uri: Option<crate::crypto::KeyUri>,
 }
 
 /// External Account Binding credentials. `Debug` never prints the key.
@@ -264,6 +268,9 @@ pub struct Ca {
     pub server_auth: bool,
     /// `name`: the CA's common name prefix (default `gatecert`).
     pub name: String,
+    /// `key_uri` (+ `pin_file`): the issuing intermediate's key lives in a PKCS#11 token
+    /// (RFC 7512 URI); `ca init` makes it there. Default: `intermediate.key`.
+    pub key_uri: Option<crate::crypto::KeyUri>,
 }
 
 /// `config est 'est'`.
@@ -281,6 +288,9 @@ pub struct Est {
     pub max_body_bytes: usize,
     /// `request_timeout`: seconds a connection may take for one request (default 10).
     pub request_timeout: u64,
+    /// `key_uri` (+ `pin_file`): the listener's own key (when the local CA issues its
+    /// certificate) lives in a PKCS#11 token (RFC 7512 URI). Default: a key file.
+    pub key_uri: Option<crate::crypto::KeyUri>,
 }
 
 /// `config broker 'upstream'`.
@@ -410,6 +420,7 @@ impl Config {
                 allow_ip: Vec::new(),
                 server_auth: false,
                 name: "gatecert".into(),
+                key_uri: None,
             },
             est: Est {
                 enabled: true,
@@ -418,6 +429,7 @@ impl Config {
                 max_header_bytes: 8192,
                 max_body_bytes: 16384,
                 request_timeout: 10,
+                key_uri: None,
             },
             broker: None,
             metrics: Metrics {
@@ -462,6 +474,7 @@ impl Certificate {
             renew_days: None,
             notify: None,
             firewall_hook: None,
+            key_uri: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use super::{
     Broker, Ca, Certificate, ChallengeKind, Config, Eab, Error, Est, HttpMode, LogTarget, Main,
     Metrics, Note, Origin,
 };
+use super::keyref::key_uri;
 use crate::crypto::{self, KeyType};
 
 /// The longest an interim (local) leaf may live while the upstream is away.
@@ -51,6 +52,8 @@ const CERT_OPTIONS: &[&str] = &[
     "deploy_hook",
     "install_dir",
     "timeout",
+    "key_uri",
+    "pin_file",
 ];
 const CA_OPTIONS: &[&str] = &[
     "lifetime",
@@ -59,6 +62,8 @@ const CA_OPTIONS: &[&str] = &[
     "allow_ip",
     "server_auth",
     "name",
+    "key_uri",
+    "pin_file",
 ];
 const EST_OPTIONS: &[&str] = &[
     "enabled",
@@ -69,6 +74,8 @@ const EST_OPTIONS: &[&str] = &[
     "max_header_bytes",
     "max_body_bytes",
     "request_timeout",
+    "key_uri",
+    "pin_file",
 ];
 const BROKER_OPTIONS: &[&str] = &[
     "enabled",
@@ -470,6 +477,7 @@ fn certificate(r: &Reader, default_webroot: Option<&Path>) -> Result<Certificate
     })? {
         c.timeout = t;
     }
+    c.key_uri = key_uri(r)?;
     check_challenge(r, &c)?;
     Ok(c)
 }
@@ -577,6 +585,7 @@ fn ca(r: &Reader, mut ca: Ca) -> Result<Ca, Error> {
     })? {
         ca.name = n;
     }
+    ca.key_uri = key_uri(r)?;
     Ok(ca)
 }
 
@@ -602,6 +611,7 @@ fn est(r: &Reader, mut est: Est) -> Result<Est, Error> {
     })? {
         est.request_timeout = t;
     }
+    est.key_uri = key_uri(r)?;
     Ok(est)
 }
 

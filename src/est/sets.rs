@@ -24,7 +24,8 @@ use crate::trust::{ClockTrust, Untrusted};
 pub struct ListenerIdentity {
     /// End-entity first.
     pub chain_pem: String,
-    /// PKCS#8 PEM.
+    /// PKCS#8 PEM; or, for a key in a PKCS#11 token, its RFC 7512 URI with the PIN (in
+    /// memory only: [`crate::http::tls_config`] opens the token with it).
     pub key_pem: String,
     /// `acme:<name>` or `local`.
     pub source: String,
@@ -42,6 +43,8 @@ pub struct LocalSet<'a> {
     pub names: (Vec<String>, Vec<IpAddr>),
     /// Lifetime to ask for; `None` = the CA's.
     pub lifetime: Option<u64>,
+    /// `key_uri`: the set's key lives in a PKCS#11 token (made there when absent).
+    pub key_uri: Option<&'a crypto::KeyUri>,
 }
 
 /// What [`ensure_local_set`] could do.
@@ -64,7 +67,7 @@ pub fn listener_identity(
     let certs_dir = cfg.main.state_dir.join("certs");
     for c in cfg.certificates.iter().filter(|c| c.directory.is_some()) {
         let live = SetDir::new(certs_dir.join(&c.name)).live();
-        let Some((found, info)) = identity_at(&live) else {
+        let Some((found, info)) = identity_at(&live, c.key_uri.as_ref()) else {
             continue;
         };
         // Valid now; or, while the clock is below its floor, merely unexpired (a router at 1970
@@ -85,6 +88,7 @@ pub fn listener_identity(
         name: LOCAL_SET,
         names: listener_names(cfg, ca),
         lifetime: None,
+        key_uri: cfg.est.key_uri.as_ref(),
     };
     ensure_local_set(&set, ca, now, trust)
 }
@@ -150,7 +154,7 @@ pub fn ensure_local_set(
     let ours = |info: &CertInfo| {
         same_set(&names_of(&info.dns_names, &info.ips), &want) && ca.issued_by_me(&info.der)
     };
-    let live = identity_at(&dir.live()).filter(|(_, info)| ours(info));
+    let live = identity_at(&dir.live(), set.key_uri).filter(|(_, info)| ours(info));
     // The live set, when valid now.
     let mut serving = None;
     // The live set, unexpired but not valid yet by this clock.
@@ -193,11 +197,29 @@ pub fn ensure_local_set(
             });
         }
     };
-    let (key, issued) = ca.issue_with_new_key(dns, ips, set.lifetime, true, trusted)?;
+    let (key_pem, issued) = match set.key_uri {
+        Some(uri) => {
+            // The key stays in the token; the set records its URI (no PIN) in key.uri.
+            let key = match crypto::SigningKey::open(uri) {
+                Ok(k) => k,
+                Err(e) => {
+                    log::info!("{}: {e}; making the key in the token", set.name);
+                    crypto::SigningKey::generate_in_token(uri, crypto::KeyType::Ec256)
+                        .map_err(|e| Error::Ca(e.into()))?
+                }
+            };
+            let issued = ca.issue_for_key(dns, ips, set.lifetime, true, &key, trusted)?;
+            (uri.to_string(), issued)
+        }
+        None => {
+            let (key, issued) = ca.issue_with_new_key(dns, ips, set.lifetime, true, trusted)?;
+            (key.to_pem(), issued)
+        }
+    };
     let leaf = CertInfo::from_der(&issued.leaf_der).map_err(|e| Error::Ca(e.into()))?;
     check_valid_now(&leaf, trusted.unix())?;
     let new = CertSet {
-        key_pem: key.to_pem(),
+        key_pem,
         cert_pem: crypto::pem_block("CERTIFICATE", &issued.leaf_der),
         chain_pem: crypto::certs_to_pem(issued.chain_der[1..].iter().map(Vec::as_slice)),
     };
@@ -223,7 +245,9 @@ pub fn ensure_local_set(
     Ok(Ensured {
         identity: Some(ListenerIdentity {
             chain_pem: new.fullchain(),
-            key_pem: new.key_pem.clone(),
+            key_pem: set
+                .key_uri
+                .map_or_else(|| new.key_pem.clone(), |u| u.to_secret_string()),
             source: "local".into(),
             not_after: issued.not_after,
         }),
@@ -265,7 +289,7 @@ fn roll_back(
         if Some(&generation) == current.as_ref() {
             continue;
         }
-        let Some((found, info)) = identity_at(&dir.path().join(&generation)) else {
+        let Some((found, info)) = identity_at(&dir.path().join(&generation), set.key_uri) else {
             continue;
         };
         if !ours(&info) || !valid_at(&info, now) {
@@ -320,9 +344,36 @@ fn generations(dir: &Path) -> Vec<String> {
 }
 
 /// The set in `path` (a generation directory or `live`), if it parses and its key matches its
-/// certificate. The caller judges its dates.
-fn identity_at(path: &Path) -> Option<(ListenerIdentity, CertInfo)> {
+/// certificate. The caller judges its dates. With `key_uri` the set's key is in a token: the set
+/// must record that same key (`key.uri`); the token itself is asked when TLS is set up.
+fn identity_at(
+    path: &Path,
+    key_uri: Option<&crypto::KeyUri>,
+) -> Option<(ListenerIdentity, CertInfo)> {
     let chain_pem = store::read_optional(&path.join(store::FULLCHAIN)).ok()??;
+    if let Some(uri) = key_uri {
+        let recorded = store::read_optional(&path.join(store::KEY_URI)).ok()??;
+        let recorded = crypto::KeyUri::parse(recorded.trim()).ok()?;
+        // The configured key, or a fresh per-renewal one (`<object>.<hex>`, renew.rs).
+        let ours = recorded.object == uri.object
+            || recorded
+                .object
+                .strip_prefix(uri.object.as_str())
+                .is_some_and(|rest| rest.starts_with('.'));
+        if !ours || recorded.module_path != uri.module_path || recorded.token != uri.token {
+            return None;
+        }
+        let info = CertInfo::from_pem(&chain_pem).ok()?;
+        return Some((
+            ListenerIdentity {
+                chain_pem,
+                key_pem: uri.with_object(&recorded.object).to_secret_string(),
+                source: "local".into(),
+                not_after: info.not_after,
+            },
+            info,
+        ));
+    }
     let key_pem = match store::read(&path.join(store::KEY)) {
         Ok(k) => k,
         Err(e) => {
@@ -379,6 +430,7 @@ mod tests {
             name: "gw",
             names: (vec!["gateway.local".into()], vec![]),
             lifetime: None,
+            key_uri: None,
         }
     }
 

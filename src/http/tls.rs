@@ -41,9 +41,23 @@ pub fn tls_config(
     if chain.is_empty() {
         return Err(Error::Tls("no certificate in the chain PEM".into()));
     }
+    // A key in a PKCS#11 token comes as its RFC 7512 URI (see crypto::SigningKey).
+    let token_key = match crate::crypto::KeyUri::parse(key_pem) {
+        Ok(uri) => Some(
+            crate::crypto::SigningKey::open(&uri)
+                .map_err(|e| Error::Tls(e.to_string()))?
+                .into_tls(),
+        ),
+        Err(_) => None,
+    };
     // The error text of a key parse never includes key bytes.
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|_| Error::Tls("no usable private key in the key PEM".into()))?;
+    let key = match token_key {
+        Some(_) => None,
+        None => Some(
+            PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                .map_err(|_| Error::Tls("no usable private key in the key PEM".into()))?,
+        ),
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -67,9 +81,19 @@ pub fn tls_config(
             algs: provider.signature_verification_algorithms,
         })),
     };
-    let mut cfg = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| Error::Tls(e.to_string()))?;
+    let mut cfg = match (key, token_key) {
+        (Some(key), _) => builder.with_single_cert(chain, key),
+        (None, Some(signer)) => {
+            let certified = rustls::sign::CertifiedKey::new(chain, signer);
+            certified.keys_match().map(|()| {
+                builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+                    certified,
+                )))
+            })
+        }
+        (None, None) => Err(rustls::Error::General("no key".into())),
+    }
+    .map_err(|e| Error::Tls(e.to_string()))?;
     // RFC 7301: offered in our order of preference; a client that offers only http/1.0 gets
     // it (we answer an HTTP/1.0 request with an HTTP/1.1 response, RFC 9110 §6.2, and close).
     cfg.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];

@@ -88,7 +88,69 @@ pub fn preflight(cfg: &Config, now: i64) -> Vec<CheckLine> {
     }
     out.extend(check_ports(cfg));
     out.extend(check_hooks(cfg));
+    out.extend(check_token_keys(cfg));
     out
+}
+
+/// Each key configured in a PKCS#11 token (`key_uri`): the module, the token and the key found,
+/// or why not (module missing, token missing, wrong PIN). The CA's key must exist once the CA
+/// does; the other keys are made at their first issuance.
+fn check_token_keys(cfg: &Config) -> Vec<CheckLine> {
+    let mut keys: Vec<(String, &crate::crypto::KeyUri, bool)> = Vec::new();
+    if let Some(u) = &cfg.ca.key_uri {
+        let ca_exists = LocalCa::exists(&LocalCa::dir_in(&cfg.main.state_dir));
+        keys.push(("pkcs11 key ca".into(), u, ca_exists));
+    }
+    if let Some(u) = &cfg.est.key_uri {
+        keys.push(("pkcs11 key est".into(), u, false));
+    }
+    for c in &cfg.certificates {
+        if let Some(u) = &c.key_uri {
+            keys.push((format!("pkcs11 key {}", c.name), u, false));
+        }
+    }
+    keys.into_iter()
+        .map(|(name, uri, must_exist)| check_token_key(name, uri, must_exist))
+        .collect()
+}
+
+#[cfg(feature = "pkcs11")]
+fn check_token_key(name: String, uri: &crate::crypto::KeyUri, must_exist: bool) -> CheckLine {
+    match crate::crypto::token_report(uri) {
+        Ok(r) => match (&r.key, must_exist) {
+            (Some(k), _) => line(
+                name,
+                Outcome::Ok,
+                format!("module {}, token {}, key {k}", r.module, r.token),
+            ),
+            (None, true) => line(
+                name,
+                Outcome::Fail,
+                format!(
+                    "module {}, token {}: no key labelled {:?} (removed from the token?)",
+                    r.module, r.token, uri.object
+                ),
+            ),
+            (None, false) => line(
+                name,
+                Outcome::Ok,
+                format!(
+                    "module {}, token {}: key {:?} not made yet (made at the first issuance)",
+                    r.module, r.token, uri.object
+                ),
+            ),
+        },
+        Err(e) => line(name, Outcome::Fail, e.to_string()),
+    }
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn check_token_key(name: String, uri: &crate::crypto::KeyUri, _must_exist: bool) -> CheckLine {
+    line(
+        name,
+        Outcome::Fail,
+        format!("{uri}: this gatecert was built without PKCS#11 support"),
+    )
 }
 
 /// The verdict line for `lines`.

@@ -21,6 +21,7 @@ eq "no git source fields (PKG_SOURCE_PROTO, PKG_SOURCE_VERSION, PKG_MIRROR_HASH)
 ok "PKG_MAINTAINER is 'Name <email>'" grep -qE '^PKG_MAINTAINER:=[^<>]+ <[^<>@ ]+@[^<>@ ]+\.[a-z]+>$' "$MK"
 eq "PKG_BUILD_DEPENDS" rust/host "$(field PKG_BUILD_DEPENDS)"
 eq "PKG_BUILD_PARALLEL" 1 "$(field PKG_BUILD_PARALLEL)"
+eq "RUST_PKG_FEATURES enables pkcs11 (dynamic musl can dlopen a PKCS#11 module)" pkcs11 "$(field RUST_PKG_FEATURES)"
 ok "PKG_LICENSE lists more than the project's own licence" grep -qE '^PKG_LICENSE:=Apache-2.0 .+' "$MK"
 contains "DEPENDS has +libgcc (dynamic musl: std's unwinder is in libgcc_s)" "+libgcc" "$(grep 'DEPENDS:=' "$MK")"
 eq "no 'static' claim (the feed links musl dynamically)" "" "$(grep -inE '(^|[^-a-z])static' "$MK" || true)"

@@ -17,7 +17,8 @@ ok "Makefile has PKG_LICENSE ($owrt)" test -n "$owrt"
 eq "Yocto LICENSE (&-separated) lists the same licences as PKG_LICENSE" "$owrt" "$yocto"
 
 host=$(rustc -vV | sed -n 's/^host: //p')
-meta() { cargo metadata --format-version 1 --locked --filter-platform "$host" "$@" 2>/dev/null; }
+# With the pkcs11 feature, as the OpenWrt feed and the Yocto recipe build it.
+meta() { cargo metadata --format-version 1 --locked --features pkcs11 --filter-platform "$host" "$@" 2>/dev/null; }
 meta --offline > "${TMPDIR:-/tmp}/gatecert-meta.$$" || meta > "${TMPDIR:-/tmp}/gatecert-meta.$$"
 META=${TMPDIR:-/tmp}/gatecert-meta.$$
 trap 'rm -f "$META"' EXIT

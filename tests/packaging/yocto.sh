@@ -66,6 +66,9 @@ eq "Cargo.toml's release profile strips (the reason for the override)" "strip = 
   "$(sed -n '/^\[profile.release\]/,/^\[/p' Cargo.toml | grep -x 'strip = true')"
 ok "the recipe builds unstripped (CARGO_BUILD_FLAGS --config profile.release.strip=false)" \
   grep -qx 'CARGO_BUILD_FLAGS:append = " --config profile.release.strip=false"' "$BB"
+ok "the recipe enables the pkcs11 feature (CARGO_FEATURES, cargo.bbclass)" grep -qx 'CARGO_FEATURES = "pkcs11"' "$BB"
+eq "Cargo.toml defines the pkcs11 feature" 'pkcs11 = ["dep:cryptoki"]' \
+  "$(sed -n '/^\[features\]/,/^\[/p' Cargo.toml | grep -x 'pkcs11 = .*')"
 # cargo accepts that --config value (a typo such as strip=flase is an error).
 cargo_config() { cargo metadata --offline --format-version 1 --no-deps --config "$1" -q >/dev/null 2>&1; }
 ok "cargo accepts --config profile.release.strip=false" cargo_config profile.release.strip=false

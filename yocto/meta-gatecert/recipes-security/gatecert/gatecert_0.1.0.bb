@@ -8,7 +8,7 @@ BUGTRACKER = "https://github.com/gatecert/gatecert/issues"
 SECTION = "net"
 CVE_PRODUCT = "gatecert"
 # Every licence linked into the binary: gatecert (Apache-2.0); ring (Apache-2.0 & ISC);
-# rustls-webpki, untrusted (ISC); subtle (BSD-3-Clause); bytes, data-encoding, lexopt, nom, pem, qrcodegen, zmij
+# rustls-webpki, untrusted, and libloading with the pkcs11 feature (ISC); subtle (BSD-3-Clause); bytes, data-encoding, lexopt, nom, pem, qrcodegen, zmij
 # (MIT); the other crates are MIT | Apache-2.0 (tests/packaging/licenses.sh checks the list).
 LICENSE = "Apache-2.0 & ISC & MIT & BSD-3-Clause"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57 \
@@ -34,6 +34,10 @@ require ${BPN}-crates.inc
 # the debug info into ${PN}-dbg itself, and a binary that comes already stripped is an
 # ERROR_QA "already-stripped".
 CARGO_BUILD_FLAGS:append = " --config profile.release.strip=false"
+
+# Keys in a TPM or HSM through a PKCS#11 module (dlopen()ed at run time; glibc or dynamic musl).
+# nooelint: oelint.vars.mispell.unknown - cargo.bbclass's list of features (cargo --features)
+CARGO_FEATURES = "pkcs11"
 
 PACKAGES =+ "${PN}-cron"
 

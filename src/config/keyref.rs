@@ -1,0 +1,103 @@
+//! `key_uri` + `pin_file`: a key in a TPM or HSM, named by an RFC 7512 PKCS#11 URI, for a
+//! `certificate`, the `ca` (issuing intermediate) or the `est` listener.
+
+use super::sections::Reader;
+use super::value::parse_abs_path;
+use super::Error;
+use crate::crypto::{KeyUri, Pin};
+
+/// `key_uri` (an RFC 7512 PKCS#11 URI) and `pin_file`: a key in a TPM or HSM. The PIN comes
+/// from the URI (`pin-source` / `pin-value`) or `pin_file`, never both; no message shows it.
+pub(super) fn key_uri(r: &Reader) -> Result<Option<KeyUri>, Error> {
+    let pin_file = r.parse("pin_file", "an absolute path", parse_abs_path)?;
+    let Some((v, line)) = r.value("key_uri")? else {
+        if pin_file.is_some() {
+            return Err(r.err_at(
+                "pin_file",
+                "pin_file is set but key_uri is not: the PIN is for a key in a PKCS#11 token",
+            ));
+        }
+        return Ok(None);
+    };
+    if !cfg!(feature = "pkcs11") {
+        return Err(r.err(
+            line,
+            "key_uri",
+            "this gatecert was built without PKCS#11 support (cargo feature `pkcs11`); \
+             a static build cannot load a PKCS#11 module",
+        ));
+    }
+    let mut uri = KeyUri::parse(v).map_err(|e| r.err(line, "key_uri", e))?;
+    if let Some(p) = pin_file {
+        if uri.pin != Pin::None {
+            return Err(r.err_at(
+                "pin_file",
+                "the key_uri already gives the PIN (pin-source or pin-value): drop one of them",
+            ));
+        }
+        uri.pin = Pin::File(p);
+    }
+    Ok(Some(uri))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Config;
+    use super::*;
+
+    const FILE: &str = "/etc/config/gatecert";
+    const MODULE: &str = "module-path=/usr/lib/softhsm/libsofthsm2.so";
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(text, Path::new(FILE))
+    }
+
+    #[cfg(feature = "pkcs11")]
+    #[test]
+    fn key_uri_in_every_section_with_pin_file() {
+        let text = format!(
+            "config certificate gw\n\tlist domain gw.local\n\toption key_uri 'pkcs11:token=gw;object=gateway?{MODULE}'\n\toption pin_file /etc/gatecert/pin\n\
+             config ca local\n\toption key_uri 'pkcs11:token=gw;object=ca?{MODULE}&pin-source=file:/p'\n\
+             config est est\n\toption key_uri 'pkcs11:token=gw;object=est?{MODULE}&pin-value=1234'\n"
+        );
+        let cfg = parse(&text).unwrap();
+        let gw = cfg.certificates[0].key_uri.as_ref().unwrap();
+        assert_eq!((gw.object.as_str(), &gw.pin), ("gateway", &Pin::File("/etc/gatecert/pin".into())));
+        let ca = cfg.ca.key_uri.as_ref().unwrap();
+        assert_eq!((ca.object.as_str(), &ca.pin), ("ca", &Pin::File("/p".into())));
+        let est = cfg.est.key_uri.as_ref().unwrap();
+        assert_eq!(est.pin, Pin::Value("1234".into()));
+        // The PIN never shows in the config's Debug output.
+        assert!(!format!("{cfg:?}").contains("1234"));
+    }
+
+    #[cfg(feature = "pkcs11")]
+    #[test]
+    fn bad_key_uri_and_pin_file_name_file_line_and_option() {
+        for (text, line, option, needle) in [
+            (format!("config ca x\n\toption key_uri 'pkcs11:token=gw?{MODULE}'\n"), 2, "key_uri", "no 'object'"),
+            ("config ca x\n\toption key_uri 'file:/k'\n".to_string(), 2, "key_uri", "must start with 'pkcs11:'"),
+            ("config est\n\n\toption pin_file /p\n".to_string(), 3, "pin_file", "key_uri is not"),
+            (format!("config ca x\n\toption key_uri 'pkcs11:object=k?{MODULE}&pin-value=9876'\n\toption pin_file /p\n"), 3, "pin_file", "already gives the PIN"),
+            (format!("config ca x\n\toption key_uri 'pkcs11:object=k?{MODULE}'\n\toption pin_file p\n"), 3, "pin_file", "absolute path"),
+        ] {
+            let err = parse(&text).expect_err(&text).to_string();
+            assert!(err.starts_with(&format!("{FILE}:{line}:")), "{err}");
+            assert!(err.contains(&format!("option '{option}'")), "{err}");
+            assert!(err.contains(needle), "{err}");
+            assert!(!err.contains("9876"), "{err}");
+        }
+    }
+
+    /// A build without the feature says so at the option, rather than failing at the first use.
+    #[cfg(not(feature = "pkcs11"))]
+    #[test]
+    fn key_uri_without_the_feature_is_a_clear_error() {
+        let text = format!("config ca x\n\toption key_uri 'pkcs11:object=k?{MODULE}'\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{FILE}:2:")), "{err}");
+        assert!(err.contains("built without PKCS#11 support"), "{err}");
+    }
+}

@@ -1,0 +1,650 @@
+//! Keys in a PKCS#11 token (issue 17), against SoftHSM2 (Debian `softhsm2`) with the real
+//! `gatecert` binary, openssl and curl on 127.0.0.1. Each test has its own token directory
+//! (`SOFTHSM2_CONF` pointing at a temp config), so tests never share a token.
+//!
+//! Built only with `--features pkcs11` (`cargo test --features pkcs11 --test pkcs11`).
+#![cfg(feature = "pkcs11")]
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gatecert::token::Tokens;
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// Not a substring that could turn up in a serial or a port by chance.
+const PIN: &str = "pinQ7xZ";
+const EST: &str = "/.well-known/est";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A SoftHSM2 token `gw` (user PIN [`PIN`]) in a temp dir, a PIN file, and a state dir.
+struct Hsm {
+    dir: PathBuf,
+}
+
+impl Hsm {
+    fn new(tag: &str) -> Hsm {
+        assert!(
+            Path::new(MODULE).exists(),
+            "SoftHSM2 is not installed ({MODULE}): apt-get install softhsm2"
+        );
+        let dir = std::env::temp_dir().join(format!("gatecert-p11-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tokens")).unwrap();
+        std::fs::write(
+            dir.join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.join("tokens").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("pin"), format!("{PIN}\n")).unwrap();
+        // tests/secrets.sh then checks that no kept log holds the PIN.
+        common::keep_secret(PIN);
+        let h = Hsm { dir };
+        h.tool(Command::new("softhsm2-util").args([
+            "--init-token",
+            "--free",
+            "--label",
+            "gw",
+            "--pin",
+            PIN,
+            "--so-pin",
+            "5678",
+        ]));
+        h
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("SOFTHSM2_CONF", self.path("softhsm2.conf"))
+    }
+
+    fn tool(&self, cmd: &mut Command) -> Output {
+        let out = self.env(cmd).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `pkcs11-tool --list-objects` as the user: what the token holds.
+    fn objects(&self) -> String {
+        let out = self.tool(Command::new("pkcs11-tool").args([
+            "--module", MODULE, "--login", "--pin", PIN, "--list-objects",
+        ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A key URI for `object`, with the PIN from the pin file.
+    fn uri(&self, object: &str) -> String {
+        format!(
+            "pkcs11:token=gw;object={object}?module-path={MODULE}&pin-source=file:{}",
+            self.path("pin").display()
+        )
+    }
+
+    /// Writes the config: the CA, the EST listener and the `gateway` certificate keys all in
+    /// the token. `extra` goes at the end.
+    fn config(&self, extra: &str) -> PathBuf {
+        let conf = self.path("gatecert.uci");
+        std::fs::write(
+            &conf,
+            format!(
+                "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+                 config ca 'local'\n\toption key_uri '{}'\n\n\
+                 config est 'est'\n\toption key_uri '{}'\n\n\
+                 config certificate 'gateway'\n\tlist domain 'gateway.local'\n\toption key_uri '{}'\n{extra}",
+                self.state().display(),
+                self.uri("ca"),
+                self.uri("est"),
+                self.uri("gateway"),
+            ),
+        )
+        .unwrap();
+        conf
+    }
+
+    fn gatecert(&self, conf: &Path, args: &[&str]) -> Output {
+        let out = self
+            .env(Command::new(env!("CARGO_BIN_EXE_gatecert")).arg("--config").arg(conf))
+            .args(args)
+            .output()
+            .unwrap();
+        common::keep_output("pkcs11", &args.join("-"), &out);
+        out
+    }
+
+    /// `gatecert run` on 127.0.0.1:`port`.
+    fn run(&self, conf: &Path, port: u16) -> Service {
+        let child = self
+            .env(Command::new(env!("CARGO_BIN_EXE_gatecert")).arg("--config").arg(conf))
+            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.path("run.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let s = Service { child, port };
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "gatecert run did not listen: {}",
+                std::fs::read_to_string(self.path("run.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn token(&self, device: &str, names: &[&str]) -> String {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let token = Tokens::open(&self.state().join("tokens.json"))
+            .unwrap()
+            .add(device, &names, 3600, 1, now())
+            .unwrap();
+        common::keep_secret(&token);
+        token
+    }
+
+    /// curl against the service with the local root as trust: (status, body).
+    fn curl(&self, port: u16, op: &str, args: &[&str]) -> (u16, Vec<u8>) {
+        let body = self.path("curl.body");
+        let _ = std::fs::remove_file(&body);
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(self.state().join("ca/root.pem"))
+            .arg("--resolve")
+            .arg(format!("gateway.local:{port}:127.0.0.1"))
+            .arg("-o")
+            .arg(&body)
+            .args(["-w", "%{http_code}"])
+            .args(args)
+            .arg(format!("https://gateway.local:{port}{EST}/{op}"))
+            .output()
+            .unwrap();
+        let code = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        (code, std::fs::read(&body).unwrap_or_default())
+    }
+
+    /// An openssl P-256 key and base64 CSR for `cn` (the leaf's key is the sensor's, a file).
+    fn csr(&self, cn: &str) -> PathBuf {
+        let der = self.path(&format!("{cn}.csr.der"));
+        openssl(&[
+            "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-keyout", self.path(&format!("{cn}.key")).to_str().unwrap(),
+            "-subj", &format!("/CN={cn}"),
+            "-outform", "DER", "-out", der.to_str().unwrap(),
+        ]);
+        let b64 = self.path(&format!("{cn}.csr.b64"));
+        std::fs::write(&b64, gatecert::crypto::b64(&std::fs::read(&der).unwrap())).unwrap();
+        b64
+    }
+
+    fn enroll(&self, port: u16, device: &str, token: &str, csr: &Path) -> (u16, Vec<u8>) {
+        self.curl(
+            port,
+            "simpleenroll",
+            &[
+                "-u",
+                &format!("{device}:{token}"),
+                "--data-binary",
+                &format!("@{}", csr.display()),
+                "-H",
+                "Content-Type: application/pkcs10",
+            ],
+        )
+    }
+}
+
+impl Drop for Hsm {
+    fn drop(&mut self) {
+        common::keep_secrets(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `gatecert run` child, killed and reaped on drop.
+struct Service {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(args: &[&str]) -> Output {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Walks `dir`, parses every PEM block of every file, and asserts that no private key is
+/// there: no PRIVATE KEY block, and no `*.key` / `key.pem` file at all. Directories named in
+/// `skip` (relative to `dir`) are not walked. Returns how many certificates it parsed (so a
+/// walk that found nothing can't pass silently).
+fn assert_no_private_key_file(dir: &Path, skip: &[&str]) -> usize {
+    let mut certs = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
+            if ft.is_dir() {
+                if !skip.iter().any(|s| p == dir.join(s)) {
+                    stack.push(p);
+                }
+                continue;
+            }
+            if !ft.is_file() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.ends_with(".key") && name != "key.pem" && name != "combined.pem",
+                "a private key file in the state dir: {}",
+                p.display()
+            );
+            let bytes = std::fs::read(&p).unwrap();
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            for block in text.split("-----BEGIN ").skip(1) {
+                let label = block.split("-----").next().unwrap();
+                assert!(
+                    !label.contains("PRIVATE KEY"),
+                    "{} holds a {label} block",
+                    p.display()
+                );
+                let end = format!("-----END {label}-----");
+                assert!(block.contains(&end), "{}: unterminated {label}", p.display());
+                let pem = format!("-----BEGIN {}", &block[..block.find(&end).unwrap() + end.len()]);
+                if label == "CERTIFICATE" {
+                    gatecert::crypto::CertInfo::from_pem(&pem)
+                        .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                    certs += 1;
+                } else {
+                    panic!("{}: unexpected PEM block {label}", p.display());
+                }
+            }
+        }
+    }
+    certs
+}
+
+/// The first PEM certificate of an `openssl pkcs7 -print_certs` output.
+fn first_cert(pem: &str) -> String {
+    let end = "-----END CERTIFICATE-----";
+    let start = pem.find("-----BEGIN CERTIFICATE-----").unwrap();
+    let stop = pem[start..].find(end).unwrap() + start + end.len();
+    format!("{}\n", &pem[start..stop])
+}
+
+/// `ca init` makes the issuing key in the token (sensitive, never extractable) and writes no
+/// key file; `gatecert run` serves EST over TLS with the listener's key in the token (openssl
+/// s_client verifies the chain and the handshake signature); a sensor enrolls and its leaf,
+/// signed by the token key, verifies with openssl; no private key file is in the state dir.
+#[test]
+fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
+    let h = Hsm::new("flow");
+    let conf = h.config("");
+    let out = h.gatecert(&conf, &["ca", "init"]);
+    assert!(out.status.success(), "ca init: {}", text(&out));
+    let ca_dir = h.state().join("ca");
+    assert!(ca_dir.join("intermediate.pem").exists());
+    assert!(!ca_dir.join("intermediate.key").exists());
+    assert!(!ca_dir.join("root.key").exists());
+    let objects = h.objects();
+    assert!(objects.contains("label:      ca"), "{objects}");
+    let private = objects
+        .split("Private Key Object")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no private key object: {objects}"));
+    assert!(private.contains("never extractable"), "{objects}");
+    assert!(private.contains("sensitive"), "{objects}");
+
+    // The intermediate's public key is the token's.
+    let int_pem = std::fs::read_to_string(ca_dir.join("intermediate.pem")).unwrap();
+    let pubkey = h.tool(Command::new("pkcs11-tool").args([
+        "--module", MODULE, "--read-object", "--type", "pubkey", "--label", "ca",
+    ]));
+    let int = gatecert::crypto::CertInfo::from_pem(&int_pem).unwrap();
+    assert_eq!(int.spki_der, pubkey.stdout, "intermediate's key is not the token's");
+
+    let port = free_port();
+    let _svc = h.run(&conf, port);
+
+    // TLS with the listener key in the token: openssl verifies chain, name and signature.
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "gateway.local", "-verify_hostname", "gateway.local"])
+        .args(["-verify_return_error", "-CAfile"])
+        .arg(ca_dir.join("root.pem"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "s_client: {shown}");
+    assert!(shown.contains("Verify return code: 0 (ok)"), "{shown}");
+    assert!(h.objects().contains("label:      est"), "no est key in the token");
+    for tls in ["-tls1_2", "-tls1_3"] {
+        let out = Command::new("openssl")
+            .args(["s_client", tls, "-connect", &format!("127.0.0.1:{port}")])
+            .args(["-servername", "gateway.local", "-verify_return_error", "-CAfile"])
+            .arg(ca_dir.join("root.pem"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "s_client {tls}: {}", text(&out));
+    }
+
+    // EST enrollment: the leaf is signed by the intermediate's key in the token.
+    let token = h.token("s1", &["s1.local"]);
+    let csr = h.csr("s1.local");
+    let (code, body) = h.enroll(port, "s1", &token, &csr);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let p7 = h.path("s1.p7");
+    std::fs::write(&p7, gatecert::crypto::b64_decode(&body).unwrap()).unwrap();
+    let pem = String::from_utf8(
+        openssl(&["pkcs7", "-inform", "DER", "-print_certs", "-in", p7.to_str().unwrap()]).stdout,
+    )
+    .unwrap();
+    let leaf = h.path("s1.pem");
+    std::fs::write(&leaf, first_cert(&pem)).unwrap();
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        ca_dir.join("root.pem").to_str().unwrap(),
+        "-untrusted",
+        ca_dir.join("intermediate.pem").to_str().unwrap(),
+        leaf.to_str().unwrap(),
+    ]);
+    assert!(text(&out).contains(": OK"), "{}", text(&out));
+
+    // `check` reports the module, the token and the key it found.
+    let out = h.gatecert(&conf, &["check"]);
+    let shown = text(&out);
+    assert!(
+        shown.contains("ok   pkcs11 key ca: module /usr/lib/softhsm/libsofthsm2.so"),
+        "{shown}"
+    );
+    assert!(shown.contains("token \"gw\""), "{shown}");
+    assert!(shown.contains("key \"ca\" (ec256, non-extractable)"), "{shown}");
+    assert!(!shown.contains(PIN), "{shown}");
+
+    let certs = assert_no_private_key_file(&h.state(), &[]);
+    assert!(certs >= 4, "only {certs} certificates in the state dir");
+}
+
+/// A wrong PIN, a missing token and a removed CA key object each give a clear error from
+/// `check`; with the CA key removed the service still serves /cacerts and TLS, while issuance
+/// answers 503 and logs an error, and it does not crash.
+#[test]
+fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
+    let h = Hsm::new("faults");
+    let conf = h.config("");
+    let out = h.gatecert(&conf, &["ca", "init"]);
+    assert!(out.status.success(), "ca init: {}", text(&out));
+    // A second init finds the CA and refuses, with no second key made.
+    let out = h.gatecert(&conf, &["ca", "init"]);
+    assert!(!out.status.success());
+    assert_eq!(h.objects().matches("label:      ca").count(), 2, "{}", h.objects());
+
+    // Wrong PIN.
+    std::fs::write(h.path("pin"), "wrongQ9x\n").unwrap();
+    let out = h.gatecert(&conf, &["check"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("FAIL pkcs11 key ca:"), "{shown}");
+    assert!(shown.contains("refused the PIN (wrong PIN)"), "{shown}");
+    assert!(!shown.contains("wrongQ9x"), "{shown}");
+    std::fs::write(h.path("pin"), format!("{PIN}\n")).unwrap();
+
+    // Missing token.
+    let other = h.path("other.uci");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&conf)
+            .unwrap()
+            .replacen("pkcs11:token=gw;object=ca", "pkcs11:token=nope;object=ca", 1),
+    )
+    .unwrap();
+    let out = h.gatecert(&other, &["check"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("no such token"), "{shown}");
+    assert!(shown.contains("tokens present: \"gw\""), "{shown}");
+
+    // The service, then the CA key object removed under it.
+    let port = free_port();
+    let svc = h.run(&conf, port);
+    let (code, _) = h.curl(svc.port, "cacerts", &[]);
+    assert_eq!(code, 200);
+    for class in ["privkey", "pubkey"] {
+        h.tool(Command::new("pkcs11-tool").args([
+            "--module", MODULE, "--login", "--pin", PIN, "--delete-object", "--type", class,
+            "--label", "ca",
+        ]));
+    }
+    let out = h.gatecert(&conf, &["check"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("FAIL pkcs11 key ca:"), "{shown}");
+    assert!(shown.contains("no key labelled \"ca\" (removed from the token?)"), "{shown}");
+
+    let token = h.token("s2", &["s2.local"]);
+    let csr = h.csr("s2.local");
+    let (code, body) = h.enroll(port, "s2", &token, &csr);
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    // Still serving: /cacerts over TLS with the listener's token key.
+    let (code, _) = h.curl(port, "cacerts", &[]);
+    assert_eq!(code, 200);
+    let log = std::fs::read_to_string(h.path("run.log")).unwrap();
+    assert!(log.contains("the CA's issuing key is unavailable"), "{log}");
+    assert!(!log.contains(PIN), "the PIN in the service log");
+    let mut svc = svc;
+    assert!(svc.child.try_wait().unwrap().is_none(), "the service exited");
+
+    // A restart with the key gone: the service comes up and serves /cacerts all the same.
+    drop(svc);
+    let port = free_port();
+    let _svc = h.run(&conf, port);
+    let (code, _) = h.curl(port, "cacerts", &[]);
+    assert_eq!(code, 200);
+    let (code, _) = h.enroll(port, "s2", &token, &csr);
+    assert_eq!(code, 503);
+    assert_no_private_key_file(&h.state(), &[]);
+}
+
+/// Pebble's ports for this file (tests/acme_pebble.rs uses the defaults).
+const PORTS: common::Ports = common::Ports {
+    acme: 14110,
+    management: 15110,
+    dns: 8153,
+    challtestsrv: 8155,
+    http01: 5080,
+    tls_alpn: 5443,
+};
+
+/// The token object a set's `key.uri` names, and that object's public key (DER SPKI) as
+/// pkcs11-tool reads it from the token.
+fn token_key_of(h: &Hsm, live: &Path) -> (String, Vec<u8>) {
+    let uri = std::fs::read_to_string(live.join("key.uri")).unwrap();
+    let uri = gatecert::crypto::KeyUri::parse(uri.trim()).unwrap();
+    assert_eq!(uri.pin, gatecert::crypto::Pin::None, "a PIN in key.uri");
+    let spki = h
+        .tool(Command::new("pkcs11-tool").args([
+            "--module", MODULE, "--read-object", "--type", "pubkey", "--label", &uri.object,
+        ]))
+        .stdout;
+    (uri.object, spki)
+}
+
+/// `gatecert renew` against Pebble with the certificate's key in the token: a fresh key per
+/// renewal, made in the token; the certificate carries the token key; the replaced key object
+/// is removed once the new set is live and the deploy hook succeeded, and kept when the hook
+/// fails and the previous set is restored; `reuse_key` reuses the live key; a kill -9 between
+/// "new set live" and "old object removed" leaves a usable set. No private key file besides
+/// the ACME account key.
+#[test]
+fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
+    let h = Hsm::new("renew");
+    let p = common::Pebble::start_with(PORTS, "pebble-p11");
+    let conf = h.path("renew.uci");
+    let write_conf = |hook: &str| {
+        std::fs::write(
+            &conf,
+            format!(
+                "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+                 config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
+                 \tlist domain 'gw1.example.com'\n\toption http_listen '127.0.0.1:{}'\n\
+                 \toption key_uri '{}'\n\toption deploy_hook '{hook}'\n",
+                h.state().display(),
+                p.directory(),
+                p.https_ca.display(),
+                PORTS.http01,
+                h.uri("gw"),
+            ),
+        )
+        .unwrap();
+    };
+    write_conf("true");
+    let live = h.state().join("certs/gw/live");
+    let out = h.gatecert(&conf, &["renew", "-v"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains(PIN));
+    assert!(live.join("key.uri").exists() && !live.join("key.pem").exists());
+    assert!(!live.join("combined.pem").exists());
+    let root = p.root();
+    let verify = |live: &Path| {
+        let out = openssl(&[
+            "verify", "-CAfile", root.to_str().unwrap(), "-untrusted",
+            live.join("chain.pem").to_str().unwrap(), live.join("cert.pem").to_str().unwrap(),
+        ]);
+        assert!(text(&out).contains(": OK"), "{}", text(&out));
+    };
+    verify(&live);
+    let (first, spki) = token_key_of(&h, &live);
+    assert!(first.starts_with("gw."), "{first}");
+    let cert = gatecert::crypto::CertInfo::from_pem(
+        &std::fs::read_to_string(live.join("cert.pem")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cert.spki_der, spki, "the certificate's key is not the token's");
+
+    // A forced renewal: a fresh key in the token, the old object removed.
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    verify(&live);
+    let (second, _) = token_key_of(&h, &live);
+    assert_ne!(second, first);
+    let objects = h.objects();
+    assert!(!objects.contains(&format!("label:      {first}\n")), "{objects}");
+    assert!(objects.contains(&format!("label:      {second}\n")), "{objects}");
+
+    // A failing deploy hook: the previous set comes back, and its key object stays.
+    write_conf("false");
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let (restored, _) = token_key_of(&h, &live);
+    assert_eq!(restored, second);
+    verify(&live);
+
+    // reuse_key: the live set's key object signs the next order's CSR again.
+    std::fs::write(
+        &conf,
+        std::fs::read_to_string(&conf).unwrap().replace(
+            "\toption deploy_hook 'false'\n",
+            "\toption deploy_hook 'true'\n\toption reuse_key '1'\n",
+        ),
+    )
+    .unwrap();
+    let serial = std::fs::read_to_string(live.join("cert.pem")).unwrap();
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_ne!(std::fs::read_to_string(live.join("cert.pem")).unwrap(), serial);
+    let (reused, _) = token_key_of(&h, &live);
+    assert_eq!(reused, second);
+    verify(&live);
+
+    // kill -9 between "the new set is live" and "the old key object is removed": the deploy
+    // hook SIGKILLs gatecert. The new set is live and usable (its key is in the token), the
+    // old object is left, and the next renewal goes through.
+    std::fs::write(
+        &conf,
+        std::fs::read_to_string(&conf).unwrap().replace(
+            "\toption deploy_hook 'true'\n\toption reuse_key '1'\n",
+            "\toption deploy_hook 'kill -9 $PPID'\n",
+        ),
+    )
+    .unwrap();
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), None, "not killed: {}", text(&out));
+    let (crashed, spki) = token_key_of(&h, &live);
+    assert_ne!(crashed, second);
+    verify(&live);
+    let cert = gatecert::crypto::CertInfo::from_pem(
+        &std::fs::read_to_string(live.join("cert.pem")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cert.spki_der, spki);
+    assert!(h.objects().contains(&format!("label:      {second}\n")));
+    write_conf("true");
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    verify(&live);
+    let objects = h.objects();
+    assert!(!objects.contains(&format!("label:      {crashed}\n")), "{objects}");
+
+    // The ACME account key is still a file (`accounts/`); nothing else holds a private key.
+    let certs = assert_no_private_key_file(&h.state(), &["accounts"]);
+    assert!(certs >= 4, "only {certs} certificates in the state dir");
+}
