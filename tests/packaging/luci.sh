@@ -178,6 +178,9 @@ for line in open("openwrt/gatecert/files/gatecert.config"):
             cur.setdefault(m.group(2), []).append(m.group(3))
         else:
             cur[m.group(2)] = m.group(3)
+# The shipped config has no certificate section (acme-common's /etc/config/acme is imported);
+# add one as LuCI's "Add" would, so the certificates table is rendered too.
+secs.setdefault("gateway", {".type": "certificate", ".name": "gateway", "domain": ["gateway.lan"]})
 print(json.dumps({"gatecert": secs}))
 PY
 )
