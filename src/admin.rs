@@ -249,7 +249,7 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         not_after: issued.not_after,
         source: Source::Local,
         issued_at: now,
-        previous: None,
+        ..Leaf::default()
     })?;
     let pem = crypto::certs_to_pem(issued.chain_der.iter().map(Vec::as_slice));
     match out {

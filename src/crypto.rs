@@ -327,6 +327,22 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// Lower-case hex.
+/// Parses hex (either case, even length; `:` separators allowed, as openssl prints them).
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
+    if digits.is_empty() || digits.len() % 2 != 0 {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|p| {
+            let h = (p[0] as char).to_digit(16)?;
+            let l = (p[1] as char).to_digit(16)?;
+            u8::try_from(h * 16 + l).ok()
+        })
+        .collect()
+}
+
 pub fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
 }

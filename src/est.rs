@@ -41,14 +41,14 @@ use crate::clock::Clock;
 use crate::config;
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
-use crate::leaves::{Inventory, Leaf, Standing};
 use crate::report::Counters;
 use crate::store;
 use crate::token::{Claims, Tokens};
 use crate::trust::{ClockTrust, TrustedNow};
-use crate::{audit, ca, leaves, token};
+use crate::{audit, ca, token};
 
 mod brokered;
+mod lifecycle;
 mod reply;
 mod sets;
 
@@ -141,6 +141,12 @@ pub struct Est {
     counters: Option<Arc<Counters>>,
     /// `config label` sections: the profiles served under `/.well-known/est/<label>/`.
     labels: Vec<config::Label>,
+    /// The inventory and CRL as last read ([`lifecycle`]).
+    cache: lifecycle::Cache,
+    /// Refused re-enrollments in a row, by device (memory only).
+    reenroll_failures: HashMap<String, u32>,
+    /// `reenroll_alert` from `config est`.
+    reenroll_alert: u32,
 }
 
 /// A refused request: what the client is told and what the audit log records.
@@ -241,7 +247,16 @@ impl Est {
             claims: Claims::new(),
             counters: None,
             labels: Vec::new(),
+            cache: lifecycle::Cache::default(),
+            reenroll_failures: HashMap::new(),
+            reenroll_alert: 5,
         }
+    }
+
+    /// Raises the alert after `n` refused re-enrollments in a row with one device's
+    /// certificates (`reenroll_alert` in `config est`).
+    pub fn set_reenroll_alert(&mut self, n: u32) {
+        self.reenroll_alert = n.max(1);
     }
 
     /// Serves these `config label` profiles (RFC 7030 §3.2.2) beside the default path.
@@ -390,6 +405,8 @@ impl Est {
         self.ca
             .check_names(&csr.dns, &csr.ips)
             .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
+        self.may_hold(&device, &csr.spki_der)
+            .map_err(|d| d.names(names.clone()))?;
         let key = crypto::hex(&crypto::sha256(&csr.spki_der));
         let (claim, _) = tokens
             .claim(&mut self.claims, &device, &token, &key, now)
@@ -505,7 +522,7 @@ impl Est {
 
     /// `simplereenroll`: the client's current certificate, from this CA (or an upstream leaf
     /// this gateway brokered), unexpired, and the device's current one in the inventory (or the
-    /// one it replaced, inside [`leaves::GRACE`]), and a CSR whose subject and SANs are identical
+    /// one it replaced, inside [`crate::leaves::GRACE`]), and a CSR whose subject and SANs are identical
     /// to it (RFC 7030 §4.2.2). The device is the inventory's.
     fn authorize_reenroll(&mut self, req: &Request, peer: &PeerInfo) -> Result<Authorized, Denial> {
         let Some(leaf) = peer.certs.first() else {
@@ -564,6 +581,8 @@ impl Est {
         self.ca
             .check_names(&csr.dns, &csr.ips)
             .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
+        self.may_hold(&device, &csr.spki_der)
+            .map_err(|d| d.names(names.clone()))?;
         Ok(Authorized {
             device,
             names,
@@ -573,34 +592,6 @@ impl Est {
             lifetime: None,
             server_auth: true,
         })
-    }
-
-    /// The device whose current certificate (or previous one, in its grace window) has
-    /// `serial`; 403 with the reason when it is superseded or no device holds it.
-    fn current_holder(&self, serial: &str, now: i64) -> Result<String, Denial> {
-        let inv = Inventory::open(&leaves::path_in(&self.state_dir)).map_err(|e| {
-            log::error!("{e}");
-            Denial::new(500, "leaf inventory unreadable")
-        })?;
-        match inv.standing(serial, now) {
-            Standing::Current(l) | Standing::Grace(l) => Ok(l.device.clone()),
-            Standing::Superseded(l) => Err(Denial::new(
-                403,
-                format!(
-                    "client certificate {serial} was superseded by a re-enrollment; only the \
-                     device's current certificate may re-enroll (grace {}s is over)",
-                    leaves::GRACE
-                ),
-            )
-            .device(&l.device)),
-            Standing::Unknown => Err(Denial::new(
-                403,
-                format!(
-                    "client certificate {serial} is not the current certificate of any enrolled \
-                     device (superseded)"
-                ),
-            )),
-        }
     }
 
     fn read_csr(&self, req: &Request) -> Result<Csr, Denial> {
@@ -654,23 +645,7 @@ impl Est {
             if let Some(c) = &self.counters {
                 c.leaf_issued(g.origin.source());
             }
-            let leaf = Leaf {
-                device: g.device.clone(),
-                names: g.names.clone(),
-                serial: g.issued.serial_hex.clone(),
-                not_after: g.issued.not_after,
-                source: g.origin.source(),
-                issued_at: now,
-                previous: None,
-            };
-            let renews = g.renews.clone();
-            let recorded = Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| {
-                let previous = renews.and_then(|r| i.previous_for(&leaf.device, &r, now));
-                i.record(Leaf { previous, ..leaf })
-            });
-            if let Err(e) = recorded {
-                log::error!("leaf inventory write failed: {e}");
-            }
+            self.record_leaf(g, now);
         }
     }
 }
@@ -681,6 +656,12 @@ impl Est {
     /// `/.well-known/est/<op>` or `/.well-known/est/<label>/<op>`.
     fn route<'r>(&self, req: &'r Request) -> Result<(&'r str, Option<usize>), Response> {
         let Some(rest) = req.path.strip_prefix(PREFIX) else {
+            if req.path == "/crl" {
+                return match req.method.as_str() {
+                    "GET" => Ok(("crl", None)),
+                    _ => Err(Response::text(405, "crl takes GET").header("Allow", "GET")),
+                };
+            }
             return Err(Response::text(404, "not found"));
         };
         let (label, op) = match rest.split_once('/') {
@@ -697,7 +678,7 @@ impl Est {
             },
         };
         let method = match op {
-            "cacerts" | "csrattrs" => "GET",
+            "cacerts" | "csrattrs" | "crl" => "GET",
             "simpleenroll" | "simplereenroll" | "serverkeygen" => "POST",
             _ => return Err(Response::text(404, "unknown EST operation")),
         };
@@ -718,15 +699,23 @@ impl Est {
     /// re-enrollment superseded the client certificate meanwhile (a parked request), it is
     /// refused and the new certificate is never delivered.
     fn finish(&mut self, op: &str, client: IpAddr, outcome: Result<Granted, Denial>) -> Response {
-        let outcome = outcome.and_then(|g| match &g.renews {
-            Some(serial) => {
+        let outcome = outcome.and_then(|g| {
+            if let Some(serial) = &g.renews {
                 let now = self.clock.now();
                 self.current_holder(serial, now)
                     .map_err(|d| d.names(g.names.clone()))?;
-                Ok(g)
             }
-            None => Ok(g),
+            // Cut off while the request was parked: the certificate never goes out.
+            let spki = CertInfo::from_der(&g.issued.leaf_der)
+                .map(|i| i.spki_der)
+                .unwrap_or_default();
+            self.may_hold(&g.device, &spki)
+                .map_err(|d| d.names(g.names.clone()))?;
+            Ok(g)
         });
+        if op == "simplereenroll" {
+            self.note_reenroll(&outcome);
+        }
         self.record(op, client, &outcome);
         match outcome {
             // RFC 7030 §4.2.3: "containing only the certificate that was issued".
@@ -751,6 +740,7 @@ impl Handler for Est {
     /// Answers at once, from the local CA (no brokering: see [`Handler::answer`]).
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
         let (op, label) = match self.route(req) {
+            Ok(("crl", _)) => return self.crl(),
             Ok(r) => r,
             Err(resp) => return resp,
         };
@@ -966,7 +956,7 @@ mod tests {
         let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
         assert_eq!(resp.status, 503);
         assert!(String::from_utf8_lossy(&resp.body).contains("clock untrusted"));
-        assert!(!leaves::path_in(&dir).exists());
+        assert!(!crate::leaves::path_in(&dir).exists());
         clock.set(good);
         let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));

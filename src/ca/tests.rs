@@ -19,6 +19,9 @@ fn cfg() -> config::Ca {
         allow_ip: vec![("192.0.2.0".parse().unwrap(), 24)],
         server_auth: false,
         name: "test".into(),
+        crl_validity: config::CRL_VALIDITY,
+        crl_file: None,
+        crl_url: None,
     }
 }
 

@@ -191,7 +191,18 @@ pub struct Ca {
     pub server_auth: bool,
     /// `name`: the CA's common name prefix (default `gatecert`).
     pub name: String,
+    /// `crl_validity`: nextUpdate - thisUpdate of the CRL (RFC 5280 §5.1.2.5), seconds (default
+    /// 6h); the service signs a new one when a quarter of it is left.
+    pub crl_validity: u64,
+    /// `crl_file`: an absolute path the CRL (DER) is also written to, atomically.
+    pub crl_file: Option<PathBuf>,
+    /// `crl_url`: the http(s) URL leaves carry as their CRL Distribution Point (RFC 5280
+    /// §4.2.1.13); none by default.
+    pub crl_url: Option<String>,
 }
+
+/// The default `crl_validity`: 6 hours.
+pub const CRL_VALIDITY: u64 = 6 * 3600;
 
 /// `config est 'est'`.
 #[derive(Clone, Debug, PartialEq)]
@@ -208,6 +219,9 @@ pub struct Est {
     pub max_body_bytes: usize,
     /// `request_timeout`: seconds a connection may take for one request (default 10).
     pub request_timeout: u64,
+    /// `reenroll_alert`: refused re-enrollments with one device's certificate, in a row, that
+    /// raise an alert (syslog and `gatecert_leaf_reenroll_alerts_total`); default 5.
+    pub reenroll_alert: u32,
 }
 
 /// `config broker 'upstream'`.
@@ -323,6 +337,9 @@ impl Config {
                 allow_ip: Vec::new(),
                 server_auth: false,
                 name: "gatecert".into(),
+                crl_validity: CRL_VALIDITY,
+                crl_file: None,
+                crl_url: None,
             },
             est: Est {
                 enabled: true,
@@ -331,6 +348,7 @@ impl Config {
                 max_header_bytes: 8192,
                 max_body_bytes: 16384,
                 request_timeout: 10,
+                reenroll_alert: 5,
             },
             broker: None,
             metrics: Metrics {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::tests::{enroll_req, peer, setup, token_and_csr};
 use super::*;
+use crate::leaves::{self, Inventory};
 use crate::config::Config;
 use crate::pkcs7;
 
