@@ -18,6 +18,10 @@ use crate::store;
 use crate::token::{self, Tokens};
 use crate::trust::ClockTrust;
 
+mod lifecycle;
+
+pub use lifecycle::cmd_leaves;
+
 /// A usage or argument error, printed like any other error.
 #[derive(Debug)]
 struct Usage(String);
@@ -430,38 +434,6 @@ pub fn cmd_audit(cfg: &Config, args: &[String]) -> i32 {
                 report.problems.len()
             )))
         }
-    })())
-}
-
-/// `gatecert leaves`: the inventory as a table.
-pub fn cmd_leaves(cfg: &Config, args: &[String]) -> i32 {
-    if !args.is_empty() {
-        return finish(Err(usage("usage: gatecert leaves")));
-    }
-    finish((|| -> Res {
-        let inv = Inventory::open(&leaves::path_in(&cfg.main.state_dir))?;
-        println!(
-            "{:<20} {:<34} {:<21} {:<8} NAMES",
-            "DEVICE", "SERIAL", "NOT AFTER", "SOURCE"
-        );
-        for l in inv.list() {
-            println!(
-                "{:<20} {:<34} {:<21} {:<8} {}",
-                l.device,
-                l.serial,
-                crypto::rfc3339(l.not_after),
-                l.source.as_str(),
-                l.names.join(",")
-            );
-        }
-        let interim = inv.by_source(Source::Interim).count();
-        if interim > 0 {
-            println!(
-                "{interim} on interim certificates (local CA, upstream was down); each gets an \
-                 upstream certificate at its next re-enrollment"
-            );
-        }
-        Ok(())
     })())
 }
 

@@ -22,7 +22,7 @@ commands:
   account rollover [--cert NAME] [-v]    replace the ACME account key (RFC 8555 7.3.5)
   ca init|csr|install|show|sign          the local issuing CA (gatecert ca --help)
   token add|list|revoke                  bootstrap tokens (gatecert token --help)
-  leaves                                 leaf inventory
+  leaves [revoke|disable|enable]         leaf inventory; cut a sensor off (gatecert leaves --help)
   audit verify [--repair]                check the audit log's hash chain
   demo [--keep]                          the whole job in a temp dir, with no outside CA
 
@@ -83,10 +83,21 @@ exit: 0 done, 2 error",
   token list           tokens (no secrets)
   token revoke DEVICE  revoke the device's tokens
 exit: 0 done, 2 error",
-        "leaves" => "usage: gatecert leaves
+        "leaves" => "usage: gatecert leaves [revoke DEVICE|SERIAL [--reason R] | disable DEVICE [--reason R] | enable DEVICE]
 
-The leaf inventory: device, names, serial, notAfter, source (local, interim, upstream).
-exit: 0, 2 error",
+  leaves                  the inventory: one row per device (serial, notAfter, source, state,
+                          earlier unexpired certificates), revoked certificates, pending
+                          upstream revocations
+  leaves revoke WHO       WHO: a device, or the serial of any certificate it holds. Revokes every
+                          unexpired certificate of the device (local ones in the CRL, upstream
+                          ones at the upstream CA), revokes its bootstrap token, refuses its
+                          re-enrollment; a new `token add` enrolls it again
+  leaves disable DEVICE   the same, and refuses the device everything until `leaves enable`
+  leaves enable DEVICE    a disabled device may enroll again with a new token
+  --reason R              RFC 5280 reason: unspecified (revoke's default), keyCompromise (its
+                          public keys are never certified again), cessationOfOperation
+                          (disable's default), superseded, ... or the number
+exit: 0 done, 2 error",
         "audit" => "usage: gatecert audit verify [--repair]
 
 Checks the audit log's hash chain across rotated files; --repair cuts a torn last line and
@@ -121,7 +132,10 @@ pub fn main() -> i32 {
         .collect();
     // `COMMAND --help` only prints: it runs before the config is read, so it can't act.
     if let Some(usage) = command.as_deref().and_then(command_usage) {
-        if sub.iter().any(|a| a == "-h" || a == "--help" || a == "help") {
+        if sub
+            .iter()
+            .any(|a| a == "-h" || a == "--help" || a == "help")
+        {
             println!("{usage}");
             return 0;
         }

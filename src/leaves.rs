@@ -413,7 +413,11 @@ impl Inventory {
             .iter()
             .find(|r| r.serial.eq_ignore_ascii_case(serial))
         {
-            return Standing::Revoked(r);
+            // A disabled device is told so, whichever of its certificates it presents.
+            return match self.by_device(&r.device) {
+                Some(l) if l.state == DeviceState::Disabled => Standing::Disabled(l),
+                _ => Standing::Revoked(r),
+            };
         }
         for l in &self.file.leaves {
             let current = l.serial.eq_ignore_ascii_case(serial);
@@ -421,7 +425,10 @@ impl Inventory {
                 .previous
                 .as_ref()
                 .filter(|p| p.serial.eq_ignore_ascii_case(serial));
-            let earlier = l.earlier.iter().any(|h| h.serial.eq_ignore_ascii_case(serial));
+            let earlier = l
+                .earlier
+                .iter()
+                .any(|h| h.serial.eq_ignore_ascii_case(serial));
             if (current || previous.is_some() || earlier) && l.state == DeviceState::Disabled {
                 return Standing::Disabled(l);
             }
@@ -474,7 +481,9 @@ impl Inventory {
             .iter()
             .find(|l| {
                 l.certs().any(|h| h.serial.eq_ignore_ascii_case(&s))
-                    || l.previous.as_ref().is_some_and(|p| p.serial.eq_ignore_ascii_case(&s))
+                    || l.previous
+                        .as_ref()
+                        .is_some_and(|p| p.serial.eq_ignore_ascii_case(&s))
             })
             .map(|l| l.device.as_str())
             .or_else(|| {

@@ -109,7 +109,8 @@ pub struct Outcome {
 }
 
 fn append(state_dir: &Path, now: i64, event: &str, fields: serde_json::Value) -> Result<(), Error> {
-    Audit::open(&audit::path_in(state_dir), audit::DEFAULT_MAX_BYTES)?.append(now, event, fields)?;
+    Audit::open(&audit::path_in(state_dir), audit::DEFAULT_MAX_BYTES)?
+        .append(now, event, fields)?;
     Ok(())
 }
 

@@ -9,6 +9,8 @@
 mod common;
 #[path = "est/interop.rs"]
 mod interop;
+#[path = "est/lifecycle.rs"]
+mod lifecycle;
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -49,13 +51,24 @@ impl Gatecert {
 
     /// With `uci` as the config file (else none: the built-in defaults).
     fn start_with(tag: &str, uci: Option<&str>) -> Gatecert {
+        Gatecert::start_seeded(tag, uci, &|_| {})
+    }
+
+    /// Like [`Gatecert::start_with`], with `@STATE@` in `uci` replaced by the state directory
+    /// and `seed` called on that (empty) directory before the service starts.
+    fn start_seeded(tag: &str, uci: Option<&str>, seed: &dyn Fn(&Path)) -> Gatecert {
         let dir = std::env::temp_dir().join(format!("gatecert-est-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        seed(&dir.join("state"));
         let port = free_port();
         let conf = dir.join("gatecert.uci");
         // An empty file: the built-in defaults.
-        std::fs::write(&conf, uci.unwrap_or("")).unwrap();
+        let state = dir.join("state");
+        let uci = uci
+            .unwrap_or("")
+            .replace("@STATE@", state.to_str().unwrap());
+        std::fs::write(&conf, uci).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gatecert"))
             .arg("--config")
             .arg(&conf)
@@ -64,8 +77,8 @@ impl Gatecert {
             .arg(dir.join("state"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .stdout(common::log_file("est", "run"))
-            .stderr(common::log_file("est", "run"))
+            .stdout(common::log_file("est", &format!("run-{tag}")))
+            .stderr(common::log_file("est", &format!("run-{tag}")))
             .spawn()
             .unwrap();
         let g = Gatecert { child, dir, port };

@@ -541,9 +541,11 @@ fn ca(r: &Reader, mut ca: Ca) -> Result<Ca, Error> {
         ca.name = n;
     }
     // At least 5 minutes: the service re-signs when a quarter is left, on its 1-minute tick.
-    if let Some(d) = r.parse("crl_validity", "a duration of at least 5m such as 6h", |v| {
-        parse_duration(v).filter(|d| *d >= 300)
-    })? {
+    if let Some(d) = r.parse(
+        "crl_validity",
+        "a duration of at least 5m such as 6h",
+        |v| parse_duration(v).filter(|d| *d >= 300),
+    )? {
         ca.crl_validity = d;
     }
     ca.crl_file = r.parse("crl_file", ABS_PATH, parse_abs_path)?;
@@ -552,7 +554,9 @@ fn ca(r: &Reader, mut ca: Ca) -> Result<Ca, Error> {
             return Err(r.err(
                 line,
                 "crl_url",
-                format!("bad value '{v}': expected the http(s) URL relying parties fetch the CRL from"),
+                format!(
+                    "bad value '{v}': expected the http(s) URL relying parties fetch the CRL from"
+                ),
             ));
         }
         ca.crl_url = Some(v.to_string());

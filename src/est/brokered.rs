@@ -52,6 +52,7 @@ impl Est {
         self.parked = std::mem::take(&mut old.parked);
         self.claims = std::mem::take(&mut old.claims);
         self.counters = old.counters.take();
+        self.reenroll_failures = std::mem::take(&mut old.reenroll_failures);
     }
 
     /// The socket to poll for the worker's events, when there is a worker.

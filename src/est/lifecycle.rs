@@ -92,7 +92,10 @@ impl Est {
     pub(super) fn may_hold(&mut self, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
         let key = crypto::hex(&crypto::sha256(spki_der));
         let inv = self.inventory()?;
-        if let Some(l) = inv.by_device(device).filter(|l| l.state == DeviceState::Disabled) {
+        if let Some(l) = inv
+            .by_device(device)
+            .filter(|l| l.state == DeviceState::Disabled)
+        {
             return Err(disabled(l));
         }
         if inv.key_compromised(&key) {
@@ -123,13 +126,14 @@ impl Est {
             )
         };
         let path = leaves::path_in(&self.state_dir);
-        let recorded = Inventory::open_locked(&path, Some(INVENTORY_LOCK_WAIT)).and_then(|mut i| {
-            let previous = g
-                .renews
-                .as_ref()
-                .and_then(|r| i.previous_for(&leaf.device, r, now));
-            i.record(Leaf { previous, ..leaf })
-        });
+        let recorded =
+            Inventory::open_locked(&path, Some(INVENTORY_LOCK_WAIT)).and_then(|mut i| {
+                let previous = g
+                    .renews
+                    .as_ref()
+                    .and_then(|r| i.previous_for(&leaf.device, r, now));
+                i.record(Leaf { previous, ..leaf })
+            });
         if let Err(e) = recorded {
             log::error!("leaf inventory write failed: {e}");
         }
@@ -186,7 +190,12 @@ impl Est {
                 }
             }
         }
-        let der = self.cache.crl.as_ref().map(|(_, d)| d.clone()).unwrap_or_default();
+        let der = self
+            .cache
+            .crl
+            .as_ref()
+            .map(|(_, d)| d.clone())
+            .unwrap_or_default();
         Response {
             status: 200,
             headers: vec![("Content-Type".into(), "application/pkix-crl".into())],

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::tests::{enroll_req, peer, setup, token_and_csr};
 use super::*;
-use crate::leaves::{self, Inventory};
 use crate::config::Config;
+use crate::leaves::{self, Inventory};
 use crate::pkcs7;
 
 /// The single certificate of a certs-only answer.

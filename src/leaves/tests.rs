@@ -69,7 +69,6 @@ fn record_replaces_per_device_and_persists() {
     assert!(Inventory::open(&path).is_err());
 }
 
-
 fn tempdir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gatecert-leaves-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -83,7 +82,11 @@ fn tempdir(tag: &str) -> PathBuf {
 fn split_rows_of_an_old_inventory_merge_into_the_token_device() {
     let dir = tempdir("merge");
     let path = dir.join("leaves.json");
-    std::fs::write(&path, include_str!("../../tests/fixtures/leaves-split-v1.json")).unwrap();
+    std::fs::write(
+        &path,
+        include_str!("../../tests/fixtures/leaves-split-v1.json"),
+    )
+    .unwrap();
     let mut inv = Inventory::open_locked(&path, None).unwrap();
     assert_eq!(inv.merged(), 1);
     assert_eq!(inv.list().len(), 2, "{:?}", inv.list());
@@ -169,10 +172,15 @@ fn cut_off_revokes_every_unexpired_certificate_and_blocks_the_device() {
     inv.upstream_revocation_result("0b", Ok(()));
     assert!(inv.upstream_revocations().is_empty());
     // Revoking again finds nothing new; an expired certificate is never listed.
-    let e = inv.cut_off("e", DeviceState::Disabled, CESSATION, Some("stolen"), now).unwrap();
+    let e = inv
+        .cut_off("e", DeviceState::Disabled, CESSATION, Some("stolen"), now)
+        .unwrap();
     assert!(e.revoked.is_empty());
     assert!(matches!(inv.standing("0E", now), Standing::Disabled(_)));
-    assert_eq!(inv.by_device("e").unwrap().state_reason.as_deref(), Some("stolen"));
+    assert_eq!(
+        inv.by_device("e").unwrap().state_reason.as_deref(),
+        Some("stolen")
+    );
     inv.save().unwrap();
     drop(inv);
     let mut inv = Inventory::open_locked(&path, None).unwrap();
