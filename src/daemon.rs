@@ -146,6 +146,10 @@ pub struct Service {
     leaves_seen: Option<Option<store::FileStamp>>,
     /// When the CRL must be signed again, Unix seconds.
     crl_due_at: i64,
+    /// Upstream revocations were queued at the last look (then every tick looks again).
+    upstream_pending: bool,
+    /// Failed upstream revocations: serial -> (failures, next attempt), memory only.
+    revoke_retry: std::collections::HashMap<String, (u32, i64)>,
 }
 
 /// Makes sure `<state_dir>/ca` holds a CA the service may use. With none, creates one; with one
@@ -265,6 +269,8 @@ impl Service {
             waiting: None,
             leaves_seen: None,
             crl_due_at: 0,
+            upstream_pending: false,
+            revoke_retry: std::collections::HashMap::new(),
         };
         svc.upkeep()?;
         Ok(svc)
@@ -388,7 +394,11 @@ impl Service {
         let path = leaves::path_in(&state_dir);
         let stamp = store::stamp(&path);
         let crl_missing = !revocation::crl_path_in(&state_dir).exists();
-        if self.leaves_seen == Some(stamp) && now < self.crl_due_at && !crl_missing {
+        if self.leaves_seen == Some(stamp)
+            && now < self.crl_due_at
+            && !crl_missing
+            && !self.upstream_pending
+        {
             return;
         }
         if self.leaves_seen.is_none() {
@@ -446,7 +456,98 @@ impl Service {
                 self.crl_due_at = now + 60;
             }
         }
+        self.queue_upstream_revocations(&path, now);
         self.leaves_seen = Some(store::stamp(&path));
+    }
+
+    /// Hands the queued upstream revocations (`leaves revoke` of a brokered leaf) to the
+    /// worker, each at most once at a time, a failed one again after a backoff (5 s doubling,
+    /// at most 15 min): so a revocation made while the upstream is down happens when it is back.
+    fn queue_upstream_revocations(&mut self, path: &Path, now: i64) {
+        let inv = match leaves::Inventory::open(path) {
+            Ok(inv) => inv,
+            Err(e) => {
+                log::error!("{e}");
+                return;
+            }
+        };
+        self.upstream_pending = !inv.upstream_revocations().is_empty();
+        let Some(broker) = self.est.broker_mut() else {
+            return;
+        };
+        for u in inv.upstream_revocations() {
+            let due = self
+                .revoke_retry
+                .get(&u.serial)
+                .is_none_or(|(_, at)| now >= *at);
+            if !due {
+                continue;
+            }
+            match crypto::b64_decode(u.der.as_bytes()) {
+                Ok(der) => {
+                    if broker.revoke(&u.serial, der, u.reason) {
+                        log::info!("revoking {} of {} at the upstream CA", u.serial, u.device);
+                    }
+                }
+                Err(_) => log::error!("queued upstream revocation {}: not base64", u.serial),
+            }
+        }
+    }
+
+    /// Records finished upstream revocations in the inventory (a revoked one leaves the
+    /// queue, a failed one counts an attempt), each audited (`leaves.upstream-revoke`).
+    fn record_upstream_revocations(&mut self, done: Vec<(String, Result<(), String>)>) {
+        let now = self.clock.now();
+        let state_dir = self.cfg.main.state_dir.clone();
+        let path = leaves::path_in(&state_dir);
+        let mut inv = match leaves::Inventory::open_locked(&path, Some(Duration::from_secs(1))) {
+            Ok(inv) => inv,
+            Err(e) => {
+                // Not recorded: the queue keeps them; a repeat gets alreadyRevoked.
+                log::error!("{e}");
+                return;
+            }
+        };
+        for (serial, result) in done {
+            let device = inv
+                .upstream_revocations()
+                .iter()
+                .find(|u| u.serial == serial)
+                .map(|u| u.device.clone());
+            let fields = match &result {
+                Ok(()) => {
+                    serde_json::json!({"serial": serial, "device": device, "result": "revoked"})
+                }
+                Err(e) => {
+                    serde_json::json!({"serial": serial, "device": device, "result": "failed", "error": e})
+                }
+            };
+            let audited = audit::Audit::open(&audit::path_in(&state_dir), audit::DEFAULT_MAX_BYTES)
+                .and_then(|mut a| a.append(now, "leaves.upstream-revoke", fields));
+            if let Err(e) = audited {
+                log::error!(
+                    "audit log append failed; upstream revocation {serial} stays queued: {e}"
+                );
+                continue;
+            }
+            match &result {
+                Ok(()) => {
+                    log::info!("{serial} revoked at the upstream CA");
+                    self.revoke_retry.remove(&serial);
+                }
+                Err(_) => {
+                    let (n, _) = self.revoke_retry.get(&serial).copied().unwrap_or((0, 0));
+                    let delay = (5i64 << n.min(8)).min(900);
+                    self.revoke_retry
+                        .insert(serial.clone(), (n + 1, now + delay));
+                }
+            }
+            inv.upstream_revocation_result(&serial, result);
+        }
+        if let Err(e) = inv.save() {
+            log::error!("{e}");
+        }
+        self.upstream_pending = !inv.upstream_revocations().is_empty();
     }
 
     /// Applies a new config: a new CA policy, new certificates, perhaps a new listen address.
@@ -534,6 +635,14 @@ impl Service {
                     log::debug!("parked request {id}: the client has gone");
                 }
             }
+        }
+        let revoked = self
+            .est
+            .broker_mut()
+            .map(|b| b.take_revoked())
+            .unwrap_or_default();
+        if !revoked.is_empty() {
+            self.record_upstream_revocations(revoked);
         }
         if self.est.renewed() {
             self.served = None;

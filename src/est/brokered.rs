@@ -46,6 +46,11 @@ impl Est {
         self.broker.as_ref()
     }
 
+    /// The broker, to hand it work (upstream revocations).
+    pub fn broker_mut(&mut self) -> Option<&mut Broker> {
+        self.broker.as_mut()
+    }
+
     /// Moves the broker and the parked requests of `old` (the handler a reload replaces) here.
     pub fn adopt(&mut self, old: &mut Est) {
         self.broker = old.broker.take();
