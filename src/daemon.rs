@@ -146,6 +146,8 @@ pub struct Service {
     leaves_seen: Option<Option<store::FileStamp>>,
     /// When the CRL must be signed again, Unix seconds.
     crl_due_at: i64,
+    /// nextUpdate of the last CRL this service signed.
+    crl_next: i64,
     /// Upstream revocations were queued at the last look (then every tick looks again).
     upstream_pending: bool,
     /// Failed upstream revocations: serial -> (failures, next attempt), memory only.
@@ -269,6 +271,7 @@ impl Service {
             waiting: None,
             leaves_seen: None,
             crl_due_at: 0,
+            crl_next: 0,
             upstream_pending: false,
             revoke_retry: std::collections::HashMap::new(),
         };
@@ -431,6 +434,7 @@ impl Service {
             &self.cfg.ca,
             self.est.ca(),
             now,
+            self.crl_next,
             Duration::from_secs(1),
         ) {
             Ok(Some(crl)) => {
@@ -439,12 +443,14 @@ impl Service {
                     crl.number,
                     crypto::rfc3339(crl.next_update)
                 );
+                self.crl_next = crl.next_update;
                 self.crl_due_at = crl.next_update - validity / 4;
             }
             Ok(None) => {
                 let next = leaves::Inventory::open(&path)
                     .map(|i| i.crl_next_update())
-                    .unwrap_or(0);
+                    .unwrap_or(0)
+                    .max(self.crl_next);
                 self.crl_due_at = next - validity / 4;
             }
             Err(revocation::Error::Clock(why)) => {

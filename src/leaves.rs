@@ -615,19 +615,27 @@ impl Inventory {
         &self.file.revoked
     }
 
-    /// Takes the next CRL number (RFC 5280 §5.2.3). Not saved.
-    pub fn next_crl_number(&mut self) -> u64 {
-        self.file.crl_number += 1;
+    /// The next CRL number (RFC 5280 §5.2.3): above the last one recorded, and at least `now`
+    /// (Unix seconds), so that numbers keep increasing even when a periodic re-signing is not
+    /// saved here (it changes nothing else: no flash write for it). Not saved.
+    pub fn next_crl_number(&mut self, now: i64) -> u64 {
+        let now = u64::try_from(now).unwrap_or(0);
+        self.file.crl_number = self.file.crl_number.saturating_add(1).max(now);
         self.file.crl_number
     }
 
     /// True when the CRL must be signed again at `now`: a revocation since the last one, none
-    /// published yet, or less than a quarter of `validity` left before its nextUpdate.
-    pub fn crl_due(&self, now: i64, validity: u64) -> bool {
+    /// published yet, or less than a quarter of `validity` left before its nextUpdate (the
+    /// later of the recorded one and `known_next`, what the caller published since).
+    pub fn crl_due(&self, now: i64, validity: u64, known_next: i64) -> bool {
         let quarter = i64::try_from(validity / 4).unwrap_or(i64::MAX);
+        let next = self.file.crl_next_update.max(known_next);
+        self.file.crl_pending || next == 0 || now >= next.saturating_sub(quarter)
+    }
+
+    /// A revocation is waiting for the CRL.
+    pub fn crl_pending(&self) -> bool {
         self.file.crl_pending
-            || self.file.crl_next_update == 0
-            || now >= self.file.crl_next_update.saturating_sub(quarter)
     }
 
     /// The CRL numbered `number` with this nextUpdate was published. Not saved.
@@ -643,9 +651,11 @@ impl Inventory {
     }
 
     /// Drops revoked entries that expired more than a day before `now` (RFC 5280 §3.3: an
-    /// expired certificate may leave the CRL). Not saved.
-    pub fn prune_revoked(&mut self, now: i64) {
+    /// expired certificate may leave the CRL); true when it dropped any. Not saved.
+    pub fn prune_revoked(&mut self, now: i64) -> bool {
+        let before = self.file.revoked.len();
         self.file.revoked.retain(|r| r.not_after + 86_400 > now);
+        self.file.revoked.len() != before
     }
 
     /// Upstream certificates still to be revoked.

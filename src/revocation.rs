@@ -192,7 +192,10 @@ pub fn publish_crl(
     let trusted = ClockTrust::load(state_dir, Some(ca.intermediate().not_before))
         .check(now)
         .map_err(|e| Error::Clock(e.to_string()))?;
-    inv.prune_revoked(now);
+    // Saved only when the inventory changed for it (a revocation, expired entries dropped):
+    // the periodic re-signing writes the CRL alone.
+    let pruned = inv.prune_revoked(now);
+    let must_save = inv.crl_pending() || pruned;
     let entries: Vec<Entry> = inv
         .crl_entries(now)
         .map(|r| Entry {
@@ -201,7 +204,7 @@ pub fn publish_crl(
             reason: r.reason,
         })
         .collect();
-    let number = inv.next_crl_number();
+    let number = inv.next_crl_number(now);
     let crl = ca.sign_crl(&entries, number, cfg.crl_validity, trusted)?;
     append(
         state_dir,
@@ -219,21 +222,25 @@ pub fn publish_crl(
         store::write_atomic(path, &crl.der, store::PUBLIC)?;
     }
     inv.crl_published(number, crl.next_update);
-    inv.save()?;
+    if must_save {
+        inv.save()?;
+    }
     Ok(crl)
 }
 
-/// The service's check, each tick: signs a new CRL when one is due ([`Inventory::crl_due`]).
-/// `Ok(None)`: nothing due. The lock is waited for at most `wait`.
+/// The service's check: signs a new CRL when one is due ([`Inventory::crl_due`]; `known_next`
+/// is the nextUpdate of the last CRL the caller signed). `Ok(None)`: nothing due. The lock is
+/// waited for at most `wait`.
 pub fn refresh_crl(
     state_dir: &Path,
     cfg: &config::Ca,
     ca: &LocalCa,
     now: i64,
+    known_next: i64,
     wait: Duration,
 ) -> Result<Option<Crl>, Error> {
     let mut inv = Inventory::open_locked(&leaves::path_in(state_dir), Some(wait))?;
-    if !inv.crl_due(now, cfg.crl_validity) && crl_path_in(state_dir).exists() {
+    if !inv.crl_due(now, cfg.crl_validity, known_next) && crl_path_in(state_dir).exists() {
         return Ok(None);
     }
     publish_crl(state_dir, cfg, Some(ca), &mut inv, now).map(Some)

@@ -103,3 +103,70 @@ impl LocalCa {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::crypto::CrlInfo;
+
+    #[test]
+    fn crl_lists_the_entries_signed_by_the_intermediate_and_waits_for_its_not_before() {
+        let dir = std::env::temp_dir().join(format!("gatecert-crl-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = config::Config::standalone(dir.clone()).ca;
+        let now = 1_800_000_000;
+        let ca = LocalCa::init(&dir.join("ca"), &cfg, TrustedNow::for_tests(now)).unwrap();
+        let entries = [
+            Entry {
+                serial: "5A0B6C1D2E3F40516273849506A7B8C9".into(),
+                revoked_at: now,
+                reason: 1,
+            },
+            Entry {
+                serial: "0a0b".into(),
+                revoked_at: now,
+                reason: 0,
+            },
+        ];
+        let crl = ca
+            .sign_crl(&entries, 7, 3600, TrustedNow::for_tests(now + 10))
+            .unwrap();
+        assert_eq!((crl.this_update, crl.next_update), (now + 10, now + 3610));
+        let info = CrlInfo::from_der(&crl.der).unwrap();
+        assert_eq!(info.issuer, ca.intermediate().subject);
+        assert_eq!(info.next_update, Some(now + 3610));
+        assert_eq!(info.number, vec![7]);
+        assert_eq!(
+            info.revoked,
+            vec![
+                ("5A0B6C1D2E3F40516273849506A7B8C9".into(), Some(1)),
+                ("0A0B".into(), None)
+            ]
+        );
+        // The signature verifies under the intermediate's key.
+        let (_, parsed) = x509_parser::parse_x509_crl(&crl.der).unwrap();
+        let chain = ca.chain_der();
+        let (_, int) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+        assert!(parsed.verify_signature(int.public_key()).is_ok());
+        // Before the intermediate's notBefore: refused (a clock the gate should have caught).
+        let early = ca.sign_crl(
+            &entries,
+            8,
+            3600,
+            TrustedNow::for_tests(now - crate::ca::BACKDATE - 1),
+        );
+        assert!(matches!(early, Err(Error::Clock(_))), "{early:?}");
+        // A serial that is not hex is named.
+        let bad = [Entry {
+            serial: "xyz".into(),
+            revoked_at: now,
+            reason: 0,
+        }];
+        let err = ca
+            .sign_crl(&bad, 9, 3600, TrustedNow::for_tests(now))
+            .unwrap_err();
+        assert!(err.to_string().contains("\"xyz\""), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

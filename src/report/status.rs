@@ -765,7 +765,13 @@ fn leaf_counts(state_dir: &Path, now: i64) -> LeafCounts {
             .map(|l| l.device.clone())
             .collect()
     };
-    let next = inv.crl_next_update();
+    // The CRL itself says when it is next updated (the service re-signs it without touching
+    // the inventory); the inventory's record when it can't be read.
+    let next = std::fs::read(crate::revocation::crl_path_in(state_dir))
+        .ok()
+        .and_then(|der| crypto::CrlInfo::from_der(&der).ok())
+        .and_then(|c| c.next_update)
+        .unwrap_or_else(|| inv.crl_next_update());
     LeafCounts {
         total: list.len(),
         local: list.iter().filter(|l| l.source == Source::Local).count(),
