@@ -329,7 +329,7 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 /// Parses hex (either case, even length; `:` separators allowed, as openssl prints them).
 pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

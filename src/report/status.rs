@@ -232,8 +232,10 @@ pub struct LeafCounts {
     pub revoked_certificates: usize,
     /// Upstream certificates still to be revoked at the upstream CA (queued, retried).
     pub upstream_revocations_pending: usize,
-    /// nextUpdate of the last CRL published (RFC 3339), `None` before the first.
-    pub crl_next_update: Option<String>,
+    /// nextUpdate of the published CRL, Unix seconds; `None` before the first.
+    pub crl_next_update: Option<i64>,
+    /// A revocation is not in the published CRL yet (it was made on an untrusted clock).
+    pub crl_pending: bool,
     /// Why the inventory could not be read.
     pub error: Option<String>,
 }
@@ -339,9 +341,9 @@ impl Status {
                 leaves.upstream_revocations_pending
             ));
         }
-        if leaves.revoked_certificates > 0 && leaves.crl_next_update.is_none() {
+        if leaves.crl_pending {
             attention.push(
-                "certificates were revoked but no CRL is published yet (the service signs it \
+                "a revocation is not in the published CRL yet (the service signs a new CRL \
                  once the clock is trusted)"
                     .into(),
             );
@@ -481,7 +483,8 @@ impl Status {
             "          revoked certificates {}, upstream revocations pending {}, CRL next update {}",
             l.revoked_certificates,
             l.upstream_revocations_pending,
-            l.crl_next_update.as_deref().unwrap_or("none yet")
+            l.crl_next_update
+                .map_or_else(|| "none yet".into(), crypto::rfc3339)
         );
         let _ = writeln!(out);
         let t = &self.tokens;
@@ -782,7 +785,8 @@ fn leaf_counts(state_dir: &Path, now: i64) -> LeafCounts {
         revoked: in_state(DeviceState::Revoked),
         revoked_certificates: inv.revoked().iter().filter(|r| r.not_after > now).count(),
         upstream_revocations_pending: inv.upstream_revocations().len(),
-        crl_next_update: (next > 0).then(|| crypto::rfc3339(next)),
+        crl_next_update: (next > 0).then_some(next),
+        crl_pending: inv.crl_pending(),
         error: None,
     }
 }

@@ -310,7 +310,7 @@ fn revoked_device_is_cut_off_and_its_certificates_listed_in_the_crl() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["leaves"]["revoked"], serde_json::json!(["sensor-1"]));
     assert_eq!(json["leaves"]["revoked_certificates"], 2);
-    assert!(json["leaves"]["crl_next_update"].is_string());
+    assert!(json["leaves"]["crl_next_update"].as_i64().unwrap() > now());
     let out = g.cli(&["status"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("revoked: sensor-1"));
 
@@ -438,4 +438,79 @@ fn split_rows_of_an_older_state_dir_are_merged_on_first_start() {
         1,
         "{table}"
     );
+}
+
+/// Signing the CRL passes the clock gate: `leaves revoke` on a 1970 clock cuts the device off at
+/// once (403) but signs no CRL, says so and exits 2; the service, on a trusted clock, signs it at
+/// its next upkeep (here forced by SIGHUP), audited.
+#[test]
+fn revoke_on_an_untrusted_clock_cuts_off_and_the_service_signs_the_crl_later() {
+    let metrics = free_port();
+    let crl_file = std::env::temp_dir().join(format!("gatecert-crl-c-{}.der", std::process::id()));
+    let g = Gatecert::start_with("untrusted", Some(&uci(metrics, &crl_file)));
+    let d = &g.dir;
+    let name = "sensor-c.sensors.local";
+    let token = g.cli_token("sensor-c", name, "1");
+    let (k1, csr) = make_csr(d, "u1", "ec:P-256", name, &[name]);
+    let (code, _, body) = g.enroll("sensor-c", &token, &csr);
+    let c1 = issued(&g, "u1", code, &body);
+    let crl_before = std::fs::read(g.state().join("crl.der")).unwrap();
+    let signed_before = g.audit().matches("\"event\":\"crl.issue\"").count();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_gatecert"))
+        .arg("--config")
+        .arg(g.path("gatecert.uci"))
+        .args(["leaves", "revoke", "sensor-c"])
+        .env("GATECERT_FAKE_NOW", "100")
+        .output()
+        .unwrap();
+    common::keep_output("est", "cli", &out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("CRL not signed: the clock is untrusted"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(g.state().join("crl.der")).unwrap(),
+        crl_before
+    );
+    assert_eq!(
+        g.audit().matches("\"event\":\"crl.issue\"").count(),
+        signed_before
+    );
+    g.assert_audit("leaves.revoke", &["sensor-c", &serial_of(&c1)]);
+    let (_, csr) = make_csr(d, "u2", "ec:P-256", name, &[name]);
+    let (code, text) = reenroll(&g, &c1, &k1, &csr);
+    assert_eq!(code, 403, "{text}");
+    let out = g.cli(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["leaves"]["crl_pending"], true, "{json}");
+    assert!(
+        json["attention"]
+            .to_string()
+            .contains("not in the published CRL yet"),
+        "{json}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    // The service's clock is trusted: its next upkeep signs the CRL with the revocation.
+    run(Command::new("kill").args(["-HUP", &g.child.id().to_string()]));
+    let t = Instant::now();
+    while g.audit().matches("\"event\":\"crl.issue\"").count() == signed_before {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no CRL signed: {}",
+            g.audit()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (crl, text) = g.fetch_crl("later");
+    let out = g.cli(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["leaves"]["crl_pending"], false, "{json}");
+    assert!(text.contains(&serial_of(&c1)), "{text}");
+    let (ok, why) = g.verify_with_crl(&c1, &crl);
+    assert!(!ok && why.contains("certificate revoked"), "{why}");
+    let _ = std::fs::remove_file(&crl_file);
 }
