@@ -210,6 +210,9 @@ struct Granted {
     origin: Origin,
     /// simplereenroll: the serial of the client certificate it replaces.
     renews: Option<String>,
+    /// The device's cut-off count when the request was authorized ([`crate::leaves::Leaf::cuts`]):
+    /// a device revoked or disabled since is refused at the end.
+    cuts: u32,
 }
 
 /// A request that passed authentication and policy, not yet issued.
@@ -226,6 +229,8 @@ struct Authorized {
     lifetime: Option<u64>,
     /// Ask for EKU serverAuth (the CA's `server_auth`, or the label's).
     server_auth: bool,
+    /// The device's cut-off count at authorization.
+    cuts: u32,
 }
 
 /// How long the service's loop waits for `tokens.json.lock` before it answers 503: a held lock
@@ -369,6 +374,7 @@ impl Est {
             key_pem: Some(key.to_pem()),
             origin: Origin::Local,
             renews: None,
+            cuts: auth.cuts,
         })
     }
 
@@ -405,6 +411,10 @@ impl Est {
         self.ca
             .check_names(&csr.dns, &csr.ips)
             .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
+        let cuts = self
+            .inventory()
+            .map_err(|d| d.device(&device))?
+            .cuts(&device);
         self.may_hold(&device, &csr.spki_der)
             .map_err(|d| d.names(names.clone()))?;
         let key = crypto::hex(&crypto::sha256(&csr.spki_der));
@@ -419,6 +429,7 @@ impl Est {
             renews: None,
             lifetime: None,
             server_auth: true,
+            cuts,
         })
     }
 
@@ -517,6 +528,7 @@ impl Est {
             key_pem: None,
             origin,
             renews: auth.renews,
+            cuts: auth.cuts,
         })
     }
 
@@ -581,6 +593,10 @@ impl Est {
         self.ca
             .check_names(&csr.dns, &csr.ips)
             .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
+        let cuts = self
+            .inventory()
+            .map_err(|d| d.device(&device))?
+            .cuts(&device);
         self.may_hold(&device, &csr.spki_der)
             .map_err(|d| d.names(names.clone()))?;
         Ok(Authorized {
@@ -591,6 +607,7 @@ impl Est {
             renews: Some(serial),
             lifetime: None,
             server_auth: true,
+            cuts,
         })
     }
 
@@ -645,7 +662,6 @@ impl Est {
             if let Some(c) = &self.counters {
                 c.leaf_issued(g.origin.source());
             }
-            self.record_leaf(g, now);
         }
     }
 }
@@ -699,20 +715,7 @@ impl Est {
     /// re-enrollment superseded the client certificate meanwhile (a parked request), it is
     /// refused and the new certificate is never delivered.
     fn finish(&mut self, op: &str, client: IpAddr, outcome: Result<Granted, Denial>) -> Response {
-        let outcome = outcome.and_then(|g| {
-            if let Some(serial) = &g.renews {
-                let now = self.clock.now();
-                self.current_holder(serial, now)
-                    .map_err(|d| d.names(g.names.clone()))?;
-            }
-            // Cut off while the request was parked: the certificate never goes out.
-            let spki = CertInfo::from_der(&g.issued.leaf_der)
-                .map(|i| i.spki_der)
-                .unwrap_or_default();
-            self.may_hold(&g.device, &spki)
-                .map_err(|d| d.names(g.names.clone()))?;
-            Ok(g)
-        });
+        let outcome = outcome.and_then(|g| self.commit_leaf(g));
         if op == "simplereenroll" {
             self.note_reenroll(&outcome);
         }

@@ -145,6 +145,14 @@ pub struct Leaf {
     /// Earlier certificates of this device that have not expired yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier: Vec<Held>,
+    /// How many times the device was cut off (`leaves revoke` / `disable`): a request
+    /// authorized before a cut finds a different number at its end and is refused.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cuts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Leaf {
@@ -396,6 +404,7 @@ impl Inventory {
                     state,
                     state_since: since,
                     state_reason: reason,
+                    cuts: old.cuts,
                     ..leaf
                 };
             }
@@ -468,9 +477,29 @@ impl Inventory {
         &self.file.leaves
     }
 
+    /// How many times `device` was cut off (0 for a device not in the inventory).
+    pub fn cuts(&self, device: &str) -> u32 {
+        self.by_device(device).map_or(0, |l| l.cuts)
+    }
+
     /// The row of `device`.
     pub fn by_device(&self, device: &str) -> Option<&Leaf> {
         self.file.leaves.iter().find(|l| l.device == device)
+    }
+
+    /// The device whose current certificate carries exactly `names` (any order and case).
+    pub fn device_for_names(&self, names: &[String]) -> Option<&Leaf> {
+        let norm = |v: &[String]| {
+            let mut v: Vec<String> = v.iter().map(|s| s.to_ascii_lowercase()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let want = norm(names);
+        self.file
+            .leaves
+            .iter()
+            .find(|l| !want.is_empty() && norm(&l.names) == want)
     }
 
     /// The device that holds (or held, for a revoked one) the certificate with `serial`.
@@ -538,6 +567,7 @@ impl Inventory {
         };
         row.state = state;
         row.state_since = Some(now);
+        row.cuts = row.cuts.saturating_add(1);
         row.state_reason = Some(note.map_or_else(|| reason_name(reason).to_owned(), str::to_owned));
         let held: Vec<Held> = row.certs().filter(|h| h.not_after > now).collect();
         row.previous = None;

@@ -211,6 +211,7 @@ impl Est {
             key_pem: None,
             origin,
             renews: auth.renews,
+            cuts: auth.cuts,
         })
     }
 

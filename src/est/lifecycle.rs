@@ -52,70 +52,79 @@ impl Est {
     /// `serial`; 403 with the reason when it is superseded, revoked, of a disabled device, or
     /// no device holds it.
     pub(super) fn current_holder(&mut self, serial: &str, now: i64) -> Result<String, Denial> {
-        let inv = self.inventory()?;
-        match inv.standing(serial, now) {
-            Standing::Current(l) | Standing::Grace(l) => Ok(l.device.clone()),
-            Standing::Superseded(l) => Err(Denial::new(
-                403,
-                format!(
-                    "client certificate {serial} was superseded by a re-enrollment; only the \
-                     device's current certificate may re-enroll (grace {}s is over)",
-                    leaves::GRACE
-                ),
-            )
-            .device(&l.device)),
-            Standing::Disabled(l) => Err(disabled(l)),
-            Standing::Revoked(r) => Err(Denial::new(
-                403,
-                format!(
-                    "client certificate {serial} was revoked ({}) at {}; device {} needs a new \
-                     bootstrap token",
-                    leaves::reason_name(r.reason),
-                    crypto::rfc3339(r.revoked_at),
-                    r.device
-                ),
-            )
-            .device(&r.device)),
-            Standing::Unknown => Err(Denial::new(
-                403,
-                format!(
-                    "client certificate {serial} is not the current certificate of any enrolled \
-                     device (superseded)"
-                ),
-            )),
-        }
+        holder(self.inventory()?, serial, now)
     }
 
-    /// The checks every issuance for `device` with the public key `spki_der` passes, at
-    /// authorization and again when the certificate is about to go out: the device is not
-    /// disabled, and the key was not revoked for keyCompromise.
+    /// The checks every issuance for `device` with the public key `spki_der` passes: the device
+    /// is not disabled, and the key was not revoked for keyCompromise.
     pub(super) fn may_hold(&mut self, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
-        let key = crypto::hex(&crypto::sha256(spki_der));
-        let inv = self.inventory()?;
-        if let Some(l) = inv
-            .by_device(device)
-            .filter(|l| l.state == DeviceState::Disabled)
-        {
-            return Err(disabled(l));
-        }
-        if inv.key_compromised(&key) {
-            return Err(Denial::new(
-                403,
-                "the CSR's public key belongs to a certificate revoked for keyCompromise; \
-                 generate a new key",
-            )
-            .device(device));
-        }
-        Ok(())
+        may_hold(self.inventory()?, device, spki_der)
     }
 
-    /// Records the issuance in the inventory, on the device's one row.
-    pub(super) fn record_leaf(&mut self, g: &Granted, now: i64) {
-        let info = crypto::CertInfo::from_der(&g.issued.leaf_der).ok();
+    /// The end of a granted request, in one critical section under `leaves.json.lock`: every
+    /// inventory check again on the inventory as it is now (the client certificate still
+    /// stands, the device is not disabled, the key not compromised, and the device was not
+    /// revoked after the request was authorized), then the issuance recorded on the device's
+    /// one row. A request that fails here gets no certificate; neither does one whose record
+    /// cannot be written (an unrecorded certificate could not be revoked by device).
+    pub(super) fn commit_leaf(&mut self, g: Granted) -> Result<Granted, Denial> {
+        let now = self.clock.now();
+        let path = leaves::path_in(&self.state_dir);
+        let deny = |d: Denial, g: &Granted| {
+            let d = match d.device {
+                Some(_) => d,
+                None => d.device(&g.device),
+            };
+            d.names(g.names.clone())
+        };
+        let mut inv = match Inventory::open_locked(&path, Some(INVENTORY_LOCK_WAIT)) {
+            Ok(inv) => inv,
+            Err(store::Error::Locked(p)) => {
+                log::warn!(
+                    "{} is held by another process; 503 for {}",
+                    p.display(),
+                    g.device
+                );
+                let mut d = Denial::new(503, "leaf inventory busy; retry");
+                d.retry_after = Some(2);
+                return Err(deny(d, &g));
+            }
+            Err(e) => {
+                log::error!("{e}");
+                return Err(deny(Denial::new(500, "leaf inventory unreadable"), &g));
+            }
+        };
+        if let Some(serial) = &g.renews {
+            holder(&inv, serial, now).map_err(|d| deny(d, &g))?;
+        }
+        let spki = crypto::CertInfo::from_der(&g.issued.leaf_der)
+            .map(|i| i.spki_der)
+            .unwrap_or_default();
+        may_hold(&inv, &g.device, &spki).map_err(|d| deny(d, &g))?;
+        if let Some(l) = inv.by_device(&g.device) {
+            if l.cuts != g.cuts {
+                return Err(deny(
+                    Denial::new(
+                        403,
+                        format!(
+                            "device {} was revoked or disabled while this request was in \
+                             progress; it needs a new bootstrap token",
+                            g.device
+                        ),
+                    ),
+                    &g,
+                ));
+            }
+        }
         let source = g.origin.source();
+        let previous = g
+            .renews
+            .as_ref()
+            .and_then(|r| inv.previous_for(&g.device, r, now));
         let leaf = Leaf {
-            key: info.map(|i| crypto::hex(&crypto::sha256(&i.spki_der))),
+            key: Some(crypto::hex(&crypto::sha256(&spki))),
             der: (source == Source::Upstream).then(|| crypto::b64(&g.issued.leaf_der)),
+            previous,
             ..Leaf::new(
                 &g.device,
                 g.names.clone(),
@@ -125,18 +134,11 @@ impl Est {
                 now,
             )
         };
-        let path = leaves::path_in(&self.state_dir);
-        let recorded =
-            Inventory::open_locked(&path, Some(INVENTORY_LOCK_WAIT)).and_then(|mut i| {
-                let previous = g
-                    .renews
-                    .as_ref()
-                    .and_then(|r| i.previous_for(&leaf.device, r, now));
-                i.record(Leaf { previous, ..leaf })
-            });
-        if let Err(e) = recorded {
-            log::error!("leaf inventory write failed: {e}");
+        if let Err(e) = inv.record(leaf) {
+            log::error!("leaf inventory write failed; the certificate is not delivered: {e}");
+            return Err(deny(Denial::new(500, "leaf inventory write failed"), &g));
         }
+        Ok(g)
     }
 
     /// Counts a refused re-enrollment with a device's certificate; at `reenroll_alert` in a row
@@ -202,6 +204,61 @@ impl Est {
             body: der,
         }
     }
+}
+
+/// See [`Est::current_holder`].
+fn holder(inv: &Inventory, serial: &str, now: i64) -> Result<String, Denial> {
+    match inv.standing(serial, now) {
+        Standing::Current(l) | Standing::Grace(l) => Ok(l.device.clone()),
+        Standing::Superseded(l) => Err(Denial::new(
+            403,
+            format!(
+                "client certificate {serial} was superseded by a re-enrollment; only the \
+                 device's current certificate may re-enroll (grace {}s is over)",
+                leaves::GRACE
+            ),
+        )
+        .device(&l.device)),
+        Standing::Disabled(l) => Err(disabled(l)),
+        Standing::Revoked(r) => Err(Denial::new(
+            403,
+            format!(
+                "client certificate {serial} was revoked ({}) at {}; device {} needs a new \
+                 bootstrap token",
+                leaves::reason_name(r.reason),
+                crypto::rfc3339(r.revoked_at),
+                r.device
+            ),
+        )
+        .device(&r.device)),
+        Standing::Unknown => Err(Denial::new(
+            403,
+            format!(
+                "client certificate {serial} is not the current certificate of any enrolled \
+                 device (superseded)"
+            ),
+        )),
+    }
+}
+
+/// See [`Est::may_hold`].
+fn may_hold(inv: &Inventory, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
+    let key = crypto::hex(&crypto::sha256(spki_der));
+    if let Some(l) = inv
+        .by_device(device)
+        .filter(|l| l.state == DeviceState::Disabled)
+    {
+        return Err(disabled(l));
+    }
+    if inv.key_compromised(&key) {
+        return Err(Denial::new(
+            403,
+            "the CSR's public key belongs to a certificate revoked for keyCompromise; \
+             generate a new key",
+        )
+        .device(device));
+    }
+    Ok(())
 }
 
 fn disabled(l: &Leaf) -> Denial {

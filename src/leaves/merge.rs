@@ -49,6 +49,7 @@ pub(super) fn split_rows(leaves: &mut Vec<Leaf>) -> usize {
             state: row.state,
             state_since: row.state_since,
             state_reason: row.state_reason.clone(),
+            cuts: row.cuts,
             ..newer
         };
         // The row at i is the next one now.
