@@ -3,37 +3,43 @@
 //! The old code recorded a device's first enrollment under its token's device name (`s1`) and
 //! each re-enrollment under the certificate's subject CN (`s1.sensors.local`), so one sensor had
 //! two rows. A row whose device name is one of its own certificate names, beside another row
-//! with exactly the same names, is that second half: it is folded into the first, the newer
-//! certificate (by `issued_at`) becoming the current one and the older one, if unexpired, an
-//! earlier one of the same device.
+//! (whose device name is not one of its names) with exactly the same names, is that second
+//! half: it is folded into the first, the newer certificate (by `issued_at`) becoming the
+//! current one and the older one an earlier one of the same device. One pass over the rows,
+//! with a map from names to row: every open of the inventory runs it.
+
+use std::collections::{HashMap, HashSet};
 
 use super::{Held, Leaf};
 
 /// Merges split rows in `leaves` in place; returns how many rows were folded away.
 pub(super) fn split_rows(leaves: &mut Vec<Leaf>) -> usize {
-    let mut merged = 0;
-    let mut i = 0;
-    while i < leaves.len() {
-        let cn_row = &leaves[i];
-        let is_cn_row = cn_row
-            .names
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(&cn_row.device));
-        let partner = is_cn_row
-            .then(|| {
-                leaves.iter().position(|l| {
-                    l.device != cn_row.device
-                        && !l.names.iter().any(|n| n.eq_ignore_ascii_case(&l.device))
-                        && same_names(&l.names, &cn_row.names)
-                })
-            })
-            .flatten();
-        let Some(j) = partner else {
-            i += 1;
-            continue;
-        };
-        let cn_row = leaves.remove(i);
-        let j = if j > i { j - 1 } else { j };
+    let is_cn_row = |l: &Leaf| l.names.iter().any(|n| n.eq_ignore_ascii_case(&l.device));
+    let mut home: HashMap<String, usize> = HashMap::new();
+    for (j, l) in leaves.iter().enumerate() {
+        if !is_cn_row(l) {
+            if let Some(k) = names_key(&l.names) {
+                home.entry(k).or_insert(j);
+            }
+        }
+    }
+    if home.is_empty() {
+        return 0;
+    }
+    let fold: Vec<(usize, usize)> = leaves
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| is_cn_row(l))
+        .filter_map(|(i, l)| {
+            let j = *home.get(&names_key(&l.names)?)?;
+            Some((i, j))
+        })
+        .collect();
+    if fold.is_empty() {
+        return 0;
+    }
+    for &(i, j) in &fold {
+        let cn_row = leaves[i].clone();
         let row = &mut leaves[j];
         let (newer, older) = if cn_row.issued_at >= row.issued_at {
             (cn_row, row.clone())
@@ -52,18 +58,24 @@ pub(super) fn split_rows(leaves: &mut Vec<Leaf>) -> usize {
             cuts: row.cuts,
             ..newer
         };
-        // The row at i is the next one now.
-        merged += 1;
     }
-    merged
+    let gone: HashSet<usize> = fold.iter().map(|(i, _)| *i).collect();
+    let mut index = 0;
+    leaves.retain(|_| {
+        let keep = !gone.contains(&index);
+        index += 1;
+        keep
+    });
+    fold.len()
 }
 
-fn same_names(a: &[String], b: &[String]) -> bool {
-    let norm = |v: &[String]| {
-        let mut v: Vec<String> = v.iter().map(|s| s.to_ascii_lowercase()).collect();
-        v.sort();
-        v.dedup();
-        v
-    };
-    !a.is_empty() && norm(a) == norm(b)
+/// The names, lower-case, sorted, deduplicated, joined: equal for the same set of names.
+fn names_key(names: &[String]) -> Option<String> {
+    if names.is_empty() {
+        return None;
+    }
+    let mut v: Vec<String> = names.iter().map(|s| s.to_ascii_lowercase()).collect();
+    v.sort();
+    v.dedup();
+    Some(v.join(","))
 }

@@ -197,3 +197,29 @@ fn cut_off_revokes_every_unexpired_certificate_and_blocks_the_device() {
     assert!(inv.by_device("d").unwrap().earlier.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Devices named by their FQDN (token user = CN) are one row already and stay as they are; a
+/// token-named row newer than its CN row keeps its certificate current.
+#[test]
+fn merge_leaves_fqdn_named_devices_alone_and_keeps_the_newer_certificate() {
+    let dir = tempdir("merge2");
+    let path = dir.join("leaves.json");
+    let mut fqdn = leaf("f.sensors.local", "0F", Source::Local);
+    fqdn.names = vec!["f.sensors.local".into()];
+    let mut old_cn = leaf("g.sensors.local", "01", Source::Local);
+    old_cn.names = vec!["G.sensors.local".into()];
+    let mut newer = leaf("g", "02", Source::Local);
+    newer.names = vec!["g.sensors.local".into()];
+    newer.issued_at = old_cn.issued_at + 100;
+    let text = serde_json::json!({"version": 1, "leaves": [fqdn, old_cn, newer]}).to_string();
+    std::fs::write(&path, text).unwrap();
+    let inv = Inventory::open(&path).unwrap();
+    assert_eq!(inv.merged(), 1);
+    let devices: Vec<&str> = inv.list().iter().map(|l| l.device.as_str()).collect();
+    assert_eq!(devices, ["f.sensors.local", "g"]);
+    let g = inv.by_device("g").unwrap();
+    assert_eq!(g.serial, "02");
+    assert_eq!(g.earlier.len(), 1);
+    assert_eq!(g.earlier[0].serial, "01");
+    let _ = std::fs::remove_dir_all(&dir);
+}
