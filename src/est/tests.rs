@@ -206,3 +206,56 @@ fn serverkeygen_answer_is_rfc7030_multipart() {
     assert!(back.matches(&CertInfo::from_der(&issued.leaf_der).unwrap()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `GET /crl`, `/.well-known/est/crl` and `/.well-known/est/<label>/crl` serve the same DER CRL
+/// (`application/pkix-crl`); 503 before one is signed, 405 for anything but GET, and a new CRL
+/// is served as soon as the file changes.
+#[test]
+fn crl_is_served_on_every_path_and_follows_the_file() {
+    let (dir, mut est, clock) = setup("crl");
+    est.set_labels(vec![config::Label {
+        name: "meters".into(),
+        line: 1,
+        lifetime: None,
+        allow_suffix: Vec::new(),
+        server_auth: false,
+    }]);
+    let get = |path: &str| Request {
+        method: "GET".into(),
+        path: path.into(),
+        query: None,
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let paths = [
+        "/crl",
+        "/.well-known/est/crl",
+        "/.well-known/est/meters/crl",
+    ];
+    let resp = est.handle(&get("/crl"), &peer());
+    assert_eq!(resp.status, 503);
+    let cfg = Config::standalone(dir.clone());
+    let publish = |now: i64| {
+        let mut inv =
+            crate::leaves::Inventory::open_locked(&crate::leaves::path_in(&dir), None).unwrap();
+        crate::revocation::publish_crl(&dir, &cfg.ca, None, &mut inv, now).unwrap()
+    };
+    let first = publish(clock.now());
+    for p in paths {
+        let resp = est.handle(&get(p), &peer());
+        assert_eq!(resp.status, 200, "{p}");
+        assert_eq!(resp.body, first.der, "{p}");
+        assert!(resp
+            .headers
+            .contains(&("Content-Type".into(), "application/pkix-crl".into())));
+    }
+    let second = publish(clock.now() + 60);
+    assert!(second.number > first.number);
+    assert_eq!(est.handle(&get("/crl"), &peer()).body, second.der);
+    let mut post = get("/crl");
+    post.method = "POST".into();
+    assert_eq!(est.handle(&post, &peer()).status, 405);
+    post.path = "/.well-known/est/crl".into();
+    assert_eq!(est.handle(&post, &peer()).status, 405);
+    let _ = std::fs::remove_dir_all(&dir);
+}
