@@ -51,12 +51,18 @@ impl Gatecert {
 
     /// With `uci` as the config file (else none: the built-in defaults).
     fn start_with(tag: &str, uci: Option<&str>) -> Gatecert {
-        Gatecert::start_seeded(tag, uci, &|_| {})
+        Gatecert::start_seeded(tag, uci, &|_| {}, &[])
     }
 
-    /// Like [`Gatecert::start_with`], with `@STATE@` in `uci` replaced by the state directory
-    /// and `seed` called on that (empty) directory before the service starts.
-    fn start_seeded(tag: &str, uci: Option<&str>, seed: &dyn Fn(&Path)) -> Gatecert {
+    /// Like [`Gatecert::start_with`], with `@STATE@` in `uci` replaced by the state directory,
+    /// `seed` called on that (empty) directory before the service starts, and `env` added to
+    /// the service's environment.
+    fn start_seeded(
+        tag: &str,
+        uci: Option<&str>,
+        seed: &dyn Fn(&Path),
+        env: &[(&str, &str)],
+    ) -> Gatecert {
         let dir = std::env::temp_dir().join(format!("gatecert-est-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("state")).unwrap();
@@ -77,6 +83,7 @@ impl Gatecert {
             .arg(dir.join("state"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
             .stdout(common::log_file("est", &format!("run-{tag}")))
             .stderr(common::log_file("est", &format!("run-{tag}")))
             .spawn()

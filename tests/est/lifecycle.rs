@@ -417,6 +417,7 @@ fn split_rows_of_an_older_state_dir_are_merged_on_first_start() {
         "merge",
         Some("config gatecert 'main'\n\toption state_dir '@STATE@'\n\toption log 'stderr'\n"),
         &|state| std::fs::write(state.join("leaves.json"), fixture).unwrap(),
+        &[],
     );
     let t = Instant::now();
     while !g.audit().contains("\"event\":\"leaves.merge\"") {
@@ -523,4 +524,67 @@ fn revoke_on_an_untrusted_clock_cuts_off_and_the_service_signs_the_crl_later() {
     let (ok, why) = g.verify_with_crl(&c1, &crl);
     assert!(!ok && why.contains("certificate revoked"), "{why}");
     let _ = std::fs::remove_file(&crl_file);
+}
+
+/// The CRL is signed again before its nextUpdate: with `crl_validity` 1h, moving the service's
+/// clock 50 minutes on (a quarter is left) makes it sign a new CRL by itself, numbered higher,
+/// listing the same revocation, audited.
+#[test]
+fn the_service_signs_the_crl_again_before_its_next_update() {
+    let clock = std::env::temp_dir().join(format!("gatecert-crl-clock-{}", std::process::id()));
+    std::fs::write(&clock, now().to_string()).unwrap();
+    let uci = "config gatecert 'main'\n\toption state_dir '@STATE@'\n\toption log 'stderr'\n\
+               config ca 'local'\n\tlist allow_suffix 'local'\n\toption crl_validity '1h'\n";
+    let clock_env = clock.to_str().unwrap().to_owned();
+    let g = Gatecert::start_seeded(
+        "recrl",
+        Some(uci),
+        &|_| {},
+        &[
+            ("GATECERT_FAKE_NOW_FILE", clock_env.as_str()),
+            ("GATECERT_TICK_SECS", "1"),
+        ],
+    );
+    let d = &g.dir;
+    let name = "sensor-r.sensors.local";
+    let token = g.cli_token("sensor-r", name, "1");
+    let (_, csr) = make_csr(d, "r1", "ec:P-256", name, &[name]);
+    let (code, _, body) = g.enroll("sensor-r", &token, &csr);
+    let c1 = issued(&g, "r1", code, &body);
+    let out = g.cli(&["leaves", "revoke", "sensor-r"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, text) = g.fetch_crl("first");
+    let first =
+        gatecert::crypto::CrlInfo::from_der(&std::fs::read(g.path("first.crl.der")).unwrap())
+            .unwrap();
+    assert!(text.contains(&serial_of(&c1)), "{text}");
+    let signed = g.audit().matches("\"event\":\"crl.issue\"").count();
+    // Ticks with a quarter of the validity still ahead sign nothing.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(g.audit().matches("\"event\":\"crl.issue\"").count(), signed);
+    std::fs::write(&clock, (now() + 50 * 60).to_string()).unwrap();
+    let t = Instant::now();
+    while g.audit().matches("\"event\":\"crl.issue\"").count() == signed {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no new CRL: {}",
+            g.audit()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, text) = g.fetch_crl("second");
+    let second =
+        gatecert::crypto::CrlInfo::from_der(&std::fs::read(g.path("second.crl.der")).unwrap())
+            .unwrap();
+    assert!(text.contains(&serial_of(&c1)), "{text}");
+    assert!(second.number > first.number, "{second:?} {first:?}");
+    assert!(
+        second.next_update > first.next_update,
+        "{second:?} {first:?}"
+    );
+    let _ = std::fs::remove_file(&clock);
 }
