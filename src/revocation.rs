@@ -41,7 +41,8 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Inventory(_) => f.write_str("leaf inventory"),
+            // The inventory's own error says what it is about.
+            Error::Inventory(e) => fmt::Display::fmt(e, f),
             Error::Token(_) => f.write_str("token store"),
             Error::Ca(_) => f.write_str("local CA"),
             Error::Audit(_) => f.write_str("audit log (nothing was saved)"),
@@ -53,7 +54,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Inventory(e) => Some(e),
+            Error::Inventory(e) => e.source(),
             Error::Token(e) => Some(e),
             Error::Ca(e) => Some(e),
             Error::Audit(e) => Some(e),
@@ -128,7 +129,12 @@ pub fn cut_off(
     note: Option<&str>,
     now: i64,
 ) -> Result<Outcome, Error> {
-    let mut inv = Inventory::open_locked(&leaves::path_in(state_dir), None)?;
+    let path = leaves::path_in(state_dir);
+    if !path.exists() {
+        // Nothing was ever enrolled here (or the state dir is elsewhere): nothing to lock.
+        return Err(leaves::Error::NoSuchDevice(who.to_owned()).into());
+    }
+    let mut inv = Inventory::open_locked(&path, None)?;
     let cut = inv.cut_off(who, state, reason, note, now)?;
     let mut tokens = Tokens::open_locked(&token::path_in(state_dir))?;
     let event = match state {
@@ -161,7 +167,11 @@ pub fn cut_off(
 /// `leaves enable DEVICE`: a disabled device may enroll again, with a new token. Audited.
 /// Returns false when it was not disabled.
 pub fn enable(state_dir: &Path, device: &str, now: i64) -> Result<bool, Error> {
-    let mut inv = Inventory::open_locked(&leaves::path_in(state_dir), None)?;
+    let path = leaves::path_in(state_dir);
+    if !path.exists() {
+        return Err(leaves::Error::NoSuchDevice(device.to_owned()).into());
+    }
+    let mut inv = Inventory::open_locked(&path, None)?;
     if !inv.enable(device, now)? {
         return Ok(false);
     }
