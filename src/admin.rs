@@ -19,6 +19,10 @@ use crate::store;
 use crate::token::{self, Tokens};
 use crate::trust::ClockTrust;
 
+mod lifecycle;
+
+pub use lifecycle::cmd_leaves;
+
 /// A usage or argument error, printed like any other error.
 #[derive(Debug)]
 struct Usage(String);
@@ -233,13 +237,36 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
     let trusted =
         ClockTrust::load(&cfg.main.state_dir, Some(ca.intermediate().not_before)).check(now)?;
     let csr = ca.verify_csr(&der)?;
-    let device = csr
-        .dns
-        .first()
-        .cloned()
+    let names = names_of(&csr.dns, &csr.ips);
+    // The same identity rules as EST: the device that holds exactly these names (else one
+    // named by the first name), never a disabled device or a key revoked for keyCompromise.
+    // The lock is held until the issuance is recorded.
+    let mut inv = Inventory::open_locked(&leaves::path_in(&cfg.main.state_dir), None)?;
+    let key = crypto::hex(&crypto::sha256(&csr.spki_der));
+    let device = inv
+        .device_for_names(&names)
+        .map(|l| l.device.clone())
+        .or_else(|| csr.dns.first().cloned())
         .or_else(|| csr.ips.first().map(IpAddr::to_string))
         .unwrap_or_default();
-    let names = names_of(&csr.dns, &csr.ips);
+    let refused = match inv.by_device(&device) {
+        Some(l) if l.state == leaves::DeviceState::Disabled => Some(format!(
+            "device {device} is disabled (gatecert leaves enable {device} first)"
+        )),
+        _ if inv.key_compromised(&key) => Some(
+            "the CSR's public key belongs to a certificate revoked for keyCompromise".to_owned(),
+        ),
+        _ => None,
+    };
+    if let Some(reason) = refused {
+        let _ = audit_event(
+            cfg,
+            now,
+            "deny",
+            serde_json::json!({"via": "cli", "device": device, "names": names, "reason": reason}),
+        );
+        return Err(usage(format!("ca sign refused: {reason}")));
+    }
     let req = IssueRequest {
         csr,
         lifetime,
@@ -269,14 +296,16 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         serde_json::json!({"via": "cli", "device": device, "names": names,
             "serial": issued.serial_hex, "not_after": issued.not_after}),
     )?;
-    Inventory::open(&leaves::path_in(&cfg.main.state_dir))?.record(Leaf {
-        device,
-        names,
-        serial: issued.serial_hex.clone(),
-        not_after: issued.not_after,
-        source: Source::Local,
-        issued_at: now,
-        previous: None,
+    inv.record(Leaf {
+        key: Some(key),
+        ..Leaf::new(
+            &device,
+            names,
+            &issued.serial_hex,
+            issued.not_after,
+            Source::Local,
+            now,
+        )
     })?;
     drop(log);
     let pem = crypto::certs_to_pem(issued.chain_der.iter().map(Vec::as_slice));
@@ -603,56 +632,6 @@ pub fn cmd_audit(cfg: &Config, args: &[String]) -> i32 {
     })())
 }
 
-/// `gatecert leaves`: the inventory as a table.
-pub fn cmd_leaves(cfg: &Config, args: &[String]) -> i32 {
-    let json = match args {
-        [] => false,
-        [j] if j == "--json" => true,
-        _ => return finish(Err(usage("usage: gatecert leaves [--json]"))),
-    };
-    finish((|| -> Res {
-        let inv = Inventory::open(&leaves::path_in(&cfg.main.state_dir))?;
-        if json {
-            let list: Vec<serde_json::Value> = inv
-                .list()
-                .iter()
-                .map(|l| {
-                    serde_json::json!({"device": l.device, "names": l.names,
-                        "serial": crypto::serial_display(&l.serial), "not_after": l.not_after,
-                        "source": l.source.as_str(), "issued_at": l.issued_at})
-                })
-                .collect();
-            println!("{}", serde_json::json!({ "leaves": list }));
-            return Ok(());
-        }
-        let rows: Vec<[String; 5]> = inv
-            .list()
-            .iter()
-            .map(|l| {
-                [
-                    l.device.clone(),
-                    crypto::serial_display(&l.serial),
-                    crypto::rfc3339(l.not_after),
-                    l.source.as_str().to_owned(),
-                    l.names.join(","),
-                ]
-            })
-            .collect();
-        print!(
-            "{}",
-            table(&["DEVICE", "SERIAL", "NOT AFTER", "SOURCE", "NAMES"], &rows)
-        );
-        let interim = inv.by_source(Source::Interim).count();
-        if interim > 0 {
-            println!(
-                "{interim} on interim certificates (local CA, upstream was down); each gets an \
-                 upstream certificate at its next re-enrollment"
-            );
-        }
-        Ok(())
-    })())
-}
-
 fn fingerprint(der: &[u8]) -> String {
     crypto::hex(&crypto::sha256(der))
         .as_bytes()
@@ -764,6 +743,50 @@ mod tests {
         assert!(report.ok());
         assert_eq!(report.lines, 3); // ca-init, deny, issue
         assert_eq!(cmd_audit(&cfg, &s(&["verify"])), 0);
+
+        // ca sign passes the same gates as EST: a second certificate for these names goes to
+        // the same device row; after `leaves revoke --reason keyCompromise` the key is refused,
+        // and after `leaves disable` the device is.
+        let sign = |csr_arg: &str| {
+            cmd_ca(
+                &cfg,
+                &s(&[
+                    "sign",
+                    "--csr",
+                    csr_arg,
+                    "--lifetime",
+                    "2h",
+                    "--out",
+                    out_arg,
+                ]),
+            )
+        };
+        assert_eq!(sign(csr_arg), 0);
+        let inv = Inventory::open(&leaves::path_in(&cfg.main.state_dir)).unwrap();
+        assert_eq!(inv.list().len(), 1);
+        assert_eq!(inv.by_device("t1.sensors.local").unwrap().earlier.len(), 1);
+        assert_eq!(
+            cmd_leaves(
+                &cfg,
+                &s(&["revoke", "t1.sensors.local", "--reason", "keyCompromise"])
+            ),
+            0
+        );
+        assert_eq!(sign(csr_arg), 2, "a key revoked for keyCompromise");
+        let k2 = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+        let csr2 = k2.csr(&s(&["t1.sensors.local"]), &[]).unwrap();
+        let csr2_path = cfg.main.state_dir.join("t2.csr");
+        std::fs::write(&csr2_path, crypto::pem_block("CERTIFICATE REQUEST", &csr2)).unwrap();
+        let csr2_arg = csr2_path.to_str().unwrap();
+        assert_eq!(sign(csr2_arg), 0, "a fresh key for a revoked device");
+        assert_eq!(cmd_leaves(&cfg, &s(&["disable", "t1.sensors.local"])), 0);
+        assert_eq!(sign(csr2_arg), 2, "a disabled device");
+        let log = std::fs::read_to_string(audit::path_in(&cfg.main.state_dir)).unwrap();
+        assert!(
+            log.contains("keyCompromise") && log.contains("is disabled"),
+            "{log}"
+        );
+        assert!(std::fs::metadata(cfg.main.state_dir.join("crl.der")).is_ok());
     }
 
     #[test]

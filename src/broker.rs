@@ -185,6 +185,10 @@ pub struct Broker {
     /// When a parked request last ran out its wait without one upstream response: until the
     /// upstream answers again, nobody else waits.
     silent_from: Option<Instant>,
+    /// Upstream revocations handed to the worker, by serial, and when.
+    revoking: HashMap<String, Instant>,
+    /// Finished upstream revocations, for the main loop to record ([`Broker::take_revoked`]).
+    revoked: Vec<(String, Result<(), String>)>,
 }
 
 /// `<state_dir>/broker.json`.
@@ -216,6 +220,8 @@ impl Broker {
             next_id: 1,
             renewed: false,
             silent_from: None,
+            revoking: HashMap::new(),
+            revoked: Vec::new(),
         }))
     }
 
@@ -323,6 +329,10 @@ impl Broker {
                     );
                 }
                 Event::Renewed { .. } => self.renewed = true,
+                Event::Revoked { serial, result } => {
+                    self.revoking.remove(&serial);
+                    self.revoked.push((serial, result));
+                }
             }
         }
         let wait = self.cfg.as_ref().map_or(5, |b| b.upstream_wait);
@@ -359,6 +369,28 @@ impl Broker {
             }
         }
         out
+    }
+
+    /// Hands an upstream revocation to the worker unless it is already there. False when it
+    /// is (or the worker is gone).
+    pub fn revoke(&mut self, serial: &str, der: Vec<u8>, reason: u8) -> bool {
+        if self.revoking.contains_key(serial) {
+            return false;
+        }
+        let sent = self.worker.submit(Job::Revoke {
+            serial: serial.to_owned(),
+            der,
+            reason,
+        });
+        if sent {
+            self.revoking.insert(serial.to_owned(), Instant::now());
+        }
+        sent
+    }
+
+    /// The upstream revocations finished since the last call: (serial, outcome).
+    pub fn take_revoked(&mut self) -> Vec<(String, Result<(), String>)> {
+        std::mem::take(&mut self.revoked)
     }
 
     /// Drops a parked request (its client is gone); its order's result goes to the cache.

@@ -38,6 +38,8 @@ use crate::crypto::{
 use crate::store;
 use crate::trust::TrustedNow;
 
+pub mod crl;
+
 /// How far notBefore is backdated, for sensors whose clocks run a little behind.
 pub const BACKDATE: i64 = 5 * 60;
 /// Root lifetime: 10 years.
@@ -777,6 +779,12 @@ impl LocalCa {
                 .push(ExtendedKeyUsagePurpose::ServerAuth);
         }
         params.use_authority_key_identifier_extension = true;
+        if let Some(url) = &self.cfg.crl_url {
+            // RFC 5280 §4.2.1.13: where relying parties find this CA's CRL.
+            params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: vec![url.clone()],
+            }];
+        }
         let key = self.signing_key()?;
         let issuer = Issuer::from_ca_cert_der(&self.int_der.as_slice().into(), key.rcgen())?;
         let leaf = match params.signed_by(spki, &issuer) {

@@ -26,6 +26,7 @@ commands:
   token add DEVICE --name N [--name N ...] [--ttl 7d] [--uses 1] [--bundle | --qr | --qr-matrix]
   token list [--json] | revoke DEVICE    bootstrap tokens (gatecert token --help)
   leaves [--json]                        leaf inventory
+  leaves revoke|disable|enable DEVICE    cut a sensor off (gatecert leaves --help)
   audit verify [--repair]                check the audit log's hash chain
   demo [--keep]                          the whole job in a temp dir, with no outside CA
 
@@ -93,9 +94,21 @@ exit: 0 done, 2 error",
   token revoke DEVICE  revoke the device's tokens
 exit: 0 done, 2 error",
         "leaves" => "usage: gatecert leaves [--json]
+       gatecert leaves revoke DEVICE|SERIAL [--reason R] | disable DEVICE [--reason R] | enable DEVICE
 
-The leaf inventory: device, names, serial, notAfter, source (local, interim, upstream).
-exit: 0, 2 error",
+  leaves                  the inventory: one row per device (serial, notAfter, source, state,
+                          earlier unexpired certificates), revoked certificates, pending
+                          upstream revocations
+  leaves revoke WHO       WHO: a device, or the serial of any certificate it holds. Revokes every
+                          unexpired certificate of the device (local ones in the CRL, upstream
+                          ones at the upstream CA), revokes its bootstrap token, refuses its
+                          re-enrollment; a new `token add` enrolls it again
+  leaves disable DEVICE   the same, and refuses the device everything until `leaves enable`
+  leaves enable DEVICE    a disabled device may enroll again with a new token
+  --reason R              RFC 5280 reason: unspecified (revoke's default), keyCompromise (its
+                          public keys are never certified again), cessationOfOperation
+                          (disable's default), superseded, ... or the number
+exit: 0 done, 2 error",
         "audit" => "usage: gatecert audit verify [--repair]
 
 Checks the audit log's hash chain across rotated files; --repair cuts a torn last line and
@@ -130,7 +143,10 @@ pub fn main() -> i32 {
         .collect();
     // `COMMAND --help` only prints: it runs before the config is read, so it can't act.
     if let Some(usage) = command.as_deref().and_then(command_usage) {
-        if sub.iter().any(|a| a == "-h" || a == "--help" || a == "help") {
+        if sub
+            .iter()
+            .any(|a| a == "-h" || a == "--help" || a == "help")
+        {
             println!("{usage}");
             return 0;
         }

@@ -356,6 +356,22 @@ pub fn same_serial(a: &str, b: &str) -> bool {
     serial_display(a) == serial_display(b)
 }
 
+/// Parses hex (either case, even length; `:` separators allowed, as openssl prints them).
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|p| {
+            let h = (p[0] as char).to_digit(16)?;
+            let l = (p[1] as char).to_digit(16)?;
+            u8::try_from(h * 16 + l).ok()
+        })
+        .collect()
+}
+
 /// Lower-case hex.
 pub fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
@@ -533,6 +549,44 @@ impl CertInfo {
     /// Lifetime in seconds.
     pub fn lifetime(&self) -> i64 {
         self.not_after - self.not_before
+    }
+}
+
+/// What a CRL (RFC 5280 §5) says, as `status` and the tests read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrlInfo {
+    /// Issuer, RFC 4514-ish.
+    pub issuer: String,
+    /// thisUpdate, Unix seconds.
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds, if present.
+    pub next_update: Option<i64>,
+    /// cRLNumber, big-endian bytes.
+    pub number: Vec<u8>,
+    /// Revoked serials, upper-case hex, with their reason codes (none: unspecified).
+    pub revoked: Vec<(String, Option<u8>)>,
+}
+
+impl CrlInfo {
+    /// Parses a DER CRL (its signature is not checked here).
+    pub fn from_der(der: &[u8]) -> Result<CrlInfo, Error> {
+        let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| Error::X509(e.to_string()))?;
+        Ok(CrlInfo {
+            issuer: crl.issuer().to_string(),
+            this_update: crl.last_update().timestamp(),
+            next_update: crl.next_update().map(|t| t.timestamp()),
+            number: crl
+                .crl_number()
+                .map(|n| n.to_bytes_be())
+                .unwrap_or_default(),
+            revoked: crl
+                .iter_revoked_certificates()
+                .map(|r| {
+                    let serial = hex(r.raw_serial()).to_uppercase();
+                    (serial, r.reason_code().map(|(_, c)| c.0))
+                })
+                .collect(),
+        })
     }
 }
 

@@ -41,14 +41,14 @@ use crate::clock::Clock;
 use crate::config;
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
-use crate::leaves::{Inventory, Standing};
 use crate::report::Counters;
 use crate::store;
 use crate::token::{Claims, Tokens};
 use crate::trust::{ClockTrust, TrustedNow};
-use crate::{audit, ca, leaves, token};
+use crate::{audit, ca, token};
 
 mod brokered;
+mod lifecycle;
 mod record;
 mod reply;
 mod sets;
@@ -148,6 +148,12 @@ pub struct Est {
     labels: Vec<config::Label>,
     /// Denials of the current minute, for the denial stream's rate limit.
     denials: record::DenyWindow,
+    /// The inventory and CRL as last read ([`lifecycle`]).
+    cache: lifecycle::Cache,
+    /// Refused re-enrollments in a row, by device (memory only).
+    reenroll_failures: HashMap<String, u32>,
+    /// `reenroll_alert` from `config est`.
+    reenroll_alert: u32,
 }
 
 /// A refused request: what the client is told and what the audit log records.
@@ -211,6 +217,9 @@ struct Granted {
     origin: Origin,
     /// simplereenroll: the serial of the client certificate it replaces.
     renews: Option<String>,
+    /// The device's cut-off count when the request was authorized ([`crate::leaves::Leaf::cuts`]):
+    /// a device revoked or disabled since is refused at the end.
+    cuts: u32,
 }
 
 /// A request that passed authentication and policy, not yet issued.
@@ -227,6 +236,8 @@ struct Authorized {
     lifetime: Option<u64>,
     /// Ask for EKU serverAuth (the CA's `server_auth`, or the label's).
     server_auth: bool,
+    /// The device's cut-off count at authorization.
+    cuts: u32,
 }
 
 /// How long the service's loop waits for `tokens.json.lock` before it answers 503: a held lock
@@ -249,7 +260,16 @@ impl Est {
             counters: None,
             labels: Vec::new(),
             denials: record::DenyWindow::default(),
+            cache: lifecycle::Cache::default(),
+            reenroll_failures: HashMap::new(),
+            reenroll_alert: 5,
         }
+    }
+
+    /// Raises the alert after `n` refused re-enrollments in a row with one device's
+    /// certificates (`reenroll_alert` in `config est`).
+    pub fn set_reenroll_alert(&mut self, n: u32) {
+        self.reenroll_alert = n.max(1);
     }
 
     /// Serves these `config label` profiles (RFC 7030 §3.2.2) beside the default path.
@@ -362,6 +382,7 @@ impl Est {
             key_pem: Some(key.to_pem()),
             origin: Origin::Local,
             renews: None,
+            cuts: auth.cuts,
         })
     }
 
@@ -398,6 +419,12 @@ impl Est {
         self.ca
             .check_names(&csr.dns, &csr.ips)
             .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
+        let cuts = self
+            .inventory()
+            .map_err(|d| d.device(&device))?
+            .cuts(&device);
+        self.may_hold(&device, &csr.spki_der)
+            .map_err(|d| d.names(names.clone()))?;
         let key = crypto::hex(&crypto::sha256(&csr.spki_der));
         let (claim, _) = tokens
             .claim(&mut self.claims, &device, &token, &key, now)
@@ -410,6 +437,7 @@ impl Est {
             renews: None,
             lifetime: None,
             server_auth: true,
+            cuts,
         })
     }
 
@@ -517,12 +545,13 @@ impl Est {
             key_pem: None,
             origin,
             renews: auth.renews,
+            cuts: auth.cuts,
         })
     }
 
     /// `simplereenroll`: the client's current certificate, from this CA (or an upstream leaf
     /// this gateway brokered), unexpired, and the device's current one in the inventory (or the
-    /// one it replaced, inside [`leaves::GRACE`]), and a CSR whose subject and SANs are identical
+    /// one it replaced, inside [`crate::leaves::GRACE`]), and a CSR whose subject and SANs are identical
     /// to it (RFC 7030 §4.2.2). The device is the inventory's.
     fn authorize_reenroll(&mut self, req: &Request, peer: &PeerInfo) -> Result<Authorized, Denial> {
         let Some(leaf) = peer.certs.first() else {
@@ -581,6 +610,12 @@ impl Est {
         self.ca
             .check_names(&csr.dns, &csr.ips)
             .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
+        let cuts = self
+            .inventory()
+            .map_err(|d| d.device(&device))?
+            .cuts(&device);
+        self.may_hold(&device, &csr.spki_der)
+            .map_err(|d| d.names(names.clone()))?;
         Ok(Authorized {
             device,
             names,
@@ -589,35 +624,8 @@ impl Est {
             renews: Some(serial),
             lifetime: None,
             server_auth: true,
+            cuts,
         })
-    }
-
-    /// The device whose current certificate (or previous one, in its grace window) has
-    /// `serial`; 403 with the reason when it is superseded or no device holds it.
-    fn current_holder(&self, serial: &str, now: i64) -> Result<String, Denial> {
-        let inv = Inventory::open(&leaves::path_in(&self.state_dir)).map_err(|e| {
-            log::error!("{e}");
-            Denial::new(500, "leaf inventory unreadable")
-        })?;
-        match inv.standing(serial, now) {
-            Standing::Current(l) | Standing::Grace(l) => Ok(l.device.clone()),
-            Standing::Superseded(l) => Err(Denial::new(
-                403,
-                format!(
-                    "client certificate {serial} was superseded by a re-enrollment; only the \
-                     device's current certificate may re-enroll (grace {}s is over)",
-                    leaves::GRACE
-                ),
-            )
-            .device(&l.device)),
-            Standing::Unknown => Err(Denial::new(
-                403,
-                format!(
-                    "client certificate {serial} is not the current certificate of any enrolled \
-                     device (superseded)"
-                ),
-            )),
-        }
     }
 
     fn read_csr(&self, req: &Request) -> Result<Csr, Denial> {
@@ -633,6 +641,12 @@ impl Est {
     /// §3.2.2: the path is `/.well-known/est/<op>` or `/.well-known/est/<label>/<op>`.
     fn route<'r>(&self, req: &'r Request) -> Result<(&'r str, Option<usize>), Response> {
         let Some(rest) = req.path.strip_prefix(PREFIX) else {
+            if req.path == "/crl" {
+                return match req.method.as_str() {
+                    "GET" => Ok(("crl", None)),
+                    _ => Err(Response::text(405, "crl takes GET").header("Allow", "GET")),
+                };
+            }
             return Err(Response::text(404, "not found"));
         };
         let (label, op) = match rest.split_once('/') {
@@ -649,7 +663,7 @@ impl Est {
             },
         };
         let method = match op {
-            "cacerts" | "csrattrs" => "GET",
+            "cacerts" | "csrattrs" | "crl" => "GET",
             "simpleenroll" | "simplereenroll" | "serverkeygen" => "POST",
             _ => return Err(Response::text(404, "unknown EST operation")),
         };
@@ -678,33 +692,21 @@ impl Est {
         }
     }
 
-    /// Records `outcome` in the audit log and inventory and turns it into the answer. A
-    /// re-enrollment is checked again here, when its certificate is about to go out: if another
-    /// re-enrollment superseded the client certificate meanwhile (a parked request), it is
-    /// refused and the new certificate is never delivered. An issuance whose audit line cannot
-    /// be written is not handed out: 503 (fail closed).
+    /// Records `outcome` in the audit log and inventory and turns it into the answer. An issuance
+    /// is checked again here, when its certificate is about to go out, against the inventory as
+    /// it is now (a client certificate superseded meanwhile, a device revoked or disabled, a
+    /// compromised key): if that fails, or its audit line or inventory row cannot be written,
+    /// the certificate is never delivered (fail closed).
     fn finish(&mut self, op: &str, client: IpAddr, outcome: Result<Granted, Denial>) -> Response {
-        let outcome = outcome.and_then(|g| match &g.renews {
-            Some(serial) => {
-                let now = self.clock.now();
-                self.current_holder(serial, now)
-                    .map_err(|d| d.names(g.names.clone()))?;
-                Ok(g)
-            }
-            None => Ok(g),
-        });
-        if let Err(e) = self.record(op, client, &outcome) {
-            log::error!(
-                "{}; the certificate is withheld",
-                crate::errchain::one_line(&e)
-            );
-            let d = Denial::new(503, AUDIT_DOWN);
-            let d = match &outcome {
-                Ok(g) => d.device(&g.device).names(g.names.clone()),
-                Err(_) => d,
-            };
-            self.record_denial(self.clock.now(), op, client, &d);
-            return Response::text(503, AUDIT_DOWN).header("Retry-After", "60");
+        // Checked and recorded as one step: the inventory's gates again, the audit line, then the
+        // device's row; any of them failing means no certificate (see `record::commit_issue`).
+        let outcome = outcome.and_then(|g| self.commit_issue(op, client, g));
+        if op == "simplereenroll" {
+            self.note_reenroll(&outcome);
+        }
+        // Issuances were recorded above; denials (and the challenge) are recorded here.
+        if outcome.is_err() {
+            let _ = self.record(op, client, &outcome);
         }
         match outcome {
             // RFC 7030 §4.2.3: "containing only the certificate that was issued".
@@ -729,6 +731,7 @@ impl Handler for Est {
     /// Answers at once, from the local CA (no brokering: see [`Handler::answer`]).
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
         let (op, label) = match self.route(req) {
+            Ok(("crl", _)) => return self.crl(),
             Ok(r) => r,
             Err(resp) => return resp,
         };
@@ -819,214 +822,4 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 #[cfg(test)]
 mod reenroll_tests;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::FixedClock;
-    use crate::config::Config;
-    use crate::pkcs7;
-
-    #[test]
-    fn basic_auth_parses_rfc7617_example() {
-        // RFC 7617 §2: "Aladdin" / "open sesame".
-        let mut req = Request {
-            method: "POST".into(),
-            path: "/".into(),
-            query: None,
-            headers: vec![(
-                "Authorization".into(),
-                "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==".into(),
-            )],
-            body: Vec::new(),
-        };
-        assert_eq!(
-            basic_auth(&req),
-            Some(("Aladdin".into(), "open sesame".into()))
-        );
-        req.headers[0].1 = "Bearer QWxhZGRpbjpvcGVuIHNlc2FtZQ==".into();
-        assert_eq!(basic_auth(&req), None);
-        req.headers[0].1 = format!("Basic {}", crypto::b64(b"nopassword"));
-        assert_eq!(basic_auth(&req), None);
-    }
-
-    #[test]
-    fn csr_attrs_is_well_formed_der() {
-        assert_eq!(CSR_ATTRS[1] as usize, CSR_ATTRS.len() - 2);
-        assert_eq!(CSR_ATTRS[13] as usize, CSR_ATTRS.len() - 14);
-        assert_eq!(CSR_ATTRS[24] as usize, CSR_ATTRS.len() - 25);
-    }
-
-    pub(super) fn setup(tag: &str) -> (PathBuf, Est, Arc<FixedClock>) {
-        let dir =
-            std::env::temp_dir().join(format!("gatecert-est-unit-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let cfg = Config::standalone(dir.clone());
-        let clock = Arc::new(FixedClock::new(1_800_000_000));
-        let ca = LocalCa::init(
-            &LocalCa::dir_in(&dir),
-            &cfg.ca,
-            crate::trust::TrustedNow::for_tests(clock.now()),
-        )
-        .unwrap();
-        let est = Est::new(&dir, ca, clock.clone());
-        (dir, est, clock)
-    }
-
-    /// A one-use token for `device` bound to `name`, valid `ttl` s from `now`, and a P-256 CSR
-    /// for `name`.
-    pub(super) fn token_and_csr(
-        dir: &Path,
-        device: &str,
-        name: &str,
-        ttl: u64,
-        now: i64,
-    ) -> (String, Vec<u8>) {
-        let names = [name.to_string()];
-        let token = Tokens::open(&token::path_in(dir))
-            .unwrap()
-            .add(device, &names, ttl, 1, now)
-            .unwrap();
-        let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
-        (token, key.csr(&names, &[]).unwrap())
-    }
-
-    pub(super) fn enroll_req(device: &str, token: &str, csr: &[u8]) -> Request {
-        Request {
-            method: "POST".into(),
-            path: format!("{PREFIX}simpleenroll"),
-            query: None,
-            headers: vec![(
-                "Authorization".into(),
-                format!(
-                    "Basic {}",
-                    crypto::b64(format!("{device}:{token}").as_bytes())
-                ),
-            )],
-            body: crypto::b64(csr).into_bytes(),
-        }
-    }
-
-    pub(super) fn peer() -> PeerInfo {
-        PeerInfo {
-            addr: "192.0.2.7:5000".parse().unwrap(),
-            tls: true,
-            certs: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn token_expires_on_the_injected_clock() {
-        let (dir, mut est, clock) = setup("clock");
-        let name = "s.sensors.local".to_string();
-        let (token, csr) = token_and_csr(&dir, "s", &name, 60, clock.now());
-        clock.advance(61);
-        let resp = est.handle(&enroll_req("s", &token, &csr), &peer());
-        assert_eq!(resp.status, 401);
-        assert!(resp.headers.contains(&(
-            "WWW-Authenticate".into(),
-            format!("Basic realm=\"{REALM}\"")
-        )));
-        assert!(String::from_utf8_lossy(&resp.body).contains("expired"));
-        let log = std::fs::read_to_string(audit::deny_path_in(&dir)).unwrap();
-        assert!(log.contains("token expired") && log.contains("192.0.2.7"));
-        assert!(!log.contains(&token));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A clock before the CA's notBefore (a router that booted without RTC): no issuance, 503,
-    /// the token is not burnt, nothing goes into the inventory; once the clock is right, it works.
-    #[test]
-    fn untrusted_clock_refuses_without_burning_the_token() {
-        let (dir, mut est, clock) = setup("untrusted");
-        let name = "u.sensors.local".to_string();
-        let (token, csr) = token_and_csr(&dir, "u", &name, 7 * 86_400, clock.now());
-        let good = clock.now();
-        clock.set(good - 2 * 86_400);
-        let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
-        assert_eq!(resp.status, 503);
-        assert!(String::from_utf8_lossy(&resp.body).contains("clock untrusted"));
-        assert!(!crate::leaves::path_in(&dir).exists());
-        clock.set(good);
-        let resp = est.handle(&enroll_req("u", &token, &csr), &peer());
-        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn issuances_are_counted_by_source() {
-        let (dir, mut est, clock) = setup("counted");
-        let counters = Arc::new(Counters::new());
-        est.set_counters(counters.clone());
-        let name = "c.sensors.local".to_string();
-        let (token, csr) = token_and_csr(&dir, "c", &name, 600, clock.now());
-        assert_eq!(
-            est.handle(&enroll_req("c", &token, &csr), &peer()).status,
-            200
-        );
-        let cfg = Config::standalone(dir.clone());
-        let text = crate::report::metrics::render_metrics(
-            &crate::report::Status::gather(&cfg, clock.now()),
-            &counters,
-        );
-        assert!(
-            text.contains("gatecert_leaf_issuances_total{source=\"local\"} 1\n"),
-            "{text}"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn routing_answers_404_and_405() {
-        let (dir, mut est, _) = setup("routes");
-        let mut req = enroll_req("x", "y", b"");
-        req.method = "GET".into();
-        let resp = est.handle(&req, &peer());
-        assert_eq!(resp.status, 405);
-        assert!(resp.headers.contains(&("Allow".into(), "POST".into())));
-        req.path = format!("{PREFIX}fullcmc");
-        assert_eq!(est.handle(&req, &peer()).status, 404);
-        req.path = "/elsewhere".into();
-        assert_eq!(est.handle(&req, &peer()).status, 404);
-        req.path = format!("{PREFIX}cacerts");
-        let resp = est.handle(&req, &peer());
-        assert_eq!(resp.status, 200);
-        let der = crypto::b64_decode(&resp.body).unwrap();
-        let mut got = pkcs7::parse_certs_only(&der).unwrap();
-        let mut want = est.ca().chain_der();
-        got.sort();
-        want.sort();
-        assert_eq!(got, want);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn serverkeygen_answer_is_rfc7030_multipart() {
-        let (dir, est, clock) = setup("keygen");
-        let (key, issued) = est
-            .ca()
-            .issue_with_new_key(
-                &["k.sensors.local".into()],
-                &[],
-                None,
-                false,
-                crate::trust::TrustedNow::for_tests(clock.now()),
-            )
-            .unwrap();
-        let resp = serverkeygen_response(&key.to_pem(), &issued);
-        let ct = &resp.headers[0].1;
-        assert_eq!(ct, &format!("multipart/mixed; boundary={BOUNDARY}"));
-        let body = String::from_utf8(resp.body).unwrap();
-        let parts: Vec<&str> = body.split(&format!("--{BOUNDARY}")).collect();
-        assert_eq!(parts.len(), 4);
-        assert!(parts[1].starts_with("\r\nContent-Type: application/pkcs8\r\n"));
-        assert!(parts[2].contains("smime-type=certs-only"));
-        assert_eq!(parts[3], "--\r\n");
-        let pkcs8 = parts[1].split("\r\n\r\n").nth(1).unwrap();
-        let pem = crypto::pem_block(
-            "PRIVATE KEY",
-            &crypto::b64_decode(pkcs8.as_bytes()).unwrap(),
-        );
-        let back = crypto::PrivateKey::from_pem(&pem).unwrap();
-        assert!(back.matches(&CertInfo::from_der(&issued.leaf_der).unwrap()));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+mod tests;

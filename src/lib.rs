@@ -37,6 +37,7 @@ pub mod logging;
 pub mod pkcs7;
 pub mod renew;
 pub mod report;
+pub mod revocation;
 pub mod schedule;
 pub mod store;
 pub mod token;

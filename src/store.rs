@@ -271,6 +271,64 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
+/// An exclusive flock(2) on `<path>.lock`, held until dropped: one read-modify-write of `path`
+/// at a time across processes (the service and the command line).
+#[derive(Debug)]
+pub struct FileLock {
+    _file: fs::File,
+}
+
+impl FileLock {
+    /// Waits for the lock on `<path>.lock`: forever with `wait: None` (the command line), or
+    /// `wait` at most, then [`Error::Locked`] (the service's loop must never block on it).
+    pub fn acquire(path: &Path, wait: Option<std::time::Duration>) -> Result<FileLock, Error> {
+        use rustix::fs::FlockOperation;
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(SECRET)
+            .open(&lock_path)
+            .map_err(io_err("open", &lock_path))?;
+        let io = |e: rustix::io::Errno| Error::Io {
+            op: "lock",
+            path: lock_path.clone(),
+            source: e.into(),
+        };
+        match wait {
+            None => rustix::fs::flock(&file, FlockOperation::LockExclusive).map_err(io)?,
+            Some(wait) => {
+                let start = std::time::Instant::now();
+                loop {
+                    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                        Ok(()) => break,
+                        Err(rustix::io::Errno::WOULDBLOCK) if start.elapsed() < wait => {
+                            std::thread::sleep(std::time::Duration::from_millis(5).min(wait));
+                        }
+                        Err(rustix::io::Errno::WOULDBLOCK) => return Err(Error::Locked(lock_path)),
+                        Err(e) => return Err(io(e)),
+                    }
+                }
+            }
+        }
+        Ok(FileLock { _file: file })
+    }
+}
+
+/// See [`stamp`].
+pub type FileStamp = (u64, u64, u64, i64, i64);
+
+/// What identifies one version of a file written by [`write_atomic`] (each write is a new inode):
+/// device, inode, size and mtime; `None` when it does not exist. One stat(2), no read.
+pub fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
 /// An exclusive lock on the state directory, released on drop.
 #[derive(Debug)]
 pub struct Lock {

@@ -10,6 +10,8 @@
 //! 5. a slow upstream (a delaying proxy): 202 + Retry-After, then the certificate, cached.
 
 mod common;
+#[path = "broker/revoke.rs"]
+mod revoke;
 
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -67,6 +69,8 @@ struct Gatecert {
     proc: Option<Proc>,
     dir: TempDir,
     port: u16,
+    /// Extra environment for `gatecert run`.
+    env: Vec<(&'static str, &'static str)>,
 }
 
 impl Gatecert {
@@ -82,6 +86,19 @@ impl Gatecert {
         timeout: u64,
         wait: u64,
         http01: u16,
+    ) -> Gatecert {
+        Gatecert::start_env(tag, directory, https_ca, timeout, wait, http01, &[])
+    }
+
+    /// Like `start_on`, with extra environment for `gatecert run`.
+    fn start_env(
+        tag: &str,
+        directory: &str,
+        https_ca: &Path,
+        timeout: u64,
+        wait: u64,
+        http01: u16,
+        env: &[(&'static str, &'static str)],
     ) -> Gatecert {
         let dir = TempDir::new(tag);
         let state = dir.path().join("state");
@@ -108,6 +125,7 @@ impl Gatecert {
             proc: None,
             dir,
             port: 0,
+            env: env.to_vec(),
         };
         g.spawn();
         g
@@ -130,6 +148,7 @@ impl Gatecert {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .env_remove("GATECERT_FAKE_NOW")
+            .envs(self.env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -800,7 +819,11 @@ fn one_use_token_issues_once_with_a_blackholed_upstream() {
     let codes: Vec<u16> = answers.iter().map(|(c, _)| *c).collect();
     let (ok, body) = successes(&answers);
     assert_eq!(ok, 1, "2xx answers: {codes:?}\n{}", g.log());
-    assert_eq!(codes.iter().filter(|c| matches!(**c, 401 | 403)).count(), 19, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| matches!(**c, 401 | 403)).count(),
+        19,
+        "{codes:?}"
+    );
     let leaf = Gatecert::leaf(&g.certs(body.unwrap(), "race-cert")).clone();
     assert_eq!(
         leaf.issuer,
@@ -835,7 +858,11 @@ fn one_use_token_issues_once_with_a_pebble_upstream() {
     let codes: Vec<u16> = answers.iter().map(|(c, _)| *c).collect();
     let (ok, body) = successes(&answers);
     assert_eq!(ok, 1, "2xx answers: {codes:?}\n{}", g.log());
-    assert_eq!(codes.iter().filter(|c| matches!(**c, 401 | 403)).count(), 19, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| matches!(**c, 401 | 403)).count(),
+        19,
+        "{codes:?}"
+    );
     let leaf = Gatecert::leaf(&g.certs(body.unwrap(), "racep-cert")).clone();
     let pebble_int = CertInfo::from_pem(&pebble.intermediate()).unwrap();
     assert_eq!(leaf.issuer, pebble_int.subject, "issued by the upstream");

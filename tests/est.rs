@@ -9,6 +9,8 @@
 mod common;
 #[path = "est/interop.rs"]
 mod interop;
+#[path = "est/lifecycle.rs"]
+mod lifecycle;
 
 // HTTP-layer behaviour at the EST listener (chunked bodies, HEAD, Date, ALPN, Content-Type,
 // the connection cap), with this file's harness.
@@ -54,13 +56,30 @@ impl Gatecert {
 
     /// With `uci` as the config file (else none: the built-in defaults).
     fn start_with(tag: &str, uci: Option<&str>) -> Gatecert {
+        Gatecert::start_seeded(tag, uci, &|_| {}, &[])
+    }
+
+    /// Like [`Gatecert::start_with`], with `@STATE@` in `uci` replaced by the state directory,
+    /// `seed` called on that (empty) directory before the service starts, and `env` added to
+    /// the service's environment.
+    fn start_seeded(
+        tag: &str,
+        uci: Option<&str>,
+        seed: &dyn Fn(&Path),
+        env: &[(&str, &str)],
+    ) -> Gatecert {
         let dir = std::env::temp_dir().join(format!("gatecert-est-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        seed(&dir.join("state"));
         let port = free_port();
         let conf = dir.join("gatecert.uci");
         // An empty file: the built-in defaults.
-        std::fs::write(&conf, uci.unwrap_or("")).unwrap();
+        let state = dir.join("state");
+        let uci = uci
+            .unwrap_or("")
+            .replace("@STATE@", state.to_str().unwrap());
+        std::fs::write(&conf, uci).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gatecert"))
             .arg("--config")
             .arg(&conf)
@@ -69,8 +88,9 @@ impl Gatecert {
             .arg(dir.join("state"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .stdout(common::log_file("est", "run"))
-            .stderr(common::log_file("est", "run"))
+            .envs(env.iter().copied())
+            .stdout(common::log_file("est", &format!("run-{tag}")))
+            .stderr(common::log_file("est", &format!("run-{tag}")))
             .spawn()
             .unwrap();
         let g = Gatecert { child, dir, port };

@@ -42,6 +42,16 @@ pub enum Job {
         /// The leaf's CSR, DER: what the order is finalized with.
         csr_der: Vec<u8>,
     },
+    /// Revoke an upstream certificate this gateway brokered (RFC 8555 §7.6), with the
+    /// broker's account: the one that ordered it.
+    Revoke {
+        /// Serial, hex (how the result is matched).
+        serial: String,
+        /// The certificate, DER.
+        der: Vec<u8>,
+        /// CRLReason code (RFC 5280 §5.3.1); 0 is sent as no reason.
+        reason: u8,
+    },
     /// A new config (SIGHUP).
     Reconfigure(Box<Config>),
     /// Finish.
@@ -64,6 +74,14 @@ pub enum Event {
         key: LeafKey,
         /// Why, for the log.
         error: String,
+    },
+    /// An upstream revocation finished: `Ok` when the upstream revoked it (or had already:
+    /// `alreadyRevoked`, RFC 8555 §7.6), else why not.
+    Revoked {
+        /// Serial, hex.
+        serial: String,
+        /// The outcome.
+        result: Result<(), String>,
     },
     /// A gateway certificate was renewed and installed: the listener should pick it up.
     Renewed {
@@ -276,6 +294,11 @@ impl Worker {
                     ips,
                     csr_der,
                 }) => self.order(key, dns, ips, &csr_der),
+                Ok(Job::Revoke {
+                    serial,
+                    der,
+                    reason,
+                }) => self.revoke(serial, &der, reason),
                 Ok(Job::Reconfigure(cfg)) => {
                     self.cfg = *cfg;
                     self.queue = Queue::new();
@@ -395,6 +418,59 @@ impl Worker {
                 self.send(Event::Failed { key, error });
             }
         }
+    }
+
+    /// One upstream revocation with the broker's account (RFC 8555 §7.6.1: revocation by the
+    /// account that holds the authorizations).
+    fn revoke(&mut self, serial: String, der: &[u8], reason: u8) {
+        let Some(cert) = self.broker_cert().cloned() else {
+            self.send(Event::Revoked {
+                serial,
+                result: Err("no broker upstream is configured".into()),
+            });
+            return;
+        };
+        self.shared.begin();
+        let result = self.revoke_upstream(&cert, der, reason);
+        self.shared.end();
+        let result = match result {
+            Ok(()) => {
+                self.note(&Outcome::Ok { slow: false });
+                Ok(())
+            }
+            Err(renew::Error::Acme(acme::Error::Problem { problem, .. }))
+                if problem.is("alreadyRevoked") =>
+            {
+                self.note(&Outcome::Ok { slow: false });
+                Ok(())
+            }
+            Err(e) => {
+                let error = crate::errchain::one_line(&e);
+                log::warn!("upstream revocation of {serial} failed: {error}");
+                if let Some(o) = classify(&e) {
+                    self.note(&o);
+                }
+                Err(error)
+            }
+        };
+        self.send(Event::Revoked { serial, result });
+    }
+
+    fn revoke_upstream(
+        &self,
+        cert: &Certificate,
+        der: &[u8],
+        reason: u8,
+    ) -> Result<(), renew::Error> {
+        let directory = cert.directory.as_deref().unwrap_or_default();
+        let transport = self.transport(cert)?;
+        let sys = SystemClock;
+        let sleep = acme::thread_sleep;
+        let client = Client::new(&transport, &sys, &sleep, directory)?;
+        let login = renew::account(&client, &self.cfg.main.state_dir, cert)?;
+        let reason = (reason != 0).then_some(acme::types::RevocationReason(reason));
+        client.revoke(&client.account_signer(&login), der, reason)?;
+        Ok(())
     }
 
     fn order_upstream(

@@ -20,6 +20,9 @@ fn cfg() -> config::Ca {
         server_auth: false,
         name: "test".into(),
         key_uri: None,
+        crl_validity: config::CRL_VALIDITY,
+        crl_file: None,
+        crl_url: None,
     }
 }
 

@@ -271,7 +271,18 @@ pub struct Ca {
     /// `key_uri` (+ `pin_file`): the issuing intermediate's key lives in a PKCS#11 token
     /// (RFC 7512 URI); `ca init` makes it there. Default: `intermediate.key`.
     pub key_uri: Option<crate::crypto::KeyUri>,
+    /// `crl_validity`: nextUpdate - thisUpdate of the CRL (RFC 5280 §5.1.2.5), seconds (default
+    /// 6h); the service signs a new one when a quarter of it is left.
+    pub crl_validity: u64,
+    /// `crl_file`: an absolute path the CRL (DER) is also written to, atomically.
+    pub crl_file: Option<PathBuf>,
+    /// `crl_url`: the http(s) URL leaves carry as their CRL Distribution Point (RFC 5280
+    /// §4.2.1.13); none by default.
+    pub crl_url: Option<String>,
 }
+
+/// The default `crl_validity`: 6 hours.
+pub const CRL_VALIDITY: u64 = 6 * 3600;
 
 /// `config est 'est'`.
 #[derive(Clone, Debug, PartialEq)]
@@ -291,6 +302,9 @@ pub struct Est {
     /// `key_uri` (+ `pin_file`): the listener's own key (when the local CA issues its
     /// certificate) lives in a PKCS#11 token (RFC 7512 URI). Default: a key file.
     pub key_uri: Option<crate::crypto::KeyUri>,
+    /// `reenroll_alert`: refused re-enrollments with one device's certificate, in a row, that
+    /// raise an alert (syslog and `gatecert_leaf_reenroll_alerts_total`); default 5.
+    pub reenroll_alert: u32,
 }
 
 /// `config broker 'upstream'`.
@@ -421,6 +435,9 @@ impl Config {
                 server_auth: false,
                 name: "gatecert".into(),
                 key_uri: None,
+                crl_validity: CRL_VALIDITY,
+                crl_file: None,
+                crl_url: None,
             },
             est: Est {
                 enabled: true,
@@ -430,6 +447,7 @@ impl Config {
                 max_body_bytes: 16384,
                 request_timeout: 10,
                 key_uri: None,
+                reenroll_alert: 5,
             },
             broker: None,
             metrics: Metrics {

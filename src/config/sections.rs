@@ -64,6 +64,9 @@ const CA_OPTIONS: &[&str] = &[
     "name",
     "key_uri",
     "pin_file",
+    "crl_validity",
+    "crl_file",
+    "crl_url",
 ];
 const EST_OPTIONS: &[&str] = &[
     "enabled",
@@ -76,6 +79,7 @@ const EST_OPTIONS: &[&str] = &[
     "request_timeout",
     "key_uri",
     "pin_file",
+    "reenroll_alert",
 ];
 const BROKER_OPTIONS: &[&str] = &[
     "enabled",
@@ -586,6 +590,27 @@ fn ca(r: &Reader, mut ca: Ca) -> Result<Ca, Error> {
         ca.name = n;
     }
     ca.key_uri = key_uri(r)?;
+    // At least 5 minutes: the service re-signs when a quarter is left, on its 1-minute tick.
+    if let Some(d) = r.parse(
+        "crl_validity",
+        "a duration of at least 5m such as 6h",
+        |v| parse_duration(v).filter(|d| *d >= 300),
+    )? {
+        ca.crl_validity = d;
+    }
+    ca.crl_file = r.parse("crl_file", ABS_PATH, parse_abs_path)?;
+    if let Some((v, line)) = r.value("crl_url")? {
+        if !is_http_url(v) {
+            return Err(r.err(
+                line,
+                "crl_url",
+                format!(
+                    "bad value '{v}': expected the http(s) URL relying parties fetch the CRL from"
+                ),
+            ));
+        }
+        ca.crl_url = Some(v.to_string());
+    }
     Ok(ca)
 }
 
@@ -612,6 +637,9 @@ fn est(r: &Reader, mut est: Est) -> Result<Est, Error> {
         est.request_timeout = t;
     }
     est.key_uri = key_uri(r)?;
+    if let Some(n) = r.number("reenroll_alert", 1u32)? {
+        est.reenroll_alert = n;
+    }
     Ok(est)
 }
 

@@ -401,3 +401,42 @@ fn shipped_openwrt_config() {
     assert_eq!(cfg.certificates[0].origin.section, "router");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+
+#[test]
+fn crl_and_alert_options() {
+    let cfg = parse(
+        "config ca 'local'\n\toption crl_validity '2h'\n\toption crl_file '/tmp/g.crl'\n\
+         \toption crl_url 'http://gw.local/crl'\nconfig est 'est'\n\toption reenroll_alert '3'\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.ca.crl_validity, 7200);
+    assert_eq!(cfg.ca.crl_file.as_deref(), Some(Path::new("/tmp/g.crl")));
+    assert_eq!(cfg.ca.crl_url.as_deref(), Some("http://gw.local/crl"));
+    assert_eq!(cfg.est.reenroll_alert, 3);
+    for (text, option, says) in [
+        (
+            "config ca 'local'\n\toption crl_validity '1m'\n",
+            "crl_validity",
+            "at least 5m",
+        ),
+        (
+            "config ca 'local'\n\toption crl_url 'ldap://x'\n",
+            "crl_url",
+            "http(s) URL",
+        ),
+        (
+            "config ca 'local'\n\toption crl_file 'rel.crl'\n",
+            "crl_file",
+            "absolute",
+        ),
+        (
+            "config est 'est'\n\toption reenroll_alert '0'\n",
+            "reenroll_alert",
+            "",
+        ),
+    ] {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(option) && err.contains(says), "{text}: {err}");
+    }
+}

@@ -62,7 +62,7 @@ fn a_bad_clock_ca_is_replaced_only_if_it_issued_nothing() {
             not_after: 3600 + DAY,
             source: Source::Local,
             issued_at: 3600,
-            previous: None,
+            ..Leaf::default()
         })
         .unwrap();
     let root = root_pem(&cfg);

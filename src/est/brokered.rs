@@ -46,12 +46,18 @@ impl Est {
         self.broker.as_ref()
     }
 
+    /// The broker, to hand it work (upstream revocations).
+    pub fn broker_mut(&mut self) -> Option<&mut Broker> {
+        self.broker.as_mut()
+    }
+
     /// Moves the broker and the parked requests of `old` (the handler a reload replaces) here.
     pub fn adopt(&mut self, old: &mut Est) {
         self.broker = old.broker.take();
         self.parked = std::mem::take(&mut old.parked);
         self.claims = std::mem::take(&mut old.claims);
         self.counters = old.counters.take();
+        self.reenroll_failures = std::mem::take(&mut old.reenroll_failures);
     }
 
     /// The socket to poll for the worker's events, when there is a worker.
@@ -205,6 +211,7 @@ impl Est {
             key_pem: None,
             origin,
             renews: auth.renews,
+            cuts: auth.cuts,
         })
     }
 

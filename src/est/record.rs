@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::{Denial, Est, Granted};
 use crate::audit::{self, Audit, DEFAULT_MAX_BYTES, DENY_MAX_BYTES};
-use crate::leaves::{self, Inventory, Leaf};
 
 /// The length of a denial window, seconds.
 pub const DENY_WINDOW: i64 = 60;
@@ -105,23 +104,42 @@ impl Est {
                 self.record_denial(now, op, client, d);
                 Ok(())
             }
-            Ok(g) => {
-                // A flood that has stopped still gets its summary line.
-                if let Some(summary) = self.denials.roll(now) {
-                    self.append_denials(now, Some(summary), None);
-                }
-                self.record_issue(now, op, client, g)
-            }
+            // Issuances are recorded by `commit_issue`, with their inventory row.
+            Ok(_) => Ok(()),
         }
     }
 
-    fn record_issue(
+    /// Commits an issuance: under the audit lock (which orders it against `gatecert ca sign`),
+    /// the inventory's gates are checked again ([`Est::commit_leaf`]), the `est.issue` line is
+    /// appended, then the device's row is written. A busy or broken audit log, or a failed
+    /// append, is a 503 and no certificate; so is a failed row, after which the audit log says
+    /// the certificate was withheld.
+    pub(super) fn commit_issue(
         &mut self,
-        now: i64,
         op: &str,
         client: IpAddr,
-        g: &Granted,
-    ) -> Result<(), audit::Error> {
+        g: Granted,
+    ) -> Result<Granted, Denial> {
+        let now = self.clock.now();
+        if let Some(summary) = self.denials.roll(now) {
+            self.append_denials(now, Some(summary), None);
+        }
+        let audit_down = |e: &audit::Error, g: &Granted| {
+            log::error!(
+                "{}; the certificate is withheld",
+                crate::errchain::one_line(e)
+            );
+            let mut d = Denial::new(503, super::AUDIT_DOWN)
+                .device(&g.device)
+                .names(g.names.clone());
+            d.retry_after = Some(60);
+            d
+        };
+        let path = audit::path_in(&self.state_dir);
+        let mut log = match Audit::open_locked_within(&path, DEFAULT_MAX_BYTES, LOCK_WAIT) {
+            Ok(log) => log,
+            Err(e) => return Err(audit_down(&e, &g)),
+        };
         let fields = json!({
             "op": op,
             "device": g.device,
@@ -131,31 +149,30 @@ impl Est {
             "source": g.origin.as_str(),
             "client": client.to_string(),
         });
-        // The lock orders this line and the inventory row against `gatecert ca sign`.
-        let path = audit::path_in(&self.state_dir);
-        let mut log = Audit::open_locked_within(&path, DEFAULT_MAX_BYTES, LOCK_WAIT)?;
-        log.append(now, "est.issue", fields)?;
-        if let Some(c) = &self.counters {
-            c.leaf_issued(g.origin.source());
-        }
-        let leaf = Leaf {
-            device: g.device.clone(),
-            names: g.names.clone(),
-            serial: g.issued.serial_hex.clone(),
-            not_after: g.issued.not_after,
-            source: g.origin.source(),
-            issued_at: now,
-            previous: None,
-        };
-        let renews = g.renews.clone();
-        let recorded = Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| {
-            let previous = renews.and_then(|r| i.previous_for(&leaf.device, &r, now));
-            i.record(Leaf { previous, ..leaf })
+        let mut appended = false;
+        let committed = self.commit_leaf(g, |g| {
+            log.append(now, "est.issue", fields)
+                .map_err(|e| audit_down(&e, g))?;
+            appended = true;
+            Ok(())
         });
-        if let Err(e) = recorded {
-            log::error!("leaf inventory write failed: {e}");
+        match &committed {
+            Ok(g) => {
+                if let Some(c) = &self.counters {
+                    c.leaf_issued(g.origin.source());
+                }
+            }
+            Err(d) if appended => {
+                // The line is in the log but the row could not be written: say so.
+                let _ = log.append(
+                    now,
+                    "est.withheld",
+                    json!({"op": op, "device": d.device, "reason": d.reason}),
+                );
+            }
+            Err(_) => {}
         }
-        Ok(())
+        committed
     }
 
     pub(super) fn record_denial(&mut self, now: i64, op: &str, client: IpAddr, d: &Denial) {
@@ -203,6 +220,7 @@ impl Est {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leaves;
     use crate::audit::Audit;
     use crate::clock::Clock as _;
     use crate::est::tests::{enroll_req, peer, setup, token_and_csr};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::tests::{enroll_req, peer, setup, token_and_csr};
 use super::*;
 use crate::config::Config;
+use crate::leaves::{self, Inventory};
 use crate::pkcs7;
 
 /// The single certificate of a certs-only answer.
@@ -128,6 +129,7 @@ fn interim_lifetime_is_capped_by_the_label() {
         renews: None,
         lifetime,
         server_auth: true,
+        cuts: 0,
     };
     let g = est
         .grant_local(auth(Some(3600)), Some(6 * 3600), Origin::Interim)
@@ -143,5 +145,86 @@ fn interim_lifetime_is_capped_by_the_label() {
     let (_, cert) = x509_parser::parse_x509_certificate(&g.issued.leaf_der).unwrap();
     let eku = cert.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.client_auth && !eku.server_auth, "{eku:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A certificate authorized before `leaves revoke` and finished after it (a parked or slow
+/// request) is not delivered, and does not bring the device back; a new token then works.
+#[test]
+fn a_device_revoked_while_its_request_was_in_progress_gets_nothing() {
+    let (dir, mut est, clock) = setup("revoked-midway");
+    let name = "m.sensors.local".to_string();
+    let (token, csr) = token_and_csr(&dir, "m", &name, 600, clock.now());
+    assert_eq!(
+        est.handle(&enroll_req("m", &token, &csr), &peer()).status,
+        200
+    );
+    let first = Inventory::open(&leaves::path_in(&dir))
+        .unwrap()
+        .by_device("m")
+        .unwrap()
+        .serial
+        .clone();
+    let cuts = 0;
+    let key = crypto::PrivateKey::generate(crypto::KeyType::Ec256).unwrap();
+    let csr2 = est
+        .ca()
+        .verify_csr(&key.csr(std::slice::from_ref(&name), &[]).unwrap())
+        .unwrap();
+    let issued = est
+        .ca()
+        .issue(
+            &IssueRequest {
+                csr: csr2,
+                lifetime: None,
+                server_auth: false,
+            },
+            crate::trust::TrustedNow::for_tests(clock.now()),
+        )
+        .unwrap();
+    clock.advance(5);
+    let cfg = Config::standalone(dir.clone());
+    crate::revocation::cut_off(
+        &dir,
+        &cfg.ca,
+        "m",
+        leaves::DeviceState::Revoked,
+        0,
+        None,
+        clock.now(),
+    )
+    .unwrap();
+    let g = Granted {
+        device: "m".into(),
+        names: vec![name.clone()],
+        issued,
+        key_pem: None,
+        origin: Origin::Local,
+        renews: None,
+        cuts,
+    };
+    let resp = est.finish("simpleenroll", peer().addr.ip(), Ok(g));
+    let text = String::from_utf8_lossy(&resp.body).into_owned();
+    assert_eq!(resp.status, 403, "{text}");
+    assert!(
+        text.contains("revoked or disabled while this request was in progress"),
+        "{text}"
+    );
+    let inv = Inventory::open(&leaves::path_in(&dir)).unwrap();
+    let row = inv.by_device("m").unwrap();
+    assert_eq!(row.serial, first);
+    assert_eq!(row.state, leaves::DeviceState::Revoked);
+    let log = std::fs::read_to_string(crate::audit::deny_path_in(&dir)).unwrap();
+    assert!(log.contains("while this request was in progress"));
+    // A new token, issued after the revocation: enrolled, active again.
+    clock.advance(1);
+    let (token, csr) = token_and_csr(&dir, "m", &name, 600, clock.now());
+    let resp = est.handle(&enroll_req("m", &token, &csr), &peer());
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let inv = Inventory::open(&leaves::path_in(&dir)).unwrap();
+    assert_eq!(
+        inv.by_device("m").unwrap().state,
+        leaves::DeviceState::Active
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

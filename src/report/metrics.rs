@@ -33,8 +33,9 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// EST endpoints kept as label values (RFC 7030 §3.2.2); anything else is counted as `other`,
 /// so a scanner cannot grow the label set.
-const EST_ENDPOINTS: [&str; 6] = [
+const EST_ENDPOINTS: [&str; 7] = [
     "cacerts",
+    "crl",
     "simpleenroll",
     "simplereenroll",
     "serverkeygen",
@@ -60,6 +61,7 @@ struct Inner {
     leaf_issuances: BTreeMap<String, u64>,
     est_requests: BTreeMap<(String, u16), u64>,
     est_auth_challenges: BTreeMap<String, u64>,
+    reenroll_alerts: u64,
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
@@ -136,6 +138,11 @@ impl Counters {
             "other"
         };
         bump(&mut self.lock().est_auth_challenges, ep.to_owned());
+    }
+
+    /// Refused re-enrollments with one device's certificates reached `reenroll_alert`.
+    pub fn reenroll_alert(&self) {
+        self.lock().reenroll_alerts += 1;
     }
 }
 
@@ -283,6 +290,15 @@ pub fn render_metrics(status: &Status, counters: &Counters) -> String {
         let v = c.leaf_issuances.get(src.as_str()).copied().unwrap_or(0);
         sample(&mut out, m, &[("source", src.as_str())], v);
     }
+
+    let m = "gatecert_leaf_reenroll_alerts_total";
+    family(
+        &mut out,
+        m,
+        "counter",
+        "Times one device's certificates were refused reenroll_alert re-enrollments in a row.",
+    );
+    sample(&mut out, m, &[], c.reenroll_alerts);
 
     let m = "gatecert_est_requests_total";
     family(

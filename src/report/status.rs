@@ -19,7 +19,7 @@ use crate::ca::{self, LocalCa};
 use crate::clock;
 use crate::config::{Certificate, Config};
 use crate::crypto::{self, CertInfo};
-use crate::leaves::{self, Inventory, Source};
+use crate::leaves::{self, DeviceState, Inventory, Source};
 use crate::schedule::{self, AriChoice};
 use crate::store::{self, SetDir};
 use crate::token::{self, Tokens};
@@ -243,6 +243,18 @@ pub struct LeafCounts {
     pub upstream: usize,
     /// Of all the above, how many have expired.
     pub expired: usize,
+    /// Devices cut off with `leaves disable` (refused until `leaves enable`).
+    pub disabled: Vec<String>,
+    /// Devices cut off with `leaves revoke` (a new token enrolls them again).
+    pub revoked: Vec<String>,
+    /// Revoked certificates not yet expired (local ones are in the CRL).
+    pub revoked_certificates: usize,
+    /// Upstream certificates still to be revoked at the upstream CA (queued, retried).
+    pub upstream_revocations_pending: usize,
+    /// nextUpdate of the published CRL, Unix seconds; `None` before the first.
+    pub crl_next_update: Option<i64>,
+    /// A revocation is not in the published CRL yet (it was made on an untrusted clock).
+    pub crl_pending: bool,
     /// Why the inventory could not be read.
     pub error: Option<String>,
 }
@@ -358,6 +370,20 @@ impl Status {
         rows.sort_by_key(|c| c.state);
         for c in rows {
             attention.push(attention_line(c, cfg.main.alert_failures, now));
+        }
+        if leaves.upstream_revocations_pending > 0 {
+            attention.push(format!(
+                "{} upstream certificate revocation(s) pending (queued; retried until the \
+                 upstream CA confirms)",
+                leaves.upstream_revocations_pending
+            ));
+        }
+        if leaves.crl_pending {
+            attention.push(
+                "a revocation is not in the published CRL yet (the service signs a new CRL \
+                 once the clock is trusted)"
+                    .into(),
+            );
         }
         if upstream.state == "down" {
             attention.push(format!(
@@ -506,6 +532,21 @@ impl Status {
         if let Some(e) = &l.error {
             let _ = write!(out, "; error: {e}");
         }
+        let _ = writeln!(out);
+        if !l.disabled.is_empty() {
+            let _ = writeln!(out, "          disabled: {}", l.disabled.join(", "));
+        }
+        if !l.revoked.is_empty() {
+            let _ = writeln!(out, "          revoked: {}", l.revoked.join(", "));
+        }
+        let _ = write!(
+            out,
+            "          revoked certificates {}, upstream revocations pending {}, CRL next update {}",
+            l.revoked_certificates,
+            l.upstream_revocations_pending,
+            l.crl_next_update
+                .map_or_else(|| "none yet".into(), crypto::rfc3339)
+        );
         let _ = writeln!(out);
         let t = &self.tokens;
         let _ = write!(
@@ -837,12 +878,31 @@ fn leaf_counts(state_dir: &Path, now: i64) -> LeafCounts {
         }
     };
     let list = inv.list();
+    let in_state = |s: DeviceState| -> Vec<String> {
+        list.iter()
+            .filter(|l| l.state == s)
+            .map(|l| l.device.clone())
+            .collect()
+    };
+    // The CRL itself says when it is next updated (the service re-signs it without touching
+    // the inventory); the inventory's record when it can't be read.
+    let next = std::fs::read(crate::revocation::crl_path_in(state_dir))
+        .ok()
+        .and_then(|der| crypto::CrlInfo::from_der(&der).ok())
+        .and_then(|c| c.next_update)
+        .unwrap_or_else(|| inv.crl_next_update());
     LeafCounts {
         total: list.len(),
         local: list.iter().filter(|l| l.source == Source::Local).count(),
         interim: list.iter().filter(|l| l.source == Source::Interim).count(),
         upstream: list.iter().filter(|l| l.source == Source::Upstream).count(),
         expired: list.iter().filter(|l| l.not_after <= now).count(),
+        disabled: in_state(DeviceState::Disabled),
+        revoked: in_state(DeviceState::Revoked),
+        revoked_certificates: inv.revoked().iter().filter(|r| r.not_after > now).count(),
+        upstream_revocations_pending: inv.upstream_revocations().len(),
+        crl_next_update: (next > 0).then_some(next),
+        crl_pending: inv.crl_pending(),
         error: None,
     }
 }

@@ -184,7 +184,7 @@ fn missing_ca_upstream_leaves_tokens() {
             not_after: na,
             source: src,
             issued_at: now - DAY,
-            previous: None,
+            ..Leaf::default()
         })
         .unwrap();
     }

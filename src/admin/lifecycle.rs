@@ -1,0 +1,197 @@
+//! `gatecert leaves [revoke DEVICE|SERIAL [--reason R] | disable DEVICE [--reason R] |
+//! enable DEVICE]`: the inventory, and cutting a sensor off (the engine is
+//! [`crate::revocation`]).
+
+use super::{finish, table, usage, Res};
+use crate::acme::types::RevocationReason;
+use crate::clock;
+use crate::config::Config;
+use crate::crypto;
+use crate::leaves::{self, DeviceState, Inventory, Source};
+use crate::revocation;
+
+const USAGE: &str = "usage: gatecert leaves | leaves revoke DEVICE|SERIAL [--reason R] | \
+                     leaves disable DEVICE [--reason R] | leaves enable DEVICE";
+
+/// `gatecert leaves ...`. Exit 0 done, 2 error.
+pub fn cmd_leaves(cfg: &Config, args: &[String]) -> i32 {
+    let now = clock::from_env().now();
+    let rest = args.get(1..).unwrap_or_default();
+    finish(match args.first().map(String::as_str) {
+        None => list(cfg, now, false),
+        Some("--json") if rest.is_empty() => list(cfg, now, true),
+        Some("revoke") => cut(cfg, rest, DeviceState::Revoked, now),
+        Some("disable") => cut(cfg, rest, DeviceState::Disabled, now),
+        Some("enable") => enable(cfg, rest, now),
+        Some(other) => Err(usage(format!(
+            "leaves: unknown subcommand {other:?}\n{USAGE}"
+        ))),
+    })
+}
+
+fn list(cfg: &Config, now: i64, json: bool) -> Res {
+    let inv = Inventory::open(&leaves::path_in(&cfg.main.state_dir))?;
+    let earlier = |l: &leaves::Leaf| l.earlier.iter().filter(|h| h.not_after > now).count();
+    if json {
+        let list: Vec<serde_json::Value> = inv
+            .list()
+            .iter()
+            .map(|l| {
+                serde_json::json!({"device": l.device, "names": l.names,
+                    "serial": crypto::serial_display(&l.serial), "not_after": l.not_after,
+                    "source": l.source.as_str(), "state": l.state.as_str(),
+                    "earlier": earlier(l), "issued_at": l.issued_at})
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "leaves": list }));
+        return Ok(());
+    }
+    let rows: Vec<[String; 7]> = inv
+        .list()
+        .iter()
+        .map(|l| {
+            [
+                l.device.clone(),
+                crypto::serial_display(&l.serial),
+                crypto::rfc3339(l.not_after),
+                l.source.as_str().to_owned(),
+                l.state.as_str().to_owned(),
+                earlier(l).to_string(),
+                l.names.join(","),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["DEVICE", "SERIAL", "NOT AFTER", "SOURCE", "STATE", "EARLIER", "NAMES"],
+            &rows
+        )
+    );
+    let interim = inv.by_source(Source::Interim).count();
+    if interim > 0 {
+        println!(
+            "{interim} on interim certificates (local CA, upstream was down); each gets an \
+             upstream certificate at its next re-enrollment"
+        );
+    }
+    let revoked: Vec<_> = inv.revoked().iter().filter(|r| r.not_after > now).collect();
+    if !revoked.is_empty() {
+        println!("\nrevoked certificates (listed until they expire):");
+        for r in revoked {
+            println!(
+                "  {:<34} {:<20} {:<20} {} ({})",
+                crypto::serial_display(&r.serial),
+                r.device,
+                leaves::reason_name(r.reason),
+                crypto::rfc3339(r.revoked_at),
+                r.source.as_str()
+            );
+        }
+    }
+    for u in inv.upstream_revocations() {
+        println!(
+            "upstream revocation pending: {} of {} ({} attempt(s){})",
+            crypto::serial_display(&u.serial),
+            u.device,
+            u.attempts,
+            u.last_error
+                .as_deref()
+                .map(|e| format!(", last: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn parse_reason(v: &str) -> Result<u8, Box<dyn std::error::Error>> {
+    RevocationReason::parse(v).map(|r| r.0).ok_or_else(|| {
+        usage(format!(
+            "unknown revocation reason {v:?} (RFC 5280 5.3.1: e.g. keyCompromise, \
+             cessationOfOperation, superseded, or its number)"
+        ))
+    })
+}
+
+fn cut(cfg: &Config, args: &[String], state: DeviceState, now: i64) -> Res {
+    let mut who = None;
+    let mut reason = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--reason" => {
+                let v = it.next().ok_or_else(|| usage("--reason needs a value"))?;
+                reason = Some(parse_reason(v)?);
+            }
+            s if s.starts_with("--reason=") => {
+                reason = Some(parse_reason(&s["--reason=".len()..])?);
+            }
+            s if s.starts_with('-') => return Err(usage(format!("unknown option {s:?}\n{USAGE}"))),
+            s if who.is_none() => who = Some(s.to_owned()),
+            s => return Err(usage(format!("unexpected argument {s:?}\n{USAGE}"))),
+        }
+    }
+    let who = who.ok_or_else(|| usage(USAGE))?;
+    let reason = reason.unwrap_or(match state {
+        DeviceState::Disabled => leaves::CESSATION,
+        _ => 0,
+    });
+    let done = revocation::cut_off(&cfg.main.state_dir, &cfg.ca, &who, state, reason, None, now)?;
+    let verb = match state {
+        DeviceState::Disabled => "disabled",
+        _ => "revoked",
+    };
+    let queued = match done.cut.queued_upstream {
+        0 => String::new(),
+        n => format!(
+            ", {n} upstream one(s) queued for revocation at the upstream CA by `gatecert run`"
+        ),
+    };
+    println!(
+        "device {} {verb} ({}): {} certificate(s) revoked{queued}",
+        done.cut.device,
+        leaves::reason_name(reason),
+        done.cut.revoked.len(),
+    );
+    for r in &done.cut.revoked {
+        println!("  {} ({})", r.serial, r.source.as_str());
+    }
+    if done.token_revoked {
+        println!(
+            "  its bootstrap token is revoked: only a new `gatecert token add` enrolls it again"
+        );
+    }
+    match done.crl {
+        Ok(crl) => {
+            println!(
+                "CRL #{} published: {} (next update {})",
+                crl.number,
+                revocation::crl_path_in(&cfg.main.state_dir).display(),
+                crypto::rfc3339(crl.next_update)
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!(
+                "the revocation is recorded and EST refuses the device now, but the CRL was not \
+                 published:"
+            );
+            Err(Box::new(e))
+        }
+    }
+}
+
+fn enable(cfg: &Config, args: &[String], now: i64) -> Res {
+    let [device] = args else {
+        return Err(usage("usage: gatecert leaves enable DEVICE"));
+    };
+    if revocation::enable(&cfg.main.state_dir, device, now)? {
+        println!(
+            "device {device} enabled: it enrolls again with a new token (`gatecert token add \
+             {device} ...`); its revoked certificates stay revoked"
+        );
+        Ok(())
+    } else {
+        Err(usage(format!("device {device:?} is not disabled")))
+    }
+}

@@ -1,0 +1,282 @@
+//! The leaf lifecycle on EST: who may still enroll (a disabled device, a revoked certificate,
+//! a public key revoked for keyCompromise may not), the inventory row each issuance updates,
+//! the alert on repeated refused re-enrollments, and `GET /crl` (RFC 5280 §5, served as
+//! `application/pkix-crl`, RFC 2585 §4.2).
+//!
+//! The inventory is cached and re-read only when `leaves.json` changed (one stat(2) per
+//! request that needs it), so `gatecert leaves revoke` takes effect at the next request.
+
+use std::time::Duration;
+
+use super::{Denial, Est, Granted};
+use crate::crypto;
+use crate::http::Response;
+use crate::leaves::{self, DeviceState, Inventory, Leaf, Source, Standing};
+use crate::revocation;
+use crate::store;
+
+/// How long an issuance waits for `leaves.json.lock` (held briefly by `gatecert leaves`).
+const INVENTORY_LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// At most this many devices are tracked for refused re-enrollments (memory bound).
+const MAX_TRACKED: usize = 10_000;
+
+/// The cached inventory and the stamp of the file it was read from.
+#[derive(Debug, Default)]
+pub(super) struct Cache {
+    inventory: Option<(Option<store::FileStamp>, Inventory)>,
+    crl: Option<(store::FileStamp, Vec<u8>)>,
+}
+
+impl Est {
+    /// The inventory, re-read when `leaves.json` changed since the last read.
+    pub(super) fn inventory(&mut self) -> Result<&Inventory, Denial> {
+        let path = leaves::path_in(&self.state_dir);
+        let stamp = store::stamp(&path);
+        let fresh = matches!(&self.cache.inventory, Some((s, _)) if *s == stamp && stamp.is_some());
+        if !fresh {
+            let inv = Inventory::open(&path).map_err(|e| {
+                log::error!("{e}");
+                Denial::new(500, "leaf inventory unreadable")
+            })?;
+            self.cache.inventory = Some((stamp, inv));
+        }
+        match &self.cache.inventory {
+            Some((_, inv)) => Ok(inv),
+            // Set just above.
+            None => Err(Denial::new(500, "leaf inventory unreadable")),
+        }
+    }
+
+    /// The device whose current certificate (or previous one, in its grace window) has
+    /// `serial`; 403 with the reason when it is superseded, revoked, of a disabled device, or
+    /// no device holds it.
+    pub(super) fn current_holder(&mut self, serial: &str, now: i64) -> Result<String, Denial> {
+        holder(self.inventory()?, serial, now)
+    }
+
+    /// The checks every issuance for `device` with the public key `spki_der` passes: the device
+    /// is not disabled, and the key was not revoked for keyCompromise.
+    pub(super) fn may_hold(&mut self, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
+        may_hold(self.inventory()?, device, spki_der)
+    }
+
+    /// The end of a granted request, in one critical section under `leaves.json.lock`: every
+    /// inventory check again on the inventory as it is now (the client certificate still
+    /// stands, the device is not disabled, the key not compromised, and the device was not
+    /// revoked after the request was authorized), then the issuance recorded on the device's
+    /// one row. A request that fails here gets no certificate; neither does one whose record
+    /// cannot be written (an unrecorded certificate could not be revoked by device).
+    pub(super) fn commit_leaf(
+        &mut self,
+        g: Granted,
+        before_write: impl FnOnce(&Granted) -> Result<(), Denial>,
+    ) -> Result<Granted, Denial> {
+        let now = self.clock.now();
+        let path = leaves::path_in(&self.state_dir);
+        let deny = |d: Denial, g: &Granted| {
+            let d = match d.device {
+                Some(_) => d,
+                None => d.device(&g.device),
+            };
+            d.names(g.names.clone())
+        };
+        let mut inv = match Inventory::open_locked(&path, Some(INVENTORY_LOCK_WAIT)) {
+            Ok(inv) => inv,
+            Err(store::Error::Locked(p)) => {
+                log::warn!(
+                    "{} is held by another process; 503 for {}",
+                    p.display(),
+                    g.device
+                );
+                let mut d = Denial::new(503, "leaf inventory busy; retry");
+                d.retry_after = Some(2);
+                return Err(deny(d, &g));
+            }
+            Err(e) => {
+                log::error!("{e}");
+                return Err(deny(Denial::new(500, "leaf inventory unreadable"), &g));
+            }
+        };
+        if let Some(serial) = &g.renews {
+            holder(&inv, serial, now).map_err(|d| deny(d, &g))?;
+        }
+        let spki = crypto::CertInfo::from_der(&g.issued.leaf_der)
+            .map(|i| i.spki_der)
+            .unwrap_or_default();
+        may_hold(&inv, &g.device, &spki).map_err(|d| deny(d, &g))?;
+        if let Some(l) = inv.by_device(&g.device) {
+            if l.cuts != g.cuts {
+                return Err(deny(
+                    Denial::new(
+                        403,
+                        format!(
+                            "device {} was revoked or disabled while this request was in \
+                             progress; it needs a new bootstrap token",
+                            g.device
+                        ),
+                    ),
+                    &g,
+                ));
+            }
+        }
+        let source = g.origin.source();
+        let previous = g
+            .renews
+            .as_ref()
+            .and_then(|r| inv.previous_for(&g.device, r, now));
+        let leaf = Leaf {
+            key: Some(crypto::hex(&crypto::sha256(&spki))),
+            der: (source == Source::Upstream).then(|| crypto::b64(&g.issued.leaf_der)),
+            previous,
+            ..Leaf::new(
+                &g.device,
+                g.names.clone(),
+                &g.issued.serial_hex,
+                g.issued.not_after,
+                source,
+                now,
+            )
+        };
+        // The audit line goes first: a row is never written for an unaudited certificate.
+        before_write(&g)?;
+        if let Err(e) = inv.record(leaf) {
+            log::error!("leaf inventory write failed; the certificate is not delivered: {e}");
+            return Err(deny(Denial::new(500, "leaf inventory write failed"), &g));
+        }
+        Ok(g)
+    }
+
+    /// Counts a refused re-enrollment with a device's certificate; at `reenroll_alert` in a row
+    /// it raises the alert (syslog error and `gatecert_leaf_reenroll_alerts_total`). A granted
+    /// one resets the count.
+    pub(super) fn note_reenroll(&mut self, outcome: &Result<Granted, Denial>) {
+        match outcome {
+            Ok(g) => {
+                self.reenroll_failures.remove(&g.device);
+            }
+            Err(d) if d.status == 403 => {
+                let Some(device) = &d.device else { return };
+                if self.reenroll_failures.len() >= MAX_TRACKED
+                    && !self.reenroll_failures.contains_key(device)
+                {
+                    return;
+                }
+                let n = self.reenroll_failures.entry(device.clone()).or_insert(0);
+                *n = n.saturating_add(1);
+                if *n == self.reenroll_alert {
+                    log::error!(
+                        "ALERT: {n} refused re-enrollments in a row with certificates of device \
+                         {device} (last: {}); consider `gatecert leaves revoke {device} --reason \
+                         keyCompromise`",
+                        d.reason
+                    );
+                    if let Some(c) = &self.counters {
+                        c.reenroll_alert();
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// `GET /crl`: the CRL as DER (`application/pkix-crl`), re-read only when the file changed;
+    /// 503 while none was signed yet (the clock is untrusted).
+    pub(super) fn crl(&mut self) -> Response {
+        let path = revocation::crl_path_in(&self.state_dir);
+        let Some(stamp) = store::stamp(&path) else {
+            return Response::text(503, "no CRL signed yet (the clock is not trusted yet)")
+                .header("Retry-After", "60");
+        };
+        let fresh = matches!(&self.cache.crl, Some((s, _)) if *s == stamp);
+        if !fresh {
+            match std::fs::read(&path) {
+                Ok(der) => self.cache.crl = Some((stamp, der)),
+                Err(e) => {
+                    log::error!("cannot read {}: {e}", path.display());
+                    return Response::text(500, "CRL unreadable; see the gateway's log");
+                }
+            }
+        }
+        let der = self
+            .cache
+            .crl
+            .as_ref()
+            .map(|(_, d)| d.clone())
+            .unwrap_or_default();
+        Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/pkix-crl".into())],
+            body: der,
+        }
+    }
+}
+
+/// See [`Est::current_holder`].
+fn holder(inv: &Inventory, serial: &str, now: i64) -> Result<String, Denial> {
+    match inv.standing(serial, now) {
+        Standing::Current(l) | Standing::Grace(l) => Ok(l.device.clone()),
+        Standing::Superseded(l) => Err(Denial::new(
+            403,
+            format!(
+                "client certificate {serial} was superseded by a re-enrollment; only the \
+                 device's current certificate may re-enroll (grace {}s is over)",
+                leaves::GRACE
+            ),
+        )
+        .device(&l.device)),
+        Standing::Disabled(l) => Err(disabled(l)),
+        Standing::Revoked(r) => Err(Denial::new(
+            403,
+            format!(
+                "client certificate {serial} was revoked ({}) at {}; device {} needs a new \
+                 bootstrap token",
+                leaves::reason_name(r.reason),
+                crypto::rfc3339(r.revoked_at),
+                r.device
+            ),
+        )
+        .device(&r.device)),
+        Standing::Unknown => Err(Denial::new(
+            403,
+            format!(
+                "client certificate {serial} is not the current certificate of any enrolled \
+                 device (superseded)"
+            ),
+        )),
+    }
+}
+
+/// See [`Est::may_hold`].
+fn may_hold(inv: &Inventory, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
+    let key = crypto::hex(&crypto::sha256(spki_der));
+    if let Some(l) = inv
+        .by_device(device)
+        .filter(|l| l.state == DeviceState::Disabled)
+    {
+        return Err(disabled(l));
+    }
+    if inv.key_compromised(&key) {
+        return Err(Denial::new(
+            403,
+            "the CSR's public key belongs to a certificate revoked for keyCompromise; \
+             generate a new key",
+        )
+        .device(device));
+    }
+    Ok(())
+}
+
+fn disabled(l: &Leaf) -> Denial {
+    Denial::new(
+        403,
+        format!(
+            "device {} is disabled by the operator since {} ({}); `gatecert leaves enable` and \
+             a new bootstrap token bring it back",
+            l.device,
+            l.state_since.map_or_else(|| "?".into(), crypto::rfc3339),
+            l.state_reason.as_deref().unwrap_or("no reason given"),
+        ),
+    )
+    .device(&l.device)
+}

@@ -1,0 +1,225 @@
+use super::*;
+
+fn leaf(device: &str, serial: &str, source: Source) -> Leaf {
+    Leaf::new(
+        device,
+        vec![format!("{device}.sensors.local")],
+        serial,
+        2_000_000_000,
+        source,
+        1_900_000_000,
+    )
+}
+
+#[test]
+fn only_the_current_certificate_or_the_previous_in_grace_stands() {
+    let dir = std::env::temp_dir().join(format!("gatecert-standing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut inv = Inventory::open(&dir.join("leaves.json")).unwrap();
+    let now = 1_900_000_000;
+    inv.record(leaf("d", "0A", Source::Local)).unwrap();
+    assert!(matches!(inv.standing("0a", now), Standing::Current(_)));
+    assert_eq!(inv.standing("0B", now), Standing::Unknown);
+    // 0A re-enrolls: 0B is current, 0A has GRACE seconds.
+    let mut b = leaf("d", "0B", Source::Local);
+    b.previous = inv.previous_for("d", "0A", now);
+    assert_eq!(b.previous.as_ref().unwrap().until, now + GRACE);
+    inv.record(b).unwrap();
+    assert!(matches!(inv.standing("0B", now), Standing::Current(_)));
+    assert!(matches!(
+        inv.standing("0A", now + GRACE - 1),
+        Standing::Grace(_)
+    ));
+    assert!(matches!(
+        inv.standing("0A", now + GRACE),
+        Standing::Superseded(_)
+    ));
+    // 0A retries inside the window (a lost reply): 0C is current, 0A keeps its deadline.
+    let mut c = leaf("d", "0C", Source::Local);
+    c.previous = inv.previous_for("d", "0A", now + 60);
+    assert_eq!(c.previous.as_ref().unwrap().until, now + GRACE);
+    inv.record(c).unwrap();
+    // 0B was replaced without ever being used: it stands nowhere any more.
+    assert_eq!(inv.standing("0B", now + 60), Standing::Unknown);
+    assert!(inv.previous_for("d", "0B", now + 60).is_none());
+    assert!(inv.previous_for("d", "0A", now + GRACE).is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn record_replaces_per_device_and_persists() {
+    let dir = std::env::temp_dir().join(format!("gatecert-leaves-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("leaves.json");
+    let mut inv = Inventory::open(&path).unwrap();
+    assert!(inv.list().is_empty());
+    inv.record(leaf("b", "01", Source::Interim)).unwrap();
+    inv.record(leaf("a", "02", Source::Local)).unwrap();
+    inv.record(leaf("b", "03", Source::Upstream)).unwrap();
+    let inv = Inventory::open(&path).unwrap();
+    assert_eq!(inv.list().len(), 2);
+    assert_eq!(inv.list()[0].device, "a");
+    assert_eq!(inv.by_device("b").unwrap().serial, "03");
+    assert_eq!(inv.by_device("b").unwrap().source, Source::Upstream);
+    assert!(inv.by_device("c").is_none());
+    assert_eq!(inv.by_source(Source::Interim).count(), 0);
+    std::fs::write(&path, "{nope").unwrap();
+    assert!(Inventory::open(&path).is_err());
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gatecert-leaves-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An inventory as the code before one identity per device wrote it: `s1` (its token's name,
+/// first enrollment) and `s1.sensors.local` (its CN, the re-enrollment) are one sensor.
+#[test]
+fn split_rows_of_an_old_inventory_merge_into_the_token_device() {
+    let dir = tempdir("merge");
+    let path = dir.join("leaves.json");
+    std::fs::write(
+        &path,
+        include_str!("../../tests/fixtures/leaves-split-v1.json"),
+    )
+    .unwrap();
+    let mut inv = Inventory::open_locked(&path, None).unwrap();
+    assert_eq!(inv.merged(), 1);
+    assert_eq!(inv.list().len(), 2, "{:?}", inv.list());
+    let s1 = inv.by_device("s1").unwrap();
+    // The re-enrollment is newer: it is the current certificate; the first one is earlier.
+    assert_eq!(s1.serial, "6B1C7D2E3F405162738495A6B7C8D9EA");
+    assert_eq!(s1.earlier.len(), 1);
+    assert_eq!(s1.earlier[0].serial, "5A0B6C1D2E3F40516273849506A7B8C9");
+    assert!(inv.by_device("s1.sensors.local").is_none());
+    assert_eq!(inv.by_device("s2").unwrap().source, Source::Interim);
+    // Both certificates lead to s1.
+    assert_eq!(
+        inv.device_of_serial("5a0b6c1d2e3f40516273849506a7b8c9"),
+        Some("s1")
+    );
+    assert_eq!(
+        inv.device_of_serial("6B1C7D2E3F405162738495A6B7C8D9EA"),
+        Some("s1")
+    );
+    inv.save().unwrap();
+    drop(inv);
+    let again = Inventory::open(&path).unwrap();
+    assert_eq!(again.merged(), 0);
+    assert_eq!(again.list().len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reenrollment_updates_one_row_and_keeps_unexpired_certificates() {
+    let dir = tempdir("onerow");
+    let path = dir.join("leaves.json");
+    let mut inv = Inventory::open(&path).unwrap();
+    inv.record(leaf("d", "0A", Source::Local)).unwrap();
+    let mut b = leaf("d", "0B", Source::Local);
+    b.issued_at += 10;
+    inv.record(b).unwrap();
+    let inv = Inventory::open(&path).unwrap();
+    assert_eq!(inv.list().len(), 1);
+    let row = inv.by_device("d").unwrap();
+    assert_eq!(row.serial, "0B");
+    let serials: Vec<String> = row.certs().map(|h| h.serial).collect();
+    assert_eq!(serials, ["0B", "0A"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cut_off_revokes_every_unexpired_certificate_and_blocks_the_device() {
+    let dir = tempdir("cutoff");
+    let path = dir.join("leaves.json");
+    let now = 1_900_000_100;
+    let mut inv = Inventory::open_locked(&path, None).unwrap();
+    let mut a = leaf("d", "0A", Source::Local);
+    a.key = Some("aa".into());
+    inv.record(a).unwrap();
+    let mut b = leaf("d", "0B", Source::Upstream);
+    b.issued_at += 10;
+    b.key = Some("bb".into());
+    b.der = Some("AAAA".into());
+    inv.record(b).unwrap();
+    let mut expired = leaf("e", "0E", Source::Local);
+    expired.not_after = now - 1;
+    inv.record(expired).unwrap();
+    assert!(matches!(
+        inv.cut_off("nobody", DeviceState::Revoked, 0, None, now),
+        Err(Error::NoSuchDevice(_))
+    ));
+    // By serial of an earlier certificate: the whole device.
+    let cut = inv
+        .cut_off("0a", DeviceState::Revoked, KEY_COMPROMISE, None, now)
+        .unwrap();
+    assert_eq!(cut.device, "d");
+    assert_eq!(cut.revoked.len(), 2);
+    assert_eq!(cut.queued_upstream, 1);
+    assert!(inv.key_compromised("AA") && inv.key_compromised("bb"));
+    assert!(matches!(inv.standing("0B", now), Standing::Revoked(_)));
+    assert!(matches!(inv.standing("0A", now), Standing::Revoked(_)));
+    // Only the local one is the CRL's.
+    let crl: Vec<&str> = inv.crl_entries(now).map(|r| r.serial.as_str()).collect();
+    assert_eq!(crl, ["0A"]);
+    assert_eq!(inv.upstream_revocations()[0].serial, "0B");
+    inv.upstream_revocation_result("0B", Err("connection refused".into()));
+    assert_eq!(inv.upstream_revocations()[0].attempts, 1);
+    inv.upstream_revocation_result("0b", Ok(()));
+    assert!(inv.upstream_revocations().is_empty());
+    // Revoking again finds nothing new; an expired certificate is never listed.
+    let e = inv
+        .cut_off("e", DeviceState::Disabled, CESSATION, Some("stolen"), now)
+        .unwrap();
+    assert!(e.revoked.is_empty());
+    assert!(matches!(inv.standing("0E", now), Standing::Disabled(_)));
+    assert_eq!(
+        inv.by_device("e").unwrap().state_reason.as_deref(),
+        Some("stolen")
+    );
+    inv.save().unwrap();
+    drop(inv);
+    let mut inv = Inventory::open_locked(&path, None).unwrap();
+    assert_eq!(inv.by_device("d").unwrap().state, DeviceState::Revoked);
+    assert!(!inv.enable("d", now).unwrap());
+    assert!(inv.enable("e", now).unwrap());
+    assert_eq!(inv.by_device("e").unwrap().state, DeviceState::Revoked);
+    // A new enrollment (new token) makes a revoked device active again.
+    let mut c = leaf("d", "0C", Source::Local);
+    c.issued_at = now + 5;
+    inv.record(c).unwrap();
+    assert_eq!(inv.by_device("d").unwrap().state, DeviceState::Active);
+    assert!(matches!(inv.standing("0C", now + 5), Standing::Current(_)));
+    assert!(inv.by_device("d").unwrap().earlier.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Devices named by their FQDN (token user = CN) are one row already and stay as they are; a
+/// token-named row newer than its CN row keeps its certificate current.
+#[test]
+fn merge_leaves_fqdn_named_devices_alone_and_keeps_the_newer_certificate() {
+    let dir = tempdir("merge2");
+    let path = dir.join("leaves.json");
+    let mut fqdn = leaf("f.sensors.local", "0F", Source::Local);
+    fqdn.names = vec!["f.sensors.local".into()];
+    let mut old_cn = leaf("g.sensors.local", "01", Source::Local);
+    old_cn.names = vec!["G.sensors.local".into()];
+    let mut newer = leaf("g", "02", Source::Local);
+    newer.names = vec!["g.sensors.local".into()];
+    newer.issued_at = old_cn.issued_at + 100;
+    let text = serde_json::json!({"version": 1, "leaves": [fqdn, old_cn, newer]}).to_string();
+    std::fs::write(&path, text).unwrap();
+    let inv = Inventory::open(&path).unwrap();
+    assert_eq!(inv.merged(), 1);
+    let devices: Vec<&str> = inv.list().iter().map(|l| l.device.as_str()).collect();
+    assert_eq!(devices, ["f.sensors.local", "g"]);
+    let g = inv.by_device("g").unwrap();
+    assert_eq!(g.serial, "02");
+    assert_eq!(g.earlier.len(), 1);
+    assert_eq!(g.earlier[0].serial, "01");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,257 @@
+//! Cutting a sensor off: `gatecert leaves revoke|disable|enable` and the CRL (RFC 5280 §5).
+//!
+//! One place changes the inventory for revocations, under `leaves.json.lock`
+//! ([`Inventory::open_locked`]), so the command line and `gatecert run` never lose each other's
+//! changes; the service sees them without a restart (it stats `leaves.json` and re-reads it
+//! only when it changed). Every step is audited before it is saved, and the CRL is signed only
+//! on a trusted clock ([`crate::trust`]): on an untrusted one the revocation still takes effect
+//! on EST at once, and the service signs the CRL once the clock is trusted.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::audit::{self, Audit};
+use crate::ca::crl::{Crl, Entry};
+use crate::ca::{self, LocalCa};
+use crate::config;
+use crate::leaves::{self, CutOff, DeviceState, Inventory};
+use crate::store;
+use crate::token::{self, Tokens};
+use crate::trust::ClockTrust;
+
+/// An error revoking or publishing.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The inventory (or a command naming a device it does not hold).
+    Inventory(leaves::Error),
+    /// The token store.
+    Token(token::Error),
+    /// The local CA (opening it, or signing the CRL).
+    Ca(ca::Error),
+    /// The audit line could not be written: nothing was saved.
+    Audit(audit::Error),
+    /// The clock is not trusted: the CRL was not signed.
+    Clock(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The inventory's own error says what it is about.
+            Error::Inventory(e) => fmt::Display::fmt(e, f),
+            Error::Token(_) => f.write_str("token store"),
+            Error::Ca(_) => f.write_str("local CA"),
+            Error::Audit(_) => f.write_str("audit log (nothing was saved)"),
+            Error::Clock(why) => write!(f, "CRL not signed: the clock is untrusted: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Inventory(e) => e.source(),
+            Error::Token(e) => Some(e),
+            Error::Ca(e) => Some(e),
+            Error::Audit(e) => Some(e),
+            Error::Clock(_) => None,
+        }
+    }
+}
+
+impl From<leaves::Error> for Error {
+    fn from(e: leaves::Error) -> Self {
+        Error::Inventory(e)
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Inventory(leaves::Error::Store(e))
+    }
+}
+
+impl From<token::Error> for Error {
+    fn from(e: token::Error) -> Self {
+        Error::Token(e)
+    }
+}
+
+impl From<ca::Error> for Error {
+    fn from(e: ca::Error) -> Self {
+        Error::Ca(e)
+    }
+}
+
+impl From<audit::Error> for Error {
+    fn from(e: audit::Error) -> Self {
+        Error::Audit(e)
+    }
+}
+
+/// `<state_dir>/crl.der`: the CRL the EST listener serves at `GET /crl`.
+pub fn crl_path_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("crl.der")
+}
+
+/// What [`cut_off`] did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The device and its newly revoked certificates.
+    pub cut: CutOff,
+    /// The device's bootstrap token was revoked (an old token cannot bring it back).
+    pub token_revoked: bool,
+    /// The CRL published, or why not (the revocation stands either way).
+    pub crl: Result<Crl, Error>,
+}
+
+fn append(state_dir: &Path, now: i64, event: &str, fields: serde_json::Value) -> Result<(), Error> {
+    Audit::open(&audit::path_in(state_dir), audit::DEFAULT_MAX_BYTES)?
+        .append(now, event, fields)?;
+    Ok(())
+}
+
+/// `leaves revoke` (`state` = Revoked) and `leaves disable` (`Disabled`): `who` is a device or
+/// the serial of a certificate it holds. Every unexpired certificate of the device is revoked
+/// with `reason` (RFC 5280 §5.3.1), upstream ones are queued for ACME revokeCert, its bootstrap
+/// token is revoked, all of it audited (`leaves.revoke` / `leaves.disable`), then the CRL is
+/// signed and published.
+pub fn cut_off(
+    state_dir: &Path,
+    cfg: &config::Ca,
+    who: &str,
+    state: DeviceState,
+    reason: u8,
+    note: Option<&str>,
+    now: i64,
+) -> Result<Outcome, Error> {
+    let path = leaves::path_in(state_dir);
+    if !path.exists() {
+        // Nothing was ever enrolled here (or the state dir is elsewhere): nothing to lock.
+        return Err(leaves::Error::NoSuchDevice(who.to_owned()).into());
+    }
+    let mut inv = Inventory::open_locked(&path, None)?;
+    let cut = inv.cut_off(who, state, reason, note, now)?;
+    let mut tokens = Tokens::open_locked(&token::path_in(state_dir))?;
+    let event = match state {
+        DeviceState::Disabled => "leaves.disable",
+        _ => "leaves.revoke",
+    };
+    append(
+        state_dir,
+        now,
+        event,
+        json!({
+            "device": cut.device,
+            "reason": leaves::reason_name(reason),
+            "note": note,
+            "serials": cut.revoked.iter().map(|r| r.serial.as_str()).collect::<Vec<_>>(),
+            "upstream_queued": cut.queued_upstream,
+        }),
+    )?;
+    let token_revoked = tokens.revoke(&cut.device)?;
+    drop(tokens);
+    inv.save()?;
+    let crl = publish_crl(state_dir, cfg, None, &mut inv, now);
+    Ok(Outcome {
+        cut,
+        token_revoked,
+        crl,
+    })
+}
+
+/// `leaves enable DEVICE`: a disabled device may enroll again, with a new token. Audited.
+/// Returns false when it was not disabled.
+pub fn enable(state_dir: &Path, device: &str, now: i64) -> Result<bool, Error> {
+    let path = leaves::path_in(state_dir);
+    if !path.exists() {
+        return Err(leaves::Error::NoSuchDevice(device.to_owned()).into());
+    }
+    let mut inv = Inventory::open_locked(&path, None)?;
+    if !inv.enable(device, now)? {
+        return Ok(false);
+    }
+    append(state_dir, now, "leaves.enable", json!({ "device": device }))?;
+    inv.save()?;
+    Ok(true)
+}
+
+/// Signs the CRL of every unexpired revoked local certificate, with the next CRL number and
+/// `crl_validity`, at a trusted `now`; audits it (`crl.issue`), writes it atomically to
+/// `<state_dir>/crl.der` and `crl_file`, and records it in `inv` (which the caller holds
+/// locked). `ca`: the CA if the caller has it open.
+pub fn publish_crl(
+    state_dir: &Path,
+    cfg: &config::Ca,
+    ca: Option<&LocalCa>,
+    inv: &mut Inventory,
+    now: i64,
+) -> Result<Crl, Error> {
+    let opened;
+    let ca = match ca {
+        Some(ca) => ca,
+        None => {
+            opened = LocalCa::open(&LocalCa::dir_in(state_dir), cfg)?;
+            &opened
+        }
+    };
+    let trusted = ClockTrust::load(state_dir, Some(ca.intermediate().not_before))
+        .check(now)
+        .map_err(|e| Error::Clock(e.to_string()))?;
+    // Saved only when the inventory changed for it (a revocation, expired entries dropped):
+    // the periodic re-signing writes the CRL alone.
+    let pruned = inv.prune_revoked(now);
+    let must_save = inv.crl_pending() || pruned;
+    let entries: Vec<Entry> = inv
+        .crl_entries(now)
+        .map(|r| Entry {
+            serial: r.serial.clone(),
+            revoked_at: r.revoked_at,
+            reason: r.reason,
+        })
+        .collect();
+    let number = inv.next_crl_number(now);
+    let crl = ca.sign_crl(&entries, number, cfg.crl_validity, trusted)?;
+    append(
+        state_dir,
+        now,
+        "crl.issue",
+        json!({
+            "number": number,
+            "entries": entries.len(),
+            "this_update": crl.this_update,
+            "next_update": crl.next_update,
+        }),
+    )?;
+    store::write_atomic(&crl_path_in(state_dir), &crl.der, store::PUBLIC)?;
+    if let Some(path) = &cfg.crl_file {
+        store::write_atomic(path, &crl.der, store::PUBLIC)?;
+    }
+    inv.crl_published(number, crl.next_update);
+    if must_save {
+        inv.save()?;
+    }
+    Ok(crl)
+}
+
+/// The service's check: signs a new CRL when one is due ([`Inventory::crl_due`]; `known_next`
+/// is the nextUpdate of the last CRL the caller signed). `Ok(None)`: nothing due. The lock is
+/// waited for at most `wait`.
+pub fn refresh_crl(
+    state_dir: &Path,
+    cfg: &config::Ca,
+    ca: &LocalCa,
+    now: i64,
+    known_next: i64,
+    wait: Duration,
+) -> Result<Option<Crl>, Error> {
+    let mut inv = Inventory::open_locked(&leaves::path_in(state_dir), Some(wait))?;
+    if !inv.crl_due(now, cfg.crl_validity, known_next) && crl_path_in(state_dir).exists() {
+        return Ok(None);
+    }
+    publish_crl(state_dir, cfg, Some(ca), &mut inv, now).map(Some)
+}
