@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::crypto::KeyType;
 
 mod acme;
+mod acme_server;
 mod label;
 mod sections;
 pub mod uci;
@@ -40,6 +41,28 @@ pub struct Config {
     pub metrics: Metrics,
     /// `config label 'NAME'` sections: EST label profiles (RFC 7030 §3.2.2), in file order.
     pub labels: Vec<Label>,
+    /// `config acme_server 'acme'`: the local ACME server; `None` when absent or disabled.
+    pub acme_server: Option<AcmeServer>,
+}
+
+/// `config acme_server 'acme'`: the local ACME server (RFC 8555) under `/acme/` on the EST
+/// listener.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcmeServer {
+    /// `preauthorized`: names bound to the account's EAB token need no challenge (RFC 8555
+    /// §7.4: an order may come back with valid authorizations).
+    pub preauthorized: bool,
+    /// `list static_host 'NAME=IP'`: where to reach a leaf for validation before asking the
+    /// system resolver.
+    pub static_host: Vec<(String, std::net::IpAddr)>,
+    /// `http_port`: the port http-01 validation connects to (default 80, RFC 8555 §8.3).
+    pub http_port: u16,
+    /// `lifetime` of its leaves, seconds (default the CA's `lifetime`).
+    pub lifetime: u64,
+    /// `max_accounts`: accounts kept (default 256).
+    pub max_accounts: usize,
+    /// `max_orders`: orders kept in memory at once (default 256).
+    pub max_orders: usize,
 }
 
 /// `config label 'NAME'`: a profile of the local CA served under `/.well-known/est/NAME/`.
@@ -338,6 +361,7 @@ impl Config {
                 textfile: None,
             },
             labels: Vec::new(),
+            acme_server: None,
         }
     }
 }

@@ -98,6 +98,7 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     let mut certificates: Vec<Certificate> = Vec::new();
     let mut broker = None;
     let mut labels = Vec::new();
+    let mut acme_server = None;
     // The first section of each single-instance type, to reject a second one.
     let mut seen: Vec<(&str, usize)> = Vec::new();
     for section in &sections {
@@ -121,11 +122,12 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
             "est" => cfg.est = est(&r, cfg.est)?,
             "broker" => broker = Some(section),
             "label" => labels.push(section),
+            "acme_server" => acme_server = Some(section),
             "metrics" => cfg.metrics = metrics(&r)?,
             other => {
                 return Err(r.syntax(format!(
                     "unknown section type '{other}' (expected gatecert, certificate, ca, est, \
-                     broker, metrics or label)"
+                     broker, metrics, label or acme_server)"
                 )))
             }
         }
@@ -140,6 +142,9 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     }
     if let Some(section) = broker {
         cfg.broker = self::broker(&Reader { path, section }, &cfg.certificates)?;
+    }
+    if let Some(section) = acme_server {
+        cfg.acme_server = super::acme_server::acme_server(&Reader { path, section }, &cfg.ca)?;
     }
     for section in labels {
         let r = Reader { path, section };
