@@ -313,7 +313,8 @@ impl Tokens {
         now: i64,
         mac_key: &dyn Fn(&str) -> String,
     ) -> Result<(String, String), Error> {
-        let kid = crypto::b64url(&crypto::random_bytes::<16>().map_err(|_| Error::Rng)?);
+        // Hex, so that a kid never starts with a '-' that a client's option parser would take.
+        let kid = crypto::hex(&crypto::random_bytes::<16>().map_err(|_| Error::Rng)?);
         self.add(device, names, ttl, uses, now)?;
         let token = mac_key(&kid);
         let salt = crypto::random_bytes::<16>().map_err(|_| Error::Rng)?;
