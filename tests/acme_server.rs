@@ -365,6 +365,9 @@ fn certbot_registers_obtains_renews_and_revokes_over_http01() {
         "--register-unsafely-without-email",
     ]);
     ok(&obtain, "certbot certonly");
+    // certbot's account key is RSA: the account's requests were RS256 JWS.
+    let accounts = std::fs::read_to_string(g.state().join("acme/accounts.json")).unwrap();
+    assert!(accounts.contains("\"kty\": \"RSA\""), "{accounts}");
     let live = g.path("certbot/c/live/cam2.local");
     g.verify(&live.join("cert.pem"), &live.join("chain.pem"));
     let first = serial_of(&live.join("cert.pem"));

@@ -1,1 +1,422 @@
+//! The ACME server's handler in memory, with an injected clock: the resources and checks the
+//! integration tests (tests/acme_server.rs) do not reach with lego and certbot.
 
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::acme::jws::{self as cjws, EabSigner, Header, JwkSigner, KeyOrKeyId, KidSigner, Signer};
+use crate::clock::FixedClock;
+use crate::config::Config;
+use crate::crypto::{self, KeyType, PrivateKey};
+use crate::token::{self, Tokens};
+
+const HOST: &str = "gw.local:8443";
+const BASE: &str = "https://gw.local:8443/acme";
+
+fn setup(tag: &str, preauthorized: bool) -> (PathBuf, AcmeServer, Arc<FixedClock>) {
+    let dir =
+        std::env::temp_dir().join(format!("gatecert-acmed-unit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = Config::standalone(dir.clone());
+    let clock = Arc::new(FixedClock::new(1_800_000_000));
+    let ca = LocalCa::init(
+        &LocalCa::dir_in(&dir),
+        &cfg.ca,
+        crate::trust::TrustedNow::for_tests(clock.now()),
+    )
+    .unwrap();
+    let acme = config::AcmeServer {
+        preauthorized,
+        static_host: Vec::new(),
+        http_port: 80,
+        lifetime: 3600,
+        max_accounts: 4,
+        max_orders: 4,
+    };
+    let srv = AcmeServer::new(acme, &dir, ca, clock.clone()).unwrap();
+    (dir, srv, clock)
+}
+
+fn peer() -> PeerInfo {
+    PeerInfo {
+        addr: "192.0.2.9:4000".parse().unwrap(),
+        tls: true,
+        certs: Vec::new(),
+    }
+}
+
+fn request(method: &str, path: &str, body: Vec<u8>) -> Request {
+    Request {
+        method: method.into(),
+        path: path.into(),
+        query: None,
+        headers: vec![
+            ("Host".into(), HOST.into()),
+            ("Content-Type".into(), "application/jose+json".into()),
+        ],
+        body,
+    }
+}
+
+fn header(resp: &Response, name: &str) -> Option<String> {
+    resp.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+}
+
+fn body(resp: &Response) -> Value {
+    serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
+}
+
+fn nonce(srv: &mut AcmeServer) -> String {
+    let r = srv.handle(&request("HEAD", "/acme/new-nonce", Vec::new()), &peer());
+    header(&r, "Replay-Nonce").unwrap()
+}
+
+fn post(
+    srv: &mut AcmeServer,
+    path: &str,
+    signer: &dyn Signer,
+    payload: Option<&Value>,
+) -> Response {
+    let n = nonce(srv);
+    let url = format!("{BASE}/{path}");
+    let jws = cjws::sign(signer, Some(&n), &url, payload).unwrap();
+    srv.handle(
+        &request(
+            "POST",
+            &format!("/acme/{path}"),
+            serde_json::to_vec(&jws).unwrap(),
+        ),
+        &peer(),
+    )
+}
+
+/// An `--acme` token for `device` and `names`: (kid, MAC key).
+fn eab_for(dir: &Path, device: &str, names: &[&str]) -> (String, Vec<u8>) {
+    let secret = eab::ensure_secret(dir).unwrap();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let derive = |kid: &str| eab::mac_key(&secret, kid);
+    let (kid, mac) = Tokens::open_locked(&token::path_in(dir))
+        .unwrap()
+        .add_eab(device, &names, 3600, 1, 1_800_000_000, &derive)
+        .unwrap();
+    (kid, crypto::b64url_decode(&mac).unwrap())
+}
+
+fn new_account(
+    srv: &mut AcmeServer,
+    signer: &dyn Signer,
+    jwk: &Value,
+    eab: &(String, Vec<u8>),
+) -> Response {
+    let url = format!("{BASE}/new-acct");
+    let binding = cjws::sign(
+        &EabSigner {
+            kid: &eab.0,
+            key: &eab.1,
+        },
+        None,
+        &url,
+        Some(jwk),
+    )
+    .unwrap();
+    post(
+        srv,
+        "new-acct",
+        signer,
+        Some(&json!({"externalAccountBinding": binding})),
+    )
+}
+
+fn register(srv: &mut AcmeServer, dir: &Path, device: &str, name: &str) -> (PrivateKey, String) {
+    let key = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let eab = eab_for(dir, device, &[name]);
+    let r = new_account(srv, &JwkSigner(&key), &key.jwk(), &eab);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    (key, header(&r, "Location").unwrap())
+}
+
+fn order(name: &str) -> Value {
+    json!({"identifiers": [{"type": "dns", "value": name}]})
+}
+
+fn path_of(url: &str) -> &str {
+    url.strip_prefix(&format!("{BASE}/")).unwrap()
+}
+
+/// Ed25519 account keys (RFC 8037), signed with ring directly: gatecert's own client has none.
+struct Ed25519(ring::signature::Ed25519KeyPair, Value);
+
+impl Signer for Ed25519 {
+    fn header<'a>(&'a self, nonce: Option<&'a str>, url: &'a str) -> Header<'a> {
+        Header {
+            alg: "EdDSA",
+            key: KeyOrKeyId::Jwk(self.1.clone()),
+            nonce,
+            url,
+        }
+    }
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, crypto::Error> {
+        Ok(self.0.sign(msg).as_ref().to_vec())
+    }
+}
+
+#[test]
+fn ed25519_account_registers() {
+    use ring::signature::KeyPair as _;
+    let (dir, mut srv, _) = setup("ed25519", false);
+    let pkcs8 =
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let kp = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let jwk =
+        json!({"crv": "Ed25519", "kty": "OKP", "x": crypto::b64url(kp.public_key().as_ref())});
+    let signer = Ed25519(kp, jwk.clone());
+    let eab = eab_for(&dir, "ed", &["ed.local"]);
+    let r = new_account(&mut srv, &signer, &jwk, &eab);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(body(&r)["status"], "valid");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn finalize_checks_the_csr_the_clock_and_issues_once() {
+    let (dir, mut srv, clock) = setup("finalize", true);
+    let (key, account) = register(&mut srv, &dir, "cam", "cam.local");
+    let signer = KidSigner {
+        key: &key,
+        kid: &account,
+    };
+    let r = post(&mut srv, "new-order", &signer, Some(&order("cam.local")));
+    assert_eq!(r.status, 201);
+    // Pre-authorized: ready at once, authorization valid with no challenge.
+    let o = body(&r);
+    assert_eq!(o["status"], "ready");
+    let authz = o["authorizations"][0].as_str().unwrap().to_owned();
+    let a = body(&post(&mut srv, path_of(&authz), &signer, None));
+    assert_eq!(a["status"], "valid");
+    assert_eq!(a["challenges"], json!([]));
+    let finalize = path_of(o["finalize"].as_str().unwrap()).to_owned();
+
+    // A CSR for another name: badCSR.
+    let leaf = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let wrong = leaf.csr(&["other.local".into()], &[]).unwrap();
+    let r = post(
+        &mut srv,
+        &finalize,
+        &signer,
+        Some(&json!({"csr": crypto::b64url(&wrong)})),
+    );
+    assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:badCSR");
+
+    // A clock before the CA's notBefore: 503, nothing issued, nothing in the inventory.
+    let csr = leaf.csr(&["cam.local".into()], &[]).unwrap();
+    let good = clock.now();
+    clock.set(good - 2 * 86_400);
+    let r = post(
+        &mut srv,
+        &finalize,
+        &signer,
+        Some(&json!({"csr": crypto::b64url(&csr)})),
+    );
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(!crate::leaves::path_in(&dir).exists());
+    clock.set(good);
+
+    let r = post(
+        &mut srv,
+        &finalize,
+        &signer,
+        Some(&json!({"csr": crypto::b64url(&csr)})),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let o = body(&r);
+    assert_eq!(o["status"], "valid");
+    let cert = post(
+        &mut srv,
+        path_of(o["certificate"].as_str().unwrap()),
+        &signer,
+        None,
+    );
+    assert_eq!(
+        header(&cert, "Content-Type").as_deref(),
+        Some("application/pem-certificate-chain")
+    );
+    let chain = crypto::certs_from_pem(&String::from_utf8(cert.body).unwrap()).unwrap();
+    assert_eq!(chain.len(), 2);
+    let info = crypto::CertInfo::from_der(chain[0].as_ref()).unwrap();
+    assert_eq!(info.dns_names, vec!["cam.local".to_string()]);
+    assert!(info.not_after - info.not_before <= 3600 + crate::ca::BACKDATE);
+
+    // The same order again: orderNotReady, no second certificate.
+    let r = post(
+        &mut srv,
+        &finalize,
+        &signer,
+        Some(&json!({"csr": crypto::b64url(&csr)})),
+    );
+    assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:orderNotReady");
+    let log = std::fs::read_to_string(crate::audit::path_in(&dir)).unwrap();
+    assert_eq!(log.matches("\"event\":\"acme.issue\"").count(), 1);
+    assert!(log.contains("clock untrusted"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn key_change_only_return_existing_and_deactivation() {
+    let (dir, mut srv, _) = setup("keychange", false);
+    let (old, account) = register(&mut srv, &dir, "kc", "kc.local");
+    let new = PrivateKey::generate(KeyType::Ec384).unwrap();
+    let url = format!("{BASE}/key-change");
+    let inner = cjws::sign(
+        &JwkSigner(&new),
+        None,
+        &url,
+        Some(&json!({"account": account, "oldKey": old.jwk()})),
+    )
+    .unwrap();
+    let r = post(
+        &mut srv,
+        "key-change",
+        &KidSigner {
+            key: &old,
+            kid: &account,
+        },
+        Some(&inner),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // The old key no longer signs for the account; the new one does.
+    let r = post(
+        &mut srv,
+        "new-order",
+        &KidSigner {
+            key: &old,
+            kid: &account,
+        },
+        Some(&order("kc.local")),
+    );
+    assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:unauthorized");
+    let signer = KidSigner {
+        key: &new,
+        kid: &account,
+    };
+    assert_eq!(
+        post(&mut srv, "new-order", &signer, Some(&order("kc.local"))).status,
+        201
+    );
+    // onlyReturnExisting finds it by the new key, and does not make one for an unknown key.
+    let r = post(
+        &mut srv,
+        "new-acct",
+        &JwkSigner(&new),
+        Some(&json!({"onlyReturnExisting": true})),
+    );
+    assert_eq!(
+        (r.status, header(&r, "Location")),
+        (200, Some(account.clone()))
+    );
+    let r = post(
+        &mut srv,
+        "new-acct",
+        &JwkSigner(&old),
+        Some(&json!({"onlyReturnExisting": true})),
+    );
+    assert_eq!(
+        body(&r)["type"],
+        "urn:ietf:params:acme:error:accountDoesNotExist"
+    );
+    // Deactivated: nothing more.
+    let r = post(
+        &mut srv,
+        path_of(&account),
+        &signer,
+        Some(&json!({"status": "deactivated"})),
+    );
+    assert_eq!(body(&r)["status"], "deactivated");
+    let r = post(&mut srv, "new-order", &signer, Some(&order("kc.local")));
+    assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:unauthorized");
+    let log = std::fs::read_to_string(crate::audit::path_in(&dir)).unwrap();
+    assert!(log.contains("acme.key-change") && log.contains("acme.deactivate"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Files under `dir` but the audit log's, with their sizes.
+fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else if !e.file_name().to_string_lossy().starts_with("audit.log") {
+            out.push((p.clone(), e.metadata().unwrap().len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn unauthenticated_requests_write_only_their_audit_line() {
+    let (dir, mut srv, _) = setup("noauth", false);
+    let before = files(&dir);
+    for _ in 0..50 {
+        nonce(&mut srv);
+    }
+    assert_eq!(
+        srv.handle(&request("GET", "/acme/directory", Vec::new()), &peer())
+            .status,
+        200
+    );
+    let r = srv.handle(&request("POST", "/acme/new-order", b"{}".to_vec()), &peer());
+    assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:malformed");
+    // An unknown account, and a newAccount without EAB.
+    let key = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let ghost = format!("{BASE}/acct/77");
+    let r = post(
+        &mut srv,
+        "new-order",
+        &KidSigner {
+            key: &key,
+            kid: &ghost,
+        },
+        Some(&order("x.local")),
+    );
+    assert_eq!(
+        body(&r)["type"],
+        "urn:ietf:params:acme:error:accountDoesNotExist"
+    );
+    let r = post(&mut srv, "new-acct", &JwkSigner(&key), Some(&json!({})));
+    assert_eq!(
+        body(&r)["type"],
+        "urn:ietf:params:acme:error:externalAccountRequired"
+    );
+    let after = files(&dir);
+    assert_eq!(before, after);
+    assert!(!eab::dir_in(&dir).exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn orders_are_capped_with_rate_limited() {
+    let (dir, mut srv, _) = setup("cap", false);
+    let (key, account) = register(&mut srv, &dir, "c", "c.local");
+    let signer = KidSigner {
+        key: &key,
+        kid: &account,
+    };
+    for _ in 0..4 {
+        assert_eq!(
+            post(&mut srv, "new-order", &signer, Some(&order("c.local"))).status,
+            201
+        );
+    }
+    let r = post(&mut srv, "new-order", &signer, Some(&order("c.local")));
+    assert_eq!(
+        (r.status, body(&r)["type"].clone()),
+        (429, json!("urn:ietf:params:acme:error:rateLimited"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
