@@ -12,6 +12,7 @@
 //! | `POST /acme/authz/<id>`, `/acme/chall/<id>/<type>` | §7.5, §8.3 | http-01 by the gateway |
 //! | `POST /acme/finalize/<id>`, `/acme/cert/<id>` | §7.4 | PEM chain, leaf first |
 //! | `POST /acme/revoke-cert` | §7.6 | by the account or by the certificate's key |
+//! | `GET /acme/renewal-info/<certID>` | RFC 9773 | a window spread over the last third |
 //!
 //! **Admission.** An account needs an External Account Binding whose key is an `--acme`
 //! bootstrap token ([`eab`]). Admission claims and commits one use of the token under the
@@ -49,6 +50,7 @@ use crate::http::{Handler, PeerInfo, Request, Response};
 use crate::report::Counters;
 
 mod account;
+mod ari;
 pub mod eab;
 mod jws;
 mod orders;
@@ -201,6 +203,7 @@ impl AcmeServer {
             "newOrder": format!("{base}/new-order"),
             "revokeCert": format!("{base}/revoke-cert"),
             "keyChange": format!("{base}/key-change"),
+            "renewalInfo": format!("{base}/renewal-info"),
             "meta": {
                 "externalAccountRequired": true,
                 "profiles": {
@@ -310,6 +313,11 @@ impl AcmeServer {
             ("HEAD" | "GET", "new-nonce") => {
                 let status = if req.method == "HEAD" { 200 } else { 204 };
                 return Ok(Response::new(status).header("Cache-Control", "no-store"));
+            }
+            ("GET", r) if r.starts_with("renewal-info/") => {
+                return self
+                    .renewal_info(&r["renewal-info/".len()..])
+                    .map_err(Denied::from);
             }
             ("POST", _) => {}
             (_, "directory") => return Err(method_not_allowed("GET")),

@@ -420,3 +420,74 @@ fn orders_are_capped_with_rate_limited() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn directory_profiles_and_renewal_info() {
+    let (dir, mut srv, clock) = setup("ari", true);
+    let d = body(&srv.handle(&request("GET", "/acme/directory", Vec::new()), &peer()));
+    assert_eq!(d["meta"]["externalAccountRequired"], true);
+    assert!(d["meta"]["profiles"]["shortlived"].is_string());
+    assert_eq!(d["renewalInfo"], format!("{BASE}/renewal-info"));
+
+    let (key, account) = register(&mut srv, &dir, "ari", "ari.local");
+    let signer = KidSigner {
+        key: &key,
+        kid: &account,
+    };
+    let mut o = order("ari.local");
+    o["profile"] = json!("forever");
+    let r = post(&mut srv, "new-order", &signer, Some(&o));
+    assert_eq!(
+        body(&r)["type"],
+        "urn:ietf:params:acme:error:invalidProfile"
+    );
+    o["profile"] = json!("shortlived");
+    let r = post(&mut srv, "new-order", &signer, Some(&o));
+    assert_eq!(r.status, 201);
+    let o = body(&r);
+    assert_eq!(o["profile"], "shortlived");
+    let leaf = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let csr = leaf.csr(&["ari.local".into()], &[]).unwrap();
+    let finalize = path_of(o["finalize"].as_str().unwrap()).to_owned();
+    let r = post(
+        &mut srv,
+        &finalize,
+        &signer,
+        Some(&json!({"csr": crypto::b64url(&csr)})),
+    );
+    let cert = post(
+        &mut srv,
+        path_of(body(&r)["certificate"].as_str().unwrap()),
+        &signer,
+        None,
+    );
+    let chain = crypto::certs_from_pem(&String::from_utf8(cert.body).unwrap()).unwrap();
+    let info = crypto::CertInfo::from_der(chain[0].as_ref()).unwrap();
+
+    // ARI (RFC 9773): a window inside the last third of the leaf's life, and Retry-After.
+    let id = crate::acme::cert_id(&info).unwrap();
+    let r = srv.handle(
+        &request("GET", &format!("/acme/renewal-info/{id}"), Vec::new()),
+        &peer(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(header(&r, "Retry-After").is_some());
+    let w = &body(&r)["suggestedWindow"];
+    let start = crypto::parse_rfc3339(w["start"].as_str().unwrap()).unwrap();
+    let end = crypto::parse_rfc3339(w["end"].as_str().unwrap()).unwrap();
+    let now = clock.now();
+    assert!(start >= now + (info.not_after - now) * 2 / 3 && end <= info.not_after && start < end);
+    // Another CA's or an unknown serial: 404.
+    let other = format!("{}.AQID", id.split('.').next().unwrap());
+    let r = srv.handle(
+        &request("GET", &format!("/acme/renewal-info/{other}"), Vec::new()),
+        &peer(),
+    );
+    assert_eq!(r.status, 404);
+    let r = srv.handle(
+        &request("GET", "/acme/renewal-info/nodot", Vec::new()),
+        &peer(),
+    );
+    assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:malformed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
