@@ -395,3 +395,37 @@ fn certbot_registers_obtains_renews_and_revokes_over_http01() {
     ok(&revoke, "certbot revoke");
     g.assert_audit("acme.revoke", &[&second, "\"by\":\"certificate key\""]);
 }
+
+#[test]
+fn lego_obtains_over_tls_alpn01() {
+    let tls_port = free_port();
+    let g = Gatecert::start(
+        "tlsalpn",
+        &format!("\tlist static_host 'cam6.local=127.0.0.1'\n\toption tls_port '{tls_port}'\n"),
+    );
+    let (kid, hmac) = g.eab("cam6", &["cam6.local"]);
+    let (kid, hmac) = (format!("--kid={kid}"), format!("--hmac={hmac}"));
+    let tls = format!("--tls.port=127.0.0.1:{tls_port}");
+    let run = lego(
+        &g,
+        "lego",
+        &[
+            "--eab",
+            &kid,
+            &hmac,
+            "--domains",
+            "cam6.local",
+            "--tls",
+            &tls,
+            "run",
+        ],
+    );
+    ok(&run, "lego run (tls-alpn-01)");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("TLS-ALPN-01"));
+    let certs = g.path("lego/certificates");
+    g.verify(
+        &certs.join("cam6.local.crt"),
+        &certs.join("cam6.local.issuer.crt"),
+    );
+    g.assert_audit("acme.issue", &["\"device\":\"cam6\"", "cam6.local"]);
+}

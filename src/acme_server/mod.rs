@@ -56,6 +56,7 @@ mod jws;
 mod orders;
 mod problem;
 mod state;
+mod tlsalpn;
 mod validate;
 
 use jws::{Jws, KeyRef};

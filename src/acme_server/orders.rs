@@ -233,24 +233,33 @@ impl AcmeServer {
             return json!({});
         };
         let mut challenges = Vec::new();
-        // A pre-authorized name (option preauthorized) was never challenged.
-        if a.validated.is_none() || a.tried.is_some() {
-            let status = match (a.status, &a.tried) {
-                (Status::Pending, None) => "pending",
-                (Status::Pending | Status::Processing, Some(_)) => "processing",
-                (s, _) => s.as_str(),
+        // A pre-authorized name (option preauthorized) was never challenged; tls-alpn-01 is for
+        // DNS names only (RFC 8738 §6 would need reverse-DNS SNI for IP addresses).
+        let kinds: &[&str] = match (a.validated.is_none() || a.tried.is_some(), a.name.1) {
+            (false, _) => &[],
+            (true, true) => &["http-01"],
+            (true, false) => &["http-01", "tls-alpn-01"],
+        };
+        for kind in kinds {
+            let mine = a.tried.as_deref() == Some(*kind);
+            let status = match (a.status, mine) {
+                (Status::Pending | Status::Processing, true) => "processing",
+                (_, false) => "pending",
+                (s, true) => s.as_str(),
             };
             let mut c = json!({
-                "type": "http-01",
-                "url": format!("{base}/chall/{id}/http-01"),
+                "type": kind,
+                "url": format!("{base}/chall/{id}/{kind}"),
                 "token": a.token,
                 "status": status,
             });
-            if let Some(v) = a.validated {
-                c["validated"] = json!(rfc3339(v));
-            }
-            if let Some(e) = &a.error {
-                c["error"] = e.to_json();
+            if mine {
+                if let Some(v) = a.validated {
+                    c["validated"] = json!(rfc3339(v));
+                }
+                if let Some(e) = &a.error {
+                    c["error"] = e.to_json();
+                }
             }
             challenges.push(c);
         }
@@ -304,12 +313,17 @@ impl AcmeServer {
     ) -> Result<Response, Denied> {
         let (id, kind) = path.split_once('/').unwrap_or((path, ""));
         let id = self.owned_authz(signed, id)?;
-        if kind != "http-01" {
-            return Err(Problem::malformed(format!(
-                "no challenge {kind:?} here; http-01 is offered"
+        let is_ip = self.orders.authz.get(&id).is_some_and(|a| a.name.1);
+        let tls_alpn = match kind {
+            "http-01" => false,
+            "tls-alpn-01" if !is_ip => true,
+            _ => {
+                return Err(Problem::malformed(format!(
+                "no challenge {kind:?} here; http-01 and (for DNS names) tls-alpn-01 are offered"
             ))
-            .into());
-        }
+                .into())
+            }
+        };
         let me = own_account(signed)?;
         let start = !signed.payload.is_empty();
         let job = match self.orders.authz.get(&id) {
@@ -327,7 +341,12 @@ impl AcmeServer {
                     token: a.token.clone(),
                     key_auth,
                     mapped,
-                    port: self.cfg.http_port,
+                    port: if tls_alpn {
+                        self.cfg.tls_port
+                    } else {
+                        self.cfg.http_port
+                    },
+                    tls_alpn,
                 })
             }
             _ => None,
@@ -348,7 +367,8 @@ impl AcmeServer {
         }
         let doc = self.authz_json(id, base);
         let chall = doc["challenges"]
-            .get(0)
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == kind))
             .cloned()
             .unwrap_or_else(|| json!({}));
         Ok(json_response(200, &chall).header("Link", &format!("<{base}/authz/{id}>;rel=\"up\"")))

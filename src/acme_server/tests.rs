@@ -31,6 +31,7 @@ fn setup(tag: &str, preauthorized: bool) -> (PathBuf, AcmeServer, Arc<FixedClock
         preauthorized,
         static_host: Vec::new(),
         http_port: 80,
+        tls_port: 443,
         lifetime: 3600,
         max_accounts: 4,
         max_orders: 4,

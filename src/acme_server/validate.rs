@@ -1,4 +1,5 @@
-//! Validation by the gateway: http-01 (RFC 8555 §8.3) against the leaf on the LAN, in a
+//! Validation by the gateway: http-01 (RFC 8555 §8.3) and tls-alpn-01 ([`super::tlsalpn`],
+//! RFC 8737) against the leaf on the LAN, in a
 //! thread per attempt (at most [`MAX_INFLIGHT`] at once), each bounded in time and size.
 //! The leaf is found through `list static_host 'NAME=IP'` first, then the system resolver.
 
@@ -28,8 +29,10 @@ pub struct Job {
     pub key_auth: String,
     /// Where to connect, from `static_host`, if mapped.
     pub mapped: Option<IpAddr>,
-    /// The port (80 in real deployments; `http_port`).
+    /// The port (80 or 443 in real deployments; `http_port`, `tls_port`).
     pub port: u16,
+    /// tls-alpn-01 instead of http-01.
+    pub tls_alpn: bool,
 }
 
 /// Runs validations off the service's loop.
@@ -60,7 +63,19 @@ impl Validator {
         let spawned = std::thread::Builder::new()
             .name("acme-validate".into())
             .spawn(move || {
-                let r = http01(&job);
+                let r = if job.tls_alpn {
+                    address(&job).and_then(|addr| {
+                        super::tlsalpn::validate(
+                            addr,
+                            &job.name,
+                            &job.key_auth,
+                            IO_TIMEOUT,
+                            DEADLINE,
+                        )
+                    })
+                } else {
+                    http01(&job)
+                };
                 let _ = tx.send((job.authz, r));
             });
         if spawned.is_err() {
@@ -185,6 +200,7 @@ mod tests {
             key_auth: "tok.thumb".into(),
             mapped: Some("127.0.0.1".parse().unwrap()),
             port,
+            tls_alpn: false,
         }
     }
 

@@ -12,6 +12,7 @@ const OPTIONS: &[&str] = &[
     "preauthorized",
     "static_host",
     "http_port",
+    "tls_port",
     "lifetime",
     "max_accounts",
     "max_orders",
@@ -41,6 +42,11 @@ pub(super) fn acme_server(r: &Reader, ca: &Ca) -> Result<Option<AcmeServer>, Err
             v.parse::<u16>().ok().filter(|p| *p > 0)
         })?
         .unwrap_or(80);
+    let tls_port = r
+        .parse("tls_port", "a TCP port 1-65535", |v| {
+            v.parse::<u16>().ok().filter(|p| *p > 0)
+        })?
+        .unwrap_or(443);
     let lifetime = r.parse("lifetime", "a duration of at least 1s such as 24h", |v| {
         parse_duration(v).filter(|d| *d > 0)
     })?;
@@ -65,6 +71,7 @@ pub(super) fn acme_server(r: &Reader, ca: &Ca) -> Result<Option<AcmeServer>, Err
         preauthorized,
         static_host,
         http_port,
+        tls_port,
         lifetime: lifetime.unwrap_or(ca.lifetime.min(ca.max_lifetime)),
         max_accounts: count("max_accounts", 256)?,
         max_orders: count("max_orders", 256)?,

@@ -57,6 +57,8 @@ pub struct AcmeServer {
     pub static_host: Vec<(String, std::net::IpAddr)>,
     /// `http_port`: the port http-01 validation connects to (default 80, RFC 8555 §8.3).
     pub http_port: u16,
+    /// `tls_port`: the port tls-alpn-01 validation connects to (default 443, RFC 8737 §3).
+    pub tls_port: u16,
     /// `lifetime` of its leaves, seconds (default the CA's `lifetime`).
     pub lifetime: u64,
     /// `max_accounts`: accounts kept (default 256).
