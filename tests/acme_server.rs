@@ -429,3 +429,76 @@ fn lego_obtains_over_tls_alpn01() {
     );
     g.assert_audit("acme.issue", &["\"device\":\"cam6\"", "cam6.local"]);
 }
+
+/// uacme (libcurl with GnuTLS) reads only the system trust store: it runs in a private mount
+/// namespace where the gateway's root is bind-mounted over the system bundle.
+fn uacme(g: &Gatecert, args: &[&str]) -> Output {
+    let bundle = g.path("bundle.pem");
+    if !bundle.exists() {
+        std::fs::copy(g.path("root.pem"), &bundle).unwrap();
+    }
+    let out = Command::new("timeout")
+        .args(["120", "unshare", "-m", "sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/ssl/certs/ca-certificates.crt && exec uacme \"$@\"")
+        .arg(&bundle)
+        .arg("-v")
+        .arg("-c")
+        .arg(g.path("uacme"))
+        .arg("-a")
+        .arg(g.directory())
+        .args(args)
+        .env(
+            "UACME_CHALLENGE_PATH",
+            g.path("www/.well-known/acme-challenge"),
+        )
+        .output()
+        .unwrap();
+    common::keep_output("acme_server", "uacme", &out);
+    out
+}
+
+#[test]
+fn uacme_registers_obtains_renews_and_revokes_over_http01() {
+    let g = Gatecert::start("uacme", "\tlist static_host 'cam7.local=127.0.0.1'\n");
+    let (kid, hmac) = g.eab("cam7", &["cam7.local"]);
+    std::fs::create_dir_all(g.path("www/.well-known/acme-challenge")).unwrap();
+    // The leaf's web server for http-01.
+    let _www = common::Proc(
+        Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(g.path("www"))
+            .arg(g.http_port.to_string())
+            .stdout(common::log_file("acme_server", "www"))
+            .stderr(common::log_file("acme_server", "www"))
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for_port(&format!("127.0.0.1:{}", g.http_port));
+    let eab = format!("{kid}:{hmac}");
+    ok(
+        &uacme(&g, &["-y", "-t", "EC", "-e", &eab, "new"]),
+        "uacme new",
+    );
+    let hook = "/usr/share/uacme/uacme.sh";
+    ok(
+        &uacme(&g, &["-t", "EC", "-h", hook, "issue", "cam7.local"]),
+        "uacme issue",
+    );
+    let cert = g.path("uacme/cam7.local/cert.pem");
+    // uacme's cert.pem is the chain, leaf first.
+    g.verify(&cert, &cert);
+    let first = serial_of(&cert);
+    g.assert_audit("acme.issue", &["\"device\":\"cam7\"", &first]);
+    ok(
+        &uacme(&g, &["-t", "EC", "-f", "-h", hook, "issue", "cam7.local"]),
+        "uacme renew",
+    );
+    let second = serial_of(&cert);
+    assert_ne!(first, second);
+    g.verify(&cert, &cert);
+    ok(
+        &uacme(&g, &["revoke", cert.to_str().unwrap()]),
+        "uacme revoke",
+    );
+    g.assert_audit("acme.revoke", &[&second]);
+}
