@@ -66,6 +66,9 @@ use state::{Account, Accounts, Nonces, Orders};
 /// The path prefix.
 pub const PREFIX: &str = "/acme/";
 
+/// Audit lines a minute for refusals of requests nobody authenticated.
+pub const ANON_AUDIT_PER_MINUTE: u32 = 30;
+
 /// An error setting the ACME server up.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -101,6 +104,10 @@ pub struct AcmeServer {
     orders: Orders,
     validator: validate::Validator,
     counters: Option<Arc<Counters>>,
+    /// (minute, audited) for refusals that name no device.
+    anon_audit: (i64, u32),
+    /// Such refusals left out of the audit log since the last line.
+    anon_suppressed: u64,
 }
 
 /// A verified request: who signed it and what it says.
@@ -173,6 +180,8 @@ impl AcmeServer {
             accounts,
             validator: validate::Validator::default(),
             counters: None,
+            anon_audit: (0, 0),
+            anon_suppressed: 0,
         })
     }
 
@@ -357,19 +366,35 @@ impl AcmeServer {
         }
     }
 
-    fn audit_denial(&self, op: &str, client: IpAddr, d: &Denied) {
-        self.audit(
-            "acme.deny",
-            json!({
-                "op": op,
-                "status": d.problem.status,
-                "type": d.problem.kind,
-                "device": d.device,
-                "names": d.names,
-                "reason": d.problem.detail,
-                "client": client.to_string(),
-            }),
-        );
+    /// Audits a refusal. Refusals that name no device (nobody authenticated) are audited at
+    /// most [`ANON_AUDIT_PER_MINUTE`] a minute: a flood of forged requests must not rotate the
+    /// audit log's history away or wear the flash. The next line written says how many were
+    /// left out.
+    fn audit_denial(&mut self, op: &str, client: IpAddr, d: &Denied, now: i64) {
+        if d.device.is_none() {
+            let minute = now.div_euclid(60);
+            if self.anon_audit.0 != minute {
+                self.anon_audit = (minute, 0);
+            }
+            if self.anon_audit.1 >= ANON_AUDIT_PER_MINUTE {
+                self.anon_suppressed += 1;
+                return;
+            }
+            self.anon_audit.1 += 1;
+        }
+        let mut fields = json!({
+            "op": op,
+            "status": d.problem.status,
+            "type": d.problem.kind,
+            "device": d.device,
+            "names": d.names,
+            "reason": d.problem.detail,
+            "client": client.to_string(),
+        });
+        if self.anon_suppressed > 0 {
+            fields["suppressed"] = json!(std::mem::take(&mut self.anon_suppressed));
+        }
+        self.audit("acme.deny", fields);
     }
 }
 
@@ -405,6 +430,9 @@ impl Handler for AcmeServer {
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
         let now = self.clock.now();
         self.collect_validations(now);
+        if !req.path.starts_with(PREFIX) {
+            return Problem::new("malformed", 404, "not an ACME path").response();
+        }
         let base = match Self::base(req) {
             Ok(b) => b,
             Err(p) => return p.response(),
@@ -418,7 +446,7 @@ impl Handler for AcmeServer {
             Ok(r) => r,
             Err(d) => {
                 if d.audit {
-                    self.audit_denial(&op, peer.addr.ip(), &d);
+                    self.audit_denial(&op, peer.addr.ip(), &d, now);
                 }
                 let mut r = d.problem.response();
                 if d.problem.status == 405 {

@@ -492,3 +492,55 @@ fn directory_profiles_and_renewal_info() {
     assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:malformed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn anonymous_refusals_are_audited_at_a_bounded_rate() {
+    let (dir, mut srv, clock) = setup("anon", false);
+    let key = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let deny_lines = || {
+        std::fs::read_to_string(crate::audit::path_in(&dir))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"event\":\"acme.deny\""))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..ANON_AUDIT_PER_MINUTE + 20 {
+        let r = post(&mut srv, "new-acct", &JwkSigner(&key), Some(&json!({})));
+        assert_eq!(
+            body(&r)["type"],
+            "urn:ietf:params:acme:error:externalAccountRequired"
+        );
+    }
+    assert_eq!(deny_lines().len(), ANON_AUDIT_PER_MINUTE as usize);
+    // A minute later the next one is written, with the count of those left out.
+    clock.advance(60);
+    post(&mut srv, "new-acct", &JwkSigner(&key), Some(&json!({})));
+    let lines = deny_lines();
+    assert_eq!(lines.len(), ANON_AUDIT_PER_MINUTE as usize + 1);
+    assert!(
+        lines.last().unwrap().contains("\"suppressed\":20"),
+        "{lines:?}"
+    );
+    // A refusal naming a device is always written.
+    let (k, account) = register(&mut srv, &dir, "d", "d.local");
+    for _ in 0..ANON_AUDIT_PER_MINUTE {
+        post(&mut srv, "new-acct", &JwkSigner(&key), Some(&json!({})));
+    }
+    let before = deny_lines().len();
+    let r = post(
+        &mut srv,
+        "new-order",
+        &KidSigner {
+            key: &k,
+            kid: &account,
+        },
+        Some(&order("x.local")),
+    );
+    assert_eq!(
+        body(&r)["type"],
+        "urn:ietf:params:acme:error:rejectedIdentifier"
+    );
+    assert_eq!(deny_lines().len(), before + 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -165,11 +165,15 @@ fn dechunk(body: &str) -> String {
         let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
             break;
         };
-        if n == 0 || after.len() < n {
+        // `get`: a size that is not a character boundary of the (lossy) text ends it.
+        let (Some(data), Some(next)) = (after.get(..n), after.get(n..)) else {
+            break;
+        };
+        if n == 0 {
             break;
         }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
+        out.push_str(data);
+        rest = next.trim_start_matches("\r\n");
     }
     out
 }
@@ -202,6 +206,12 @@ mod tests {
             port,
             tls_alpn: false,
         }
+    }
+
+    #[test]
+    fn a_chunk_size_inside_a_character_ends_the_body_without_a_panic() {
+        assert_eq!(dechunk("1\r\n\u{e9}\r\n0\r\n\r\n"), "");
+        assert_eq!(dechunk("2\r\nok\r\n0\r\n\r\n"), "ok");
     }
 
     #[test]
