@@ -475,6 +475,9 @@ impl Service {
             Some(s) => self.est.resolve(&|id| s.is_parked(id)),
             None => self.est.resolve(&|_| false),
         };
+        if let Some(a) = self.acme.as_mut() {
+            a.resolve(self.est.take_foreign(), self.est.broker_mut());
+        }
         if let Some(s) = self.server.as_mut() {
             for (id, op, resp) in answers {
                 self.counters.est_request(&op, resp.status);

@@ -141,6 +141,8 @@ pub struct Est {
     counters: Option<Arc<Counters>>,
     /// `config label` sections: the profiles served under `/.well-known/est/<label>/`.
     labels: Vec<config::Label>,
+    /// Broker resolutions for requests parked by someone else (the ACME server).
+    foreign: Vec<crate::broker::Resolution>,
 }
 
 /// A refused request: what the client is told and what the audit log records.
@@ -241,6 +243,7 @@ impl Est {
             claims: Claims::new(),
             counters: None,
             labels: Vec::new(),
+            foreign: Vec::new(),
         }
     }
 

@@ -36,6 +36,7 @@
 // boxing it would only move the allocation.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +52,7 @@ use crate::report::Counters;
 
 mod account;
 mod ari;
+mod brokered;
 pub mod eab;
 mod jws;
 mod orders;
@@ -108,6 +110,8 @@ pub struct AcmeServer {
     anon_audit: (i64, u32),
     /// Such refusals left out of the audit log since the last line.
     anon_suppressed: u64,
+    /// Finalizes parked on the upstream CA, by the broker's id.
+    parked: HashMap<u64, brokered::Finalize>,
 }
 
 /// A verified request: who signed it and what it says.
@@ -182,6 +186,7 @@ impl AcmeServer {
             counters: None,
             anon_audit: (0, 0),
             anon_suppressed: 0,
+            parked: HashMap::new(),
         })
     }
 
@@ -196,6 +201,7 @@ impl AcmeServer {
         self.orders = old.orders;
         self.validator = old.validator;
         self.counters = old.counters;
+        self.parked = old.parked;
     }
 
     fn base(req: &Request) -> Result<String, Problem> {
@@ -316,6 +322,7 @@ impl AcmeServer {
         peer: &PeerInfo,
         base: &str,
         now: i64,
+        broker: Option<&mut crate::broker::Broker>,
     ) -> Result<Response, Denied> {
         let rest = &req.path[PREFIX.len()..];
         match (req.method.as_str(), rest) {
@@ -349,7 +356,7 @@ impl AcmeServer {
             "order" => self.order(&signed, id, base),
             "authz" => self.authorization(&signed, id, base, now),
             "chall" => self.challenge(&signed, id, base, now),
-            "finalize" => self.finalize(&signed, id, base, now, client),
+            "finalize" => self.finalize(&signed, id, base, now, client, broker),
             "cert" => self.certificate(&signed, id),
             "revoke-cert" => self.revoke(&signed, now, client),
             _ => Err(Problem::malformed("no such ACME resource").into()),
@@ -427,7 +434,20 @@ fn json_response(status: u16, doc: &Value) -> Response {
 }
 
 impl Handler for AcmeServer {
+    /// Answers from the local CA alone (no broker): see [`AcmeServer::handle_with`].
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
+        self.handle_with(req, peer, None)
+    }
+}
+
+impl AcmeServer {
+    /// Answers `req`; a finalize goes through `broker` when it is configured.
+    pub fn handle_with(
+        &mut self,
+        req: &Request,
+        peer: &PeerInfo,
+        broker: Option<&mut crate::broker::Broker>,
+    ) -> Response {
         let now = self.clock.now();
         self.collect_validations(now);
         if !req.path.starts_with(PREFIX) {
@@ -442,7 +462,7 @@ impl Handler for AcmeServer {
             .next()
             .unwrap_or_default()
             .to_owned();
-        let mut resp = match self.dispatch(req, peer, &base, now) {
+        let mut resp = match self.dispatch(req, peer, &base, now, broker) {
             Ok(r) => r,
             Err(d) => {
                 if d.audit {
@@ -467,17 +487,20 @@ impl Handler for AcmeServer {
 }
 
 /// The service's handler: `/acme/` to the ACME server when it is on, everything else to EST.
-pub struct Routed<'a, H: Handler> {
-    /// The EST handler.
-    pub est: &'a mut H,
+/// ACME finalizes are brokered through EST's upstream worker, when there is one.
+pub struct Routed<'a> {
+    /// The EST handler (and the broker it owns).
+    pub est: &'a mut crate::est::Est,
     /// The ACME server, when enabled.
     pub acme: Option<&'a mut AcmeServer>,
 }
 
-impl<H: Handler> Handler for Routed<'_, H> {
+impl Handler for Routed<'_> {
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
         match &mut self.acme {
-            Some(a) if req.path.starts_with(PREFIX) => a.handle(req, peer),
+            Some(a) if req.path.starts_with(PREFIX) => {
+                a.handle_with(req, peer, self.est.broker_mut())
+            }
             _ => self.est.handle(req, peer),
         }
     }
@@ -485,7 +508,7 @@ impl<H: Handler> Handler for Routed<'_, H> {
     fn answer(&mut self, req: &Request, peer: &PeerInfo) -> crate::http::Answer {
         match &mut self.acme {
             Some(a) if req.path.starts_with(PREFIX) => {
-                crate::http::Answer::Now(a.handle(req, peer))
+                crate::http::Answer::Now(a.handle_with(req, peer, self.est.broker_mut()))
             }
             _ => self.est.answer(req, peer),
         }

@@ -5,17 +5,17 @@ use std::net::IpAddr;
 use serde_json::{json, Value};
 
 use super::account::own_account;
+use super::brokered::Finalize;
 use super::problem::Problem;
-use super::state::{Authz, Cert, Order, Status, CERT_TTL, MAX_IDENTIFIERS, ORDER_TTL};
+use super::state::{Authz, Order, Status, MAX_IDENTIFIERS, ORDER_TTL};
 use super::validate::Job;
 use super::{json_response, AcmeServer, Denied, Signed};
 use crate::acme::types::Identifier;
-use crate::ca::{self, IssueRequest};
+use crate::broker::Broker;
+use crate::ca;
 use crate::crypto::{self, b64url, rfc3339};
 use crate::http::Response;
-use crate::leaves::{self, Inventory, Leaf, Source};
 use crate::token::{self, Tokens};
-use crate::trust::ClockTrust;
 
 /// The one profile (draft-ietf-acme-profiles): short-lived leaves of the local CA.
 pub const PROFILE: &str = "shortlived";
@@ -374,8 +374,10 @@ impl AcmeServer {
         Ok(json_response(200, &chall).header("Link", &format!("<{base}/authz/{id}>;rel=\"up\"")))
     }
 
-    /// Applies the validations that finished.
+    /// Applies the validations that finished; forgets parked finalizes whose order expired.
     pub(super) fn collect_validations(&mut self, now: i64) {
+        let orders = &self.orders.orders;
+        self.parked.retain(|_, job| orders.contains_key(&job.order));
         let results = self.validator.results();
         if results.is_empty() {
             return;
@@ -421,6 +423,7 @@ impl AcmeServer {
         base: &str,
         now: i64,
         client: IpAddr,
+        broker: Option<&mut Broker>,
     ) -> Result<Response, Denied> {
         let id = self.owned_order(signed, id)?;
         let me = own_account(signed)?;
@@ -471,80 +474,19 @@ impl AcmeServer {
             .grant(&me.device, &me.eab_kid)
             .map_err(|d| d.names(listed.clone()))?;
         self.check_names(&me.device, &names, &grant)?;
-        let mut trust = ClockTrust::load(&self.state_dir, Some(self.ca.intermediate().not_before));
-        let trusted = trust.check(now).map_err(|e| {
-            Denied::audited(Problem::new(
-                "serverInternal",
-                503,
-                format!("clock untrusted: {e}"),
-            ))
-            .device(&me.device)
-            .names(listed.clone())
-        })?;
-        let issued = self
-            .ca
-            .issue(
-                &IssueRequest {
-                    csr,
-                    lifetime: Some(self.cfg.lifetime),
-                    server_auth: self.ca.allows_server_auth(),
-                },
-                trusted,
-            )
-            .map_err(|e| {
-                let p = if e.http_status() >= 500 {
-                    Problem::internal(&e)
-                } else {
-                    Problem::new("rejectedIdentifier", 400, e.to_string())
-                };
-                Denied::audited(p).device(&me.device).names(listed.clone())
-            })?;
-        let pem = crypto::certs_to_pem(issued.chain_der.iter().map(Vec::as_slice));
-        let cert_id = self.orders.id();
-        self.orders.certs.insert(
-            cert_id,
-            Cert {
-                account: me.id,
-                pem,
-                expires: now + CERT_TTL,
-            },
-        );
-        if let Some(o) = self.orders.orders.get_mut(&id) {
-            o.status = Status::Valid;
-            o.cert = Some(cert_id);
-            o.expires = o.expires.max(now + CERT_TTL);
-        }
-        self.audit(
-            "acme.issue",
-            json!({
-                "op": "finalize",
-                "device": me.device,
-                "names": listed,
-                "serial": issued.serial_hex,
-                "not_after": issued.not_after,
-                "source": "local",
-                "client": client.to_string(),
-            }),
-        );
-        if let Some(c) = &self.counters {
-            c.leaf_issued(Source::Local);
-        }
-        let recorded = Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| {
-            i.record(Leaf {
-                device: me.device.clone(),
-                names: listed,
-                serial: issued.serial_hex.clone(),
-                not_after: issued.not_after,
-                source: Source::Local,
-                issued_at: now,
-                previous: None,
-            })
-        });
-        if let Err(e) = recorded {
-            log::error!("leaf inventory write failed: {e}");
-        }
-        Ok(json_response(200, &self.order_json(id, base))
-            .header("Location", &format!("{base}/order/{id}")))
+        let job = Finalize {
+            order: id,
+            account: me,
+            names: listed,
+            csr,
+            client,
+        };
+        let resp = match self.issue(job, broker, now)? {
+            true => json_response(200, &self.order_json(id, base)),
+            // Parked on the upstream CA: the client polls the order (RFC 8555 7.4).
+            false => json_response(200, &self.order_json(id, base)).header("Retry-After", "1"),
+        };
+        Ok(resp.header("Location", &format!("{base}/order/{id}")))
     }
 
     /// The certificate (RFC 8555 §7.4.2): the PEM chain, leaf first.

@@ -544,3 +544,92 @@ fn anonymous_refusals_are_audited_at_a_bounded_rate() {
     assert_eq!(deny_lines().len(), before + 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With a broker and the upstream blackholed, a finalize is parked (the order is
+/// `processing`); once `upstream_wait` has passed the broker gives up and the order turns
+/// valid with a local interim certificate of `interim_lifetime`.
+#[test]
+fn finalize_with_a_blackholed_upstream_yields_an_interim_certificate() {
+    use crate::broker::Broker;
+    use crate::config::{self, Certificate};
+    let (dir, mut srv, clock) = setup("brokered", true);
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = Config::standalone(dir.clone());
+    let mut gw = Certificate::standalone("gw", vec!["gw.local".into()]);
+    gw.directory = Some(format!("https://{}/dir", hole.local_addr().unwrap()));
+    gw.timeout = 120;
+    cfg.certificates = vec![gw];
+    cfg.broker = Some(config::Broker {
+        certificate: "gw".into(),
+        challenge: config::ChallengeKind::Http01,
+        dns_hook: None,
+        upstream_wait: 1,
+        interim_lifetime: 1800,
+    });
+    let mut broker = Broker::start(&cfg, clock.clone()).unwrap().unwrap();
+
+    let (key, account) = register(&mut srv, &dir, "bk", "bk.local");
+    let signer = KidSigner {
+        key: &key,
+        kid: &account,
+    };
+    let o = body(&post(
+        &mut srv,
+        "new-order",
+        &signer,
+        Some(&order("bk.local")),
+    ));
+    let finalize = path_of(o["finalize"].as_str().unwrap()).to_owned();
+    let leaf = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let csr = leaf.csr(&["bk.local".into()], &[]).unwrap();
+    let n = nonce(&mut srv);
+    let url = format!("{BASE}/{finalize}");
+    let jws = cjws::sign(
+        &signer,
+        Some(&n),
+        &url,
+        Some(&json!({"csr": crypto::b64url(&csr)})),
+    )
+    .unwrap();
+    let req = request(
+        "POST",
+        &format!("/acme/{finalize}"),
+        serde_json::to_vec(&jws).unwrap(),
+    );
+    let r = srv.handle_with(&req, &peer(), Some(&mut broker));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(body(&r)["status"], "processing");
+    assert_eq!(header(&r, "Retry-After").as_deref(), Some("1"));
+
+    // The broker's deadline passes: it resolves the parked finalize to an interim certificate.
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let resolutions = loop {
+        let r = broker.poll();
+        if !r.is_empty() || std::time::Instant::now() > limit {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    srv.resolve(resolutions, Some(&mut broker));
+    let order_url = header(&r, "Location").unwrap();
+    let o = body(&post(&mut srv, path_of(&order_url), &signer, None));
+    assert_eq!(o["status"], "valid", "{o}");
+    let cert = post(
+        &mut srv,
+        path_of(o["certificate"].as_str().unwrap()),
+        &signer,
+        None,
+    );
+    let chain = crypto::certs_from_pem(&String::from_utf8(cert.body).unwrap()).unwrap();
+    let info = crypto::CertInfo::from_der(chain[0].as_ref()).unwrap();
+    assert!(info.not_after - info.not_before <= 1800 + crate::ca::BACKDATE);
+    let log = std::fs::read_to_string(crate::audit::path_in(&dir)).unwrap();
+    assert!(log.contains("\"source\":\"interim\""), "{log}");
+    let inv = crate::leaves::Inventory::open(&crate::leaves::path_in(&dir)).unwrap();
+    assert_eq!(
+        inv.by_device("bk").unwrap().source,
+        crate::leaves::Source::Interim
+    );
+    drop(hole);
+    let _ = std::fs::remove_dir_all(&dir);
+}
