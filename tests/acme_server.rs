@@ -6,6 +6,8 @@
 //! reused or revoked token, a name outside the token, a replayed nonce, a wrong-key JWS) are in
 //! tests/acme_server/refusals.rs.
 
+#[path = "acme_server/broker.rs"]
+mod broker;
 mod common;
 #[path = "acme_server/refusals.rs"]
 mod refusals;
@@ -30,11 +32,24 @@ pub struct Gatecert {
     pub port: u16,
     /// The port the gateway validates http-01 on (`http_port`); leaves serve there.
     pub http_port: u16,
+    /// The name clients use for the gateway (resolved to 127.0.0.1).
+    pub host: String,
 }
 
 impl Gatecert {
     /// `acme` is the body of the `config acme_server` section after `option enabled '1'`.
     pub fn start(tag: &str, acme: &str) -> Gatecert {
+        Gatecert::start_with(
+            tag,
+            acme,
+            "config certificate 'gateway'\n\tlist domain 'gateway.local'\n\tlist ip '127.0.0.1'\n\n\
+             config ca 'local'\n\tlist allow_suffix 'local'\n\tlist allow_ip '127.0.0.1/32'\n",
+        )
+    }
+
+    /// Like [`Gatecert::start`] with `sections` (certificate, ca, broker) instead of the
+    /// standalone gateway and CA.
+    pub fn start_with(tag: &str, acme: &str, sections: &str) -> Gatecert {
         let dir = std::env::temp_dir().join(format!("gatecert-acmed-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -45,8 +60,7 @@ impl Gatecert {
             &conf,
             format!(
                 "config gatecert 'main'\n\toption state_dir '{state}'\n\toption log stderr\n\n\
-                 config certificate 'gateway'\n\tlist domain 'gateway.local'\n\tlist ip '127.0.0.1'\n\n\
-                 config ca 'local'\n\tlist allow_suffix 'local'\n\tlist allow_ip '127.0.0.1/32'\n\n\
+                 {sections}\n\
                  config acme_server 'acme'\n\toption enabled '1'\n\toption http_port '{http_port}'\n{acme}",
                 state = dir.join("state").display()
             ),
@@ -67,6 +81,7 @@ impl Gatecert {
             dir,
             port,
             http_port,
+            host: "127.0.0.1".into(),
         };
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -89,7 +104,7 @@ impl Gatecert {
     }
 
     pub fn directory(&self) -> String {
-        format!("https://127.0.0.1:{}/acme/directory", self.port)
+        format!("https://{}:{}/acme/directory", self.host, self.port)
     }
 
     /// `gatecert [--config] ARGS`, with its output kept for tests/secrets.sh.

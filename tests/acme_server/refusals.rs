@@ -11,14 +11,14 @@ use serde_json::{json, Value};
 
 use super::Gatecert;
 
-struct Reply {
-    status: u16,
-    headers: String,
-    body: Value,
+pub(crate) struct Reply {
+    pub status: u16,
+    pub headers: String,
+    pub body: Value,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<String> {
+    pub fn header(&self, name: &str) -> Option<String> {
         self.headers.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
@@ -30,11 +30,13 @@ impl Reply {
     }
 }
 
-fn curl(g: &Gatecert, url: &str, args: &[&str]) -> Reply {
+pub(crate) fn curl(g: &Gatecert, url: &str, args: &[&str]) -> Reply {
     let (body, headers) = (g.path("curl.body"), g.path("curl.headers"));
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "10", "--cacert"])
         .arg(g.path("root.pem"))
+        .arg("--resolve")
+        .arg(format!("{}:{}:127.0.0.1", g.host, g.port))
         .arg("-o")
         .arg(&body)
         .arg("-D")
@@ -55,17 +57,23 @@ fn curl(g: &Gatecert, url: &str, args: &[&str]) -> Reply {
     }
 }
 
-fn url(g: &Gatecert, path: &str) -> String {
-    format!("https://127.0.0.1:{}/acme/{path}", g.port)
+pub(crate) fn url(g: &Gatecert, path: &str) -> String {
+    format!("https://{}:{}/acme/{path}", g.host, g.port)
 }
 
-fn nonce(g: &Gatecert) -> String {
+pub(crate) fn nonce(g: &Gatecert) -> String {
     curl(g, &url(g, "new-nonce"), &["-I"])
         .header("replay-nonce")
         .expect("a Replay-Nonce")
 }
 
-fn post(g: &Gatecert, path: &str, signer: &dyn Signer, nonce: &str, payload: &Value) -> Reply {
+pub(crate) fn post(
+    g: &Gatecert,
+    path: &str,
+    signer: &dyn Signer,
+    nonce: &str,
+    payload: &Value,
+) -> Reply {
     let u = url(g, path);
     let jws = jws::sign(signer, Some(nonce), &u, Some(payload)).unwrap();
     let file = g.path("jws.json");
@@ -84,7 +92,12 @@ fn post(g: &Gatecert, path: &str, signer: &dyn Signer, nonce: &str, payload: &Va
 }
 
 /// newAccount for `key` with the EAB of `eab` (kid, base64url MAC key), if any.
-fn new_account(g: &Gatecert, key: &PrivateKey, eab: Option<&(String, String)>, n: &str) -> Reply {
+pub(crate) fn new_account(
+    g: &Gatecert,
+    key: &PrivateKey,
+    eab: Option<&(String, String)>,
+    n: &str,
+) -> Reply {
     let mut payload = json!({"termsOfServiceAgreed": true});
     if let Some((kid, hmac)) = eab {
         let mac = crypto::b64url_decode(hmac).unwrap();
@@ -93,7 +106,7 @@ fn new_account(g: &Gatecert, key: &PrivateKey, eab: Option<&(String, String)>, n
     post(g, "new-acct", &JwkSigner(key), n, &payload)
 }
 
-fn order_for(name: &str) -> Value {
+pub(crate) fn order_for(name: &str) -> Value {
     json!({"identifiers": [{"type": "dns", "value": name}]})
 }
 
