@@ -15,6 +15,19 @@ use crate::leaves::{self, Inventory};
 /// How long a client should wait before asking again (RFC 9773 §4.2 `Retry-After`), seconds.
 pub const RETRY_AFTER: i64 = 6 * 3600;
 
+/// `Retry-After` while an interim leaf waits for the upstream to come back, seconds.
+pub const INTERIM_RETRY_AFTER: i64 = 300;
+
+/// The window for a leaf: an interim one (issued while the upstream was away) is told to renew
+/// now once the upstream is up again, so it is upgraded to an upstream certificate without
+/// operator action; every other leaf gets [`window`].
+pub fn window_for(serial: &[u8], leaf: &leaves::Leaf, upstream_up: bool, now: i64) -> (i64, i64) {
+    if leaf.source == leaves::Source::Interim && upstream_up && leaf.not_after > now {
+        return (now - 60, now + 300);
+    }
+    window(serial, leaf.issued_at, leaf.not_after)
+}
+
 /// The suggested window for a leaf issued at `issued` that expires at `not_after`: it opens
 /// between 2/3 and 3/4 of the lifetime, at a point fixed by the serial, and lasts 1/12 of it.
 pub fn window(serial: &[u8], issued: i64, not_after: i64) -> (i64, i64) {
@@ -33,7 +46,11 @@ fn strip_zeros(hex: &str) -> &str {
 impl AcmeServer {
     /// `GET /acme/renewal-info/<certID>` (RFC 9773 §4.1), unauthenticated: the certID is
     /// `base64url(AKI keyIdentifier) "." base64url(serial)`.
-    pub(super) fn renewal_info(&self, cert_id: &str) -> Result<Response, Problem> {
+    pub(super) fn renewal_info(
+        &self,
+        cert_id: &str,
+        upstream_up: bool,
+    ) -> Result<Response, Problem> {
         let bad =
             || Problem::malformed("the certID is base64url(AKI).base64url(serial) (RFC 9773 4.1)");
         let (aki, serial) = cert_id.split_once('.').ok_or_else(bad)?;
@@ -56,18 +73,52 @@ impl AcmeServer {
             .iter()
             .find(|l| strip_zeros(&l.serial).eq_ignore_ascii_case(strip_zeros(&hex)))
             .ok_or_else(unknown)?;
-        let (start, end) = window(&serial, leaf.issued_at, leaf.not_after);
+        let now = self.clock.now();
+        let (start, end) = window_for(&serial, leaf, upstream_up, now);
+        // An interim leaf asks again soon: the upstream may come back.
+        let retry = match leaf.source {
+            leaves::Source::Interim => INTERIM_RETRY_AFTER,
+            _ => RETRY_AFTER,
+        };
         Ok(json_response(
             200,
             &json!({"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}}),
         )
-        .header("Retry-After", &RETRY_AFTER.to_string()))
+        .header("Retry-After", &retry.to_string()))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::window;
+    use super::{window, window_for};
+    use crate::leaves::{Leaf, Source};
+
+    #[test]
+    fn an_interim_leaf_renews_now_once_the_upstream_is_up() {
+        let leaf = |source| Leaf {
+            device: "d".into(),
+            names: vec!["d.local".into()],
+            serial: "01".into(),
+            not_after: 1000 + 3600,
+            source,
+            issued_at: 1000,
+            previous: None,
+        };
+        let now = 1200;
+        let (s, e) = window_for(&[1], &leaf(Source::Interim), true, now);
+        assert!(s <= now && e > now, "{s} {e}");
+        // Upstream still away, or a leaf that is not interim: the usual window.
+        for (source, up) in [
+            (Source::Interim, false),
+            (Source::Upstream, true),
+            (Source::Local, true),
+        ] {
+            assert_eq!(
+                window_for(&[1], &leaf(source), up, now),
+                window(&[1], 1000, 4600)
+            );
+        }
+    }
 
     #[test]
     fn windows_fall_in_the_last_third_and_are_spread() {

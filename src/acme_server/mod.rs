@@ -332,8 +332,10 @@ impl AcmeServer {
                 return Ok(Response::new(status).header("Cache-Control", "no-store"));
             }
             ("GET", r) if r.starts_with("renewal-info/") => {
+                let up = broker
+                    .is_some_and(|b| b.config().is_some() && b.state() == crate::broker::State::Up);
                 return self
-                    .renewal_info(&r["renewal-info/".len()..])
+                    .renewal_info(&r["renewal-info/".len()..], up)
                     .map_err(Denied::from);
             }
             ("POST", _) => {}
