@@ -633,3 +633,28 @@ fn finalize_with_a_blackholed_upstream_yields_an_interim_certificate() {
     drop(hole);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn replaced_and_expired_tokens_admit_nobody() {
+    let (dir, mut srv, clock) = setup("stale", false);
+    let key = PrivateKey::generate(KeyType::Ec256).unwrap();
+    // Replaced: a new `token add --acme` for the device voids the first binding.
+    let first = eab_for(&dir, "st", &["st.local"]);
+    let _second = eab_for(&dir, "st", &["st.local"]);
+    let r = new_account(&mut srv, &JwkSigner(&key), &key.jwk(), &first);
+    assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:unauthorized");
+    assert!(body(&r)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("unknown EAB key id"));
+    // Expired: past its ttl (an hour here).
+    let fresh = eab_for(&dir, "ex", &["ex.local"]);
+    clock.advance(3601);
+    let r = new_account(&mut srv, &JwkSigner(&key), &key.jwk(), &fresh);
+    assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:unauthorized");
+    assert!(body(&r)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("token expired"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

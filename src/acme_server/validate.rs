@@ -227,6 +227,30 @@ mod tests {
             .unwrap_err()
             .contains("wrong key authorization"));
         let port = serve("HTTP/1.1 404 Not Found\r\n\r\n");
-        assert!(http01(&job(port)).unwrap_err().contains("404"));
+        assert!(http01(&job(port)).unwrap_err().contains("404")); // Redirects are not followed.
+        let port = serve("HTTP/1.1 301 Moved\r\nLocation: http://elsewhere/\r\n\r\n");
+        assert!(http01(&job(port)).unwrap_err().contains("301"));
+    }
+
+    #[test]
+    fn at_most_8_kib_are_read() {
+        let padding = format!("X-Pad: {}\r\n", "a".repeat(MAX_RESPONSE));
+        let reply: &'static str =
+            Box::leak(format!("HTTP/1.1 200 OK\r\n{padding}\r\ntok.thumb").into_boxed_str());
+        let port = serve(reply);
+        assert!(http01(&job(port)).is_err());
+    }
+
+    #[test]
+    fn at_most_8_validations_run_at_once() {
+        // A listener that accepts and never answers: each validation waits out its timeout.
+        let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = hole.local_addr().unwrap().port();
+        let mut v = Validator::default();
+        for _ in 0..MAX_INFLIGHT {
+            assert!(v.start(job(port)));
+        }
+        assert!(!v.start(job(port)), "a ninth validation started");
+        drop(hole);
     }
 }
