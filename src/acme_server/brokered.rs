@@ -79,6 +79,16 @@ impl AcmeServer {
                 continue;
             };
             let order = job.order;
+            // Parked for up to upstream_wait: the account or its token may have been revoked
+            // meanwhile. Checked again before anything is signed or handed out.
+            if let Err(d) = self.recheck(&job) {
+                self.audit_denial("finalize", job.client, &d, now);
+                if let Some(o) = self.orders.orders.get_mut(&order) {
+                    o.status = Status::Invalid;
+                    o.error = Some(d.problem);
+                }
+                continue;
+            }
             let done = match (r, broker.as_deref_mut()) {
                 (Resolution::Issued { chain_pem, .. }, Some(b)) => {
                     match upstream_chain(&job, &chain_pem) {
@@ -106,6 +116,30 @@ impl AcmeServer {
                 }
             }
         }
+    }
+
+    /// The account still valid, its token still granting the order's names.
+    fn recheck(&self, job: &Finalize) -> Result<(), Denied> {
+        let device = &job.account.device;
+        match self.accounts.get(job.account.id) {
+            Some(a) if a.status == "valid" => {}
+            _ => {
+                return Err(Denied::audited(Problem::unauthorized(
+                    "the account was deactivated while the order was processing",
+                ))
+                .device(device)
+                .names(job.names.clone()))
+            }
+        }
+        let grant = self
+            .grant(device, &job.account.eab_kid)
+            .map_err(|d| d.names(job.names.clone()))?;
+        let names: Vec<(String, bool)> = job
+            .names
+            .iter()
+            .map(|n| (n.clone(), n.parse::<IpAddr>().is_ok()))
+            .collect();
+        self.check_names(device, &names, &grant)
     }
 
     /// A local interim certificate for `job`.

@@ -379,7 +379,7 @@ impl AcmeServer {
     /// most [`ANON_AUDIT_PER_MINUTE`] a minute: a flood of forged requests must not rotate the
     /// audit log's history away or wear the flash. The next line written says how many were
     /// left out.
-    fn audit_denial(&mut self, op: &str, client: IpAddr, d: &Denied, now: i64) {
+    pub(super) fn audit_denial(&mut self, op: &str, client: IpAddr, d: &Denied, now: i64) {
         if d.device.is_none() {
             let minute = now.div_euclid(60);
             if self.anon_audit.0 != minute {

@@ -22,7 +22,7 @@ pub const PROFILE: &str = "shortlived";
 
 impl AcmeServer {
     /// The names the account's EAB token grants now (refused once it is revoked or replaced).
-    fn grant(&self, device: &str, kid: &str) -> Result<Vec<String>, Denied> {
+    pub(super) fn grant(&self, device: &str, kid: &str) -> Result<Vec<String>, Denied> {
         let tokens = Tokens::open(&token::path_in(&self.state_dir))
             .map_err(|e| Denied::from(Problem::internal(e)))?;
         tokens.eab_grant(device, kid).map(|g| g.names).map_err(|d| {
@@ -34,7 +34,7 @@ impl AcmeServer {
     }
 
     /// The names outside `grant` or the CA's policy, as a `rejectedIdentifier` denial.
-    fn check_names(
+    pub(super) fn check_names(
         &self,
         device: &str,
         names: &[(String, bool)],

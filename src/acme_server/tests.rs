@@ -545,16 +545,14 @@ fn anonymous_refusals_are_audited_at_a_bounded_rate() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// With a broker and the upstream blackholed, a finalize is parked (the order is
-/// `processing`); once `upstream_wait` has passed the broker gives up and the order turns
-/// valid with a local interim certificate of `interim_lifetime`.
-#[test]
-fn finalize_with_a_blackholed_upstream_yields_an_interim_certificate() {
-    use crate::broker::Broker;
+/// A broker whose upstream is a listener that never answers, with `upstream_wait` 1 s.
+fn blackholed_broker(
+    dir: &Path,
+    clock: Arc<FixedClock>,
+) -> (crate::broker::Broker, std::net::TcpListener) {
     use crate::config::{self, Certificate};
-    let (dir, mut srv, clock) = setup("brokered", true);
     let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut cfg = Config::standalone(dir.clone());
+    let mut cfg = Config::standalone(dir.to_path_buf());
     let mut gw = Certificate::standalone("gw", vec!["gw.local".into()]);
     gw.directory = Some(format!("https://{}/dir", hole.local_addr().unwrap()));
     gw.timeout = 120;
@@ -566,52 +564,73 @@ fn finalize_with_a_blackholed_upstream_yields_an_interim_certificate() {
         upstream_wait: 1,
         interim_lifetime: 1800,
     });
-    let mut broker = Broker::start(&cfg, clock.clone()).unwrap().unwrap();
+    let broker = crate::broker::Broker::start(&cfg, clock).unwrap().unwrap();
+    (broker, hole)
+}
 
-    let (key, account) = register(&mut srv, &dir, "bk", "bk.local");
+/// Registers `device` for `name`, orders it (pre-authorized) and finalizes through `broker`:
+/// (the account's key, its URL, the order URL, the finalize answer).
+fn finalize_brokered(
+    srv: &mut AcmeServer,
+    dir: &Path,
+    broker: &mut crate::broker::Broker,
+    device: &str,
+    name: &str,
+) -> (PrivateKey, String, String, Response) {
+    let (key, account) = register(srv, dir, device, name);
     let signer = KidSigner {
         key: &key,
         kid: &account,
     };
-    let o = body(&post(
-        &mut srv,
-        "new-order",
-        &signer,
-        Some(&order("bk.local")),
-    ));
+    let o = body(&post(srv, "new-order", &signer, Some(&order(name))));
     let finalize = path_of(o["finalize"].as_str().unwrap()).to_owned();
     let leaf = PrivateKey::generate(KeyType::Ec256).unwrap();
-    let csr = leaf.csr(&["bk.local".into()], &[]).unwrap();
-    let n = nonce(&mut srv);
+    let csr = leaf.csr(&[name.into()], &[]).unwrap();
+    let n = nonce(srv);
     let url = format!("{BASE}/{finalize}");
-    let jws = cjws::sign(
-        &signer,
-        Some(&n),
-        &url,
-        Some(&json!({"csr": crypto::b64url(&csr)})),
-    )
-    .unwrap();
+    let payload = json!({"csr": crypto::b64url(&csr)});
+    let jws = cjws::sign(&signer, Some(&n), &url, Some(&payload)).unwrap();
     let req = request(
         "POST",
         &format!("/acme/{finalize}"),
         serde_json::to_vec(&jws).unwrap(),
     );
-    let r = srv.handle_with(&req, &peer(), Some(&mut broker));
+    let r = srv.handle_with(&req, &peer(), Some(broker));
+    let order_url = header(&r, "Location").unwrap();
+    (key, account, order_url, r)
+}
+
+/// Polls `broker` until it resolves something (its deadline is 1 s away), at most 10 s.
+fn resolutions(broker: &mut crate::broker::Broker) -> Vec<crate::broker::Resolution> {
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = broker.poll();
+        if !r.is_empty() || std::time::Instant::now() > limit {
+            return r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// With a broker and the upstream blackholed, a finalize is parked (the order is
+/// `processing`); once `upstream_wait` has passed the broker gives up and the order turns
+/// valid with a local interim certificate of `interim_lifetime`.
+#[test]
+fn finalize_with_a_blackholed_upstream_yields_an_interim_certificate() {
+    let (dir, mut srv, clock) = setup("brokered", true);
+    let (mut broker, hole) = blackholed_broker(&dir, clock.clone());
+    let (key, account, order_url, r) =
+        finalize_brokered(&mut srv, &dir, &mut broker, "bk", "bk.local");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(body(&r)["status"], "processing");
     assert_eq!(header(&r, "Retry-After").as_deref(), Some("1"));
 
-    // The broker's deadline passes: it resolves the parked finalize to an interim certificate.
-    let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let resolutions = loop {
-        let r = broker.poll();
-        if !r.is_empty() || std::time::Instant::now() > limit {
-            break r;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    let res = resolutions(&mut broker);
+    srv.resolve(res, Some(&mut broker));
+    let signer = KidSigner {
+        key: &key,
+        kid: &account,
     };
-    srv.resolve(resolutions, Some(&mut broker));
-    let order_url = header(&r, "Location").unwrap();
     let o = body(&post(&mut srv, path_of(&order_url), &signer, None));
     assert_eq!(o["status"], "valid", "{o}");
     let cert = post(
@@ -630,6 +649,39 @@ fn finalize_with_a_blackholed_upstream_yields_an_interim_certificate() {
         inv.by_device("bk").unwrap().source,
         crate::leaves::Source::Interim
     );
+    drop(hole);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The token revoked while the finalize was parked: when the broker resolves it, nothing is
+/// issued, the order is invalid and the refusal audited.
+#[test]
+fn a_token_revoked_while_parked_yields_nothing() {
+    let (dir, mut srv, clock) = setup("parkedrevoke", true);
+    let (mut broker, hole) = blackholed_broker(&dir, clock.clone());
+    let (key, account, order_url, r) =
+        finalize_brokered(&mut srv, &dir, &mut broker, "rv", "rv.local");
+    assert_eq!(body(&r)["status"], "processing");
+    assert!(Tokens::open_locked(&token::path_in(&dir))
+        .unwrap()
+        .revoke("rv")
+        .unwrap());
+    let res = resolutions(&mut broker);
+    srv.resolve(res, Some(&mut broker));
+    let signer = KidSigner {
+        key: &key,
+        kid: &account,
+    };
+    let o = body(&post(&mut srv, path_of(&order_url), &signer, None));
+    assert_eq!(o["status"], "invalid", "{o}");
+    assert_eq!(
+        o["error"]["type"],
+        "urn:ietf:params:acme:error:unauthorized"
+    );
+    assert!(!crate::leaves::path_in(&dir).exists());
+    let log = std::fs::read_to_string(crate::audit::path_in(&dir)).unwrap();
+    assert!(!log.contains("acme.issue"));
+    assert!(log.contains("token revoked"), "{log}");
     drop(hole);
     let _ = std::fs::remove_dir_all(&dir);
 }
