@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::problem::Problem;
 use super::{json_response, AcmeServer};
+use crate::broker::health;
 use crate::crypto::{self, rfc3339};
 use crate::http::Response;
 use crate::leaves::{self, Inventory};
@@ -19,10 +20,17 @@ pub const RETRY_AFTER: i64 = 6 * 3600;
 pub const INTERIM_RETRY_AFTER: i64 = 300;
 
 /// The window for a leaf: an interim one (issued while the upstream was away) is told to renew
-/// now once the upstream is up again, so it is upgraded to an upstream certificate without
-/// operator action; every other leaf gets [`window`].
-pub fn window_for(serial: &[u8], leaf: &leaves::Leaf, upstream_up: bool, now: i64) -> (i64, i64) {
-    if leaf.source == leaves::Source::Interim && upstream_up && leaf.not_after > now {
+/// now once the upstream is back (`up_since`: up, and since when, as the broker last judged),
+/// so it is upgraded to an upstream certificate without operator action; every other leaf gets
+/// [`window`].
+pub fn window_for(
+    serial: &[u8],
+    leaf: &leaves::Leaf,
+    up_since: Option<i64>,
+    now: i64,
+) -> (i64, i64) {
+    let back = up_since.is_some_and(|t| t > leaf.issued_at);
+    if leaf.source == leaves::Source::Interim && back && leaf.not_after > now {
         return (now - 60, now + 300);
     }
     window(serial, leaf.issued_at, leaf.not_after)
@@ -46,11 +54,7 @@ fn strip_zeros(hex: &str) -> &str {
 impl AcmeServer {
     /// `GET /acme/renewal-info/<certID>` (RFC 9773 §4.1), unauthenticated: the certID is
     /// `base64url(AKI keyIdentifier) "." base64url(serial)`.
-    pub(super) fn renewal_info(
-        &self,
-        cert_id: &str,
-        upstream_up: bool,
-    ) -> Result<Response, Problem> {
+    pub(super) fn renewal_info(&self, cert_id: &str, brokered: bool) -> Result<Response, Problem> {
         let bad =
             || Problem::malformed("the certID is base64url(AKI).base64url(serial) (RFC 9773 4.1)");
         let (aki, serial) = cert_id.split_once('.').ok_or_else(bad)?;
@@ -74,7 +78,15 @@ impl AcmeServer {
             .find(|l| strip_zeros(&l.serial).eq_ignore_ascii_case(strip_zeros(&hex)))
             .ok_or_else(unknown)?;
         let now = self.clock.now();
-        let (start, end) = window_for(&serial, leaf, upstream_up, now);
+        // The upstream's health as the broker last recorded it (written on every change): up
+        // since after this leaf was issued means it came back.
+        let up_since = match brokered && health::path_in(&self.state_dir).exists() {
+            true => Some(health::Health::load(&self.state_dir, now))
+                .filter(|h| h.state == health::State::Up)
+                .map(|h| h.since),
+            false => None,
+        };
+        let (start, end) = window_for(&serial, leaf, up_since, now);
         // An interim leaf asks again soon: the upstream may come back.
         let retry = match leaf.source {
             leaves::Source::Interim => INTERIM_RETRY_AFTER,
@@ -105,13 +117,15 @@ mod tests {
             previous: None,
         };
         let now = 1200;
-        let (s, e) = window_for(&[1], &leaf(Source::Interim), true, now);
+        let (s, e) = window_for(&[1], &leaf(Source::Interim), Some(1100), now);
         assert!(s <= now && e > now, "{s} {e}");
-        // Upstream still away, or a leaf that is not interim: the usual window.
+        // Upstream away, up since before the interim leaf (never judged to have gone away), or
+        // a leaf that is not interim: the usual window.
         for (source, up) in [
-            (Source::Interim, false),
-            (Source::Upstream, true),
-            (Source::Local, true),
+            (Source::Interim, None),
+            (Source::Interim, Some(900)),
+            (Source::Upstream, Some(1100)),
+            (Source::Local, Some(1100)),
         ] {
             assert_eq!(
                 window_for(&[1], &leaf(source), up, now),

@@ -332,10 +332,9 @@ impl AcmeServer {
                 return Ok(Response::new(status).header("Cache-Control", "no-store"));
             }
             ("GET", r) if r.starts_with("renewal-info/") => {
-                let up = broker
-                    .is_some_and(|b| b.config().is_some() && b.state() == crate::broker::State::Up);
+                let brokered = broker.is_some_and(|b| b.config().is_some());
                 return self
-                    .renewal_info(&r["renewal-info/".len()..], up)
+                    .renewal_info(&r["renewal-info/".len()..], brokered)
                     .map_err(Denied::from);
             }
             ("POST", _) => {}

@@ -649,6 +649,17 @@ fn finalize_with_a_blackholed_upstream_yields_an_interim_certificate() {
         inv.by_device("bk").unwrap().source,
         crate::leaves::Source::Interim
     );
+    // ARI: the upstream is not up, so the usual window; an interim leaf asks again in 5 min.
+    let id = crate::acme::cert_id(&info).unwrap();
+    let req = request("GET", &format!("/acme/renewal-info/{id}"), Vec::new());
+    let r = srv.handle_with(&req, &peer(), Some(&mut broker));
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, "Retry-After").as_deref(), Some("300"));
+    let start = body(&r)["suggestedWindow"]["start"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(crypto::parse_rfc3339(&start).unwrap() > clock.now());
     drop(hole);
     let _ = std::fs::remove_dir_all(&dir);
 }
