@@ -323,7 +323,8 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
     Ok(())
 }
 
-/// `gatecert token add DEVICE --name N [--name ..] [--ttl 7d] [--uses 1] | list | revoke DEVICE`.
+/// `gatecert token add DEVICE --name N [--name ..] [--ttl 7d] [--uses 1] [--acme] | list | revoke DEVICE`.
+/// `--acme` prints an ACME External Account Binding (`eab_kid=`, `eab_hmac=`) instead of a token.
 pub fn cmd_token(cfg: &Config, args: &[String]) -> i32 {
     let now = clock::from_env().now();
     let rest = args.get(1..).unwrap_or_default();
@@ -336,7 +337,7 @@ pub fn cmd_token(cfg: &Config, args: &[String]) -> i32 {
         },
         Some("revoke") => token_revoke(cfg, rest, now),
         _ => Err(usage(
-            "usage: gatecert token add DEVICE --name N [--name N..] [--ttl 7d] [--uses 1] | list | revoke DEVICE",
+            "usage: gatecert token add DEVICE --name N [--name N..] [--ttl 7d] [--uses 1] [--acme] | list | revoke DEVICE",
         )),
     })
 }
@@ -347,6 +348,7 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
     let mut ttl = 7 * 86_400;
     let mut uses = 1u32;
     let mut output = TokenOutput::Token;
+    let mut acme = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -374,6 +376,7 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
             "--bundle" | "--json" => output = TokenOutput::Bundle,
             "--qr" => output = TokenOutput::Qr,
             "--qr-matrix" => output = TokenOutput::QrMatrix,
+            "--acme" => acme = true,
             s if s.starts_with('-') => {
                 return Err(usage(format!("token add: unknown option {s:?}")))
             }
@@ -382,6 +385,11 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
         }
     }
     let device = device.ok_or_else(|| usage("token add needs a DEVICE"))?;
+    if acme && output != TokenOutput::Token {
+        return Err(usage(
+            "token add: --acme prints an EAB key id and key, not a bundle or QR code",
+        ));
+    }
     if names.is_empty() {
         return Err(usage("token add needs at least one --name"));
     }
@@ -428,13 +436,30 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
     store::private_dir(&cfg.main.state_dir)?;
     audit_ready(cfg)?;
     let mut tokens = Tokens::open_locked(&token::path_in(&cfg.main.state_dir))?;
-    let tok = tokens.add(&device, &names, ttl, uses, now)?;
+    let (kid, tok) = if acme {
+        // The EAB MAC key is derived from the kid (see acme_server::eab); only its hash is kept.
+        let secret = crate::acme_server::eab::ensure_secret(&cfg.main.state_dir)?;
+        let derive = |kid: &str| crate::acme_server::eab::mac_key(&secret, kid);
+        let (kid, tok) = tokens.add_eab(&device, &names, ttl, uses, now, &derive)?;
+        (Some(kid), tok)
+    } else {
+        (None, tokens.add(&device, &names, ttl, uses, now)?)
+    };
     audit_event(
         cfg,
         now,
         "token-add",
-        serde_json::json!({"device": device, "names": names, "expires": expires, "uses": uses}),
+        serde_json::json!({"device": device, "names": names, "expires": expires, "uses": uses, "eab_kid": kid}),
     )?;
+    if let Some(kid) = kid {
+        eprintln!(
+            "ACME External Account Binding for {device} (expires {}, {uses} account(s)); the key is shown only now:",
+            crypto::rfc3339(expires)
+        );
+        println!("eab_kid={kid}");
+        println!("eab_hmac={tok}");
+        return Ok(());
+    }
     eprintln!(
         "token for {device} (expires {}, {uses} use(s)); it is shown only now:",
         crypto::rfc3339(expires)

@@ -86,6 +86,8 @@ exit: 0 done, 2 error",
 
   token add DEVICE --name N [--name N ...] [--ttl 7d] [--uses 1]
                        a bootstrap token bound to those names; printed once, stored hashed
+    --acme             an ACME External Account Binding (eab_kid=, eab_hmac=) instead, for
+                       leaves that speak ACME (config acme_server)
     --bundle           print the provisioning bundle instead (JSON: EST URLs, the root and its
                        SHA-256, device, token, expiry); it holds the token: shown only now
     --qr               the bundle as a QR code in the terminal (UTF-8 blocks), then its JSON

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::acme_server::AcmeServer;
 use crate::broker::Broker;
 use crate::ca::{self, LocalCa};
 use crate::clock::Clock;
@@ -78,6 +79,8 @@ pub enum Error {
     },
     /// The audit line of the local CA's creation could not be written; the CA was removed.
     Audit(audit::Error),
+    /// The ACME server's state could not be read.
+    AcmeServer(crate::acme_server::Error),
     /// A standalone certificate could not be issued or installed.
     Standalone {
         /// The certificate section's name.
@@ -107,6 +110,7 @@ impl fmt::Display for Error {
                 old.display()
             ),
             Error::Audit(_) => f.write_str("auditing the local CA's creation"),
+            Error::AcmeServer(_) => f.write_str("local ACME server"),
             Error::Standalone { name, .. } => {
                 write!(f, "standalone certificate '{name}' from the local CA")
             }
@@ -125,6 +129,7 @@ impl std::error::Error for Error {
             Error::Signals(e) | Error::Worker(e) => Some(e),
             Error::Clock(e) => Some(e),
             Error::Audit(e) => Some(e),
+            Error::AcmeServer(e) => Some(e),
             Error::StateDirChanged { .. } => None,
         }
     }
@@ -135,6 +140,8 @@ pub struct Service {
     cfg: Config,
     clock: Arc<dyn Clock>,
     est: Est,
+    /// The local ACME server under `/acme/` (`config acme_server`), when enabled.
+    acme: Option<AcmeServer>,
     server: Option<Server>,
     /// notAfter of the certificate the listener serves, to notice when it changes.
     served: Option<(String, i64)>,
@@ -261,10 +268,12 @@ impl Service {
         est.set_counters(counters.clone());
         est.set_labels(cfg.labels.clone());
         est.set_reenroll_alert(cfg.est.reenroll_alert);
+        let acme = acme_server(&cfg, &clock, &counters)?;
         let mut svc = Service {
             cfg,
             clock,
             est,
+            acme,
             server: None,
             served: None,
             counters,
@@ -577,6 +586,21 @@ impl Service {
         self.est.adopt(&mut old_est);
         self.est.set_labels(self.cfg.labels.clone());
         self.est.set_reenroll_alert(self.cfg.est.reenroll_alert);
+        let old_acme = std::mem::take(&mut self.acme);
+        match acme_server(&self.cfg, &self.clock, &self.counters) {
+            Ok(mut new) => {
+                if let (Some(n), Some(o)) = (new.as_mut(), old_acme) {
+                    n.adopt(o);
+                }
+                self.acme = new;
+            }
+            Err(e) => {
+                self.cfg = old;
+                old_est.adopt(&mut self.est);
+                self.est = old_est;
+                return Err(e);
+            }
+        }
         self.served = None;
         if let Err(e) = self.upkeep() {
             self.cfg = old;
@@ -621,8 +645,12 @@ impl Service {
         }
         let mut ready = match self.server.as_mut() {
             Some(s) => {
+                let mut routed = crate::acme_server::Routed {
+                    est: &mut self.est,
+                    acme: self.acme.as_mut(),
+                };
                 let mut counted = crate::report::Counted {
-                    inner: &mut self.est,
+                    inner: &mut routed,
                     counters: &self.counters,
                 };
                 s.poll_once(&mut counted, &fds, timeout)
@@ -635,6 +663,9 @@ impl Service {
             Some(s) => self.est.resolve(&|id| s.is_parked(id)),
             None => self.est.resolve(&|_| false),
         };
+        if let Some(a) = self.acme.as_mut() {
+            a.resolve(self.est.take_foreign(), self.est.broker_mut());
+        }
         if let Some(s) = self.server.as_mut() {
             for (id, op, resp) in answers {
                 self.counters.est_request(&op, resp.status);
@@ -659,6 +690,23 @@ impl Service {
         }
         Ok(ready)
     }
+}
+
+/// The ACME server `cfg` asks for, with its own handle on the local CA.
+fn acme_server(
+    cfg: &Config,
+    clock: &Arc<dyn Clock>,
+    counters: &Arc<crate::report::Counters>,
+) -> Result<Option<AcmeServer>, Error> {
+    let Some(acme) = &cfg.acme_server else {
+        return Ok(None);
+    };
+    let state_dir = &cfg.main.state_dir;
+    let ca = LocalCa::open(&LocalCa::dir_in(state_dir), &cfg.ca).map_err(Error::Ca)?;
+    let mut server =
+        AcmeServer::new(acme.clone(), state_dir, ca, clock.clone()).map_err(Error::AcmeServer)?;
+    server.set_counters(counters.clone());
+    Ok(Some(server))
 }
 
 /// `poll(2)` on `fds` alone (the loop when EST is off).

@@ -154,6 +154,8 @@ pub struct Est {
     reenroll_failures: HashMap<String, u32>,
     /// `reenroll_alert` from `config est`.
     reenroll_alert: u32,
+    /// Broker resolutions for requests parked by someone else (the ACME server).
+    foreign: Vec<crate::broker::Resolution>,
 }
 
 /// A refused request: what the client is told and what the audit log records.
@@ -263,6 +265,7 @@ impl Est {
             cache: lifecycle::Cache::default(),
             reenroll_failures: HashMap::new(),
             reenroll_alert: 5,
+            foreign: Vec::new(),
         }
     }
 

@@ -531,6 +531,27 @@ impl Inventory {
     }
 
     /// True when `key` (hex SHA-256 of a SubjectPublicKeyInfo) was revoked for keyCompromise.
+    /// Why `device` may not be issued a certificate for the public key `spki_der` now: the
+    /// operator disabled it, or the key belongs to a certificate revoked for keyCompromise.
+    /// `None` when nothing here refuses it. Every issuance path asks (EST, `ca sign`, ACME).
+    pub fn refuses(&self, device: &str, spki_der: &[u8]) -> Option<String> {
+        if let Some(l) = self
+            .by_device(device)
+            .filter(|l| l.state == DeviceState::Disabled)
+        {
+            return Some(format!(
+                "device {} is disabled by the operator; `gatecert leaves enable` brings it back",
+                l.device
+            ));
+        }
+        let key = crypto::hex(&crypto::sha256(spki_der));
+        self.key_compromised(&key).then(|| {
+            "the CSR's public key belongs to a certificate revoked for keyCompromise; generate a \
+             new key"
+                .to_owned()
+        })
+    }
+
     pub fn key_compromised(&self, key: &str) -> bool {
         self.file
             .compromised_keys

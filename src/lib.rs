@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acme;
+pub mod acme_server;
 pub mod admin;
 pub mod audit;
 pub mod broker;

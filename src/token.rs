@@ -158,6 +158,10 @@ struct Entry {
     uses_left: u32,
     revoked: bool,
     created: i64,
+    /// The ACME External Account Binding key id, for a token made with `--acme` (its token is
+    /// the EAB MAC key, derived from the kid: see `acme_server::eab`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    eab_kid: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -289,11 +293,69 @@ impl Tokens {
             uses_left: uses,
             revoked: false,
             created: now,
+            eab_kid: None,
         };
         self.file.tokens.retain(|e| e.device != device);
         self.file.tokens.push(entry);
         self.save()?;
         Ok(token)
+    }
+
+    /// Like [`Tokens::add`], for an ACME leaf (RFC 8555 §7.3.4 External Account Binding): makes
+    /// a random key id and a token `mac_key(kid)`, which is the EAB MAC key. Only its salted hash
+    /// is stored, with the kid. Returns `(kid, token)`.
+    pub fn add_eab(
+        &mut self,
+        device: &str,
+        names: &[String],
+        ttl: u64,
+        uses: u32,
+        now: i64,
+        mac_key: &dyn Fn(&str) -> String,
+    ) -> Result<(String, String), Error> {
+        // Hex, so that a kid never starts with a '-' that a client's option parser would take.
+        let kid = crypto::hex(&crypto::random_bytes::<16>().map_err(|_| Error::Rng)?);
+        self.add(device, names, ttl, uses, now)?;
+        let token = mac_key(&kid);
+        let salt = crypto::random_bytes::<16>().map_err(|_| Error::Rng)?;
+        if let Some(e) = self.file.tokens.iter_mut().find(|e| e.device == device) {
+            e.salt = crypto::b64url(&salt);
+            e.hash = crypto::hex(&digest(&salt, device, &token));
+            e.eab_kid = Some(kid.clone());
+        }
+        self.save()?;
+        Ok((kid, token))
+    }
+
+    /// The device whose token has the EAB key id `kid`.
+    pub fn device_of_eab_kid(&self, kid: &str) -> Option<&str> {
+        self.file
+            .tokens
+            .iter()
+            .find(|e| e.eab_kid.as_deref() == Some(kid))
+            .map(|e| e.device.as_str())
+    }
+
+    /// For an ACME account admitted with EAB key id `kid`: the names its device's token grants,
+    /// while that token is the same one (not replaced) and not revoked. Expiry and uses do not
+    /// matter here: they bounded the admission, the account lives on.
+    pub fn eab_grant(&self, device: &str, kid: &str) -> Result<Grant, Denial> {
+        let e = self
+            .file
+            .tokens
+            .iter()
+            .find(|e| e.device == device)
+            .ok_or(Denial::UnknownDevice)?;
+        if e.eab_kid.as_deref() != Some(kid) {
+            return Err(Denial::Replaced);
+        }
+        if e.revoked {
+            return Err(Denial::Revoked);
+        }
+        Ok(Grant {
+            device: e.device.clone(),
+            names: e.names.clone(),
+        })
     }
 
     /// Checks `token` for `device`. The token is compared (in constant time) before anything

@@ -69,7 +69,7 @@ fn refused_upstream_is_down_and_leaves_get_interim_at_once() {
     assert!(t.elapsed() < Duration::from_millis(50));
     assert_eq!(b.next_deadline(), None);
     drop(b);
-    std::fs::remove_dir_all(&state).unwrap();
+    let _ = std::fs::remove_dir_all(&state); // the dropped worker may still be writing there
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn a_kept_chain_is_handed_out_once_and_upstream_leaves_are_remembered() {
     assert!(b.is_upstream_leaf(&issued.leaf_der));
     assert!(!b.is_upstream_leaf(&issued.chain_der[1]));
     drop(b);
-    std::fs::remove_dir_all(&state).unwrap();
+    let _ = std::fs::remove_dir_all(&state); // the dropped worker may still be writing there
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn a_parked_request_on_a_silent_upstream_falls_back_at_its_deadline() {
     ));
     drop(b);
     drop(hole);
-    std::fs::remove_dir_all(&state).unwrap();
+    let _ = std::fs::remove_dir_all(&state); // the dropped worker may still be writing there
 }
 
 /// `/cacerts` with a broker: the issuers above delivered upstream leaves (and the broker

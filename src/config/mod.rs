@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::crypto::KeyType;
 
 mod acme;
+mod acme_server;
 mod label;
 mod keyref;
 mod sections;
@@ -44,6 +45,30 @@ pub struct Config {
     /// Sections skipped or ignored, each with the reason: logged when the config is loaded
     /// and shown by `gatecert status` (doc/status-schema.md, `config_notes`).
     pub notes: Vec<Note>,
+    /// `config acme_server 'acme'`: the local ACME server; `None` when absent or disabled.
+    pub acme_server: Option<AcmeServer>,
+}
+
+/// `config acme_server 'acme'`: the local ACME server (RFC 8555) under `/acme/` on the EST
+/// listener.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcmeServer {
+    /// `preauthorized`: names bound to the account's EAB token need no challenge (RFC 8555
+    /// §7.4: an order may come back with valid authorizations).
+    pub preauthorized: bool,
+    /// `list static_host 'NAME=IP'`: where to reach a leaf for validation before asking the
+    /// system resolver.
+    pub static_host: Vec<(String, std::net::IpAddr)>,
+    /// `http_port`: the port http-01 validation connects to (default 80, RFC 8555 §8.3).
+    pub http_port: u16,
+    /// `tls_port`: the port tls-alpn-01 validation connects to (default 443, RFC 8737 §3).
+    pub tls_port: u16,
+    /// `lifetime` of its leaves, seconds (default the CA's `lifetime`).
+    pub lifetime: u64,
+    /// `max_accounts`: accounts kept (default 256).
+    pub max_accounts: usize,
+    /// `max_orders`: orders kept in memory at once (default 256).
+    pub max_orders: usize,
 }
 
 /// `config label 'NAME'`: a profile of the local CA served under `/.well-known/est/NAME/`.
@@ -456,6 +481,7 @@ impl Config {
             },
             labels: Vec::new(),
             notes: Vec::new(),
+            acme_server: None,
         }
     }
 }

@@ -105,7 +105,7 @@ pub(super) type Import<'a> = &'a dyn Fn() -> (Vec<Certificate>, Vec<Note>);
 
 /// Section types of which gatecert reads only the first, as `@system[0]` is read on OpenWrt and
 /// acme-common reads only its first `acme` section; a second one is ignored with a note.
-const SINGLE: &[&str] = &["gatecert", "ca", "est", "metrics", "broker"];
+const SINGLE: &[&str] = &["gatecert", "ca", "est", "metrics", "broker", "acme_server"];
 
 /// Builds the typed config from gatecert's own file; `import` supplies certificates when the file
 /// has no `certificate` section.
@@ -120,6 +120,7 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     let mut certificates: Vec<Certificate> = Vec::new();
     let mut broker = None;
     let mut labels = Vec::new();
+    let mut acme_server = None;
     // The first section of each single-instance type, to ignore a second one.
     let mut seen: Vec<(&str, String)> = Vec::new();
     // The main section first: its `webroot` is the certificates' default.
@@ -160,11 +161,12 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
             "est" => cfg.est = est(&r, cfg.est)?,
             "broker" => broker = Some(section),
             "label" => labels.push(section),
+            "acme_server" => acme_server = Some(section),
             "metrics" => cfg.metrics = metrics(&r)?,
             other => {
                 return Err(r.syntax(format!(
                     "unknown section type '{other}' (expected gatecert, certificate, ca, est, \
-                     broker, metrics or label)"
+                     broker, metrics, label or acme_server)"
                 )))
             }
         }
@@ -184,6 +186,9 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     }
     if let Some(section) = broker {
         cfg.broker = self::broker(&Reader { path, section }, &cfg.certificates, &sections)?;
+    }
+    if let Some(section) = acme_server {
+        cfg.acme_server = super::acme_server::acme_server(&Reader { path, section }, &cfg.ca)?;
     }
     for section in labels {
         let r = Reader { path, section };

@@ -46,9 +46,15 @@ impl Est {
         self.broker.as_ref()
     }
 
-    /// The broker, to hand it work (upstream revocations).
+    /// The broker, to hand it work (upstream revocations) and to park requests on it (the
+    /// ACME server's finalize).
     pub fn broker_mut(&mut self) -> Option<&mut Broker> {
         self.broker.as_mut()
+    }
+
+    /// The resolutions [`Est::resolve`] found for requests it did not park.
+    pub fn take_foreign(&mut self) -> Vec<Resolution> {
+        std::mem::take(&mut self.foreign)
     }
 
     /// Moves the broker and the parked requests of `old` (the handler a reload replaces) here.
@@ -87,6 +93,7 @@ impl Est {
         for r in broker.poll() {
             let id = r.id();
             let Some(p) = self.parked.remove(&id) else {
+                self.foreign.push(r);
                 continue;
             };
             if !alive(id) {
