@@ -23,7 +23,7 @@ commands:
   ca init|csr [--out FILE]|install CERT|show
   ca sign --csr FILE [--lifetime 24h | --days N] [--server-auth] [--out FILE]
                                          the local issuing CA (gatecert ca --help)
-  token add DEVICE --name N [--name N ...] [--ttl 7d] [--uses 1] [--bundle | --qr | --qr-matrix]
+  token add DEVICE --name N [--name N ...] [--ttl 7d] [--uses 1] [--bundle | --qr | --qr-matrix | --acme]
   token list [--json] | revoke DEVICE    bootstrap tokens (gatecert token --help)
   leaves [--json]                        leaf inventory
   leaves revoke|disable|enable DEVICE    cut a sensor off (gatecert leaves --help)
