@@ -404,7 +404,11 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// Finalizes with a DER CSR (RFC 8555 §7.4) and polls until the order is valid.
+    /// Finalizes with a DER CSR (RFC 8555 §7.4). The finalize response is the updated order:
+    /// when it is already `valid` it is used as is; when it is `processing`, the order is
+    /// polled after the response's Retry-After (delay-seconds or HTTP-date, RFC 9110
+    /// §10.2.3; §7.4: "the client SHOULD ... wait for the time given in the Retry-After"),
+    /// else after the usual backoff, until it is valid.
     pub fn finalize(
         &self,
         login: &Login,
@@ -414,7 +418,23 @@ impl<'a> Client<'a> {
     ) -> Result<Order, Error> {
         let payload = serde_json::json!({ "csr": crypto::b64url(csr_der) });
         log::info!("finalize {}", order.finalize);
-        self.post(&order.finalize, &login.signer(), Some(&payload), None)?;
+        let resp = self.post(&order.finalize, &login.signer(), Some(&payload), None)?;
+        // A server that answers finalize with no order body (seen in the wild) is polled.
+        if let Ok(updated) = serde_json::from_slice::<Order>(&resp.body) {
+            match updated.status {
+                OrderStatus::Valid if updated.certificate.is_some() => return Ok(updated),
+                OrderStatus::Invalid => {
+                    return Err(Error::Failed {
+                        what: "order is invalid after finalize".into(),
+                        url: order_url.to_owned(),
+                        problem: updated.error.map(Box::new),
+                    })
+                }
+                _ => {}
+            }
+        }
+        let deadline = self.clock.now() + self.policy.poll_deadline;
+        self.wait(&resp, 0, deadline, "order", order_url)?;
         self.poll_order(login, order_url, |s| s == OrderStatus::Valid)
     }
 
