@@ -415,6 +415,7 @@ impl Worker {
             clock: self.clock.as_ref(),
             transport: &transport,
             sleep: &sleep,
+            remember_polls: false,
         };
         // The clock gate, as for every order (the caller's check may be stale by now).
         let trusted = crate::trust::ClockTrust::load(env.state_dir, None)
@@ -454,6 +455,7 @@ impl Worker {
                         clock: self.clock.as_ref(),
                         transport: &transport,
                         sleep: &sleep,
+                        remember_polls: false,
                     };
                     self.shared.begin();
                     let directory = cert.directory.as_deref().unwrap_or_default();
@@ -506,7 +508,9 @@ impl Worker {
                             // Re-read the decision for the new certificate in a minute.
                             self.queue.schedule(&name, now + 60);
                         }
-                        renew::Outcome::NotDue(d) => self.queue.schedule(&name, d.at.max(now + 60)),
+                        renew::Outcome::NotDue(d) => {
+                            self.queue.schedule(&name, d.wake_at().max(now + 60))
+                        }
                     }
                 }
                 Err(e) => {
