@@ -3,9 +3,8 @@
 //! (no per-minute ticking), so a million gateways run in bounded time.
 //!
 //! The gatecert schedules call the scheduling functions `gatecert run` uses
-//! ([`gatecert::schedule::decide`], [`gatecert::schedule::ari_choice`],
-//! [`gatecert::schedule::decide_with_ari`], [`gatecert::schedule::backoff`] and the upstream
-//! worker's `max(at, now + 60)` floor); the naïve schedule is a fixed daily cron hour that
+//! ([`gatecert::schedule::ari_choice`], [`gatecert::schedule::decide_any`],
+//! [`gatecert::schedule::next_look`], [`gatecert::schedule::backoff`]); the naïve schedule is a fixed daily cron hour that
 //! renews with 1/3 of the lifetime left ("30 days" of 90), no jitter, retrying at the next
 //! cron run.
 //!
@@ -16,7 +15,8 @@
 //! - a refused order is `rateLimited` with a Retry-After of when the window frees;
 //! - ARI (RFC 9773): the suggested window is the 5 % of the lifetime before the point where
 //!   1/3 of it is left (1/2 under 10 days), for every certificate;
-//! - an outage: from `--outage-start-days` for `--outage-days`, every request fails unanswered.
+//! - an outage: from `--outage-start-days` (default: where the first certificates' ARI window
+//!   opens) for `--outage-days`, every request fails unanswered.
 //!
 //! Each gateway has its own account and registered domain unless `--gateways-per-account` /
 //! `--gateways-per-domain` say otherwise; its M leaves are brokered on its account and domain.
@@ -33,7 +33,15 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use gatecert::schedule::{self, AriChoice, Window};
+use gatecert::schedule::{self, Window};
+
+/// `println!` that ignores a closed stdout (`| head`) instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
 
 const MIN: i64 = 60;
 const HOUR: i64 = 3_600;
@@ -104,8 +112,8 @@ fn parse() -> Result<Params, String> {
     }
     p.horizon = p.horizon.min(400 * DAY);
     if p.outage_start < 0 {
-        // Just before the first renewal wave: where an outage hurts.
-        p.outage_start = p.lifetime * 45 / 100;
+        // From the first renewal wave (the CA's first ARI window): where an outage hurts.
+        p.outage_start = ca_window(0, p.lifetime).start;
     }
     Ok(p)
 }
@@ -235,22 +243,28 @@ fn next_cron(t: i64, hour: i64) -> i64 {
     }
 }
 
-/// When `kind` next attempts certificate `i`, issued as `c`, looking at `now`.
+/// When `kind` next attempts certificate `i`, issued as `c`, looking at `now`. The gatecert
+/// schedules take the decision `renew::decide` takes ([`schedule::decide_any`]: the ARI pick,
+/// or the lifetime rule with the device's jitter) and look again when the upstream worker
+/// would ([`schedule::next_look`]).
 fn plan(kind: Kind, p: &Params, i: usize, c: &Cert, now: i64) -> i64 {
+    let seed = format!("gw{i}/cert/{}", c.serial);
     match kind {
-        Kind::GatecertAri => {
-            let choice: AriChoice = schedule::ari_choice(None, ca_window(c.not_before, c.not_after))
-                .unwrap_or(AriChoice {
-                    window: ca_window(c.not_before, c.not_after),
-                    at: c.not_before + (c.not_after - c.not_before) / 2,
-                });
-            let d = schedule::decide_with_ari(c.not_before, c.not_after, now, &choice);
-            d.at.max(now + 60)
-        }
-        Kind::GatecertLifetime => {
-            let seed = format!("gw{}/{}/{}", i, i, c.serial);
-            let d = schedule::decide(c.not_before, c.not_after, now, seed.as_bytes());
-            d.at.max(now + 60)
+        Kind::GatecertAri | Kind::GatecertLifetime => {
+            let choice = match kind {
+                Kind::GatecertAri => {
+                    schedule::ari_choice(None, ca_window(c.not_before, c.not_after)).ok()
+                }
+                _ => None,
+            };
+            let d = schedule::decide_any(
+                c.not_before,
+                c.not_after,
+                now,
+                seed.as_bytes(),
+                choice.as_ref(),
+            );
+            schedule::next_look(&d, now)
         }
         Kind::Naive => {
             let lifetime = c.not_after - c.not_before;
@@ -352,15 +366,15 @@ fn main() {
     let p = match parse() {
         Ok(p) => p,
         Err(m) => {
-            eprintln!("fleet_sim: {m}");
+            esay!("fleet_sim: {m}");
             std::process::exit(2);
         }
     };
     if let Err(e) = std::fs::create_dir_all(&p.out) {
-        eprintln!("fleet_sim: cannot create {}: {e}", p.out.display());
+        esay!("fleet_sim: cannot create {}: {e}", p.out.display());
         std::process::exit(2);
     }
-    println!(
+    say!(
         "gateways {} × {} certificates, lifetime {} d, outage {} d from day {:.1}, horizon {} d",
         p.gateways,
         1 + p.leaves,
@@ -380,7 +394,7 @@ fn main() {
         } else {
             format!("{:.1} h", r.min_slack as f64 / HOUR as f64)
         };
-        println!(
+        say!(
             "{:<18} peak/min {:>8}  orders {:>9}  issued {:>9}  refused-by-limits {:>7}  \
              unreachable {:>8}  expired {:>7}  slack min {} p1 {} h median {} h  ({} events, {:.1} s)",
             kind.name(),
@@ -424,9 +438,9 @@ fn main() {
             std::fs::write(&png, plot(&hourly)).map_err(|e| format!("{}: {e}", png.display()))
         });
     match result {
-        Ok(()) => println!("wrote {} and {}", csv.display(), png.display()),
+        Ok(()) => say!("wrote {} and {}", csv.display(), png.display()),
         Err(e) => {
-            eprintln!("fleet_sim: cannot write {e}");
+            esay!("fleet_sim: cannot write {e}");
             std::process::exit(2);
         }
     }
