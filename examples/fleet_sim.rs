@@ -366,12 +366,12 @@ fn main() {
     let p = match parse() {
         Ok(p) => p,
         Err(m) => {
-            esay!("fleet_sim: {m}");
+            eprintln!("fleet_sim: {m}");
             std::process::exit(2);
         }
     };
     if let Err(e) = std::fs::create_dir_all(&p.out) {
-        esay!("fleet_sim: cannot create {}: {e}", p.out.display());
+        eprintln!("fleet_sim: cannot create {}: {e}", p.out.display());
         std::process::exit(2);
     }
     say!(
@@ -440,7 +440,7 @@ fn main() {
     match result {
         Ok(()) => say!("wrote {} and {}", csv.display(), png.display()),
         Err(e) => {
-            esay!("fleet_sim: cannot write {e}");
+            eprintln!("fleet_sim: cannot write {e}");
             std::process::exit(2);
         }
     }

@@ -355,10 +355,13 @@ pub fn decide(
     }
     // The CA asked us not to ask again before then (a cron run inside the Retry-After).
     if let Some(poll_at) = state.ari_poll_at.filter(|&t| now < t) {
-        let d = match &state.ari {
-            Some(c) => schedule::decide_with_ari(info.not_before, info.not_after, now, c),
-            None => lifetime(),
-        };
+        let d = schedule::decide_any(
+            info.not_before,
+            info.not_after,
+            now,
+            seed.as_bytes(),
+            state.ari.as_ref(),
+        );
         return Ok(Decision {
             recheck: Some(poll_at),
             ..d

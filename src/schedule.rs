@@ -201,6 +201,28 @@ pub fn decide_with_ari(not_before: i64, not_after: i64, now: i64, choice: &AriCh
     }
 }
 
+/// The decision `gatecert run` and `gatecert renew` take for a certificate: the ARI pick when
+/// the CA gave a usable window ([`decide_with_ari`]), else the lifetime rule with jitter
+/// ([`decide`]). The fleet simulation (`examples/fleet_sim.rs`) calls this same function.
+pub fn decide_any(
+    not_before: i64,
+    not_after: i64,
+    now: i64,
+    jitter_seed: &[u8],
+    ari: Option<&AriChoice>,
+) -> Decision {
+    match ari {
+        Some(c) => decide_with_ari(not_before, not_after, now, c),
+        None => decide(not_before, not_after, now, jitter_seed),
+    }
+}
+
+/// When the upstream worker looks at a certificate that is not due: at the renewal time or
+/// the next ARI poll, never sooner than a minute from `now`.
+pub fn next_look(decision: &Decision, now: i64) -> i64 {
+    decision.wake_at().max(now + 60)
+}
+
 /// Exponential backoff after `failures` consecutive failed attempts: 5 min, 10 min, 20 min, ...
 /// capped at 6 h, and never more than 1/10 of the remaining lifetime (short-lived certificates
 /// must get several tries before they expire), with up to 20% random jitter added. A server's

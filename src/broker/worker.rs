@@ -509,7 +509,7 @@ impl Worker {
                             self.queue.schedule(&name, now + 60);
                         }
                         renew::Outcome::NotDue(d) => {
-                            self.queue.schedule(&name, d.wake_at().max(now + 60))
+                            self.queue.schedule(&name, schedule::next_look(&d, now))
                         }
                     }
                 }
