@@ -335,7 +335,10 @@ fn simulate(kind: Kind, p: &Params) -> Report {
         if let Some(free) = refused {
             r.refused += 1;
             certs[i].failures += 1;
-            heap.push(Reverse((retry(certs[i].failures, Some(free - t)), i as u32)));
+            heap.push(Reverse((
+                retry(certs[i].failures, Some(free - t)),
+                i as u32,
+            )));
             continue;
         }
         dom.record(d, t);
@@ -453,13 +456,7 @@ fn plot(series: &[Vec<u64>]) -> Vec<u8> {
     const H: usize = 320;
     const COLOURS: [[u8; 3]; 3] = [[0, 110, 200], [0, 160, 60], [210, 40, 30]];
     let mut px = vec![[255u8; 3]; W * H];
-    let max = series
-        .iter()
-        .flatten()
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let max = series.iter().flatten().copied().max().unwrap_or(1).max(1);
     let top = (max as f64).log10().ceil().max(1.0);
     let y_of = |v: u64| -> usize {
         let f = ((v as f64) + 1.0).log10() / (top + 0.05);

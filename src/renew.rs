@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::acme::types::{
-    AuthorizationStatus, Identifier, NewOrder, Order, OrderStatus,
-};
+use crate::acme::types::{AuthorizationStatus, Identifier, NewOrder, Order, OrderStatus};
 use crate::acme::{self, cert_id, select_chain, transport, Client, Login};
 use crate::challenge::{self, Pending};
 use crate::clock::{Clock, SystemClock};

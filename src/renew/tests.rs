@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use super::cli::flags;
 use super::*;
-use crate::acme::types::RevocationReason;
 use crate::acme::transport::{response, Method, TestTransport};
+use crate::acme::types::RevocationReason;
 use crate::clock::FixedClock;
 use crate::crypto::KeyType;
 
@@ -448,7 +448,11 @@ fn ari_is_polled_again_after_retry_after_and_a_moved_window_is_acted_on() {
     let d1 = decide(&client, &env, &cfg, &info).unwrap();
     assert!((s1..=e1).contains(&d1.at));
     assert_eq!(d1.recheck, Some(now + 7_200));
-    assert_eq!(d1.wake_at(), now + 7_200, "the service wakes for the re-poll");
+    assert_eq!(
+        d1.wake_at(),
+        now + 7_200,
+        "the service wakes for the re-poll"
+    );
     clock.advance(7_200);
     let d2 = decide(&client, &env, &cfg, &info).unwrap();
     assert!(d2.due(clock.now()), "the moved window is acted on at once");
