@@ -1,6 +1,7 @@
 //! Fleet simulation (issue 18): N gateways × (1 + M) certificates renewing against a modelled
-//! upstream CA with Let's Encrypt's published limits, with a virtual clock and an event heap
-//! (no per-minute ticking), so a million gateways run in bounded time.
+//! upstream CA with Let's Encrypt's published limits, with a virtual clock and an event queue
+//! (a calendar of one bucket per simulated minute holding exact event times; nothing is done
+//! for a certificate between its events), so a million gateways run in bounded time.
 //!
 //! The gatecert schedules call the scheduling functions `gatecert run` uses
 //! ([`gatecert::schedule::ari_choice`], [`gatecert::schedule::decide_any`],
@@ -29,8 +30,6 @@
 //! Prints one line per schedule (peak orders/minute, orders, refused by limits, expired,
 //! slack before expiry) and writes DIR/orders-per-hour.csv and DIR/orders-per-hour.png.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use gatecert::schedule::{self, Window};
@@ -171,6 +170,41 @@ impl Windows {
     }
 }
 
+/// The event queue: one bucket per simulated minute up to the horizon, each holding exact
+/// (time, certificate) events; events after the horizon are dropped. Push and pop are O(1);
+/// popping walks the buckets in time order.
+struct Calendar {
+    buckets: Vec<Vec<(i64, u32)>>,
+    current: usize,
+}
+
+impl Calendar {
+    fn new(horizon: i64) -> Calendar {
+        Calendar {
+            buckets: (0..=horizon / MIN).map(|_| Vec::new()).collect(),
+            current: 0,
+        }
+    }
+
+    fn push(&mut self, t: i64, i: u32) {
+        let b = (t.max(0) / MIN) as usize;
+        if let Some(bucket) = self.buckets.get_mut(b.max(self.current)) {
+            bucket.push((t, i));
+        }
+    }
+
+    fn pop(&mut self) -> Option<(i64, u32)> {
+        while self.current < self.buckets.len() {
+            if let Some(e) = self.buckets[self.current].pop() {
+                return Some(e);
+            }
+            self.buckets[self.current] = Vec::new();
+            self.current += 1;
+        }
+        None
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 struct Cert {
     not_before: i64,
@@ -248,7 +282,10 @@ fn next_cron(t: i64, hour: i64) -> i64 {
 /// or the lifetime rule with the device's jitter) and look again when the upstream worker
 /// would ([`schedule::next_look`]).
 fn plan(kind: Kind, p: &Params, i: usize, c: &Cert, now: i64) -> i64 {
-    let seed = format!("gw{i}/cert/{}", c.serial);
+    // Device + certificate identity, as renew::decide's "host/name/serial" seed.
+    let mut seed = [0u8; 12];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    seed[8..].copy_from_slice(&c.serial.to_le_bytes());
     match kind {
         Kind::GatecertAri | Kind::GatecertLifetime => {
             let choice = match kind {
@@ -257,13 +294,7 @@ fn plan(kind: Kind, p: &Params, i: usize, c: &Cert, now: i64) -> i64 {
                 }
                 _ => None,
             };
-            let d = schedule::decide_any(
-                c.not_before,
-                c.not_after,
-                now,
-                seed.as_bytes(),
-                choice.as_ref(),
-            );
+            let d = schedule::decide_any(c.not_before, c.not_after, now, &seed, choice.as_ref());
             schedule::next_look(&d, now)
         }
         Kind::Naive => {
@@ -283,7 +314,7 @@ fn simulate(kind: Kind, p: &Params) -> Report {
     let mut dup = Windows::new(n, WEEK, 5);
     let mut rng = Rng(0x5EED);
     let mut certs = vec![Cert::default(); n];
-    let mut heap: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::with_capacity(n);
+    let mut queue = Calendar::new(p.horizon);
     let mut r = Report {
         min_slack: i64::MAX,
         slack_hours: vec![0; (p.lifetime / HOUR + 2) as usize],
@@ -301,12 +332,12 @@ fn simulate(kind: Kind, p: &Params) -> Report {
                 failures: 0,
                 serial: 0,
             };
-            heap.push(Reverse((plan(kind, p, i, &certs[i], nb), i as u32)));
+            queue.push(plan(kind, p, i, &certs[i], nb), i as u32);
         }
     }
     let outage = p.outage_start..p.outage_start + p.outage_len;
-    while let Some(Reverse((t, i))) = heap.pop() {
-        if t > p.horizon || r.events >= MAX_EVENTS {
+    while let Some((t, i)) = queue.pop() {
+        if r.events >= MAX_EVENTS {
             break;
         }
         r.events += 1;
@@ -320,7 +351,7 @@ fn simulate(kind: Kind, p: &Params) -> Report {
         if outage.contains(&t) {
             r.unreachable += 1;
             certs[i].failures += 1;
-            heap.push(Reverse((retry(certs[i].failures, None), i as u32)));
+            queue.push(retry(certs[i].failures, None), i as u32);
             continue;
         }
         r.orders += 1;
@@ -335,10 +366,7 @@ fn simulate(kind: Kind, p: &Params) -> Report {
         if let Some(free) = refused {
             r.refused += 1;
             certs[i].failures += 1;
-            heap.push(Reverse((
-                retry(certs[i].failures, Some(free - t)),
-                i as u32,
-            )));
+            queue.push(retry(certs[i].failures, Some(free - t)), i as u32);
             continue;
         }
         dom.record(d, t);
@@ -358,7 +386,7 @@ fn simulate(kind: Kind, p: &Params) -> Report {
             failures: 0,
             serial: c.serial + 1,
         };
-        heap.push(Reverse((plan(kind, p, i, &certs[i], t), i as u32)));
+        queue.push(plan(kind, p, i, &certs[i], t), i as u32);
     }
     // Still unrenewed past notAfter at the end: expired too.
     r.expired += certs.iter().filter(|c| c.not_after < p.horizon).count() as u64;
