@@ -19,3 +19,26 @@ for n in $sizes; do
     done
   done
 done
+# The example writes stored (uncompressed) deflate to stay tiny; recompress for keeping.
+for png in "$out"/*/orders-per-hour.png; do
+  python3 - "$png" <<'PY'
+import struct, sys, zlib
+path = sys.argv[1]
+data = open(path, 'rb').read()
+pos, chunks, idat = 8, [], b''
+while pos < len(data):
+    n, = struct.unpack('>I', data[pos:pos + 4])
+    kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+    pos += 12 + n
+    if kind == b'IDAT':
+        idat += body
+    else:
+        chunks.append((kind, body))
+def chunk(kind, body):
+    return struct.pack('>I', len(body)) + kind + body + struct.pack('>I', zlib.crc32(kind + body))
+out = data[:8] + chunk(*chunks[0]) + chunk(b'IDAT', zlib.compress(zlib.decompress(idat), 9))
+out += b''.join(chunk(k, b) for k, b in chunks[1:])
+open(path, 'wb').write(out)
+PY
+done
+echo "PNGs recompressed in $out"

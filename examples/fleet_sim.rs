@@ -357,18 +357,18 @@ fn simulate(kind: Kind, p: &Params) -> Report {
         r.orders += 1;
         r.per_minute[(t / MIN) as usize] += 1;
         let (a, d) = (g / p.per_account as usize, g / p.per_domain as usize);
-        // The account limit counts orders; the others count issued certificates.
+        // A refused request creates no order and no certificate, so it counts against nothing.
         let refused = acct
             .check(a, t)
             .or_else(|| dom.check(d, t))
             .or_else(|| dup.check(i, t));
-        acct.record(a, t);
         if let Some(free) = refused {
             r.refused += 1;
             certs[i].failures += 1;
             queue.push(retry(certs[i].failures, Some(free - t)), i as u32);
             continue;
         }
+        acct.record(a, t);
         dom.record(d, t);
         dup.record(i, t);
         r.issued += 1;
