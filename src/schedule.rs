@@ -243,9 +243,10 @@ pub fn backoff(failures: u32, now: i64, not_after: Option<i64>, retry_after: Opt
 pub fn backoff_base(failures: u32, now: i64, not_after: Option<i64>) -> i64 {
     let exp = 5 * 60i64.saturating_mul(1 << failures.saturating_sub(1).min(12));
     let mut delay = exp.min(6 * HOUR);
-    if let Some(na) = not_after {
-        let remaining = (na - now).max(0);
-        delay = delay.min((remaining / 10).max(60));
+    // Once expired there is nothing left to save by hurrying: the plain exponential backoff
+    // applies (retrying every minute would hammer a CA that refuses us, e.g. by rate limit).
+    if let Some(na) = not_after.filter(|&na| na > now) {
+        delay = delay.min(((na - now) / 10).max(60));
     }
     delay
 }
@@ -484,6 +485,16 @@ mod tests {
         assert!(short <= 12 * 60 * 12 / 10, "{short}");
         let ra = backoff(1, T0, None, Some(7_200)) - T0;
         assert_eq!(ra, 7_200);
+    }
+
+    /// Issue 18 (found by the fleet simulation): an expired certificate's retries do not fall
+    /// to one a minute; they back off as if no expiry were known.
+    #[test]
+    fn backoff_after_expiry_is_not_a_retry_every_minute() {
+        let b = backoff(20, T0, Some(T0 - DAY), None) - T0;
+        assert!((6 * HOUR..=6 * HOUR * 12 / 10).contains(&b), "{b}");
+        let b1 = backoff(1, T0, Some(T0 - DAY), None) - T0;
+        assert!((300..=360).contains(&b1), "{b1}");
     }
 
     #[test]
