@@ -365,10 +365,9 @@ fn simulate(kind: Kind, p: &Params) -> Report {
         if let Some(free) = refused {
             r.refused += 1;
             certs[i].failures += 1;
-            // The upstream worker backs off without the problem's Retry-After (renew::Error does
-            // not carry it), so neither does the simulation; `free` only says it was refused.
-            let _ = free;
-            queue.push(retry(certs[i].failures, None), i as u32);
+            // `rateLimited` with a Retry-After of when the window frees: the upstream worker
+            // passes it to schedule::backoff, as here.
+            queue.push(retry(certs[i].failures, Some(free - t)), i as u32);
             continue;
         }
         acct.record(a, t);

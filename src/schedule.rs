@@ -231,8 +231,12 @@ pub fn backoff(failures: u32, now: i64, not_after: Option<i64>, retry_after: Opt
     let mut delay = backoff_base(failures, now, not_after);
     let spread = (delay / 5).max(1) as u64;
     delay += crypto::random_below(spread).unwrap_or(0) as i64;
-    if let Some(ra) = retry_after {
-        delay = delay.max(ra);
+    if let Some(ra) = retry_after.filter(|&ra| ra > delay) {
+        // Never sooner than the server asked, but not all at that second either: a fleet
+        // refused by the same limit would come back as one herd (the fleet simulation showed
+        // it). Up to 1/10 of the wait, at most an hour, is added.
+        let spread = (ra / 10).clamp(1, HOUR) as u64;
+        delay = ra + crypto::random_below(spread).unwrap_or(0) as i64;
     }
     now + delay
 }
@@ -484,7 +488,18 @@ mod tests {
         let short = backoff(20, T0, Some(T0 + 2 * HOUR), None) - T0;
         assert!(short <= 12 * 60 * 12 / 10, "{short}");
         let ra = backoff(1, T0, None, Some(7_200)) - T0;
-        assert_eq!(ra, 7_200);
+        assert!((7_200..7_920).contains(&ra), "{ra}");
+    }
+
+    /// Issue 18 (found by the fleet simulation): devices refused with the same Retry-After do
+    /// not all come back in the same second; none comes back sooner than asked.
+    #[test]
+    fn retry_after_is_honoured_with_a_spread() {
+        let picks: std::collections::HashSet<i64> = (0..200)
+            .map(|_| backoff(3, T0, None, Some(3 * HOUR)) - T0)
+            .collect();
+        assert!(picks.iter().all(|d| (3 * HOUR..3 * HOUR + 1_080).contains(d)));
+        assert!(picks.len() > 100, "{}", picks.len());
     }
 
     /// Issue 18 (found by the fleet simulation): an expired certificate's retries do not fall

@@ -36,6 +36,9 @@ pub enum Error {
         url: String,
         /// The problem.
         problem: Box<Problem>,
+        /// The response's Retry-After, seconds from then (RFC 8555 §6.6: a `rateLimited`
+        /// answer says when to try again), when it was given.
+        retry_after: Option<i64>,
     },
     /// A response body was not the JSON object expected.
     Json {
@@ -100,7 +103,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Transport(e) => write!(f, "{e}"),
-            Error::Problem { url, problem } => write!(f, "{url}: {problem}"),
+            Error::Problem { url, problem, .. } => write!(f, "{url}: {problem}"),
             Error::Json { url, .. } => write!(f, "{url}: unexpected response body"),
             Error::MissingHeader { url, header } => {
                 write!(f, "{url}: response has no {header} header")
@@ -504,6 +507,7 @@ impl<'a> Client<'a> {
             return Err(Error::Problem {
                 url: url.to_owned(),
                 problem: Box::new(problem(&resp)),
+                retry_after: retry_after(&resp, self.clock.now()),
             });
         }
     }
@@ -549,6 +553,7 @@ impl<'a> Client<'a> {
             return Err(Error::Problem {
                 url: url.to_owned(),
                 problem: Box::new(problem),
+                retry_after: retry_after(&resp, self.clock.now()),
             });
         }
     }
@@ -610,6 +615,7 @@ impl<'a> Client<'a> {
             None if resp.status >= 400 => Err(Error::Problem {
                 url: url.clone(),
                 problem: Box::new(problem(&resp)),
+                retry_after: retry_after(&resp, self.clock.now()),
             }),
             None => Err(Error::MissingHeader {
                 url: url.clone(),

@@ -308,6 +308,12 @@ fn rate_limit_past_the_deadline_fails_with_the_problem() {
         .to_string()
         .contains("rateLimited: too many certificates (HTTP 429)"));
     assert!(h.slept.borrow().is_empty());
+    // Issue 18: the Retry-After travels with the problem, so the upstream worker's backoff
+    // waits it out instead of ordering again every few hours while the limit holds.
+    assert!(
+        matches!(&err, Error::Problem { retry_after: Some(86_400), .. }),
+        "{err:?}"
+    );
 }
 
 /// Found while writing the `acme_json` fuzz target (which now asserts it): a delay-seconds
