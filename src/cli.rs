@@ -42,7 +42,7 @@ fn command_usage(command: &str) -> Option<&'static str> {
         "renew" => "usage: gatecert renew [--force] [-v] [--cert NAME]
 
 Renews every due certificate (standalone ones are issued by the local CA).
-  --force       renew even if not due
+  --force       renew even if not due, and without waiting out a failure backoff
   -v            show each ACME step
   --cert NAME   only this certificate section
 exit: 0 renewed, 1 nothing due, 2 error",

@@ -12,13 +12,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::acme::types::{
-    AuthorizationStatus, Identifier, NewOrder, Order, OrderStatus, RevocationReason,
-};
+use crate::acme::types::{AuthorizationStatus, Identifier, NewOrder, Order, OrderStatus};
 use crate::acme::{self, cert_id, select_chain, transport, Client, Login};
 use crate::challenge::{self, Pending};
-use crate::clock::{self, Clock, SystemClock};
-use crate::config::{Certificate, ChallengeKind, Config, LogTarget};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Certificate, ChallengeKind};
 use crate::crypto::{self, CertInfo, PrivateKey};
 use crate::schedule::{self, AriChoice, Decision, Window};
 use crate::store::{self, CertSet, SetDir};
@@ -162,6 +160,10 @@ pub struct Env<'a> {
     pub transport: &'a dyn transport::Transport,
     /// How to wait (polls, Retry-After, dns_wait).
     pub sleep: &'a dyn Fn(Duration),
+    /// Write the next ARI poll time to `state.json` (the cron `renew`, which has no memory
+    /// between runs). The service keeps it in its queue instead, so a steady state writes no
+    /// flash.
+    pub remember_polls: bool,
 }
 
 /// Per-certificate renewal state, `certs/<name>/state.json`. Rewritten only when it changes.
@@ -174,6 +176,13 @@ pub struct State {
     /// whatever ARI says (a CA need not move the window of a revoked certificate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<String>,
+    /// The ARI certID (RFC 9773 §4.1) that `ari` and `ari_poll_at` belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ari_cert: Option<String>,
+    /// renewalInfo is not fetched again before this time (its `Retry-After`, clamped by
+    /// [`schedule::ari_poll_delay`]; RFC 9773 §4.3). Written by the cron `renew` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ari_poll_at: Option<i64>,
 }
 
 impl State {
@@ -312,6 +321,11 @@ fn finish_rollover(client: &Client, dir: &Path) -> Result<(), Error> {
 
 /// When the installed certificate is due: ARI where the CA offers it (our pick persisted in
 /// `state.json`), else the lifetime rule with per-device jitter.
+///
+/// renewalInfo is fetched again only after its `Retry-After` (clamped to 1 h .. 24 h, 6 h when
+/// absent; RFC 9773 §4.3): the returned [`Decision::recheck`] says when, so the service looks
+/// again then and notices a window the CA moved. An inverted or empty window, or one with
+/// unparseable times, counts as no answer (§4.2 MUST): the lifetime rule applies.
 pub fn decide(
     client: &Client,
     env: &Env,
@@ -320,45 +334,106 @@ pub fn decide(
 ) -> Result<Decision, Error> {
     let now = env.clock.now();
     let seed = format!("{}/{}/{}", hostname(), cert.name, info.serial_hex());
-    let revoked = State::load(env.state_dir, &cert.name)?.revoked;
-    if revoked.is_some_and(|r| crypto::same_serial(&r, &info.serial_hex())) {
+    let lifetime = || schedule::decide(info.not_before, info.not_after, now, seed.as_bytes());
+    let mut state = State::load(env.state_dir, &cert.name)?;
+    if state.revoked.as_deref().is_some_and(|r| crypto::same_serial(r, &info.serial_hex())) {
         return Ok(Decision {
             at: now,
             reason: schedule::Reason::Revoked,
+            recheck: None,
         });
     }
-    if let Some(id) = cert_id(info) {
-        match client.renewal_info(&id) {
-            Ok(Some((ri, _retry_after))) => {
-                let w = &ri.suggested_window;
-                if let (Some(start), Some(end)) = (
-                    crypto::parse_rfc3339(&w.start),
-                    crypto::parse_rfc3339(&w.end),
-                ) {
-                    let mut state = State::load(env.state_dir, &cert.name)?;
-                    let choice = schedule::ari_choice(state.ari.as_ref(), Window { start, end })?;
-                    state.ari = Some(choice);
-                    state.save(env.state_dir, &cert.name)?;
-                    if let Some(url) = &ri.explanation_url {
-                        log::info!("{}: ARI explanation: {url}", cert.name);
-                    }
-                    return Ok(schedule::decide_with_ari(info.not_after, now, &choice));
-                }
-                log::warn!("{}: ARI window has unparseable times", cert.name);
-            }
-            Ok(None) => {}
-            Err(e) => log::warn!(
+    let Some(id) = cert_id(info).filter(|_| client.directory.renewal_info.is_some()) else {
+        return Ok(lifetime());
+    };
+    let same_cert = state.ari_cert.as_deref() == Some(id.as_str());
+    if !same_cert {
+        state.ari = None;
+        state.ari_poll_at = None;
+    }
+    // The CA asked us not to ask again before then (a cron run inside the Retry-After).
+    if let Some(poll_at) = state.ari_poll_at.filter(|&t| now < t) {
+        let d = schedule::decide_any(
+            info.not_before,
+            info.not_after,
+            now,
+            seed.as_bytes(),
+            state.ari.as_ref(),
+        );
+        return Ok(Decision {
+            recheck: Some(poll_at),
+            ..d
+        });
+    }
+    let (ri, retry_after) = match client.renewal_info(&id) {
+        Ok(Some(answer)) => answer,
+        Ok(None) => return Ok(lifetime()),
+        Err(e) => {
+            log::warn!(
                 "{}: ARI unavailable ({e}); using the lifetime rule",
                 cert.name
-            ),
+            );
+            return Ok(Decision {
+                recheck: Some(now + schedule::ARI_POLL_MIN),
+                ..lifetime()
+            });
         }
+    };
+    let poll_at = now + schedule::ari_poll_delay(retry_after);
+    let w = &ri.suggested_window;
+    let window = match (
+        crypto::parse_rfc3339(&w.start),
+        crypto::parse_rfc3339(&w.end),
+    ) {
+        (Some(start), Some(end)) => Some(Window { start, end }),
+        _ => {
+            log::warn!("{}: ARI window has unparseable times", cert.name);
+            None
+        }
+    };
+    let decision = match window {
+        Some(w) if w.usable() => {
+            if let Some(old) = state.ari.filter(|c| c.window != w) {
+                log::info!(
+                    "{}: the CA moved the ARI window from {} to {} .. {}",
+                    cert.name,
+                    crypto::rfc3339(old.window.start),
+                    crypto::rfc3339(w.start),
+                    crypto::rfc3339(w.end)
+                );
+            }
+            let choice = schedule::ari_choice(state.ari.as_ref(), w)?;
+            state.ari = Some(choice);
+            if let Some(url) = &ri.explanation_url {
+                log::info!("{}: ARI explanation: {url}", cert.name);
+            }
+            schedule::decide_with_ari(info.not_before, info.not_after, now, &choice)
+        }
+        Some(w) => {
+            log::warn!(
+                "{}: ARI window {} .. {} ends before it starts or is empty; treated as no \
+                 answer (RFC 9773 §4.2), using the lifetime rule",
+                cert.name,
+                w.start,
+                w.end
+            );
+            state.ari = None;
+            lifetime()
+        }
+        None => {
+            state.ari = None;
+            lifetime()
+        }
+    };
+    state.ari_cert = Some(id);
+    if env.remember_polls {
+        state.ari_poll_at = Some(poll_at);
     }
-    Ok(schedule::decide(
-        info.not_before,
-        info.not_after,
-        now,
-        seed.as_bytes(),
-    ))
+    state.save(env.state_dir, &cert.name)?;
+    Ok(Decision {
+        recheck: Some(poll_at),
+        ..decision
+    })
 }
 
 /// Renews `cert` if due (or `force`), installs it and runs the deploy hook; then, for a
@@ -478,6 +553,7 @@ fn by_days(cert: &Certificate, info: &CertInfo, decision: Decision) -> Decision 
                 Decision {
                     at,
                     reason: schedule::Reason::Lifetime,
+                    ..decision
                 }
             } else {
                 decision
@@ -851,319 +927,9 @@ fn hostname() -> String {
         .into_owned()
 }
 
-/// A configured certificate with a directory, by name (`None` = the first).
-fn pick<'c>(cfg: &'c Config, name: Option<&str>) -> Result<&'c Certificate, String> {
-    let mut acme = cfg.certificates.iter().filter(|c| c.directory.is_some());
-    match name {
-        Some(n) => acme.find(|c| c.name == n).ok_or_else(|| {
-            format!(
-                "no certificate '{n}' with a directory in {}",
-                cfg.source.display()
-            )
-        }),
-        None => acme.next().ok_or_else(|| {
-            format!(
-                "no certificate section with a directory in {}",
-                cfg.source.display()
-            )
-        }),
-    }
-}
+mod cli;
 
-struct Flags {
-    force: bool,
-    verbose: bool,
-    cert: Option<String>,
-    reason: Option<RevocationReason>,
-    rest: Vec<String>,
-}
-
-fn flags(args: &[String], allowed: &[&str]) -> Result<Flags, String> {
-    let mut f = Flags {
-        force: false,
-        verbose: false,
-        cert: None,
-        reason: None,
-        rest: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
-            _ => (a.as_str(), None),
-        };
-        if name.starts_with('-') && !allowed.contains(&name) {
-            return Err(format!("unknown option {name}"));
-        }
-        let mut value = |what: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs {what}"))
-        };
-        match name {
-            "--force" | "-f" => f.force = true,
-            "-v" | "--verbose" => f.verbose = true,
-            "--cert" => f.cert = Some(value("a NAME")?),
-            "--reason" => {
-                let r = value("a REASON")?;
-                f.reason = Some(RevocationReason::parse(&r).ok_or_else(|| {
-                    format!("unknown revocation reason {r:?} (e.g. keyCompromise, superseded, 4)")
-                })?);
-            }
-            _ => f.rest.push(a.clone()),
-        }
-    }
-    Ok(f)
-}
-
-fn init_logging(verbose: bool) {
-    let level = if verbose {
-        log::LevelFilter::Info
-    } else {
-        log::LevelFilter::Warn
-    };
-    crate::logging::init(LogTarget::Stderr, level);
-}
-
-/// A failure named with its certificate, for the `caused by:` chain.
-#[derive(Debug)]
-struct Failed<'a> {
-    what: &'static str,
-    name: &'a str,
-    source: Error,
-}
-
-impl fmt::Display for Failed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} certificate '{}': {}",
-            self.what, self.name, self.source
-        )
-    }
-}
-
-impl std::error::Error for Failed<'_> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&self.source)
-    }
-}
-
-fn transport_for(cert: &Certificate) -> Result<transport::UreqTransport, Error> {
-    Ok(transport::UreqTransport::new(
-        cert.ca_bundle.as_deref(),
-        Duration::from_secs(cert.timeout.max(1)),
-    )?)
-}
-
-/// `gatecert renew [--force] [-v] [--cert NAME]`: 0 renewed, 1 nothing due, 2 error.
-pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
-    let f = match flags(args, &["--force", "-f", "-v", "--verbose", "--cert"]) {
-        Ok(f) if f.rest.is_empty() => f,
-        Ok(f) => return usage(&format!("unexpected argument {:?}", f.rest[0])),
-        Err(m) => return usage(&m),
-    };
-    init_logging(f.verbose);
-    let clock = clock::from_env();
-    let state_dir = &cfg.main.state_dir;
-    let _lock = match store::Lock::acquire(state_dir) {
-        Ok(l) => l,
-        Err(e) => {
-            crate::errchain::print_error(&e);
-            return EXIT_ERROR;
-        }
-    };
-    let mut trust = crate::trust::ClockTrust::load(state_dir, None);
-    if let Err(e) = trust.check(clock.now()) {
-        crate::errchain::print_error(&e);
-        return EXIT_ERROR;
-    }
-    let certs: Vec<&Certificate> = match &f.cert {
-        Some(n) => match pick(cfg, Some(n)) {
-            Ok(c) => vec![c],
-            Err(m) => return usage(&m),
-        },
-        None => cfg
-            .certificates
-            .iter()
-            .filter(|c| c.directory.is_some())
-            .collect(),
-    };
-    if certs.is_empty() {
-        log::info!("no certificate section has a directory; nothing to renew");
-        return EXIT_NOTHING;
-    }
-    let (mut renewed, mut failed) = (false, false);
-    for cert in certs {
-        let result = transport_for(cert).and_then(|t| {
-            let env = Env {
-                state_dir,
-                clock: clock.as_ref(),
-                transport: &t,
-                sleep: &acme::thread_sleep,
-            };
-            renew_one(&env, cert, f.force)
-        });
-        match result {
-            Ok(Outcome::Renewed { not_after }) => {
-                record_health(state_dir, &cert.name, Ok(()), clock.now());
-                log::info!(
-                    "{}: renewed, valid until {}",
-                    cert.name,
-                    crypto::rfc3339(not_after)
-                );
-                renewed = true;
-            }
-            Ok(Outcome::NotDue(_)) => {}
-            Err(source) => {
-                let msg = crate::errchain::one_line(&source);
-                record_health(state_dir, &cert.name, Err(&msg), clock.now());
-                crate::errchain::print_error(&Failed {
-                    what: "renewing",
-                    name: &cert.name,
-                    source,
-                });
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        EXIT_ERROR
-    } else if renewed {
-        EXIT_DONE
-    } else {
-        EXIT_NOTHING
-    }
-}
-
-/// Updates `certs/<name>/health.json` for `gatecert status`; a failure to write it is logged,
-/// never fatal to renewal.
-fn record_health(state_dir: &Path, name: &str, result: Result<(), &str>, now: i64) {
-    if let Err(e) = crate::report::record_attempt(state_dir, name, result, now) {
-        log::warn!("{name}: cannot record renewal health: {e}");
-    }
-}
-
-/// `gatecert revoke [--reason R] [--cert NAME] [-v]`: revokes the live certificate, signed by
-/// the account key (RFC 8555 §7.6).
-pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
-    let f = match flags(args, &["--reason", "--cert", "-v", "--verbose"]) {
-        Ok(f) if f.rest.is_empty() => f,
-        Ok(f) => return usage(&format!("unexpected argument {:?}", f.rest[0])),
-        Err(m) => return usage(&m),
-    };
-    init_logging(f.verbose);
-    let cert = match pick(cfg, f.cert.as_deref()) {
-        Ok(c) => c,
-        Err(m) => return usage(&m),
-    };
-    let result = (|| -> Result<(), Error> {
-        let dir = SetDir::new(cert_dir(&cfg.main.state_dir, &cert.name));
-        let (fullchain, _) = dir.read_live()?.ok_or(Error::NoCertificate(dir.live()))?;
-        let info = CertInfo::from_pem(&fullchain)?;
-        let t = transport_for(cert)?;
-        let clock = SystemClock;
-        let client = Client::new(
-            &t,
-            &clock,
-            &acme::thread_sleep,
-            cert.directory.as_deref().unwrap_or_default(),
-        )?;
-        let login = existing_account(&client, &cfg.main.state_dir)?;
-        client.revoke(&client.account_signer(&login), &info.der, f.reason)?;
-        log::info!("{}: revoked serial {}", cert.name, info.serial_hex());
-        // The next `renew` replaces it, due or not.
-        let mut state = State::load(&cfg.main.state_dir, &cert.name)?;
-        state.revoked = Some(info.serial_hex());
-        state.save(&cfg.main.state_dir, &cert.name)?;
-        println!(
-            "{}: revoked certificate serial {} ({}) at {}; the next `gatecert renew` replaces it",
-            cert.name,
-            info.serial_hex(),
-            info.dns_names
-                .iter()
-                .cloned()
-                .chain(info.ips.iter().map(|ip| ip.to_string()))
-                .collect::<Vec<_>>()
-                .join(", "),
-            cert.directory.as_deref().unwrap_or_default()
-        );
-        Ok(())
-    })();
-    match result {
-        Ok(()) => EXIT_DONE,
-        Err(source) => {
-            crate::errchain::print_error(&Failed {
-                what: "revoking",
-                name: &cert.name,
-                source,
-            });
-            EXIT_ERROR
-        }
-    }
-}
-
-/// `gatecert account rollover [--cert NAME] [-v]`: replaces the account key (RFC 8555 §7.3.5).
-/// The new key is written to `key.pem.next` first, the server told, then `key.pem` replaced
-/// atomically; after a crash in between, the next run settles it ([`finish_rollover`]).
-pub fn cmd_account(cfg: &Config, args: &[String]) -> i32 {
-    let f = match flags(args, &["--cert", "-v", "--verbose"]) {
-        Ok(f) => f,
-        Err(m) => return usage(&m),
-    };
-    if f.rest.first().map(String::as_str) != Some("rollover") || f.rest.len() != 1 {
-        return usage("usage: gatecert account rollover [--cert NAME] [-v]");
-    }
-    init_logging(f.verbose);
-    let cert = match pick(cfg, f.cert.as_deref()) {
-        Ok(c) => c,
-        Err(m) => return usage(&m),
-    };
-    let state_dir = &cfg.main.state_dir;
-    let result = (|| -> Result<(), Error> {
-        let t = transport_for(cert)?;
-        let clock = SystemClock;
-        let client = Client::new(
-            &t,
-            &clock,
-            &acme::thread_sleep,
-            cert.directory.as_deref().unwrap_or_default(),
-        )?;
-        let _lock = store::Lock::acquire(state_dir)?;
-        let login = existing_account(&client, state_dir)?;
-        let dir = account_dir(state_dir, &client.url);
-        let new_key = PrivateKey::generate(login.key.kind())?;
-        let next = dir.join("key.pem.next");
-        store::write_atomic(&next, new_key.to_pem().as_bytes(), store::SECRET)?;
-        log::info!("{}: key change {}", cert.name, client.directory.key_change);
-        client.key_change(&login, &new_key)?;
-        store::write_atomic(
-            &dir.join("key.pem"),
-            new_key.to_pem().as_bytes(),
-            store::SECRET,
-        )?;
-        let _ = std::fs::remove_file(&next);
-        log::info!("{}: account key replaced", cert.name);
-        Ok(())
-    })();
-    match result {
-        Ok(()) => EXIT_DONE,
-        Err(source) => {
-            crate::errchain::print_error(&Failed {
-                what: "rolling over the account key for",
-                name: &cert.name,
-                source,
-            });
-            EXIT_ERROR
-        }
-    }
-}
-
-fn usage(msg: &str) -> i32 {
-    eprintln!("gatecert: error: {msg}");
-    EXIT_ERROR
-}
+pub use cli::{cmd_account, cmd_renew, cmd_revoke};
 
 mod token;
 

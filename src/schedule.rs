@@ -20,6 +20,22 @@ use crate::crypto;
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
 
+/// ARI re-poll bounds: a renewalInfo `Retry-After` is obeyed within `[MIN, MAX]`; without one
+/// the client asks again after [`ARI_POLL_DEFAULT`]. RFC 9773 §4.3: clients should not poll
+/// more often than the Retry-After asks, and should clamp it to a reasonable range.
+pub const ARI_POLL_MIN: i64 = HOUR;
+/// See [`ARI_POLL_MIN`].
+pub const ARI_POLL_MAX: i64 = DAY;
+/// The re-poll interval when the renewalInfo response has no `Retry-After`.
+pub const ARI_POLL_DEFAULT: i64 = 6 * HOUR;
+
+/// Seconds until renewalInfo may be fetched again, from the response's `Retry-After`.
+pub fn ari_poll_delay(retry_after: Option<i64>) -> i64 {
+    retry_after
+        .unwrap_or(ARI_POLL_DEFAULT)
+        .clamp(ARI_POLL_MIN, ARI_POLL_MAX)
+}
+
 /// Why a certificate is (or is not yet) due.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -58,12 +74,20 @@ pub struct Decision {
     pub at: i64,
     /// Why at that time.
     pub reason: Reason,
+    /// When to look again before `at` (the next ARI poll): the CA may move the window.
+    pub recheck: Option<i64>,
 }
 
 impl Decision {
     /// True when `now` has reached the renewal time.
     pub fn due(&self, now: i64) -> bool {
         now >= self.at
+    }
+
+    /// When the scheduler should next look at this certificate: the renewal time, or the
+    /// next ARI poll if that comes first.
+    pub fn wake_at(&self) -> i64 {
+        self.recheck.map_or(self.at, |r| r.min(self.at))
     }
 }
 
@@ -97,11 +121,13 @@ pub fn decide(not_before: i64, not_after: i64, now: i64, jitter_seed: &[u8]) -> 
         return Decision {
             at: not_after,
             reason: Reason::Expired,
+            recheck: None,
         };
     }
     Decision {
         at: lifetime_renew_at(not_before, not_after, jitter_seed),
         reason: Reason::Lifetime,
+        recheck: None,
     }
 }
 
@@ -112,6 +138,14 @@ pub struct Window {
     pub start: i64,
     /// `suggestedWindow.end`.
     pub end: i64,
+}
+
+impl Window {
+    /// RFC 9773 §4.2: "If the end of the window is not after the start, the client MUST treat
+    /// this as though the server had not responded": an inverted or empty window is no window.
+    pub fn usable(&self) -> bool {
+        self.end > self.start
+    }
 }
 
 /// Our random pick inside an ARI window, persisted until the window changes.
@@ -142,18 +176,51 @@ pub fn ari_choice(
     Ok(AriChoice { window, at })
 }
 
-/// The decision with an ARI choice: the pick wins, but never later than expiry.
-pub fn decide_with_ari(not_after: i64, now: i64, choice: &AriChoice) -> Decision {
+/// The latest time an ARI pick may schedule renewal: the last tenth of the lifetime is kept
+/// for retries, so a window lying (partly or wholly) after notAfter never schedules renewal at
+/// the moment of expiry.
+pub fn ari_latest(not_before: i64, not_after: i64) -> i64 {
+    let lifetime = (not_after - not_before).max(0);
+    not_after - (lifetime / 10).max(60.min(lifetime))
+}
+
+/// The decision with an ARI choice: the pick wins, clamped into the lifetime
+/// ([`ari_latest`]).
+pub fn decide_with_ari(not_before: i64, not_after: i64, now: i64, choice: &AriChoice) -> Decision {
     if now >= not_after {
         return Decision {
             at: not_after,
             reason: Reason::Expired,
+            recheck: None,
         };
     }
     Decision {
-        at: choice.at.min(not_after),
+        at: choice.at.min(ari_latest(not_before, not_after)),
         reason: Reason::AriWindow,
+        recheck: None,
     }
+}
+
+/// The decision `gatecert run` and `gatecert renew` take for a certificate: the ARI pick when
+/// the CA gave a usable window ([`decide_with_ari`]), else the lifetime rule with jitter
+/// ([`decide`]). The fleet simulation (`examples/fleet_sim.rs`) calls this same function.
+pub fn decide_any(
+    not_before: i64,
+    not_after: i64,
+    now: i64,
+    jitter_seed: &[u8],
+    ari: Option<&AriChoice>,
+) -> Decision {
+    match ari {
+        Some(c) => decide_with_ari(not_before, not_after, now, c),
+        None => decide(not_before, not_after, now, jitter_seed),
+    }
+}
+
+/// When the upstream worker looks at a certificate that is not due: at the renewal time or
+/// the next ARI poll, never sooner than a minute from `now`.
+pub fn next_look(decision: &Decision, now: i64) -> i64 {
+    decision.wake_at().max(now + 60)
 }
 
 /// Exponential backoff after `failures` consecutive failed attempts: 5 min, 10 min, 20 min, ...
@@ -161,18 +228,31 @@ pub fn decide_with_ari(not_after: i64, now: i64, choice: &AriChoice) -> Decision
 /// must get several tries before they expire), with up to 20% random jitter added. A server's
 /// `Retry-After` wins when it asks for longer.
 pub fn backoff(failures: u32, now: i64, not_after: Option<i64>, retry_after: Option<i64>) -> i64 {
-    let exp = 5 * 60i64.saturating_mul(1 << failures.saturating_sub(1).min(12));
-    let mut delay = exp.min(6 * HOUR);
-    if let Some(na) = not_after {
-        let remaining = (na - now).max(0);
-        delay = delay.min((remaining / 10).max(60));
-    }
+    let mut delay = backoff_base(failures, now, not_after);
     let spread = (delay / 5).max(1) as u64;
     delay += crypto::random_below(spread).unwrap_or(0) as i64;
-    if let Some(ra) = retry_after {
-        delay = delay.max(ra);
+    if let Some(ra) = retry_after.filter(|&ra| ra > delay) {
+        // Never sooner than the server asked, but not all at that second either: a fleet
+        // refused by the same limit would come back as one herd (the fleet simulation showed
+        // it). Up to 1/10 of the wait, at most an hour, is added.
+        let spread = (ra / 10).clamp(1, HOUR) as u64;
+        delay = ra + crypto::random_below(spread).unwrap_or(0) as i64;
     }
     now + delay
+}
+
+/// [`backoff`]'s delay without the jitter: the least a failing certificate waits after its
+/// `failures`-th consecutive failure at `now`. `gatecert renew` from cron checks it against the
+/// last recorded failure, so a failing renewal does not place an order on every cron run.
+pub fn backoff_base(failures: u32, now: i64, not_after: Option<i64>) -> i64 {
+    let exp = 5 * 60i64.saturating_mul(1 << failures.saturating_sub(1).min(12));
+    let mut delay = exp.min(6 * HOUR);
+    // Once expired there is nothing left to save by hurrying: the plain exponential backoff
+    // applies (retrying every minute would hammer a CA that refuses us, e.g. by rate limit).
+    if let Some(na) = not_after.filter(|&na| na > now) {
+        delay = delay.min(((na - now) / 10).max(60));
+    }
+    delay
 }
 
 /// The renewal engine's queue: certificate names keyed on their next renewal time, soonest
@@ -340,17 +420,60 @@ mod tests {
             },
             at: T0 - DAY - 5,
         };
-        let d = decide_with_ari(T0 + DAY, T0, &c);
+        let d = decide_with_ari(T0 - 5 * DAY, T0 + DAY, T0, &c);
         assert!(d.due(T0));
         assert_eq!(d.reason, Reason::AriWindow);
+    }
+
+    /// Issue 18: a valid window lying after notAfter must not schedule renewal at the moment
+    /// of expiry; the pick is clamped into the lifetime, leaving its last tenth for retries.
+    #[test]
+    fn ari_window_after_expiry_is_clamped_into_the_lifetime() {
+        let (nb, na) = (T0, T0 + 90 * DAY);
         let late = AriChoice {
             window: Window {
-                start: T0 + 5 * DAY,
-                end: T0 + 6 * DAY,
+                start: na + DAY,
+                end: na + 2 * DAY,
             },
-            at: T0 + 5 * DAY,
+            at: na + DAY,
         };
-        assert_eq!(decide_with_ari(T0 + DAY, T0, &late).at, T0 + DAY);
+        let d = decide_with_ari(nb, na, T0, &late);
+        assert_eq!(d.at, na - 9 * DAY);
+        // Six-day certificate, window straddling notAfter: still 14.4 h before expiry.
+        let (nb, na) = (T0, T0 + 6 * DAY);
+        let straddle = AriChoice {
+            window: Window {
+                start: na - HOUR,
+                end: na + HOUR,
+            },
+            at: na,
+        };
+        assert_eq!(decide_with_ari(nb, na, T0, &straddle).at, na - 6 * DAY / 10);
+        // A pick inside the lifetime is left alone.
+        let fine = AriChoice {
+            window: Window {
+                start: T0 + DAY,
+                end: T0 + 2 * DAY,
+            },
+            at: T0 + DAY + 5,
+        };
+        assert_eq!(decide_with_ari(nb, na, T0, &fine).at, T0 + DAY + 5);
+    }
+
+    /// RFC 9773 §4.2 MUST: end before start, or end = start, is no window.
+    #[test]
+    fn inverted_and_empty_windows_are_not_usable() {
+        assert!(!Window { start: 10, end: 5 }.usable());
+        assert!(!Window { start: 10, end: 10 }.usable());
+        assert!(Window { start: 10, end: 11 }.usable());
+    }
+
+    #[test]
+    fn ari_poll_delay_is_clamped_with_a_six_hour_default() {
+        assert_eq!(ari_poll_delay(None), 6 * HOUR);
+        assert_eq!(ari_poll_delay(Some(0)), HOUR);
+        assert_eq!(ari_poll_delay(Some(2 * HOUR)), 2 * HOUR);
+        assert_eq!(ari_poll_delay(Some(30 * DAY)), DAY);
     }
 
     #[test]
@@ -365,7 +488,28 @@ mod tests {
         let short = backoff(20, T0, Some(T0 + 2 * HOUR), None) - T0;
         assert!(short <= 12 * 60 * 12 / 10, "{short}");
         let ra = backoff(1, T0, None, Some(7_200)) - T0;
-        assert_eq!(ra, 7_200);
+        assert!((7_200..7_920).contains(&ra), "{ra}");
+    }
+
+    /// Issue 18 (found by the fleet simulation): devices refused with the same Retry-After do
+    /// not all come back in the same second; none comes back sooner than asked.
+    #[test]
+    fn retry_after_is_honoured_with_a_spread() {
+        let picks: std::collections::HashSet<i64> = (0..200)
+            .map(|_| backoff(3, T0, None, Some(3 * HOUR)) - T0)
+            .collect();
+        assert!(picks.iter().all(|d| (3 * HOUR..3 * HOUR + 1_080).contains(d)));
+        assert!(picks.len() > 100, "{}", picks.len());
+    }
+
+    /// Issue 18 (found by the fleet simulation): an expired certificate's retries do not fall
+    /// to one a minute; they back off as if no expiry were known.
+    #[test]
+    fn backoff_after_expiry_is_not_a_retry_every_minute() {
+        let b = backoff(20, T0, Some(T0 - DAY), None) - T0;
+        assert!((6 * HOUR..=6 * HOUR * 12 / 10).contains(&b), "{b}");
+        let b1 = backoff(1, T0, Some(T0 - DAY), None) - T0;
+        assert!((300..=360).contains(&b1), "{b1}");
     }
 
     #[test]

@@ -195,3 +195,59 @@ fn a_fatal_error_is_printed_once_in_one_format() {
         );
     }
 }
+
+/// Issue 18: `renew` from cron honours the service's failure backoff. A renewal that failed
+/// (here: the upstream refuses TLS) is not tried again, and no connection is made, on the next
+/// cron run inside the backoff; `--force` still tries at once. The upstream is a bare TCP
+/// listener on 127.0.0.1 that counts connections and closes them.
+#[test]
+fn cron_renew_backs_off_after_a_failure_instead_of_ordering_every_run() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let tmp = TempDir::new("cli-backoff");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let cfg = tmp.path().join("gatecert.conf");
+    std::fs::write(
+        &cfg,
+        format!(
+            "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\
+             config certificate 'gw'\n\tlist domain 'gw.example'\n\
+             \toption directory 'https://127.0.0.1:{port}/dir'\n\toption timeout '5'\n",
+            tmp.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let renew = |extra: &[&str]| {
+        let mut args = vec!["--config", cfg.to_str().unwrap(), "renew"];
+        args.extend_from_slice(extra);
+        gatecert(tmp.path(), &args)
+    };
+    let first = renew(&[]);
+    assert_eq!(first.status.code(), Some(2), "{first:?}");
+    let after_first = count.load(Ordering::SeqCst);
+    assert!(after_first >= 1, "the first run tried the upstream");
+    let second = renew(&[]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{second:?}");
+    assert!(err.contains("backing off until"), "{err}");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        after_first,
+        "no connection inside the backoff"
+    );
+    let forced = renew(&["--force"]);
+    assert_eq!(forced.status.code(), Some(2), "{forced:?}");
+    assert!(
+        count.load(Ordering::SeqCst) > after_first,
+        "--force tries now"
+    );
+}

@@ -36,6 +36,9 @@ pub enum Error {
         url: String,
         /// The problem.
         problem: Box<Problem>,
+        /// The response's Retry-After, seconds from then (RFC 8555 §6.6: a `rateLimited`
+        /// answer says when to try again), when it was given.
+        retry_after: Option<i64>,
     },
     /// A response body was not the JSON object expected.
     Json {
@@ -100,7 +103,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Transport(e) => write!(f, "{e}"),
-            Error::Problem { url, problem } => write!(f, "{url}: {problem}"),
+            Error::Problem { url, problem, .. } => write!(f, "{url}: {problem}"),
             Error::Json { url, .. } => write!(f, "{url}: unexpected response body"),
             Error::MissingHeader { url, header } => {
                 write!(f, "{url}: response has no {header} header")
@@ -404,7 +407,11 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// Finalizes with a DER CSR (RFC 8555 §7.4) and polls until the order is valid.
+    /// Finalizes with a DER CSR (RFC 8555 §7.4). The finalize response is the updated order:
+    /// when it is already `valid` it is used as is; when it is `processing`, the order is
+    /// polled after the response's Retry-After (delay-seconds or HTTP-date, RFC 9110
+    /// §10.2.3; §7.4: "the client SHOULD ... wait for the time given in the Retry-After"),
+    /// else after the usual backoff, until it is valid.
     pub fn finalize(
         &self,
         login: &Login,
@@ -414,7 +421,23 @@ impl<'a> Client<'a> {
     ) -> Result<Order, Error> {
         let payload = serde_json::json!({ "csr": crypto::b64url(csr_der) });
         log::info!("finalize {}", order.finalize);
-        self.post(&order.finalize, &login.signer(), Some(&payload), None)?;
+        let resp = self.post(&order.finalize, &login.signer(), Some(&payload), None)?;
+        // A server that answers finalize with no order body (seen in the wild) is polled.
+        if let Ok(updated) = serde_json::from_slice::<Order>(&resp.body) {
+            match updated.status {
+                OrderStatus::Valid if updated.certificate.is_some() => return Ok(updated),
+                OrderStatus::Invalid => {
+                    return Err(Error::Failed {
+                        what: "order is invalid after finalize".into(),
+                        url: order_url.to_owned(),
+                        problem: updated.error.map(Box::new),
+                    })
+                }
+                _ => {}
+            }
+        }
+        let deadline = self.clock.now() + self.policy.poll_deadline;
+        self.wait(&resp, 0, deadline, "order", order_url)?;
         self.poll_order(login, order_url, |s| s == OrderStatus::Valid)
     }
 
@@ -484,6 +507,7 @@ impl<'a> Client<'a> {
             return Err(Error::Problem {
                 url: url.to_owned(),
                 problem: Box::new(problem(&resp)),
+                retry_after: retry_after(&resp, self.clock.now()),
             });
         }
     }
@@ -529,6 +553,7 @@ impl<'a> Client<'a> {
             return Err(Error::Problem {
                 url: url.to_owned(),
                 problem: Box::new(problem),
+                retry_after: retry_after(&resp, self.clock.now()),
             });
         }
     }
@@ -590,6 +615,7 @@ impl<'a> Client<'a> {
             None if resp.status >= 400 => Err(Error::Problem {
                 url: url.clone(),
                 problem: Box::new(problem(&resp)),
+                retry_after: retry_after(&resp, self.clock.now()),
             }),
             None => Err(Error::MissingHeader {
                 url: url.clone(),

@@ -308,6 +308,12 @@ fn rate_limit_past_the_deadline_fails_with_the_problem() {
         .to_string()
         .contains("rateLimited: too many certificates (HTTP 429)"));
     assert!(h.slept.borrow().is_empty());
+    // Issue 18: the Retry-After travels with the problem, so the upstream worker's backoff
+    // waits it out instead of ordering again every few hours while the limit holds.
+    assert!(
+        matches!(&err, Error::Problem { retry_after: Some(86_400), .. }),
+        "{err:?}"
+    );
 }
 
 /// Found while writing the `acme_json` fuzz target (which now asserts it): a delay-seconds
@@ -684,4 +690,78 @@ fn unreachable_directory_names_the_url() {
         err.to_string().contains("GET https://nowhere.test/dir"),
         "{err}"
     );
+}
+
+/// Issue 18: a finalize response that is already `valid` is used as is — no order poll, no
+/// sleep (the old code always polled the order again).
+#[test]
+fn finalize_uses_a_valid_finalize_response_without_polling() {
+    let h = Harness::new("");
+    h.t.push(
+        Method::Head,
+        "https://ca.test/nonce",
+        response(200, &[("Replay-Nonce", "n")], ""),
+    );
+    let valid = ORDER.replace(
+        r#""status":"pending""#,
+        r#""status":"valid","certificate":"https://ca.test/cert/9""#,
+    );
+    h.t.push(
+        Method::Post,
+        "https://ca.test/order/1/fin",
+        response(200, &[("Replay-Nonce", "a")], &valid),
+    );
+    let ready: types::Order = serde_json::from_str(&ORDER.replace("pending", "ready")).unwrap();
+    let order = h
+        .run(|c| c.finalize(&login(), "https://ca.test/order/1", &ready, b"csr"))
+        .unwrap();
+    assert_eq!(order.certificate.as_deref(), Some("https://ca.test/cert/9"));
+    assert!(h.slept.borrow().is_empty());
+    let posts: Vec<_> =
+        h.t.seen()
+            .iter()
+            .filter(|r| r.method == Method::Post)
+            .map(|r| r.url.clone())
+            .collect();
+    assert_eq!(posts, vec!["https://ca.test/order/1/fin".to_owned()]);
+}
+
+/// Issue 18: a `processing` finalize response's Retry-After, in its HTTP-date form, sets the
+/// wait before the one order poll (not a fixed ~1 s backoff).
+#[test]
+fn finalize_processing_waits_for_the_http_date_retry_after() {
+    let h = Harness::new("");
+    h.t.push(
+        Method::Head,
+        "https://ca.test/nonce",
+        response(200, &[("Replay-Nonce", "n")], ""),
+    );
+    // 1_800_000_000 = Fri, 15 Jan 2027 08:00:00 GMT; ask for 7 s later.
+    h.t.push(
+        Method::Post,
+        "https://ca.test/order/1/fin",
+        response(
+            200,
+            &[
+                ("Retry-After", "Fri, 15 Jan 2027 08:00:07 GMT"),
+                ("Replay-Nonce", "a"),
+            ],
+            &ORDER.replace("pending", "processing"),
+        ),
+    );
+    let valid = ORDER.replace(
+        r#""status":"pending""#,
+        r#""status":"valid","certificate":"https://ca.test/cert/9""#,
+    );
+    h.t.push(
+        Method::Post,
+        "https://ca.test/order/1",
+        response(200, &[("Replay-Nonce", "b")], &valid),
+    );
+    let ready: types::Order = serde_json::from_str(&ORDER.replace("pending", "ready")).unwrap();
+    let order = h
+        .run(|c| c.finalize(&login(), "https://ca.test/order/1", &ready, b"csr"))
+        .unwrap();
+    assert_eq!(order.certificate.as_deref(), Some("https://ca.test/cert/9"));
+    assert_eq!(*h.slept.borrow(), vec![Duration::from_secs(7)]);
 }

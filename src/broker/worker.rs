@@ -491,6 +491,7 @@ impl Worker {
             clock: self.clock.as_ref(),
             transport: &transport,
             sleep: &sleep,
+            remember_polls: false,
         };
         // The clock gate, as for every order (the caller's check may be stale by now).
         let trusted = crate::trust::ClockTrust::load(env.state_dir, None)
@@ -530,6 +531,7 @@ impl Worker {
                         clock: self.clock.as_ref(),
                         transport: &transport,
                         sleep: &sleep,
+                        remember_polls: false,
                     };
                     self.shared.begin();
                     let directory = cert.directory.as_deref().unwrap_or_default();
@@ -582,7 +584,9 @@ impl Worker {
                             // Re-read the decision for the new certificate in a minute.
                             self.queue.schedule(&name, now + 60);
                         }
-                        renew::Outcome::NotDue(d) => self.queue.schedule(&name, d.at.max(now + 60)),
+                        renew::Outcome::NotDue(d) => {
+                            self.queue.schedule(&name, schedule::next_look(&d, now))
+                        }
                     }
                 }
                 Err(e) => {
@@ -594,7 +598,7 @@ impl Worker {
                     let not_after = live_not_after(&self.cfg.main.state_dir, &name);
                     let st = self.renewals.entry(name.clone()).or_default();
                     st.failures += 1;
-                    let at = schedule::backoff(st.failures, now, not_after, None);
+                    let at = schedule::backoff(st.failures, now, not_after, server_retry_after(&e));
                     log::warn!(
                         "{name}: renewal failed ({}); the current certificate stays; next try {}",
                         crate::errchain::one_line(&e),
@@ -674,6 +678,15 @@ fn transport_outcome(t: &transport::Error, e: &renew::Error) -> Outcome {
     match t.failure() {
         Failure::Timeout | Failure::Refused => Outcome::Unreachable(crate::errchain::one_line(e)),
         Failure::Other => Outcome::Failed(crate::errchain::one_line(e)),
+    }
+}
+
+/// The server's Retry-After on a refusal (e.g. `rateLimited`, RFC 8555 §6.6): the backoff
+/// waits at least that long rather than asking again while the limit still holds.
+fn server_retry_after(e: &renew::Error) -> Option<i64> {
+    match e {
+        renew::Error::Acme(acme::Error::Problem { retry_after, .. }) => *retry_after,
+        _ => None,
     }
 }
 

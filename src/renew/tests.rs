@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use super::cli::flags;
 use super::*;
 use crate::acme::transport::{response, Method, TestTransport};
+use crate::acme::types::RevocationReason;
 use crate::clock::FixedClock;
 use crate::crypto::KeyType;
 
@@ -180,6 +182,7 @@ fn ari_choice_is_persisted_and_rewritten_only_when_the_window_moves() {
         clock: &clock,
         transport: &t,
         sleep: &|_| {},
+        remember_polls: false,
     };
     let client = Client::new(&t, &clock, &|_| {}, DIR).unwrap();
     let d1 = decide(&client, &env, &cfg, &info).unwrap();
@@ -228,6 +231,7 @@ fn without_ari_the_lifetime_rule_decides() {
         clock: &clock,
         transport: &t,
         sleep: &|_| {},
+        remember_polls: false,
     };
     let client = Client::new(&t, &clock, &|_| {}, DIR).unwrap();
     let d = decide(&client, &env, &cfg, &info).unwrap();
@@ -268,6 +272,7 @@ fn a_revoked_certificate_is_due_at_once_whatever_ari_says() {
         clock: &clock,
         transport: &t,
         sleep: &|_| {},
+        remember_polls: false,
     };
     let client = Client::new(&t, &clock, &|_| {}, DIR).unwrap();
     // Another serial was revoked: this one follows ARI.
@@ -360,6 +365,7 @@ fn a_run_with_nothing_due_repairs_a_torn_export() {
         clock: &clock,
         transport: &t,
         sleep: &|_| {},
+        remember_polls: false,
     };
     let outcome = renew_one(&env, &cfg, false).unwrap();
     assert!(matches!(outcome, Outcome::NotDue(_)), "{outcome:?}");
@@ -377,6 +383,162 @@ fn a_run_with_nothing_due_repairs_a_torn_export() {
     );
     std::fs::remove_dir_all(state).unwrap();
 }
+
+/// One ACME directory with ARI, for the ARI tests below.
+fn ari_setup(
+    tag: &str,
+    lifetime: (i64, i64),
+) -> (PathBuf, Certificate, CertInfo, TestTransport, String) {
+    let state = tempdir(tag);
+    let cfg = cert_config("gw.example");
+    let k = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let (leaf, _) = issued(&k, "gw.example", lifetime.0, lifetime.1);
+    let info = CertInfo::from_pem(&leaf).unwrap();
+    let id = cert_id(&info).unwrap();
+    let t = TestTransport::new();
+    let dir = r#"{"newNonce":"n","newAccount":"a","newOrder":"o","revokeCert":"r",
+        "keyChange":"k","renewalInfo":"https://ca.test/ari"}"#;
+    t.push(Method::Get, DIR, response(200, &[], dir));
+    (state, cfg, info, t, format!("https://ca.test/ari/{id}"))
+}
+
+fn ari_window(s: i64, e: i64) -> String {
+    format!(
+        r#"{{"suggestedWindow":{{"start":"{}","end":"{}"}}}}"#,
+        crypto::rfc3339(s),
+        crypto::rfc3339(e)
+    )
+}
+
+/// Issue 18 / RFC 9773 §4.3: the renewalInfo Retry-After (clamped to 1 h .. 24 h, 6 h when
+/// absent) is when the service looks again; a window the CA moved earlier in the meantime is
+/// noticed at that poll, not at the old pick weeks later.
+#[test]
+fn ari_is_polled_again_after_retry_after_and_a_moved_window_is_acted_on() {
+    let now = 1_800_000_000;
+    let (state, cfg, info, t, url) = ari_setup("ari-repoll", (now - 10 * DAY, now + 80 * DAY));
+    let (s1, e1) = (now + 50 * DAY, now + 52 * DAY);
+    t.push(
+        Method::Get,
+        &url,
+        response(200, &[("Retry-After", "7200")], &ari_window(s1, e1)),
+    );
+    // Two hours later the CA has moved the window into the past (a mass revocation).
+    t.push(
+        Method::Get,
+        &url,
+        response(200, &[], &ari_window(now - DAY, now + HOUR_S)),
+    );
+    // Then: no Retry-After → 6 h; a huge one → clamped to 24 h.
+    t.push(Method::Get, &url, response(200, &[], &ari_window(s1, e1)));
+    t.push(
+        Method::Get,
+        &url,
+        response(200, &[("Retry-After", "9999999")], &ari_window(s1, e1)),
+    );
+    let clock = FixedClock::new(now);
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+        remember_polls: false,
+    };
+    let client = Client::new(&t, &clock, &|_| {}, DIR).unwrap();
+    let d1 = decide(&client, &env, &cfg, &info).unwrap();
+    assert!((s1..=e1).contains(&d1.at));
+    assert_eq!(d1.recheck, Some(now + 7_200));
+    assert_eq!(
+        d1.wake_at(),
+        now + 7_200,
+        "the service wakes for the re-poll"
+    );
+    clock.advance(7_200);
+    let d2 = decide(&client, &env, &cfg, &info).unwrap();
+    assert!(d2.due(clock.now()), "the moved window is acted on at once");
+    assert_eq!(d2.reason, schedule::Reason::AriWindow);
+    assert_eq!(
+        decide(&client, &env, &cfg, &info).unwrap().recheck,
+        Some(clock.now() + 6 * 3_600)
+    );
+    assert_eq!(
+        decide(&client, &env, &cfg, &info).unwrap().recheck,
+        Some(clock.now() + DAY)
+    );
+    assert_eq!(t.remaining(), 0);
+    std::fs::remove_dir_all(state).unwrap();
+}
+
+const HOUR_S: i64 = 3_600;
+
+/// Issue 18: the cron `renew` (remember_polls) keeps the Retry-After in state.json and does
+/// not fetch renewalInfo again before it; after it, it does.
+#[test]
+fn cron_renew_honours_the_stored_ari_retry_after() {
+    let now = 1_800_000_000;
+    let (state, cfg, info, t, url) = ari_setup("ari-cron", (now - 10 * DAY, now + 80 * DAY));
+    let (s1, e1) = (now + 50 * DAY, now + 52 * DAY);
+    t.push(
+        Method::Get,
+        &url,
+        response(200, &[("Retry-After", "21600")], &ari_window(s1, e1)),
+    );
+    t.push(Method::Get, &url, response(200, &[], &ari_window(s1, e1)));
+    let clock = FixedClock::new(now);
+    let env = Env {
+        state_dir: &state,
+        clock: &clock,
+        transport: &t,
+        sleep: &|_| {},
+        remember_polls: true,
+    };
+    let client = Client::new(&t, &clock, &|_| {}, DIR).unwrap();
+    let d1 = decide(&client, &env, &cfg, &info).unwrap();
+    let fetches = || t.seen().iter().filter(|r| r.url == url).count();
+    assert_eq!(fetches(), 1);
+    // A cron run an hour later (a new process: the state is re-read from disk).
+    clock.advance(HOUR_S);
+    let d2 = decide(&client, &env, &cfg, &info).unwrap();
+    assert_eq!(fetches(), 1, "no fetch inside the Retry-After");
+    assert_eq!(d2.at, d1.at);
+    assert_eq!(d2.recheck, Some(now + 21_600));
+    clock.advance(5 * HOUR_S);
+    decide(&client, &env, &cfg, &info).unwrap();
+    assert_eq!(fetches(), 2, "fetched again once it has passed");
+    std::fs::remove_dir_all(state).unwrap();
+}
+
+/// RFC 9773 §4.2 MUST: an inverted window (end before start) or an empty one (start = end) is
+/// treated as no answer: the lifetime rule decides, and ARI is asked again later.
+#[test]
+fn inverted_and_empty_ari_windows_fall_back_to_the_lifetime_rule() {
+    let now = 1_800_000_000;
+    for (tag, s, e) in [
+        ("ari-inverted", now + 5 * DAY, now + 4 * DAY),
+        ("ari-empty", now + 5 * DAY, now + 5 * DAY),
+    ] {
+        let (nb, na) = (now - 10 * DAY, now + 80 * DAY);
+        let (state, cfg, info, t, url) = ari_setup(tag, (nb, na));
+        t.push(Method::Get, &url, response(200, &[], &ari_window(s, e)));
+        let clock = FixedClock::new(now);
+        let env = Env {
+            state_dir: &state,
+            clock: &clock,
+            transport: &t,
+            sleep: &|_| {},
+            remember_polls: false,
+        };
+        let client = Client::new(&t, &clock, &|_| {}, DIR).unwrap();
+        let d = decide(&client, &env, &cfg, &info).unwrap();
+        assert_eq!(d.reason, schedule::Reason::Lifetime, "{tag}");
+        assert!(d.at <= na - 30 * DAY && d.at > na - 31 * DAY, "{tag}");
+        assert_eq!(d.recheck, Some(now + 6 * HOUR_S), "{tag}");
+        let stored = State::load(&state, "gw").unwrap();
+        assert_eq!(stored.ari, None, "{tag}");
+        std::fs::remove_dir_all(state).unwrap();
+    }
+}
+
 
 /// Certificates imported from acme-common send its events through `notify`, as acme-acmesh's
 /// hook does: issue-failed without a live certificate, renew-failed with one, nothing when
@@ -413,6 +575,7 @@ fn imported_certificates_send_acme_events() {
         clock: &clock,
         transport: &t,
         sleep: &|_| {},
+        remember_polls: true,
     };
     assert!(renew_one(&env, &cfg, false).is_err());
     let ssl = state.join("ssl").display().to_string();
@@ -438,6 +601,7 @@ fn imported_certificates_send_acme_events() {
         clock: &clock,
         transport: &t,
         sleep: &|_| {},
+        remember_polls: true,
     };
     let outcome = renew_one(&env, &one, false).unwrap();
     assert!(matches!(outcome, Outcome::NotDue(_)), "{outcome:?}");
@@ -451,6 +615,7 @@ fn imported_certificates_send_acme_events() {
         clock: &clock,
         transport: &t,
         sleep: &|_| {},
+        remember_polls: true,
     };
     assert!(renew_one(&env, &one, true).is_err());
     assert!(
@@ -460,6 +625,7 @@ fn imported_certificates_send_acme_events() {
     );
     std::fs::remove_dir_all(state).unwrap();
 }
+
 
 /// acme-common's `days`: due once the certificate is that old, unless the usual rule says
 /// earlier.
@@ -472,6 +638,7 @@ fn days_brings_the_renewal_forward_never_back() {
     let usual = Decision {
         at: now + 60 * DAY,
         reason: schedule::Reason::Lifetime,
+        recheck: None,
     };
     let mut cfg = cert_config("gw.example");
     assert_eq!(by_days(&cfg, &info, usual.clone()).at, now + 60 * DAY);

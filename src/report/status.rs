@@ -732,7 +732,7 @@ fn schedule_row(row: &mut CertStatus, ari: Option<AriChoice>, seed: &str, now: i
     // A stored pick whose window ended before this certificate began belongs to its
     // predecessor; the renew code replaces it on its next ARI fetch.
     let decision = match ari.filter(|c| c.window.end > nb) {
-        Some(choice) => schedule::decide_with_ari(na, now, &choice),
+        Some(choice) => schedule::decide_with_ari(nb, na, now, &choice),
         None => schedule::decide(nb, na, now, seed.as_bytes()),
     };
     row.next_renewal = Some(decision.at);
