@@ -142,6 +142,8 @@ pub struct Service {
     counters: Arc<crate::report::Counters>,
     /// The floor issuance is waiting for (the clock is untrusted), as last logged.
     waiting: Option<(i64, FloorSource)>,
+    /// EST is on but has no certificate to serve (logged once, see [`Service::upkeep`]).
+    est_off: bool,
 }
 
 /// Makes sure `<state_dir>/ca` holds a CA the service may use. With none, creates one; with one
@@ -258,6 +260,7 @@ impl Service {
             served: None,
             counters,
             waiting: None,
+            est_off: false,
         };
         svc.upkeep()?;
         Ok(svc)
@@ -314,8 +317,27 @@ impl Service {
             }
             return Ok(());
         }
-        let ensured = est::listener_identity(&self.cfg, self.est.ca(), now, &mut trust)
-            .map_err(Error::Est)?;
+        let ensured = match est::listener_identity(&self.cfg, self.est.ca(), now, &mut trust) {
+            Err(e @ est::Error::NoListenerNames) => {
+                // Not fatal (procd would give up): the service goes on with its other work and
+                // opens EST once an ACME certificate is installed or the policy admits a name.
+                self.note_waiting(waiting);
+                if !self.est_off {
+                    log::error!(
+                        "EST listener off: {e}; it opens once an ACME certificate is installed \
+                         or allow_suffix/allow_ip admits a name of the router's"
+                    );
+                    self.est_off = true;
+                }
+                if self.server.take().is_some() {
+                    log::warn!("EST listener closed: no certificate to serve");
+                }
+                self.served = None;
+                return Ok(());
+            }
+            r => r.map_err(Error::Est)?,
+        };
+        self.est_off = false;
         self.note_waiting(waiting.or(ensured.waiting));
         let Some(id) = ensured.identity else {
             // Nothing valid to serve, and the clock forbids issuing: no listener until it may.

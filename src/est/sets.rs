@@ -104,12 +104,15 @@ fn listener_names(cfg: &Config, ca: &LocalCa) -> (Vec<String>, Vec<IpAddr>) {
         .nodename()
         .to_string_lossy()
         .to_ascii_lowercase();
+    // A fully qualified host name (`gw1.example.com`, as Yocto images often set) gives its
+    // first label: the router is `gw1.lan` on the LAN.
+    let label = host.split('.').next().unwrap_or_default().to_string();
     let own_dns: Vec<String> = cfg
         .ca
         .allow_suffix
         .iter()
-        .filter(|_| !host.is_empty() && !host.contains('.'))
-        .map(|s| format!("{host}.{}", s.trim_start_matches('.')))
+        .filter(|_| !label.is_empty())
+        .map(|s| format!("{label}.{}", s.trim_start_matches('.')))
         .collect();
     let listen = cfg.est.listen.ip();
     let own_ips: Vec<IpAddr> = if listen.is_unspecified() {
@@ -134,7 +137,35 @@ fn listener_names(cfg: &Config, ca: &LocalCa) -> (Vec<String>, Vec<IpAddr>) {
             }
         }
     }
+    if dns.is_empty() && ips.is_empty() {
+        // Nothing of the router's own passes (a host name that is no DNS label, say): a fixed
+        // name under the first suffix the CA allows, else the loopback address if it may.
+        let fallback = cfg
+            .ca
+            .allow_suffix
+            .iter()
+            .map(|s| format!("gatecert.{}", s.trim_start_matches('.')))
+            .find(|d| ca.check_names(std::slice::from_ref(d), &[]).is_ok());
+        if let Some(d) = fallback {
+            dns.push(d);
+        } else if let Some(ip) = [
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+        ]
+        .into_iter()
+        .find(|ip| ca.check_names(&[], std::slice::from_ref(ip)).is_ok())
+        {
+            ips.push(ip);
+        }
+    }
     (dns, ips)
+}
+
+/// True when the local CA may issue the EST listener a certificate of its own (some name of
+/// the router's, or a fallback, passes its policy): else EST can only serve an ACME one.
+pub fn listener_has_names(cfg: &Config, ca: &LocalCa) -> bool {
+    let (dns, ips) = listener_names(cfg, ca);
+    !dns.is_empty() || !ips.is_empty()
 }
 
 /// Keeps `set` issued from the local CA: the live set stays while it is valid now, for the

@@ -1,0 +1,135 @@
+//! Issue 14 item 8: first boot of `gatecert run` with an ACME certificate for a public name
+//! and EST on. The service must stay up, serve EST at once on a local certificate for the
+//! router's own names, and switch to the ACME certificate once it is issued (no restart).
+//!
+//! The host name is set in a private UTS namespace (`unshare -u`) to a fully qualified one,
+//! as Yocto images often have: the router's local name then comes from its first label.
+
+mod common;
+
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Pebble, Proc, TempDir};
+
+/// The served certificate's issuer and subjectAltName, from openssl s_client.
+fn served(port: u16) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | \
+             openssl x509 -noout -issuer -ext subjectAltName"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn first_boot_with_an_acme_certificate_serves_est_locally_then_switches() {
+    let pebble = Pebble::start();
+    let tmp = TempDir::new("first-boot");
+    let dir = tmp.path();
+    let state = dir.join("state");
+    let conf = dir.join("gatecert.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+             config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
+             \tlist domain 'gw1.example.com'\n\toption http_listen '127.0.0.1:80'\n\n\
+             config ca 'local'\n\tlist allow_suffix 'lan'\n\n\
+             config est 'est'\n\toption enabled '1'\n",
+            state.display(),
+            common::DIRECTORY,
+            pebble.https_ca.display(),
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = dir.join("run.log");
+    let bin = env!("CARGO_BIN_EXE_gatecert");
+    let mut run = Proc(
+        Command::new("unshare")
+            .args([
+                "-u",
+                "sh",
+                "-c",
+                "hostname gw1.example.com && exec \"$@\"",
+                "sh",
+                bin,
+            ])
+            .arg("--config")
+            .arg(&conf)
+            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .env("GATECERT_TICK_SECS", "1")
+            .env_remove("GATECERT_FAKE_NOW")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            run.0.try_wait().unwrap().is_none(),
+            "gatecert run exited:\n{}",
+            logged()
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "EST did not listen:\n{}",
+            logged()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // At once: EST answers, on the local CA's certificate for the router's own name.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(state.join("ca/root.pem"))
+        .args(["--resolve", &format!("gw1.lan:{port}:127.0.0.1")])
+        .args(["-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("https://gw1.lan:{port}/.well-known/est/cacerts"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logged()
+    );
+    // Then the ACME certificate, once issued: pebble's issuer, the public name.
+    let t = Instant::now();
+    loop {
+        let now = served(port);
+        if now.contains("Pebble") {
+            assert!(now.contains("DNS:gw1.example.com"), "{now}");
+            break;
+        }
+        assert!(now.contains("DNS:gw1.lan"), "{now}\n{}", logged());
+        assert!(
+            run.0.try_wait().unwrap().is_none(),
+            "gatecert run exited:\n{}",
+            logged()
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the ACME certificate was not served:\n{now}\n{}",
+            logged()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(state.join("certs/gw/live/cert.pem").exists());
+    assert!(run.0.try_wait().unwrap().is_none(), "{}", logged());
+}
