@@ -83,7 +83,7 @@ pub enum Error {
         /// The certificate section's name.
         name: String,
         /// The cause.
-        source: est::Error,
+        source: crate::renew::Error,
     },
 }
 
@@ -119,7 +119,8 @@ impl std::error::Error for Error {
         match self {
             Error::Lock(e) => Some(e),
             Error::Ca(e) => Some(e),
-            Error::Est(e) | Error::Standalone { source: e, .. } => Some(e),
+            Error::Est(e) => Some(e),
+            Error::Standalone { source: e, .. } => Some(e),
             Error::Http(e) => Some(e),
             Error::Config(e) => Some(e),
             Error::Signals(e) | Error::Worker(e) => Some(e),
@@ -294,21 +295,27 @@ impl Service {
             .iter()
             .filter(|c| c.directory.is_none())
         {
-            let set = est::LocalSet {
-                state_dir: &state_dir,
-                name: &c.name,
-                names: (c.domains.clone(), c.ips.clone()),
-                lifetime: Some(self.cfg.ca.max_lifetime),
-                key_uri: c.key_uri.as_ref(),
-            };
-            let ensured =
-                est::ensure_local_set(&set, self.est.ca(), now, &mut trust).map_err(|source| {
-                    Error::Standalone {
+            let kept = crate::renew::standalone::keep(
+                &state_dir,
+                c,
+                self.est.ca(),
+                self.cfg.ca.max_lifetime,
+                now,
+                &mut trust,
+            );
+            match kept {
+                Ok(kept) => waiting = waiting.or(kept.waiting),
+                // The previous set is back (if there was one); the service goes on.
+                Err(e @ crate::renew::Error::DeployHook { .. }) => {
+                    log::error!("{}: {}", c.name, crate::errchain::one_line(&e));
+                }
+                Err(source) => {
+                    return Err(Error::Standalone {
                         name: c.name.clone(),
                         source,
-                    }
-                })?;
-            waiting = waiting.or(ensured.waiting);
+                    })
+                }
+            }
         }
         if !self.cfg.est.enabled {
             self.note_waiting(waiting);

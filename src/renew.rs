@@ -72,6 +72,8 @@ pub enum Error {
     NoAccount(PathBuf),
     /// The clock is below its floor ([`crate::trust`]): no order is placed.
     Clock(crate::trust::Untrusted),
+    /// A standalone certificate could not be issued from the local CA ([`standalone`]).
+    Local(crate::est::Error),
 }
 
 impl fmt::Display for Error {
@@ -110,6 +112,7 @@ impl fmt::Display for Error {
             Error::NoCertificate(p) => write!(f, "no certificate installed at {}", p.display()),
             Error::NoAccount(p) => write!(f, "no ACME account at {}", p.display()),
             Error::Clock(u) => write!(f, "{u}"),
+            Error::Local(e) => write!(f, "{e}"),
         }
     }
 }
@@ -123,6 +126,7 @@ impl std::error::Error for Error {
             Error::Store(e) => e.source(),
             Error::Crypto(e) => e.source(),
             Error::Transport(e) => e.source(),
+            Error::Local(e) => e.source(),
             _ => None,
         }
     }
@@ -756,26 +760,33 @@ fn install_set(
             }
         }
     };
+    deploy(&dir, cert, previous.as_deref())?;
+    retire_old_key();
+    Ok(Outcome::Renewed {
+        not_after: leaf.not_after,
+    })
+}
+
+/// Runs `cert`'s deploy hook, if any, on the set just made live in `dir`; if it fails, puts
+/// `previous` (the generation live before) back, exports it and runs the hook again. Shared by
+/// ACME certificates and standalone ones ([`standalone`]).
+pub(crate) fn deploy(
+    dir: &SetDir,
+    cert: &Certificate,
+    previous: Option<&str>,
+) -> Result<(), Error> {
     let Some(hook) = &cert.deploy_hook else {
-        retire_old_key();
-        return Ok(Outcome::Renewed {
-            not_after: leaf.not_after,
-        });
+        return Ok(());
     };
-    match run_deploy_hook(hook, cert, &dir) {
-        Ok(()) => {
-            retire_old_key();
-            Ok(Outcome::Renewed {
-                not_after: leaf.not_after,
-            })
-        }
+    match run_deploy_hook(hook, cert, dir) {
+        Ok(()) => Ok(()),
         Err(status) => {
-            let restored = match &previous {
+            let restored = match previous {
                 Some(gen) => {
                     dir.restore(gen)?;
-                    export(&dir, cert)?;
+                    export(dir, cert)?;
                     log::warn!("{}: deploy hook failed; restored {gen}", cert.name);
-                    if let Err(again) = run_deploy_hook(hook, cert, &dir) {
+                    if let Err(again) = run_deploy_hook(hook, cert, dir) {
                         log::error!("{}: deploy hook failed again ({again})", cert.name);
                     }
                     true
@@ -793,7 +804,7 @@ fn install_set(
 
 /// Writes OpenWrt's `<install_dir>/<name>.{key,crt,chain.crt,fullchain.crt,combined.crt}`
 /// from the live set, when `install_dir` is set.
-fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
+pub(crate) fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
     let Some(out) = &cert.install_dir else {
         return Ok(());
     };
@@ -980,22 +991,67 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
         return EXIT_ERROR;
     }
     let certs: Vec<&Certificate> = match &f.cert {
-        Some(n) => match pick(cfg, Some(n)) {
-            Ok(c) => vec![c],
-            Err(m) => return usage(&m),
+        Some(n) => match cfg.certificates.iter().find(|c| &c.name == n) {
+            Some(c) => vec![c],
+            None => match pick(cfg, Some(n)) {
+                Ok(c) => vec![c],
+                Err(m) => return usage(&m),
+            },
         },
-        None => cfg
-            .certificates
-            .iter()
-            .filter(|c| c.directory.is_some())
-            .collect(),
+        None => cfg.certificates.iter().collect(),
     };
     if certs.is_empty() {
-        log::info!("no certificate section has a directory; nothing to renew");
+        log::info!("no certificate section; nothing to renew");
         return EXIT_NOTHING;
     }
     let (mut renewed, mut failed) = (false, false);
     for cert in certs {
+        if cert.directory.is_none() {
+            // Standalone: from the local CA, as the service does (created here if need be).
+            let result = crate::daemon::ensure_ca(cfg, clock.now())
+                .map_err(|e| Error::Config(crate::errchain::one_line(&e)))
+                .and_then(|_| {
+                    let ca =
+                        crate::ca::LocalCa::open(&crate::ca::LocalCa::dir_in(state_dir), &cfg.ca)
+                            .map_err(|e| Error::Local(e.into()))?;
+                    let mut trust = crate::trust::ClockTrust::load(
+                        state_dir,
+                        Some(ca.intermediate().not_before),
+                    );
+                    standalone::keep(
+                        state_dir,
+                        cert,
+                        &ca,
+                        cfg.ca.max_lifetime,
+                        clock.now(),
+                        &mut trust,
+                    )
+                });
+            match result {
+                Ok(kept) => {
+                    if let Some(w) = kept.waiting {
+                        log::warn!("{}: waiting for a trusted clock to issue: {w}", cert.name);
+                    }
+                    if let Some(not_after) = kept.renewed {
+                        log::info!(
+                            "{}: issued from the local CA, valid until {}",
+                            cert.name,
+                            crypto::rfc3339(not_after)
+                        );
+                        renewed = true;
+                    }
+                }
+                Err(source) => {
+                    crate::errchain::print_error(&Failed {
+                        what: "renewing",
+                        name: &cert.name,
+                        source,
+                    });
+                    failed = true;
+                }
+            }
+            continue;
+        }
         let result = transport_for(cert).and_then(|t| {
             let env = Env {
                 state_dir,
@@ -1165,6 +1221,7 @@ fn usage(msg: &str) -> i32 {
     EXIT_ERROR
 }
 
+pub mod standalone;
 mod token;
 
 #[cfg(test)]

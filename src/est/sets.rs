@@ -53,6 +53,9 @@ pub struct Ensured {
     pub identity: Option<ListenerIdentity>,
     /// Set when a new certificate was needed but the clock is not trusted: the service waits.
     pub waiting: Option<Untrusted>,
+    /// Set when a new certificate was installed just now: the generation that was live before
+    /// (`None` for a first one), for a rollback if the deploy hook fails.
+    pub installed: Option<Option<String>>,
 }
 
 /// The EST listener's certificate: the gateway's ACME certificate when one is installed and
@@ -80,6 +83,7 @@ pub fn listener_identity(
                     ..found
                 }),
                 waiting: None,
+                installed: None,
             });
         }
     }
@@ -196,6 +200,7 @@ pub fn ensure_local_set(
                 return Ok(Ensured {
                     identity: Some(found),
                     waiting: None,
+                    installed: None,
                 });
             }
             serving = Some(found);
@@ -209,6 +214,7 @@ pub fn ensure_local_set(
                 return Ok(Ensured {
                     identity: Some(found),
                     waiting: None,
+                    installed: None,
                 });
             }
             serving = Some(found);
@@ -225,6 +231,7 @@ pub fn ensure_local_set(
             return Ok(Ensured {
                 identity: serving.or(ahead.map(|(found, _)| found)),
                 waiting: Some(u),
+                installed: None,
             });
         }
     };
@@ -265,7 +272,7 @@ pub fn ensure_local_set(
             )
         })
         .map_err(Error::Audit)?;
-    dir.install(&new)?;
+    let previous = dir.install(&new)?;
     log::info!(
         "issued {} from the local CA for {} (serial {}, until {})",
         dir.path().display(),
@@ -283,6 +290,7 @@ pub fn ensure_local_set(
             not_after: issued.not_after,
         }),
         waiting: None,
+        installed: Some(previous),
     })
 }
 
