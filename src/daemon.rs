@@ -65,6 +65,8 @@ pub enum Error {
     Config(config::Error),
     /// Signal handlers could not be installed.
     Signals(io::Error),
+    /// The control socket could not be set up.
+    Control(io::Error),
     /// The upstream worker thread could not be started.
     Worker(io::Error),
     /// The clock is not trusted yet, so the local CA cannot be created.
@@ -83,7 +85,7 @@ pub enum Error {
         /// The certificate section's name.
         name: String,
         /// The cause.
-        source: crate::renew::Error,
+        source: Box<crate::renew::Error>,
     },
 }
 
@@ -96,6 +98,7 @@ impl fmt::Display for Error {
             Error::Http(_) => f.write_str("EST listener"),
             Error::Config(_) => f.write_str("reloading the config"),
             Error::Signals(_) => f.write_str("installing signal handlers"),
+            Error::Control(_) => f.write_str("binding the control socket"),
             Error::Worker(_) => f.write_str("starting the upstream worker thread"),
             Error::Clock(_) => f.write_str("local CA not created"),
             Error::StateDirChanged { old, new } => write!(
@@ -120,10 +123,10 @@ impl std::error::Error for Error {
             Error::Lock(e) => Some(e),
             Error::Ca(e) => Some(e),
             Error::Est(e) => Some(e),
-            Error::Standalone { source: e, .. } => Some(e),
+            Error::Standalone { source: e, .. } => Some(e.as_ref()),
             Error::Http(e) => Some(e),
             Error::Config(e) => Some(e),
-            Error::Signals(e) | Error::Worker(e) => Some(e),
+            Error::Signals(e) | Error::Worker(e) | Error::Control(e) => Some(e),
             Error::Clock(e) => Some(e),
             Error::Audit(e) => Some(e),
             Error::StateDirChanged { .. } => None,
@@ -312,7 +315,7 @@ impl Service {
                 Err(source) => {
                     return Err(Error::Standalone {
                         name: c.name.clone(),
-                        source,
+                        source: Box::new(source),
                     })
                 }
             }
@@ -398,6 +401,73 @@ impl Service {
             None => log::info!("clock trusted: issuing again"),
         }
         self.waiting = key;
+    }
+
+    /// `gatecert renew` handed over the control socket: standalone certificates are kept here
+    /// (as at each tick), ACME ones renewed on the upstream worker, which orders one at a time;
+    /// the client gets the combined exit code (0 renewed, 1 nothing due, 2 error).
+    pub fn renew_request(&mut self, client: crate::control::Client, req: crate::control::Request) {
+        use crate::control::ANSWER_TIMEOUT;
+        let wanted = |c: &config::Certificate| req.cert.as_ref().is_none_or(|n| *n == c.name);
+        if let Some(n) = &req.cert {
+            if !self.cfg.certificates.iter().any(|c| c.name == *n) {
+                client.answer(2, &format!("no certificate '{n}' in the config"));
+                return;
+            }
+        }
+        let now = self.clock.now();
+        let state_dir = self.cfg.main.state_dir.clone();
+        let mut trust = ClockTrust::load(&state_dir, Some(self.est.ca().intermediate().not_before));
+        let (mut code, mut message) = (1, String::new());
+        for c in self.cfg.certificates.iter().filter(|c| c.directory.is_none() && wanted(c)) {
+            let kept = crate::renew::standalone::keep(
+                &state_dir,
+                c,
+                self.est.ca(),
+                self.cfg.ca.max_lifetime,
+                now,
+                &mut trust,
+            );
+            match kept {
+                Ok(k) if k.renewed.is_some() => code = combine(code, 0),
+                Ok(k) => {
+                    if let Some(w) = k.waiting {
+                        message.push_str(&format!("{}: {w}\n", c.name));
+                    }
+                }
+                Err(e) => {
+                    code = 2;
+                    message.push_str(&format!("{}: {}\n", c.name, crate::errchain::one_line(&e)));
+                }
+            }
+        }
+        let acme = self.cfg.certificates.iter().any(|c| c.directory.is_some() && wanted(c));
+        let pending = match self.est.broker() {
+            Some(b) if acme => b.renew(req.force, req.cert.clone()),
+            _ => None,
+        };
+        let Some(answer) = pending else {
+            if acme {
+                code = 2;
+                message.push_str("the upstream worker is not running\n");
+            }
+            client.answer(code, &message);
+            return;
+        };
+        // The worker may take a while (an ACME order): the answer is sent from a thread so the
+        // service goes on serving; the socket takes no other client until then.
+        let spawned = std::thread::Builder::new()
+            .name("gatecert-control".into())
+            .spawn(move || {
+                let (c, m) = answer
+                    .recv_timeout(ANSWER_TIMEOUT)
+                    .unwrap_or((2, "no answer from the upstream worker in time".into()));
+                message.push_str(&m);
+                client.answer(combine(code, c), &message);
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot answer the renew request: {e}");
+        }
     }
 
     /// Applies a new config: a new CA policy, new certificates, perhaps a new listen address.
@@ -623,6 +693,15 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
         svc.cfg.main.state_dir.display(),
         std::process::id()
     );
+    // `gatecert renew` while the service runs hands its request over here (crate::control).
+    // Not fatal: without it `gatecert renew` says the state directory is locked.
+    let control = match crate::control::Listener::bind(&svc.cfg.main.state_dir) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::error!("{}", crate::errchain::one_line(&Error::Control(e)));
+            None
+        }
+    };
     let mut monitor = crate::report::Monitor::new(svc.counters());
     if let Some(addr) = svc.cfg.metrics.listen {
         serve_metrics(addr, &svc, monitor.counters().clone());
@@ -632,9 +711,16 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
     let mut next_tick = Instant::now() + tick;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
-        let ready = svc.step(&[signals.wake.as_fd()], wait)?;
+        let mut fds = vec![signals.wake.as_fd()];
+        fds.extend(control.as_ref().map(|c| c.fd()));
+        let ready = svc.step(&fds, wait)?;
         if ready.first() == Some(&true) {
             signals.drain();
+        }
+        if ready.get(1) == Some(&true) {
+            if let Some((client, req)) = control.as_ref().and_then(|c| c.accept()) {
+                svc.renew_request(client, req);
+            }
         }
         if signals.term.swap(false, Ordering::SeqCst) {
             log::info!("stopping");
@@ -660,6 +746,15 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             // Renewal of certificates with a `directory` runs on the upstream worker thread
             // (crate::broker::worker), on its own queue; `step` picks a renewed certificate up.
         }
+    }
+}
+
+/// Two renewal exit codes as one: an error wins, then a renewal, then nothing due.
+fn combine(a: i32, b: i32) -> i32 {
+    if a == 2 || b == 2 {
+        2
+    } else {
+        a.min(b)
     }
 }
 

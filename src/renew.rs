@@ -978,6 +978,24 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
     init_logging(f.verbose);
     let clock = clock::from_env();
     let state_dir = &cfg.main.state_dir;
+    // A running service holds the lock: it does the renewal and says how it went.
+    let req = crate::control::Request {
+        force: f.force,
+        cert: f.cert.clone(),
+    };
+    match crate::control::request(state_dir, &req) {
+        Ok(Some((code, message))) => {
+            for line in message.lines() {
+                log::error!("{line}");
+            }
+            return code;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            crate::errchain::print_error(&e);
+            return EXIT_ERROR;
+        }
+    }
     let _lock = match store::Lock::acquire(state_dir) {
         Ok(l) => l,
         Err(e) => {

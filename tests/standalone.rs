@@ -102,7 +102,10 @@ fn renew_issues_exports_and_deploys_standalone_certificates() {
     let out = gatecert(dir, &["renew"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code(&out), 2, "{err}");
-    assert!(err.contains("deploy_hook") && err.contains("restored"), "{err}");
+    assert!(
+        err.contains("deploy_hook") && err.contains("restored"),
+        "{err}"
+    );
     assert_eq!(hook_runs(dir), 3);
     assert_eq!(std::fs::read(dir.join("out/gateway.crt")).unwrap(), first);
     assert_eq!(
