@@ -97,9 +97,19 @@ pub struct Client {
 impl Client {
     /// Sends the exit code and message, and frees the socket for the next client.
     pub fn answer(mut self, code: i32, message: &str) {
-        let _ = write!(self.stream, "{code}\n{message}");
-        let _ = self.stream.flush();
+        finish(&mut self.stream, code, message);
     }
+}
+
+/// Writes the answer, then reads what the client sent beyond the request (at most 4 KiB,
+/// within the stream's read timeout) until it closes: closing with unread data would reset the
+/// connection, and the client would lose the answer.
+fn finish(stream: &mut UnixStream, code: i32, message: &str) {
+    let _ = write!(stream, "{code}\n{message}");
+    let _ = stream.flush();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut rest = Vec::new();
+    let _ = stream.take(4096).read_to_end(&mut rest);
 }
 
 impl Drop for Client {
@@ -148,9 +158,10 @@ impl Listener {
             return None;
         }
         if self.busy.swap(true, Ordering::SeqCst) {
-            let _ = write!(
-                stream,
-                "2\nanother renew request is being served; try again"
+            finish(
+                &mut stream,
+                2,
+                "another renew request is being served; try again",
             );
             return None;
         }
@@ -256,5 +267,63 @@ mod tests {
             .unwrap_err()
             .contains("needs"));
         assert!(Request::parse("renew -x\n").unwrap_err().contains("\"-x\""));
+    }
+
+    fn answer_of(mut s: UnixStream) -> String {
+        let mut a = String::new();
+        s.read_to_string(&mut a).unwrap();
+        a
+    }
+
+    /// Waits (bounded) until the listener has a client, then accepts it.
+    fn accept_one(l: &Listener) -> Option<(Client, Request)> {
+        let fd = l.fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let _ = rustix::event::poll(&mut fds, None);
+        l.accept()
+    }
+
+    #[test]
+    fn the_socket_is_private_bounded_and_takes_one_client_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("gatecert-control-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let l = Listener::bind(&dir).unwrap();
+        let mode = std::fs::metadata(path_in(&dir))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // A request longer than MAX_REQUEST: refused, saying why.
+        let mut c = UnixStream::connect(path_in(&dir)).unwrap();
+        c.write_all(format!("renew --cert {}\n", "x".repeat(300)).as_bytes())
+            .unwrap();
+        assert!(accept_one(&l).is_none());
+        assert!(answer_of(c).starts_with("2\nthe request must be one line of at most 256"));
+
+        // One client at a time: a second one while the first is unanswered is told so.
+        let mut first = UnixStream::connect(path_in(&dir)).unwrap();
+        first.write_all(b"renew --force\n").unwrap();
+        let (client, req) = accept_one(&l).unwrap();
+        assert!(req.force);
+        let mut second = UnixStream::connect(path_in(&dir)).unwrap();
+        second.write_all(b"renew\n").unwrap();
+        assert!(accept_one(&l).is_none());
+        assert!(answer_of(second).starts_with("2\nanother renew request"));
+        client.answer(1, "");
+        assert_eq!(answer_of(first), "1\n");
+        // Answered: the next client is taken.
+        let mut third = UnixStream::connect(path_in(&dir)).unwrap();
+        third.write_all(b"renew\n").unwrap();
+        let (client, _) = accept_one(&l).unwrap();
+        client.answer(0, "");
+        assert_eq!(answer_of(third), "0\n");
+        drop(l);
+        assert!(!path_in(&dir).exists(), "removed on drop");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -133,3 +133,95 @@ fn first_boot_with_an_acme_certificate_serves_est_locally_then_switches() {
     assert!(state.join("certs/gw/live/cert.pem").exists());
     assert!(run.0.try_wait().unwrap().is_none(), "{}", logged());
 }
+
+/// The CA allows none of the router's names (its intermediate was made for `lan`, the config
+/// now says `corp.example`): the service stays up without EST, says so in the log and in
+/// `status`, and does not exit.
+#[test]
+fn no_name_the_ca_allows_keeps_running_without_est() {
+    let tmp = TempDir::new("first-boot-no-est");
+    let dir = tmp.path();
+    let state = dir.join("state");
+    let conf = dir.join("gatecert.conf");
+    let write = |suffix: &str| {
+        std::fs::write(
+            &conf,
+            format!(
+                "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+                 config certificate 'gw'\n\toption directory 'https://127.0.0.1:1/dir'\n\
+                 \tlist domain 'gw1.example.com'\n\n\
+                 config ca 'local'\n\tlist allow_suffix '{suffix}'\n\n\
+                 config est 'est'\n\toption enabled '1'\n",
+                state.display(),
+            ),
+        )
+        .unwrap();
+    };
+    let port = free_port();
+    let start = |log: &std::path::Path| {
+        Proc(
+            Command::new(env!("CARGO_BIN_EXE_gatecert"))
+                .arg("--config")
+                .arg(&conf)
+                .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+                .env("GATECERT_TICK_SECS", "1")
+                .env_remove("GATECERT_FAKE_NOW")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // The CA is made for `lan`.
+    write("lan");
+    let first = dir.join("first.log");
+    let run = start(&first);
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            std::fs::read_to_string(&first)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(run);
+    // Now nothing of the router's is within both allow_suffix and the intermediate's constraints.
+    write("corp.example");
+    let log = dir.join("run.log");
+    let mut run = start(&log);
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let t = Instant::now();
+    while !logged().contains("EST listener off") {
+        assert!(
+            run.0.try_wait().unwrap().is_none(),
+            "run exited:\n{}",
+            logged()
+        );
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", logged());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Several ticks later: still up, logged once, no listener.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        run.0.try_wait().unwrap().is_none(),
+        "run exited:\n{}",
+        logged()
+    );
+    assert_eq!(
+        logged().matches("EST listener off").count(),
+        1,
+        "{}",
+        logged()
+    );
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    let out = Command::new(env!("CARGO_BIN_EXE_gatecert"))
+        .arg("--config")
+        .arg(&conf)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let attention = json["attention"].to_string();
+    assert!(attention.contains("EST off"), "{attention}");
+}

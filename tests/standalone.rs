@@ -149,3 +149,42 @@ fn the_service_exports_and_deploys_standalone_certificates() {
         std::fs::read(dir.join("state/certs/gateway/live/cert.pem")).unwrap()
     );
 }
+
+#[test]
+fn a_failing_deploy_hook_is_logged_and_the_service_goes_on() {
+    let tmp = TempDir::new("standalone-run-hook-fails");
+    let dir = tmp.path();
+    config(dir, "", 3);
+    let log = dir.join("run.log");
+    let mut run = Proc(
+        Command::new(env!("CARGO_BIN_EXE_gatecert"))
+            .arg("--config")
+            .arg(dir.join("gatecert.conf"))
+            .arg("run")
+            .env("GATECERT_TICK_SECS", "1")
+            .env_remove("GATECERT_FAKE_NOW")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let t = Instant::now();
+    while !logged().contains("deploy_hook") {
+        assert!(
+            run.0.try_wait().unwrap().is_none(),
+            "run exited:\n{}",
+            logged()
+        );
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", logged());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Ticks later the service still runs; with no previous set, the new one stays live.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        run.0.try_wait().unwrap().is_none(),
+        "run exited:\n{}",
+        logged()
+    );
+    check_exported(dir);
+}
