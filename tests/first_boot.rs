@@ -225,3 +225,62 @@ fn no_name_the_ca_allows_keeps_running_without_est() {
     let attention = json["attention"].to_string();
     assert!(attention.contains("EST off"), "{attention}");
 }
+
+/// A host name that is no DNS label (`my_router`): the listener's local certificate is for
+/// `gatecert.<first allow_suffix>`.
+#[test]
+fn a_host_name_that_is_no_dns_label_falls_back_to_gatecert_under_the_suffix() {
+    let tmp = TempDir::new("first-boot-fallback");
+    let dir = tmp.path();
+    let conf = dir.join("gatecert.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+             config certificate 'gw'\n\toption directory 'https://127.0.0.1:1/dir'\n\
+             \tlist domain 'gw1.example.com'\n\n\
+             config ca 'local'\n\tlist allow_suffix 'lan'\n\tlist allow_suffix 'home.arpa'\n\n\
+             config est 'est'\n\toption enabled '1'\n",
+            dir.join("state").display(),
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = dir.join("run.log");
+    let mut run = Proc(
+        Command::new("unshare")
+            .args([
+                "-u",
+                "sh",
+                "-c",
+                "echo my_router > /proc/sys/kernel/hostname && exec \"$@\"",
+                "sh",
+            ])
+            .arg(env!("CARGO_BIN_EXE_gatecert"))
+            .arg("--config")
+            .arg(&conf)
+            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("GATECERT_FAKE_NOW")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            run.0.try_wait().unwrap().is_none(),
+            "run exited:\n{}",
+            logged()
+        );
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", logged());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sans = served(port);
+    assert!(sans.contains("DNS:gatecert.lan"), "{sans}");
+    assert!(
+        !sans.contains("home.arpa") && !sans.contains("my_router"),
+        "{sans}"
+    );
+}
