@@ -148,7 +148,14 @@ pub struct Service {
     waiting: Option<(i64, FloorSource)>,
     /// EST is on but has no certificate to serve (logged once, see [`Service::upkeep`]).
     est_off: bool,
+    /// Standalone certificates whose deploy hook failed, and when: not issued again before
+    /// [`HOOK_RETRY`] has passed or the config is reloaded (else a set restored by the rollback,
+    /// still due, would be reissued and the hook run at every tick).
+    hook_failed: std::collections::HashMap<String, Instant>,
 }
+
+/// How long a standalone certificate whose deploy hook failed waits before the next attempt.
+const HOOK_RETRY: Duration = Duration::from_secs(3600);
 
 /// Makes sure `<state_dir>/ca` holds a CA the service may use. With none, creates one; with one
 /// that gatecert made on a bad clock ([`LocalCa::made_with_bad_clock`]) and that has issued no
@@ -265,6 +272,7 @@ impl Service {
             counters,
             waiting: None,
             est_off: false,
+            hook_failed: std::collections::HashMap::new(),
         };
         svc.upkeep()?;
         Ok(svc)
@@ -298,6 +306,13 @@ impl Service {
             .iter()
             .filter(|c| c.directory.is_none())
         {
+            if self
+                .hook_failed
+                .get(&c.name)
+                .is_some_and(|t| t.elapsed() < HOOK_RETRY)
+            {
+                continue;
+            }
             let kept = crate::renew::standalone::keep(
                 &state_dir,
                 c,
@@ -307,10 +322,20 @@ impl Service {
                 &mut trust,
             );
             match kept {
-                Ok(kept) => waiting = waiting.or(kept.waiting),
-                // The previous set is back (if there was one); the service goes on.
+                Ok(kept) => {
+                    self.hook_failed.remove(&c.name);
+                    waiting = waiting.or(kept.waiting);
+                }
+                // The previous set is back (if there was one); the service goes on, and tries
+                // again after HOOK_RETRY or a reload.
                 Err(e @ crate::renew::Error::DeployHook { .. }) => {
-                    log::error!("{}: {}", c.name, crate::errchain::one_line(&e));
+                    log::error!(
+                        "{}: {}; next attempt in {} s or on reload",
+                        c.name,
+                        crate::errchain::one_line(&e),
+                        HOOK_RETRY.as_secs()
+                    );
+                    self.hook_failed.insert(c.name.clone(), Instant::now());
                 }
                 Err(source) => {
                     return Err(Error::Standalone {
@@ -490,6 +515,7 @@ impl Service {
         self.est.adopt(&mut old_est);
         self.est.set_labels(self.cfg.labels.clone());
         self.served = None;
+        self.hook_failed.clear();
         if let Err(e) = self.upkeep() {
             self.cfg = old;
             old_est.adopt(&mut self.est);

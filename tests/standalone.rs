@@ -188,3 +188,48 @@ fn a_failing_deploy_hook_is_logged_and_the_service_goes_on() {
     );
     check_exported(dir);
 }
+
+/// The hook fails on a renewal (new names, via SIGHUP): the previous set is put back and the
+/// hook runs again for it, once; the service does not reissue at every tick.
+#[test]
+fn a_failing_hook_is_not_retried_at_every_tick() {
+    let tmp = TempDir::new("standalone-run-no-retry-loop");
+    let dir = tmp.path();
+    config(dir, "", 0);
+    let log = dir.join("run.log");
+    let mut run = Proc(
+        Command::new(env!("CARGO_BIN_EXE_gatecert"))
+            .arg("--config")
+            .arg(dir.join("gatecert.conf"))
+            .arg("run")
+            .env("GATECERT_TICK_SECS", "1")
+            .env_remove("GATECERT_FAKE_NOW")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait_for = |runs: usize| {
+        let t = Instant::now();
+        while hook_runs(dir) < runs {
+            assert!(t.elapsed() < Duration::from_secs(20), "{}", logged());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(1);
+    let first = std::fs::read(dir.join("out/gateway.crt")).unwrap();
+    config(dir, "\tlist domain 'www.gateway.local'\n", 3);
+    let pid = run.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The new set's hook fails, the old set is back and its hook runs: 3 in all.
+    wait_for(3);
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(hook_runs(dir), 3, "{}", logged());
+    assert_eq!(std::fs::read(dir.join("out/gateway.crt")).unwrap(), first);
+    assert!(run.0.try_wait().unwrap().is_none(), "{}", logged());
+}
