@@ -1026,25 +1026,7 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
     for cert in certs {
         if cert.directory.is_none() {
             // Standalone: from the local CA, as the service does (created here if need be).
-            let result = crate::daemon::ensure_ca(cfg, clock.now())
-                .map_err(|e| Error::Config(crate::errchain::one_line(&e)))
-                .and_then(|_| {
-                    let ca =
-                        crate::ca::LocalCa::open(&crate::ca::LocalCa::dir_in(state_dir), &cfg.ca)
-                            .map_err(|e| Error::Local(e.into()))?;
-                    let mut trust = crate::trust::ClockTrust::load(
-                        state_dir,
-                        Some(ca.intermediate().not_before),
-                    );
-                    standalone::keep(
-                        state_dir,
-                        cert,
-                        &ca,
-                        cfg.ca.max_lifetime,
-                        clock.now(),
-                        &mut trust,
-                    )
-                });
+            let result = standalone::keep_now(cfg, cert, clock.now());
             match result {
                 Ok(kept) => {
                     if let Some(w) = kept.waiting {

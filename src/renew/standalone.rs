@@ -10,7 +10,8 @@ use std::path::Path;
 
 use super::{cert_dir, deploy, export, Error};
 use crate::ca::LocalCa;
-use crate::config::Certificate;
+use crate::config::{Certificate, Config};
+use crate::errchain;
 use crate::est;
 use crate::store::SetDir;
 use crate::trust::{ClockTrust, Untrusted};
@@ -60,4 +61,19 @@ pub fn keep(
         renewed,
         waiting: ensured.waiting,
     })
+}
+
+/// [`keep`] for `gatecert renew` (the caller holds the state directory's lock): creates the
+/// local CA first when there is none ([`crate::daemon::ensure_ca`], clock-gated and audited).
+pub fn keep_now(cfg: &Config, cert: &Certificate, now: i64) -> Result<Kept, Error> {
+    let state_dir = &cfg.main.state_dir;
+    if let Some(why) =
+        crate::daemon::ensure_ca(cfg, now).map_err(|e| Error::Config(errchain::one_line(&e)))?
+    {
+        return Err(Error::Clock(why));
+    }
+    let ca =
+        LocalCa::open(&LocalCa::dir_in(state_dir), &cfg.ca).map_err(|e| Error::Local(e.into()))?;
+    let mut trust = ClockTrust::load(state_dir, Some(ca.intermediate().not_before));
+    keep(state_dir, cert, &ca, cfg.ca.max_lifetime, now, &mut trust)
 }
