@@ -231,6 +231,19 @@ impl Broker {
         self.worker.submit(Job::Reconfigure(Box::new(cfg.clone())));
     }
 
+    /// Hands `gatecert renew` ([`crate::control`]) to the worker; the answer comes on the
+    /// returned channel. `None` when the worker is gone.
+    pub fn renew(
+        &self,
+        force: bool,
+        cert: Option<String>,
+    ) -> Option<std::sync::mpsc::Receiver<(i32, String)>> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.worker
+            .submit(Job::Renew { force, cert, reply })
+            .then_some(answer)
+    }
+
     /// The broker section, when leaf enrollments are brokered.
     pub fn config(&self) -> Option<&config::Broker> {
         self.cfg.as_ref()

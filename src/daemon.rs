@@ -66,6 +66,8 @@ pub enum Error {
     Config(config::Error),
     /// Signal handlers could not be installed.
     Signals(io::Error),
+    /// The control socket could not be set up.
+    Control(io::Error),
     /// The upstream worker thread could not be started.
     Worker(io::Error),
     /// The clock is not trusted yet, so the local CA cannot be created.
@@ -86,7 +88,7 @@ pub enum Error {
         /// The certificate section's name.
         name: String,
         /// The cause.
-        source: est::Error,
+        source: Box<crate::renew::Error>,
     },
 }
 
@@ -99,6 +101,7 @@ impl fmt::Display for Error {
             Error::Http(_) => f.write_str("EST listener"),
             Error::Config(_) => f.write_str("reloading the config"),
             Error::Signals(_) => f.write_str("installing signal handlers"),
+            Error::Control(_) => f.write_str("binding the control socket"),
             Error::Worker(_) => f.write_str("starting the upstream worker thread"),
             Error::Clock(_) => f.write_str("local CA not created"),
             Error::StateDirChanged { old, new } => write!(
@@ -123,10 +126,11 @@ impl std::error::Error for Error {
         match self {
             Error::Lock(e) => Some(e),
             Error::Ca(e) => Some(e),
-            Error::Est(e) | Error::Standalone { source: e, .. } => Some(e),
+            Error::Est(e) => Some(e),
+            Error::Standalone { source: e, .. } => Some(e.as_ref()),
             Error::Http(e) => Some(e),
             Error::Config(e) => Some(e),
-            Error::Signals(e) | Error::Worker(e) => Some(e),
+            Error::Signals(e) | Error::Worker(e) | Error::Control(e) => Some(e),
             Error::Clock(e) => Some(e),
             Error::Audit(e) => Some(e),
             Error::AcmeServer(e) => Some(e),
@@ -159,7 +163,16 @@ pub struct Service {
     upstream_pending: bool,
     /// Failed upstream revocations: serial -> (failures, next attempt), memory only.
     revoke_retry: std::collections::HashMap<String, (u32, i64)>,
+    /// EST is on but has no certificate to serve (logged once, see [`Service::upkeep`]).
+    est_off: bool,
+    /// Standalone certificates whose deploy hook failed, and when: not issued again before
+    /// [`HOOK_RETRY`] has passed or the config is reloaded (else a set restored by the rollback,
+    /// still due, would be reissued and the hook run at every tick).
+    hook_failed: std::collections::HashMap<String, Instant>,
 }
+
+/// How long a standalone certificate whose deploy hook failed waits before the next attempt.
+const HOOK_RETRY: Duration = Duration::from_secs(3600);
 
 /// Makes sure `<state_dir>/ca` holds a CA the service may use. With none, creates one; with one
 /// that gatecert made on a bad clock ([`LocalCa::made_with_bad_clock`]) and that has issued no
@@ -283,6 +296,8 @@ impl Service {
             crl_next: 0,
             upstream_pending: false,
             revoke_retry: std::collections::HashMap::new(),
+            est_off: false,
+            hook_failed: std::collections::HashMap::new(),
         };
         svc.upkeep()?;
         Ok(svc)
@@ -317,21 +332,44 @@ impl Service {
             .iter()
             .filter(|c| c.directory.is_none())
         {
-            let set = est::LocalSet {
-                state_dir: &state_dir,
-                name: &c.name,
-                names: (c.domains.clone(), c.ips.clone()),
-                lifetime: Some(self.cfg.ca.max_lifetime),
-                key_uri: c.key_uri.as_ref(),
-            };
-            let ensured =
-                est::ensure_local_set(&set, self.est.ca(), now, &mut trust).map_err(|source| {
-                    Error::Standalone {
+            if self
+                .hook_failed
+                .get(&c.name)
+                .is_some_and(|t| t.elapsed() < HOOK_RETRY)
+            {
+                continue;
+            }
+            let kept = crate::renew::standalone::keep(
+                &state_dir,
+                c,
+                self.est.ca(),
+                self.cfg.ca.max_lifetime,
+                now,
+                &mut trust,
+            );
+            match kept {
+                Ok(kept) => {
+                    self.hook_failed.remove(&c.name);
+                    waiting = waiting.or(kept.waiting);
+                }
+                // The previous set is back (if there was one); the service goes on, and tries
+                // again after HOOK_RETRY or a reload.
+                Err(e @ crate::renew::Error::DeployHook { .. }) => {
+                    log::error!(
+                        "{}: {}; next attempt in {} s or on reload",
+                        c.name,
+                        crate::errchain::one_line(&e),
+                        HOOK_RETRY.as_secs()
+                    );
+                    self.hook_failed.insert(c.name.clone(), Instant::now());
+                }
+                Err(source) => {
+                    return Err(Error::Standalone {
                         name: c.name.clone(),
-                        source,
-                    }
-                })?;
-            waiting = waiting.or(ensured.waiting);
+                        source: Box::new(source),
+                    })
+                }
+            }
         }
         if !self.cfg.est.enabled {
             self.note_waiting(waiting);
@@ -340,8 +378,27 @@ impl Service {
             }
             return Ok(());
         }
-        let ensured = est::listener_identity(&self.cfg, self.est.ca(), now, &mut trust)
-            .map_err(Error::Est)?;
+        let ensured = match est::listener_identity(&self.cfg, self.est.ca(), now, &mut trust) {
+            Err(e @ est::Error::NoListenerNames) => {
+                // Not fatal (procd would give up): the service goes on with its other work and
+                // opens EST once an ACME certificate is installed or the policy admits a name.
+                self.note_waiting(waiting);
+                if !self.est_off {
+                    log::error!(
+                        "EST listener off: {e}; it opens once an ACME certificate is installed \
+                         or allow_suffix/allow_ip admits a name of the router's"
+                    );
+                    self.est_off = true;
+                }
+                if self.server.take().is_some() {
+                    log::warn!("EST listener closed: no certificate to serve");
+                }
+                self.served = None;
+                return Ok(());
+            }
+            r => r.map_err(Error::Est)?,
+        };
+        self.est_off = false;
         self.note_waiting(waiting.or(ensured.waiting));
         let Some(id) = ensured.identity else {
             // Nothing valid to serve, and the clock forbids issuing: no listener until it may.
@@ -566,6 +623,73 @@ impl Service {
         self.upstream_pending = !inv.upstream_revocations().is_empty();
     }
 
+    /// `gatecert renew` handed over the control socket: standalone certificates are kept here
+    /// (as at each tick), ACME ones renewed on the upstream worker, which orders one at a time;
+    /// the client gets the combined exit code (0 renewed, 1 nothing due, 2 error).
+    pub fn renew_request(&mut self, client: crate::control::Client, req: crate::control::Request) {
+        use crate::control::ANSWER_TIMEOUT;
+        let wanted = |c: &config::Certificate| req.cert.as_ref().is_none_or(|n| *n == c.name);
+        if let Some(n) = &req.cert {
+            if !self.cfg.certificates.iter().any(|c| c.name == *n) {
+                client.answer(2, &format!("no certificate '{n}' in the config"));
+                return;
+            }
+        }
+        let now = self.clock.now();
+        let state_dir = self.cfg.main.state_dir.clone();
+        let mut trust = ClockTrust::load(&state_dir, Some(self.est.ca().intermediate().not_before));
+        let (mut code, mut message) = (1, String::new());
+        for c in self.cfg.certificates.iter().filter(|c| c.directory.is_none() && wanted(c)) {
+            let kept = crate::renew::standalone::keep(
+                &state_dir,
+                c,
+                self.est.ca(),
+                self.cfg.ca.max_lifetime,
+                now,
+                &mut trust,
+            );
+            match kept {
+                Ok(k) if k.renewed.is_some() => code = combine(code, 0),
+                Ok(k) => {
+                    if let Some(w) = k.waiting {
+                        message.push_str(&format!("{}: {w}\n", c.name));
+                    }
+                }
+                Err(e) => {
+                    code = 2;
+                    message.push_str(&format!("{}: {}\n", c.name, crate::errchain::one_line(&e)));
+                }
+            }
+        }
+        let acme = self.cfg.certificates.iter().any(|c| c.directory.is_some() && wanted(c));
+        let pending = match self.est.broker() {
+            Some(b) if acme => b.renew(req.force, req.cert.clone()),
+            _ => None,
+        };
+        let Some(answer) = pending else {
+            if acme {
+                code = 2;
+                message.push_str("the upstream worker is not running\n");
+            }
+            client.answer(code, &message);
+            return;
+        };
+        // The worker may take a while (an ACME order): the answer is sent from a thread so the
+        // service goes on serving; the socket takes no other client until then.
+        let spawned = std::thread::Builder::new()
+            .name("gatecert-control".into())
+            .spawn(move || {
+                let (c, m) = answer
+                    .recv_timeout(ANSWER_TIMEOUT)
+                    .unwrap_or((2, "no answer from the upstream worker in time".into()));
+                message.push_str(&m);
+                client.answer(combine(code, c), &message);
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot answer the renew request: {e}");
+        }
+    }
+
     /// Applies a new config: a new CA policy, new certificates, perhaps a new listen address.
     /// On error the old service keeps running. A different `state_dir` is refused
     /// ([`Error::StateDirChanged`]): the lock is held on the old one, so moving needs a restart.
@@ -602,6 +726,7 @@ impl Service {
             }
         }
         self.served = None;
+        self.hook_failed.clear();
         if let Err(e) = self.upkeep() {
             self.cfg = old;
             old_est.adopt(&mut self.est);
@@ -837,6 +962,15 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
         svc.cfg.main.state_dir.display(),
         std::process::id()
     );
+    // `gatecert renew` while the service runs hands its request over here (crate::control).
+    // Not fatal: without it `gatecert renew` says the state directory is locked.
+    let control = match crate::control::Listener::bind(&svc.cfg.main.state_dir) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::error!("{}", crate::errchain::one_line(&Error::Control(e)));
+            None
+        }
+    };
     let mut monitor = crate::report::Monitor::new(svc.counters());
     if let Some(addr) = svc.cfg.metrics.listen {
         serve_metrics(addr, &svc, monitor.counters().clone());
@@ -846,9 +980,16 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
     let mut next_tick = Instant::now() + tick;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
-        let ready = svc.step(&[signals.wake.as_fd()], wait)?;
+        let mut fds = vec![signals.wake.as_fd()];
+        fds.extend(control.as_ref().map(|c| c.fd()));
+        let ready = svc.step(&fds, wait)?;
         if ready.first() == Some(&true) {
             signals.drain();
+        }
+        if ready.get(1) == Some(&true) {
+            if let Some((client, req)) = control.as_ref().and_then(|c| c.accept()) {
+                svc.renew_request(client, req);
+            }
         }
         if signals.term.swap(false, Ordering::SeqCst) {
             log::info!("stopping");
@@ -874,6 +1015,15 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             // Renewal of certificates with a `directory` runs on the upstream worker thread
             // (crate::broker::worker), on its own queue; `step` picks a renewed certificate up.
         }
+    }
+}
+
+/// Two renewal exit codes as one: an error wins, then a renewal, then nothing due.
+fn combine(a: i32, b: i32) -> i32 {
+    if a == 2 || b == 2 {
+        2
+    } else {
+        a.min(b)
     }
 }
 

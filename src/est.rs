@@ -56,7 +56,9 @@ mod sets;
 use reply::{certs_only_response, csrattrs_response, serverkeygen_response};
 #[cfg(test)]
 use reply::{BOUNDARY, CSR_ATTRS};
-pub use sets::{ensure_local_set, listener_identity, ListenerIdentity, LocalSet};
+pub use sets::{
+    ensure_local_set, listener_has_names, listener_identity, ListenerIdentity, LocalSet,
+};
 
 /// The well-known prefix, RFC 7030 §3.2.2.
 pub const PREFIX: &str = "/.well-known/est/";

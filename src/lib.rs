@@ -27,6 +27,7 @@ pub mod challenge;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod crypto;
 pub mod daemon;
 pub mod errchain;

@@ -70,6 +70,8 @@ pub enum Error {
     NoAccount(PathBuf),
     /// The clock is below its floor ([`crate::trust`]): no order is placed.
     Clock(crate::trust::Untrusted),
+    /// A standalone certificate could not be issued from the local CA ([`standalone`]).
+    Local(crate::est::Error),
 }
 
 impl fmt::Display for Error {
@@ -108,6 +110,7 @@ impl fmt::Display for Error {
             Error::NoCertificate(p) => write!(f, "no certificate installed at {}", p.display()),
             Error::NoAccount(p) => write!(f, "no ACME account at {}", p.display()),
             Error::Clock(u) => write!(f, "{u}"),
+            Error::Local(e) => write!(f, "{e}"),
         }
     }
 }
@@ -121,6 +124,7 @@ impl std::error::Error for Error {
             Error::Store(e) => e.source(),
             Error::Crypto(e) => e.source(),
             Error::Transport(e) => e.source(),
+            Error::Local(e) => e.source(),
             _ => None,
         }
     }
@@ -832,26 +836,33 @@ fn install_set(
             }
         }
     };
+    deploy(&dir, cert, previous.as_deref())?;
+    retire_old_key();
+    Ok(Outcome::Renewed {
+        not_after: leaf.not_after,
+    })
+}
+
+/// Runs `cert`'s deploy hook, if any, on the set just made live in `dir`; if it fails, puts
+/// `previous` (the generation live before) back, exports it and runs the hook again. Shared by
+/// ACME certificates and standalone ones ([`standalone`]).
+pub(crate) fn deploy(
+    dir: &SetDir,
+    cert: &Certificate,
+    previous: Option<&str>,
+) -> Result<(), Error> {
     let Some(hook) = &cert.deploy_hook else {
-        retire_old_key();
-        return Ok(Outcome::Renewed {
-            not_after: leaf.not_after,
-        });
+        return Ok(());
     };
-    match run_deploy_hook(hook, cert, &dir) {
-        Ok(()) => {
-            retire_old_key();
-            Ok(Outcome::Renewed {
-                not_after: leaf.not_after,
-            })
-        }
+    match run_deploy_hook(hook, cert, dir) {
+        Ok(()) => Ok(()),
         Err(status) => {
-            let restored = match &previous {
+            let restored = match previous {
                 Some(gen) => {
                     dir.restore(gen)?;
-                    export(&dir, cert)?;
+                    export(dir, cert)?;
                     log::warn!("{}: deploy hook failed; restored {gen}", cert.name);
-                    if let Err(again) = run_deploy_hook(hook, cert, &dir) {
+                    if let Err(again) = run_deploy_hook(hook, cert, dir) {
                         log::error!("{}: deploy hook failed again ({again})", cert.name);
                     }
                     true
@@ -869,7 +880,7 @@ fn install_set(
 
 /// Writes OpenWrt's `<install_dir>/<name>.{key,crt,chain.crt,fullchain.crt,combined.crt}`
 /// from the live set, when `install_dir` is set.
-fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
+pub(crate) fn export(dir: &SetDir, cert: &Certificate) -> Result<(), Error> {
     let Some(out) = &cert.install_dir else {
         return Ok(());
     };
@@ -931,6 +942,7 @@ mod cli;
 
 pub use cli::{cmd_account, cmd_renew, cmd_revoke};
 
+pub mod standalone;
 mod token;
 
 #[cfg(test)]

@@ -54,6 +54,17 @@ pub enum Job {
     },
     /// A new config (SIGHUP).
     Reconfigure(Box<Config>),
+    /// `gatecert renew` handed to the service ([`crate::control`]): renew the ACME
+    /// certificates (all, or `cert`) if due or `force`, here so that no certificate is ever
+    /// ordered twice at once; the answer is the exit code and what to print.
+    Renew {
+        /// Renew even when not due.
+        force: bool,
+        /// Only this certificate.
+        cert: Option<String>,
+        /// Where the answer goes.
+        reply: Sender<(i32, String)>,
+    },
     /// Finish.
     Stop,
 }
@@ -299,6 +310,9 @@ impl Worker {
                     der,
                     reason,
                 }) => self.revoke(serial, &der, reason),
+                Ok(Job::Renew { force, cert, reply }) => {
+                    let _ = reply.send(self.renew_now(force, cert.as_deref()));
+                }
                 Ok(Job::Reconfigure(cfg)) => {
                     self.cfg = *cfg;
                     self.queue = Queue::new();
@@ -504,6 +518,73 @@ impl Worker {
                 renew::order_with_csr(&client, &env, &login, leaf, csr_der, trusted)
             }
             other => other,
+        }
+    }
+
+    /// [`Job::Renew`]: 0 renewed, 1 nothing due, 2 an error (then the message says which).
+    fn renew_now(&mut self, force: bool, only: Option<&str>) -> (i32, String) {
+        let certs: Vec<Certificate> = self
+            .cfg
+            .certificates
+            .iter()
+            .filter(|c| c.directory.is_some() && only.is_none_or(|n| n == c.name))
+            .cloned()
+            .collect();
+        let (mut renewed, mut errors) = (false, Vec::new());
+        for cert in certs {
+            let result = match self.transport(&cert) {
+                Ok(transport) => {
+                    let sleep = acme::thread_sleep;
+                    let env = Env {
+                        state_dir: &self.cfg.main.state_dir,
+                        clock: self.clock.as_ref(),
+                        transport: &transport,
+                        sleep: &sleep,
+                        remember_polls: false,
+                    };
+                    renew::renew_one(&env, &cert, force)
+                }
+                Err(e) => Err(renew::Error::Transport(e)),
+            };
+            let now = self.clock.now();
+            let attempt = match &result {
+                Ok(renew::Outcome::NotDue(_)) | Err(renew::Error::Clock(_)) => None,
+                Ok(_) => Some(Ok(())),
+                Err(e) => Some(Err(crate::errchain::one_line(e))),
+            };
+            if let Some(a) = attempt {
+                let a = a.as_ref().map(|_| ()).map_err(String::as_str);
+                if let Err(e) =
+                    crate::report::record_attempt(&self.cfg.main.state_dir, &cert.name, a, now)
+                {
+                    log::warn!("{}: cannot record renewal health: {e}", cert.name);
+                }
+            }
+            match result {
+                Ok(renew::Outcome::Renewed { not_after }) => {
+                    log::info!(
+                        "{}: renewed on request, valid until {}",
+                        cert.name,
+                        crypto::rfc3339(not_after)
+                    );
+                    self.send(Event::Renewed {
+                        name: cert.name.clone(),
+                    });
+                    self.queue.schedule(&cert.name, now + 60);
+                    renewed = true;
+                }
+                Ok(renew::Outcome::NotDue(_)) => {}
+                Err(e) => {
+                    let line = format!("{}: {}", cert.name, crate::errchain::one_line(&e));
+                    log::error!("{line}");
+                    errors.push(line);
+                }
+            }
+        }
+        match (errors.is_empty(), renewed) {
+            (false, _) => (2, errors.join("\n")),
+            (true, true) => (0, String::new()),
+            (true, false) => (1, String::new()),
         }
     }
 

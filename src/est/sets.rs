@@ -53,6 +53,9 @@ pub struct Ensured {
     pub identity: Option<ListenerIdentity>,
     /// Set when a new certificate was needed but the clock is not trusted: the service waits.
     pub waiting: Option<Untrusted>,
+    /// Set when a new certificate was installed just now: the generation that was live before
+    /// (`None` for a first one), for a rollback if the deploy hook fails.
+    pub installed: Option<Option<String>>,
 }
 
 /// The EST listener's certificate: the gateway's ACME certificate when one is installed and
@@ -80,6 +83,7 @@ pub fn listener_identity(
                     ..found
                 }),
                 waiting: None,
+                installed: None,
             });
         }
     }
@@ -104,12 +108,15 @@ fn listener_names(cfg: &Config, ca: &LocalCa) -> (Vec<String>, Vec<IpAddr>) {
         .nodename()
         .to_string_lossy()
         .to_ascii_lowercase();
+    // A fully qualified host name (`gw1.example.com`, as Yocto images often set) gives its
+    // first label: the router is `gw1.lan` on the LAN.
+    let label = host.split('.').next().unwrap_or_default().to_string();
     let own_dns: Vec<String> = cfg
         .ca
         .allow_suffix
         .iter()
-        .filter(|_| !host.is_empty() && !host.contains('.'))
-        .map(|s| format!("{host}.{}", s.trim_start_matches('.')))
+        .filter(|_| !label.is_empty())
+        .map(|s| format!("{label}.{}", s.trim_start_matches('.')))
         .collect();
     let listen = cfg.est.listen.ip();
     let own_ips: Vec<IpAddr> = if listen.is_unspecified() {
@@ -134,7 +141,35 @@ fn listener_names(cfg: &Config, ca: &LocalCa) -> (Vec<String>, Vec<IpAddr>) {
             }
         }
     }
+    if dns.is_empty() && ips.is_empty() {
+        // Nothing of the router's own passes (a host name that is no DNS label, say): a fixed
+        // name under the first suffix the CA allows, else the loopback address if it may.
+        let fallback = cfg
+            .ca
+            .allow_suffix
+            .iter()
+            .map(|s| format!("gatecert.{}", s.trim_start_matches('.')))
+            .find(|d| ca.check_names(std::slice::from_ref(d), &[]).is_ok());
+        if let Some(d) = fallback {
+            dns.push(d);
+        } else if let Some(ip) = [
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+        ]
+        .into_iter()
+        .find(|ip| ca.check_names(&[], std::slice::from_ref(ip)).is_ok())
+        {
+            ips.push(ip);
+        }
+    }
     (dns, ips)
+}
+
+/// True when the local CA may issue the EST listener a certificate of its own (some name of
+/// the router's, or a fallback, passes its policy): else EST can only serve an ACME one.
+pub fn listener_has_names(cfg: &Config, ca: &LocalCa) -> bool {
+    let (dns, ips) = listener_names(cfg, ca);
+    !dns.is_empty() || !ips.is_empty()
 }
 
 /// Keeps `set` issued from the local CA: the live set stays while it is valid now, for the
@@ -165,6 +200,7 @@ pub fn ensure_local_set(
                 return Ok(Ensured {
                     identity: Some(found),
                     waiting: None,
+                    installed: None,
                 });
             }
             serving = Some(found);
@@ -178,6 +214,7 @@ pub fn ensure_local_set(
                 return Ok(Ensured {
                     identity: Some(found),
                     waiting: None,
+                    installed: None,
                 });
             }
             serving = Some(found);
@@ -194,6 +231,7 @@ pub fn ensure_local_set(
             return Ok(Ensured {
                 identity: serving.or(ahead.map(|(found, _)| found)),
                 waiting: Some(u),
+                installed: None,
             });
         }
     };
@@ -234,7 +272,7 @@ pub fn ensure_local_set(
             )
         })
         .map_err(Error::Audit)?;
-    dir.install(&new)?;
+    let previous = dir.install(&new)?;
     log::info!(
         "issued {} from the local CA for {} (serial {}, until {})",
         dir.path().display(),
@@ -252,6 +290,7 @@ pub fn ensure_local_set(
             not_after: issued.not_after,
         }),
         waiting: None,
+        installed: Some(previous),
     })
 }
 

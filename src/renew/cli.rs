@@ -132,6 +132,24 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
     init_logging(f.verbose);
     let clock = clock::from_env();
     let state_dir = &cfg.main.state_dir;
+    // A running service holds the lock: it does the renewal and says how it went.
+    let req = crate::control::Request {
+        force: f.force,
+        cert: f.cert.clone(),
+    };
+    match crate::control::request(state_dir, &req) {
+        Ok(Some((code, message))) => {
+            for line in message.lines() {
+                log::error!("{line}");
+            }
+            return code;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            crate::errchain::print_error(&e);
+            return EXIT_ERROR;
+        }
+    }
     let _lock = match store::Lock::acquire(state_dir) {
         Ok(l) => l,
         Err(e) => {
@@ -145,22 +163,48 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
         return EXIT_ERROR;
     }
     let certs: Vec<&Certificate> = match &f.cert {
-        Some(n) => match pick(cfg, Some(n)) {
-            Ok(c) => vec![c],
-            Err(m) => return usage(&m),
+        Some(n) => match cfg.certificates.iter().find(|c| &c.name == n) {
+            Some(c) => vec![c],
+            None => match pick(cfg, Some(n)) {
+                Ok(c) => vec![c],
+                Err(m) => return usage(&m),
+            },
         },
-        None => cfg
-            .certificates
-            .iter()
-            .filter(|c| c.directory.is_some())
-            .collect(),
+        None => cfg.certificates.iter().collect(),
     };
     if certs.is_empty() {
-        log::info!("no certificate section has a directory; nothing to renew");
+        log::info!("no certificate section; nothing to renew");
         return EXIT_NOTHING;
     }
     let (mut renewed, mut failed) = (false, false);
     for cert in certs {
+        if cert.directory.is_none() {
+            // Standalone: from the local CA, as the service does (created here if need be).
+            match super::standalone::keep_now(cfg, cert, clock.now()) {
+                Ok(kept) => {
+                    if let Some(w) = kept.waiting {
+                        log::warn!("{}: waiting for a trusted clock to issue: {w}", cert.name);
+                    }
+                    if let Some(not_after) = kept.renewed {
+                        log::info!(
+                            "{}: issued from the local CA, valid until {}",
+                            cert.name,
+                            crypto::rfc3339(not_after)
+                        );
+                        renewed = true;
+                    }
+                }
+                Err(source) => {
+                    crate::errchain::print_error(&Failed {
+                        what: "renewing",
+                        name: &cert.name,
+                        source,
+                    });
+                    failed = true;
+                }
+            }
+            continue;
+        }
         if !f.force {
             if let Some((failures, until)) = backing_off(state_dir, &cert.name, clock.now()) {
                 // Still failing: no new order before the backoff the service would apply.

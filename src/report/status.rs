@@ -291,8 +291,19 @@ impl Status {
             schedule_row(&mut row, None, &seed, now);
             certificates.push(row);
         }
+        let mut est_off = None;
         let (ca, ca_not_before) = match LocalCa::open(&LocalCa::dir_in(state_dir), &cfg.ca) {
             Ok(local) => {
+                if cfg.est.enabled
+                    && !crate::est::listener_has_names(cfg, &local)
+                    && !acme_live(cfg)
+                {
+                    est_off = Some(
+                        "EST off: no ACME certificate is installed and the local CA may issue \
+                         for none of the router's names (allow_suffix/allow_ip)"
+                            .to_string(),
+                    );
+                }
                 let int = local.intermediate().clone();
                 certificates.push(info_row(
                     "ca-intermediate",
@@ -363,6 +374,7 @@ impl Status {
         if let Some(e) = &ca.audit_error {
             attention.push(format!("audit log broken, issuance refused: {e}"));
         }
+        attention.extend(est_off);
         let mut rows: Vec<&CertStatus> = certificates
             .iter()
             .filter(|c| c.state.needs_attention())
@@ -809,6 +821,20 @@ struct AriState {
     /// The serial `gatecert revoke` revoked.
     #[serde(default)]
     revoked: Option<String>,
+}
+
+/// True when some ACME certificate has a live set the EST listener could serve.
+fn acme_live(cfg: &Config) -> bool {
+    let certs = cfg.main.state_dir.join("certs");
+    cfg.certificates
+        .iter()
+        .filter(|c| c.directory.is_some())
+        .any(|c| {
+            SetDir::new(certs.join(&c.name))
+                .live()
+                .join("cert.pem")
+                .exists()
+        })
 }
 
 /// True when the config uses the local CA (see [`CaStatus::needed`]).
