@@ -139,7 +139,8 @@ GATECERT_BIN=$bin EST_BENCH_BIN=$bench sh bench/est-bench.sh 500 | grep -E 'simp
 
 # --- idle RSS of `gatecert run` -------------------------------------------------------------
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" --config "$w/absent" run --state-dir "$w/idle" --listen "127.0.0.1:$port" 2>>"$logs/run.log" &
+: > "$w/empty.conf"   # an empty config: the built-in defaults
+"$bin" --config "$w/empty.conf" run --state-dir "$w/idle" --listen "127.0.0.1:$port" 2>>"$logs/run.log" &
 idle=$!
 pids+=("$idle")
 wait_port "$port"

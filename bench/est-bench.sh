@@ -30,7 +30,8 @@ trap cleanup EXIT INT TERM
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-taskset -c 0 "$bin" --config "$dir/absent" run --state-dir "$dir/state" --listen "127.0.0.1:$port" \
+: > "$dir/gatecert.conf"   # an empty config: the built-in defaults
+taskset -c 0 "$bin" --config "$dir/gatecert.conf" run --state-dir "$dir/state" --listen "127.0.0.1:$port" \
 	2>"$dir/server.log" &
 pid=$!
 i=0
