@@ -7,7 +7,7 @@ C=corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# --- uci: the shipped example (split, to keep seeds small), DESIGN.md's sketch, acme-common,
+# --- uci: the shipped example (split, to keep seeds small), the design brief's sketch, acme-common,
 # and the quoting rules.
 awk '/^config ca /{f=1} !f' ../doc/gatecert.config.example > $C/uci/example-main-certificate
 awk '/^config ca /{f=1} f' ../doc/gatecert.config.example > $C/uci/example-ca-est-broker
