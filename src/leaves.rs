@@ -228,6 +228,33 @@ pub struct UpstreamRevocation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
+/// Why the inventory refuses an issuance ([`Inventory::refuses`]).
+#[derive(Debug)]
+pub enum Refusal<'a> {
+    /// The operator disabled the device (`gatecert leaves disable`).
+    Disabled(&'a Leaf),
+    /// The key belongs to a certificate revoked for keyCompromise.
+    CompromisedKey,
+}
+
+impl Refusal<'_> {
+    /// The reason, as a client is told it.
+    pub fn reason(&self) -> String {
+        match self {
+            Refusal::Disabled(l) => format!(
+                "device {} is disabled by the operator since {} ({}); `gatecert leaves enable` \
+                 and a new bootstrap token bring it back",
+                l.device,
+                l.state_since.map_or_else(|| "?".into(), crypto::rfc3339),
+                l.state_reason.as_deref().unwrap_or("no reason given"),
+            ),
+            Refusal::CompromisedKey => "the CSR's public key belongs to a certificate revoked \
+                                        for keyCompromise; generate a new key"
+                .to_owned(),
+        }
+    }
+}
+
 
 /// What the inventory says about a certificate presented for re-enrollment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -534,22 +561,16 @@ impl Inventory {
     /// Why `device` may not be issued a certificate for the public key `spki_der` now: the
     /// operator disabled it, or the key belongs to a certificate revoked for keyCompromise.
     /// `None` when nothing here refuses it. Every issuance path asks (EST, `ca sign`, ACME).
-    pub fn refuses(&self, device: &str, spki_der: &[u8]) -> Option<String> {
+    pub fn refuses(&self, device: &str, spki_der: &[u8]) -> Option<Refusal<'_>> {
         if let Some(l) = self
             .by_device(device)
             .filter(|l| l.state == DeviceState::Disabled)
         {
-            return Some(format!(
-                "device {} is disabled by the operator; `gatecert leaves enable` brings it back",
-                l.device
-            ));
+            return Some(Refusal::Disabled(l));
         }
         let key = crypto::hex(&crypto::sha256(spki_der));
-        self.key_compromised(&key).then(|| {
-            "the CSR's public key belongs to a certificate revoked for keyCompromise; generate a \
-             new key"
-                .to_owned()
-        })
+        self.key_compromised(&key)
+            .then_some(Refusal::CompromisedKey)
     }
 
     pub fn key_compromised(&self, key: &str) -> bool {

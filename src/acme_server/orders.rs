@@ -478,7 +478,8 @@ impl AcmeServer {
         // nothing (and an unreadable inventory, nothing either).
         let refused = crate::leaves::Inventory::open(&crate::leaves::path_in(&self.state_dir))
             .map_err(|e| Denied::audited(Problem::internal(&e)).device(&me.device))?
-            .refuses(&me.device, &csr.spki_der);
+            .refuses(&me.device, &csr.spki_der)
+            .map(|r| r.reason());
         if let Some(why) = refused {
             return Err(Denied::audited(Problem::new("unauthorized", 403, why))
                 .device(&me.device)

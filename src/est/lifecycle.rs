@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{Denial, Est, Granted};
 use crate::crypto;
 use crate::http::Response;
-use crate::leaves::{self, DeviceState, Inventory, Leaf, Source, Standing};
+use crate::leaves::{self, Inventory, Leaf, Source, Standing};
 use crate::revocation;
 use crate::store;
 
@@ -249,34 +249,13 @@ fn holder(inv: &Inventory, serial: &str, now: i64) -> Result<String, Denial> {
 
 /// See [`Est::may_hold`].
 fn may_hold(inv: &Inventory, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
-    let key = crypto::hex(&crypto::sha256(spki_der));
-    if let Some(l) = inv
-        .by_device(device)
-        .filter(|l| l.state == DeviceState::Disabled)
-    {
-        return Err(disabled(l));
+    match inv.refuses(device, spki_der) {
+        None => Ok(()),
+        Some(leaves::Refusal::Disabled(l)) => Err(disabled(l)),
+        Some(r) => Err(Denial::new(403, r.reason()).device(device)),
     }
-    if inv.key_compromised(&key) {
-        return Err(Denial::new(
-            403,
-            "the CSR's public key belongs to a certificate revoked for keyCompromise; \
-             generate a new key",
-        )
-        .device(device));
-    }
-    Ok(())
 }
 
 fn disabled(l: &Leaf) -> Denial {
-    Denial::new(
-        403,
-        format!(
-            "device {} is disabled by the operator since {} ({}); `gatecert leaves enable` and \
-             a new bootstrap token bring it back",
-            l.device,
-            l.state_since.map_or_else(|| "?".into(), crypto::rfc3339),
-            l.state_reason.as_deref().unwrap_or("no reason given"),
-        ),
-    )
-    .device(&l.device)
+    Denial::new(403, leaves::Refusal::Disabled(l).reason()).device(&l.device)
 }
