@@ -369,7 +369,10 @@ impl LocalCa {
                 "the token key {uri} does not match the intermediate"
             )));
         }
-        log::info!("local CA: the issuing key in the token is back: {}", k.describe());
+        log::info!(
+            "local CA: the issuing key in the token is back: {}",
+            k.describe()
+        );
         let k = Arc::new(k);
         *slot = Some(k.clone());
         Ok(k)
@@ -441,9 +444,8 @@ impl LocalCa {
         }
         let key_path = dir.join(PENDING_KEY);
         let key = match &cfg.key_uri {
-            Some(uri) => SigningKey::open(uri).map_err(|e| {
-                Error::Install(format!("{e} (run `gatecert ca csr` first)"))
-            })?,
+            Some(uri) => SigningKey::open(uri)
+                .map_err(|e| Error::Install(format!("{e} (run `gatecert ca csr` first)")))?,
             None => {
                 let Some(key_pem) = store::read_optional(&key_path)? else {
                     return Err(Error::Install(format!(

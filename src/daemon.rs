@@ -639,7 +639,12 @@ impl Service {
         let state_dir = self.cfg.main.state_dir.clone();
         let mut trust = ClockTrust::load(&state_dir, Some(self.est.ca().intermediate().not_before));
         let (mut code, mut message) = (1, String::new());
-        for c in self.cfg.certificates.iter().filter(|c| c.directory.is_none() && wanted(c)) {
+        for c in self
+            .cfg
+            .certificates
+            .iter()
+            .filter(|c| c.directory.is_none() && wanted(c))
+        {
             let kept = crate::renew::standalone::keep(
                 &state_dir,
                 c,
@@ -661,7 +666,11 @@ impl Service {
                 }
             }
         }
-        let acme = self.cfg.certificates.iter().any(|c| c.directory.is_some() && wanted(c));
+        let acme = self
+            .cfg
+            .certificates
+            .iter()
+            .any(|c| c.directory.is_some() && wanted(c));
         let pending = match self.est.broker() {
             Some(b) if acme => b.renew(req.force, req.cert.clone()),
             _ => None,

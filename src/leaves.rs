@@ -255,7 +255,6 @@ impl Refusal<'_> {
     }
 }
 
-
 /// What the inventory says about a certificate presented for re-enrollment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Standing<'a> {

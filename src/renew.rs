@@ -340,7 +340,11 @@ pub fn decide(
     let seed = format!("{}/{}/{}", hostname(), cert.name, info.serial_hex());
     let lifetime = || schedule::decide(info.not_before, info.not_after, now, seed.as_bytes());
     let mut state = State::load(env.state_dir, &cert.name)?;
-    if state.revoked.as_deref().is_some_and(|r| crypto::same_serial(r, &info.serial_hex())) {
+    if state
+        .revoked
+        .as_deref()
+        .is_some_and(|r| crypto::same_serial(r, &info.serial_hex()))
+    {
         return Ok(Decision {
             at: now,
             reason: schedule::Reason::Revoked,
@@ -534,7 +538,16 @@ fn renew_inner(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, Er
     }
     let login = account(&client, env.state_dir, cert)?;
     if let Some(uri) = &cert.key_uri {
-        return token::renew(&client, env, &login, cert, uri, replaces, live.as_ref(), trusted);
+        return token::renew(
+            &client,
+            env,
+            &login,
+            cert,
+            uri,
+            replaces,
+            live.as_ref(),
+            trusted,
+        );
     }
     let old_key = match (&live, cert.reuse_key) {
         // A key left in a token by an earlier `key_uri` is not a file key to reuse.
@@ -793,7 +806,14 @@ pub fn install(
     key: &PrivateKey,
     chain_pem: &str,
 ) -> Result<Outcome, Error> {
-    install_set(state_dir, cert, key.to_pem(), &key.spki_der(), chain_pem, None)
+    install_set(
+        state_dir,
+        cert,
+        key.to_pem(),
+        &key.spki_der(),
+        chain_pem,
+        None,
+    )
 }
 
 /// [`install`] for a key given as its record (PKCS#8 PEM, or a token key's URI without PIN)

@@ -498,7 +498,9 @@ mod tests {
         let picks: std::collections::HashSet<i64> = (0..200)
             .map(|_| backoff(3, T0, None, Some(3 * HOUR)) - T0)
             .collect();
-        assert!(picks.iter().all(|d| (3 * HOUR..3 * HOUR + 1_080).contains(d)));
+        assert!(picks
+            .iter()
+            .all(|d| (3 * HOUR..3 * HOUR + 1_080).contains(d)));
         assert!(picks.len() > 100, "{}", picks.len());
     }
 

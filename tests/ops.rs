@@ -444,7 +444,11 @@ fn a_cut_or_edited_audit_tail_stops_issuance_until_repaired() {
         assert_eq!(out.status.code(), Some(2), "{tag}: {}", text(&out.stdout));
         // Nothing else that is audited goes ahead either.
         let out = env.run(t, &["token", "add", "e3", "--name", "e3.local"]);
-        assert_eq!(out.status.code(), Some(2), "{tag}: token add on a broken chain");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{tag}: token add on a broken chain"
+        );
         assert!(!env.state().join("tokens.json").exists(), "{tag}");
 
         let out = env.run(t, &["audit", "verify", "--repair"]);

@@ -99,7 +99,12 @@ impl Hsm {
     /// `pkcs11-tool --list-objects` as the user: what the token holds.
     fn objects(&self) -> String {
         let out = self.tool(Command::new("pkcs11-tool").args([
-            "--module", MODULE, "--login", "--pin", PIN, "--list-objects",
+            "--module",
+            MODULE,
+            "--login",
+            "--pin",
+            PIN,
+            "--list-objects",
         ]));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -135,7 +140,11 @@ impl Hsm {
 
     fn gatecert(&self, conf: &Path, args: &[&str]) -> Output {
         let out = self
-            .env(Command::new(env!("CARGO_BIN_EXE_gatecert")).arg("--config").arg(conf))
+            .env(
+                Command::new(env!("CARGO_BIN_EXE_gatecert"))
+                    .arg("--config")
+                    .arg(conf),
+            )
             .args(args)
             .output()
             .unwrap();
@@ -146,7 +155,11 @@ impl Hsm {
     /// `gatecert run` on 127.0.0.1:`port`.
     fn run(&self, conf: &Path, port: u16) -> Service {
         let child = self
-            .env(Command::new(env!("CARGO_BIN_EXE_gatecert")).arg("--config").arg(conf))
+            .env(
+                Command::new(env!("CARGO_BIN_EXE_gatecert"))
+                    .arg("--config")
+                    .arg(conf),
+            )
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.path("run.log")).unwrap())
@@ -202,10 +215,21 @@ impl Hsm {
     fn csr(&self, cn: &str) -> PathBuf {
         let der = self.path(&format!("{cn}.csr.der"));
         openssl(&[
-            "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-keyout", self.path(&format!("{cn}.key")).to_str().unwrap(),
-            "-subj", &format!("/CN={cn}"),
-            "-outform", "DER", "-out", der.to_str().unwrap(),
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            self.path(&format!("{cn}.key")).to_str().unwrap(),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-outform",
+            "DER",
+            "-out",
+            der.to_str().unwrap(),
         ]);
         let b64 = self.path(&format!("{cn}.csr.b64"));
         std::fs::write(&b64, gatecert::crypto::b64(&std::fs::read(&der).unwrap())).unwrap();
@@ -305,8 +329,15 @@ fn assert_no_private_key_file(dir: &Path, skip: &[&str]) -> usize {
                     p.display()
                 );
                 let end = format!("-----END {label}-----");
-                assert!(block.contains(&end), "{}: unterminated {label}", p.display());
-                let pem = format!("-----BEGIN {}", &block[..block.find(&end).unwrap() + end.len()]);
+                assert!(
+                    block.contains(&end),
+                    "{}: unterminated {label}",
+                    p.display()
+                );
+                let pem = format!(
+                    "-----BEGIN {}",
+                    &block[..block.find(&end).unwrap() + end.len()]
+                );
                 if label == "CERTIFICATE" {
                     gatecert::crypto::CertInfo::from_pem(&pem)
                         .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -354,10 +385,19 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     // The intermediate's public key is the token's.
     let int_pem = std::fs::read_to_string(ca_dir.join("intermediate.pem")).unwrap();
     let pubkey = h.tool(Command::new("pkcs11-tool").args([
-        "--module", MODULE, "--read-object", "--type", "pubkey", "--label", "ca",
+        "--module",
+        MODULE,
+        "--read-object",
+        "--type",
+        "pubkey",
+        "--label",
+        "ca",
     ]));
     let int = gatecert::crypto::CertInfo::from_pem(&int_pem).unwrap();
-    assert_eq!(int.spki_der, pubkey.stdout, "intermediate's key is not the token's");
+    assert_eq!(
+        int.spki_der, pubkey.stdout,
+        "intermediate's key is not the token's"
+    );
 
     let port = free_port();
     let _svc = h.run(&conf, port);
@@ -365,7 +405,12 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     // TLS with the listener key in the token: openssl verifies chain, name and signature.
     let out = Command::new("openssl")
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args(["-servername", "gateway.local", "-verify_hostname", "gateway.local"])
+        .args([
+            "-servername",
+            "gateway.local",
+            "-verify_hostname",
+            "gateway.local",
+        ])
         .args(["-verify_return_error", "-CAfile"])
         .arg(ca_dir.join("root.pem"))
         .stdin(Stdio::null())
@@ -374,11 +419,19 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     let shown = text(&out);
     assert!(out.status.success(), "s_client: {shown}");
     assert!(shown.contains("Verify return code: 0 (ok)"), "{shown}");
-    assert!(h.objects().contains("label:      est"), "no est key in the token");
+    assert!(
+        h.objects().contains("label:      est"),
+        "no est key in the token"
+    );
     for tls in ["-tls1_2", "-tls1_3"] {
         let out = Command::new("openssl")
             .args(["s_client", tls, "-connect", &format!("127.0.0.1:{port}")])
-            .args(["-servername", "gateway.local", "-verify_return_error", "-CAfile"])
+            .args([
+                "-servername",
+                "gateway.local",
+                "-verify_return_error",
+                "-CAfile",
+            ])
             .arg(ca_dir.join("root.pem"))
             .stdin(Stdio::null())
             .output()
@@ -394,7 +447,15 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     let p7 = h.path("s1.p7");
     std::fs::write(&p7, gatecert::crypto::b64_decode(&body).unwrap()).unwrap();
     let pem = String::from_utf8(
-        openssl(&["pkcs7", "-inform", "DER", "-print_certs", "-in", p7.to_str().unwrap()]).stdout,
+        openssl(&[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-print_certs",
+            "-in",
+            p7.to_str().unwrap(),
+        ])
+        .stdout,
     )
     .unwrap();
     let leaf = h.path("s1.pem");
@@ -417,7 +478,10 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
         "{shown}"
     );
     assert!(shown.contains("token \"gw\""), "{shown}");
-    assert!(shown.contains("key \"ca\" (ec256, non-extractable)"), "{shown}");
+    assert!(
+        shown.contains("key \"ca\" (ec256, non-extractable)"),
+        "{shown}"
+    );
     assert!(!shown.contains(PIN), "{shown}");
 
     let certs = assert_no_private_key_file(&h.state(), &[]);
@@ -436,7 +500,12 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     // A second init finds the CA and refuses, with no second key made.
     let out = h.gatecert(&conf, &["ca", "init"]);
     assert!(!out.status.success());
-    assert_eq!(h.objects().matches("label:      ca").count(), 2, "{}", h.objects());
+    assert_eq!(
+        h.objects().matches("label:      ca").count(),
+        2,
+        "{}",
+        h.objects()
+    );
 
     // Wrong PIN.
     std::fs::write(h.path("pin"), "wrongQ9x\n").unwrap();
@@ -452,9 +521,11 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     let other = h.path("other.uci");
     std::fs::write(
         &other,
-        std::fs::read_to_string(&conf)
-            .unwrap()
-            .replacen("pkcs11:token=gw;object=ca", "pkcs11:token=nope;object=ca", 1),
+        std::fs::read_to_string(&conf).unwrap().replacen(
+            "pkcs11:token=gw;object=ca",
+            "pkcs11:token=nope;object=ca",
+            1,
+        ),
     )
     .unwrap();
     let out = h.gatecert(&other, &["check"]);
@@ -470,15 +541,26 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     assert_eq!(code, 200);
     for class in ["privkey", "pubkey"] {
         h.tool(Command::new("pkcs11-tool").args([
-            "--module", MODULE, "--login", "--pin", PIN, "--delete-object", "--type", class,
-            "--label", "ca",
+            "--module",
+            MODULE,
+            "--login",
+            "--pin",
+            PIN,
+            "--delete-object",
+            "--type",
+            class,
+            "--label",
+            "ca",
         ]));
     }
     let out = h.gatecert(&conf, &["check"]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(shown.contains("FAIL pkcs11 key ca:"), "{shown}");
-    assert!(shown.contains("no key labelled \"ca\" (removed from the token?)"), "{shown}");
+    assert!(
+        shown.contains("no key labelled \"ca\" (removed from the token?)"),
+        "{shown}"
+    );
 
     let token = h.token("s2", &["s2.local"]);
     let csr = h.csr("s2.local");
@@ -491,7 +573,10 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     assert!(log.contains("the CA's issuing key is unavailable"), "{log}");
     assert!(!log.contains(PIN), "the PIN in the service log");
     let mut svc = svc;
-    assert!(svc.child.try_wait().unwrap().is_none(), "the service exited");
+    assert!(
+        svc.child.try_wait().unwrap().is_none(),
+        "the service exited"
+    );
 
     // A restart with the key gone: the service comes up and serves /cacerts all the same.
     drop(svc);
@@ -522,7 +607,13 @@ fn token_key_of(h: &Hsm, live: &Path) -> (String, Vec<u8>) {
     assert_eq!(uri.pin, gatecert::crypto::Pin::None, "a PIN in key.uri");
     let spki = h
         .tool(Command::new("pkcs11-tool").args([
-            "--module", MODULE, "--read-object", "--type", "pubkey", "--label", &uri.object,
+            "--module",
+            MODULE,
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--label",
+            &uri.object,
         ]))
         .stdout;
     (uri.object, spki)
@@ -566,8 +657,12 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     let root = p.root();
     let verify = |live: &Path| {
         let out = openssl(&[
-            "verify", "-CAfile", root.to_str().unwrap(), "-untrusted",
-            live.join("chain.pem").to_str().unwrap(), live.join("cert.pem").to_str().unwrap(),
+            "verify",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-untrusted",
+            live.join("chain.pem").to_str().unwrap(),
+            live.join("cert.pem").to_str().unwrap(),
         ]);
         assert!(text(&out).contains(": OK"), "{}", text(&out));
     };
@@ -578,7 +673,10 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
         &std::fs::read_to_string(live.join("cert.pem")).unwrap(),
     )
     .unwrap();
-    assert_eq!(cert.spki_der, spki, "the certificate's key is not the token's");
+    assert_eq!(
+        cert.spki_der, spki,
+        "the certificate's key is not the token's"
+    );
 
     // A forced renewal: a fresh key in the token, the old object removed.
     let out = h.gatecert(&conf, &["renew", "--force"]);
@@ -587,8 +685,14 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     let (second, _) = token_key_of(&h, &live);
     assert_ne!(second, first);
     let objects = h.objects();
-    assert!(!objects.contains(&format!("label:      {first}\n")), "{objects}");
-    assert!(objects.contains(&format!("label:      {second}\n")), "{objects}");
+    assert!(
+        !objects.contains(&format!("label:      {first}\n")),
+        "{objects}"
+    );
+    assert!(
+        objects.contains(&format!("label:      {second}\n")),
+        "{objects}"
+    );
 
     // A failing deploy hook: the previous set comes back, and its key object stays.
     write_conf("false");
@@ -610,7 +714,10 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     let serial = std::fs::read_to_string(live.join("cert.pem")).unwrap();
     let out = h.gatecert(&conf, &["renew", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_ne!(std::fs::read_to_string(live.join("cert.pem")).unwrap(), serial);
+    assert_ne!(
+        std::fs::read_to_string(live.join("cert.pem")).unwrap(),
+        serial
+    );
     let (reused, _) = token_key_of(&h, &live);
     assert_eq!(reused, second);
     verify(&live);
@@ -642,7 +749,10 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     verify(&live);
     let objects = h.objects();
-    assert!(!objects.contains(&format!("label:      {crashed}\n")), "{objects}");
+    assert!(
+        !objects.contains(&format!("label:      {crashed}\n")),
+        "{objects}"
+    );
 
     // The ACME account key is still a file (`accounts/`); nothing else holds a private key.
     let certs = assert_no_private_key_file(&h.state(), &["accounts"]);

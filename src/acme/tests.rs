@@ -311,7 +311,13 @@ fn rate_limit_past_the_deadline_fails_with_the_problem() {
     // Issue 18: the Retry-After travels with the problem, so the upstream worker's backoff
     // waits it out instead of ordering again every few hours while the limit holds.
     assert!(
-        matches!(&err, Error::Problem { retry_after: Some(86_400), .. }),
+        matches!(
+            &err,
+            Error::Problem {
+                retry_after: Some(86_400),
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

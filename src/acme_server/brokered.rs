@@ -227,20 +227,21 @@ impl AcmeServer {
         }
         // Under the inventory lock, as every writer (`gatecert leaves`, EST) takes it.
         let path = leaves::path_in(&self.state_dir);
-        let recorded = Inventory::open_locked(&path, Some(std::time::Duration::from_millis(250))).and_then(|mut i| {
-            i.record(Leaf {
-                key: Some(crypto::hex(&crypto::sha256(&job.csr.spki_der))),
-                der: (source == Source::Upstream).then(|| crypto::b64(&issued.leaf_der)),
-                ..Leaf::new(
-                    &job.account.device,
-                    job.names.clone(),
-                    &issued.serial_hex,
-                    issued.not_after,
-                    source,
-                    now,
-                )
-            })
-        });
+        let recorded = Inventory::open_locked(&path, Some(std::time::Duration::from_millis(250)))
+            .and_then(|mut i| {
+                i.record(Leaf {
+                    key: Some(crypto::hex(&crypto::sha256(&job.csr.spki_der))),
+                    der: (source == Source::Upstream).then(|| crypto::b64(&issued.leaf_der)),
+                    ..Leaf::new(
+                        &job.account.device,
+                        job.names.clone(),
+                        &issued.serial_hex,
+                        issued.not_after,
+                        source,
+                        now,
+                    )
+                })
+            });
         if let Err(e) = recorded {
             log::error!("leaf inventory write failed: {e}");
         }

@@ -64,7 +64,15 @@ fn list(cfg: &Config, now: i64, json: bool) -> Res {
     print!(
         "{}",
         table(
-            &["DEVICE", "SERIAL", "NOT AFTER", "SOURCE", "STATE", "EARLIER", "NAMES"],
+            &[
+                "DEVICE",
+                "SERIAL",
+                "NOT AFTER",
+                "SOURCE",
+                "STATE",
+                "EARLIER",
+                "NAMES"
+            ],
             &rows
         )
     );

@@ -669,8 +669,7 @@ fn intermediate_constraints_bind_in_openssl() {
         p.subject_alt_names = sans;
         p.distinguished_name = DistinguishedName::new();
         let key = ca.signing_key().unwrap();
-        let issuer =
-            Issuer::from_ca_cert_der(&ca.int_der.as_slice().into(), key.rcgen()).unwrap();
+        let issuer = Issuer::from_ca_cert_der(&ca.int_der.as_slice().into(), key.rcgen()).unwrap();
         p.signed_by(&k.to_rcgen(), &issuer).unwrap().der().to_vec()
     };
     let inside = forge(crypto::sans(&["a.sensors.example.com".into()], &[]).unwrap());

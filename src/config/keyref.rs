@@ -64,9 +64,15 @@ mod tests {
         );
         let cfg = parse(&text).unwrap();
         let gw = cfg.certificates[0].key_uri.as_ref().unwrap();
-        assert_eq!((gw.object.as_str(), &gw.pin), ("gateway", &Pin::File("/etc/gatecert/pin".into())));
+        assert_eq!(
+            (gw.object.as_str(), &gw.pin),
+            ("gateway", &Pin::File("/etc/gatecert/pin".into()))
+        );
         let ca = cfg.ca.key_uri.as_ref().unwrap();
-        assert_eq!((ca.object.as_str(), &ca.pin), ("ca", &Pin::File("/p".into())));
+        assert_eq!(
+            (ca.object.as_str(), &ca.pin),
+            ("ca", &Pin::File("/p".into()))
+        );
         let est = cfg.est.key_uri.as_ref().unwrap();
         assert_eq!(est.pin, Pin::Value("1234".into()));
         // The PIN never shows in the config's Debug output.

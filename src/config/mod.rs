@@ -13,8 +13,8 @@ use crate::crypto::KeyType;
 
 mod acme;
 mod acme_server;
-mod label;
 mod keyref;
+mod label;
 mod sections;
 pub mod uci;
 mod value;

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use super::keyref::key_uri;
 use super::uci::{self, Section};
 use super::value::{
     is_http_url, parse_abs_path, parse_bool, parse_cidr, parse_domain, parse_duration, parse_email,
@@ -13,7 +14,6 @@ use super::{
     Broker, Ca, Certificate, ChallengeKind, Config, Eab, Error, Est, HttpMode, LogTarget, Main,
     Metrics, Note, Origin,
 };
-use super::keyref::key_uri;
 use crate::crypto::{self, KeyType};
 
 /// The longest an interim (local) leaf may live while the upstream is away.

@@ -402,7 +402,6 @@ fn shipped_openwrt_config() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-
 #[test]
 fn crl_and_alert_options() {
     let cfg = parse(

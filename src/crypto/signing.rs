@@ -318,7 +318,10 @@ mod tests {
             }
         }
         let der = ecdsa_raw_to_der(&[0, 0, 0x80, 0, 0, 1, 0, 2]).unwrap();
-        assert_eq!(der, [0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x00, 0x02, 0x03, 0x01, 0x00, 0x02]);
+        assert_eq!(
+            der,
+            [0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x00, 0x02, 0x03, 0x01, 0x00, 0x02]
+        );
         assert!(ecdsa_raw_to_der(&[1, 2, 3]).is_err());
         assert!(ecdsa_raw_to_der(&[]).is_err());
     }
@@ -344,7 +347,10 @@ mod tests {
                 rustls::SignatureScheme::ECDSA_NISTP384_SHA384,
             ])
             .unwrap();
-        assert_eq!(signer.scheme(), rustls::SignatureScheme::ECDSA_NISTP384_SHA384);
+        assert_eq!(
+            signer.scheme(),
+            rustls::SignatureScheme::ECDSA_NISTP384_SHA384
+        );
         assert!(!signer.sign(b"hello").unwrap().is_empty());
     }
 }

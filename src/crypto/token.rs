@@ -98,7 +98,11 @@ impl TokenKey {
             KeyType::Ec384 => P384_PARAMS,
         };
         let label = Attribute::Label(uri.object.as_bytes().to_vec());
-        let id = Attribute::Id(uri.id.clone().unwrap_or_else(|| uri.object.as_bytes().to_vec()));
+        let id = Attribute::Id(
+            uri.id
+                .clone()
+                .unwrap_or_else(|| uri.object.as_bytes().to_vec()),
+        );
         let public_tpl = [
             Attribute::Token(true),
             Attribute::Private(false),
@@ -120,7 +124,10 @@ impl TokenKey {
             .generate_key_pair(&Mechanism::EccKeyPairGen, &public_tpl, &private_tpl)
             .map_err(|e| ck(uri, "C_GenerateKeyPair", e))?;
         drop(session);
-        log::info!("made a {} key in token {token_label:?}: {uri}", kind.as_str());
+        log::info!(
+            "made a {} key in token {token_label:?}: {uri}",
+            kind.as_str()
+        );
         Self::open(uri)
     }
 
@@ -201,7 +208,11 @@ pub fn report(uri: &KeyUri) -> Result<TokenReport, Error> {
         Some(_) => {
             drop(session);
             let key = TokenKey::open(uri)?;
-            Some(format!("{:?} ({}, non-extractable)", uri.object, key.kind.as_str()))
+            Some(format!(
+                "{:?} ({}, non-extractable)",
+                uri.object,
+                key.kind.as_str()
+            ))
         }
     };
     Ok(TokenReport {
@@ -266,7 +277,8 @@ fn find_slot(ctx: &Pkcs11, uri: &KeyUri) -> Result<Slot, Error> {
         let Ok(t) = ctx.get_token_info(slot) else {
             continue;
         };
-        let m = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == clean(have));
+        let m =
+            |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == clean(have));
         if m(&uri.token, t.label())
             && m(&uri.serial, t.serial_number())
             && m(&uri.manufacturer, t.manufacturer_id())
@@ -302,7 +314,9 @@ fn login(uri: &KeyUri) -> Result<(Session, String), Error> {
     let session = ctx
         .open_rw_session(slot)
         .map_err(|e| ck(uri, "C_OpenSession", e))?;
-    let pin = uri.read_pin().map_err(|e| Error::Key(format!("{uri}: {e}")))?;
+    let pin = uri
+        .read_pin()
+        .map_err(|e| Error::Key(format!("{uri}: {e}")))?;
     if let Some(pin) = pin {
         match session.login(UserType::User, Some(&AuthPin::new(pin.into()))) {
             // Login state is per application and token: a second session is already in.
@@ -313,7 +327,9 @@ fn login(uri: &KeyUri) -> Result<(Session, String), Error> {
                 )))
             }
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                return Err(Error::Key(format!("{uri}: the token {label:?} has locked the PIN")))
+                return Err(Error::Key(format!(
+                    "{uri}: the token {label:?} has locked the PIN"
+                )))
             }
             Err(e) => return Err(ck(uri, "C_Login", e)),
         }

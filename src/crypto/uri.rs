@@ -181,17 +181,17 @@ impl KeyUri {
         };
         uri.object = match object {
             Some(o) if !o.is_empty() => o,
-            _ => {
-                return Err(
-                    "no 'object' attribute: name the key's label, e.g. pkcs11:token=gw;object=gateway"
-                        .into(),
-                )
-            }
+            _ => return Err(
+                "no 'object' attribute: name the key's label, e.g. pkcs11:token=gw;object=gateway"
+                    .into(),
+            ),
         };
         if uri.module_path.as_os_str().is_empty() {
-            return Err("no 'module-path' query attribute: name the PKCS#11 module, e.g. \
+            return Err(
+                "no 'module-path' query attribute: name the PKCS#11 module, e.g. \
                  ?module-path=/usr/lib/softhsm/libsofthsm2.so"
-                .into());
+                    .into(),
+            );
         }
         Ok(uri)
     }
@@ -276,7 +276,11 @@ impl fmt::Display for KeyUri {
 fn pin_source_path(v: &str) -> Result<PathBuf, String> {
     let p = match v.strip_prefix("file://") {
         Some(rest) if rest.starts_with('/') => rest,
-        Some(_) => return Err(format!("pin-source '{v}': only local file: URIs are supported")),
+        Some(_) => {
+            return Err(format!(
+                "pin-source '{v}': only local file: URIs are supported"
+            ))
+        }
         None => v.strip_prefix("file:").unwrap_or(v),
     };
     if !p.starts_with('/') {
@@ -356,7 +360,13 @@ mod tests {
         let again = KeyUri::parse(&u.to_secret_string()).unwrap();
         assert_eq!(again, u);
         let public = KeyUri::parse(&u.to_string()).unwrap();
-        assert_eq!(public, KeyUri { pin: Pin::None, ..u.clone() });
+        assert_eq!(
+            public,
+            KeyUri {
+                pin: Pin::None,
+                ..u.clone()
+            }
+        );
         let u = KeyUri::parse(&format!(
             "pkcs11:object=k;slot-id=3;type=private?pin-source=file:///p&{MODULE}"
         ))
@@ -366,8 +376,10 @@ mod tests {
 
     #[test]
     fn pin_value_is_never_shown() {
-        let u = KeyUri::parse(&format!("pkcs11:token=gw;object=k?{MODULE}&pin-value=s3cr%65t"))
-            .unwrap();
+        let u = KeyUri::parse(&format!(
+            "pkcs11:token=gw;object=k?{MODULE}&pin-value=s3cr%65t"
+        ))
+        .unwrap();
         assert_eq!(u.pin, Pin::Value("s3cret".into()));
         assert_eq!(u.read_pin().unwrap().as_deref(), Some("s3cret"));
         for shown in [format!("{u}"), format!("{u:?}")] {
@@ -375,7 +387,8 @@ mod tests {
         }
         assert!(format!("{u:?}").contains("Value(<redacted>)"));
         assert_eq!(KeyUri::parse(&u.to_secret_string()).unwrap(), u);
-        let err = KeyUri::parse(&format!("pkcs11:object=k?{MODULE}&pin-value=s3cr%zz")).unwrap_err();
+        let err =
+            KeyUri::parse(&format!("pkcs11:object=k?{MODULE}&pin-value=s3cr%zz")).unwrap_err();
         assert!(!err.contains("s3cr"), "{err}");
     }
 
@@ -385,16 +398,40 @@ mod tests {
             ("pkcs12:object=k", "must start with 'pkcs11:'"),
             ("pkcs11:token=gw", "no 'object' attribute"),
             ("pkcs11:object=k", "no 'module-path'"),
-            ("pkcs11:object=k;object=j?module-path=/m.so", "appears twice"),
-            ("pkcs11:object=k;colour=red?module-path=/m.so", "unsupported path attribute 'colour'"),
-            ("pkcs11:object=k?module-path=/m.so&pin=1", "unsupported query attribute 'pin'"),
+            (
+                "pkcs11:object=k;object=j?module-path=/m.so",
+                "appears twice",
+            ),
+            (
+                "pkcs11:object=k;colour=red?module-path=/m.so",
+                "unsupported path attribute 'colour'",
+            ),
+            (
+                "pkcs11:object=k?module-path=/m.so&pin=1",
+                "unsupported query attribute 'pin'",
+            ),
             ("pkcs11:object=k?module-path=m.so", "not an absolute path"),
             ("pkcs11:object=a%2?module-path=/m.so", "two hex digits"),
-            ("pkcs11:object=a b?module-path=/m.so", "must be percent-encoded"),
-            ("pkcs11:object=k;type=public?module-path=/m.so", "only type=private"),
-            ("pkcs11:object=k;slot-id=x?module-path=/m.so", "not a decimal number"),
-            ("pkcs11:object=k?module-path=/m.so&pin-source=pin.txt", "not a file: URI"),
-            ("pkcs11:object=k?module-path=/m.so&pin-source=file:/p&pin-value=1", "both pin-value"),
+            (
+                "pkcs11:object=a b?module-path=/m.so",
+                "must be percent-encoded",
+            ),
+            (
+                "pkcs11:object=k;type=public?module-path=/m.so",
+                "only type=private",
+            ),
+            (
+                "pkcs11:object=k;slot-id=x?module-path=/m.so",
+                "not a decimal number",
+            ),
+            (
+                "pkcs11:object=k?module-path=/m.so&pin-source=pin.txt",
+                "not a file: URI",
+            ),
+            (
+                "pkcs11:object=k?module-path=/m.so&pin-source=file:/p&pin-value=1",
+                "both pin-value",
+            ),
             ("pkcs11:object=k#frag?module-path=/m.so", "no fragment"),
             ("pkcs11:object?module-path=/m.so", "has no '=value'"),
         ] {

@@ -220,11 +220,11 @@ impl Est {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leaves;
     use crate::audit::Audit;
     use crate::clock::Clock as _;
     use crate::est::tests::{enroll_req, peer, setup, token_and_csr};
     use crate::http::Handler as _;
+    use crate::leaves;
 
     /// Issue 10 item 5c: an audit log that cannot be written stops issuance (503), signs and
     /// hands out nothing, and burns no token; once it is back the same token works.

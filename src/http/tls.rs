@@ -86,9 +86,8 @@ pub fn tls_config(
         (None, Some(signer)) => {
             let certified = rustls::sign::CertifiedKey::new(chain, signer);
             certified.keys_match().map(|()| {
-                builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
-                    certified,
-                )))
+                builder
+                    .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)))
             })
         }
         (None, None) => Err(rustls::Error::General("no key".into())),

@@ -539,7 +539,6 @@ fn inverted_and_empty_ari_windows_fall_back_to_the_lifetime_rule() {
     }
 }
 
-
 /// Certificates imported from acme-common send its events through `notify`, as acme-acmesh's
 /// hook does: issue-failed without a live certificate, renew-failed with one, nothing when
 /// no renewal was due; with main_domain, domains and CERT_DIR set.
@@ -625,7 +624,6 @@ fn imported_certificates_send_acme_events() {
     );
     std::fs::remove_dir_all(state).unwrap();
 }
-
 
 /// acme-common's `days`: due once the certificate is that old, unless the usual rule says
 /// earlier.

@@ -29,8 +29,7 @@ pub(super) fn renew(
         .filter(|(_, k)| store::is_token_key(k))
         .and_then(|(_, k)| crypto::KeyUri::parse(k.trim()).ok())
         .map(|recorded| uri.with_object(&recorded.object));
-    let (key, chain) =
-        issue_in_token(client, env, login, cert, uri, replaces, live_uri.as_ref())?;
+    let (key, chain) = issue_in_token(client, env, login, cert, uri, replaces, live_uri.as_ref())?;
     let key_uri = key.token_uri().cloned().unwrap_or_else(|| uri.clone());
     // A fresh key replaced the live one: its object goes once the new set is live and the
     // deploy hook succeeded.
@@ -84,10 +83,12 @@ fn issue_in_token(
         Err(e) => {
             drop(key);
             if let Err(d) = crypto::SigningKey::destroy_in_token(&fresh) {
-                log::warn!("{}: could not remove the unused key {fresh}: {d}", cert.name);
+                log::warn!(
+                    "{}: could not remove the unused key {fresh}: {d}",
+                    cert.name
+                );
             }
             Err(e)
         }
     }
 }
-

@@ -279,7 +279,10 @@ fn days_source_and_config_notes() {
     let note = "/etc/config/acme:16: section 'legacy': skipped: option 'key_type': RSA keys are not supported";
     assert_eq!(s.config_notes, vec![note.to_string()]);
     let t = s.render_table();
-    assert!(t.contains("    config: /etc/config/acme, section 'router'"), "{t}");
+    assert!(
+        t.contains("    config: /etc/config/acme, section 'router'"),
+        "{t}"
+    );
     assert!(t.contains(&format!("config notes:\n  - {note}")), "{t}");
     let json = s.to_json();
     assert!(json.contains("\"config_section\": \"router\""), "{json}");
