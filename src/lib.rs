@@ -30,6 +30,7 @@ pub mod daemon;
 pub mod errchain;
 pub mod est;
 pub mod hook;
+pub mod journal;
 pub mod http;
 pub mod leaves;
 pub mod logging;
