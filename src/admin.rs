@@ -68,7 +68,10 @@ pub fn cmd_ca(cfg: &Config, args: &[String]) -> i32 {
 /// The audit gate: nothing is created or changed when its audit line could not follow (a broken
 /// chain, an unreadable log).
 fn audit_ready(cfg: &Config) -> Res {
-    Audit::open(&audit::path_in(&cfg.main.state_dir), audit::DEFAULT_MAX_BYTES)?;
+    Audit::open(
+        &audit::path_in(&cfg.main.state_dir),
+        audit::DEFAULT_MAX_BYTES,
+    )?;
     Ok(())
 }
 

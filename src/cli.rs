@@ -35,39 +35,52 @@ options:
 /// One command's usage, printed by `gatecert COMMAND --help` (exit 0, nothing else done).
 fn command_usage(command: &str) -> Option<&'static str> {
     Some(match command {
-        "renew" => "usage: gatecert renew [--force] [-v] [--cert NAME]
+        "renew" => {
+            "usage: gatecert renew [--force] [-v] [--cert NAME]
 
 Renews every due certificate (standalone ones are issued by the local CA).
   --force       renew even if not due
   -v            show each ACME step
   --cert NAME   only this certificate section
-exit: 0 renewed, 1 nothing due, 2 error",
-        "run" => "usage: gatecert run [--state-dir DIR] [--listen ADDR]
+exit: 0 renewed, 1 nothing due, 2 error"
+        }
+        "run" => {
+            "usage: gatecert run [--state-dir DIR] [--listen ADDR]
 
 The service in the foreground: EST, the local CA, the renewal scheduler, the broker.
 SIGHUP reloads config and certificates, SIGTERM stops cleanly.
   --state-dir DIR   override the config's state_dir
   --listen ADDR     override the EST listen address
-exit: 0 on SIGTERM, 2 error",
-        "status" => "usage: gatecert status [--json]
+exit: 0 on SIGTERM, 2 error"
+        }
+        "status" => {
+            "usage: gatecert status [--json]
 
 Certificates, clock, upstream health, leaves and tokens.
   --json   machine-readable (doc/status-schema.md)
-exit: 0 healthy, 1 needs attention, 2 error",
-        "check" => "usage: gatecert check
+exit: 0 healthy, 1 needs attention, 2 error"
+        }
+        "check" => {
+            "usage: gatecert check
 
 Pre-flight: config, clock, state dir, ACME directory reachable, ports bindable, hooks executable.
-exit: 0 ok, 2 a check failed",
-        "revoke" => "usage: gatecert revoke [--reason R] [--cert NAME] [-v]
+exit: 0 ok, 2 a check failed"
+        }
+        "revoke" => {
+            "usage: gatecert revoke [--reason R] [--cert NAME] [-v]
 
 Revokes the live certificate. R: unspecified, keyCompromise, superseded,
 cessationOfOperation, ... or the RFC 5280 reason number.
-exit: 0 revoked, 2 error",
-        "account" => "usage: gatecert account rollover [--cert NAME] [-v]
+exit: 0 revoked, 2 error"
+        }
+        "account" => {
+            "usage: gatecert account rollover [--cert NAME] [-v]
 
 Replaces the ACME account key (RFC 8555 7.3.5).
-exit: 0 done, 2 error",
-        "ca" => "usage: gatecert ca init|csr|install|show|sign
+exit: 0 done, 2 error"
+        }
+        "ca" => {
+            "usage: gatecert ca init|csr|install|show|sign
 
   ca init                     a self-signed P-256 root and a name-constrained issuing intermediate
   ca csr [--out FILE]         a key and CSR for an intermediate your own root will sign
@@ -75,29 +88,38 @@ exit: 0 done, 2 error",
   ca show                     subject, issuer, validity, constraints, fingerprints
   ca sign --csr FILE [--lifetime 24h | --days N] [--server-auth] [--out FILE]
                               manual issuance through the same policy (audited)
-exit: 0 done, 2 error",
-        "token" => "usage: gatecert token add|list|revoke
+exit: 0 done, 2 error"
+        }
+        "token" => {
+            "usage: gatecert token add|list|revoke
 
   token add DEVICE --name N [--name N ...] [--ttl 7d] [--uses 1]
                        a bootstrap token bound to those names; printed once, stored hashed
   token list           tokens (no secrets)
   token revoke DEVICE  revoke the device's tokens
-exit: 0 done, 2 error",
-        "leaves" => "usage: gatecert leaves
+exit: 0 done, 2 error"
+        }
+        "leaves" => {
+            "usage: gatecert leaves
 
 The leaf inventory: device, names, serial, notAfter, source (local, interim, upstream).
-exit: 0, 2 error",
-        "audit" => "usage: gatecert audit verify [--repair]
+exit: 0, 2 error"
+        }
+        "audit" => {
+            "usage: gatecert audit verify [--repair]
 
 Checks the audit log's hash chain across rotated files; --repair cuts a torn last line and
 records the repair in the log.
-exit: 0 intact, 2 broken",
-        "demo" => "usage: gatecert demo [--keep]
+exit: 0 intact, 2 broken"
+        }
+        "demo" => {
+            "usage: gatecert demo [--keep]
 
 The whole job in a temp dir with no outside CA: a local CA, the gateway's certificate, EST on
 127.0.0.1, a bootstrap token and a simulated sensor enrolling over TLS.
   --keep   leave the state directory for a look around
-exit: 0, 2 error",
+exit: 0, 2 error"
+        }
         _ => return None,
     })
 }
@@ -121,7 +143,10 @@ pub fn main() -> i32 {
         .collect();
     // `COMMAND --help` only prints: it runs before the config is read, so it can't act.
     if let Some(usage) = command.as_deref().and_then(command_usage) {
-        if sub.iter().any(|a| a == "-h" || a == "--help" || a == "help") {
+        if sub
+            .iter()
+            .any(|a| a == "-h" || a == "--help" || a == "help")
+        {
             println!("{usage}");
             return 0;
         }

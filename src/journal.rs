@@ -132,7 +132,8 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
         let mut buf = Vec::new();
         f.seek(SeekFrom::Start(self.len))
             .map_err(io_err("seek", &self.path))?;
-        f.read_to_end(&mut buf).map_err(io_err("read", &self.path))?;
+        f.read_to_end(&mut buf)
+            .map_err(io_err("read", &self.path))?;
         self.id = Some(id);
         self.apply(&buf)
     }
@@ -357,10 +358,12 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
                 store::sync_dir(dir)?;
             }
         } else if meta.len() > self.len {
-            f.set_len(self.len).map_err(io_err("truncate", &self.path))?;
+            f.set_len(self.len)
+                .map_err(io_err("truncate", &self.path))?;
         }
         let mut f = f;
-        f.seek(SeekFrom::End(0)).map_err(io_err("seek", &self.path))?;
+        f.seek(SeekFrom::End(0))
+            .map_err(io_err("seek", &self.path))?;
         Ok(f)
     }
 
@@ -376,8 +379,66 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
     /// Whether [`Journal::compact`] would do anything: superseded records outweigh live ones
     /// and [`COMPACT_MIN_GARBAGE`].
     pub fn wants_compaction(&self) -> bool {
-        let g = self.garbage();
-        g > self.live && g > COMPACT_MIN_GARBAGE
+        self.wants_compaction_with(|_, _| true)
+    }
+
+    /// Like [`Journal::wants_compaction`], counting the live records `keep` refuses as garbage
+    /// too (they would be pruned). Scans every record: call it rarely (see [`Journal::appended`]).
+    pub fn wants_compaction_with(&self, keep: impl Fn(&str, &V) -> bool) -> bool {
+        let dead: u64 = self
+            .map
+            .iter()
+            .filter(|(k, (v, _))| !keep(k, v))
+            .map(|(_, (_, size))| *size)
+            .sum();
+        let g = self.garbage() + dead;
+        g > self.live - dead && g > COMPACT_MIN_GARBAGE
+    }
+
+    /// Bytes in the journal (magic, records; not a torn tail).
+    pub fn appended(&self) -> u64 {
+        self.len
+    }
+
+    /// Bytes in live records.
+    pub fn live(&self) -> u64 {
+        self.live
+    }
+
+    /// Creates the journal with `items` (a migration), atomically: all of them or nothing.
+    /// Needs the lock.
+    pub fn create_from<'a>(
+        &mut self,
+        items: impl Iterator<Item = (&'a str, &'a V)>,
+    ) -> Result<(), Error>
+    where
+        V: 'a,
+    {
+        if self.lock.is_none() {
+            return Err(Error::Locked(self.lock_path()));
+        }
+        let mut out = Vec::new();
+        out.extend(MAGIC);
+        for (k, v) in items {
+            self.encode(&mut out, k, v)?;
+        }
+        store::write_atomic(&self.path, &out, self.mode)?;
+        self.syncs += 1;
+        self.reset();
+        self.refresh()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>, k: &str, v: &V) -> Result<(), Error> {
+        let payload = serde_json::to_vec(&RecordOut { k, v: Some(v) })
+            .map_err(|e| self.corrupt(format!("cannot serialise a record: {e}")))?;
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|l| *l <= MAX_RECORD)
+            .ok_or_else(|| self.corrupt(format!("record of {} bytes", payload.len())))?;
+        out.extend(len.to_le_bytes());
+        out.extend(crc32(&payload).to_le_bytes());
+        out.extend(payload);
+        Ok(())
     }
 
     /// Rewrites the journal with only the live records for which `keep` holds (the others are
@@ -390,15 +451,9 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
         let mut out = Vec::with_capacity(usize::try_from(self.live).unwrap_or(0) + 8);
         out.extend(MAGIC);
         for (k, (v, _)) in &self.map {
-            if !keep(k, v) {
-                continue;
+            if keep(k, v) {
+                self.encode(&mut out, k, v)?;
             }
-            let payload = serde_json::to_vec(&RecordOut { k, v: Some(v) })
-                .map_err(|e| self.corrupt(format!("cannot serialise a record: {e}")))?;
-            let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-            out.extend(len.to_le_bytes());
-            out.extend(crc32(&payload).to_le_bytes());
-            out.extend(payload);
         }
         store::write_atomic(&self.path, &out, self.mode)?;
         self.syncs += 1;

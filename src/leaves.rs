@@ -1,15 +1,17 @@
-//! The leaf inventory: the latest certificate each sensor holds, `<state_dir>/leaves.json`,
-//! written atomically when it changes.
+//! The leaf inventory: the latest certificate each sensor holds, `<state_dir>/leaves.jnl`, a
+//! [`Journal`] with one record appended (and synced) per recorded leaf.
 //!
 //! It also decides who may re-enroll (RFC 7030 §4.2.2 leaves that to server policy): only a
 //! device's current certificate, or the certificate it replaced for [`GRACE`] seconds after the
 //! replacement, so a device whose re-enrollment reply was lost can retry with the certificate it
 //! still holds. Any other certificate is superseded ([`Standing`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::journal::Journal;
 use crate::store;
 
 /// Who issued a leaf.
@@ -82,77 +84,138 @@ pub struct Leaf {
     pub previous: Option<Previous>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct File {
-    version: u32,
+#[derive(Debug, Default, Deserialize)]
+struct LegacyFile {
     leaves: Vec<Leaf>,
 }
 
+/// How long the service waits for `leaves.jnl.lock` (held by a `gatecert ca sign` for one
+/// append) before the inventory write fails.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The inventory. One entry per device: recording a new leaf replaces the device's old one.
+/// Stored in a [`Journal`] keyed by device; an index by serial (current and previous) makes
+/// [`Inventory::standing`] a lookup.
 #[derive(Debug)]
 pub struct Inventory {
-    path: PathBuf,
-    file: File,
+    journal: Journal<Leaf>,
+    /// Upper-case serial → device, for current and previous serials.
+    serials: HashMap<String, String>,
+    /// The journal length the index reflects.
+    indexed: u64,
 }
 
 impl Inventory {
-    /// Opens `path` (usually `<state_dir>/leaves.json`); an absent file is an empty inventory.
+    /// Opens `path` (usually `<state_dir>/leaves.jnl`); an absent file is an empty inventory.
+    /// A `leaves.json` of an earlier version next to it, and no journal yet, is migrated first
+    /// (under the lock, written atomically, then removed).
     pub fn open(path: &Path) -> Result<Inventory, store::Error> {
-        let file = match store::read_optional(path)? {
-            None => File {
-                version: 1,
-                leaves: Vec::new(),
-            },
-            Some(text) => serde_json::from_str(&text).map_err(|e| store::Error::Corrupt {
-                path: path.to_path_buf(),
-                what: format!("not a leaf inventory: {e}"),
-            })?,
+        let mut inv = Inventory {
+            journal: Journal::open(path, store::PUBLIC)?,
+            serials: HashMap::new(),
+            indexed: u64::MAX,
         };
-        Ok(Inventory {
-            path: path.to_path_buf(),
-            file,
-        })
+        let legacy = path.with_extension("json");
+        if !inv.journal.exists() && legacy != path && legacy.exists() {
+            inv.journal.lock(None)?;
+            if !inv.journal.exists() {
+                if let Some(text) = store::read_optional(&legacy)? {
+                    let file: LegacyFile =
+                        serde_json::from_str(&text).map_err(|e| store::Error::Corrupt {
+                            path: legacy.clone(),
+                            what: format!("not a leaf inventory: {e}"),
+                        })?;
+                    inv.journal
+                        .create_from(file.leaves.iter().map(|l| (l.device.as_str(), l)))?;
+                    std::fs::remove_file(&legacy).map_err(store::io_err("remove", &legacy))?;
+                    if let Some(dir) = legacy.parent() {
+                        store::sync_dir(dir)?;
+                    }
+                }
+            }
+            inv.journal.unlock()?;
+        }
+        inv.reindex();
+        Ok(inv)
     }
 
-    /// Records `leaf` as its device's current certificate and writes the file.
-    pub fn record(&mut self, leaf: Leaf) -> Result<(), store::Error> {
-        match self
-            .file
-            .leaves
-            .iter_mut()
-            .find(|l| l.device == leaf.device)
-        {
-            Some(old) => *old = leaf,
-            None => self.file.leaves.push(leaf),
-        }
-        self.file.leaves.sort_by(|a, b| a.device.cmp(&b.device));
-        let json = serde_json::to_vec_pretty(&self.file).map_err(|e| store::Error::Corrupt {
-            path: self.path.clone(),
-            what: format!("cannot serialise: {e}"),
-        })?;
-        store::write_if_changed(&self.path, &json, store::PUBLIC)?;
+    /// Catches up with what other processes appended (one `stat` when nothing was).
+    pub fn refresh(&mut self) -> Result<(), store::Error> {
+        self.journal.refresh()?;
+        self.reindex();
         Ok(())
+    }
+
+    fn reindex(&mut self) {
+        if self.indexed == self.journal.appended() {
+            return;
+        }
+        self.serials.clear();
+        let mut serials = HashMap::with_capacity(self.journal.len());
+        for (_, l) in self.journal.iter() {
+            index(&mut serials, l);
+        }
+        self.serials = serials;
+        self.indexed = self.journal.appended();
+    }
+
+    /// Records `leaf` as its device's current certificate: one record appended and synced,
+    /// under `<path>.lock` (waiting at most [`LOCK_WAIT`]). Compacts the journal when replaced
+    /// rows outweigh live ones.
+    pub fn record(&mut self, leaf: Leaf) -> Result<(), store::Error> {
+        self.journal.lock(Some(LOCK_WAIT))?;
+        self.reindex();
+        let put = self.put(&leaf).and_then(|()| {
+            if self.journal.wants_compaction() {
+                self.journal.compact(|_, _| true)?;
+                self.indexed = u64::MAX;
+                self.reindex();
+            }
+            Ok(())
+        });
+        let unlocked = self.journal.unlock();
+        put?;
+        unlocked
+    }
+
+    fn put(&mut self, leaf: &Leaf) -> Result<(), store::Error> {
+        if let Some(old) = self.journal.get(&leaf.device) {
+            for s in std::iter::once(&old.serial).chain(old.previous.as_ref().map(|p| &p.serial)) {
+                self.serials.remove(&s.to_ascii_uppercase());
+            }
+        }
+        self.journal.put(&leaf.device, Some(leaf))?;
+        index(&mut self.serials, leaf);
+        self.indexed = self.journal.appended();
+        Ok(())
+    }
+
+    /// Durable syncs done by this value.
+    pub fn syncs(&self) -> u64 {
+        self.journal.syncs()
     }
 
     /// The standing of the certificate with `serial` at `now` (see the module doc).
     pub fn standing(&self, serial: &str, now: i64) -> Standing<'_> {
-        for l in &self.file.leaves {
-            if l.serial.eq_ignore_ascii_case(serial) {
-                return Standing::Current(l);
-            }
-            if let Some(p) = l
-                .previous
-                .as_ref()
-                .filter(|p| p.serial.eq_ignore_ascii_case(serial))
-            {
-                return if now < p.until {
-                    Standing::Grace(l)
-                } else {
-                    Standing::Superseded(l)
-                };
-            }
+        let Some(l) = self
+            .serials
+            .get(&serial.to_ascii_uppercase())
+            .and_then(|d| self.journal.get(d))
+        else {
+            return Standing::Unknown;
+        };
+        if l.serial.eq_ignore_ascii_case(serial) {
+            return Standing::Current(l);
         }
-        Standing::Unknown
+        match l
+            .previous
+            .as_ref()
+            .filter(|p| p.serial.eq_ignore_ascii_case(serial))
+        {
+            Some(p) if now < p.until => Standing::Grace(l),
+            Some(_) => Standing::Superseded(l),
+            None => Standing::Unknown,
+        }
     }
 
     /// The `previous` for a leaf that replaces `presented` (the serial of the client certificate
@@ -173,24 +236,35 @@ impl Inventory {
     }
 
     /// Every device's current leaf, by device name.
-    pub fn list(&self) -> &[Leaf] {
-        &self.file.leaves
+    pub fn list(&self) -> Vec<&Leaf> {
+        self.journal.iter().map(|(_, l)| l).collect()
     }
 
     /// The current leaf of `device`.
     pub fn by_device(&self, device: &str) -> Option<&Leaf> {
-        self.file.leaves.iter().find(|l| l.device == device)
+        self.journal.get(device)
     }
 
     /// Leaves of `source` (the broker upgrades `Interim` ones).
     pub fn by_source(&self, source: Source) -> impl Iterator<Item = &Leaf> {
-        self.file.leaves.iter().filter(move |l| l.source == source)
+        self.journal
+            .iter()
+            .map(|(_, l)| l)
+            .filter(move |l| l.source == source)
     }
 }
 
-/// `<state_dir>/leaves.json`.
+/// Adds `l`'s serials (current, previous) to `serials`.
+fn index(serials: &mut HashMap<String, String>, l: &Leaf) {
+    serials.insert(l.serial.to_ascii_uppercase(), l.device.clone());
+    if let Some(p) = &l.previous {
+        serials.insert(p.serial.to_ascii_uppercase(), l.device.clone());
+    }
+}
+
+/// `<state_dir>/leaves.jnl`.
 pub fn path_in(state_dir: &Path) -> PathBuf {
-    state_dir.join("leaves.json")
+    state_dir.join("leaves.jnl")
 }
 
 #[cfg(test)]
@@ -214,7 +288,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gatecert-standing-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut inv = Inventory::open(&dir.join("leaves.json")).unwrap();
+        let mut inv = Inventory::open(&dir.join("leaves.jnl")).unwrap();
         let now = 1_900_000_000;
         inv.record(leaf("d", "0A", Source::Local)).unwrap();
         assert!(matches!(inv.standing("0a", now), Standing::Current(_)));
@@ -250,7 +324,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gatecert-leaves-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("leaves.json");
+        let path = dir.join("leaves.jnl");
         let mut inv = Inventory::open(&path).unwrap();
         assert!(inv.list().is_empty());
         inv.record(leaf("b", "01", Source::Interim)).unwrap();
@@ -264,6 +338,40 @@ mod tests {
         assert!(inv.by_device("c").is_none());
         assert_eq!(inv.by_source(Source::Interim).count(), 0);
         std::fs::write(&path, "{nope").unwrap();
+        // Not a journal: refused with the reason, never read as empty.
         assert!(Inventory::open(&path).is_err());
+    }
+
+    /// A `leaves.json` of an earlier version becomes the journal on first open; its standing
+    /// lookups work from the index.
+    #[test]
+    fn a_legacy_leaves_json_is_migrated_and_indexed() {
+        let dir = std::env::temp_dir().join(format!("gatecert-leaves-mig-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = leaf("b", "0B", Source::Local);
+        b.previous = Some(Previous {
+            serial: "0A".into(),
+            until: 1_900_000_600,
+        });
+        let json =
+            serde_json::json!({"version": 1, "leaves": [leaf("a", "01", Source::Interim), b]});
+        std::fs::write(dir.join("leaves.json"), json.to_string()).unwrap();
+        let inv = Inventory::open(&path_in(&dir)).unwrap();
+        assert!(!dir.join("leaves.json").exists());
+        assert_eq!(inv.list().len(), 2);
+        assert!(matches!(
+            inv.standing("0b", 1_900_000_000),
+            Standing::Current(_)
+        ));
+        assert!(matches!(
+            inv.standing("0A", 1_900_000_000),
+            Standing::Grace(_)
+        ));
+        assert!(matches!(
+            inv.standing("0A", 1_900_000_600),
+            Standing::Superseded(_)
+        ));
+        assert_eq!(inv.by_source(Source::Interim).count(), 1);
     }
 }

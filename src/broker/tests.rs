@@ -171,7 +171,12 @@ fn upstream_issuers_are_kept_for_cacerts_until_they_expire() {
     let state = temp("issuers");
     let cfg = config(&state, "https://127.0.0.1:1/dir", 5, 5);
     let now = SystemClock.now();
-    let ca = LocalCa::init(&state.join("ca"), &cfg.ca, crate::trust::TrustedNow::for_tests(now)).unwrap();
+    let ca = LocalCa::init(
+        &state.join("ca"),
+        &cfg.ca,
+        crate::trust::TrustedNow::for_tests(now),
+    )
+    .unwrap();
     let clock = Arc::new(crate::clock::FixedClock::new(now));
     let mut b = Broker::start(&cfg, clock.clone()).unwrap().unwrap();
     assert!(b.upstream_issuers().is_empty());

@@ -31,7 +31,9 @@ const SUFFIX: &str = "sensors.local";
 pub fn cmd_demo(args: &[String]) -> i32 {
     let keep = args.iter().any(|a| a == "--keep");
     if let Some(bad) = args.iter().find(|a| *a != "--keep") {
-        eprintln!("gatecert: error: demo: unexpected argument {bad:?} (usage: gatecert demo [--keep])");
+        eprintln!(
+            "gatecert: error: demo: unexpected argument {bad:?} (usage: gatecert demo [--keep])"
+        );
         return 2;
     }
     let dir = temp_dir();

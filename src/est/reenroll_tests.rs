@@ -87,7 +87,10 @@ fn credential_less_challenge_is_counted_not_audited() {
     assert_eq!(resp.status, 401);
     assert!(resp.headers.iter().any(|(k, _)| k == "WWW-Authenticate"));
     assert!(!audit::path_in(&dir).exists(), "the challenge was audited");
-    assert!(!audit::deny_path_in(&dir).exists(), "the challenge was audited");
+    assert!(
+        !audit::deny_path_in(&dir).exists(),
+        "the challenge was audited"
+    );
     only_cert(&est.handle(&enroll_req("h", &token, &csr), &peer()));
     let resp = est.handle(&enroll_req("h", "wrong", &csr), &peer());
     assert_eq!(resp.status, 401);

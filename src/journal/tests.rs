@@ -33,7 +33,10 @@ fn records_persist_last_wins_and_deletes() {
     assert_eq!(j.iter().collect::<Vec<_>>(), vec![("b", &3)]);
     assert!(j2.garbage() > 0);
     use std::os::unix::fs::PermissionsExt as _;
-    assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -80,7 +83,10 @@ fn damage_followed_by_more_records_is_corrupt_not_skipped() {
     bad[MAGIC.len() + 9] ^= 0x55; // inside the first payload
     fs::write(&p, &bad).unwrap();
     let err = Journal::<u32>::open(&p, 0o600).unwrap_err();
-    assert!(err.to_string().contains("damaged record at byte 5"), "{err}");
+    assert!(
+        err.to_string().contains("damaged record at byte 5"),
+        "{err}"
+    );
     fs::write(&p, b"{\"version\":1}").unwrap();
     let err = Journal::<u32>::open(&p, 0o600).unwrap_err();
     assert!(err.to_string().contains("bad magic"), "{err}");
