@@ -41,14 +41,15 @@ use crate::clock::Clock;
 use crate::config;
 use crate::crypto::{self, CertInfo};
 use crate::http::{Answer, Handler, PeerInfo, Request, Response};
-use crate::leaves::{Inventory, Standing};
+use crate::leaves::Standing;
 use crate::report::Counters;
 use crate::store;
-use crate::token::{Claims, Tokens};
+use crate::token::Claims;
 use crate::trust::{ClockTrust, TrustedNow};
 use crate::{audit, ca, leaves, token};
 
 mod brokered;
+mod held;
 mod record;
 mod reply;
 mod sets;
@@ -129,9 +130,8 @@ impl From<store::Error> for Error {
 
 /// The EST request handler.
 ///
-/// The token store, audit log and inventory are re-read for each request that needs them:
-/// `gatecert token add` and other commands change them while the service runs, and the files
-/// are small.
+/// The token store and the inventory are journals kept open ([`held::Held`]): each request
+/// catches up with what `gatecert token add` and other commands appended meanwhile.
 pub struct Est {
     ca: LocalCa,
     state_dir: PathBuf,
@@ -142,6 +142,8 @@ pub struct Est {
     parked: HashMap<u64, brokered::Parked>,
     /// The bootstrap-token uses held by enrollments in progress (see [`crate::token`]).
     claims: Claims,
+    /// The token store and leaf inventory, kept open.
+    held: held::Held,
     /// Where issuances are counted for metrics, when the service keeps counters.
     counters: Option<Arc<Counters>>,
     /// `config label` sections: the profiles served under `/.well-known/est/<label>/`.
@@ -246,6 +248,7 @@ impl Est {
             broker: None,
             parked: HashMap::new(),
             claims: Claims::new(),
+            held: held::Held::default(),
             counters: None,
             labels: Vec::new(),
             denials: record::DenyWindow::default(),
@@ -373,8 +376,8 @@ impl Est {
         let csr = self.read_csr(req).map_err(|d| d.device(&device))?;
         let names = csr_names(&csr);
         let now = self.clock.now();
-        let tokens = Tokens::open(&token::path_in(&self.state_dir)).map_err(|e| {
-            log::error!("{e}");
+        let tokens = self.held.tokens(&self.state_dir).map_err(|e| {
+            log::error!("{}", crate::errchain::one_line(&e));
             Denial::new(500, "token store unreadable").device(&device)
         })?;
         // Refused credentials: 401, so the client asks again (RFC 7235 §3.1, RFC 7030 §3.2.3);
@@ -432,9 +435,19 @@ impl Est {
                 .names(auth.names.clone()));
         };
         let now = self.clock.now();
-        let committed =
-            Tokens::open_locked_within(&token::path_in(&self.state_dir), TOKEN_LOCK_WAIT)
-                .and_then(|mut t| t.commit(&claim, now));
+        let committed = self.held.tokens(&self.state_dir).and_then(|t| {
+            t.lock_within(TOKEN_LOCK_WAIT)?;
+            let spent = t.commit(&claim, now);
+            // Compaction (rare) prunes used-up and expired tokens; its failure loses nothing.
+            if let Err(e) = spent.as_ref().map(|()| t.maintain(now)) {
+                log::warn!(
+                    "token journal compaction: {}",
+                    crate::errchain::one_line(&e)
+                );
+            }
+            let unlocked = t.unlock();
+            spent.and(unlocked)
+        });
         let denial = match committed {
             Ok(()) => return Ok(made),
             Err(token::Error::Denied(d)) => Denial::new(token_denial_status(d), d.to_string()),
@@ -594,9 +607,9 @@ impl Est {
 
     /// The device whose current certificate (or previous one, in its grace window) has
     /// `serial`; 403 with the reason when it is superseded or no device holds it.
-    fn current_holder(&self, serial: &str, now: i64) -> Result<String, Denial> {
-        let inv = Inventory::open(&leaves::path_in(&self.state_dir)).map_err(|e| {
-            log::error!("{e}");
+    fn current_holder(&mut self, serial: &str, now: i64) -> Result<String, Denial> {
+        let inv = self.held.inventory(&self.state_dir).map_err(|e| {
+            log::error!("{}", crate::errchain::one_line(&e));
             Denial::new(500, "leaf inventory unreadable")
         })?;
         match inv.standing(serial, now) {
@@ -881,7 +894,7 @@ mod tests {
         now: i64,
     ) -> (String, Vec<u8>) {
         let names = [name.to_string()];
-        let token = Tokens::open(&token::path_in(dir))
+        let token = crate::token::Tokens::open(&token::path_in(dir))
             .unwrap()
             .add(device, &names, ttl, 1, now)
             .unwrap();

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::{Denial, Est, Granted};
 use crate::audit::{self, Audit, DEFAULT_MAX_BYTES, DENY_MAX_BYTES};
-use crate::leaves::{self, Inventory, Leaf};
+use crate::leaves::Leaf;
 
 /// The length of a denial window, seconds.
 pub const DENY_WINDOW: i64 = 60;
@@ -148,7 +148,7 @@ impl Est {
             previous: None,
         };
         let renews = g.renews.clone();
-        let recorded = Inventory::open(&leaves::path_in(&self.state_dir)).and_then(|mut i| {
+        let recorded = self.held.inventory(&self.state_dir).and_then(|i| {
             let previous = renews.and_then(|r| i.previous_for(&leaf.device, &r, now));
             i.record(Leaf { previous, ..leaf })
         });
@@ -221,7 +221,7 @@ mod tests {
         assert_eq!(resp.status, 503, "{}", String::from_utf8_lossy(&resp.body));
         assert!(!String::from_utf8_lossy(&resp.body).contains("CERTIFICATE"));
         assert!(
-            !leaves::path_in(&dir).exists(),
+            !crate::leaves::path_in(&dir).exists(),
             "an unaudited leaf is in the inventory"
         );
         std::fs::remove_dir(&log).unwrap();
@@ -240,7 +240,7 @@ mod tests {
         let held = Audit::open_locked(&audit::path_in(&dir), DEFAULT_MAX_BYTES).unwrap();
         let resp = est.handle(&enroll_req("k", &t, &c), &peer());
         assert_eq!(resp.status, 503, "{}", String::from_utf8_lossy(&resp.body));
-        assert!(!leaves::path_in(&dir).exists());
+        assert!(!crate::leaves::path_in(&dir).exists());
         drop(held);
         let (t2, c2) = token_and_csr(&dir, "k2", "k2.sensors.local", 600, clock.now());
         assert_eq!(est.handle(&enroll_req("k2", &t2, &c2), &peer()).status, 200);
