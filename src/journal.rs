@@ -379,7 +379,8 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
     /// Whether [`Journal::compact`] would do anything: superseded records outweigh live ones
     /// and [`COMPACT_MIN_GARBAGE`].
     pub fn wants_compaction(&self) -> bool {
-        self.wants_compaction_with(|_, _| true)
+        let g = self.garbage();
+        g > self.live && g > COMPACT_MIN_GARBAGE
     }
 
     /// Like [`Journal::wants_compaction`], counting the live records `keep` refuses as garbage

@@ -163,6 +163,7 @@ impl Inventory {
     /// under `<path>.lock` (waiting at most [`LOCK_WAIT`]). Compacts the journal when replaced
     /// rows outweigh live ones.
     pub fn record(&mut self, leaf: Leaf) -> Result<(), store::Error> {
+        let held = self.journal.is_locked();
         self.journal.lock(Some(LOCK_WAIT))?;
         self.reindex();
         let put = self.put(&leaf).and_then(|()| {
@@ -173,9 +174,25 @@ impl Inventory {
             }
             Ok(())
         });
+        if held {
+            return put;
+        }
         let unlocked = self.journal.unlock();
         put?;
         unlocked
+    }
+
+    /// Holds the writers' lock across many [`Inventory::record`] calls, which then append
+    /// without syncing (an import); [`Inventory::release_lock`] syncs them all at once.
+    pub fn hold_lock(&mut self) -> Result<(), store::Error> {
+        self.journal.lock(None)?;
+        self.reindex();
+        Ok(())
+    }
+
+    /// Syncs what was recorded under [`Inventory::hold_lock`] and releases the lock.
+    pub fn release_lock(&mut self) -> Result<(), store::Error> {
+        self.journal.unlock()
     }
 
     fn put(&mut self, leaf: &Leaf) -> Result<(), store::Error> {

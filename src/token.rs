@@ -171,6 +171,8 @@ struct LegacyFile {
 #[derive(Debug)]
 pub struct Tokens {
     journal: Journal<Entry>,
+    /// Set by [`Tokens::set_batch`]: changes are appended but synced only when it ends.
+    batch: bool,
     /// The journal's length when [`Tokens::maintain`] last looked for garbage.
     checked_at: u64,
 }
@@ -183,6 +185,7 @@ impl Tokens {
         let journal = Journal::open(path, store::SECRET)?;
         let mut t = Tokens {
             journal,
+            batch: false,
             checked_at: 0,
         };
         let legacy = legacy_path(path);
@@ -252,6 +255,16 @@ impl Tokens {
     /// Durable syncs done by this value.
     pub fn syncs(&self) -> u64 {
         self.journal.syncs()
+    }
+
+    /// With `on`, changes made under the lock of [`Tokens::open_locked`] are appended but not
+    /// synced; turning it off syncs them all at once (an import of many tokens: one sync).
+    pub fn set_batch(&mut self, on: bool) -> Result<(), Error> {
+        self.batch = on;
+        if !on {
+            self.journal.sync()?;
+        }
+        Ok(())
     }
 
     /// Compacts the journal when superseded records outweigh live ones, pruning tokens used up
@@ -437,7 +450,9 @@ impl Tokens {
     fn save(&mut self, e: &Entry) -> Result<(), Error> {
         if self.journal.is_locked() {
             self.journal.put(&e.device, Some(e))?;
-            self.journal.sync()?;
+            if !self.batch {
+                self.journal.sync()?;
+            }
             return Ok(());
         }
         self.journal.lock(None)?;
