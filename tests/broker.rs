@@ -182,7 +182,7 @@ impl Gatecert {
     }
 
     fn token(&self, device: &str) -> String {
-        Tokens::open(&self.state().join("tokens.json"))
+        Tokens::open(&self.state().join("tokens.jnl"))
             .unwrap()
             .add(device, &[device.to_owned()], 3600, 1, now())
             .unwrap()
@@ -800,7 +800,11 @@ fn one_use_token_issues_once_with_a_blackholed_upstream() {
     let codes: Vec<u16> = answers.iter().map(|(c, _)| *c).collect();
     let (ok, body) = successes(&answers);
     assert_eq!(ok, 1, "2xx answers: {codes:?}\n{}", g.log());
-    assert_eq!(codes.iter().filter(|c| matches!(**c, 401 | 403)).count(), 19, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| matches!(**c, 401 | 403)).count(),
+        19,
+        "{codes:?}"
+    );
     let leaf = Gatecert::leaf(&g.certs(body.unwrap(), "race-cert")).clone();
     assert_eq!(
         leaf.issuer,
@@ -835,7 +839,11 @@ fn one_use_token_issues_once_with_a_pebble_upstream() {
     let codes: Vec<u16> = answers.iter().map(|(c, _)| *c).collect();
     let (ok, body) = successes(&answers);
     assert_eq!(ok, 1, "2xx answers: {codes:?}\n{}", g.log());
-    assert_eq!(codes.iter().filter(|c| matches!(**c, 401 | 403)).count(), 19, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| matches!(**c, 401 | 403)).count(),
+        19,
+        "{codes:?}"
+    );
     let leaf = Gatecert::leaf(&g.certs(body.unwrap(), "racep-cert")).clone();
     let pebble_int = CertInfo::from_pem(&pebble.intermediate()).unwrap();
     assert_eq!(leaf.issuer, pebble_int.subject, "issued by the upstream");

@@ -100,7 +100,10 @@ fn help_on_every_subcommand_prints_usage_and_acts_not() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(listing(t.path()), before, "a --help run created files");
     if !etc_existed {
-        assert!(!Path::new("/etc/gatecert").exists(), "ca init --help created /etc/gatecert");
+        assert!(
+            !Path::new("/etc/gatecert").exists(),
+            "ca init --help created /etc/gatecert"
+        );
     }
 }
 
@@ -111,7 +114,12 @@ fn a_closed_stdout_ends_quietly_like_a_unix_tool() {
     let cfg = cfg.to_str().unwrap();
     let out = gatecert(t.path(), &["--config", cfg, "ca", "init"]);
     assert!(out.status.success(), "{out:?}");
-    for args in [&["ca", "show"][..], &["leaves"], &["token", "list"], &["--help"]] {
+    for args in [
+        &["ca", "show"][..],
+        &["leaves"],
+        &["token", "list"],
+        &["--help"],
+    ] {
         // The reading end is closed before the child starts, so its first write gets EPIPE.
         let (ours, theirs) = UnixStream::pair().unwrap();
         drop(ours);
@@ -148,7 +156,10 @@ fn a_missing_config_path_is_an_error_and_bare_gatecert_is_a_usage_error() {
             "{cmd:?}: {stderr}"
         );
     }
-    assert!(listing(t.path()).is_empty(), "a missing --config created files");
+    assert!(
+        listing(t.path()).is_empty(),
+        "a missing --config created files"
+    );
 
     let out = gatecert(t.path(), &[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -172,7 +183,11 @@ fn a_fatal_error_is_printed_once_in_one_format() {
         .lines()
         .find(|l| l.starts_with("gatecert: error: "))
         .unwrap_or_else(|| panic!("no 'gatecert: error:' line in {stderr}"));
-    assert_eq!(stderr.matches(first).count(), 1, "printed more than once:\n{stderr}");
+    assert_eq!(
+        stderr.matches(first).count(),
+        1,
+        "printed more than once:\n{stderr}"
+    );
     for line in stderr.lines() {
         assert!(
             line.starts_with("gatecert: ") || line.starts_with("  caused by: "),

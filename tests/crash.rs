@@ -413,7 +413,7 @@ fn est_loop(kills: u64) -> Counts {
     )
     .unwrap();
     // First start: the CA and the listener's certificate; then the token (once, while the
-    // service is down, so the harness never races the service on tokens.json).
+    // service is down, so the harness never races the service on tokens.jnl).
     let mut child = e.spawn();
     assert!(
         wait_listening(&mut child, port),
