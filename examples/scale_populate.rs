@@ -1,6 +1,7 @@
 //! Fills a state directory with N sensors for `bench/scale.sh`, with the library's own store
 //! code (the same `Tokens::add` and `Inventory::record` the CLI and the service call): N
-//! bootstrap tokens (`s0`..`s{N-1}`, one use each, already spent, as after provisioning) and N
+//! bootstrap tokens (`s0`..`s{N-1}`, one use each, already spent, as after provisioning, then
+//! pruned by `Tokens::maintain` as the service's compaction does) and N
 //! inventory rows with random serials. Each store is written under its lock with one sync.
 //!
 //! usage: scale_populate STATE_DIR N
@@ -31,6 +32,8 @@ fn main() {
         tokens.commit(&claim, now).expect("commit");
     }
     tokens.set_batch(false).expect("sync");
+    // As the service does after a commit: the used-up tokens are pruned by compaction.
+    tokens.maintain(now).expect("compaction");
     drop(tokens);
     let mut inv = Inventory::open(&leaves::path_in(&state)).expect("inventory");
     inv.hold_lock().expect("lock");
