@@ -65,14 +65,14 @@ enroll() { # $1 i: enroll device e$i with its token, keep its cert
 	local code
 	code=$(post simpleenroll -u "e$1:$(cat "$work/c/e$1.tok")" --data-binary @"$work/c/e$1.csr")
 	[ "$code" = 200 ] || { echo "enroll e$1: HTTP $code $(head -c 300 "$work/body")" >&2; return 1; }
-	base64 -d "$work/body" | openssl pkcs7 -inform DER -print_certs -out "$work/c/e$1.pem"
+	tr -d "\r\n" <"$work/body" | base64 -d | openssl pkcs7 -inform DER -print_certs -out "$work/c/e$1.pem"
 }
 reenroll() {
 	local code
 	code=$(post simplereenroll --cert "$work/c/e$1.pem" --key "$work/c/e$1.key" \
 		--data-binary @"$work/c/e$1.csr")
 	[ "$code" = 200 ] || { echo "reenroll e$1: HTTP $code $(head -c 300 "$work/body")" >&2; return 1; }
-	base64 -d "$work/body" | openssl pkcs7 -inform DER -print_certs -out "$work/c/e$1.pem"
+	tr -d "\r\n" <"$work/body" | base64 -d | openssl pkcs7 -inform DER -print_certs -out "$work/c/e$1.pem"
 }
 phase() { # $1 label, $2 function, $3 first, $4 last: per-request CPU ms and bytes written
 	local c0 w0 c1 w1 n=$(($4 - $3 + 1))
