@@ -391,4 +391,34 @@ mod tests {
         ));
         assert_eq!(inv.by_source(Source::Interim).count(), 1);
     }
+
+    /// Issue 13: recording one more leaf appends to the inventory in place (same inode, a few
+    /// hundred bytes more), however many devices it holds; it never rewrites the whole file.
+    #[test]
+    fn recording_a_leaf_appends_instead_of_rewriting() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = std::env::temp_dir().join(format!("gatecert-leaves-app-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = path_in(&dir);
+        let mut inv = Inventory::open(&path).unwrap();
+        for i in 0..2000 {
+            inv.record(leaf(&format!("d{i}"), &format!("{i:04X}"), Source::Local))
+                .unwrap();
+        }
+        let before = std::fs::metadata(&path).unwrap();
+        inv.record(leaf("d7", "FFFF", Source::Local)).unwrap();
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(before.ino(), after.ino(), "the inventory was rewritten");
+        assert!(after.len() > before.len() && after.len() - before.len() < 512);
+        assert_eq!(
+            Inventory::open(&path)
+                .unwrap()
+                .by_device("d7")
+                .unwrap()
+                .serial,
+            "FFFF"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -865,4 +865,30 @@ mod tests {
         assert_eq!(list.len(), 2, "{list:?}");
         assert!(list.iter().find(|i| i.device == "a").unwrap().revoked);
     }
+
+    /// Issue 13: spending a use appends one record to the token store in place (same inode),
+    /// however many tokens it holds; it never rewrites the whole file.
+    #[test]
+    fn spending_a_use_appends_instead_of_rewriting() {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = tmp("append");
+        let mut t = Tokens::open_locked(&path).unwrap();
+        for i in 0..500 {
+            t.add(&format!("d{i}"), &names(), 3600, 1, NOW).unwrap();
+        }
+        let tok = t.add("s1", &names(), 3600, 1, NOW).unwrap();
+        let mut claims = Claims::new();
+        let (id, _) = t.claim(&mut claims, "s1", &tok, "k", NOW).unwrap();
+        let claim = claims.take(id).unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        t.commit(&claim, NOW).unwrap();
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(before.ino(), after.ino(), "the token store was rewritten");
+        assert!(after.len() > before.len() && after.len() - before.len() < 512);
+        drop(t);
+        assert_eq!(
+            Tokens::open(&path).unwrap().check("s1", &tok, NOW),
+            Err(Denial::Exhausted)
+        );
+    }
 }
