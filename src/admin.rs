@@ -375,6 +375,14 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
         crypto::rfc3339(now + ttl as i64)
     );
     println!("{tok}");
+    // Used-up and expired tokens are pruned here too when superseded records outweigh live ones;
+    // the token is already durable, so a failed compaction only leaves the journal longer.
+    if let Err(e) = tokens.maintain(now) {
+        log::warn!(
+            "token journal compaction: {}",
+            crate::errchain::one_line(&e)
+        );
+    }
     Ok(())
 }
 
