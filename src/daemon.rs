@@ -253,7 +253,6 @@ fn issued_leaves(state_dir: &Path) -> bool {
     match leaves::Inventory::open(&leaves::path_in(state_dir)) {
         Ok(inv) => inv
             .list()
-            .iter()
             .any(|l| l.source != leaves::Source::Upstream),
         Err(e) => {
             log::error!("{e}");
@@ -544,7 +543,7 @@ impl Service {
                 return;
             }
         };
-        self.upstream_pending = !inv.upstream_revocations().is_empty();
+        self.upstream_pending = inv.upstream_revocations().next().is_some();
         let Some(broker) = self.est.broker_mut() else {
             return;
         };
@@ -584,7 +583,6 @@ impl Service {
         for (serial, result) in done {
             let device = inv
                 .upstream_revocations()
-                .iter()
                 .find(|u| u.serial == serial)
                 .map(|u| u.device.clone());
             let fields = match &result {
@@ -620,7 +618,7 @@ impl Service {
         if let Err(e) = inv.save() {
             log::error!("{e}");
         }
-        self.upstream_pending = !inv.upstream_revocations().is_empty();
+        self.upstream_pending = inv.upstream_revocations().next().is_some();
     }
 
     /// `gatecert renew` handed over the control socket: standalone certificates are kept here

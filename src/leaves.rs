@@ -1,4 +1,4 @@
-//! The leaf inventory, `<state_dir>/leaves.json`: one row per device, from its first enrollment
+//! The leaf inventory, `<state_dir>/leaves.jnl` (an append-only [`Journal`]): one row per device, from its first enrollment
 //! on, with the certificate it holds now, the unexpired ones it held before, and whether the
 //! operator cut it off; the CA's revocation list (what the CRL publishes, RFC 5280 §5); the
 //! public keys revoked for keyCompromise; and the upstream revocations still to be sent
@@ -11,15 +11,17 @@
 //! still holds. Any other certificate is superseded ([`Standing`]); a revoked certificate, or any
 //! certificate of a disabled device, never stands.
 //!
-//! Writers hold `leaves.json.lock` ([`Inventory::open_locked`]) from the read to the write, so
+//! Writers hold `leaves.jnl.lock` ([`Inventory::open_locked`]) from the read to the write, so
 //! `gatecert leaves revoke` and the service never lose each other's changes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::crypto;
+use crate::journal::{Journal, Kept};
 use crate::store;
 
 mod merge;
@@ -272,33 +274,73 @@ pub enum Standing<'a> {
     Unknown,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct File {
-    version: u32,
+/// The inventory file of earlier versions (`leaves.json`), read to migrate it.
+#[derive(Debug, Default, Deserialize)]
+struct LegacyFile {
+    #[serde(default)]
     leaves: Vec<Leaf>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     revoked: Vec<Revoked>,
-    /// hex SHA-256 of public keys revoked for keyCompromise: never certified again.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     compromised_keys: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     upstream_revocations: Vec<UpstreamRevocation>,
-    /// The last CRL number used (RFC 5280 §5.2.3), monotonically increasing.
     #[serde(default)]
     crl_number: u64,
-    /// nextUpdate of the CRL last published, Unix seconds (0: none yet).
     #[serde(default)]
     crl_next_update: i64,
-    /// A revocation happened since the CRL was last published.
     #[serde(default)]
     crl_pending: bool,
+}
+
+/// The CRL's bookkeeping (RFC 5280 §5.2.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct CrlMeta {
+    /// The last CRL number used, monotonically increasing.
+    number: u64,
+    /// nextUpdate of the CRL last published, Unix seconds (0: none yet).
+    next_update: i64,
+    /// A revocation happened since the CRL was last published.
+    pending: bool,
+}
+
+/// One record of the inventory's journal. Keys: `d/DEVICE` a device's row, `r/SERIAL` a
+/// revoked certificate, `k/KEY` a public key revoked for keyCompromise, `u/SERIAL` an upstream
+/// revocation still to send, `crl` the CRL's bookkeeping. Serials are in
+/// [`crypto::serial_display`] form.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Rec {
+    Leaf(Leaf),
+    Revoked(Revoked),
+    Key,
+    Upstream(UpstreamRevocation),
+    Crl(CrlMeta),
+}
+
+const CRL_KEY: &str = "crl";
+
+fn device_key(device: &str) -> String {
+    format!("d/{device}")
+}
+
+fn revoked_key(serial: &str) -> String {
+    format!("r/{}", crypto::serial_display(serial))
+}
+
+fn upstream_key(serial: &str) -> String {
+    format!("u/{}", crypto::serial_display(serial))
+}
+
+fn compromised_key(key: &str) -> String {
+    format!("k/{}", key.to_ascii_lowercase())
 }
 
 /// An inventory error: the file could not be read or written, or a command named what isn't there.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// Reading, locking or writing `leaves.json`.
+    /// Reading, locking or writing the inventory.
     Store(store::Error),
     /// No device (or certificate serial) by that name.
     NoSuchDevice(String),
@@ -342,46 +384,256 @@ pub struct CutOff {
     pub queued_upstream: usize,
 }
 
+/// The journal and its index, which a process keeps between opens ([`CACHE`]).
+#[derive(Debug)]
+struct Core {
+    journal: Journal<Rec>,
+    /// Every serial a row holds (current, previous, earlier), [`crypto::serial_display`] form,
+    /// to its device.
+    serials: HashMap<String, String>,
+    /// The journal length the index was built at.
+    indexed_at: u64,
+    /// A `leaves.json` of an earlier version was read into memory, to be written as the
+    /// journal by the first [`Inventory::save`].
+    migrating: bool,
+}
+
+/// The last inventory this process opened, kept while nobody holds it: the next open only
+/// catches up with what other processes appended (one `stat` when nothing was), so the cost of
+/// a request does not grow with the number of devices. An inventory dropped with changes it
+/// did not save is not kept.
+static CACHE: Kept<Core> = Kept::new();
+
 /// The inventory. One row per device: recording a new leaf updates the device's row.
+///
+/// Storage: an append-only [`Journal`] (`leaves.jnl`): a change appends the records of what it
+/// changed, synced by [`Inventory::save`]; a compaction rewrites it when superseded records
+/// outweigh live ones. Readers take no lock; writers hold the journal's lock from the read to
+/// the write ([`Inventory::open_locked`]), so `gatecert leaves revoke` and the service never
+/// lose each other's changes.
 #[derive(Debug)]
 pub struct Inventory {
-    path: PathBuf,
-    file: File,
+    core: Core,
     /// Rows merged from an older state dir's split inventory when it was read.
     merged: usize,
-    _lock: Option<store::FileLock>,
+    /// Not kept in [`CACHE`] on drop (an error left the memory ahead of the file).
+    discard: bool,
+}
+
+impl Drop for Inventory {
+    fn drop(&mut self) {
+        if self.discard || self.core.journal.has_staged() || self.core.migrating {
+            return;
+        }
+        if self.core.journal.is_locked() {
+            if let Err(e) = self.core.journal.unlock() {
+                log::error!("leaf inventory: {e}");
+                return;
+            }
+        }
+        let path = self.core.journal.path().to_path_buf();
+        let core = std::mem::replace(&mut self.core, Core::detached(&path));
+        CACHE.keep(&path, core);
+    }
+}
+
+impl Core {
+    /// A placeholder that read nothing (what a dropped inventory leaves behind).
+    fn detached(path: &Path) -> Core {
+        Core {
+            journal: Journal::detached(path, store::PUBLIC),
+            serials: HashMap::new(),
+            indexed_at: 0,
+            migrating: false,
+        }
+    }
+
+    fn load(path: &Path) -> Result<Core, store::Error> {
+        let cached = CACHE.take(path);
+        let mut core = match cached {
+            Some(mut core) => {
+                core.journal.refresh()?;
+                core
+            }
+            None => Core {
+                journal: Journal::open(path, store::PUBLIC)?,
+                serials: HashMap::new(),
+                indexed_at: u64::MAX,
+                migrating: false,
+            },
+        };
+        core.reindex();
+        Ok(core)
+    }
+
+    /// Rebuilds the serial index when the journal changed under it (another process appended).
+    fn reindex(&mut self) {
+        if self.indexed_at == self.journal.appended() && !self.migrating {
+            return;
+        }
+        self.serials.clear();
+        let rows: Vec<Leaf> = self.rows().cloned().collect();
+        for l in &rows {
+            self.index(l);
+        }
+        self.indexed_at = self.journal.appended();
+    }
+
+    fn index(&mut self, l: &Leaf) {
+        for s in std::iter::once(&l.serial)
+            .chain(l.previous.iter().map(|p| &p.serial))
+            .chain(l.earlier.iter().map(|h| &h.serial))
+        {
+            self.serials
+                .insert(crypto::serial_display(s), l.device.clone());
+        }
+    }
+
+    fn unindex(&mut self, l: &Leaf) {
+        for s in std::iter::once(&l.serial)
+            .chain(l.previous.iter().map(|p| &p.serial))
+            .chain(l.earlier.iter().map(|h| &h.serial))
+        {
+            let k = crypto::serial_display(s);
+            if self.serials.get(&k) == Some(&l.device) {
+                self.serials.remove(&k);
+            }
+        }
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &Leaf> {
+        self.journal
+            .range("d/")
+            .filter_map(|(_, r)| match r {
+                Rec::Leaf(l) => Some(l),
+                _ => None,
+            })
+    }
+
+    fn row(&self, device: &str) -> Option<&Leaf> {
+        match self.journal.get(&device_key(device)) {
+            Some(Rec::Leaf(l)) => Some(l),
+            _ => None,
+        }
+    }
+
+    fn revoked(&self, serial: &str) -> Option<&Revoked> {
+        match self.journal.get(&revoked_key(serial)) {
+            Some(Rec::Revoked(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn crl(&self) -> CrlMeta {
+        match self.journal.get(CRL_KEY) {
+            Some(Rec::Crl(m)) => *m,
+            _ => CrlMeta::default(),
+        }
+    }
+
+    fn stage(&mut self, key: &str, rec: Option<Rec>) -> Result<(), store::Error> {
+        if self.migrating {
+            // Staged with the migration; written with it.
+            match rec {
+                Some(r) => self.journal.preload(key, r),
+                None => self.journal.preload_remove(key),
+            }
+            return Ok(());
+        }
+        if !self.journal.is_locked() {
+            // Opened to read: the first change takes the lock (and catches up).
+            self.journal.lock(None)?;
+        }
+        self.journal.stage(key, rec)
+    }
+
+    fn set_row(&mut self, leaf: Leaf) -> Result<(), store::Error> {
+        if let Some(old) = self.row(&leaf.device).cloned() {
+            self.unindex(&old);
+        }
+        self.index(&leaf);
+        let key = device_key(&leaf.device);
+        self.stage(&key, Some(Rec::Leaf(leaf)))
+    }
+
+    fn set_crl(&mut self, m: CrlMeta) -> Result<(), store::Error> {
+        if self.crl() == m {
+            return Ok(());
+        }
+        self.stage(CRL_KEY, Some(Rec::Crl(m)))
+    }
+}
+
+/// The journal `leaves.jnl` for `path` (either the journal or an older `leaves.json`).
+fn journal_path(path: &Path) -> PathBuf {
+    path.with_extension("jnl")
 }
 
 impl Inventory {
-    /// Opens `path` (usually `<state_dir>/leaves.json`) to read; an absent file is an empty
-    /// inventory. Split rows of an older inventory are merged in memory (see [`merge`]).
+    /// Opens the inventory at `path` (usually `<state_dir>/leaves.jnl`) to read; an absent file
+    /// is an empty inventory. A `leaves.json` of an earlier version, and no journal yet, is read
+    /// (its split rows merged in memory, see [`merge`]) and becomes the journal at the first
+    /// [`Inventory::save`].
     pub fn open(path: &Path) -> Result<Inventory, store::Error> {
-        let mut file = match store::read_optional(path)? {
-            None => File {
-                version: 2,
-                ..File::default()
-            },
-            Some(text) => serde_json::from_str(&text).map_err(|e| store::Error::Corrupt {
-                path: path.to_path_buf(),
-                what: format!("not a leaf inventory: {e}"),
-            })?,
-        };
-        let merged = merge::split_rows(&mut file.leaves);
-        file.version = 2;
+        let jpath = journal_path(path);
+        let mut core = Core::load(&jpath)?;
+        let mut merged = 0;
+        let legacy = path.with_extension("json");
+        if !core.journal.exists() && core.journal.is_empty() && legacy.exists() {
+            merged = Inventory::read_legacy(&mut core, &legacy)?;
+        }
         Ok(Inventory {
-            path: path.to_path_buf(),
-            file,
+            core,
             merged,
-            _lock: None,
+            discard: false,
         })
     }
 
-    /// Opens `path` to change it: takes `leaves.json.lock` first (waiting at most `wait`, or for
-    /// ever with `None`) and holds it until the value is dropped.
+    fn read_legacy(core: &mut Core, legacy: &Path) -> Result<usize, store::Error> {
+        let Some(text) = store::read_optional(legacy)? else {
+            return Ok(0);
+        };
+        let mut file: LegacyFile =
+            serde_json::from_str(&text).map_err(|e| store::Error::Corrupt {
+                path: legacy.to_path_buf(),
+                what: format!("not a leaf inventory: {e}"),
+            })?;
+        let merged = merge::split_rows(&mut file.leaves);
+        core.migrating = true;
+        for l in file.leaves {
+            core.journal.preload(&device_key(&l.device), Rec::Leaf(l));
+        }
+        for r in file.revoked {
+            core.journal.preload(&revoked_key(&r.serial), Rec::Revoked(r));
+        }
+        for k in file.compromised_keys {
+            core.journal.preload(&compromised_key(&k), Rec::Key);
+        }
+        for u in file.upstream_revocations {
+            core.journal.preload(&upstream_key(&u.serial), Rec::Upstream(u));
+        }
+        core.journal.preload(
+            CRL_KEY,
+            Rec::Crl(CrlMeta {
+                number: file.crl_number,
+                next_update: file.crl_next_update,
+                pending: file.crl_pending,
+            }),
+        );
+        core.reindex();
+        Ok(merged)
+    }
+
+    /// Opens the inventory to change it: takes the journal's lock (`leaves.jnl.lock`) first
+    /// (waiting at most `wait`, or for ever with `None`) and holds it until the value is saved
+    /// and dropped.
     pub fn open_locked(path: &Path, wait: Option<Duration>) -> Result<Inventory, store::Error> {
-        let lock = store::FileLock::acquire(path, wait)?;
         let mut inv = Inventory::open(path)?;
-        inv._lock = Some(lock);
+        if let Err(e) = inv.core.journal.lock(wait) {
+            inv.discard = true;
+            return Err(e);
+        }
+        inv.core.reindex();
         Ok(inv)
     }
 
@@ -390,34 +642,61 @@ impl Inventory {
         self.merged
     }
 
-    /// Writes the file (atomically, only when it changed).
+    /// Makes the changes durable: appends their records and syncs (one `fdatasync`), or writes
+    /// a migrated `leaves.json` as the journal and removes it. Compacts the journal when
+    /// superseded records outweigh live ones. Needs [`Inventory::open_locked`].
     pub fn save(&mut self) -> Result<(), store::Error> {
-        let json = serde_json::to_vec_pretty(&self.file).map_err(|e| store::Error::Corrupt {
-            path: self.path.clone(),
-            what: format!("cannot serialise: {e}"),
-        })?;
-        store::write_if_changed(&self.path, &json, store::PUBLIC)?;
-        self.merged = 0;
+        let r = self.save_inner();
+        if r.is_err() {
+            self.discard = true;
+        }
+        r
+    }
+
+    fn save_inner(&mut self) -> Result<(), store::Error> {
+        let j = &mut self.core.journal;
+        if self.core.migrating {
+            j.create_from_memory()?;
+            self.core.migrating = false;
+            let legacy = j.path().with_extension("json");
+            if legacy.exists() {
+                std::fs::remove_file(&legacy).map_err(store::io_err("remove", &legacy))?;
+                if let Some(dir) = legacy.parent() {
+                    store::sync_dir(dir)?;
+                }
+            }
+            self.merged = 0;
+            self.core.indexed_at = u64::MAX;
+            self.core.reindex();
+            return Ok(());
+        }
+        j.flush()?;
+        j.sync()?;
+        if j.wants_compaction() {
+            j.compact(|_, _| true)?;
+        }
+        self.core.indexed_at = self.core.journal.appended();
         Ok(())
     }
 
-    /// Records `leaf` as its device's current certificate and writes the file. The device's
-    /// row keeps its earlier unexpired certificates; a revoked device enrolled again with a new
-    /// token is active again (a disabled one stays disabled: EST refuses it before this).
+    /// Records `leaf` as its device's current certificate and saves. The device's row keeps its
+    /// earlier unexpired certificates; a revoked device enrolled again with a new token is
+    /// active again (a disabled one stays disabled: EST refuses it before this).
     pub fn record(&mut self, leaf: Leaf) -> Result<(), store::Error> {
+        self.stage_record(leaf)?;
+        self.save()
+    }
+
+    /// [`Inventory::record`] without the save: the caller saves (group commit).
+    pub fn stage_record(&mut self, leaf: Leaf) -> Result<(), store::Error> {
         let now = leaf.issued_at;
-        match self
-            .file
-            .leaves
-            .iter_mut()
-            .find(|l| l.device == leaf.device)
-        {
+        let row = match self.core.row(&leaf.device) {
             Some(old) => {
                 let mut earlier: Vec<Held> = old
                     .certs()
                     .filter(|h| h.not_after > now && !crypto::same_serial(&h.serial, &leaf.serial))
                     .collect();
-                earlier.retain(|h| !self.file.revoked.iter().any(|r| r.serial == h.serial));
+                earlier.retain(|h| self.core.revoked(&h.serial).is_none());
                 let state = match old.state {
                     DeviceState::Disabled => DeviceState::Disabled,
                     _ => DeviceState::Active,
@@ -426,58 +705,62 @@ impl Inventory {
                     DeviceState::Disabled => (old.state_since, old.state_reason.clone()),
                     _ => (None, None),
                 };
-                *old = Leaf {
+                Leaf {
                     earlier,
                     state,
                     state_since: since,
                     state_reason: reason,
                     cuts: old.cuts,
                     ..leaf
-                };
+                }
             }
-            None => self.file.leaves.push(leaf),
+            None => leaf,
+        };
+        let r = self.core.set_row(row);
+        if r.is_err() {
+            self.discard = true;
         }
-        self.file.leaves.sort_by(|a, b| a.device.cmp(&b.device));
-        self.save()
+        r
     }
 
     /// The standing of the certificate with `serial` at `now` (see the module doc).
     pub fn standing(&self, serial: &str, now: i64) -> Standing<'_> {
-        if let Some(r) = self
-            .file
-            .revoked
-            .iter()
-            .find(|r| crypto::same_serial(&r.serial, serial))
-        {
+        if let Some(r) = self.core.revoked(serial) {
             // A disabled device is told so, whichever of its certificates it presents.
             return match self.by_device(&r.device) {
                 Some(l) if l.state == DeviceState::Disabled => Standing::Disabled(l),
                 _ => Standing::Revoked(r),
             };
         }
-        for l in &self.file.leaves {
-            let current = crypto::same_serial(&l.serial, serial);
-            let previous = l
-                .previous
-                .as_ref()
-                .filter(|p| crypto::same_serial(&p.serial, serial));
-            let earlier = l
-                .earlier
-                .iter()
-                .any(|h| crypto::same_serial(&h.serial, serial));
-            if (current || previous.is_some() || earlier) && l.state == DeviceState::Disabled {
-                return Standing::Disabled(l);
-            }
-            if current {
-                return Standing::Current(l);
-            }
-            if let Some(p) = previous {
-                return if now < p.until {
-                    Standing::Grace(l)
-                } else {
-                    Standing::Superseded(l)
-                };
-            }
+        let Some(l) = self
+            .core
+            .serials
+            .get(&crypto::serial_display(serial))
+            .and_then(|d| self.by_device(d))
+        else {
+            return Standing::Unknown;
+        };
+        let current = crypto::same_serial(&l.serial, serial);
+        let previous = l
+            .previous
+            .as_ref()
+            .filter(|p| crypto::same_serial(&p.serial, serial));
+        let earlier = l
+            .earlier
+            .iter()
+            .any(|h| crypto::same_serial(&h.serial, serial));
+        if (current || previous.is_some() || earlier) && l.state == DeviceState::Disabled {
+            return Standing::Disabled(l);
+        }
+        if current {
+            return Standing::Current(l);
+        }
+        if let Some(p) = previous {
+            return if now < p.until {
+                Standing::Grace(l)
+            } else {
+                Standing::Superseded(l)
+            };
         }
         Standing::Unknown
     }
@@ -500,8 +783,18 @@ impl Inventory {
     }
 
     /// Every device's row, by device name.
-    pub fn list(&self) -> &[Leaf] {
-        &self.file.leaves
+    pub fn list(&self) -> impl Iterator<Item = &Leaf> {
+        self.core.rows()
+    }
+
+    /// How many devices have a row.
+    pub fn len(&self) -> usize {
+        self.core.journal.range("d/").count()
+    }
+
+    /// Whether no device has a row.
+    pub fn is_empty(&self) -> bool {
+        self.core.rows().next().is_none()
     }
 
     /// How many times `device` was cut off (0 for a device not in the inventory).
@@ -511,10 +804,20 @@ impl Inventory {
 
     /// The row of `device`.
     pub fn by_device(&self, device: &str) -> Option<&Leaf> {
-        self.file.leaves.iter().find(|l| l.device == device)
+        self.core.row(device)
     }
 
-    /// The device whose current certificate carries exactly `names` (any order and case).
+    /// The row whose current certificate has `serial`.
+    pub fn by_serial(&self, serial: &str) -> Option<&Leaf> {
+        self.core
+            .serials
+            .get(&crypto::serial_display(serial))
+            .and_then(|d| self.by_device(d))
+            .filter(|l| crypto::same_serial(&l.serial, serial))
+    }
+
+    /// The device whose current certificate carries exactly `names` (any order and case). A
+    /// scan of every row: for `ca sign`, not for a request path.
     pub fn device_for_names(&self, names: &[String]) -> Option<&Leaf> {
         let norm = |v: &[String]| {
             let mut v: Vec<String> = v.iter().map(|s| s.to_ascii_lowercase()).collect();
@@ -523,40 +826,27 @@ impl Inventory {
             v
         };
         let want = norm(names);
-        self.file
-            .leaves
-            .iter()
+        self.core
+            .rows()
             .find(|l| !want.is_empty() && norm(&l.names) == want)
     }
 
     /// The device that holds (or held, for a revoked one) the certificate with `serial`.
     pub fn device_of_serial(&self, serial: &str) -> Option<&str> {
         let s = serial.trim_start_matches("0x").replace(':', "");
-        self.file
-            .leaves
-            .iter()
-            .find(|l| {
-                l.certs().any(|h| crypto::same_serial(&h.serial, &s))
-                    || l.previous
-                        .as_ref()
-                        .is_some_and(|p| crypto::same_serial(&p.serial, &s))
-            })
+        self.core
+            .serials
+            .get(&crypto::serial_display(&s))
+            .and_then(|d| self.by_device(d))
             .map(|l| l.device.as_str())
-            .or_else(|| {
-                self.file
-                    .revoked
-                    .iter()
-                    .find(|r| crypto::same_serial(&r.serial, &s))
-                    .map(|r| r.device.as_str())
-            })
+            .or_else(|| self.core.revoked(&s).map(|r| r.device.as_str()))
     }
 
     /// Leaves of `source` (the broker upgrades `Interim` ones).
     pub fn by_source(&self, source: Source) -> impl Iterator<Item = &Leaf> {
-        self.file.leaves.iter().filter(move |l| l.source == source)
+        self.core.rows().filter(move |l| l.source == source)
     }
 
-    /// True when `key` (hex SHA-256 of a SubjectPublicKeyInfo) was revoked for keyCompromise.
     /// Why `device` may not be issued a certificate for the public key `spki_der` now: the
     /// operator disabled it, or the key belongs to a certificate revoked for keyCompromise.
     /// `None` when nothing here refuses it. Every issuance path asks (EST, `ca sign`, ACME).
@@ -572,11 +862,9 @@ impl Inventory {
             .then_some(Refusal::CompromisedKey)
     }
 
+    /// True when `key` (hex SHA-256 of a SubjectPublicKeyInfo) was revoked for keyCompromise.
     pub fn key_compromised(&self, key: &str) -> bool {
-        self.file
-            .compromised_keys
-            .iter()
-            .any(|k| k.eq_ignore_ascii_case(key))
+        self.core.journal.get(&compromised_key(key)).is_some()
     }
 
     /// Cuts `who` (a device name, or the serial of any certificate it holds) off at `now`:
@@ -603,18 +891,20 @@ impl Inventory {
             device: device.clone(),
             ..CutOff::default()
         };
-        let Some(row) = self.file.leaves.iter_mut().find(|l| l.device == device) else {
+        let Some(mut row) = self.by_device(&device).cloned() else {
             // Known only from the revocation list: already cut off, nothing held.
             return Ok(out);
         };
+        self.discard = true; // until saved
         row.state = state;
         row.state_since = Some(now);
         row.cuts = row.cuts.saturating_add(1);
         row.state_reason = Some(note.map_or_else(|| reason_name(reason).to_owned(), str::to_owned));
         let held: Vec<Held> = row.certs().filter(|h| h.not_after > now).collect();
         row.previous = None;
+        self.core.set_row(row)?;
         for h in held {
-            if self.file.revoked.iter().any(|r| r.serial == h.serial) {
+            if self.core.revoked(&h.serial).is_some() {
                 continue;
             }
             let r = Revoked {
@@ -627,42 +917,45 @@ impl Inventory {
             };
             if reason == KEY_COMPROMISE {
                 if let Some(k) = &h.key {
-                    if !self.file.compromised_keys.contains(k) {
-                        self.file.compromised_keys.push(k.clone());
-                    }
+                    self.core.stage(&compromised_key(k), Some(Rec::Key))?;
                 }
             }
             if h.source == Source::Upstream {
                 if let Some(der) = h.der {
-                    self.file.upstream_revocations.push(UpstreamRevocation {
-                        serial: h.serial.clone(),
-                        device: device.clone(),
-                        der,
-                        reason,
-                        queued_at: now,
-                        attempts: 0,
-                        last_error: None,
-                    });
+                    self.core.stage(
+                        &upstream_key(&h.serial),
+                        Some(Rec::Upstream(UpstreamRevocation {
+                            serial: h.serial.clone(),
+                            device: device.clone(),
+                            der,
+                            reason,
+                            queued_at: now,
+                            attempts: 0,
+                            last_error: None,
+                        })),
+                    )?;
                     out.queued_upstream += 1;
                 }
             }
-            self.file.revoked.push(r.clone());
+            self.core
+                .stage(&revoked_key(&r.serial), Some(Rec::Revoked(r.clone())))?;
             out.revoked.push(r);
         }
         if !out.revoked.is_empty() {
-            self.file.crl_pending = true;
+            let mut m = self.core.crl();
+            m.pending = true;
+            self.core.set_crl(m)?;
         }
+        self.discard = false;
         Ok(out)
     }
 
     /// `leaves enable`: a disabled device may enroll again (with a new token). Returns false
     /// when it was not disabled. Not saved.
     pub fn enable(&mut self, device: &str, now: i64) -> Result<bool, Error> {
-        let row = self
-            .file
-            .leaves
-            .iter_mut()
-            .find(|l| l.device == device)
+        let mut row = self
+            .by_device(device)
+            .cloned()
             .ok_or_else(|| Error::NoSuchDevice(device.to_owned()))?;
         if row.state != DeviceState::Disabled {
             return Ok(false);
@@ -670,21 +963,23 @@ impl Inventory {
         row.state = DeviceState::Revoked;
         row.state_since = Some(now);
         row.state_reason = Some("enabled again; needs a new token".into());
+        self.core.set_row(row)?;
         Ok(true)
     }
 
     /// The revoked certificates of the local CA that have not expired at `now`: the CRL's
     /// entries (RFC 5280 §5.1.2.6). Upstream certificates are the upstream CA's to list.
     pub fn crl_entries(&self, now: i64) -> impl Iterator<Item = &Revoked> {
-        self.file
-            .revoked
-            .iter()
+        self.revoked()
             .filter(move |r| r.source != Source::Upstream && r.not_after > now)
     }
 
     /// Every revoked certificate still recorded.
-    pub fn revoked(&self) -> &[Revoked] {
-        &self.file.revoked
+    pub fn revoked(&self) -> impl Iterator<Item = &Revoked> {
+        self.core.journal.range("r/").filter_map(|(_, r)| match r {
+            Rec::Revoked(r) => Some(r),
+            _ => None,
+        })
     }
 
     /// The next CRL number (RFC 5280 §5.2.3): above the last one recorded, and at least `now`
@@ -692,8 +987,15 @@ impl Inventory {
     /// saved here (it changes nothing else: no flash write for it). Not saved.
     pub fn next_crl_number(&mut self, now: i64) -> u64 {
         let now = u64::try_from(now).unwrap_or(0);
-        self.file.crl_number = self.file.crl_number.saturating_add(1).max(now);
-        self.file.crl_number
+        let mut m = self.core.crl();
+        m.number = m.number.saturating_add(1).max(now);
+        // Only in memory until a save; a reader (no lock) keeps it there.
+        if self.core.journal.is_locked() || self.core.migrating {
+            if self.core.set_crl(m).is_err() {
+                self.discard = true;
+            }
+        }
+        m.number
     }
 
     /// True when the CRL must be signed again at `now`: a revocation since the last one, none
@@ -701,59 +1003,73 @@ impl Inventory {
     /// later of the recorded one and `known_next`, what the caller published since).
     pub fn crl_due(&self, now: i64, validity: u64, known_next: i64) -> bool {
         let quarter = i64::try_from(validity / 4).unwrap_or(i64::MAX);
-        let next = self.file.crl_next_update.max(known_next);
-        self.file.crl_pending || next == 0 || now >= next.saturating_sub(quarter)
+        let m = self.core.crl();
+        let next = m.next_update.max(known_next);
+        m.pending || next == 0 || now >= next.saturating_sub(quarter)
     }
 
     /// A revocation is waiting for the CRL.
     pub fn crl_pending(&self) -> bool {
-        self.file.crl_pending
+        self.core.crl().pending
     }
 
     /// The CRL numbered `number` with this nextUpdate was published. Not saved.
     pub fn crl_published(&mut self, number: u64, next_update: i64) {
-        self.file.crl_number = self.file.crl_number.max(number);
-        self.file.crl_next_update = next_update;
-        self.file.crl_pending = false;
+        let mut m = self.core.crl();
+        m.number = m.number.max(number);
+        m.next_update = next_update;
+        m.pending = false;
+        if self.core.set_crl(m).is_err() {
+            self.discard = true;
+        }
     }
 
     /// nextUpdate of the CRL last published (0: none yet).
     pub fn crl_next_update(&self) -> i64 {
-        self.file.crl_next_update
+        self.core.crl().next_update
     }
 
     /// Drops revoked entries that expired more than a day before `now` (RFC 5280 §3.3: an
     /// expired certificate may leave the CRL); true when it dropped any. Not saved.
     pub fn prune_revoked(&mut self, now: i64) -> bool {
-        let before = self.file.revoked.len();
-        self.file.revoked.retain(|r| r.not_after + 86_400 > now);
-        self.file.revoked.len() != before
+        let gone: Vec<String> = self
+            .revoked()
+            .filter(|r| r.not_after + 86_400 <= now)
+            .map(|r| revoked_key(&r.serial))
+            .collect();
+        for k in &gone {
+            if self.core.stage(k, None).is_err() {
+                self.discard = true;
+            }
+        }
+        !gone.is_empty()
     }
 
     /// Upstream certificates still to be revoked.
-    pub fn upstream_revocations(&self) -> &[UpstreamRevocation] {
-        &self.file.upstream_revocations
+    pub fn upstream_revocations(&self) -> impl Iterator<Item = &UpstreamRevocation> {
+        self.core.journal.range("u/").filter_map(|(_, r)| match r {
+            Rec::Upstream(u) => Some(u),
+            _ => None,
+        })
     }
 
     /// Ends the upstream revocation of `serial`: done (`Ok`) removes it from the queue, a
     /// failure counts the attempt and keeps it. Not saved.
     pub fn upstream_revocation_result(&mut self, serial: &str, result: Result<(), String>) {
-        match result {
-            Ok(()) => self
-                .file
-                .upstream_revocations
-                .retain(|u| !crypto::same_serial(&u.serial, serial)),
-            Err(e) => {
-                if let Some(u) = self
-                    .file
-                    .upstream_revocations
-                    .iter_mut()
-                    .find(|u| crypto::same_serial(&u.serial, serial))
-                {
+        let key = upstream_key(serial);
+        let staged = match result {
+            Ok(()) => self.core.stage(&key, None),
+            Err(e) => match self.core.journal.get(&key).cloned() {
+                Some(Rec::Upstream(mut u)) => {
                     u.attempts = u.attempts.saturating_add(1);
                     u.last_error = Some(e);
+                    self.core.stage(&key, Some(Rec::Upstream(u)))
                 }
-            }
+                _ => Ok(()),
+            },
+        };
+        if staged.is_err() {
+            self.discard = true;
         }
     }
 }
@@ -774,9 +1090,9 @@ pub fn reason_name(code: u8) -> &'static str {
     }
 }
 
-/// `<state_dir>/leaves.json`.
+/// `<state_dir>/leaves.jnl`.
 pub fn path_in(state_dir: &Path) -> PathBuf {
-    state_dir.join("leaves.json")
+    state_dir.join("leaves.jnl")
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub mod errchain;
 pub mod est;
 pub mod hook;
 pub mod http;
+pub mod journal;
 pub mod leaves;
 pub mod logging;
 pub mod pkcs7;

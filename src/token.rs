@@ -1,7 +1,8 @@
 //! Bootstrap tokens: one-time (or few-time) secrets that let a new sensor make its first EST
 //! enrollment (RFC 7030 §3.2.3 HTTP-based client authentication).
 //!
-//! `<state_dir>/tokens.json` (0600, written atomically) stores per device only a salted hash:
+//! `<state_dir>/tokens.jnl` (0600, a [`Journal`]: one record appended per change, synced before
+//! the call returns; compaction prunes used-up and expired tokens) stores per device only a salted hash:
 //! `HMAC-SHA-256(key = salt, msg = device || 0x00 || token)`, plus the names the device may ask
 //! for, the expiry, the uses left and a revoked flag. The token itself is shown once, by `add`.
 //!
@@ -10,7 +11,7 @@
 //! An enrollment **claims** one use of the token before anything is parked or sent upstream
 //! ([`Tokens::claim`]): the uses left in the file, minus the claims already held, must cover it,
 //! so a `--uses 1` token has at most one enrollment in progress. The claim is **committed**
-//! ([`Tokens::commit`]) under the lock on `tokens.json.lock`, with every check repeated (the
+//! ([`Tokens::commit`]) under the lock on `tokens.jnl.lock`, with every check repeated (the
 //! token not revoked, replaced or expired, a use left), just before the certificate goes out;
 //! only then does `uses_left` fall. An enrollment that ends without a certificate **releases**
 //! its claim, and the use is free again.
@@ -24,18 +25,19 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::crypto;
+use crate::journal::{self, Journal};
 use crate::store;
 
 /// An error reading or writing the token file.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// Reading or writing `tokens.json` failed, or it does not parse.
+    /// Reading or writing `tokens.jnl` failed, or it does not parse.
     Store(store::Error),
     /// The system RNG failed while making a token.
     Rng,
@@ -43,7 +45,7 @@ pub enum Error {
     Invalid(String),
     /// A commit for a device that has no token.
     UnknownDevice(String),
-    /// Another process holds `tokens.json.lock` (a `gatecert token` command, or one that is
+    /// Another process holds `tokens.jnl.lock` (a `gatecert token` command, or one that is
     /// stuck) and it stayed held for the whole bounded wait.
     Busy(PathBuf),
     /// A commit found the token no longer good for this claim.
@@ -164,93 +166,153 @@ struct Entry {
     eab_kid: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct File {
-    version: u32,
+#[derive(Debug, Default, Deserialize)]
+struct LegacyFile {
     tokens: Vec<Entry>,
 }
 
-/// The bootstrap token store.
+/// The bootstrap token store: a [`Journal`] of entries keyed by device.
 #[derive(Debug)]
 pub struct Tokens {
-    path: PathBuf,
-    file: File,
-    /// Held by [`Tokens::open_locked`]: an exclusive flock on `<path>.lock` for as long as this
-    /// value lives, so a read-modify-write by the service and one by `gatecert token` can't
-    /// interleave (a lost `commit` would make a one-time token usable twice).
-    _lock: Option<std::fs::File>,
+    journal: Journal<Entry>,
+    /// Set by [`Tokens::set_batch`]: changes are appended but synced only when it ends.
+    batch: bool,
+    /// The journal's length when [`Tokens::maintain`] last looked for garbage.
+    checked_at: u64,
+}
+
+/// The store this process opened last, kept between opens (see [`journal::Kept`]).
+static KEPT: journal::Kept<(Journal<Entry>, u64)> = journal::Kept::new();
+
+impl Drop for Tokens {
+    fn drop(&mut self) {
+        if self.journal.is_locked() && self.journal.unlock().is_err() {
+            // Not durable: let the next open read the file again.
+            return;
+        }
+        let path = self.journal.path().to_path_buf();
+        let j = std::mem::replace(&mut self.journal, Journal::detached(&path, store::SECRET));
+        KEPT.keep(&path, (j, self.checked_at));
+    }
 }
 
 impl Tokens {
-    /// Opens `path` (usually `<state_dir>/tokens.json`); an absent file is an empty store.
+    /// Opens `path` (usually `<state_dir>/tokens.jnl`); an absent file is an empty store. A
+    /// `tokens.json` of an earlier version next to it, and no journal yet, is migrated first
+    /// (under the lock, written atomically, then removed).
     pub fn open(path: &Path) -> Result<Tokens, Error> {
-        let file = match store::read_optional(path)? {
-            None => File {
-                version: 1,
-                tokens: Vec::new(),
-            },
-            Some(text) => serde_json::from_str(&text).map_err(|e| store::Error::Corrupt {
-                path: path.to_path_buf(),
-                what: format!("not a token file: {e}"),
-            })?,
+        let (journal, checked_at) = match KEPT.take(path) {
+            Some((mut j, at)) => {
+                j.refresh()?;
+                (j, at)
+            }
+            None => (Journal::open(path, store::SECRET)?, 0),
         };
-        Ok(Tokens {
-            path: path.to_path_buf(),
-            file,
-            _lock: None,
-        })
+        let mut t = Tokens {
+            journal,
+            batch: false,
+            checked_at,
+        };
+        let legacy = legacy_path(path);
+        if !t.journal.exists() && legacy != path && legacy.exists() {
+            t.migrate(&legacy)?;
+        }
+        Ok(t)
+    }
+
+    fn migrate(&mut self, legacy: &Path) -> Result<(), Error> {
+        self.journal.lock(None)?;
+        if !self.journal.exists() {
+            if let Some(text) = store::read_optional(legacy)? {
+                let file: LegacyFile =
+                    serde_json::from_str(&text).map_err(|e| store::Error::Corrupt {
+                        path: legacy.to_path_buf(),
+                        what: format!("not a token file: {e}"),
+                    })?;
+                self.journal
+                    .create_from(file.tokens.iter().map(|e| (e.device.as_str(), e)))?;
+                std::fs::remove_file(legacy).map_err(store::io_err("remove", legacy))?;
+                if let Some(dir) = legacy.parent() {
+                    store::sync_dir(dir)?;
+                }
+            }
+        }
+        self.journal.unlock()?;
+        Ok(())
     }
 
     /// Like [`Tokens::open`], for changing the store: waits for an exclusive lock on
     /// `<path>.lock` first and holds it until the value is dropped. For the command line; the
     /// service uses [`Tokens::open_locked_within`].
     pub fn open_locked(path: &Path) -> Result<Tokens, Error> {
-        Tokens::lock_and_open(path, None)
+        let mut t = Tokens::open(path)?;
+        t.journal.lock(None)?;
+        Ok(t)
     }
 
     /// Like [`Tokens::open_locked`], but gives up with [`Error::Busy`] when the lock is still held
     /// after `wait`: the service's loop must never block on a stuck `gatecert token`.
     pub fn open_locked_within(path: &Path, wait: Duration) -> Result<Tokens, Error> {
-        Tokens::lock_and_open(path, Some(wait))
+        let mut t = Tokens::open(path)?;
+        t.lock_within(wait)?;
+        Ok(t)
     }
 
-    fn lock_and_open(path: &Path, wait: Option<Duration>) -> Result<Tokens, Error> {
-        use rustix::fs::FlockOperation;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut lock_path = path.as_os_str().to_owned();
-        lock_path.push(".lock");
-        let lock_path = PathBuf::from(lock_path);
-        let lock = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(store::SECRET)
-            .open(&lock_path)
-            .map_err(store::io_err("open", &lock_path))?;
-        let io = |e: rustix::io::Errno| store::Error::Io {
-            op: "lock",
-            path: lock_path.clone(),
-            source: e.into(),
-        };
-        match wait {
-            None => rustix::fs::flock(&lock, FlockOperation::LockExclusive).map_err(io)?,
-            Some(wait) => {
-                let start = Instant::now();
-                loop {
-                    match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
-                        Ok(()) => break,
-                        Err(rustix::io::Errno::WOULDBLOCK) if start.elapsed() < wait => {
-                            std::thread::sleep(LOCK_POLL.min(wait));
-                        }
-                        Err(rustix::io::Errno::WOULDBLOCK) => return Err(Error::Busy(lock_path)),
-                        Err(e) => return Err(io(e).into()),
-                    }
-                }
-            }
+    /// Takes the lock of a store kept open (the service's), waiting at most `wait`, and catches
+    /// up with what other processes appended.
+    pub fn lock_within(&mut self, wait: Duration) -> Result<(), Error> {
+        match self.journal.lock(Some(wait)) {
+            Err(store::Error::Locked(p)) => Err(Error::Busy(p)),
+            r => Ok(r?),
         }
-        let mut t = Tokens::open(path)?;
-        t._lock = Some(lock);
-        Ok(t)
+    }
+
+    /// Releases the lock of [`Tokens::lock_within`] (what was written is already durable).
+    pub fn unlock(&mut self) -> Result<(), Error> {
+        Ok(self.journal.unlock()?)
+    }
+
+    /// Catches up with what other processes appended (one `stat` when nothing was).
+    pub fn refresh(&mut self) -> Result<(), Error> {
+        Ok(self.journal.refresh()?)
+    }
+
+    /// Durable syncs done by this value.
+    pub fn syncs(&self) -> u64 {
+        self.journal.syncs()
+    }
+
+    /// With `on`, changes made under the lock of [`Tokens::open_locked`] are appended but not
+    /// synced; turning it off syncs them all at once (an import of many tokens: one sync).
+    pub fn set_batch(&mut self, on: bool) -> Result<(), Error> {
+        self.batch = on;
+        if !on {
+            self.journal.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Compacts the journal when superseded records outweigh live ones, pruning tokens used up
+    /// or expired at `now` (they can never enroll again; an ACME EAB token is kept until it is
+    /// revoked, since its account lives on). Needs the lock.
+    /// The scan that counts prunable tokens runs only after the journal grew by a quarter of its
+    /// live bytes (at least [`journal::COMPACT_MIN_GARBAGE`]) since the last one, so its cost
+    /// per call stays flat however many tokens there are.
+    pub fn maintain(&mut self, now: i64) -> Result<(), Error> {
+        let step = (self.journal.live() / 4).max(journal::COMPACT_MIN_GARBAGE);
+        if self.journal.appended() < self.checked_at.saturating_add(step) {
+            return Ok(());
+        }
+        self.checked_at = self.journal.appended();
+        // An EAB token stays while it is not revoked: its ACME account lives on after the uses.
+        let keep = |_: &str, e: &Entry| {
+            (e.uses_left > 0 && now < e.expires) || (e.eab_kid.is_some() && !e.revoked)
+        };
+        if self.journal.wants_compaction_with(keep) {
+            self.journal.compact(keep)?;
+            self.checked_at = self.journal.appended();
+        }
+        Ok(())
     }
 
     /// Makes a token for `device` (replacing any earlier one), good for `uses` enrollments of
@@ -263,41 +325,10 @@ impl Tokens {
         uses: u32,
         now: i64,
     ) -> Result<String, Error> {
-        if device.is_empty() || device.len() > 128 || device.chars().any(char::is_control) {
-            return Err(Error::Invalid(format!(
-                "bad device name {device:?}: it must be 1 to 128 characters without control \
-                 characters"
-            )));
-        }
-        if device.contains(':') {
-            return Err(Error::Invalid(format!(
-                "bad device name {device:?}: it contains ':', where HTTP Basic splits the user \
-                 name from the token (RFC 7617 section 2), so the device could never log in"
-            )));
-        }
-        if uses == 0 {
-            return Err(Error::Invalid("uses must be at least 1".into()));
-        }
-        if names.is_empty() {
-            return Err(Error::Invalid("a token needs at least one --name".into()));
-        }
         let secret = crypto::random_bytes::<32>().map_err(|_| Error::Rng)?;
         let token = crypto::b64url(&secret);
-        let salt = crypto::random_bytes::<16>().map_err(|_| Error::Rng)?;
-        let entry = Entry {
-            device: device.to_string(),
-            names: names.to_vec(),
-            salt: crypto::b64url(&salt),
-            hash: crypto::hex(&digest(&salt, device, &token)),
-            expires: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
-            uses_left: uses,
-            revoked: false,
-            created: now,
-            eab_kid: None,
-        };
-        self.file.tokens.retain(|e| e.device != device);
-        self.file.tokens.push(entry);
-        self.save()?;
+        let entry = new_entry(device, names, ttl, uses, now, &token, None)?;
+        self.save(&entry)?;
         Ok(token)
     }
 
@@ -315,37 +346,26 @@ impl Tokens {
     ) -> Result<(String, String), Error> {
         // Hex, so that a kid never starts with a '-' that a client's option parser would take.
         let kid = crypto::hex(&crypto::random_bytes::<16>().map_err(|_| Error::Rng)?);
-        self.add(device, names, ttl, uses, now)?;
         let token = mac_key(&kid);
-        let salt = crypto::random_bytes::<16>().map_err(|_| Error::Rng)?;
-        if let Some(e) = self.file.tokens.iter_mut().find(|e| e.device == device) {
-            e.salt = crypto::b64url(&salt);
-            e.hash = crypto::hex(&digest(&salt, device, &token));
-            e.eab_kid = Some(kid.clone());
-        }
-        self.save()?;
+        let entry = new_entry(device, names, ttl, uses, now, &token, Some(kid.clone()))?;
+        self.save(&entry)?;
         Ok((kid, token))
     }
 
-    /// The device whose token has the EAB key id `kid`.
+    /// The device whose token has the EAB key id `kid`. A scan of every token: it runs once per
+    /// ACME account registration, not per request.
     pub fn device_of_eab_kid(&self, kid: &str) -> Option<&str> {
-        self.file
-            .tokens
+        self.journal
             .iter()
-            .find(|e| e.eab_kid.as_deref() == Some(kid))
-            .map(|e| e.device.as_str())
+            .find(|(_, e)| e.eab_kid.as_deref() == Some(kid))
+            .map(|(_, e)| e.device.as_str())
     }
 
     /// For an ACME account admitted with EAB key id `kid`: the names its device's token grants,
     /// while that token is the same one (not replaced) and not revoked. Expiry and uses do not
     /// matter here: they bounded the admission, the account lives on.
     pub fn eab_grant(&self, device: &str, kid: &str) -> Result<Grant, Denial> {
-        let e = self
-            .file
-            .tokens
-            .iter()
-            .find(|e| e.device == device)
-            .ok_or(Denial::UnknownDevice)?;
+        let e = self.journal.get(device).ok_or(Denial::UnknownDevice)?;
         if e.eab_kid.as_deref() != Some(kid) {
             return Err(Denial::Replaced);
         }
@@ -362,12 +382,7 @@ impl Tokens {
     /// else is said about the device's token, so a caller without it learns only whether the
     /// device exists.
     pub fn check(&self, device: &str, token: &str, now: i64) -> Result<Grant, Denial> {
-        let e = self
-            .file
-            .tokens
-            .iter()
-            .find(|e| e.device == device)
-            .ok_or(Denial::UnknownDevice)?;
+        let e = self.journal.get(device).ok_or(Denial::UnknownDevice)?;
         let salt = crypto::b64url_decode(&e.salt).map_err(|_| Denial::BadToken)?;
         let want = crypto::hex(&digest(&salt, device, token));
         if !crypto::constant_time_eq(want.as_bytes(), e.hash.as_bytes()) {
@@ -401,12 +416,7 @@ impl Tokens {
         now: i64,
     ) -> Result<(u64, Grant), Denial> {
         let grant = self.check(device, token, now)?;
-        let e = self
-            .file
-            .tokens
-            .iter()
-            .find(|e| e.device == device)
-            .ok_or(Denial::UnknownDevice)?;
+        let e = self.journal.get(device).ok_or(Denial::UnknownDevice)?;
         claims.expire(now);
         let mine = |c: &Claim| c.device == device && c.hash == e.hash;
         if let Some(c) = claims
@@ -438,11 +448,10 @@ impl Tokens {
     /// [`Tokens::open_locked_within`] so that nothing changes between this check and the write.
     /// [`Error::Denied`] when the token is no longer good: no certificate may go out.
     pub fn commit(&mut self, claim: &Claim, now: i64) -> Result<(), Error> {
-        let e = self
-            .file
-            .tokens
-            .iter_mut()
-            .find(|e| e.device == claim.device)
+        let mut e = self
+            .journal
+            .get(&claim.device)
+            .cloned()
             .ok_or_else(|| Error::UnknownDevice(claim.device.clone()))?;
         if e.hash != claim.hash {
             return Err(Error::Denied(Denial::Replaced));
@@ -457,15 +466,14 @@ impl Tokens {
             return Err(Error::Denied(Denial::Exhausted));
         }
         e.uses_left -= 1;
-        self.save()
+        self.save(&e)
     }
 
     /// Every token, without secrets.
     pub fn list(&self) -> Vec<TokenInfo> {
-        self.file
-            .tokens
+        self.journal
             .iter()
-            .map(|e| TokenInfo {
+            .map(|(_, e)| TokenInfo {
                 device: e.device.clone(),
                 names: e.names.clone(),
                 expires: e.expires,
@@ -477,22 +485,71 @@ impl Tokens {
 
     /// Revokes `device`'s token. Returns false when it has none.
     pub fn revoke(&mut self, device: &str) -> Result<bool, Error> {
-        let Some(e) = self.file.tokens.iter_mut().find(|e| e.device == device) else {
+        let Some(mut e) = self.journal.get(device).cloned() else {
             return Ok(false);
         };
         e.revoked = true;
-        self.save()?;
+        self.save(&e)?;
         Ok(true)
     }
 
-    fn save(&self) -> Result<(), Error> {
-        let json = serde_json::to_vec_pretty(&self.file).map_err(|e| store::Error::Corrupt {
-            path: self.path.clone(),
-            what: format!("cannot serialise: {e}"),
-        })?;
-        store::write_atomic(&self.path, &json, store::SECRET)?;
-        Ok(())
+    /// Appends `e` and makes it durable, under the lock: the one held, or taken for this write.
+    fn save(&mut self, e: &Entry) -> Result<(), Error> {
+        if self.journal.is_locked() {
+            self.journal.put(&e.device, Some(e))?;
+            if !self.batch {
+                self.journal.sync()?;
+            }
+            return Ok(());
+        }
+        self.journal.lock(None)?;
+        let put = self.journal.put(&e.device, Some(e));
+        let unlocked = self.journal.unlock();
+        put?;
+        Ok(unlocked?)
     }
+}
+
+/// A new token entry for `device`, checked: the token's salted hash, never the token.
+fn new_entry(
+    device: &str,
+    names: &[String],
+    ttl: u64,
+    uses: u32,
+    now: i64,
+    token: &str,
+    eab_kid: Option<String>,
+) -> Result<Entry, Error> {
+    if device.is_empty() || device.len() > 128 || device.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "bad device name {device:?}: it must be 1 to 128 characters without control \
+             characters"
+        )));
+    }
+    if device.contains(':') {
+        return Err(Error::Invalid(format!(
+            "bad device name {device:?}: it contains ':', where HTTP Basic splits the user \
+             name from the token (RFC 7617 section 2), so the device could never log in"
+        )));
+    }
+    if uses == 0 {
+        return Err(Error::Invalid("uses must be at least 1".into()));
+    }
+    if names.is_empty() {
+        return Err(Error::Invalid("a token needs at least one --name".into()));
+    }
+    let salt = crypto::random_bytes::<16>().map_err(|_| Error::Rng)?;
+    Ok(Entry {
+        device: device.to_string(),
+        names: names.to_vec(),
+        salt: crypto::b64url(&salt),
+        hash: crypto::hex(&digest(&salt, device, token)),
+        expires: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+        uses_left: uses,
+        revoked: false,
+        created: now,
+        eab_kid,
+    })
 }
 
 fn digest(salt: &[u8], device: &str, token: &str) -> [u8; 32] {
@@ -525,9 +582,6 @@ pub fn parse_duration(s: &str) -> Option<u64> {
 /// How long a claim waits for the retry of a client told `202` + `Retry-After`, seconds. After
 /// that the use is free again, and a late retry claims afresh.
 pub const RETRY_HOLD: i64 = 3600;
-
-/// How often a bounded lock wait tries again.
-const LOCK_POLL: Duration = Duration::from_millis(5);
 
 /// One use of a token, claimed by an enrollment in progress (see the module doc).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -599,9 +653,14 @@ impl Claims {
     }
 }
 
-/// `<state_dir>/tokens.json`.
+/// `<state_dir>/tokens.jnl`.
 pub fn path_in(state_dir: &Path) -> PathBuf {
-    state_dir.join("tokens.json")
+    state_dir.join("tokens.jnl")
+}
+
+/// `tokens.json` next to the journal `path`: the store of earlier versions, migrated on open.
+fn legacy_path(path: &Path) -> PathBuf {
+    path.with_extension("json")
 }
 
 #[cfg(test)]
@@ -614,7 +673,7 @@ mod tests {
         let d = std::env::temp_dir().join(format!("gatecert-tok-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        d.join("tokens.json")
+        d.join("tokens.jnl")
     }
 
     fn names() -> Vec<String> {
@@ -743,7 +802,7 @@ mod tests {
         let t = std::time::Instant::now();
         let err = Tokens::open_locked_within(&path, Duration::from_millis(30)).unwrap_err();
         assert!(matches!(err, Error::Busy(_)), "{err}");
-        assert!(err.to_string().contains("tokens.json.lock"), "{err}");
+        assert!(err.to_string().contains("tokens.jnl.lock"), "{err}");
         assert!(t.elapsed() < Duration::from_secs(5));
         drop(held);
         assert!(Tokens::open_locked_within(&path, Duration::from_millis(30)).is_ok());
@@ -763,14 +822,70 @@ mod tests {
         assert!(t.check("a", &a2, NOW).is_ok());
     }
 
+    /// A `tokens.json` of an earlier version is migrated into the journal on first open, once;
+    /// its tokens keep working and it is gone.
+    #[test]
+    fn a_legacy_tokens_json_is_migrated_on_first_open() {
+        let path = tmp("migrate");
+        let legacy = path.with_extension("json");
+        // Make entries the way the earlier version stored them.
+        let mut made = Tokens::open(&path).unwrap();
+        let a = made.add("a", &names(), 3600, 2, NOW).unwrap();
+        let b = made.add("b", &names(), 3600, 1, NOW).unwrap();
+        let tokens: Vec<&Entry> = made.journal.iter().map(|(_, e)| e).collect();
+        let json = serde_json::json!({"version": 1, "tokens": tokens});
+        std::fs::write(&legacy, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+        drop(made);
+        std::fs::remove_file(&path).unwrap();
+        let t = Tokens::open(&path).unwrap();
+        assert!(!legacy.exists() && path.exists());
+        assert!(t.check("a", &a, NOW).is_ok() && t.check("b", &b, NOW).is_ok());
+        assert_eq!(t.list().len(), 2);
+        // A broken legacy file is an error naming it, and nothing is written.
+        let path = tmp("migrate-bad");
+        std::fs::write(path.with_extension("json"), "{nope").unwrap();
+        let err = Tokens::open(&path).unwrap_err();
+        let chain = crate::errchain::one_line(&err);
+        assert!(
+            chain.contains("tokens.json") && chain.contains("not a token file"),
+            "{chain}"
+        );
+        assert!(!path.exists());
+    }
+
+    /// Used-up and expired tokens are pruned when the journal is compacted; the rest survive.
+    #[test]
+    fn compaction_prunes_used_up_and_expired_tokens() {
+        let path = tmp("prune");
+        let mut t = Tokens::open_locked(&path).unwrap();
+        let keep = t.add("keep", &names(), 7200, 1, NOW).unwrap();
+        t.add("old", &names(), 60, 1, NOW).unwrap();
+        let mut claims = Claims::new();
+        let mut i = 0;
+        let prunable = |_: &str, e: &Entry| e.uses_left > 0 && NOW + 120 < e.expires;
+        while !t.journal.wants_compaction_with(prunable) {
+            let dev = format!("d{i}");
+            let tok = t.add(&dev, &names(), 3600, 1, NOW).unwrap();
+            let (id, _) = t.claim(&mut claims, &dev, &tok, "k", NOW).unwrap();
+            let c = claims.take(id).unwrap();
+            t.commit(&c, NOW).unwrap();
+            i += 1;
+        }
+        t.maintain(NOW + 120).unwrap();
+        let left: Vec<String> = t.list().into_iter().map(|i| i.device).collect();
+        assert_eq!(left, vec!["keep".to_string()]);
+        let again = Tokens::open(&path).unwrap();
+        assert!(again.check("keep", &keep, NOW + 120).is_ok());
+    }
+
     #[test]
     fn file_is_0600_and_never_holds_the_token() {
         use std::os::unix::fs::PermissionsExt as _;
         let path = tmp("secret");
         let mut t = Tokens::open(&path).unwrap();
         let tok = t.add("s1", &names(), 3600, 1, NOW).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains(&tok));
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(text.contains("\"s1\"") && !text.contains(&tok));
         let raw_hex = crypto::hex(&crypto::b64url_decode(&tok).unwrap());
         assert!(!text.contains(&raw_hex));
         assert!(!text.contains(&crypto::hex(&crypto::sha256(tok.as_bytes()))));
@@ -838,5 +953,31 @@ mod tests {
         let list = t.list();
         assert_eq!(list.len(), 2, "{list:?}");
         assert!(list.iter().find(|i| i.device == "a").unwrap().revoked);
+    }
+
+    /// Issue 13: spending a use appends one record to the token store in place (same inode),
+    /// however many tokens it holds; it never rewrites the whole file.
+    #[test]
+    fn spending_a_use_appends_instead_of_rewriting() {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = tmp("append");
+        let mut t = Tokens::open_locked(&path).unwrap();
+        for i in 0..500 {
+            t.add(&format!("d{i}"), &names(), 3600, 1, NOW).unwrap();
+        }
+        let tok = t.add("s1", &names(), 3600, 1, NOW).unwrap();
+        let mut claims = Claims::new();
+        let (id, _) = t.claim(&mut claims, "s1", &tok, "k", NOW).unwrap();
+        let claim = claims.take(id).unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        t.commit(&claim, NOW).unwrap();
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(before.ino(), after.ino(), "the token store was rewritten");
+        assert!(after.len() > before.len() && after.len() - before.len() < 512);
+        drop(t);
+        assert_eq!(
+            Tokens::open(&path).unwrap().check("s1", &tok, NOW),
+            Err(Denial::Exhausted)
+        );
     }
 }

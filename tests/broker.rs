@@ -201,7 +201,7 @@ impl Gatecert {
     }
 
     fn token(&self, device: &str) -> String {
-        Tokens::open(&self.state().join("tokens.json"))
+        Tokens::open(&self.state().join("tokens.jnl"))
             .unwrap()
             .add(device, &[device.to_owned()], 3600, 1, now())
             .unwrap()

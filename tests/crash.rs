@@ -41,6 +41,10 @@ struct Counts {
     failed_next: u64,
     export_mismatch_after_kill: u64,
     lock_busy_next: u64,
+    /// Certificates the clients received beyond the token uses spent (must be 0).
+    double_used: u64,
+    /// Token uses spent without an `est.issue` line (a kill between the commit and the audit).
+    uses_without_issue: u64,
 }
 
 /// Every visible file under `dir` (recursively; dot-files are temp files and skipped) parses
@@ -413,7 +417,7 @@ fn est_loop(kills: u64) -> Counts {
     )
     .unwrap();
     // First start: the CA and the listener's certificate; then the token (once, while the
-    // service is down, so the harness never races the service on tokens.json).
+    // service is down, so the harness never races the service on tokens.jnl).
     let mut child = e.spawn();
     assert!(
         wait_listening(&mut child, port),
@@ -492,6 +496,9 @@ fn est_loop(kills: u64) -> Counts {
         // The next run starts and serves an enrollment.
         let mut next = e.spawn();
         let ok = wait_listening(&mut next, port) && (0..20).any(|_| client.enroll());
+        if ok {
+            served.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = next.kill();
         let _ = next.wait();
         if !ok {
@@ -509,6 +516,30 @@ fn est_loop(kills: u64) -> Counts {
     );
     let out = e.audit(false);
     assert!(out.status.success(), "final audit verify: {out:?}");
+    // Every certificate a client received spent a use of the token; every use spent has its
+    // audited issuance.
+    let left = gatecert::token::Tokens::open(&gatecert::token::path_in(&e.state()))
+        .unwrap()
+        .list()[0]
+        .uses_left;
+    let spent = u64::from(u32::MAX - left);
+    let mut issues = 0u64;
+    for f in std::fs::read_dir(e.state()).unwrap() {
+        let f = f.unwrap();
+        let name = f.file_name().to_string_lossy().into_owned();
+        if name == "audit.log"
+            || name
+                .strip_prefix("audit.log.")
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        {
+            let text = String::from_utf8_lossy(&std::fs::read(f.path()).unwrap()).into_owned();
+            issues += text.lines().filter(|l| l.contains("\"est.issue\"")).count() as u64;
+        }
+    }
+    let served = served.load(Ordering::Relaxed);
+    eprintln!("token uses spent {spent}, est.issue lines {issues}, certificates received {served}");
+    c.double_used = served.saturating_sub(spent);
+    c.uses_without_issue = spent.saturating_sub(issues);
     c
 }
 
@@ -534,13 +565,17 @@ fn sigkill_renew_and_est() {
     println!("  renew: {renew:?}");
     println!("  est:   {est:?}");
     println!(
-        "  total: kills {}, broken sets {}, repaired torn audit lines {}, failed next runs {}",
+        "  total: kills {}, broken sets {}, repaired torn audit lines {}, double-used tokens {}, \
+         token uses spent without an issuance {}, failed next runs {}",
         total(|c| c.kills),
         total(|c| c.broken),
         total(|c| c.torn_repaired),
+        total(|c| c.double_used),
+        total(|c| c.uses_without_issue),
         total(|c| c.failed_next),
     );
     assert!(total(|c| c.kills) >= renew_kills + est_kills);
     assert_eq!(total(|c| c.broken), 0, "broken sets");
     assert_eq!(total(|c| c.failed_next), 0, "failed next runs");
+    assert_eq!(total(|c| c.double_used), 0, "double-used tokens");
 }

@@ -124,7 +124,7 @@ impl Gatecert {
 
     fn token_at(&self, device: &str, names: &[&str], ttl: u64, at: i64) -> String {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let token = Tokens::open(&self.state().join("tokens.json"))
+        let token = Tokens::open(&self.state().join("tokens.jnl"))
             .unwrap()
             .add(device, &names, ttl, 1, at)
             .unwrap();
@@ -367,8 +367,16 @@ fn enroll_verify_mutual_tls_reenroll_and_serverkeygen() {
         !g.audit().contains(&token),
         "the token reached the audit log"
     );
-    let inv = std::fs::read_to_string(g.state().join("leaves.json")).unwrap();
-    assert!(inv.contains(name) && inv.contains("\"local\""), "{inv}");
+    let inv = gatecert::leaves::Inventory::open(&g.state().join("leaves.jnl")).unwrap();
+    let found = inv
+        .list()
+        .into_iter()
+        .find(|l| l.names.iter().any(|n| n == name));
+    assert!(
+        found.is_some_and(|l| l.source == gatecert::leaves::Source::Local),
+        "{:?}",
+        inv.list()
+    );
 
     // Mutual TLS with the issued leaf: openssl s_server (gateway cert) requiring a client
     // certificate, openssl s_client presenting the leaf.
@@ -558,7 +566,7 @@ fn denial_matrix() {
     // Revoked token.
     let r = "sensor-r.sensors.local";
     let token = g.token("sensor-r", &[r]);
-    assert!(Tokens::open(&g.state().join("tokens.json"))
+    assert!(Tokens::open(&g.state().join("tokens.jnl"))
         .unwrap()
         .revoke("sensor-r")
         .unwrap());
@@ -838,7 +846,7 @@ fn an_unwritable_audit_log_fails_enrollment_closed() {
     assert_eq!(code, 503, "{text}");
     assert!(text.contains("audit log"), "{text}");
     assert!(
-        !g.state().join("leaves.json").exists(),
+        !g.state().join("leaves.jnl").exists(),
         "an unaudited leaf was recorded"
     );
     std::fs::remove_dir(&log).unwrap();
@@ -922,7 +930,7 @@ fn demo_enrolls_a_sensor_quickly() {
     }
 }
 
-/// A held `tokens.json.lock` (a stuck `gatecert token add`) does not stall the service: an
+/// A held `tokens.jnl.lock` (a stuck `gatecert token add`) does not stall the service: an
 /// enrollment that needs the lock gets 503 + Retry-After within the lock's bounded wait, other
 /// clients' `cacerts` are answered meanwhile, and the claim of the failed enrollment is released,
 /// so the same one-use token works once the lock is free (and only once).
@@ -932,7 +940,7 @@ fn held_token_lock_answers_503_and_does_not_stall_others() {
     let name = "sensor-l.sensors.local";
     let token = g.token("sensor-l", &[name]);
     let (_, csr) = make_csr(&g.dir, "l", "ec:P-256", name, &[name]);
-    let held = Tokens::open_locked(&g.state().join("tokens.json")).unwrap();
+    let held = Tokens::open_locked(&g.state().join("tokens.jnl")).unwrap();
 
     let (code, headers, body) = g.enroll("sensor-l", &token, &csr);
     assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));

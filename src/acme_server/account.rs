@@ -304,11 +304,7 @@ impl AcmeServer {
             .collect();
         let inv = Inventory::open(&leaves::path_in(&self.state_dir))
             .map_err(|e| Denied::from(Problem::internal(e)))?;
-        let holder = inv
-            .list()
-            .iter()
-            .find(|l| l.serial == serial)
-            .map(|l| l.device.clone());
+        let holder = inv.by_serial(&serial).map(|l| l.device.clone());
         let by = match (&signed.account, &signed.jwk) {
             (Some(a), _) if holder.as_deref() == Some(a.device.as_str()) => "account",
             (_, Some(jwk)) if jws::matches_spki(jwk, &cert.spki_der) => "certificate key",

@@ -47,10 +47,6 @@ pub fn window(serial: &[u8], issued: i64, not_after: i64) -> (i64, i64) {
     (start, start + spread)
 }
 
-fn strip_zeros(hex: &str) -> &str {
-    hex.trim_start_matches('0')
-}
-
 impl AcmeServer {
     /// `GET /acme/renewal-info/<certID>` (RFC 9773 §4.1), unauthenticated: the certID is
     /// `base64url(AKI keyIdentifier) "." base64url(serial)`.
@@ -72,11 +68,7 @@ impl AcmeServer {
         }
         let hex = crypto::hex(&serial);
         let inv = Inventory::open(&leaves::path_in(&self.state_dir)).map_err(Problem::internal)?;
-        let leaf = inv
-            .list()
-            .iter()
-            .find(|l| strip_zeros(&l.serial).eq_ignore_ascii_case(strip_zeros(&hex)))
-            .ok_or_else(unknown)?;
+        let leaf = inv.by_serial(&hex).ok_or_else(unknown)?;
         let now = self.clock.now();
         // The upstream's health as the broker last recorded it (written on every change): up
         // since after this leaf was issued means it came back.

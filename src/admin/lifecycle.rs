@@ -35,7 +35,6 @@ fn list(cfg: &Config, now: i64, json: bool) -> Res {
     if json {
         let list: Vec<serde_json::Value> = inv
             .list()
-            .iter()
             .map(|l| {
                 serde_json::json!({"device": l.device, "names": l.names,
                     "serial": crypto::serial_display(&l.serial), "not_after": l.not_after,
@@ -48,7 +47,6 @@ fn list(cfg: &Config, now: i64, json: bool) -> Res {
     }
     let rows: Vec<[String; 7]> = inv
         .list()
-        .iter()
         .map(|l| {
             [
                 l.device.clone(),
@@ -83,7 +81,7 @@ fn list(cfg: &Config, now: i64, json: bool) -> Res {
              upstream certificate at its next re-enrollment"
         );
     }
-    let revoked: Vec<_> = inv.revoked().iter().filter(|r| r.not_after > now).collect();
+    let revoked: Vec<_> = inv.revoked().filter(|r| r.not_after > now).collect();
     if !revoked.is_empty() {
         println!("\nrevoked certificates (listed until they expire):");
         for r in revoked {

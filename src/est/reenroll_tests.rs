@@ -45,14 +45,14 @@ fn superseded_certificate_may_not_reenroll_after_the_grace_window() {
     let (token, csr) = token_and_csr(&dir, "g", &name, 600, clock.now());
     let c1 = only_cert(&est.handle(&enroll_req("g", &token, &csr), &peer()));
     let c2 = only_cert(&est.handle(&reenroll_req(&name), &peer_with(&c1)));
-    let inv = Inventory::open(&leaves::path_in(&dir)).unwrap();
+    let inv = crate::leaves::Inventory::open(&leaves::path_in(&dir)).unwrap();
     assert_eq!(
-        inv.list().len(),
+        inv.list().collect::<Vec<_>>().len(),
         1,
         "one device, one entry: {:?}",
-        inv.list()
+        inv.list().collect::<Vec<_>>()
     );
-    assert_eq!(inv.list()[0].device, "g");
+    assert_eq!(inv.list().collect::<Vec<_>>()[0].device, "g");
     // c1's reply "was lost": inside the window it may try again.
     clock.advance(60);
     let c3 = only_cert(&est.handle(&reenroll_req(&name), &peer_with(&c1)));

@@ -903,7 +903,7 @@ fn leaf_counts(state_dir: &Path, now: i64) -> LeafCounts {
             }
         }
     };
-    let list = inv.list();
+    let list: Vec<&leaves::Leaf> = inv.list().collect();
     let in_state = |s: DeviceState| -> Vec<String> {
         list.iter()
             .filter(|l| l.state == s)
@@ -925,8 +925,8 @@ fn leaf_counts(state_dir: &Path, now: i64) -> LeafCounts {
         expired: list.iter().filter(|l| l.not_after <= now).count(),
         disabled: in_state(DeviceState::Disabled),
         revoked: in_state(DeviceState::Revoked),
-        revoked_certificates: inv.revoked().iter().filter(|r| r.not_after > now).count(),
-        upstream_revocations_pending: inv.upstream_revocations().len(),
+        revoked_certificates: inv.revoked().filter(|r| r.not_after > now).count(),
+        upstream_revocations_pending: inv.upstream_revocations().count(),
         crl_next_update: (next > 0).then_some(next),
         crl_pending: inv.crl_pending(),
         error: None,

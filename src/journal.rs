@@ -1,0 +1,656 @@
+//! An append-only keyed journal: the storage under the token store and the leaf inventory, so
+//! that one enrollment appends one small record instead of rewriting a whole file.
+//!
+//! ## Format
+//!
+//! ```text
+//! "GCJ1\n"                                   magic, 5 bytes
+//! record*: len u32 LE | crc32(payload) u32 LE | payload (JSON {"k": key, "v": value})
+//! ```
+//!
+//! A record without `"v"` deletes its key. The last record for a key wins. The in-memory index
+//! (a `BTreeMap`) is owned by whoever opened the journal (the service keeps it for its life);
+//! [`Journal::refresh`] catches up with records another process appended (one `stat`, and a read
+//! of only the new bytes) and reloads after a compaction by another process (a new inode).
+//!
+//! ## Crash safety
+//!
+//! A record is appended with one `write(2)` on an `O_APPEND` descriptor and made durable with
+//! `fdatasync(2)` ([`Journal::sync`]); a crash mid-append leaves a torn tail (short, or a crc that
+//! does not match), which readers ignore and the next writer (under the lock) truncates away. A
+//! bad record followed by more data is not a torn tail: it is refused as corrupt, never silently
+//! skipped. Compaction writes the live records to a temp file, fsyncs it, renames it over the
+//! journal and fsyncs the directory: a crash leaves the old journal or the new one.
+//!
+//! Writers serialise on an exclusive `flock(2)` of `<path>.lock` ([`Journal::lock`]); readers
+//! take no lock.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{self, io_err, Error};
+
+/// What a process keeps of a journal between two opens of it (its parsed index), so that the
+/// next open only catches up with what other processes appended ([`Journal::refresh`]: one
+/// `stat` when nothing was) instead of reading the whole file again. One value, for the last
+/// path kept; the value is taken out while in use, so two users never share it.
+#[derive(Debug)]
+pub struct Kept<T>(std::sync::Mutex<Option<(PathBuf, T)>>);
+
+impl<T> Kept<T> {
+    /// Nothing kept.
+    pub const fn new() -> Kept<T> {
+        Kept(std::sync::Mutex::new(None))
+    }
+
+    /// Takes the value kept for `path`, if that is what is kept.
+    pub fn take(&self, path: &Path) -> Option<T> {
+        let mut kept = self.0.lock().ok()?;
+        match kept.take() {
+            Some((p, v)) if p == path => Some(v),
+            other => {
+                *kept = other;
+                None
+            }
+        }
+    }
+
+    /// Keeps `value` for `path` (replacing what was kept).
+    pub fn keep(&self, path: &Path, value: T) {
+        if let Ok(mut kept) = self.0.lock() {
+            *kept = Some((path.to_path_buf(), value));
+        }
+    }
+}
+
+/// The first bytes of every journal.
+pub const MAGIC: &[u8; 5] = b"GCJ1\n";
+/// The largest record accepted: a bigger length field is damage, not data.
+pub const MAX_RECORD: u32 = 64 * 1024;
+/// Compaction waits until superseded records outweigh live ones *and* this many bytes.
+pub const COMPACT_MIN_GARBAGE: u64 = 256 * 1024;
+const HEADER: u64 = 8;
+const LOCK_POLL: Duration = Duration::from_millis(5);
+
+#[derive(Serialize)]
+struct RecordOut<'a, V> {
+    k: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<&'a V>,
+}
+
+#[derive(Deserialize)]
+struct RecordIn<V> {
+    k: String,
+    #[serde(default = "Option::default")]
+    v: Option<V>,
+}
+
+/// A keyed journal of `V`s (see the module doc).
+#[derive(Debug)]
+pub struct Journal<V> {
+    path: PathBuf,
+    mode: u32,
+    /// The value of each key, and the size of the record that holds it.
+    map: BTreeMap<String, (V, u64)>,
+    /// Bytes of the journal read and applied (past the last good record: a torn tail or nothing).
+    len: u64,
+    /// Bytes in live records (the rest of `len`, past the magic, is garbage).
+    live: u64,
+    /// (dev, ino) of the file read, to notice a compaction by another process.
+    id: Option<(u64, u64)>,
+    /// Appended since the last [`Journal::sync`].
+    dirty: Option<fs::File>,
+    lock: Option<fs::File>,
+    /// Durable syncs done (for the benches' "syncs per request").
+    syncs: u64,
+    /// Keys changed in memory by [`Journal::stage`], appended by [`Journal::flush`].
+    staged: std::collections::BTreeSet<String>,
+}
+
+impl<V: Serialize + DeserializeOwned> Journal<V> {
+    /// Opens `path` (created with `mode` on the first append); an absent file is empty.
+    pub fn open(path: &Path, mode: u32) -> Result<Journal<V>, Error> {
+        let mut j = Journal {
+            path: path.to_path_buf(),
+            mode,
+            map: BTreeMap::new(),
+            len: 0,
+            live: 0,
+            id: None,
+            dirty: None,
+            lock: None,
+            syncs: 0,
+            staged: std::collections::BTreeSet::new(),
+        };
+        j.refresh()?;
+        Ok(j)
+    }
+
+    /// A journal value for `path` that has read nothing (a placeholder: [`Journal::open`]
+    /// reads).
+    pub fn detached(path: &Path, mode: u32) -> Journal<V> {
+        Journal {
+            path: path.to_path_buf(),
+            mode,
+            map: BTreeMap::new(),
+            len: 0,
+            live: 0,
+            id: None,
+            dirty: None,
+            lock: None,
+            syncs: 0,
+            staged: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the journal file exists (or has been read).
+    pub fn exists(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// Catches up with what other processes wrote: nothing when the file is unchanged (one
+    /// `stat`), the new records when it grew, a full reload when it was replaced by compaction.
+    pub fn refresh(&mut self) -> Result<(), Error> {
+        let meta = match fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.id.is_some() {
+                    self.reset();
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(io_err("stat", &self.path)(e)),
+        };
+        let id = (meta.dev(), meta.ino());
+        if self.id != Some(id) || meta.len() < self.len {
+            self.reset();
+        }
+        if self.id == Some(id) && meta.len() == self.len {
+            return Ok(());
+        }
+        let mut f = fs::File::open(&self.path).map_err(io_err("open", &self.path))?;
+        let mut buf = Vec::new();
+        f.seek(SeekFrom::Start(self.len))
+            .map_err(io_err("seek", &self.path))?;
+        f.read_to_end(&mut buf)
+            .map_err(io_err("read", &self.path))?;
+        self.id = Some(id);
+        self.apply(&buf)
+    }
+
+    fn reset(&mut self) {
+        self.map.clear();
+        self.len = 0;
+        self.live = 0;
+        self.id = None;
+    }
+
+    fn corrupt(&self, what: String) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            what,
+        }
+    }
+
+    /// Applies `buf`, the bytes of the file from `self.len` on.
+    fn apply(&mut self, buf: &[u8]) -> Result<(), Error> {
+        let mut at = 0usize;
+        if self.len == 0 {
+            if buf.len() < MAGIC.len() {
+                // An empty or torn creation: nothing in it yet.
+                if MAGIC.starts_with(buf) {
+                    return Ok(());
+                }
+                return Err(self.corrupt("not a gatecert journal (bad magic)".into()));
+            }
+            if &buf[..MAGIC.len()] != MAGIC {
+                return Err(self.corrupt("not a gatecert journal (bad magic)".into()));
+            }
+            at = MAGIC.len();
+            self.len = MAGIC.len() as u64;
+        }
+        while at < buf.len() {
+            let Some(rec) = record_at(&buf[at..]) else {
+                // A torn tail is the last thing in the file; damage followed by more is not.
+                if torn_tail(&buf[at..]) {
+                    break;
+                }
+                return Err(self.corrupt(format!(
+                    "damaged record at byte {} (bad length or crc) followed by more data",
+                    self.len
+                )));
+            };
+            let size = HEADER + rec.len() as u64;
+            let r: RecordIn<V> = serde_json::from_slice(rec).map_err(|e| {
+                self.corrupt(format!("record at byte {} does not parse: {e}", self.len))
+            })?;
+            if let Some((_, old)) = self.map.remove(&r.k) {
+                self.live -= old;
+            }
+            if let Some(v) = r.v {
+                self.map.insert(r.k, (v, size));
+                self.live += size;
+            }
+            at += usize::try_from(size).unwrap_or(usize::MAX);
+            self.len += size;
+        }
+        Ok(())
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.map.get(key).map(|(v, _)| v)
+    }
+
+    /// Every key and value, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.map.iter().map(|(k, (v, _))| (k.as_str(), v))
+    }
+
+    /// The keys that start with `prefix`, and their values, in key order.
+    pub fn range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a V)> + 'a {
+        self.map
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, (v, _))| (k.as_str(), v))
+    }
+
+    /// How many keys have a value.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key has a value.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Bytes of superseded records.
+    pub fn garbage(&self) -> u64 {
+        self.len.saturating_sub(MAGIC.len() as u64 + self.live)
+    }
+
+    /// Durable syncs done by this value.
+    pub fn syncs(&self) -> u64 {
+        self.syncs
+    }
+
+    /// Takes the writers' lock (`<path>.lock`), waiting at most `wait` (`None`: as long as it
+    /// takes), then catches up with [`Journal::refresh`]. [`Error::Locked`] when it stayed held.
+    pub fn lock(&mut self, wait: Option<Duration>) -> Result<(), Error> {
+        use rustix::fs::FlockOperation;
+        if self.lock.is_some() {
+            return self.refresh();
+        }
+        let lock_path = self.lock_path();
+        let lock = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(store::SECRET)
+            .open(&lock_path)
+            .map_err(io_err("open", &lock_path))?;
+        let io = |e: rustix::io::Errno| Error::Io {
+            op: "lock",
+            path: lock_path.clone(),
+            source: e.into(),
+        };
+        match wait {
+            None => rustix::fs::flock(&lock, FlockOperation::LockExclusive).map_err(io)?,
+            Some(wait) => {
+                let start = Instant::now();
+                loop {
+                    match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+                        Ok(()) => break,
+                        Err(rustix::io::Errno::WOULDBLOCK) if start.elapsed() < wait => {
+                            std::thread::sleep(LOCK_POLL.min(wait));
+                        }
+                        Err(rustix::io::Errno::WOULDBLOCK) => {
+                            return Err(Error::Locked(lock_path));
+                        }
+                        Err(e) => return Err(io(e)),
+                    }
+                }
+            }
+        }
+        self.lock = Some(lock);
+        self.refresh()
+    }
+
+    /// Makes what was appended durable ([`Journal::sync`]) and releases the writers' lock (also
+    /// when the sync fails: the error says the records may not be durable).
+    pub fn unlock(&mut self) -> Result<(), Error> {
+        let synced = self.sync();
+        self.lock = None;
+        synced
+    }
+
+    /// Whether this value holds the writers' lock.
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// `<path>.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(".lock");
+        PathBuf::from(p)
+    }
+
+    /// Changes `key` in memory only (`None` deletes it): readers of this value see it at once,
+    /// the file only after [`Journal::flush`]. Needs the lock, so that nothing another process
+    /// appends can be missed between this and the flush.
+    pub fn stage(&mut self, key: &str, value: Option<V>) -> Result<(), Error> {
+        if self.lock.is_none() {
+            return Err(Error::Locked(self.lock_path()));
+        }
+        let old = self.map.remove(key).map_or(0, |(_, size)| size);
+        self.live -= old;
+        if let Some(v) = value {
+            // The size is counted when the record is appended.
+            self.map.insert(key.to_owned(), (v, 0));
+        }
+        self.staged.insert(key.to_owned());
+        Ok(())
+    }
+
+    /// Loads `key = value` into memory without the lock, staged: a migration read from an older
+    /// file, written by [`Journal::create_from`] under the lock (or never, by a reader).
+    pub fn preload(&mut self, key: &str, value: V) {
+        self.map.insert(key.to_owned(), (value, 0));
+        self.staged.insert(key.to_owned());
+    }
+
+    /// Removes `key` from memory without the lock (see [`Journal::preload`]).
+    pub fn preload_remove(&mut self, key: &str) {
+        self.map.remove(key);
+        self.staged.insert(key.to_owned());
+    }
+
+    /// Writes everything in memory as a new journal, atomically ([`Journal::create_from`] of
+    /// the map): how a preloaded migration lands. Needs the lock.
+    pub fn create_from_memory(&mut self) -> Result<(), Error> {
+        if self.lock.is_none() {
+            return Err(Error::Locked(self.lock_path()));
+        }
+        let mut out = Vec::new();
+        out.extend(MAGIC);
+        for (k, (v, _)) in &self.map {
+            self.encode(&mut out, k, v)?;
+        }
+        store::write_atomic(&self.path, &out, self.mode)?;
+        self.syncs += 1;
+        self.staged.clear();
+        self.reset();
+        self.refresh()
+    }
+
+    /// Whether changes were staged and not flushed.
+    pub fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    /// Appends every staged change (one record per key, its value now). Durable after
+    /// [`Journal::sync`].
+    pub fn flush(&mut self) -> Result<(), Error>
+    where
+        V: Clone,
+    {
+        while let Some(key) = self.staged.pop_first() {
+            let value = self.map.get(&key).map(|(v, _)| v.clone());
+            if let Err(e) = self.put(&key, value.as_ref()) {
+                self.staged.insert(key);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `key = value` (`None` deletes it). Needs the lock; durable after
+    /// [`Journal::sync`].
+    pub fn put(&mut self, key: &str, value: Option<&V>) -> Result<(), Error> {
+        let payload = serde_json::to_vec(&RecordOut { k: key, v: value })
+            .map_err(|e| self.corrupt(format!("cannot serialise a record: {e}")))?;
+        self.append(&payload)?;
+        // Apply what was written by reading it back as any other process would, so the index and
+        // the file can't disagree: serialise → parse is the same path `refresh` takes.
+        let size = HEADER + payload.len() as u64;
+        let r: RecordIn<V> = serde_json::from_slice(&payload)
+            .map_err(|e| self.corrupt(format!("record does not parse back: {e}")))?;
+        if let Some((_, old)) = self.map.remove(&r.k) {
+            self.live -= old;
+        }
+        if let Some(v) = r.v {
+            self.map.insert(r.k, (v, size));
+            self.live += size;
+        }
+        self.len += size;
+        Ok(())
+    }
+
+    fn append(&mut self, payload: &[u8]) -> Result<(), Error> {
+        if self.lock.is_none() {
+            return Err(Error::Locked(self.lock_path()));
+        }
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|l| *l <= MAX_RECORD)
+            .ok_or_else(|| self.corrupt(format!("record of {} bytes", payload.len())))?;
+        let mut f = match self.dirty.take() {
+            Some(f) => f,
+            None => self.open_for_append()?,
+        };
+        let mut rec = Vec::with_capacity(8 + payload.len());
+        rec.extend(len.to_le_bytes());
+        rec.extend(crc32(payload).to_le_bytes());
+        rec.extend(payload);
+        f.write_all(&rec).map_err(io_err("append to", &self.path))?;
+        self.dirty = Some(f);
+        Ok(())
+    }
+
+    /// Opens the journal to append, creating it with its magic, and cutting away a torn tail
+    /// (under the lock, so no other writer is mid-append).
+    fn open_for_append(&mut self) -> Result<fs::File, Error> {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(self.mode)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&self.path)
+            .map_err(io_err("open", &self.path))?;
+        let meta = f.metadata().map_err(io_err("stat", &self.path))?;
+        if self.id.is_none() || self.len < MAGIC.len() as u64 {
+            // New (or only a torn magic): start it.
+            f.set_len(0).map_err(io_err("truncate", &self.path))?;
+            let mut g = &f;
+            g.write_all(MAGIC).map_err(io_err("write", &self.path))?;
+            self.reset();
+            self.len = MAGIC.len() as u64;
+            self.id = Some((meta.dev(), meta.ino()));
+            if let Some(dir) = self.path.parent() {
+                f.sync_all().map_err(io_err("sync", &self.path))?;
+                store::sync_dir(dir)?;
+            }
+        } else if meta.len() > self.len {
+            f.set_len(self.len)
+                .map_err(io_err("truncate", &self.path))?;
+        }
+        let mut f = f;
+        f.seek(SeekFrom::End(0))
+            .map_err(io_err("seek", &self.path))?;
+        Ok(f)
+    }
+
+    /// Makes every record appended so far durable (one `fdatasync`); nothing to do when none was.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        if let Some(f) = self.dirty.take() {
+            f.sync_data().map_err(io_err("sync", &self.path))?;
+            self.syncs += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Journal::compact`] would do anything: superseded records outweigh live ones
+    /// and [`COMPACT_MIN_GARBAGE`].
+    pub fn wants_compaction(&self) -> bool {
+        let g = self.garbage();
+        g > self.live && g > COMPACT_MIN_GARBAGE
+    }
+
+    /// Like [`Journal::wants_compaction`], counting the live records `keep` refuses as garbage
+    /// too (they would be pruned). Scans every record: call it rarely (see [`Journal::appended`]).
+    pub fn wants_compaction_with(&self, keep: impl Fn(&str, &V) -> bool) -> bool {
+        let dead: u64 = self
+            .map
+            .iter()
+            .filter(|(k, (v, _))| !keep(k, v))
+            .map(|(_, (_, size))| *size)
+            .sum();
+        let g = self.garbage() + dead;
+        g > self.live - dead && g > COMPACT_MIN_GARBAGE
+    }
+
+    /// Bytes in the journal (magic, records; not a torn tail).
+    pub fn appended(&self) -> u64 {
+        self.len
+    }
+
+    /// Bytes in live records.
+    pub fn live(&self) -> u64 {
+        self.live
+    }
+
+    /// Creates the journal with `items` (a migration), atomically: all of them or nothing.
+    /// Needs the lock.
+    pub fn create_from<'a>(
+        &mut self,
+        items: impl Iterator<Item = (&'a str, &'a V)>,
+    ) -> Result<(), Error>
+    where
+        V: 'a,
+    {
+        if self.lock.is_none() {
+            return Err(Error::Locked(self.lock_path()));
+        }
+        let mut out = Vec::new();
+        out.extend(MAGIC);
+        for (k, v) in items {
+            self.encode(&mut out, k, v)?;
+        }
+        store::write_atomic(&self.path, &out, self.mode)?;
+        self.syncs += 1;
+        self.reset();
+        self.refresh()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>, k: &str, v: &V) -> Result<(), Error> {
+        let payload = serde_json::to_vec(&RecordOut { k, v: Some(v) })
+            .map_err(|e| self.corrupt(format!("cannot serialise a record: {e}")))?;
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|l| *l <= MAX_RECORD)
+            .ok_or_else(|| self.corrupt(format!("record of {} bytes", payload.len())))?;
+        out.extend(len.to_le_bytes());
+        out.extend(crc32(&payload).to_le_bytes());
+        out.extend(payload);
+        Ok(())
+    }
+
+    /// Rewrites the journal with only the live records for which `keep` holds (the others are
+    /// pruned), atomically (temp file, fsync, rename, fsync of the directory). Needs the lock.
+    pub fn compact(&mut self, keep: impl Fn(&str, &V) -> bool) -> Result<(), Error> {
+        if self.lock.is_none() {
+            return Err(Error::Locked(self.lock_path()));
+        }
+        self.sync()?;
+        let mut out = Vec::with_capacity(usize::try_from(self.live).unwrap_or(0) + 8);
+        out.extend(MAGIC);
+        for (k, (v, _)) in &self.map {
+            if keep(k, v) {
+                self.encode(&mut out, k, v)?;
+            }
+        }
+        store::write_atomic(&self.path, &out, self.mode)?;
+        self.syncs += 1;
+        self.reset();
+        self.refresh()
+    }
+}
+
+/// The payload of the record at the start of `buf`, when it is whole and its crc matches.
+fn record_at(buf: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_le_bytes(buf.get(0..4)?.try_into().ok()?);
+    let crc = u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?);
+    if len > MAX_RECORD {
+        return None;
+    }
+    let payload = buf.get(8..8 + len as usize)?;
+    (crc32(payload) == crc).then_some(payload)
+}
+
+/// Whether the bad bytes `rest` can be what a crash mid-append left: a record cut short (its
+/// header says it runs past the end of the file), or one whole-length record whose payload did
+/// not reach the disk (crc mismatch) with nothing after it.
+fn torn_tail(rest: &[u8]) -> bool {
+    let Some(len) = rest
+        .get(0..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+    else {
+        return true;
+    };
+    if len > MAX_RECORD {
+        return false;
+    }
+    (HEADER as usize + len as usize) >= rest.len()
+}
+
+const fn crc_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+static CRC: [u32; 256] = crc_table();
+
+/// CRC-32 (IEEE 802.3, the one of zlib and PNG).
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for b in data {
+        c = CRC[((c ^ u32::from(*b)) & 0xFF) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+#[cfg(test)]
+mod tests;
