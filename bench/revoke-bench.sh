@@ -2,7 +2,7 @@
 # `gatecert leaves revoke` on an inventory of N devices: wall time per revocation (inventory
 # read + lock + token revoke + audit + CRL signed and written), and the CRL's size as revoked
 # entries accumulate. The inventory is synthetic (written directly, one unexpired local
-# certificate per device, as `leaves.json` stores them); the CA is a real `ca init`.
+# certificate per device, in the leaves.json format of earlier versions, which the first command migrates); the CA is a real `ca init`.
 #
 # usage: bench/revoke-bench.sh [DEVICES] [REVOCATIONS]   (default 1000 and 50; at most 100000
 # and 500). Runs the debug build unless GATECERT_BIN points elsewhere.
@@ -48,4 +48,4 @@ crl=$(stat -c %s "$state/crl.der")
 entries=$(openssl crl -inform DER -in "$state/crl.der" -noout -text | grep -c 'Serial Number:')
 echo "leaves revoke: $revocations in ${ms} ms, $(( ms / revocations )) ms each"
 echo "CRL: $crl bytes with $entries entries ($(( crl / entries )) bytes per entry, all told)"
-echo "leaves.json: $(stat -c %s "$state/leaves.json") bytes"
+echo "leaves.jnl: $(stat -c %s "$state/leaves.jnl") bytes (the leaves.json above, migrated by the first revoke)"

@@ -35,22 +35,20 @@ fn main() {
     // As the service does after a commit: the used-up tokens are pruned by compaction.
     tokens.maintain(now).expect("compaction");
     drop(tokens);
-    let mut inv = Inventory::open(&leaves::path_in(&state)).expect("inventory");
-    inv.hold_lock().expect("lock");
+    let mut inv = Inventory::open_locked(&leaves::path_in(&state), None).expect("inventory");
     for i in 0..n {
         let serial = gatecert::crypto::hex(&gatecert::crypto::random_bytes::<16>().expect("rng"))
             .to_ascii_uppercase();
-        inv.record(Leaf {
-            device: format!("s{i}"),
-            names: vec![format!("s{i}.sensors.local")],
-            serial,
-            not_after: now + 30 * 86_400,
-            source: Source::Local,
-            issued_at: now,
-            previous: None,
-        })
+        inv.stage_record(Leaf::new(
+            &format!("s{i}"),
+            vec![format!("s{i}.sensors.local")],
+            &serial,
+            now + 30 * 86_400,
+            Source::Local,
+            now,
+        ))
         .expect("record");
     }
-    inv.release_lock().expect("sync");
+    inv.save().expect("sync");
     println!("populated {n} sensors in {}", state.display());
 }

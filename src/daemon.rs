@@ -153,7 +153,7 @@ pub struct Service {
     counters: Arc<crate::report::Counters>,
     /// The floor issuance is waiting for (the clock is untrusted), as last logged.
     waiting: Option<(i64, FloorSource)>,
-    /// `leaves.json` as the leaf upkeep last saw it ([`Service::leaf_upkeep`]).
+    /// `leaves.jnl` as the leaf upkeep last saw it ([`Service::leaf_upkeep`]).
     leaves_seen: Option<Option<store::FileStamp>>,
     /// When the CRL must be signed again, Unix seconds.
     crl_due_at: i64,
@@ -455,7 +455,7 @@ impl Service {
 
     /// The leaf inventory's upkeep, cheap when nothing changed (one stat(2)): on the first
     /// call, merges the split rows of an older inventory (audited, `leaves.merge`); whenever
-    /// `leaves.json` changed or the CRL is due, signs a new CRL if one is due
+    /// `leaves.jnl` changed or the CRL is due, signs a new CRL if one is due
     /// ([`revocation::refresh_crl`]: a revocation by `gatecert leaves`, or a quarter of
     /// `crl_validity` left). Errors are logged; EST goes on.
     fn leaf_upkeep(&mut self, now: i64) {

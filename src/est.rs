@@ -244,7 +244,7 @@ struct Authorized {
     cuts: u32,
 }
 
-/// How long the service's loop waits for `tokens.json.lock` before it answers 503: a held lock
+/// How long the service's loop waits for `tokens.jnl.lock` before it answers 503: a held lock
 /// (a stuck `gatecert token add`) must not stall every other client.
 const TOKEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 

@@ -1,8 +1,8 @@
 //! Cutting a sensor off: `gatecert leaves revoke|disable|enable` and the CRL (RFC 5280 §5).
 //!
-//! One place changes the inventory for revocations, under `leaves.json.lock`
+//! One place changes the inventory for revocations, under `leaves.jnl.lock`
 //! ([`Inventory::open_locked`]), so the command line and `gatecert run` never lose each other's
-//! changes; the service sees them without a restart (it stats `leaves.json` and re-reads it
+//! changes; the service sees them without a restart (it stats `leaves.jnl` and reads what was appended
 //! only when it changed). Every step is audited before it is saved, and the CRL is signed only
 //! on a trusted clock ([`crate::trust`]): on an untrusted one the revocation still takes effect
 //! on EST at once, and the service signs the CRL once the clock is trusted.

@@ -375,7 +375,7 @@ fn enroll_verify_mutual_tls_reenroll_and_serverkeygen() {
     assert!(
         found.is_some_and(|l| l.source == gatecert::leaves::Source::Local),
         "{:?}",
-        inv.list()
+        inv.list().collect::<Vec<_>>()
     );
 
     // Mutual TLS with the issued leaf: openssl s_server (gateway cert) requiring a client

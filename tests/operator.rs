@@ -120,7 +120,7 @@ fn token_add_bundle_and_its_qr_code_decode_to_the_same_json() {
         String::from_utf8_lossy(&out.stderr).contains("trust anchor"),
         "{out:?}"
     );
-    assert!(!t.path().join("state/tokens.json").exists());
+    assert!(!t.path().join("state/tokens.jnl").exists());
 
     ok(&gatecert(t.path(), &[], &["--config", cfg, "ca", "init"]));
     let both = gatecert(
@@ -140,7 +140,7 @@ fn token_add_bundle_and_its_qr_code_decode_to_the_same_json() {
     );
     assert_eq!(both.status.code(), Some(2), "{both:?}");
     assert!(String::from_utf8_lossy(&both.stderr).contains("one of --bundle, --qr and --qr-matrix"));
-    assert!(!t.path().join("state/tokens.json").exists());
+    assert!(!t.path().join("state/tokens.jnl").exists());
     let json = ok(&gatecert(
         t.path(),
         &[],
@@ -294,7 +294,7 @@ fn token_add_refuses_an_untrusted_clock() {
     );
     assert!(out.stdout.is_empty(), "no token printed");
     assert!(
-        !t.path().join("state/tokens.json").exists(),
+        !t.path().join("state/tokens.jnl").exists(),
         "no token stored"
     );
 }
@@ -349,7 +349,7 @@ fn ca_sign_with_days_and_lifetime_is_an_error() {
     assert!(err.contains("--days or --lifetime, not both"), "{err}");
     assert!(out.stdout.is_empty());
     assert!(
-        !t.path().join("state/leaves.json").exists(),
+        !t.path().join("state/leaves.jnl").exists(),
         "nothing issued"
     );
 }

@@ -257,7 +257,7 @@ fn token_add_refuses_what_the_ca_or_http_basic_would_refuse() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("\"dev:1\"") && err.contains("':'"), "{err}");
-    assert!(!env.state().join("tokens.json").exists());
+    assert!(!env.state().join("tokens.jnl").exists());
     // A good name still works.
     let out = env.run(t, &["token", "add", "dev1", "--name", "s1.local"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -391,9 +391,8 @@ fn parallel_ca_sign_keep_one_chain_and_every_inventory_row() {
     let out = env.run(t, &["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert_eq!(issue_lines(&env), N);
-    let inv: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.state().join("leaves.json")).unwrap()).unwrap();
-    assert_eq!(inv["leaves"].as_array().unwrap().len(), N, "{inv}");
+    let inv = gatecert::leaves::Inventory::open(&env.state().join("leaves.jnl")).unwrap();
+    assert_eq!(inv.len(), N);
 }
 
 /// Issue 10 item 5b: a last line deleted or edited, or the log truncated, is not laundered by
@@ -449,7 +448,7 @@ fn a_cut_or_edited_audit_tail_stops_issuance_until_repaired() {
             Some(2),
             "{tag}: token add on a broken chain"
         );
-        assert!(!env.state().join("tokens.json").exists(), "{tag}");
+        assert!(!env.state().join("tokens.jnl").exists(), "{tag}");
 
         let out = env.run(t, &["audit", "verify", "--repair"]);
         let stdout = text(&out.stdout);
@@ -539,7 +538,7 @@ fn ca_sign_fails_closed_when_the_audit_log_is_unwritable() {
     let out = sign(&env, t, &csr, &env.dir.join("w.crt"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(!env.dir.join("w.crt").exists());
-    assert!(!env.state().join("leaves.json").exists());
+    assert!(!env.state().join("leaves.jnl").exists());
 }
 
 /// A config over 1 MiB (here: a valid one padded with comments to 2 MiB) is refused by name

@@ -180,7 +180,7 @@ impl Hsm {
 
     fn token(&self, device: &str, names: &[&str]) -> String {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let token = Tokens::open(&self.state().join("tokens.json"))
+        let token = Tokens::open(&self.state().join("tokens.jnl"))
             .unwrap()
             .add(device, &names, 3600, 1, now())
             .unwrap();

@@ -21,7 +21,7 @@ use gatecert::config::Config;
 use gatecert::crypto::{self, CertInfo};
 use gatecert::est::Est;
 use gatecert::http::{parse_request, Handler, Limits, Parsed, PeerInfo};
-use gatecert::{pkcs7, token};
+use gatecert::pkcs7;
 
 #[path = "common/scratch.rs"]
 mod common;
@@ -54,7 +54,8 @@ fn fixture() -> &'static Mutex<Fixture> {
     })
 }
 
-/// tokens.json as token.rs writes it, with a known secret.
+/// A `tokens.json` of the earlier format, with a known secret: the store migrates it into its
+/// journal (`tokens.jnl`) on the first open.
 fn write_tokens(dir: &std::path::Path) {
     let salt = [7u8; 16];
     let mut msg = b"s1\0".to_vec();
@@ -72,7 +73,7 @@ fn write_tokens(dir: &std::path::Path) {
             "created": NOW,
         }],
     });
-    std::fs::write(token::path_in(dir), file.to_string()).expect("tokens.json");
+    std::fs::write(dir.join("tokens.json"), file.to_string()).expect("tokens.json");
 }
 
 /// The leaf of a base64 certs-only body, if it has one (`cacerts` has none): its names must
@@ -118,7 +119,7 @@ fuzz_target!(|data: &[u8]| {
             "audit.log.1",
             "audit.log.2",
             "audit.log.head",
-            "leaves.json",
+            "leaves.jnl",
         ] {
             let _ = std::fs::remove_file(f.dir.join(name));
         }

@@ -17,7 +17,7 @@ use crate::leaves::{self, Inventory};
 use crate::store;
 use crate::token::{self, Claims, Tokens};
 
-/// How long the service's loop waits for `tokens.json.lock` (as EST does).
+/// How long the service's loop waits for `tokens.jnl.lock` (as EST does).
 const TOKEN_LOCK_WAIT: Duration = Duration::from_millis(50);
 
 fn payload_json(signed: &Signed) -> Result<Value, Problem> {

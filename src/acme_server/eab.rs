@@ -6,7 +6,7 @@
 //! where `eab.key` is one 32-byte random secret in `<state_dir>/acme/` (0600 in a 0700
 //! directory, like the CA's key) and `kid` is random per token. The token store holds the
 //! salted hash of `eab_hmac` (the bootstrap token of an `--acme` device *is* its MAC key), so
-//! a leaked `tokens.json` yields no MAC key, revoking or re-adding the token (a new kid)
+//! a leaked `tokens.jnl` yields no MAC key, revoking or re-adding the token (a new kid)
 //! invalidates the old key, and nothing per token is kept in clear.
 
 use std::path::{Path, PathBuf};

@@ -3,8 +3,10 @@
 //! the alert on repeated refused re-enrollments, and `GET /crl` (RFC 5280 §5, served as
 //! `application/pkix-crl`, RFC 2585 §4.2).
 //!
-//! The inventory is cached and re-read only when `leaves.json` changed (one stat(2) per
-//! request that needs it), so `gatecert leaves revoke` takes effect at the next request.
+//! The inventory is opened per request: the process keeps its parsed journal between opens and
+//! catches up with what other processes appended (one stat(2) when nothing was; see
+//! [`crate::journal::Kept`]), so `gatecert leaves revoke` takes effect at the next request and a
+//! request's cost does not grow with the number of devices.
 
 use std::time::Duration;
 
@@ -15,53 +17,41 @@ use crate::leaves::{self, Inventory, Leaf, Source, Standing};
 use crate::revocation;
 use crate::store;
 
-/// How long an issuance waits for `leaves.json.lock` (held briefly by `gatecert leaves`).
+/// How long an issuance waits for `leaves.jnl.lock` (held briefly by `gatecert leaves`).
 const INVENTORY_LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// At most this many devices are tracked for refused re-enrollments (memory bound).
 const MAX_TRACKED: usize = 10_000;
 
-/// The cached inventory and the stamp of the file it was read from.
+/// The served CRL and the stamp of the file it was read from.
 #[derive(Debug, Default)]
 pub(super) struct Cache {
-    inventory: Option<(Option<store::FileStamp>, Inventory)>,
     crl: Option<(store::FileStamp, Vec<u8>)>,
 }
 
 impl Est {
-    /// The inventory, re-read when `leaves.json` changed since the last read.
-    pub(super) fn inventory(&mut self) -> Result<&Inventory, Denial> {
-        let path = leaves::path_in(&self.state_dir);
-        let stamp = store::stamp(&path);
-        let fresh = matches!(&self.cache.inventory, Some((s, _)) if *s == stamp && stamp.is_some());
-        if !fresh {
-            let inv = Inventory::open(&path).map_err(|e| {
-                log::error!("{e}");
-                Denial::new(500, "leaf inventory unreadable")
-            })?;
-            self.cache.inventory = Some((stamp, inv));
-        }
-        match &self.cache.inventory {
-            Some((_, inv)) => Ok(inv),
-            // Set just above.
-            None => Err(Denial::new(500, "leaf inventory unreadable")),
-        }
+    /// The inventory as it is now (caught up with other processes' changes).
+    pub(super) fn inventory(&self) -> Result<Inventory, Denial> {
+        Inventory::open(&leaves::path_in(&self.state_dir)).map_err(|e| {
+            log::error!("{e}");
+            Denial::new(500, "leaf inventory unreadable")
+        })
     }
 
     /// The device whose current certificate (or previous one, in its grace window) has
     /// `serial`; 403 with the reason when it is superseded, revoked, of a disabled device, or
     /// no device holds it.
     pub(super) fn current_holder(&mut self, serial: &str, now: i64) -> Result<String, Denial> {
-        holder(self.inventory()?, serial, now)
+        holder(&self.inventory()?, serial, now)
     }
 
     /// The checks every issuance for `device` with the public key `spki_der` passes: the device
     /// is not disabled, and the key was not revoked for keyCompromise.
     pub(super) fn may_hold(&mut self, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
-        may_hold(self.inventory()?, device, spki_der)
+        may_hold(&self.inventory()?, device, spki_der)
     }
 
-    /// The end of a granted request, in one critical section under `leaves.json.lock`: every
+    /// The end of a granted request, in one critical section under `leaves.jnl.lock`: every
     /// inventory check again on the inventory as it is now (the client certificate still
     /// stands, the device is not disabled, the key not compromised, and the device was not
     /// revoked after the request was authorized), then the issuance recorded on the device's
