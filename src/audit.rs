@@ -292,23 +292,84 @@ impl Audit {
         event: &str,
         fields: serde_json::Value,
     ) -> Result<(), Error> {
-        let line = render(now, event, fields, &self.prev)?;
-        let mut f = fs::OpenOptions::new()
+        let mut f = self.open_append()?;
+        self.write_line(&mut f, now, event, fields)?;
+        self.sync_head(f)
+    }
+
+    fn open_append(&self) -> Result<fs::File, Error> {
+        fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&self.path)
-            .map_err(store::io_err("open", &self.path))?;
+            .map_err(|e| store::io_err("open", &self.path)(e).into())
+    }
+
+    /// Writes one line to `f` (not yet durable: [`Audit::sync_head`]).
+    fn write_line(
+        &mut self,
+        f: &mut fs::File,
+        now: i64,
+        event: &str,
+        fields: serde_json::Value,
+    ) -> Result<(), Error> {
+        let line = render(now, event, fields, &self.prev)?;
         let mut bytes = line.clone().into_bytes();
         bytes.push(b'\n');
         f.write_all(&bytes)
             .map_err(store::io_err("append to", &self.path))?;
-        f.sync_data().map_err(store::io_err("fsync", &self.path))?;
         self.size += bytes.len() as u64;
         self.prev = crypto::hex(&crypto::sha256(line.as_bytes()));
+        Ok(())
+    }
+
+    /// Makes the lines written to `f` durable (one fsync), then records the new end in the head.
+    fn sync_head(&mut self, f: fs::File) -> Result<(), Error> {
+        f.sync_data().map_err(store::io_err("fsync", &self.path))?;
         store::write_atomic(&head_path(&self.path), self.prev.as_bytes(), store::SECRET)?;
         Ok(())
+    }
+
+    /// Appends several events with one fsync and one head update: a group commit of issuances
+    /// that arrived together. `Ok` means every line is durable; an error means none may be taken
+    /// as recorded. Each `fields` must be a JSON object.
+    pub fn append_batch(
+        &mut self,
+        now: i64,
+        events: Vec<(&str, serde_json::Value)>,
+    ) -> Result<(), Error> {
+        if events.iter().any(|(_, f)| !f.is_object()) {
+            return Err(Error::Fields);
+        }
+        let _guard = match self.lock {
+            Some(_) => None,
+            None => {
+                let g = lock(&self.path)?;
+                self.load(true)?;
+                Some(g)
+            }
+        };
+        let mut out: Option<fs::File> = None;
+        for (event, fields) in events {
+            let len = render(now, event, fields.clone(), &self.prev)?.len() as u64 + 1;
+            if self.size > 0 && self.size + len > self.max_bytes {
+                if let Some(f) = out.take() {
+                    self.sync_head(f)?;
+                }
+                self.rotate(now)?;
+            }
+            let f = match &mut out {
+                Some(f) => f,
+                None => out.insert(self.open_append()?),
+            };
+            self.write_line(f, now, event, fields)?;
+        }
+        match out {
+            Some(f) => self.sync_head(f),
+            None => Ok(()),
+        }
     }
 
     fn rotate(&mut self, now: i64) -> Result<(), Error> {

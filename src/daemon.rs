@@ -791,10 +791,15 @@ impl Service {
             None => wait_readable(&fds, timeout).map_err(Error::Http)?,
         };
         ready.truncate(extra.len());
-        let answers = match &self.server {
+        // The issuances of this turn, committed as one group, then the broker's answers.
+        let mut answers = match &self.server {
+            Some(s) => self.est.commit_pending(&|id| s.is_parked(id)),
+            None => self.est.commit_pending(&|_| false),
+        };
+        answers.extend(match &self.server {
             Some(s) => self.est.resolve(&|id| s.is_parked(id)),
             None => self.est.resolve(&|_| false),
-        };
+        });
         if let Some(a) = self.acme.as_mut() {
             a.resolve(self.est.take_foreign(), self.est.broker_mut());
         }

@@ -158,7 +158,15 @@ pub struct Est {
     reenroll_alert: u32,
     /// Broker resolutions for requests parked by someone else (the ACME server).
     foreign: Vec<crate::broker::Resolution>,
+    /// Issuances signed and parked for the next group commit ([`Est::commit_pending`]).
+    pending: Vec<(u64, record::Issue)>,
+    /// The last id given to a pending issuance (below [`PENDING_IDS`]).
+    next_pending: u64,
 }
+
+/// The ids of issuances parked for a group commit, apart from the broker's (which count up
+/// from 1).
+const PENDING_IDS: u64 = 1 << 62;
 
 /// A refused request: what the client is told and what the audit log records.
 struct Denial {
@@ -224,6 +232,8 @@ struct Granted {
     /// The device's cut-off count when the request was authorized ([`crate::leaves::Leaf::cuts`]):
     /// a device revoked or disabled since is refused at the end.
     cuts: u32,
+    /// The token claim (simpleenroll, serverkeygen), still held: the commit spends it.
+    claim: Option<u64>,
 }
 
 /// A request that passed authentication and policy, not yet issued.
@@ -268,6 +278,8 @@ impl Est {
             reenroll_failures: HashMap::new(),
             reenroll_alert: 5,
             foreign: Vec::new(),
+            pending: Vec::new(),
+            next_pending: 0,
         }
     }
 
@@ -388,6 +400,7 @@ impl Est {
             origin: Origin::Local,
             renews: None,
             cuts: auth.cuts,
+            claim: auth.claim,
         })
     }
 
@@ -446,47 +459,16 @@ impl Est {
         })
     }
 
-    /// Ends `auth`'s claim with the outcome of its issuance: released when `made` failed,
-    /// committed (every token check repeated, under the token lock) when it succeeded. A commit
-    /// the token no longer allows (revoked, replaced, expired while the request waited) turns
-    /// the certificate into a denial: it never goes out.
+    /// Ends `auth`'s claim when its issuance failed (`made` is an error): the use is free
+    /// again. After a success the claim stays held, and goes with the [`Granted`] to its commit
+    /// ([`Est::commit_issues`]), which spends it, with every token check repeated, together with
+    /// the audit line and the inventory row: a token the commit no longer allows (revoked,
+    /// replaced, expired while the request waited) turns the certificate into a denial.
     fn settle<T>(&mut self, auth: &Authorized, made: Result<T, Denial>) -> Result<T, Denial> {
-        let Some(id) = auth.claim else {
-            return made;
-        };
-        // Taken out either way: a failed issuance releases the claim here.
-        let claim = self.claims.take(id);
-        let made = made?;
-        let Some(claim) = claim else {
-            // Only this handler takes claims, and each request ends its own once.
-            log::error!("the token claim of {} was lost", auth.device);
-            return Err(Denial::new(500, "token claim lost")
-                .device(&auth.device)
-                .names(auth.names.clone()));
-        };
-        let now = self.clock.now();
-        let committed =
-            Tokens::open_locked_within(&token::path_in(&self.state_dir), TOKEN_LOCK_WAIT)
-                .and_then(|mut t| t.commit(&claim, now));
-        let denial = match committed {
-            Ok(()) => return Ok(made),
-            Err(token::Error::Denied(d)) => Denial::new(token_denial_status(d), d.to_string()),
-            Err(token::Error::Busy(p)) => {
-                log::warn!(
-                    "{} is held by another process; 503 for {}",
-                    p.display(),
-                    auth.device
-                );
-                let mut d = Denial::new(503, "token store busy; retry");
-                d.retry_after = Some(TOKEN_BUSY_RETRY);
-                d
-            }
-            Err(e) => {
-                log::error!("cannot spend the token of {}: {e}", auth.device);
-                Denial::new(500, "token store write failed")
-            }
-        };
-        Err(denial.device(&auth.device).names(auth.names.clone()))
+        if made.is_err() {
+            self.release(auth);
+        }
+        made
     }
 
     /// Releases `auth`'s claim: its enrollment ends without a certificate.
@@ -551,6 +533,7 @@ impl Est {
             origin,
             renews: auth.renews,
             cuts: auth.cuts,
+            claim: auth.claim,
         })
     }
 
@@ -704,12 +687,17 @@ impl Est {
     /// the certificate is never delivered (fail closed).
     fn finish(&mut self, op: &str, client: IpAddr, outcome: Result<Granted, Denial>) -> Response {
         // Checked and recorded as one step: the inventory's gates again, the audit line, then the
-        // device's row; any of them failing means no certificate (see `record::commit_issue`).
+        // device's row; any of them failing means no certificate (see `record::commit_issues`).
         let outcome = outcome.and_then(|g| self.commit_issue(op, client, g));
+        self.respond(op, client, outcome)
+    }
+
+    /// The answer for a committed (or refused) `outcome`; a denial is recorded here.
+    fn respond(&mut self, op: &str, client: IpAddr, outcome: Result<Granted, Denial>) -> Response {
         if op == "simplereenroll" {
             self.note_reenroll(&outcome);
         }
-        // Issuances were recorded above; denials (and the challenge) are recorded here.
+        // Issuances were recorded by their commit; denials (and the challenge) are recorded here.
         if outcome.is_err() {
             let _ = self.record(op, client, &outcome);
         }
@@ -732,25 +720,79 @@ impl Est {
     }
 }
 
+impl Est {
+    /// The operation `req` asks for and its outcome before the commit (signed, not yet
+    /// recorded), or the answer when there is nothing to commit (cacerts, csrattrs, the CRL,
+    /// a refused route).
+    fn outcome(
+        &mut self,
+        req: &Request,
+        peer: &PeerInfo,
+    ) -> Result<(&'static str, Result<Granted, Denial>), Response> {
+        let (op, label) = match self.route(req) {
+            Ok(("crl", _)) => return Err(self.crl()),
+            Ok(r) => r,
+            Err(resp) => return Err(resp),
+        };
+        let (op, outcome) = match op {
+            "simplereenroll" => (
+                "simplereenroll",
+                self.authorize(op, label, req, peer)
+                    .and_then(|a| self.grant_local(a, None, Origin::Local)),
+            ),
+            "serverkeygen" => ("serverkeygen", self.enroll(req, peer, true, label)),
+            _ => ("simpleenroll", self.enroll(req, peer, false, label)),
+        };
+        Ok((op, outcome))
+    }
+
+    /// Commits the issuances parked by [`Handler::answer`] since the last call, as one group
+    /// ([`Est::commit_issues`]), and returns their answers `(id, operation, response)` for
+    /// [`crate::http::Server::complete`]. An issuance whose client has gone (`alive(id)` false)
+    /// is dropped uncommitted: its token use is not spent.
+    pub fn commit_pending(&mut self, alive: &dyn Fn(u64) -> bool) -> Vec<(u64, String, Response)> {
+        let mut ids = Vec::new();
+        let mut items = Vec::new();
+        for (id, issue) in std::mem::take(&mut self.pending) {
+            if alive(id) {
+                ids.push(id);
+                items.push(issue);
+            } else if let Some(c) = issue.granted.claim {
+                self.claims.take(c);
+            }
+        }
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let meta: Vec<(u64, String, IpAddr)> = ids
+            .into_iter()
+            .zip(&items)
+            .map(|(id, it)| (id, it.op.clone(), it.client))
+            .collect();
+        let results = self.commit_issues(items);
+        meta.into_iter()
+            .zip(results)
+            .map(|((id, op, client), r)| {
+                let resp = self.respond(&op, client, r);
+                (id, op, resp)
+            })
+            .collect()
+    }
+}
+
 impl Handler for Est {
     /// Answers at once, from the local CA (no brokering: see [`Handler::answer`]).
     fn handle(&mut self, req: &Request, peer: &PeerInfo) -> Response {
-        let (op, label) = match self.route(req) {
-            Ok(("crl", _)) => return self.crl(),
-            Ok(r) => r,
-            Err(resp) => return resp,
-        };
-        let outcome = match op {
-            "simplereenroll" => self
-                .authorize(op, label, req, peer)
-                .and_then(|a| self.grant_local(a, None, Origin::Local)),
-            _ => self.enroll(req, peer, op == "serverkeygen", label),
-        };
-        self.finish(op, peer.addr.ip(), outcome)
+        match self.outcome(req, peer) {
+            Ok((op, outcome)) => self.finish(op, peer.addr.ip(), outcome),
+            Err(resp) => resp,
+        }
     }
 
-    /// With a broker, `simpleenroll` and `simplereenroll` go through it (and may be parked);
-    /// everything else is [`Handler::handle`].
+    /// With a broker, `simpleenroll` and `simplereenroll` go through it (and may be parked).
+    /// Otherwise an issuance is signed at once and parked for the group commit that ends this
+    /// turn of the loop ([`Est::commit_pending`]): issuances that arrive together share one
+    /// sync of each store. Everything else is answered at once.
     fn answer(&mut self, req: &Request, peer: &PeerInfo) -> Answer {
         let brokered = self.broker.as_ref().is_some_and(|b| b.config().is_some());
         match self.route(req) {
@@ -758,7 +800,21 @@ impl Handler for Est {
                 let op = op.to_owned();
                 self.answer_brokered(&op, label, req, peer)
             }
-            _ => Answer::Now(self.handle(req, peer)),
+            _ => match self.outcome(req, peer) {
+                Ok((op, Ok(granted))) => {
+                    self.next_pending += 1;
+                    let id = PENDING_IDS | self.next_pending;
+                    let issue = record::Issue {
+                        op: op.to_owned(),
+                        client: peer.addr.ip(),
+                        granted,
+                    };
+                    self.pending.push((id, issue));
+                    Answer::Later(id)
+                }
+                Ok((op, Err(d))) => Answer::Now(self.respond(op, peer.addr.ip(), Err(d))),
+                Err(resp) => Answer::Now(resp),
+            },
         }
     }
 

@@ -683,8 +683,14 @@ impl Inventory {
     /// earlier unexpired certificates; a revoked device enrolled again with a new token is
     /// active again (a disabled one stays disabled: EST refuses it before this).
     pub fn record(&mut self, leaf: Leaf) -> Result<(), store::Error> {
+        let held = self.core.journal.is_locked();
         self.stage_record(leaf)?;
-        self.save()
+        self.save()?;
+        if !held {
+            // Opened to read and locked for this write only.
+            self.core.journal.unlock()?;
+        }
+        Ok(())
     }
 
     /// [`Inventory::record`] without the save: the caller saves (group commit).

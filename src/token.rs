@@ -186,6 +186,10 @@ static KEPT: journal::Kept<(Journal<Entry>, u64)> = journal::Kept::new();
 
 impl Drop for Tokens {
     fn drop(&mut self) {
+        if self.journal.has_staged() {
+            // Uses staged and never saved: memory is ahead of the file; read it again next time.
+            return;
+        }
         if self.journal.is_locked() && self.journal.unlock().is_err() {
             // Not durable: let the next open read the file again.
             return;
@@ -448,10 +452,40 @@ impl Tokens {
     /// [`Tokens::open_locked_within`] so that nothing changes between this check and the write.
     /// [`Error::Denied`] when the token is no longer good: no certificate may go out.
     pub fn commit(&mut self, claim: &Claim, now: i64) -> Result<(), Error> {
-        let mut e = self
+        let held = self.journal.is_locked();
+        self.stage_commit(claim, now)?;
+        let saved = self.save_staged();
+        if !held {
+            // Locked for this write only, as an open to read never holds the lock.
+            self.journal.unlock()?;
+        }
+        saved
+    }
+
+    /// [`Tokens::commit`]'s checks and the spent use, in memory only, for a group commit: the
+    /// caller writes every staged use with one [`Tokens::save_staged`] (one sync), after what
+    /// must be durable before it (the audit line). Needs the lock.
+    pub fn stage_commit(&mut self, claim: &Claim, now: i64) -> Result<(), Error> {
+        if !self.journal.is_locked() {
+            // Opened to read: take the lock (and catch up) for this change.
+            self.journal.lock(None)?;
+        }
+        let mut e = self.checked(claim, now)?.clone();
+        e.uses_left -= 1;
+        let device = e.device.clone();
+        Ok(self.journal.stage(&device, Some(e))?)
+    }
+
+    /// [`Tokens::commit`]'s checks alone: whether `claim` may become a spent use now (with the
+    /// lock held, nothing can change that before [`Tokens::stage_commit`]).
+    pub fn can_commit(&self, claim: &Claim, now: i64) -> Result<(), Error> {
+        self.checked(claim, now).map(|_| ())
+    }
+
+    fn checked(&self, claim: &Claim, now: i64) -> Result<&Entry, Error> {
+        let e = self
             .journal
             .get(&claim.device)
-            .cloned()
             .ok_or_else(|| Error::UnknownDevice(claim.device.clone()))?;
         if e.hash != claim.hash {
             return Err(Error::Denied(Denial::Replaced));
@@ -465,8 +499,13 @@ impl Tokens {
         if e.uses_left == 0 {
             return Err(Error::Denied(Denial::Exhausted));
         }
-        e.uses_left -= 1;
-        self.save(&e)
+        Ok(e)
+    }
+
+    /// Appends every use staged by [`Tokens::stage_commit`] and makes them durable (one sync).
+    pub fn save_staged(&mut self) -> Result<(), Error> {
+        self.journal.flush()?;
+        Ok(self.journal.sync()?)
     }
 
     /// Every token, without secrets.

@@ -219,6 +219,7 @@ impl Est {
             origin,
             renews: auth.renews,
             cuts: auth.cuts,
+            claim: auth.claim,
         })
     }
 

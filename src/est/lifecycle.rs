@@ -51,92 +51,23 @@ impl Est {
         may_hold(&self.inventory()?, device, spki_der)
     }
 
-    /// The end of a granted request, in one critical section under `leaves.jnl.lock`: every
-    /// inventory check again on the inventory as it is now (the client certificate still
-    /// stands, the device is not disabled, the key not compromised, and the device was not
-    /// revoked after the request was authorized), then the issuance recorded on the device's
-    /// one row. A request that fails here gets no certificate; neither does one whose record
-    /// cannot be written (an unrecorded certificate could not be revoked by device).
-    pub(super) fn commit_leaf(
-        &mut self,
-        g: Granted,
-        before_write: impl FnOnce(&Granted) -> Result<(), Denial>,
-    ) -> Result<Granted, Denial> {
-        let now = self.clock.now();
-        let path = leaves::path_in(&self.state_dir);
-        let deny = |d: Denial, g: &Granted| {
-            let d = match d.device {
-                Some(_) => d,
-                None => d.device(&g.device),
-            };
-            d.names(g.names.clone())
-        };
-        let mut inv = match Inventory::open_locked(&path, Some(INVENTORY_LOCK_WAIT)) {
-            Ok(inv) => inv,
+    /// The inventory, locked for a commit (waiting at most [`INVENTORY_LOCK_WAIT`] for a CLI):
+    /// 503 + `Retry-After` when it stays busy.
+    pub(super) fn inventory_locked(&self) -> Result<Inventory, Denial> {
+        match Inventory::open_locked(&leaves::path_in(&self.state_dir), Some(INVENTORY_LOCK_WAIT)) {
+            Ok(inv) => Ok(inv),
             Err(store::Error::Locked(p)) => {
-                log::warn!(
-                    "{} is held by another process; 503 for {}",
-                    p.display(),
-                    g.device
-                );
+                log::warn!("{} is held by another process; 503", p.display());
                 let mut d = Denial::new(503, "leaf inventory busy; retry");
                 d.retry_after = Some(2);
-                return Err(deny(d, &g));
+                Err(d)
             }
             Err(e) => {
                 log::error!("{e}");
-                return Err(deny(Denial::new(500, "leaf inventory unreadable"), &g));
-            }
-        };
-        if let Some(serial) = &g.renews {
-            holder(&inv, serial, now).map_err(|d| deny(d, &g))?;
-        }
-        let spki = crypto::CertInfo::from_der(&g.issued.leaf_der)
-            .map(|i| i.spki_der)
-            .unwrap_or_default();
-        may_hold(&inv, &g.device, &spki).map_err(|d| deny(d, &g))?;
-        if let Some(l) = inv.by_device(&g.device) {
-            if l.cuts != g.cuts {
-                return Err(deny(
-                    Denial::new(
-                        403,
-                        format!(
-                            "device {} was revoked or disabled while this request was in \
-                             progress; it needs a new bootstrap token",
-                            g.device
-                        ),
-                    ),
-                    &g,
-                ));
+                Err(Denial::new(500, "leaf inventory unreadable"))
             }
         }
-        let source = g.origin.source();
-        let previous = g
-            .renews
-            .as_ref()
-            .and_then(|r| inv.previous_for(&g.device, r, now));
-        let leaf = Leaf {
-            key: Some(crypto::hex(&crypto::sha256(&spki))),
-            der: (source == Source::Upstream).then(|| crypto::b64(&g.issued.leaf_der)),
-            previous,
-            ..Leaf::new(
-                &g.device,
-                g.names.clone(),
-                &g.issued.serial_hex,
-                g.issued.not_after,
-                source,
-                now,
-            )
-        };
-        // The audit line goes first: a row is never written for an unaudited certificate.
-        before_write(&g)?;
-        if let Err(e) = inv.record(leaf) {
-            log::error!("leaf inventory write failed; the certificate is not delivered: {e}");
-            return Err(deny(Denial::new(500, "leaf inventory write failed"), &g));
-        }
-        Ok(g)
     }
-
     /// Counts a refused re-enrollment with a device's certificate; at `reenroll_alert` in a row
     /// it raises the alert (syslog error and `gatecert_leaf_reenroll_alerts_total`). A granted
     /// one resets the count.
@@ -200,6 +131,58 @@ impl Est {
             body: der,
         }
     }
+}
+
+/// The end of a granted request `g`, on the inventory as it is now (`inv`, locked by the
+/// caller until the row is written): every inventory check again (the client certificate still
+/// stands, the device is not disabled, the key not compromised, and the device was not revoked
+/// after the request was authorized). The device's new row when all pass; a request that fails
+/// here gets no certificate.
+pub(super) fn leaf_row(inv: &Inventory, g: &Granted, now: i64) -> Result<Leaf, Denial> {
+    let deny = |d: Denial| {
+        let d = match d.device {
+            Some(_) => d,
+            None => d.device(&g.device),
+        };
+        d.names(g.names.clone())
+    };
+    if let Some(serial) = &g.renews {
+        holder(inv, serial, now).map_err(deny)?;
+    }
+    let spki = crypto::CertInfo::from_der(&g.issued.leaf_der)
+        .map(|i| i.spki_der)
+        .unwrap_or_default();
+    may_hold(inv, &g.device, &spki).map_err(deny)?;
+    if let Some(l) = inv.by_device(&g.device) {
+        if l.cuts != g.cuts {
+            return Err(deny(Denial::new(
+                403,
+                format!(
+                    "device {} was revoked or disabled while this request was in progress; it \
+                     needs a new bootstrap token",
+                    g.device
+                ),
+            )));
+        }
+    }
+    let source = g.origin.source();
+    let previous = g
+        .renews
+        .as_ref()
+        .and_then(|r| inv.previous_for(&g.device, r, now));
+    Ok(Leaf {
+        key: Some(crypto::hex(&crypto::sha256(&spki))),
+        der: (source == Source::Upstream).then(|| crypto::b64(&g.issued.leaf_der)),
+        previous,
+        ..Leaf::new(
+            &g.device,
+            g.names.clone(),
+            &g.issued.serial_hex,
+            g.issued.not_after,
+            source,
+            now,
+        )
+    })
 }
 
 /// See [`Est::current_holder`].

@@ -14,8 +14,55 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::{Denial, Est, Granted};
+use super::{lifecycle, Denial, Est, Granted};
 use crate::audit::{self, Audit, DEFAULT_MAX_BYTES, DENY_MAX_BYTES};
+use crate::leaves::Inventory;
+use crate::token::{self, Tokens};
+
+/// An issuance waiting for its commit ([`Est::commit_issues`]).
+pub(super) struct Issue {
+    /// The EST operation.
+    pub(super) op: String,
+    /// The client's address, for the audit line.
+    pub(super) client: IpAddr,
+    /// What was granted and signed.
+    pub(super) granted: Granted,
+}
+
+/// The fields of an issuance's `est.issue` audit line.
+fn issue_fields(it: &Issue) -> serde_json::Value {
+    let g = &it.granted;
+    json!({
+        "op": it.op,
+        "device": g.device,
+        "names": g.names,
+        "serial": g.issued.serial_hex,
+        "not_after": g.issued.not_after,
+        "source": g.origin.as_str(),
+        "client": it.client.to_string(),
+    })
+}
+
+/// What a client is told when the token store refuses or fails a commit.
+fn token_error(e: &token::Error) -> Denial {
+    match e {
+        token::Error::Denied(d) => Denial::new(super::token_denial_status(*d), d.to_string()),
+        token::Error::Busy(p) => {
+            log::warn!("{} is held by another process; 503", p.display());
+            let mut d = Denial::new(503, "token store busy; retry");
+            d.retry_after = Some(super::TOKEN_BUSY_RETRY);
+            d
+        }
+        e => {
+            log::error!("cannot spend a token use: {e}");
+            Denial::new(500, "token store write failed")
+        }
+    }
+}
+
+fn token_denial(e: &token::Error, g: &Granted) -> Denial {
+    token_error(e).device(&g.device).names(g.names.clone())
+}
 
 /// The length of a denial window, seconds.
 pub const DENY_WINDOW: i64 = 60;
@@ -109,70 +156,178 @@ impl Est {
         }
     }
 
-    /// Commits an issuance: under the audit lock (which orders it against `gatecert ca sign`),
-    /// the inventory's gates are checked again ([`Est::commit_leaf`]), the `est.issue` line is
-    /// appended, then the device's row is written. A busy or broken audit log, or a failed
-    /// append, is a 503 and no certificate; so is a failed row, after which the audit log says
-    /// the certificate was withheld.
+    /// Commits one issuance: [`Est::commit_issues`] of one.
     pub(super) fn commit_issue(
         &mut self,
         op: &str,
         client: IpAddr,
         g: Granted,
     ) -> Result<Granted, Denial> {
+        let mut out = self.commit_issues(vec![Issue {
+            op: op.to_owned(),
+            client,
+            granted: g,
+        }]);
+        out.pop()
+            .unwrap_or_else(|| Err(Denial::new(500, "issuance lost")))
+    }
+
+    /// Commits issuances that arrived together (a group commit): one sync of each store for
+    /// the whole group, never an answer before its own records are durable. Under the audit,
+    /// inventory and token locks (in that order; the audit lock orders it against `gatecert ca
+    /// sign`), each issuance's inventory gates ([`lifecycle::leaf_row`]) and token checks
+    /// ([`Tokens::can_commit`]) run again; then, for those that pass, the `est.issue` lines are
+    /// written and synced, then the devices' rows, then the spent token uses. A crash anywhere
+    /// before the answer leaves at worst an audit line (and a row) for a certificate that never
+    /// went out, and never a spent use without its audit line. A busy or broken audit log is a
+    /// 503 and no certificate; a row or token use that cannot be written withholds the
+    /// certificate, and the audit log says so (`est.withheld`). The results are in `items`' order.
+    pub(super) fn commit_issues(&mut self, items: Vec<Issue>) -> Vec<Result<Granted, Denial>> {
         let now = self.clock.now();
         if let Some(summary) = self.denials.roll(now) {
             self.append_denials(now, Some(summary), None);
         }
-        let audit_down = |e: &audit::Error, g: &Granted| {
-            log::error!(
-                "{}; the certificate is withheld",
-                crate::errchain::one_line(e)
-            );
-            let mut d = Denial::new(503, super::AUDIT_DOWN)
+        let mut results: Vec<Result<Granted, Denial>> = Vec::with_capacity(items.len());
+        let all = |d: &Denial, g: &Granted| {
+            let mut out = Denial::new(d.status, d.reason.clone())
                 .device(&g.device)
                 .names(g.names.clone());
-            d.retry_after = Some(60);
-            d
+            out.retry_after = d.retry_after;
+            out
         };
-        let path = audit::path_in(&self.state_dir);
-        let mut log = match Audit::open_locked_within(&path, DEFAULT_MAX_BYTES, LOCK_WAIT) {
-            Ok(log) => log,
-            Err(e) => return Err(audit_down(&e, &g)),
+        let locks = self.commit_locks(&items);
+        let (mut log, mut inv, mut tokens) = match locks {
+            Ok(l) => l,
+            Err(d) => {
+                for it in items {
+                    self.end_claim(&it.granted);
+                    results.push(Err(all(&d, &it.granted)));
+                }
+                return results;
+            }
         };
-        let fields = json!({
-            "op": op,
-            "device": g.device,
-            "names": g.names,
-            "serial": g.issued.serial_hex,
-            "not_after": g.issued.not_after,
-            "source": g.origin.as_str(),
-            "client": client.to_string(),
-        });
-        let mut appended = false;
-        let committed = self.commit_leaf(g, |g| {
-            log.append(now, "est.issue", fields)
-                .map_err(|e| audit_down(&e, g))?;
-            appended = true;
-            Ok(())
-        });
-        match &committed {
-            Ok(g) => {
-                if let Some(c) = &self.counters {
-                    c.leaf_issued(g.origin.source());
+        // The gates, on the stores as they are now, each change staged in memory.
+        let mut lines = Vec::new();
+        let mut passed = Vec::new();
+        for it in items {
+            let staged = lifecycle::leaf_row(&inv, &it.granted, now).and_then(|row| {
+                let claim = it.granted.claim.and_then(|id| self.claims.get(id));
+                if let (Some(claim), Some(t)) = (claim, tokens.as_ref()) {
+                    t.can_commit(claim, now).map_err(|e| token_denial(&e, &it.granted))?;
+                } else if it.granted.claim.is_some() {
+                    log::error!("the token claim of {} was lost", it.granted.device);
+                    return Err(Denial::new(500, "token claim lost"));
+                }
+                inv.stage_record(row).map_err(|e| {
+                    log::error!("leaf inventory: {e}");
+                    Denial::new(500, "leaf inventory write failed")
+                })?;
+                if let (Some(claim), Some(t)) = (claim, tokens.as_mut()) {
+                    t.stage_commit(claim, now).map_err(|e| token_denial(&e, &it.granted))?;
+                }
+                Ok(())
+            });
+            match staged {
+                Ok(()) => {
+                    lines.push(("est.issue", issue_fields(&it)));
+                    passed.push((results.len(), it));
+                    results.push(Err(Denial::new(500, "not committed")));
+                }
+                Err(d) => {
+                    self.end_claim(&it.granted);
+                    let d = match d.device {
+                        Some(_) => d,
+                        None => d.device(&it.granted.device),
+                    };
+                    results.push(Err(d.names(it.granted.names.clone())));
                 }
             }
-            Err(d) if appended => {
-                // The line is in the log but the row could not be written: say so.
-                let _ = log.append(
-                    now,
-                    "est.withheld",
-                    json!({"op": op, "device": d.device, "reason": d.reason}),
-                );
-            }
-            Err(_) => {}
         }
-        committed
+        if passed.is_empty() {
+            return results;
+        }
+        // Durable in this order: the audit lines, the rows, the token uses.
+        let written = log.append_batch(now, lines).map_err(|e| {
+            log::error!(
+                "{}; the certificates are withheld",
+                crate::errchain::one_line(&e)
+            );
+            let mut d = Denial::new(503, super::AUDIT_DOWN);
+            d.retry_after = Some(60);
+            d
+        });
+        let stored = match &written {
+            Err(d) => Err(all(d, &passed[0].1.granted)),
+            Ok(()) => inv.save()
+                .map_err(|e| {
+                    log::error!("leaf inventory write failed; the certificates are withheld: {e}");
+                    Denial::new(500, "leaf inventory write failed")
+                })
+                .and_then(|()| match tokens.as_mut() {
+                    Some(t) => t.save_staged().map_err(|e| {
+                        log::error!("cannot spend the token uses; the certificates are withheld: {e}");
+                        Denial::new(500, "token store write failed")
+                    }),
+                    None => Ok(()),
+                }),
+        };
+        if let (Ok(()), Err(d)) = (&written, &stored) {
+            // The lines are in the log but the rest could not be written: say so.
+            let withheld = passed
+                .iter()
+                .map(|(_, it)| {
+                    (
+                        "est.withheld",
+                        json!({"op": it.op, "device": it.granted.device, "reason": d.reason}),
+                    )
+                })
+                .collect();
+            let _ = log.append_batch(now, withheld);
+        }
+        for (i, it) in passed {
+            self.end_claim(&it.granted);
+            results[i] = match &stored {
+                Ok(()) => {
+                    if let Some(c) = &self.counters {
+                        c.leaf_issued(it.granted.origin.source());
+                    }
+                    Ok(it.granted)
+                }
+                Err(d) => Err(all(d, &it.granted)),
+            };
+        }
+        results
+    }
+
+    /// The locks of a commit, in order: the audit log, the inventory, and the token store when
+    /// an issuance spends a token use.
+    fn commit_locks(&self, items: &[Issue]) -> Result<(Audit, Inventory, Option<Tokens>), Denial> {
+        let log = Audit::open_locked_within(&audit::path_in(&self.state_dir), DEFAULT_MAX_BYTES, LOCK_WAIT)
+            .map_err(|e| {
+                log::error!(
+                    "{}; the certificate is withheld",
+                    crate::errchain::one_line(&e)
+                );
+                let mut d = Denial::new(503, super::AUDIT_DOWN);
+                d.retry_after = Some(60);
+                d
+            })?;
+        let inv = self.inventory_locked()?;
+        let tokens = match items.iter().any(|i| i.granted.claim.is_some()) {
+            false => None,
+            true => Some(
+                Tokens::open_locked_within(&token::path_in(&self.state_dir), super::TOKEN_LOCK_WAIT)
+                    .map_err(|e| token_error(&e))?,
+            ),
+        };
+        Ok((log, inv, tokens))
+    }
+
+    /// Ends `g`'s token claim (committed or not: either way it is no longer held).
+    fn end_claim(&mut self, g: &Granted) {
+        if let Some(id) = g.claim {
+            self.claims.take(id);
+        }
     }
 
     pub(super) fn record_denial(&mut self, now: i64, op: &str, client: IpAddr, d: &Denial) {

@@ -205,6 +205,7 @@ fn a_device_revoked_while_its_request_was_in_progress_gets_nothing() {
         origin: Origin::Local,
         renews: None,
         cuts,
+        claim: None,
     };
     let resp = est.finish("simpleenroll", peer().addr.ip(), Ok(g));
     let text = String::from_utf8_lossy(&resp.body).into_owned();
