@@ -837,8 +837,8 @@ fn acme_server(
     };
     let state_dir = &cfg.main.state_dir;
     let ca = LocalCa::open(&LocalCa::dir_in(state_dir), &cfg.ca).map_err(Error::Ca)?;
-    let mut server =
-        AcmeServer::new(acme.clone(), state_dir, ca, clock.clone()).map_err(Error::AcmeServer)?;
+    let mut server = AcmeServer::new(acme.clone(), state_dir, ca, cfg.ca.clone(), clock.clone())
+        .map_err(Error::AcmeServer)?;
     server.set_counters(counters.clone());
     Ok(Some(server))
 }

@@ -613,46 +613,82 @@ impl Inventory {
         row.state_reason = Some(note.map_or_else(|| reason_name(reason).to_owned(), str::to_owned));
         let held: Vec<Held> = row.certs().filter(|h| h.not_after > now).collect();
         row.previous = None;
+        let queued = self.file.upstream_revocations.len();
         for h in held {
-            if self.file.revoked.iter().any(|r| r.serial == h.serial) {
-                continue;
-            }
-            let r = Revoked {
-                serial: h.serial.clone(),
-                device: device.clone(),
-                not_after: h.not_after,
-                revoked_at: now,
-                reason,
-                source: h.source,
-            };
-            if reason == KEY_COMPROMISE {
-                if let Some(k) = &h.key {
-                    if !self.file.compromised_keys.contains(k) {
-                        self.file.compromised_keys.push(k.clone());
-                    }
-                }
-            }
-            if h.source == Source::Upstream {
-                if let Some(der) = h.der {
-                    self.file.upstream_revocations.push(UpstreamRevocation {
-                        serial: h.serial.clone(),
-                        device: device.clone(),
-                        der,
-                        reason,
-                        queued_at: now,
-                        attempts: 0,
-                        last_error: None,
-                    });
-                    out.queued_upstream += 1;
-                }
-            }
-            self.file.revoked.push(r.clone());
-            out.revoked.push(r);
+            out.revoked
+                .extend(self.revoke_held(&device, h, reason, now));
         }
-        if !out.revoked.is_empty() {
-            self.file.crl_pending = true;
-        }
+        out.queued_upstream = self.file.upstream_revocations.len() - queued;
         Ok(out)
+    }
+
+    /// Revokes the one certificate `held` of `device` (RFC 5280 §5.3.1 `reason`), unless it
+    /// already is: a keyCompromise bans its key, an upstream one (with its DER) is queued for
+    /// ACME revokeCert, and the CRL is marked pending. Not saved.
+    fn revoke_held(&mut self, device: &str, h: Held, reason: u8, now: i64) -> Option<Revoked> {
+        if self
+            .file
+            .revoked
+            .iter()
+            .any(|r| crypto::same_serial(&r.serial, &h.serial))
+        {
+            return None;
+        }
+        let r = Revoked {
+            serial: h.serial.clone(),
+            device: device.to_owned(),
+            not_after: h.not_after,
+            revoked_at: now,
+            reason,
+            source: h.source,
+        };
+        if reason == KEY_COMPROMISE {
+            if let Some(k) = &h.key {
+                if !self.file.compromised_keys.contains(k) {
+                    self.file.compromised_keys.push(k.clone());
+                }
+            }
+        }
+        if h.source == Source::Upstream {
+            if let Some(der) = h.der {
+                self.file.upstream_revocations.push(UpstreamRevocation {
+                    serial: h.serial.clone(),
+                    device: device.to_owned(),
+                    der,
+                    reason,
+                    queued_at: now,
+                    attempts: 0,
+                    last_error: None,
+                });
+            }
+        }
+        self.file.revoked.push(r.clone());
+        self.file.crl_pending = true;
+        Some(r)
+    }
+
+    /// Revokes one certificate (ACME revokeCert, RFC 8555 §7.6) without cutting its device
+    /// off: the device keeps its state and may be issued another. `cert` describes it as
+    /// presented (its serial, notAfter and key); the device that holds it in the inventory is
+    /// recorded, or none for a certificate no row holds any more. `None`: already revoked.
+    /// Not saved.
+    pub fn revoke_one(&mut self, cert: Held, reason: u8, now: i64) -> Option<Revoked> {
+        let held = self.file.leaves.iter().find_map(|l| {
+            l.certs()
+                .find(|h| crypto::same_serial(&h.serial, &cert.serial))
+                .map(|h| (l.device.clone(), h))
+        });
+        let (device, h) = match held {
+            Some((device, h)) => (
+                device,
+                Held {
+                    key: h.key.or(cert.key.clone()),
+                    ..h
+                },
+            ),
+            None => (String::new(), cert),
+        };
+        self.revoke_held(&device, h, reason, now)
     }
 
     /// `leaves enable`: a disabled device may enroll again (with a new token). Returns false

@@ -172,6 +172,31 @@ impl Gatecert {
             .count()
     }
 
+    /// The CRL served at `GET /crl` (RFC 5280 §5), fetched with curl over the gateway's TLS and
+    /// converted by `openssl crl`: (PEM path, `openssl crl -text` output).
+    pub fn crl(&self, tag: &str) -> (PathBuf, String) {
+        let der = self.path(&format!("{tag}.served.der"));
+        common::run(
+            Command::new("curl")
+                .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
+                .arg(self.path("root.pem"))
+                .arg("-o")
+                .arg(&der)
+                .arg(format!("https://{}:{}/crl", self.host, self.port)),
+        );
+        common::crl_to_pem(&self.dir, tag, &std::fs::read(&der).unwrap())
+    }
+
+    /// `openssl verify -crl_check` of `leaf` against the root, the local intermediate and `crl`.
+    pub fn verify_with_crl(&self, leaf: &Path, crl: &Path) -> (bool, String) {
+        common::verify_with_crl(
+            &self.path("root.pem"),
+            &self.state().join("ca/intermediate.pem"),
+            crl,
+            leaf,
+        )
+    }
+
     /// `openssl verify` of `cert` (leaf) with `chain` (intermediates) against the gateway root.
     pub fn verify(&self, cert: &Path, chain: &Path) {
         let out = Command::new("openssl")
@@ -302,14 +327,37 @@ fn lego_registers_obtains_renews_and_revokes_over_http01() {
         &[&common_args[..], &["revoke", "--keep", "--reason", "4"]].concat(),
     );
     ok(&revoke, "lego revoke");
+    // One revocation path with `gatecert leaves revoke`: the CRL served at /crl lists it (and
+    // not the first, which was renewed, not revoked), `openssl verify -crl_check` refuses it.
+    let (crl, text) = g.crl("after-revoke");
+    assert!(text.contains(&second), "{text}");
+    assert!(text.contains("Superseded"), "{text}");
+    assert!(!text.contains(&first), "{text}");
+    let (passed, why) = g.verify_with_crl(&crt, &crl);
+    assert!(!passed && why.contains("certificate revoked"), "{why}");
+    // The inventory lists it as revoked; the device itself is not cut off.
+    let leaves = String::from_utf8(g.cli(&["leaves"]).stdout).unwrap();
+    assert!(leaves.contains("revoked certificates"), "{leaves}");
+    assert!(
+        leaves
+            .lines()
+            .any(|l| l.starts_with("cam1 ") && l.contains(" active ")),
+        "{leaves}"
+    );
     g.assert_audit(
         "acme.revoke",
-        &[&second, "\"by\":\"account\"", "\"reason\":4"],
+        &[
+            &second,
+            "\"by\":\"account\"",
+            "\"reason\":\"superseded\"",
+            "\"device\":\"cam1\"",
+        ],
     );
-    // Revoking it again: alreadyRevoked.
+    // Revoking it again: alreadyRevoked, and audited once only.
     let again = lego(&g, "lego", &[&common_args[..], &["revoke"]].concat());
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("alreadyRevoked"));
+    assert_eq!(g.count_audit("acme.revoke"), 1, "{}", g.audit());
 }
 
 #[test]

@@ -13,12 +13,15 @@ use super::{eab, json_response, AcmeServer, Denied, Signed};
 use crate::acme::types::RevocationReason;
 use crate::crypto::{self, CertInfo};
 use crate::http::Response;
-use crate::leaves::{self, Inventory};
-use crate::store;
+use crate::leaves::{self, Held, Inventory, Source};
+use crate::revocation;
 use crate::token::{self, Claims, Tokens};
 
 /// How long the service's loop waits for `tokens.json.lock` (as EST does).
 const TOKEN_LOCK_WAIT: Duration = Duration::from_millis(50);
+
+/// How long a revocation waits for `leaves.json.lock` (as a brokered issuance does).
+const INVENTORY_LOCK_WAIT: Duration = Duration::from_millis(250);
 
 fn payload_json(signed: &Signed) -> Result<Value, Problem> {
     if signed.payload.is_empty() {
@@ -270,7 +273,9 @@ impl AcmeServer {
     }
 
     /// revokeCert (RFC 8555 §7.6): by the account that holds the certificate's device, or signed
-    /// by the certificate's own key. Recorded in `<state_dir>/acme/revoked.json` and audited.
+    /// by the certificate's own key. One revocation path with `gatecert leaves revoke`
+    /// ([`revocation::revoke_one`]): recorded in the leaf inventory, audited once
+    /// (`acme.revoke`), and the CRL served at `/crl` signed again at once.
     pub(super) fn revoke(
         &mut self,
         signed: &Signed,
@@ -302,13 +307,12 @@ impl AcmeServer {
             .cloned()
             .chain(cert.ips.iter().map(IpAddr::to_string))
             .collect();
-        let inv = Inventory::open(&leaves::path_in(&self.state_dir))
-            .map_err(|e| Denied::from(Problem::internal(e)))?;
-        let holder = inv
-            .list()
-            .iter()
-            .find(|l| l.serial == serial)
-            .map(|l| l.device.clone());
+        // Checked and recorded under the inventory lock, as every revocation is
+        // (`gatecert leaves revoke`, EST): two revocations of one serial cannot both pass.
+        let mut inv =
+            Inventory::open_locked(&leaves::path_in(&self.state_dir), Some(INVENTORY_LOCK_WAIT))
+                .map_err(|e| Denied::from(Problem::internal(e)))?;
+        let holder = inv.device_of_serial(&serial).map(str::to_owned);
         let by = match (&signed.account, &signed.jwk) {
             (Some(a), _) if holder.as_deref() == Some(a.device.as_str()) => "account",
             (_, Some(jwk)) if jws::matches_spki(jwk, &cert.spki_der) => "certificate key",
@@ -323,34 +327,40 @@ impl AcmeServer {
                 });
             }
         };
-        let path = super::eab::dir_in(&self.state_dir).join("revoked.json");
-        let mut revoked: Vec<String> = store::read_optional(&path)
-            .map_err(|e| Denied::from(Problem::internal(e)))?
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        if revoked.contains(&serial) {
-            return Err(Problem::new(
-                "alreadyRevoked",
-                400,
-                format!("{serial} is already revoked"),
-            )
-            .into());
-        }
-        revoked.push(serial.clone());
-        store::private_dir(&super::eab::dir_in(&self.state_dir))
-            .and_then(|()| {
-                store::write_atomic(
-                    &path,
-                    &serde_json::to_vec(&revoked).unwrap_or_default(),
-                    store::SECRET,
-                )
-            })
-            .map_err(|e| Denied::from(Problem::internal(e)))?;
-        self.audit(
+        let presented = Held {
+            serial: serial.clone(),
+            not_after: cert.not_after,
+            source: Source::Local,
+            key: Some(crypto::hex(&crypto::sha256(&cert.spki_der))),
+            der: None,
+        };
+        let fields = json!({"names": names, "by": by, "client": client.to_string(), "at": now});
+        let done = revocation::revoke_one(
+            &self.state_dir,
+            &self.ca_cfg,
+            Some(&self.ca),
+            &mut inv,
+            presented,
+            reason,
             "acme.revoke",
-            json!({"device": holder, "names": names, "serial": serial, "reason": reason,
-                   "by": by, "client": client.to_string(), "at": now}),
-        );
+            fields,
+            now,
+        )
+        .map_err(|e| match e {
+            revocation::Error::AlreadyRevoked(_) => {
+                Denied::from(Problem::new("alreadyRevoked", 400, e.to_string()))
+            }
+            e => Denied::from(Problem::internal(crate::errchain::one_line(&e))),
+        })?;
+        drop(inv);
+        if let Err(e) = done.crl {
+            // The revocation stands (refused at once on EST and ACME); the service signs the
+            // CRL at its next tick once the clock is trusted.
+            log::warn!(
+                "CRL after revoking {serial}: {}",
+                crate::errchain::one_line(&e)
+            );
+        }
         Ok(Response::new(200))
     }
 }

@@ -99,6 +99,8 @@ impl std::error::Error for Error {
 pub struct AcmeServer {
     cfg: config::AcmeServer,
     ca: LocalCa,
+    /// The local CA's settings: the CRL a revocation signs ([`crate::revocation`]).
+    ca_cfg: config::Ca,
     state_dir: PathBuf,
     clock: Arc<dyn Clock>,
     nonces: Nonces,
@@ -166,11 +168,13 @@ impl Denied {
 }
 
 impl AcmeServer {
-    /// The handler for `ca` with the settings `cfg`, keeping accounts in `<state_dir>/acme/`.
+    /// The handler for `ca` (configured by `ca_cfg`) with the settings `cfg`, keeping accounts
+    /// in `<state_dir>/acme/`.
     pub fn new(
         cfg: config::AcmeServer,
         state_dir: &Path,
         ca: LocalCa,
+        ca_cfg: config::Ca,
         clock: Arc<dyn Clock>,
     ) -> Result<AcmeServer, Error> {
         let accounts = Accounts::open(&eab::dir_in(state_dir)).map_err(Error::Store)?;
@@ -178,6 +182,7 @@ impl AcmeServer {
             orders: Orders::new(cfg.max_orders),
             cfg,
             ca,
+            ca_cfg,
             state_dir: state_dir.to_path_buf(),
             clock,
             nonces: Nonces::default(),

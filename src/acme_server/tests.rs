@@ -36,7 +36,7 @@ fn setup(tag: &str, preauthorized: bool) -> (PathBuf, AcmeServer, Arc<FixedClock
         max_accounts: 4,
         max_orders: 4,
     };
-    let srv = AcmeServer::new(acme, &dir, ca, clock.clone()).unwrap();
+    let srv = AcmeServer::new(acme, &dir, ca, cfg.ca.clone(), clock.clone()).unwrap();
     (dir, srv, clock)
 }
 
@@ -719,5 +719,99 @@ fn replaced_and_expired_tokens_admit_nobody() {
         .as_str()
         .unwrap()
         .contains("token expired"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Orders `name` (pre-authorized) and finalizes it with a new key: the leaf's DER.
+fn issue_preauthorized(srv: &mut AcmeServer, signer: &KidSigner<'_>, name: &str) -> Vec<u8> {
+    let o = body(&post(srv, "new-order", signer, Some(&order(name))));
+    let finalize = path_of(o["finalize"].as_str().unwrap()).to_owned();
+    let csr = PrivateKey::generate(KeyType::Ec256)
+        .unwrap()
+        .csr(&[name.into()], &[])
+        .unwrap();
+    let csr = json!({"csr": crypto::b64url(&csr)});
+    let o = body(&post(srv, &finalize, signer, Some(&csr)));
+    let cert = post(
+        srv,
+        path_of(o["certificate"].as_str().unwrap()),
+        signer,
+        None,
+    );
+    let chain = crypto::certs_from_pem(&String::from_utf8(cert.body).unwrap()).unwrap();
+    chain[0].as_ref().to_vec()
+}
+
+/// revokeCert takes `gatecert leaves revoke`'s path (crate::revocation): the inventory records
+/// the certificate (its device stays active, a keyCompromise bans the key), one `acme.revoke`
+/// line, and the CRL at `<state_dir>/crl.der` signed before the answer; on an untrusted clock
+/// the revocation stands and the service's CRL refresh lists it once the clock is trusted.
+#[test]
+fn revoke_cert_lands_in_the_inventory_and_the_crl() {
+    use crate::leaves::{self, DeviceState, Inventory};
+    let (dir, mut srv, clock) = setup("revokecrl", true);
+    let (key, account) = register(&mut srv, &dir, "cam", "cam.local");
+    let signer = KidSigner {
+        key: &key,
+        kid: &account,
+    };
+    let crl_serials = || {
+        let der = std::fs::read(crate::revocation::crl_path_in(&dir)).unwrap();
+        crypto::CrlInfo::from_der(&der).unwrap().revoked
+    };
+    let good = clock.now();
+
+    // Trusted clock: the CRL lists it when revokeCert answers.
+    let first = issue_preauthorized(&mut srv, &signer, "cam.local");
+    let first_info = crypto::CertInfo::from_der(&first).unwrap();
+    let revoke =
+        |der: &[u8], reason: u8| json!({"certificate": crypto::b64url(der), "reason": reason});
+    let r = post(&mut srv, "revoke-cert", &signer, Some(&revoke(&first, 4)));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(crl_serials(), vec![(first_info.serial_hex(), Some(4))]);
+    let inv = Inventory::open(&leaves::path_in(&dir)).unwrap();
+    assert_eq!(inv.by_device("cam").unwrap().state, DeviceState::Active);
+    assert!(!inv.crl_pending());
+    // Again: alreadyRevoked, nothing written.
+    let r = post(&mut srv, "revoke-cert", &signer, Some(&revoke(&first, 4)));
+    assert_eq!(
+        body(&r)["type"],
+        "urn:ietf:params:acme:error:alreadyRevoked"
+    );
+
+    // Untrusted clock (before the CA's notBefore): revoked in the inventory, no CRL signed.
+    let second = issue_preauthorized(&mut srv, &signer, "cam.local");
+    let second_info = crypto::CertInfo::from_der(&second).unwrap();
+    clock.set(good - 2 * 86_400);
+    let r = post(&mut srv, "revoke-cert", &signer, Some(&revoke(&second, 1)));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(crl_serials().len(), 1);
+    let inv = Inventory::open(&leaves::path_in(&dir)).unwrap();
+    assert!(inv.crl_pending());
+    assert!(inv.key_compromised(&crypto::hex(&crypto::sha256(&second_info.spki_der))));
+    // The clock is trusted again: the service's refresh signs the CRL with both.
+    clock.set(good);
+    let cfg = Config::standalone(dir.clone());
+    let crl = crate::revocation::refresh_crl(
+        &dir,
+        &cfg.ca,
+        &srv.ca,
+        good,
+        0,
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap();
+    assert!(crl.is_some());
+    let mut serials = crl_serials();
+    serials.sort();
+    let mut want = vec![
+        (first_info.serial_hex(), Some(4)),
+        (second_info.serial_hex(), Some(1)),
+    ];
+    want.sort();
+    assert_eq!(serials, want);
+    let log = std::fs::read_to_string(crate::audit::path_in(&dir)).unwrap();
+    assert_eq!(log.matches("\"event\":\"acme.revoke\"").count(), 2, "{log}");
+    assert!(log.contains("\"reason\":\"keyCompromise\""), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }

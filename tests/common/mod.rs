@@ -399,3 +399,46 @@ pub fn dns_hook(dir: &Path, mgmt: &str) -> (PathBuf, PathBuf) {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     (hook, log)
 }
+
+/// A DER CRL (as `GET /crl` serves it) written under `dir` and converted to PEM by `openssl crl`
+/// (which fails on a bad CRL); returns (PEM path, `openssl crl -text` output).
+pub fn crl_to_pem(dir: &Path, tag: &str, der: &[u8]) -> (PathBuf, String) {
+    let der_path = dir.join(format!("{tag}.crl.der"));
+    std::fs::write(&der_path, der).unwrap();
+    let pem = dir.join(format!("{tag}.crl.pem"));
+    run(Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-in"])
+        .arg(&der_path)
+        .arg("-out")
+        .arg(&pem));
+    let text = run(Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(&der_path));
+    (pem, String::from_utf8_lossy(&text.stdout).into_owned())
+}
+
+/// `openssl verify -crl_check` of `leaf` against `root`, `intermediate` and `crl`:
+/// (passed, what openssl said).
+pub fn verify_with_crl(
+    root: &Path,
+    intermediate: &Path,
+    crl: &Path,
+    leaf: &Path,
+) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(["verify", "-crl_check", "-CAfile"])
+        .arg(root)
+        .arg("-untrusted")
+        .arg(intermediate)
+        .arg("-CRLfile")
+        .arg(crl)
+        .arg(leaf)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
