@@ -9,6 +9,8 @@
 #[path = "acme_server/broker.rs"]
 mod broker;
 mod common;
+#[path = "acme_server/outage.rs"]
+mod outage;
 #[path = "acme_server/refusals.rs"]
 mod refusals;
 

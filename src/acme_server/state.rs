@@ -221,6 +221,8 @@ pub struct Order {
     pub error: Option<Problem>,
     /// The profile asked for.
     pub profile: Option<String>,
+    /// RFC 9773 §5 `replaces`: (the certID as sent, the replaced certificate's serial, hex).
+    pub replaces: Option<(String, String)>,
 }
 
 /// An authorization (RFC 8555 §7.1.4) with its challenges (one token for all types).
@@ -382,6 +384,7 @@ mod tests {
                     cert: None,
                     error: None,
                     profile: None,
+                    replaces: None,
                 },
             );
         }

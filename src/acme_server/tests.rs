@@ -815,3 +815,63 @@ fn revoke_cert_lands_in_the_inventory_and_the_crl() {
     assert!(log.contains("\"reason\":\"keyCompromise\""), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// newOrder's `replaces` (RFC 9773 §5): the device's current certificate may be replaced by
+/// one live order (echoed in the order, its serial in the `acme.issue` line); a second order
+/// for it, or for a certificate already replaced, is `alreadyReplaced` (409); a certID that is
+/// not the device's is `malformed`.
+#[test]
+fn replaces_names_the_devices_current_certificate_once() {
+    let (dir, mut srv, _) = setup("replaces", true);
+    let (key, account) = register(&mut srv, &dir, "cam", "cam.local");
+    let signer = KidSigner {
+        key: &key,
+        kid: &account,
+    };
+    let first =
+        crypto::CertInfo::from_der(&issue_preauthorized(&mut srv, &signer, "cam.local")).unwrap();
+    let id = crate::acme::cert_id(&first).unwrap();
+    let with = |replaces: &str| {
+        let mut o = order("cam.local");
+        o["replaces"] = json!(replaces);
+        o
+    };
+    let r = post(&mut srv, "new-order", &signer, Some(&with(&id)));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let o = body(&r);
+    assert_eq!(o["replaces"], json!(id));
+    let r = post(&mut srv, "new-order", &signer, Some(&with(&id)));
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        body(&r)["type"],
+        "urn:ietf:params:acme:error:alreadyReplaced"
+    );
+    let bogus = format!("{}.AQID", id.split('.').next().unwrap());
+    let r = post(&mut srv, "new-order", &signer, Some(&with(&bogus)));
+    assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:malformed");
+    assert!(body(&r)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not a certificate of device cam"));
+    // The first order is finalized: the replaced certificate is no longer current.
+    let finalize = path_of(o["finalize"].as_str().unwrap()).to_owned();
+    let csr = PrivateKey::generate(KeyType::Ec256)
+        .unwrap()
+        .csr(&["cam.local".into()], &[])
+        .unwrap();
+    let r = post(
+        &mut srv,
+        &finalize,
+        &signer,
+        Some(&json!({"csr": crypto::b64url(&csr)})),
+    );
+    assert_eq!(body(&r)["status"], "valid");
+    let log = std::fs::read_to_string(crate::audit::path_in(&dir)).unwrap();
+    assert!(
+        log.contains(&format!("\"replaces\":\"{}\"", first.serial_hex())),
+        "{log}"
+    );
+    let r = post(&mut srv, "new-order", &signer, Some(&with(&id)));
+    assert_eq!(r.status, 409);
+    let _ = std::fs::remove_dir_all(&dir);
+}

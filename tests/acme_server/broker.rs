@@ -4,18 +4,15 @@
 //! local interim certificate within `upstream_wait` + 1 s. The client is curl with gatecert's
 //! own JWS signers, so the time from finalize to a valid order is measured exactly.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatecert::acme::jws::{self, KidSigner, Signer};
 use gatecert::crypto::{self, CertInfo, KeyType, PrivateKey};
 use serde_json::{json, Value};
 
-use super::common::{Pebble, Ports, TempDir};
+use super::common::{Blackhole, Pebble, Ports, TempDir};
 use super::refusals::{curl, new_account, nonce, order_for, post, url, Reply};
 use super::{free_port, Gatecert};
 
@@ -96,39 +93,6 @@ fn obtain(g: &Gatecert, device: &str, name: &str) -> (f64, CertInfo, String) {
         "the leaf carries the CSR's key"
     );
     (elapsed, info, pem)
-}
-
-/// A listener that accepts and never answers.
-struct Blackhole {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl Blackhole {
-    fn start() -> Blackhole {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let port = l.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while !flag.load(Ordering::SeqCst) {
-                match l.accept() {
-                    Ok((s, _)) if held.len() < 64 => held.push(s),
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        Blackhole { port, stop }
-    }
-}
-
-impl Drop for Blackhole {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
 }
 
 fn self_signed(dir: &Path) -> std::path::PathBuf {

@@ -442,3 +442,52 @@ pub fn verify_with_crl(
     );
     (out.status.success(), text)
 }
+
+/// A listener on 127.0.0.1 that accepts and never answers: a blackholed upstream. Dropping it
+/// closes the held connections and frees the port (the thread is joined).
+pub struct Blackhole {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Blackhole {
+    /// On a free port.
+    pub fn start() -> Blackhole {
+        Blackhole::on(0)
+    }
+
+    /// On `port` (0: any free one).
+    pub fn on(port: u16) -> Blackhole {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((s, _)) if held.len() < 64 => held.push(s),
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Blackhole {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
