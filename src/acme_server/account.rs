@@ -117,11 +117,23 @@ impl AcmeServer {
             .verify_hs256(&key)
             .map_err(|p| Denied::audited(p).device(&device))?;
         if self.accounts.len() >= self.cfg.max_accounts {
+            // Full: accounts that can never order again expire now (deactivated, or their
+            // binding void: the device's token revoked, replaced or removed). Decided under the
+            // token lock held since it was opened.
+            let gone = self
+                .accounts
+                .prune(|a| a.status != "valid" || tokens.eab_grant(&a.device, &a.eab_kid).is_err())
+                .map_err(|e| Denied::from(Problem::internal(e)))?;
+            if !gone.is_empty() {
+                self.audit("acme.accounts-expire", json!({ "accounts": gone }));
+            }
+        }
+        if self.accounts.len() >= self.cfg.max_accounts {
             return Err(Denied::audited(Problem::new(
                 "rateLimited",
                 429,
                 format!(
-                    "the gateway holds its maximum of {} accounts",
+                    "the gateway holds its maximum of {} accounts, all of them live",
                     self.cfg.max_accounts
                 ),
             ))
