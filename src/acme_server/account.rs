@@ -319,26 +319,31 @@ impl AcmeServer {
             .cloned()
             .chain(cert.ips.iter().map(IpAddr::to_string))
             .collect();
-        // Checked and recorded under the inventory lock, as every revocation is
-        // (`gatecert leaves revoke`, EST): two revocations of one serial cannot both pass.
-        let mut inv =
-            Inventory::open_locked(&leaves::path_in(&self.state_dir), Some(INVENTORY_LOCK_WAIT))
-                .map_err(|e| Denied::from(Problem::internal(e)))?;
-        let holder = inv.device_of_serial(&serial).map(str::to_owned);
-        let by = match (&signed.account, &signed.jwk) {
-            (Some(a), _) if holder.as_deref() == Some(a.device.as_str()) => "account",
-            (_, Some(jwk)) if jws::matches_spki(jwk, &cert.spki_der) => "certificate key",
+        let authorize = |holder: Option<&str>| match (&signed.account, &signed.jwk) {
+            (Some(a), _) if holder == Some(a.device.as_str()) => Ok("account"),
+            (_, Some(jwk)) if jws::matches_spki(jwk, &cert.spki_der) => Ok("certificate key"),
             (a, _) => {
                 let d = Denied::audited(Problem::unauthorized(
                     "neither the certificate's device's account nor its key signed this",
                 ))
-                .names(names);
-                return Err(match a {
+                .names(names.clone());
+                Err(match a {
                     Some(a) => d.device(&a.device),
                     None => d,
-                });
+                })
             }
         };
+        // A stranger is refused before anything is locked or written; the check is made again
+        // under the inventory lock, where the revocation is recorded, as every revocation is
+        // (`gatecert leaves revoke`, EST): two revocations of one serial cannot both pass.
+        let inv = Inventory::open(&leaves::path_in(&self.state_dir))
+            .map_err(|e| Denied::from(Problem::internal(e)))?;
+        authorize(inv.device_of_serial(&serial))?;
+        drop(inv);
+        let mut inv =
+            Inventory::open_locked(&leaves::path_in(&self.state_dir), Some(INVENTORY_LOCK_WAIT))
+                .map_err(|e| Denied::from(Problem::internal(e)))?;
+        let by = authorize(inv.device_of_serial(&serial))?;
         let presented = Held {
             serial: serial.clone(),
             not_after: cert.not_after,

@@ -47,6 +47,19 @@ fn revoke_cert_lands_in_the_inventory_and_the_crl() {
     let first_info = crypto::CertInfo::from_der(&first).unwrap();
     let revoke =
         |der: &[u8], reason: u8| json!({"certificate": crypto::b64url(der), "reason": reason});
+    // A stranger's key: refused, nothing recorded.
+    let stranger = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let r = post(
+        &mut srv,
+        "revoke-cert",
+        &JwkSigner(&stranger),
+        Some(&revoke(&first, 4)),
+    );
+    assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:unauthorized");
+    assert!(Inventory::open(&leaves::path_in(&dir))
+        .unwrap()
+        .revoked()
+        .is_empty());
     let r = post(&mut srv, "revoke-cert", &signer, Some(&revoke(&first, 4)));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(crl_serials(), vec![(first_info.serial_hex(), Some(4))]);
