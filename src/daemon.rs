@@ -799,6 +799,11 @@ impl Service {
         };
         if let Some(a) = self.acme.as_mut() {
             a.resolve(self.est.take_foreign(), self.est.broker_mut());
+            if a.take_upstream_queued() {
+                // ACME revokeCert of a brokered leaf: to the upstream worker now.
+                let path = leaves::path_in(&self.cfg.main.state_dir);
+                self.queue_upstream_revocations(&path, self.clock.now());
+            }
         }
         if let Some(s) = self.server.as_mut() {
             for (id, op, resp) in answers {

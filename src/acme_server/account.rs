@@ -284,8 +284,9 @@ impl AcmeServer {
         Ok(self.account_response(200, &a, base))
     }
 
-    /// revokeCert (RFC 8555 §7.6): by the account that holds the certificate's device, or signed
-    /// by the certificate's own key. One revocation path with `gatecert leaves revoke`
+    /// revokeCert (RFC 8555 §7.6) of a certificate of the local CA or one brokered from the
+    /// upstream (queued for its revokeCert): by the account that holds the certificate's device,
+    /// or signed by the certificate's own key. One revocation path with `gatecert leaves revoke`
     /// ([`revocation::revoke_one`]): recorded in the leaf inventory, audited once
     /// (`acme.revoke`), and the CRL served at `/crl` signed again at once.
     pub(super) fn revoke(
@@ -309,10 +310,23 @@ impl AcmeServer {
         };
         let cert = CertInfo::from_der(&der)
             .map_err(|e| Problem::malformed(format!("certificate: {e}")))?;
-        if !self.ca.issued_by_me(&der) {
-            return Err(Problem::unauthorized("this certificate was not issued by this CA").into());
-        }
         let serial = cert.serial_hex();
+        let inv = Inventory::open(&leaves::path_in(&self.state_dir))
+            .map_err(|e| Denied::from(Problem::internal(e)))?;
+        // A brokered leaf: the inventory holds this very certificate as an upstream one. Its
+        // revocation is queued for the upstream CA (RFC 8555 §7.6), as `leaves revoke` does.
+        let b64 = crypto::b64(&der);
+        let brokered = inv.list().iter().flat_map(|l| l.certs()).any(|h| {
+            h.source == Source::Upstream
+                && crypto::same_serial(&h.serial, &serial)
+                && h.der.as_deref() == Some(b64.as_str())
+        });
+        if !brokered && !self.ca.issued_by_me(&der) {
+            return Err(Problem::unauthorized(
+                "this certificate was neither issued nor brokered by this gateway",
+            )
+            .into());
+        }
         let names: Vec<String> = cert
             .dns_names
             .iter()
@@ -336,8 +350,6 @@ impl AcmeServer {
         // A stranger is refused before anything is locked or written; the check is made again
         // under the inventory lock, where the revocation is recorded, as every revocation is
         // (`gatecert leaves revoke`, EST): two revocations of one serial cannot both pass.
-        let inv = Inventory::open(&leaves::path_in(&self.state_dir))
-            .map_err(|e| Denied::from(Problem::internal(e)))?;
         authorize(inv.device_of_serial(&serial))?;
         drop(inv);
         let mut inv =
@@ -347,9 +359,13 @@ impl AcmeServer {
         let presented = Held {
             serial: serial.clone(),
             not_after: cert.not_after,
-            source: Source::Local,
+            source: if brokered {
+                Source::Upstream
+            } else {
+                Source::Local
+            },
             key: Some(crypto::hex(&crypto::sha256(&cert.spki_der))),
-            der: None,
+            der: brokered.then_some(b64),
         };
         let fields = json!({"names": names, "by": by, "client": client.to_string(), "at": now});
         let done = revocation::revoke_one(
@@ -370,6 +386,7 @@ impl AcmeServer {
             e => Denied::from(Problem::internal(crate::errchain::one_line(&e))),
         })?;
         drop(inv);
+        self.upstream_queued |= done.revoked.source == Source::Upstream;
         if let Err(e) = done.crl {
             // The revocation stands (refused at once on EST and ACME); the service signs the
             // CRL at its next tick once the clock is trusted.

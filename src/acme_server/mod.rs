@@ -114,6 +114,9 @@ pub struct AcmeServer {
     anon_suppressed: u64,
     /// Finalizes parked on the upstream CA, by the broker's id.
     parked: HashMap<u64, brokered::Finalize>,
+    /// A revokeCert queued a brokered certificate for the upstream's revokeCert since the
+    /// service last looked ([`AcmeServer::take_upstream_queued`]).
+    upstream_queued: bool,
 }
 
 /// A verified request: who signed it and what it says.
@@ -192,12 +195,19 @@ impl AcmeServer {
             anon_audit: (0, 0),
             anon_suppressed: 0,
             parked: HashMap::new(),
+            upstream_queued: false,
         })
     }
 
     /// Counts issuances in `counters`.
     pub fn set_counters(&mut self, counters: Arc<Counters>) {
         self.counters = Some(counters);
+    }
+
+    /// True once after a revokeCert queued a brokered certificate's revocation for the
+    /// upstream CA: the service hands the queue to its upstream worker now, not at its next tick.
+    pub fn take_upstream_queued(&mut self) -> bool {
+        std::mem::take(&mut self.upstream_queued)
     }
 
     /// Keeps the in-memory state (nonces, orders, validations) of `old` across a reload.
@@ -207,6 +217,7 @@ impl AcmeServer {
         self.validator = old.validator;
         self.counters = old.counters;
         self.parked = old.parked;
+        self.upstream_queued |= old.upstream_queued;
     }
 
     fn base(req: &Request) -> Result<String, Problem> {

@@ -8,7 +8,8 @@
 //!   certificate too; the gateway's ARI answer for it is the usual window while the upstream is
 //!   away and moves to "now" once Pebble is back; the leaf's next `gatecert renew`, driven by
 //!   that answer (no `--force`), orders with `replaces` and is brokered to Pebble;
-//! - lego renews after the upstream is back: its chain is Pebble's.
+//! - lego renews after the upstream is back: its chain is Pebble's; lego revokes it at the
+//!   gateway, which has Pebble revoke it (the local CRL does not list it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -292,4 +293,26 @@ fn leaves_get_interim_certificates_during_an_outage_and_ari_upgrades_them_after(
         "acme.issue",
         &["\"device\":\"cam1\"", "\"source\":\"upstream\"", &renewed],
     );
+
+    // 6. lego revokes the brokered certificate at the gateway: queued for the upstream's
+    // revokeCert at once (not at the service's next 60 s tick), Pebble lists it as revoked;
+    // the local CRL does not (it is Pebble's to list).
+    let revoke = lego(
+        &g,
+        "lego",
+        &[&lego_args[..], &["revoke", "--keep"]].concat(),
+    );
+    ok(&revoke, "lego revoke (brokered certificate)");
+    g.assert_audit("acme.revoke", &[&renewed, "\"device\":\"cam1\""]);
+    let limit = Instant::now() + Duration::from_secs(30);
+    while !pebble.is_revoked(&renewed) {
+        assert!(
+            Instant::now() < limit,
+            "Pebble never saw the revocation: {}",
+            pebble.cert_status(&renewed.to_ascii_lowercase())
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (_, crl) = g.crl("brokered");
+    assert!(!crl.contains(&renewed), "{crl}");
 }

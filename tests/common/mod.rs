@@ -305,6 +305,14 @@ impl Pebble {
     }
 }
 
+impl Pebble {
+    /// pebble's management API says `serial_hex` is revoked.
+    pub fn is_revoked(&self, serial_hex: &str) -> bool {
+        let status = self.cert_status(&serial_hex.to_ascii_lowercase());
+        status.contains("\"Status\": \"Revoked\"") || status.contains("\"Status\":\"Revoked\"")
+    }
+}
+
 /// `target/test-logs/<suite>`: where integration tests keep every gatecert invocation's stdout
 /// and stderr, so tests/secrets.sh can scan them for leaked keys and tokens.
 pub fn log_dir(suite: &str) -> PathBuf {
