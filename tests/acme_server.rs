@@ -174,18 +174,30 @@ impl Gatecert {
             .count()
     }
 
-    /// The CRL served at `GET /crl` (RFC 5280 §5), fetched with curl over the gateway's TLS and
-    /// converted by `openssl crl`: (PEM path, `openssl crl -text` output).
-    pub fn crl(&self, tag: &str) -> (PathBuf, String) {
-        let der = self.path(&format!("{tag}.served.der"));
+    /// `GET /PATH` over the gateway's TLS with curl (which must succeed): the body is saved in
+    /// `<tag>.body`; returns (that path, the response headers).
+    pub fn get(&self, path: &str, tag: &str) -> (PathBuf, String) {
+        let (body, headers) = (
+            self.path(&format!("{tag}.body")),
+            self.path(&format!("{tag}.headers")),
+        );
         common::run(
             Command::new("curl")
                 .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
                 .arg(self.path("root.pem"))
                 .arg("-o")
-                .arg(&der)
-                .arg(format!("https://{}:{}/crl", self.host, self.port)),
+                .arg(&body)
+                .arg("-D")
+                .arg(&headers)
+                .arg(format!("https://{}:{}/{path}", self.host, self.port)),
         );
+        (body, std::fs::read_to_string(&headers).unwrap_or_default())
+    }
+
+    /// The CRL served at `GET /crl` (RFC 5280 §5), converted by `openssl crl`: (PEM path,
+    /// `openssl crl -text` output).
+    pub fn crl(&self, tag: &str) -> (PathBuf, String) {
+        let (der, _) = self.get("crl", tag);
         common::crl_to_pem(&self.dir, tag, &std::fs::read(&der).unwrap())
     }
 
@@ -201,22 +213,7 @@ impl Gatecert {
 
     /// `openssl verify` of `cert` (leaf) with `chain` (intermediates) against the gateway root.
     pub fn verify(&self, cert: &Path, chain: &Path) {
-        let out = Command::new("openssl")
-            .arg("verify")
-            .arg("-CAfile")
-            .arg(self.path("root.pem"))
-            .arg("-untrusted")
-            .arg(chain)
-            .arg(cert)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl verify {}: {}{}",
-            cert.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::verify_chain(&self.path("root.pem"), chain, cert);
     }
 }
 
@@ -227,6 +224,29 @@ impl Drop for Gatecert {
         common::keep_secrets(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The `certificate 'gw'`, `ca` and `broker` sections of a gateway that brokers to the ACME
+/// CA at `directory` (HTTPS trusted through `ca_bundle`): names under `suffix` and 127.0.0.1,
+/// the gateway's own http-01 on `http`, each upstream call bounded by `timeout` seconds.
+pub fn broker_sections(
+    directory: &str,
+    ca_bundle: &Path,
+    suffix: &str,
+    http: u16,
+    timeout: u64,
+    upstream_wait: u64,
+) -> String {
+    format!(
+        "config certificate 'gw'\n\toption directory '{directory}'\n\
+         \toption ca_bundle '{ca}'\n\tlist domain 'gw.{suffix}'\n\tlist ip '127.0.0.1'\n\
+         \toption challenge 'http-01'\n\toption http_listen '127.0.0.1:{http}'\n\
+         \toption timeout '{timeout}'\n\n\
+         config ca 'local'\n\tlist allow_suffix '{suffix}'\n\tlist allow_ip '127.0.0.1/32'\n\n\
+         config broker 'upstream'\n\toption certificate 'gw'\n\
+         \toption upstream_wait '{upstream_wait}'\n\toption interim_lifetime '1h'\n",
+        ca = ca_bundle.display(),
+    )
 }
 
 /// `openssl x509 -serial` of a PEM file: the upper-case hex serial.
@@ -258,6 +278,15 @@ pub fn lego(g: &Gatecert, home: &str, args: &[&str]) -> Output {
         .unwrap();
     common::keep_output("acme_server", "lego", &out);
     out
+}
+
+/// `lego ARGS renew` now (`--days` past any lifetime: lego has no ARI), no random sleep.
+pub fn lego_renew(g: &Gatecert, home: &str, args: &[&str]) -> Output {
+    lego(
+        g,
+        home,
+        &[args, &["renew", "--days", "9999", "--no-random-sleep"]].concat(),
+    )
 }
 
 fn ok(out: &Output, what: &str) {
@@ -307,15 +336,7 @@ fn lego_registers_obtains_renews_and_revokes_over_http01() {
     );
 
     // Renew: the same account (no EAB needed again; the token was one use), a new certificate.
-    let renew = lego(
-        &g,
-        "lego",
-        &[
-            &common_args[..],
-            &["renew", "--days", "9999", "--no-random-sleep"],
-        ]
-        .concat(),
-    );
+    let renew = lego_renew(&g, "lego", &common_args);
     ok(&renew, "lego renew");
     let second = serial_of(&crt);
     assert_ne!(first, second, "renewal gave the same certificate");

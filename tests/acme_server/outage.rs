@@ -11,7 +11,7 @@
 //! - lego renews after the upstream is back: its chain is Pebble's; lego revokes it at the
 //!   gateway, which has Pebble revoke it (the local CRL does not list it).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use gatecert::crypto::{self, CertInfo};
 use serde_json::Value;
 
 use super::common::{self, Blackhole, Pebble, Ports};
-use super::{free_port, lego, ok, serial_of, Gatecert};
+use super::{broker_sections, free_port, lego, lego_renew, ok, serial_of, Gatecert};
 
 /// Our own Pebble ports, apart from the other suites' and tests/acme_server/broker.rs's.
 const PORTS: Ports = Ports {
@@ -88,24 +88,10 @@ impl Leaf {
 /// The gateway's RFC 9773 answer for `cert`: (window start, end, Retry-After).
 fn renewal_info(g: &Gatecert, cert: &CertInfo) -> (i64, i64, String) {
     let id = gatecert::acme::cert_id(cert).expect("the leaf carries an AKI");
-    let (body, headers) = (g.path("ari.json"), g.path("ari.headers"));
-    common::run(
-        Command::new("curl")
-            .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
-            .arg(g.path("root.pem"))
-            .arg("-o")
-            .arg(&body)
-            .arg("-D")
-            .arg(&headers)
-            .arg(format!(
-                "https://{}:{}/acme/renewal-info/{id}",
-                g.host, g.port
-            )),
-    );
+    let (body, headers) = g.get(&format!("acme/renewal-info/{id}"), "ari");
     let doc: Value = serde_json::from_slice(&std::fs::read(&body).unwrap()).unwrap();
     let at = |k: &str| crypto::parse_rfc3339(doc["suggestedWindow"][k].as_str().unwrap()).unwrap();
-    let retry = std::fs::read_to_string(&headers)
-        .unwrap()
+    let retry = headers
         .lines()
         .find_map(|l| {
             l.to_ascii_lowercase()
@@ -123,42 +109,18 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-/// `openssl verify` of `leaf` (PEM, leaf first) with `intermediates` against `root`.
-fn verify_chain(root: &Path, intermediates: &Path, leaf: &Path) {
-    let out = Command::new("openssl")
-        .arg("verify")
-        .arg("-CAfile")
-        .arg(root)
-        .arg("-untrusted")
-        .arg(intermediates)
-        .arg(leaf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl verify {}: {}{}",
-        leaf.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn leaves_get_interim_certificates_during_an_outage_and_ari_upgrades_them_after() {
     let mut pebble = Pebble::start_with(PORTS, "acmed-outage");
     pebble.stop();
     let hole = Blackhole::on(PORTS.acme);
-    let sections = format!(
-        "config certificate 'gw'\n\toption directory '{dir}'\n\
-         \toption ca_bundle '{ca}'\n\tlist domain 'gw.sensors.test'\n\tlist ip '127.0.0.1'\n\
-         \toption challenge 'http-01'\n\toption http_listen '127.0.0.1:{http}'\n\
-         \toption timeout '3'\n\n\
-         config ca 'local'\n\tlist allow_suffix 'sensors.test'\n\tlist allow_ip '127.0.0.1/32'\n\n\
-         config broker 'upstream'\n\toption certificate 'gw'\n\
-         \toption upstream_wait '{WAIT}'\n\toption interim_lifetime '1h'\n",
-        dir = pebble.directory(),
-        ca = pebble.https_ca.display(),
-        http = PORTS.http01,
+    let sections = broker_sections(
+        &pebble.directory(),
+        &pebble.https_ca,
+        "sensors.test",
+        PORTS.http01,
+        3,
+        WAIT,
     );
     let g = Gatecert::start_with("outage", "\toption preauthorized '1'\n", &sections);
     let local_root = g.path("local-root.pem");
@@ -198,7 +160,7 @@ fn leaves_get_interim_certificates_during_an_outage_and_ari_upgrades_them_after(
         certs.join("cam1.sensors.test.crt"),
         certs.join("cam1.sensors.test.issuer.crt"),
     );
-    verify_chain(&local_root, &issuer, &crt);
+    common::verify_chain(&local_root, &issuer, &crt);
     let interim1 = serial_of(&crt);
     g.assert_audit(
         "acme.issue",
@@ -211,7 +173,7 @@ fn leaves_get_interim_certificates_during_an_outage_and_ari_upgrades_them_after(
     let out = leaf.renew();
     ok(&out, "gatecert renew (leaf, upstream blackholed)");
     let (interim, interim_pem) = leaf.live();
-    verify_chain(&local_root, &local_int, &interim_pem);
+    common::verify_chain(&local_root, &local_int, &interim_pem);
     let interim2 = interim.serial_hex();
     g.assert_audit(
         "acme.issue",
@@ -264,7 +226,7 @@ fn leaves_get_interim_certificates_during_an_outage_and_ari_upgrades_them_after(
         "issuer {}",
         upgraded.issuer
     );
-    verify_chain(&pebble_root, &g.path("pebble-int.pem"), &upgraded_pem);
+    common::verify_chain(&pebble_root, &g.path("pebble-int.pem"), &upgraded_pem);
     g.assert_audit(
         "acme.issue",
         &[
@@ -276,19 +238,11 @@ fn leaves_get_interim_certificates_during_an_outage_and_ari_upgrades_them_after(
 
     // 5. lego renews (it has no ARI: --days forces it) now that the upstream is up: Pebble's
     // chain.
-    let renew = lego(
-        &g,
-        "lego",
-        &[
-            &lego_args[..],
-            &["renew", "--days", "9999", "--no-random-sleep"],
-        ]
-        .concat(),
-    );
+    let renew = lego_renew(&g, "lego", &lego_args);
     ok(&renew, "lego renew (upstream back)");
     let renewed = serial_of(&crt);
     assert_ne!(renewed, interim1);
-    verify_chain(&pebble_root, &issuer, &crt);
+    common::verify_chain(&pebble_root, &issuer, &crt);
     g.assert_audit(
         "acme.issue",
         &["\"device\":\"cam1\"", "\"source\":\"upstream\"", &renewed],

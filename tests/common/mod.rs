@@ -425,6 +425,26 @@ pub fn crl_to_pem(dir: &Path, tag: &str, der: &[u8]) -> (PathBuf, String) {
     (pem, String::from_utf8_lossy(&text.stdout).into_owned())
 }
 
+/// `openssl verify` of `leaf` (PEM, leaf first) with `intermediates` against `root`.
+pub fn verify_chain(root: &Path, intermediates: &Path, leaf: &Path) {
+    let out = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(root)
+        .arg("-untrusted")
+        .arg(intermediates)
+        .arg(leaf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl verify {}: {}{}",
+        leaf.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `openssl verify -crl_check` of `leaf` against `root`, `intermediate` and `crl`:
 /// (passed, what openssl said).
 pub fn verify_with_crl(
