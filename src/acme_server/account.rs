@@ -15,6 +15,7 @@ use crate::crypto::{self, CertInfo};
 use crate::http::Response;
 use crate::leaves::{self, Held, Inventory, Source};
 use crate::revocation;
+use crate::store;
 use crate::token::{self, Claims, Tokens};
 
 /// How long the service's loop waits for `tokens.json.lock` (as EST does).
@@ -396,6 +397,77 @@ impl AcmeServer {
             );
         }
         Ok(Response::new(200))
+    }
+}
+
+impl AcmeServer {
+    /// Folds `<state_dir>/acme/revoked.json`, where an earlier version recorded revokeCert's
+    /// serials (and nothing else looked), into the one revocation path: each serial revoked
+    /// in the inventory (reason unspecified; a serial no row holds any more is listed until the
+    /// CA's `max_lifetime` from now, which bounds its notAfter), audited, the CRL signed; then
+    /// the file is removed. On any failure it stays, for the next start.
+    pub(super) fn migrate_revoked_json(&mut self) {
+        let path = super::eab::dir_in(&self.state_dir).join("revoked.json");
+        let serials: Vec<String> = match store::read_optional(&path) {
+            Ok(None) => return,
+            Ok(Some(text)) => match serde_json::from_str(&text) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("{}: not a list of serials: {e}", path.display());
+                    return;
+                }
+            },
+            Err(e) => {
+                log::error!("{e}");
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let migrated = Inventory::open_locked(
+            &leaves::path_in(&self.state_dir),
+            Some(Duration::from_secs(1)),
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|mut inv| {
+            for serial in &serials {
+                let held = inv
+                    .list()
+                    .iter()
+                    .flat_map(|l| l.certs())
+                    .find(|h| crypto::same_serial(&h.serial, serial))
+                    .unwrap_or(Held {
+                        serial: crypto::serial_display(serial),
+                        not_after: now
+                            .saturating_add(i64::try_from(self.ca.max_lifetime()).unwrap_or(0)),
+                        source: Source::Local,
+                        key: None,
+                        der: None,
+                    });
+                let fields = json!({"by": "migrated", "from": "acme/revoked.json", "at": now});
+                match revocation::revoke_one(
+                    &self.state_dir,
+                    &self.ca_cfg,
+                    Some(&self.ca),
+                    &mut inv,
+                    held,
+                    0,
+                    "acme.revoke",
+                    fields,
+                    now,
+                ) {
+                    Ok(_) | Err(revocation::Error::AlreadyRevoked(_)) => {}
+                    Err(e) => return Err(crate::errchain::one_line(&e)),
+                }
+            }
+            Ok(())
+        });
+        match migrated.and_then(|()| std::fs::remove_file(&path).map_err(|e| e.to_string())) {
+            Ok(()) => log::info!(
+                "{} ACME revocation(s) of acme/revoked.json moved to the leaf inventory and CRL",
+                serials.len()
+            ),
+            Err(e) => log::error!("{}: not migrated: {e}", path.display()),
+        }
     }
 }
 

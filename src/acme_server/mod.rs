@@ -181,7 +181,7 @@ impl AcmeServer {
         clock: Arc<dyn Clock>,
     ) -> Result<AcmeServer, Error> {
         let accounts = Accounts::open(&eab::dir_in(state_dir)).map_err(Error::Store)?;
-        Ok(AcmeServer {
+        let mut server = AcmeServer {
             orders: Orders::new(cfg.max_orders),
             cfg,
             ca,
@@ -196,7 +196,9 @@ impl AcmeServer {
             anon_suppressed: 0,
             parked: HashMap::new(),
             upstream_queued: false,
-        })
+        };
+        server.migrate_revoked_json();
+        Ok(server)
     }
 
     /// Counts issuances in `counters`.

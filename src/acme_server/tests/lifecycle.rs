@@ -233,3 +233,38 @@ fn accounts_are_capped_and_dead_ones_expire_when_full() {
     assert_eq!(full(&mut srv, "h").status, 429);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An earlier version kept revokeCert's serials in `acme/revoked.json` alone: at start they
+/// move to the inventory and the CRL (audited), and the file goes.
+#[test]
+fn revoked_json_of_an_earlier_version_moves_to_the_crl() {
+    let (dir, mut srv, clock) = setup("revokedjson", true);
+    let (key, account) = register(&mut srv, &dir, "cam", "cam.local");
+    let signer = KidSigner {
+        key: &key,
+        kid: &account,
+    };
+    let held = crypto::CertInfo::from_der(&issue_preauthorized(&mut srv, &signer, "cam.local"))
+        .unwrap()
+        .serial_hex();
+    let old = eab::dir_in(&dir).join("revoked.json");
+    std::fs::write(&old, serde_json::to_vec(&[&held, "0A0B0C"]).unwrap()).unwrap();
+    let cfg = Config::standalone(dir.clone());
+    let ca = LocalCa::open(&LocalCa::dir_in(&dir), &cfg.ca).unwrap();
+    let _again = AcmeServer::new(srv.cfg.clone(), &dir, ca, cfg.ca.clone(), clock).unwrap();
+    assert!(!old.exists());
+    let der = std::fs::read(crate::revocation::crl_path_in(&dir)).unwrap();
+    let mut listed: Vec<String> = crypto::CrlInfo::from_der(&der)
+        .unwrap()
+        .revoked
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    listed.sort();
+    let mut want = vec![held.clone(), "0A0B0C".to_owned()];
+    want.sort();
+    assert_eq!(listed, want);
+    let log = std::fs::read_to_string(crate::audit::path_in(&dir)).unwrap();
+    assert_eq!(log.matches("acme/revoked.json").count(), 2, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
