@@ -8,10 +8,10 @@
 //! | `POST /acme/new-acct` | §7.3 | EAB required (§7.3.4), `onlyReturnExisting` |
 //! | `POST /acme/acct/<id>` | §7.3.2, §7.3.6 | update contact, deactivate |
 //! | `POST /acme/key-change` | §7.3.5 | |
-//! | `POST /acme/new-order` | §7.4 | names within the EAB token's grant and the CA policy |
+//! | `POST /acme/new-order` | §7.4, RFC 9773 §5 | names within the EAB token's grant and the CA policy; `replaces` |
 //! | `POST /acme/authz/<id>`, `/acme/chall/<id>/<type>` | §7.5, §8.3 | http-01 by the gateway |
 //! | `POST /acme/finalize/<id>`, `/acme/cert/<id>` | §7.4 | PEM chain, leaf first |
-//! | `POST /acme/revoke-cert` | §7.6 | by the account or by the certificate's key |
+//! | `POST /acme/revoke-cert` | §7.6 | by the account or the certificate's key; into the CRL ([`crate::revocation`]) or queued upstream |
 //! | `GET /acme/renewal-info/<certID>` | RFC 9773 | a window spread over the last third |
 //!
 //! **Admission.** An account needs an External Account Binding whose key is an `--acme`
