@@ -802,6 +802,11 @@ impl Service {
         });
         if let Some(a) = self.acme.as_mut() {
             a.resolve(self.est.take_foreign(), self.est.broker_mut());
+            if a.take_upstream_queued() {
+                // ACME revokeCert of a brokered leaf: to the upstream worker now.
+                let path = leaves::path_in(&self.cfg.main.state_dir);
+                self.queue_upstream_revocations(&path, self.clock.now());
+            }
         }
         if let Some(s) = self.server.as_mut() {
             for (id, op, resp) in answers {
@@ -840,8 +845,8 @@ fn acme_server(
     };
     let state_dir = &cfg.main.state_dir;
     let ca = LocalCa::open(&LocalCa::dir_in(state_dir), &cfg.ca).map_err(Error::Ca)?;
-    let mut server =
-        AcmeServer::new(acme.clone(), state_dir, ca, clock.clone()).map_err(Error::AcmeServer)?;
+    let mut server = AcmeServer::new(acme.clone(), state_dir, ca, cfg.ca.clone(), clock.clone())
+        .map_err(Error::AcmeServer)?;
     server.set_counters(counters.clone());
     Ok(Some(server))
 }

@@ -910,50 +910,100 @@ impl Inventory {
         row.previous = None;
         self.core.set_row(row)?;
         for h in held {
-            if self.core.revoked(&h.serial).is_some() {
-                continue;
+            let upstream = h.source == Source::Upstream && h.der.is_some();
+            if let Some(r) = self.revoke_held(&device, h, reason, now)? {
+                out.queued_upstream += usize::from(upstream);
+                out.revoked.push(r);
             }
-            let r = Revoked {
-                serial: h.serial.clone(),
-                device: device.clone(),
-                not_after: h.not_after,
-                revoked_at: now,
-                reason,
-                source: h.source,
-            };
-            if reason == KEY_COMPROMISE {
-                if let Some(k) = &h.key {
-                    self.core.stage(&compromised_key(k), Some(Rec::Key))?;
-                }
-            }
-            if h.source == Source::Upstream {
-                if let Some(der) = h.der {
-                    self.core.stage(
-                        &upstream_key(&h.serial),
-                        Some(Rec::Upstream(UpstreamRevocation {
-                            serial: h.serial.clone(),
-                            device: device.clone(),
-                            der,
-                            reason,
-                            queued_at: now,
-                            attempts: 0,
-                            last_error: None,
-                        })),
-                    )?;
-                    out.queued_upstream += 1;
-                }
-            }
-            self.core
-                .stage(&revoked_key(&r.serial), Some(Rec::Revoked(r.clone())))?;
-            out.revoked.push(r);
-        }
-        if !out.revoked.is_empty() {
-            let mut m = self.core.crl();
-            m.pending = true;
-            self.core.set_crl(m)?;
         }
         self.discard = false;
         Ok(out)
+    }
+
+    /// Revokes the one certificate `held` of `device` (RFC 5280 §5.3.1 `reason`), unless it
+    /// already is: a keyCompromise bans its key, an upstream one (with its DER) is queued for
+    /// ACME revokeCert, and the CRL is marked pending. Not saved.
+    fn revoke_held(
+        &mut self,
+        device: &str,
+        h: Held,
+        reason: u8,
+        now: i64,
+    ) -> Result<Option<Revoked>, store::Error> {
+        if self.core.revoked(&h.serial).is_some() {
+            return Ok(None);
+        }
+        let r = Revoked {
+            serial: h.serial.clone(),
+            device: device.to_owned(),
+            not_after: h.not_after,
+            revoked_at: now,
+            reason,
+            source: h.source,
+        };
+        if reason == KEY_COMPROMISE {
+            if let Some(k) = &h.key {
+                self.core.stage(&compromised_key(k), Some(Rec::Key))?;
+            }
+        }
+        if h.source == Source::Upstream {
+            if let Some(der) = h.der {
+                self.core.stage(
+                    &upstream_key(&h.serial),
+                    Some(Rec::Upstream(UpstreamRevocation {
+                        serial: h.serial.clone(),
+                        device: device.to_owned(),
+                        der,
+                        reason,
+                        queued_at: now,
+                        attempts: 0,
+                        last_error: None,
+                    })),
+                )?;
+            }
+        }
+        self.core
+            .stage(&revoked_key(&r.serial), Some(Rec::Revoked(r.clone())))?;
+        let mut m = self.core.crl();
+        m.pending = true;
+        self.core.set_crl(m)?;
+        Ok(Some(r))
+    }
+
+    /// Revokes one certificate (ACME revokeCert, RFC 8555 §7.6) without cutting its device
+    /// off: the device keeps its state and may be issued another. `cert` describes it as
+    /// presented (its serial, notAfter and key); the device that holds it in the inventory is
+    /// recorded, or none for a certificate no row holds any more. `None`: already revoked (or
+    /// the change could not be staged: then nothing is saved). Not saved.
+    pub fn revoke_one(&mut self, cert: Held, reason: u8, now: i64) -> Option<Revoked> {
+        let held = self
+            .core
+            .serials
+            .get(&crypto::serial_display(&cert.serial))
+            .and_then(|d| self.by_device(d))
+            .and_then(|l| {
+                l.certs()
+                    .find(|h| crypto::same_serial(&h.serial, &cert.serial))
+                    .map(|h| (l.device.clone(), h))
+            });
+        let (device, h) = match held {
+            Some((device, h)) => (
+                device,
+                Held {
+                    key: h.key.or(cert.key.clone()),
+                    ..h
+                },
+            ),
+            None => (String::new(), cert),
+        };
+        match self.revoke_held(&device, h, reason, now) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("leaf inventory: {e}");
+                self.discard = true;
+                None
+            }
+        }
     }
 
     /// `leaves enable`: a disabled device may enroll again (with a new token). Returns false

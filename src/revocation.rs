@@ -1,6 +1,9 @@
-//! Cutting a sensor off: `gatecert leaves revoke|disable|enable` and the CRL (RFC 5280 §5).
+//! Cutting a sensor off: `gatecert leaves revoke|disable|enable`, ACME revokeCert of one
+//! certificate (RFC 8555 §7.6), and the CRL (RFC 5280 §5).
 //!
-//! One place changes the inventory for revocations, under `leaves.jnl.lock`
+//! One place changes the inventory for revocations ([`cut_off`] for a device, [`revoke_one`]
+//! for one certificate; both commit through the same audit, save and CRL step), under
+//! `leaves.jnl.lock`
 //! ([`Inventory::open_locked`]), so the command line and `gatecert run` never lose each other's
 //! changes; the service sees them without a restart (it stats `leaves.jnl` and reads what was appended
 //! only when it changed). Every step is audited before it is saved, and the CRL is signed only
@@ -17,7 +20,7 @@ use crate::audit::{self, Audit};
 use crate::ca::crl::{Crl, Entry};
 use crate::ca::{self, LocalCa};
 use crate::config;
-use crate::leaves::{self, CutOff, DeviceState, Inventory};
+use crate::leaves::{self, CutOff, DeviceState, Held, Inventory, Revoked};
 use crate::store;
 use crate::token::{self, Tokens};
 use crate::trust::ClockTrust;
@@ -36,6 +39,8 @@ pub enum Error {
     Audit(audit::Error),
     /// The clock is not trusted: the CRL was not signed.
     Clock(String),
+    /// The certificate with this serial is revoked already: nothing was written.
+    AlreadyRevoked(String),
 }
 
 impl fmt::Display for Error {
@@ -47,6 +52,7 @@ impl fmt::Display for Error {
             Error::Ca(_) => f.write_str("local CA"),
             Error::Audit(_) => f.write_str("audit log (nothing was saved)"),
             Error::Clock(why) => write!(f, "CRL not signed: the clock is untrusted: {why}"),
+            Error::AlreadyRevoked(serial) => write!(f, "certificate {serial} is already revoked"),
         }
     }
 }
@@ -58,7 +64,7 @@ impl std::error::Error for Error {
             Error::Token(e) => Some(e),
             Error::Ca(e) => Some(e),
             Error::Audit(e) => Some(e),
-            Error::Clock(_) => None,
+            Error::Clock(_) | Error::AlreadyRevoked(_) => None,
         }
     }
 }
@@ -136,32 +142,87 @@ pub fn cut_off(
     }
     let mut inv = Inventory::open_locked(&path, None)?;
     let cut = inv.cut_off(who, state, reason, note, now)?;
-    let mut tokens = Tokens::open_locked(&token::path_in(state_dir))?;
+    let tokens = Tokens::open_locked(&token::path_in(state_dir))?;
     let event = match state {
         DeviceState::Disabled => "leaves.disable",
         _ => "leaves.revoke",
     };
-    append(
-        state_dir,
-        now,
-        event,
-        json!({
-            "device": cut.device,
-            "reason": leaves::reason_name(reason),
-            "note": note,
-            "serials": cut.revoked.iter().map(|r| r.serial.as_str()).collect::<Vec<_>>(),
-            "upstream_queued": cut.queued_upstream,
-        }),
-    )?;
-    let token_revoked = tokens.revoke(&cut.device)?;
-    drop(tokens);
-    inv.save()?;
-    let crl = publish_crl(state_dir, cfg, None, &mut inv, now);
+    let fields = json!({
+        "device": cut.device,
+        "reason": leaves::reason_name(reason),
+        "note": note,
+        "serials": cut.revoked.iter().map(|r| r.serial.as_str()).collect::<Vec<_>>(),
+        "upstream_queued": cut.queued_upstream,
+    });
+    let mut token_revoked = false;
+    let crl = commit(state_dir, cfg, None, &mut inv, event, fields, now, || {
+        // Taken by value: the token lock is released before the inventory is saved.
+        let mut tokens = tokens;
+        token_revoked = tokens.revoke(&cut.device)?;
+        Ok(())
+    })?;
     Ok(Outcome {
         cut,
         token_revoked,
         crl,
     })
+}
+
+/// What [`revoke_one`] did.
+#[derive(Debug)]
+pub struct OneRevoked {
+    /// The certificate's entry (its device, or none when no inventory row holds it).
+    pub revoked: Revoked,
+    /// The CRL published, or why not (the revocation stands either way).
+    pub crl: Result<Crl, Error>,
+}
+
+/// ACME revokeCert (RFC 8555 §7.6) of one certificate of the local CA, `cert` as presented,
+/// in `inv` which the caller holds locked (and has authorized the request under): recorded in
+/// the inventory like a `leaves revoke` of that serial, without cutting its device off,
+/// audited once as `event` (`fields` plus the serial, device and reason), saved, then the CRL
+/// signed and published. [`Error::AlreadyRevoked`] writes nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn revoke_one(
+    state_dir: &Path,
+    cfg: &config::Ca,
+    ca: Option<&LocalCa>,
+    inv: &mut Inventory,
+    cert: Held,
+    reason: u8,
+    event: &str,
+    mut fields: serde_json::Value,
+    now: i64,
+) -> Result<OneRevoked, Error> {
+    let serial = cert.serial.clone();
+    let revoked = inv
+        .revoke_one(cert, reason, now)
+        .ok_or(Error::AlreadyRevoked(serial))?;
+    fields["serial"] = json!(revoked.serial);
+    fields["device"] = json!((!revoked.device.is_empty()).then_some(&revoked.device));
+    fields["reason"] = json!(leaves::reason_name(reason));
+    let crl = commit(state_dir, cfg, ca, inv, event, fields, now, || Ok(()))?;
+    Ok(OneRevoked { revoked, crl })
+}
+
+/// The one way a revocation is committed: audited (`event`, `fields`) before anything is
+/// saved, then `then` (the token, for a device), the inventory saved, and the CRL published
+/// (its own result: the revocation stands when only the CRL failed).
+#[allow(clippy::too_many_arguments)]
+fn commit(
+    state_dir: &Path,
+    cfg: &config::Ca,
+    ca: Option<&LocalCa>,
+    inv: &mut Inventory,
+    event: &str,
+    fields: serde_json::Value,
+    now: i64,
+    then: impl FnOnce() -> Result<(), Error>,
+) -> Result<Result<Crl, Error>, Error> {
+    append(state_dir, now, event, fields)?;
+    then()?;
+    inv.save()?;
+    Ok(publish_crl(state_dir, cfg, ca, inv, now))
 }
 
 /// `leaves enable DEVICE`: a disabled device may enroll again, with a new token. Audited.

@@ -9,6 +9,8 @@
 #[path = "acme_server/broker.rs"]
 mod broker;
 mod common;
+#[path = "acme_server/outage.rs"]
+mod outage;
 #[path = "acme_server/refusals.rs"]
 mod refusals;
 
@@ -172,24 +174,46 @@ impl Gatecert {
             .count()
     }
 
+    /// `GET /PATH` over the gateway's TLS with curl (which must succeed): the body is saved in
+    /// `<tag>.body`; returns (that path, the response headers).
+    pub fn get(&self, path: &str, tag: &str) -> (PathBuf, String) {
+        let (body, headers) = (
+            self.path(&format!("{tag}.body")),
+            self.path(&format!("{tag}.headers")),
+        );
+        common::run(
+            Command::new("curl")
+                .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
+                .arg(self.path("root.pem"))
+                .arg("-o")
+                .arg(&body)
+                .arg("-D")
+                .arg(&headers)
+                .arg(format!("https://{}:{}/{path}", self.host, self.port)),
+        );
+        (body, std::fs::read_to_string(&headers).unwrap_or_default())
+    }
+
+    /// The CRL served at `GET /crl` (RFC 5280 §5), converted by `openssl crl`: (PEM path,
+    /// `openssl crl -text` output).
+    pub fn crl(&self, tag: &str) -> (PathBuf, String) {
+        let (der, _) = self.get("crl", tag);
+        common::crl_to_pem(&self.dir, tag, &std::fs::read(&der).unwrap())
+    }
+
+    /// `openssl verify -crl_check` of `leaf` against the root, the local intermediate and `crl`.
+    pub fn verify_with_crl(&self, leaf: &Path, crl: &Path) -> (bool, String) {
+        common::verify_with_crl(
+            &self.path("root.pem"),
+            &self.state().join("ca/intermediate.pem"),
+            crl,
+            leaf,
+        )
+    }
+
     /// `openssl verify` of `cert` (leaf) with `chain` (intermediates) against the gateway root.
     pub fn verify(&self, cert: &Path, chain: &Path) {
-        let out = Command::new("openssl")
-            .arg("verify")
-            .arg("-CAfile")
-            .arg(self.path("root.pem"))
-            .arg("-untrusted")
-            .arg(chain)
-            .arg(cert)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl verify {}: {}{}",
-            cert.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::verify_chain(&self.path("root.pem"), chain, cert);
     }
 }
 
@@ -200,6 +224,29 @@ impl Drop for Gatecert {
         common::keep_secrets(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The `certificate 'gw'`, `ca` and `broker` sections of a gateway that brokers to the ACME
+/// CA at `directory` (HTTPS trusted through `ca_bundle`): names under `suffix` and 127.0.0.1,
+/// the gateway's own http-01 on `http`, each upstream call bounded by `timeout` seconds.
+pub fn broker_sections(
+    directory: &str,
+    ca_bundle: &Path,
+    suffix: &str,
+    http: u16,
+    timeout: u64,
+    upstream_wait: u64,
+) -> String {
+    format!(
+        "config certificate 'gw'\n\toption directory '{directory}'\n\
+         \toption ca_bundle '{ca}'\n\tlist domain 'gw.{suffix}'\n\tlist ip '127.0.0.1'\n\
+         \toption challenge 'http-01'\n\toption http_listen '127.0.0.1:{http}'\n\
+         \toption timeout '{timeout}'\n\n\
+         config ca 'local'\n\tlist allow_suffix '{suffix}'\n\tlist allow_ip '127.0.0.1/32'\n\n\
+         config broker 'upstream'\n\toption certificate 'gw'\n\
+         \toption upstream_wait '{upstream_wait}'\n\toption interim_lifetime '1h'\n",
+        ca = ca_bundle.display(),
+    )
 }
 
 /// `openssl x509 -serial` of a PEM file: the upper-case hex serial.
@@ -231,6 +278,15 @@ pub fn lego(g: &Gatecert, home: &str, args: &[&str]) -> Output {
         .unwrap();
     common::keep_output("acme_server", "lego", &out);
     out
+}
+
+/// `lego ARGS renew` now (`--days` past any lifetime: lego has no ARI), no random sleep.
+pub fn lego_renew(g: &Gatecert, home: &str, args: &[&str]) -> Output {
+    lego(
+        g,
+        home,
+        &[args, &["renew", "--days", "9999", "--no-random-sleep"]].concat(),
+    )
 }
 
 fn ok(out: &Output, what: &str) {
@@ -280,15 +336,7 @@ fn lego_registers_obtains_renews_and_revokes_over_http01() {
     );
 
     // Renew: the same account (no EAB needed again; the token was one use), a new certificate.
-    let renew = lego(
-        &g,
-        "lego",
-        &[
-            &common_args[..],
-            &["renew", "--days", "9999", "--no-random-sleep"],
-        ]
-        .concat(),
-    );
+    let renew = lego_renew(&g, "lego", &common_args);
     ok(&renew, "lego renew");
     let second = serial_of(&crt);
     assert_ne!(first, second, "renewal gave the same certificate");
@@ -302,14 +350,37 @@ fn lego_registers_obtains_renews_and_revokes_over_http01() {
         &[&common_args[..], &["revoke", "--keep", "--reason", "4"]].concat(),
     );
     ok(&revoke, "lego revoke");
+    // One revocation path with `gatecert leaves revoke`: the CRL served at /crl lists it (and
+    // not the first, which was renewed, not revoked), `openssl verify -crl_check` refuses it.
+    let (crl, text) = g.crl("after-revoke");
+    assert!(text.contains(&second), "{text}");
+    assert!(text.contains("Superseded"), "{text}");
+    assert!(!text.contains(&first), "{text}");
+    let (passed, why) = g.verify_with_crl(&crt, &crl);
+    assert!(!passed && why.contains("certificate revoked"), "{why}");
+    // The inventory lists it as revoked; the device itself is not cut off.
+    let leaves = String::from_utf8(g.cli(&["leaves"]).stdout).unwrap();
+    assert!(leaves.contains("revoked certificates"), "{leaves}");
+    assert!(
+        leaves
+            .lines()
+            .any(|l| l.starts_with("cam1 ") && l.contains(" active ")),
+        "{leaves}"
+    );
     g.assert_audit(
         "acme.revoke",
-        &[&second, "\"by\":\"account\"", "\"reason\":4"],
+        &[
+            &second,
+            "\"by\":\"account\"",
+            "\"reason\":\"superseded\"",
+            "\"device\":\"cam1\"",
+        ],
     );
-    // Revoking it again: alreadyRevoked.
+    // Revoking it again: alreadyRevoked, and audited once only.
     let again = lego(&g, "lego", &[&common_args[..], &["revoke"]].concat());
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("alreadyRevoked"));
+    assert_eq!(g.count_audit("acme.revoke"), 1, "{}", g.audit());
 }
 
 #[test]

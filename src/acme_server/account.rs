@@ -13,12 +13,16 @@ use super::{eab, json_response, AcmeServer, Denied, Signed};
 use crate::acme::types::RevocationReason;
 use crate::crypto::{self, CertInfo};
 use crate::http::Response;
-use crate::leaves::{self, Inventory};
+use crate::leaves::{self, Held, Inventory, Source};
+use crate::revocation;
 use crate::store;
 use crate::token::{self, Claims, Tokens};
 
 /// How long the service's loop waits for `tokens.jnl.lock` (as EST does).
 const TOKEN_LOCK_WAIT: Duration = Duration::from_millis(50);
+
+/// How long a revocation waits for `leaves.json.lock` (as a brokered issuance does).
+const INVENTORY_LOCK_WAIT: Duration = Duration::from_millis(250);
 
 fn payload_json(signed: &Signed) -> Result<Value, Problem> {
     if signed.payload.is_empty() {
@@ -114,11 +118,23 @@ impl AcmeServer {
             .verify_hs256(&key)
             .map_err(|p| Denied::audited(p).device(&device))?;
         if self.accounts.len() >= self.cfg.max_accounts {
+            // Full: accounts that can never order again expire now (deactivated, or their
+            // binding void: the device's token revoked, replaced or removed). Decided under the
+            // token lock held since it was opened.
+            let gone = self
+                .accounts
+                .prune(|a| a.status != "valid" || tokens.eab_grant(&a.device, &a.eab_kid).is_err())
+                .map_err(|e| Denied::from(Problem::internal(e)))?;
+            if !gone.is_empty() {
+                self.audit("acme.accounts-expire", json!({ "accounts": gone }));
+            }
+        }
+        if self.accounts.len() >= self.cfg.max_accounts {
             return Err(Denied::audited(Problem::new(
                 "rateLimited",
                 429,
                 format!(
-                    "the gateway holds its maximum of {} accounts",
+                    "the gateway holds its maximum of {} accounts, all of them live",
                     self.cfg.max_accounts
                 ),
             ))
@@ -269,8 +285,11 @@ impl AcmeServer {
         Ok(self.account_response(200, &a, base))
     }
 
-    /// revokeCert (RFC 8555 §7.6): by the account that holds the certificate's device, or signed
-    /// by the certificate's own key. Recorded in `<state_dir>/acme/revoked.json` and audited.
+    /// revokeCert (RFC 8555 §7.6) of a certificate of the local CA or one brokered from the
+    /// upstream (queued for its revokeCert): by the account that holds the certificate's device,
+    /// or signed by the certificate's own key. One revocation path with `gatecert leaves revoke`
+    /// ([`revocation::revoke_one`]): recorded in the leaf inventory, audited once
+    /// (`acme.revoke`), and the CRL served at `/crl` signed again at once.
     pub(super) fn revoke(
         &mut self,
         signed: &Signed,
@@ -292,62 +311,167 @@ impl AcmeServer {
         };
         let cert = CertInfo::from_der(&der)
             .map_err(|e| Problem::malformed(format!("certificate: {e}")))?;
-        if !self.ca.issued_by_me(&der) {
-            return Err(Problem::unauthorized("this certificate was not issued by this CA").into());
-        }
         let serial = cert.serial_hex();
+        let inv = Inventory::open(&leaves::path_in(&self.state_dir))
+            .map_err(|e| Denied::from(Problem::internal(e)))?;
+        // A brokered leaf: the inventory holds this very certificate as an upstream one. Its
+        // revocation is queued for the upstream CA (RFC 8555 §7.6), as `leaves revoke` does.
+        let b64 = crypto::b64(&der);
+        let brokered = inv
+            .device_of_serial(&serial)
+            .and_then(|d| inv.by_device(d))
+            .is_some_and(|l| {
+                l.certs().any(|h| {
+                    h.source == Source::Upstream
+                        && crypto::same_serial(&h.serial, &serial)
+                        && h.der.as_deref() == Some(b64.as_str())
+                })
+            });
+        if !brokered && !self.ca.issued_by_me(&der) {
+            return Err(Problem::unauthorized(
+                "this certificate was neither issued nor brokered by this gateway",
+            )
+            .into());
+        }
         let names: Vec<String> = cert
             .dns_names
             .iter()
             .cloned()
             .chain(cert.ips.iter().map(IpAddr::to_string))
             .collect();
-        let inv = Inventory::open(&leaves::path_in(&self.state_dir))
-            .map_err(|e| Denied::from(Problem::internal(e)))?;
-        let holder = inv.by_serial(&serial).map(|l| l.device.clone());
-        let by = match (&signed.account, &signed.jwk) {
-            (Some(a), _) if holder.as_deref() == Some(a.device.as_str()) => "account",
-            (_, Some(jwk)) if jws::matches_spki(jwk, &cert.spki_der) => "certificate key",
+        let authorize = |holder: Option<&str>| match (&signed.account, &signed.jwk) {
+            (Some(a), _) if holder == Some(a.device.as_str()) => Ok("account"),
+            (_, Some(jwk)) if jws::matches_spki(jwk, &cert.spki_der) => Ok("certificate key"),
             (a, _) => {
                 let d = Denied::audited(Problem::unauthorized(
                     "neither the certificate's device's account nor its key signed this",
                 ))
-                .names(names);
-                return Err(match a {
+                .names(names.clone());
+                Err(match a {
                     Some(a) => d.device(&a.device),
                     None => d,
-                });
+                })
             }
         };
-        let path = super::eab::dir_in(&self.state_dir).join("revoked.json");
-        let mut revoked: Vec<String> = store::read_optional(&path)
-            .map_err(|e| Denied::from(Problem::internal(e)))?
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        if revoked.contains(&serial) {
-            return Err(Problem::new(
-                "alreadyRevoked",
-                400,
-                format!("{serial} is already revoked"),
-            )
-            .into());
-        }
-        revoked.push(serial.clone());
-        store::private_dir(&super::eab::dir_in(&self.state_dir))
-            .and_then(|()| {
-                store::write_atomic(
-                    &path,
-                    &serde_json::to_vec(&revoked).unwrap_or_default(),
-                    store::SECRET,
-                )
-            })
-            .map_err(|e| Denied::from(Problem::internal(e)))?;
-        self.audit(
+        // A stranger is refused before anything is locked or written; the check is made again
+        // under the inventory lock, where the revocation is recorded, as every revocation is
+        // (`gatecert leaves revoke`, EST): two revocations of one serial cannot both pass.
+        authorize(inv.device_of_serial(&serial))?;
+        drop(inv);
+        let mut inv =
+            Inventory::open_locked(&leaves::path_in(&self.state_dir), Some(INVENTORY_LOCK_WAIT))
+                .map_err(|e| Denied::from(Problem::internal(e)))?;
+        let by = authorize(inv.device_of_serial(&serial))?;
+        let presented = Held {
+            serial: serial.clone(),
+            not_after: cert.not_after,
+            source: if brokered {
+                Source::Upstream
+            } else {
+                Source::Local
+            },
+            key: Some(crypto::hex(&crypto::sha256(&cert.spki_der))),
+            der: brokered.then_some(b64),
+        };
+        let fields = json!({"names": names, "by": by, "client": client.to_string(), "at": now});
+        let done = revocation::revoke_one(
+            &self.state_dir,
+            &self.ca_cfg,
+            Some(&self.ca),
+            &mut inv,
+            presented,
+            reason,
             "acme.revoke",
-            json!({"device": holder, "names": names, "serial": serial, "reason": reason,
-                   "by": by, "client": client.to_string(), "at": now}),
-        );
+            fields,
+            now,
+        )
+        .map_err(|e| match e {
+            revocation::Error::AlreadyRevoked(_) => {
+                Denied::from(Problem::new("alreadyRevoked", 400, e.to_string()))
+            }
+            e => Denied::from(Problem::internal(crate::errchain::one_line(&e))),
+        })?;
+        drop(inv);
+        self.upstream_queued |= done.revoked.source == Source::Upstream;
+        if let Err(e) = done.crl {
+            // The revocation stands (refused at once on EST and ACME); the service signs the
+            // CRL at its next tick once the clock is trusted.
+            log::warn!(
+                "CRL after revoking {serial}: {}",
+                crate::errchain::one_line(&e)
+            );
+        }
         Ok(Response::new(200))
+    }
+}
+
+impl AcmeServer {
+    /// Folds `<state_dir>/acme/revoked.json`, where an earlier version recorded revokeCert's
+    /// serials (and nothing else looked), into the one revocation path: each serial revoked
+    /// in the inventory (reason unspecified; a serial no row holds any more is listed until the
+    /// CA's `max_lifetime` from now, which bounds its notAfter), audited, the CRL signed; then
+    /// the file is removed. On any failure it stays, for the next start.
+    pub(super) fn migrate_revoked_json(&mut self) {
+        let path = super::eab::dir_in(&self.state_dir).join("revoked.json");
+        let serials: Vec<String> = match store::read_optional(&path) {
+            Ok(None) => return,
+            Ok(Some(text)) => match serde_json::from_str(&text) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("{}: not a list of serials: {e}", path.display());
+                    return;
+                }
+            },
+            Err(e) => {
+                log::error!("{e}");
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let migrated = Inventory::open_locked(
+            &leaves::path_in(&self.state_dir),
+            Some(Duration::from_secs(1)),
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|mut inv| {
+            for serial in &serials {
+                let held = inv
+                    .list()
+                    .flat_map(|l| l.certs())
+                    .find(|h| crypto::same_serial(&h.serial, serial))
+                    .unwrap_or(Held {
+                        serial: crypto::serial_display(serial),
+                        not_after: now
+                            .saturating_add(i64::try_from(self.ca.max_lifetime()).unwrap_or(0)),
+                        source: Source::Local,
+                        key: None,
+                        der: None,
+                    });
+                let fields = json!({"by": "migrated", "from": "acme/revoked.json", "at": now});
+                match revocation::revoke_one(
+                    &self.state_dir,
+                    &self.ca_cfg,
+                    Some(&self.ca),
+                    &mut inv,
+                    held,
+                    0,
+                    "acme.revoke",
+                    fields,
+                    now,
+                ) {
+                    Ok(_) | Err(revocation::Error::AlreadyRevoked(_)) => {}
+                    Err(e) => return Err(crate::errchain::one_line(&e)),
+                }
+            }
+            Ok(())
+        });
+        match migrated.and_then(|()| std::fs::remove_file(&path).map_err(|e| e.to_string())) {
+            Ok(()) => log::info!(
+                "{} ACME revocation(s) of acme/revoked.json moved to the leaf inventory and CRL",
+                serials.len()
+            ),
+            Err(e) => log::error!("{}: not migrated: {e}", path.display()),
+        }
     }
 }
 

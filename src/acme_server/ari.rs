@@ -4,10 +4,11 @@
 //!
 //! [RFC 9773]: https://www.rfc-editor.org/rfc/rfc9773
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::problem::Problem;
-use super::{json_response, AcmeServer};
+use super::state::Status;
+use super::{json_response, AcmeServer, Denied};
 use crate::broker::health;
 use crate::crypto::{self, rfc3339};
 use crate::http::Response;
@@ -15,6 +16,9 @@ use crate::leaves::{self, Inventory};
 
 /// How long a client should wait before asking again (RFC 9773 §4.2 `Retry-After`), seconds.
 pub const RETRY_AFTER: i64 = 6 * 3600;
+
+/// The length of the "renew now" window of an interim leaf once the upstream is back, seconds.
+pub const NOW_WINDOW: i64 = 300;
 
 /// `Retry-After` while an interim leaf waits for the upstream to come back, seconds.
 pub const INTERIM_RETRY_AFTER: i64 = 300;
@@ -31,7 +35,11 @@ pub fn window_for(
 ) -> (i64, i64) {
     let back = up_since.is_some_and(|t| t > leaf.issued_at);
     if leaf.source == leaves::Source::Interim && back && leaf.not_after > now {
-        return (now - 60, now + 300);
+        // A window that closed a minute ago: RFC 9773 §4.2 has a client whose random pick
+        // lies in the past renew at once, so every pick means "now" (also for a leaf whose
+        // clock lags ours by up to a minute). A window reaching into the future would leave a
+        // cron-run client (`gatecert renew`) "not due" until its next run.
+        return (now - NOW_WINDOW - 60, now - 60);
     }
     window(serial, leaf.issued_at, leaf.not_after)
 }
@@ -47,15 +55,71 @@ pub fn window(serial: &[u8], issued: i64, not_after: i64) -> (i64, i64) {
     (start, start + spread)
 }
 
+/// A certID (RFC 9773 §4.1): `base64url(AKI keyIdentifier) "." base64url(serial)`, decoded.
+fn parse_cert_id(cert_id: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (aki, serial) = cert_id.split_once('.')?;
+    Some((
+        crypto::b64url_decode(aki).ok()?,
+        crypto::b64url_decode(serial).ok()?,
+    ))
+}
+
 impl AcmeServer {
+    /// newOrder's `replaces` (RFC 9773 §5): the certID of a certificate the ordering device
+    /// holds now (issued here or brokered), sharing a name with the order, and not replaced
+    /// by another live (unexpired, not invalid) order. Returns (the certID, the serial in hex). A certificate the device
+    /// no longer holds as its current one, or that another pending order replaces, is
+    /// `alreadyReplaced` (409, §5 MUST); anything else the order cannot honour is `malformed`.
+    pub(super) fn replaced(
+        &self,
+        device: &str,
+        v: &Value,
+        names: &[(String, bool)],
+        now: i64,
+    ) -> Result<(String, String), Denied> {
+        let refuse = |why: String| {
+            Denied::audited(Problem::malformed(format!("replaces: {why} (RFC 9773 5)")))
+                .device(device)
+        };
+        let cert_id = v
+            .as_str()
+            .ok_or_else(|| refuse("must be a certID string".into()))?;
+        let (_, serial) = parse_cert_id(cert_id)
+            .ok_or_else(|| refuse("the certID is base64url(AKI).base64url(serial)".into()))?;
+        let hex = crypto::hex(&serial);
+        let inv = Inventory::open(&leaves::path_in(&self.state_dir))
+            .map_err(|e| Denied::from(Problem::internal(e)))?;
+        let row = inv
+            .by_device(device)
+            .filter(|l| l.certs().any(|h| crypto::same_serial(&h.serial, &hex)))
+            .ok_or_else(|| refuse(format!("{hex} is not a certificate of device {device}")))?;
+        if !names.iter().any(|(n, _)| row.names.contains(n)) {
+            return Err(refuse(format!("{hex} shares no name with the order")));
+        }
+        let pending = self.orders.orders.values().any(|o| {
+            o.status != Status::Invalid
+                && o.expires > now
+                && o.replaces
+                    .as_ref()
+                    .is_some_and(|r| crypto::same_serial(&r.1, &hex))
+        });
+        if pending || !crypto::same_serial(&row.serial, &hex) {
+            return Err(Denied::audited(Problem::new(
+                "alreadyReplaced",
+                409,
+                format!("{hex} was already replaced (RFC 9773 5)"),
+            ))
+            .device(device));
+        }
+        Ok((cert_id.to_owned(), crypto::serial_display(&hex)))
+    }
+
     /// `GET /acme/renewal-info/<certID>` (RFC 9773 §4.1), unauthenticated: the certID is
     /// `base64url(AKI keyIdentifier) "." base64url(serial)`.
     pub(super) fn renewal_info(&self, cert_id: &str, brokered: bool) -> Result<Response, Problem> {
         let bad =
             || Problem::malformed("the certID is base64url(AKI).base64url(serial) (RFC 9773 4.1)");
-        let (aki, serial) = cert_id.split_once('.').ok_or_else(bad)?;
-        let aki = crypto::b64url_decode(aki).map_err(|_| bad())?;
-        let serial = crypto::b64url_decode(serial).map_err(|_| bad())?;
+        let (aki, serial) = parse_cert_id(cert_id).ok_or_else(bad)?;
         let unknown = || {
             Problem::new(
                 "malformed",
@@ -102,7 +166,8 @@ mod tests {
         let leaf = |source| Leaf::new("d", vec!["d.local".into()], "01", 1000 + 3600, source, 1000);
         let now = 1200;
         let (s, e) = window_for(&[1], &leaf(Source::Interim), Some(1100), now);
-        assert!(s <= now && e > now, "{s} {e}");
+        // Wholly in the past: any pick in it is "renew at once" (RFC 9773 §4.2).
+        assert!(s < e && e < now, "{s} {e}");
         // Upstream away, up since before the interim leaf (never judged to have gone away), or
         // a leaf that is not interim: the usual window.
         for (source, up) in [

@@ -29,6 +29,8 @@ pub struct Finalize {
     pub csr: Csr,
     /// The client's address, for the audit line.
     pub client: IpAddr,
+    /// The serial of the certificate this order replaces (RFC 9773 §5), for the audit line.
+    pub replaces: Option<String>,
 }
 
 impl AcmeServer {
@@ -219,6 +221,7 @@ impl AcmeServer {
                 "serial": issued.serial_hex,
                 "not_after": issued.not_after,
                 "source": source.as_str(),
+                "replaces": job.replaces,
                 "client": job.client.to_string(),
             }),
         );

@@ -8,10 +8,10 @@
 //! | `POST /acme/new-acct` | §7.3 | EAB required (§7.3.4), `onlyReturnExisting` |
 //! | `POST /acme/acct/<id>` | §7.3.2, §7.3.6 | update contact, deactivate |
 //! | `POST /acme/key-change` | §7.3.5 | |
-//! | `POST /acme/new-order` | §7.4 | names within the EAB token's grant and the CA policy |
+//! | `POST /acme/new-order` | §7.4, RFC 9773 §5 | names within the EAB token's grant and the CA policy; `replaces` |
 //! | `POST /acme/authz/<id>`, `/acme/chall/<id>/<type>` | §7.5, §8.3 | http-01 by the gateway |
 //! | `POST /acme/finalize/<id>`, `/acme/cert/<id>` | §7.4 | PEM chain, leaf first |
-//! | `POST /acme/revoke-cert` | §7.6 | by the account or by the certificate's key |
+//! | `POST /acme/revoke-cert` | §7.6 | by the account or the certificate's key; into the CRL ([`crate::revocation`]) or queued upstream |
 //! | `GET /acme/renewal-info/<certID>` | RFC 9773 | a window spread over the last third |
 //!
 //! **Admission.** An account needs an External Account Binding whose key is an `--acme`
@@ -99,6 +99,8 @@ impl std::error::Error for Error {
 pub struct AcmeServer {
     cfg: config::AcmeServer,
     ca: LocalCa,
+    /// The local CA's settings: the CRL a revocation signs ([`crate::revocation`]).
+    ca_cfg: config::Ca,
     state_dir: PathBuf,
     clock: Arc<dyn Clock>,
     nonces: Nonces,
@@ -112,6 +114,9 @@ pub struct AcmeServer {
     anon_suppressed: u64,
     /// Finalizes parked on the upstream CA, by the broker's id.
     parked: HashMap<u64, brokered::Finalize>,
+    /// A revokeCert queued a brokered certificate for the upstream's revokeCert since the
+    /// service last looked ([`AcmeServer::take_upstream_queued`]).
+    upstream_queued: bool,
 }
 
 /// A verified request: who signed it and what it says.
@@ -166,18 +171,21 @@ impl Denied {
 }
 
 impl AcmeServer {
-    /// The handler for `ca` with the settings `cfg`, keeping accounts in `<state_dir>/acme/`.
+    /// The handler for `ca` (configured by `ca_cfg`) with the settings `cfg`, keeping accounts
+    /// in `<state_dir>/acme/`.
     pub fn new(
         cfg: config::AcmeServer,
         state_dir: &Path,
         ca: LocalCa,
+        ca_cfg: config::Ca,
         clock: Arc<dyn Clock>,
     ) -> Result<AcmeServer, Error> {
         let accounts = Accounts::open(&eab::dir_in(state_dir)).map_err(Error::Store)?;
-        Ok(AcmeServer {
+        let mut server = AcmeServer {
             orders: Orders::new(cfg.max_orders),
             cfg,
             ca,
+            ca_cfg,
             state_dir: state_dir.to_path_buf(),
             clock,
             nonces: Nonces::default(),
@@ -187,12 +195,21 @@ impl AcmeServer {
             anon_audit: (0, 0),
             anon_suppressed: 0,
             parked: HashMap::new(),
-        })
+            upstream_queued: false,
+        };
+        server.migrate_revoked_json();
+        Ok(server)
     }
 
     /// Counts issuances in `counters`.
     pub fn set_counters(&mut self, counters: Arc<Counters>) {
         self.counters = Some(counters);
+    }
+
+    /// True once after a revokeCert queued a brokered certificate's revocation for the
+    /// upstream CA: the service hands the queue to its upstream worker now, not at its next tick.
+    pub fn take_upstream_queued(&mut self) -> bool {
+        std::mem::take(&mut self.upstream_queued)
     }
 
     /// Keeps the in-memory state (nonces, orders, validations) of `old` across a reload.
@@ -202,6 +219,7 @@ impl AcmeServer {
         self.validator = old.validator;
         self.counters = old.counters;
         self.parked = old.parked;
+        self.upstream_queued |= old.upstream_queued;
     }
 
     fn base(req: &Request) -> Result<String, Problem> {

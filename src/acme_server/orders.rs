@@ -138,6 +138,10 @@ impl AcmeServer {
         }
         let grant = self.grant(&me.device, &me.eab_kid)?;
         self.check_names(&me.device, &names, &grant)?;
+        let replaces = match p.get("replaces") {
+            Some(v) => Some(self.replaced(&me.device, v, &names, now)?),
+            None => None,
+        };
         self.orders.make_room(now)?;
         let expires = now + ORDER_TTL;
         let mut authz = Vec::new();
@@ -172,6 +176,7 @@ impl AcmeServer {
                 cert: None,
                 error: None,
                 profile,
+                replaces,
             },
         );
         self.orders.refresh(id);
@@ -191,6 +196,9 @@ impl AcmeServer {
             "finalize": format!("{base}/finalize/{id}"),
             "profile": o.profile.as_deref().unwrap_or(PROFILE),
         });
+        if let Some((cert_id, _)) = &o.replaces {
+            doc["replaces"] = json!(cert_id);
+        }
         if let Some(c) = o.cert {
             doc["certificate"] = json!(format!("{base}/cert/{c}"));
         }
@@ -427,8 +435,8 @@ impl AcmeServer {
     ) -> Result<Response, Denied> {
         let id = self.owned_order(signed, id)?;
         let me = own_account(signed)?;
-        let (status, names) = match self.orders.orders.get(&id) {
-            Some(o) => (o.status, o.names.clone()),
+        let (status, names, replaces) = match self.orders.orders.get(&id) {
+            Some(o) => (o.status, o.names.clone(), o.replaces.clone().map(|r| r.1)),
             None => return Err(Problem::internal("order lost").into()),
         };
         let listed: Vec<String> = names.iter().map(|n| n.0.clone()).collect();
@@ -491,6 +499,7 @@ impl AcmeServer {
             names: listed,
             csr,
             client,
+            replaces,
         };
         let resp = match self.issue(job, broker, now)? {
             true => json_response(200, &self.order_json(id, base)),

@@ -139,6 +139,32 @@ impl Accounts {
         Ok(self.file.next)
     }
 
+    /// Forgets every account `dead` says is, and saves once: (the ids dropped). Nothing is
+    /// written when none is.
+    pub fn prune(&mut self, dead: impl Fn(&Account) -> bool) -> Result<Vec<u64>, store::Error> {
+        let gone: Vec<u64> = self
+            .file
+            .accounts
+            .iter()
+            .filter(|a| dead(a))
+            .map(|a| a.id)
+            .collect();
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        let before = std::mem::take(&mut self.file.accounts);
+        self.file.accounts = before
+            .iter()
+            .filter(|a| !gone.contains(&a.id))
+            .cloned()
+            .collect();
+        if let Err(e) = self.save() {
+            self.file.accounts = before;
+            return Err(e);
+        }
+        Ok(gone)
+    }
+
     /// Forgets account `id` (its admission was undone) and saves.
     pub fn remove(&mut self, id: u64) {
         self.file.accounts.retain(|a| a.id != id);
@@ -221,6 +247,8 @@ pub struct Order {
     pub error: Option<Problem>,
     /// The profile asked for.
     pub profile: Option<String>,
+    /// RFC 9773 §5 `replaces`: (the certID as sent, the replaced certificate's serial, hex).
+    pub replaces: Option<(String, String)>,
 }
 
 /// An authorization (RFC 8555 §7.1.4) with its challenges (one token for all types).
@@ -382,6 +410,7 @@ mod tests {
                     cert: None,
                     error: None,
                     profile: None,
+                    replaces: None,
                 },
             );
         }

@@ -36,7 +36,7 @@ fn setup(tag: &str, preauthorized: bool) -> (PathBuf, AcmeServer, Arc<FixedClock
         max_accounts: 4,
         max_orders: 4,
     };
-    let srv = AcmeServer::new(acme, &dir, ca, clock.clone()).unwrap();
+    let srv = AcmeServer::new(acme, &dir, ca, cfg.ca.clone(), clock.clone()).unwrap();
     (dir, srv, clock)
 }
 
@@ -721,3 +721,5 @@ fn replaced_and_expired_tokens_admit_nobody() {
         .contains("token expired"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+mod lifecycle;

@@ -4,20 +4,17 @@
 //! local interim certificate within `upstream_wait` + 1 s. The client is curl with gatecert's
 //! own JWS signers, so the time from finalize to a valid order is measured exactly.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatecert::acme::jws::{self, KidSigner, Signer};
 use gatecert::crypto::{self, CertInfo, KeyType, PrivateKey};
 use serde_json::{json, Value};
 
-use super::common::{Pebble, Ports, TempDir};
+use super::common::{self, Blackhole, Pebble, Ports, TempDir};
 use super::refusals::{curl, new_account, nonce, order_for, post, url, Reply};
-use super::{free_port, Gatecert};
+use super::{broker_sections, free_port, Gatecert};
 
 /// POST-as-GET (RFC 8555 6.3).
 fn fetch(g: &Gatecert, path: &str, signer: &dyn Signer) -> Reply {
@@ -98,39 +95,6 @@ fn obtain(g: &Gatecert, device: &str, name: &str) -> (f64, CertInfo, String) {
     (elapsed, info, pem)
 }
 
-/// A listener that accepts and never answers.
-struct Blackhole {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl Blackhole {
-    fn start() -> Blackhole {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let port = l.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while !flag.load(Ordering::SeqCst) {
-                match l.accept() {
-                    Ok((s, _)) if held.len() < 64 => held.push(s),
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        Blackhole { port, stop }
-    }
-}
-
-impl Drop for Blackhole {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
 fn self_signed(dir: &Path) -> std::path::PathBuf {
     let pem = dir.join("unused-ca.pem");
     let out = Command::new("openssl")
@@ -161,17 +125,13 @@ fn blackholed_upstream_gives_an_interim_certificate_within_upstream_wait() {
     let hole = Blackhole::start();
     let tmp = TempDir::new("acmed-hole");
     let ca = self_signed(tmp.path());
-    let sections = format!(
-        "config certificate 'gw'\n\toption directory 'https://127.0.0.1:{hole}/dir'\n\
-         \toption ca_bundle '{ca}'\n\tlist domain 'gw.local'\n\tlist ip '127.0.0.1'\n\
-         \toption challenge 'http-01'\n\toption http_listen '127.0.0.1:{http}'\n\
-         \toption timeout '30'\n\n\
-         config ca 'local'\n\tlist allow_suffix 'local'\n\tlist allow_ip '127.0.0.1/32'\n\n\
-         config broker 'upstream'\n\toption certificate 'gw'\n\
-         \toption upstream_wait '{WAIT}'\n\toption interim_lifetime '1h'\n",
-        hole = hole.port,
-        ca = ca.display(),
-        http = free_port(),
+    let sections = broker_sections(
+        &format!("https://127.0.0.1:{}/dir", hole.port),
+        &ca,
+        "local",
+        free_port(),
+        30,
+        WAIT,
     );
     let g = Gatecert::start_with("hole", "\toption preauthorized '1'\n", &sections);
     let (elapsed, info, pem) = obtain(&g, "cam8", "cam8.local");
@@ -206,17 +166,13 @@ const PORTS: Ports = Ports {
 #[test]
 fn upstream_up_gives_a_chain_to_pebble() {
     let pebble = Pebble::start_with(PORTS, "acmed-pebble");
-    let sections = format!(
-        "config certificate 'gw'\n\toption directory '{dir}'\n\
-         \toption ca_bundle '{ca}'\n\tlist domain 'gw.sensors.test'\n\
-         \toption challenge 'http-01'\n\toption http_listen '127.0.0.1:{http}'\n\
-         \toption timeout '60'\n\n\
-         config ca 'local'\n\tlist allow_suffix 'sensors.test'\n\n\
-         config broker 'upstream'\n\toption certificate 'gw'\n\
-         \toption upstream_wait '60'\n\toption interim_lifetime '1h'\n",
-        dir = pebble.directory(),
-        ca = pebble.https_ca.display(),
-        http = PORTS.http01,
+    let sections = broker_sections(
+        &pebble.directory(),
+        &pebble.https_ca,
+        "sensors.test",
+        PORTS.http01,
+        60,
+        60,
     );
     let mut g = Gatecert::start_with("pebble", "\toption preauthorized '1'\n", &sections);
     g.host = "gw.sensors.test".into();
@@ -228,19 +184,10 @@ fn upstream_up_gives_a_chain_to_pebble() {
     assert!(info.issuer.contains("Pebble"), "issuer {}", info.issuer);
     std::fs::write(g.path("leaf.pem"), &pem).unwrap();
     std::fs::write(g.path("pebble-int.pem"), pebble.intermediate()).unwrap();
-    let out = Command::new("openssl")
-        .arg("verify")
-        .arg("-CAfile")
-        .arg(pebble.root())
-        .arg("-untrusted")
-        .arg(g.path("pebble-int.pem"))
-        .arg(g.path("leaf.pem"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::verify_chain(
+        &pebble.root(),
+        &g.path("pebble-int.pem"),
+        &g.path("leaf.pem"),
     );
     g.assert_audit(
         "acme.issue",

@@ -305,6 +305,14 @@ impl Pebble {
     }
 }
 
+impl Pebble {
+    /// pebble's management API says `serial_hex` is revoked.
+    pub fn is_revoked(&self, serial_hex: &str) -> bool {
+        let status = self.cert_status(&serial_hex.to_ascii_lowercase());
+        status.contains("\"Status\": \"Revoked\"") || status.contains("\"Status\":\"Revoked\"")
+    }
+}
+
 /// `target/test-logs/<suite>`: where integration tests keep every gatecert invocation's stdout
 /// and stderr, so tests/secrets.sh can scan them for leaked keys and tokens.
 pub fn log_dir(suite: &str) -> PathBuf {
@@ -398,4 +406,116 @@ pub fn dns_hook(dir: &Path, mgmt: &str) -> (PathBuf, PathBuf) {
     .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     (hook, log)
+}
+
+/// A DER CRL (as `GET /crl` serves it) written under `dir` and converted to PEM by `openssl crl`
+/// (which fails on a bad CRL); returns (PEM path, `openssl crl -text` output).
+pub fn crl_to_pem(dir: &Path, tag: &str, der: &[u8]) -> (PathBuf, String) {
+    let der_path = dir.join(format!("{tag}.crl.der"));
+    std::fs::write(&der_path, der).unwrap();
+    let pem = dir.join(format!("{tag}.crl.pem"));
+    run(Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-in"])
+        .arg(&der_path)
+        .arg("-out")
+        .arg(&pem));
+    let text = run(Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(&der_path));
+    (pem, String::from_utf8_lossy(&text.stdout).into_owned())
+}
+
+/// `openssl verify` of `leaf` (PEM, leaf first) with `intermediates` against `root`.
+pub fn verify_chain(root: &Path, intermediates: &Path, leaf: &Path) {
+    let out = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(root)
+        .arg("-untrusted")
+        .arg(intermediates)
+        .arg(leaf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl verify {}: {}{}",
+        leaf.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `openssl verify -crl_check` of `leaf` against `root`, `intermediate` and `crl`:
+/// (passed, what openssl said).
+pub fn verify_with_crl(
+    root: &Path,
+    intermediate: &Path,
+    crl: &Path,
+    leaf: &Path,
+) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(["verify", "-crl_check", "-CAfile"])
+        .arg(root)
+        .arg("-untrusted")
+        .arg(intermediate)
+        .arg("-CRLfile")
+        .arg(crl)
+        .arg(leaf)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A listener on 127.0.0.1 that accepts and never answers: a blackholed upstream. Dropping it
+/// closes the held connections and frees the port (the thread is joined).
+pub struct Blackhole {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Blackhole {
+    /// On a free port.
+    pub fn start() -> Blackhole {
+        Blackhole::on(0)
+    }
+
+    /// On `port` (0: any free one).
+    pub fn on(port: u16) -> Blackhole {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((s, _)) if held.len() < 64 => held.push(s),
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Blackhole {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -94,41 +94,17 @@ impl Gatecert {
                 .contains("content-type: application/pkix-crl"),
             "{headers}"
         );
-        let der_path = self.path(&format!("{tag}.crl.der"));
-        std::fs::write(&der_path, &der).unwrap();
-        let pem = self.path(&format!("{tag}.crl.pem"));
-        let der_arg = der_path.to_str().unwrap();
-        openssl(&[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            der_arg,
-            "-out",
-            pem.to_str().unwrap(),
-        ]);
-        let text = openssl(&["crl", "-inform", "DER", "-in", der_arg, "-noout", "-text"]);
-        (pem, String::from_utf8_lossy(&text.stdout).into_owned())
+        common::crl_to_pem(&self.dir, tag, &der)
     }
 
     /// `openssl verify -crl_check` of `leaf` against the root, the intermediate and `crl`.
     fn verify_with_crl(&self, leaf: &Path, crl: &Path) -> (bool, String) {
-        let out = Command::new("openssl")
-            .args(["verify", "-crl_check", "-CAfile"])
-            .arg(self.path("root.pem"))
-            .arg("-untrusted")
-            .arg(self.state().join("ca/intermediate.pem"))
-            .arg("-CRLfile")
-            .arg(crl)
-            .arg(leaf)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        common::verify_with_crl(
+            &self.path("root.pem"),
+            &self.state().join("ca/intermediate.pem"),
+            crl,
+            leaf,
+        )
     }
 }
 
