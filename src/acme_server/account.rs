@@ -21,7 +21,7 @@ use crate::token::{self, Claims, Tokens};
 /// How long the service's loop waits for `tokens.jnl.lock` (as EST does).
 const TOKEN_LOCK_WAIT: Duration = Duration::from_millis(50);
 
-/// How long a revocation waits for `leaves.json.lock` (as a brokered issuance does).
+/// How long a revocation waits for `leaves.jnl.lock` (as a brokered issuance does).
 const INVENTORY_LOCK_WAIT: Duration = Duration::from_millis(250);
 
 fn payload_json(signed: &Signed) -> Result<Value, Problem> {
