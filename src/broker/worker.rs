@@ -62,6 +62,8 @@ pub enum Job {
         force: bool,
         /// Only this certificate.
         cert: Option<String>,
+        /// Re-issue from this issuer (`renew --now --issuer NAME`).
+        issuer: Option<String>,
         /// Where the answer goes.
         reply: Sender<(i32, String)>,
     },
@@ -310,8 +312,13 @@ impl Worker {
                     der,
                     reason,
                 }) => self.revoke(serial, &der, reason),
-                Ok(Job::Renew { force, cert, reply }) => {
-                    let _ = reply.send(self.renew_now(force, cert.as_deref()));
+                Ok(Job::Renew {
+                    force,
+                    cert,
+                    issuer,
+                    reply,
+                }) => {
+                    let _ = reply.send(self.renew_now(force, cert.as_deref(), issuer.as_deref()));
                 }
                 Ok(Job::Reconfigure(cfg)) => {
                     self.cfg = *cfg;
@@ -513,7 +520,7 @@ impl Worker {
             .map_err(renew::Error::Clock)?;
         let login = renew::account(&client, env.state_dir, leaf)?;
         match renew::order_with_csr(&client, &env, &login, leaf, csr_der, trusted) {
-            Err(e) if forget_stale_account(&e, env.state_dir, directory) => {
+            Err(e) if renew::issuers::forget_stale_account(&e, env.state_dir, directory) => {
                 let login = renew::account(&client, env.state_dir, leaf)?;
                 renew::order_with_csr(&client, &env, &login, leaf, csr_der, trusted)
             }
@@ -522,30 +529,22 @@ impl Worker {
     }
 
     /// [`Job::Renew`]: 0 renewed, 1 nothing due, 2 an error (then the message says which).
-    fn renew_now(&mut self, force: bool, only: Option<&str>) -> (i32, String) {
+    fn renew_now(&mut self, force: bool, only: Option<&str>, pin: Option<&str>) -> (i32, String) {
         let certs: Vec<Certificate> = self
             .cfg
             .certificates
             .iter()
             .filter(|c| c.directory.is_some() && only.is_none_or(|n| n == c.name))
+            // `--issuer NAME` without a certificate: every one that lists it.
+            .filter(|c| only.is_some() || pin.is_none_or(|p| c.issuers.iter().any(|i| i.name == p)))
             .cloned()
             .collect();
+        if let Some(p) = pin.filter(|_| certs.is_empty()) {
+            return (2, format!("no certificate lists issuer '{p}'"));
+        }
         let (mut renewed, mut errors) = (false, Vec::new());
         for cert in certs {
-            let result = match self.transport(&cert) {
-                Ok(transport) => {
-                    let sleep = acme::thread_sleep;
-                    let env = Env {
-                        state_dir: &self.cfg.main.state_dir,
-                        clock: self.clock.as_ref(),
-                        transport: &transport,
-                        sleep: &sleep,
-                        remember_polls: false,
-                    };
-                    renew::renew_one(&env, &cert, force)
-                }
-                Err(e) => Err(renew::Error::Transport(e)),
-            };
+            let result = self.renew_cert(&cert, force || pin.is_some(), pin);
             let now = self.clock.now();
             let attempt = match &result {
                 Ok(renew::Outcome::NotDue(_)) | Err(renew::Error::Clock(_)) => None,
@@ -604,29 +603,21 @@ impl Worker {
             let feeds_health = self
                 .broker_cert()
                 .is_some_and(|b| b.directory == cert.directory);
-            let result = match self.transport(&cert) {
-                Ok(transport) => {
-                    let sleep = acme::thread_sleep;
-                    let env = Env {
-                        state_dir: &self.cfg.main.state_dir,
-                        clock: self.clock.as_ref(),
-                        transport: &transport,
-                        sleep: &sleep,
-                        remember_polls: false,
-                    };
-                    self.shared.begin();
-                    let directory = cert.directory.as_deref().unwrap_or_default();
-                    let r = match renew::renew_one(&env, &cert, false) {
-                        Err(e) if forget_stale_account(&e, env.state_dir, directory) => {
-                            renew::renew_one(&env, &cert, false)
-                        }
-                        other => other,
-                    };
-                    self.shared.end();
-                    r
+            self.shared.begin();
+            let directory = cert.directory.as_deref().unwrap_or_default();
+            let result = match self.renew_cert(&cert, false, None) {
+                Err(e)
+                    if renew::issuers::forget_stale_account(
+                        &e,
+                        &self.cfg.main.state_dir,
+                        directory,
+                    ) =>
+                {
+                    self.renew_cert(&cert, false, None)
                 }
-                Err(e) => Err(renew::Error::Transport(e)),
+                other => other,
             };
+            self.shared.end();
             let now = self.clock.now();
             // The clock gate refused: nothing was attempted, so it is no renewal failure (no
             // health record, no backoff); look again in a minute.
@@ -703,6 +694,29 @@ impl Worker {
         }
     }
 
+    /// Renews one gateway certificate through [`renew::issuers`] (failover between its
+    /// issuers; `pin` re-issues from one).
+    fn renew_cert(
+        &self,
+        cert: &Certificate,
+        force: bool,
+        pin: Option<&str>,
+    ) -> Result<renew::Outcome, renew::Error> {
+        let sleep = acme::thread_sleep;
+        let make = |c: &Certificate| {
+            self.transport(c)
+                .map(|t| Box::new(t) as Box<dyn Transport + '_>)
+        };
+        let ctx = renew::issuers::Ctx {
+            state_dir: &self.cfg.main.state_dir,
+            clock: self.clock.as_ref(),
+            sleep: &sleep,
+            remember_polls: false,
+            transport: &make,
+        };
+        renew::issuers::renew(&ctx, cert, force, pin)
+    }
+
     /// While down: a cheap GET of the directory, with backoff.
     fn probe_if_due(&mut self) {
         let now = self.clock.now();
@@ -769,21 +783,6 @@ fn server_retry_after(e: &renew::Error) -> Option<i64> {
         renew::Error::Acme(acme::Error::Problem { retry_after, .. }) => *retry_after,
         _ => None,
     }
-}
-
-/// After an upstream reset (a test CA restarted, a private CA rebuilt) the stored account URL
-/// is unknown to it (RFC 8555 §6.7 `accountDoesNotExist`): forget the URL, keep the key, so the
-/// next attempt finds or re-creates the account. True when it did.
-fn forget_stale_account(e: &renew::Error, state_dir: &Path, directory: &str) -> bool {
-    let renew::Error::Acme(acme::Error::Problem { problem, .. }) = e else {
-        return false;
-    };
-    if !problem.is("accountDoesNotExist") {
-        return false;
-    }
-    let path = renew::account_dir(state_dir, directory).join("account.json");
-    log::warn!("{directory} no longer knows our account; looking it up again");
-    std::fs::remove_file(path).is_ok()
 }
 
 fn names(c: &Certificate) -> String {
