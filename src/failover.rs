@@ -221,6 +221,19 @@ pub fn judge(failure: &Failure, streak: &mut Streak, now: i64, deadline: i64) ->
     }
 }
 
+/// Why [`judge`] kept the issuer, for the log.
+pub fn staying(failure: &Failure, streak: &Streak) -> String {
+    match failure {
+        Failure::Unreachable | Failure::ServerError => format!(
+            "failure {} in a row; it is left after {OUTAGE_FAILURES} spanning {} minutes",
+            streak.failures,
+            OUTAGE_SPAN / 60
+        ),
+        Failure::RateLimited(_) => "the rate limit ends before the renewal deadline".into(),
+        _ => "another CA would refuse it too".into(),
+    }
+}
+
 /// Puts the issuer `streak` on hold after it was left at `now`: [`HOLD_MIN`] doubling with
 /// each failover in a row, at most [`HOLD_MAX`], and never before `retry_after` ends.
 pub fn hold_until(streak: &mut Streak, now: i64, retry_after: Option<i64>) -> i64 {
@@ -251,6 +264,88 @@ pub fn order<'a>(names: &[&'a str], record: &Record, now: i64) -> Vec<&'a str> {
         names.to_vec()
     } else {
         free
+    }
+}
+
+/// `status`'s view of a certificate's issuers (doc/status-schema.md, `issuers`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct View {
+    /// The issuer in use: the one that issued the live certificate (the first when none yet).
+    pub active: String,
+    /// `list issuer`, most preferred first.
+    pub order: Vec<String>,
+    /// Why `active` is not the first: `unreachable`, `server-error`, `rate-limited`,
+    /// `account`, `caa` or `operator`; `null` when it is the first.
+    pub reason: Option<&'static str>,
+    /// The issuer left for `reason`.
+    pub from: Option<String>,
+    /// When `active` was chosen, Unix seconds.
+    pub since: Option<i64>,
+    /// Issuers not asked again before a time (they were left).
+    pub held: Vec<Held>,
+}
+
+/// An issuer on hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Held {
+    /// Its name.
+    pub name: String,
+    /// Not asked again before this time, Unix seconds.
+    pub until: i64,
+}
+
+/// The view of `names` (`list issuer`) with the certificate's `record` at `now`.
+pub fn view(names: &[&str], record: Option<&Record>, now: i64) -> View {
+    let empty = Record::default();
+    let r = record.unwrap_or(&empty);
+    let active = r
+        .active
+        .clone()
+        .filter(|a| names.contains(&a.as_str()))
+        .unwrap_or_else(|| names.first().map_or_else(String::new, |n| n.to_string()));
+    let first = names.first().is_some_and(|n| *n == active);
+    View {
+        reason: r.reason.filter(|_| !first).map(Reason::as_str),
+        from: r.from.clone().filter(|_| !first),
+        since: r.at,
+        held: r
+            .streaks
+            .iter()
+            .filter_map(|s| {
+                let until = s.hold_until.filter(|&t| now < t)?;
+                Some(Held {
+                    name: s.name.clone(),
+                    until,
+                })
+            })
+            .collect(),
+        order: names.iter().map(|n| n.to_string()).collect(),
+        active,
+    }
+}
+
+impl View {
+    /// One line for `gatecert status`'s table.
+    pub fn line(&self) -> String {
+        let mut s = format!("issuer: {}", self.active);
+        if let (Some(reason), Some(from)) = (self.reason, &self.from) {
+            s.push_str(&format!(" (failed over from {from}: {reason}"));
+            if let Some(t) = self.since {
+                s.push_str(&format!(", {}", crate::crypto::rfc3339(t)));
+            }
+            s.push(')');
+        } else if let Some(reason) = self.reason {
+            s.push_str(&format!(" ({reason})"));
+        }
+        s.push_str(&format!("; order: {}", self.order.join(", ")));
+        for h in &self.held {
+            s.push_str(&format!(
+                "; {} retried after {}",
+                h.name,
+                crate::crypto::rfc3339(h.until)
+            ));
+        }
+        s
     }
 }
 

@@ -139,3 +139,7 @@ pub(super) fn for_certificate(
     }
     list(r, known, email, profile)
 }
+
+#[cfg(test)]
+#[path = "issuer_tests.rs"]
+mod tests;

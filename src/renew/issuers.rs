@@ -196,7 +196,22 @@ fn with_failover(ctx: &Ctx, cert: &Certificate, force: bool) -> Result<Outcome, 
                         );
                         left = Some((name.to_string(), reason));
                     }
-                    _ => {
+                    Some(_) => {
+                        log::warn!(
+                            "{}: issuer '{name}', the last in the list, failed: {}",
+                            cert.name,
+                            crate::errchain::one_line(&e)
+                        );
+                        store(ctx.state_dir, &cert.name, record);
+                        return Err(e);
+                    }
+                    None => {
+                        log::warn!(
+                            "{}: issuer '{name}' failed, staying with it ({}): {}",
+                            cert.name,
+                            failover::staying(&f, record.streak(name)),
+                            crate::errchain::one_line(&e)
+                        );
                         store(ctx.state_dir, &cert.name, record);
                         return Err(e);
                     }

@@ -191,6 +191,8 @@ pub struct CertStatus {
     pub config_file: Option<String>,
     /// Gateway rows: the section there, as `uci show` names it (`gateway`, `@certificate[0]`).
     pub config_section: Option<String>,
+    /// Gateway rows with `list issuer`: the issuer in use and why (failover).
+    pub issuers: Option<crate::failover::View>,
 }
 
 /// The upstream ACME CA, from `<state_dir>/upstream.json` (written by the broker).
@@ -526,6 +528,9 @@ impl Status {
             if let (Some(f), Some(sec)) = (&c.config_file, &c.config_section) {
                 let _ = writeln!(out, "    config: {f}, section '{sec}'");
             }
+            if let Some(v) = &c.issuers {
+                let _ = writeln!(out, "    {}", v.line());
+            }
         }
         if !self.config_notes.is_empty() {
             let _ = writeln!(out);
@@ -681,6 +686,7 @@ fn empty_row(name: &str, kind: Kind, state: CertState) -> CertStatus {
         error: None,
         config_file: None,
         config_section: None,
+        issuers: None,
     }
 }
 
@@ -786,6 +792,10 @@ fn gateway_row(cfg: &Config, cert: &Certificate, now: i64) -> CertStatus {
     }
     row.config_file = Some(cert.origin.file.display().to_string());
     row.config_section = Some(cert.origin.section.clone());
+    if !cert.issuers.is_empty() {
+        let names: Vec<&str> = cert.issuers.iter().map(|i| i.name.as_str()).collect();
+        row.issuers = Some(crate::failover::view(&names, state.issuer.as_ref(), now));
+    }
     if let (Some(serial), Some(revoked)) = (&row.serial, &state.revoked) {
         if crypto::same_serial(serial, revoked) && row.state > CertState::Revoked {
             row.state = CertState::Revoked;
@@ -821,6 +831,9 @@ struct AriState {
     /// The serial `gatecert revoke` revoked.
     #[serde(default)]
     revoked: Option<String>,
+    /// The issuer in use (`list issuer`).
+    #[serde(default)]
+    issuer: Option<crate::failover::Record>,
 }
 
 /// True when some ACME certificate has a live set the EST listener could serve.
