@@ -88,7 +88,8 @@ fn reissue(ctx: &Ctx, cert: &Certificate, issuer: &Issuer) -> Result<Outcome, Er
     let mut record = load(ctx.state_dir, &cert.name)?;
     let now = ctx.clock.now();
     audit(
-        ctx,
+        ctx.state_dir,
+        now,
         "issuer.reissue",
         serde_json::json!({"cert": cert.name, "issuer": issuer.name,
             "directory": issuer.directory, "previous": record.active}),
@@ -140,26 +141,57 @@ fn with_failover(ctx: &Ctx, cert: &Certificate, force: bool) -> Result<Outcome, 
     };
     let now = ctx.clock.now();
     let deadline = failover::deadline(validity(ctx.state_dir, &cert.name), now);
-    let names: Vec<&str> = cert.issuers.iter().map(|i| i.name.as_str()).collect();
-    let order = failover::order(&names, &record, now);
+    let live_name = live.name.clone();
+    let result = try_in_order(
+        ctx.state_dir,
+        ctx.clock,
+        &cert.name,
+        &cert.issuers,
+        &mut record,
+        deadline,
+        |issuer| {
+            // `replaces` names a certificate of the CA that issued the live one (RFC 9773 §5).
+            let replaces = (issuer.name == live_name)
+                .then(|| replaces.clone())
+                .flatten();
+            attempt(ctx, cert, issuer, replaces)
+        },
+    );
+    store(ctx.state_dir, &cert.name, record);
+    result
+}
+
+/// Orders with `attempt` from the most preferred of `issuers` not on hold, moving on to the
+/// next when [`failover::judge`] says the failure will not clear before `deadline`; every move
+/// is audited first (`issuer.failover`, `subject` names the certificate or `broker`). Updates
+/// `record` (the caller persists it). The last error is returned when no issuer succeeds.
+pub fn try_in_order<T>(
+    state_dir: &Path,
+    clock: &dyn Clock,
+    subject: &str,
+    issuers: &[Issuer],
+    record: &mut Record,
+    deadline: i64,
+    mut attempt: impl FnMut(&Issuer) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let names: Vec<&str> = issuers.iter().map(|i| i.name.as_str()).collect();
+    let order = failover::order(&names, record, clock.now());
     let mut left: Option<(String, Reason)> = None;
+    let mut last = None;
     for (k, name) in order.iter().copied().enumerate() {
-        let issuer = find(cert, name)?;
+        let Some(issuer) = issuers.iter().find(|i| i.name == name) else {
+            continue;
+        };
         if let Some((from, reason)) = &left {
-            // No order from a backup without its audit line.
-            let fields = serde_json::json!({"cert": cert.name, "from": from, "to": name,
+            // Nothing is ordered from a backup without its audit line.
+            let fields = serde_json::json!({"cert": subject, "from": from, "to": name,
                 "reason": reason.as_str(), "directory": issuer.directory});
-            if let Err(e) = audit(ctx, "issuer.failover", fields) {
-                store(ctx.state_dir, &cert.name, record);
-                return Err(e);
-            }
+            audit(state_dir, clock.now(), "issuer.failover", fields)?;
         }
-        // `replaces` names a certificate of the CA that issued the live one (RFC 9773 §5).
-        let replaces = (live.name == name).then(|| replaces.clone()).flatten();
-        match attempt(ctx, cert, issuer, replaces) {
+        let e = match attempt(issuer) {
             Ok(out) => {
                 failover::healthy(record.streak(name));
-                if name == names[0] {
+                if names.first() == Some(&name) {
                     record.reason = None;
                     record.from = None;
                 } else if let Some((from, reason)) = left {
@@ -167,63 +199,46 @@ fn with_failover(ctx: &Ctx, cert: &Certificate, force: bool) -> Result<Outcome, 
                     record.from = Some(from);
                 }
                 if record.active.as_deref() != Some(name) {
-                    log::info!("{}: issuer '{name}' is in use now", cert.name);
-                    record.at = Some(ctx.clock.now());
+                    log::info!("{subject}: issuer '{name}' is in use now");
+                    record.at = Some(clock.now());
                 }
                 record.active = Some(name.to_string());
-                store(ctx.state_dir, &cert.name, record);
                 return Ok(out);
             }
-            Err(e) => {
-                let f = failover::classify(&e);
-                let now = ctx.clock.now();
-                let reason = failover::judge(&f, record.streak(name), now, deadline);
-                match reason {
-                    Some(reason) if k + 1 < order.len() => {
-                        let retry_after = match f {
-                            Failure::RateLimited(ra) => ra,
-                            _ => None,
-                        };
-                        let until = failover::hold_until(record.streak(name), now, retry_after);
-                        log::warn!(
-                            "{}: leaving issuer '{name}' ({}: {}); trying '{}', '{name}' again \
-                             after {}",
-                            cert.name,
-                            reason.as_str(),
-                            crate::errchain::one_line(&e),
-                            order[k + 1],
-                            crate::crypto::rfc3339(until)
-                        );
-                        left = Some((name.to_string(), reason));
-                    }
-                    Some(_) => {
-                        log::warn!(
-                            "{}: issuer '{name}', the last in the list, failed: {}",
-                            cert.name,
-                            crate::errchain::one_line(&e)
-                        );
-                        store(ctx.state_dir, &cert.name, record);
-                        return Err(e);
-                    }
-                    None => {
-                        log::warn!(
-                            "{}: issuer '{name}' failed, staying with it ({}): {}",
-                            cert.name,
-                            failover::staying(&f, record.streak(name)),
-                            crate::errchain::one_line(&e)
-                        );
-                        store(ctx.state_dir, &cert.name, record);
-                        return Err(e);
-                    }
-                }
+            Err(e) => e,
+        };
+        let f = failover::classify(&e);
+        let now = clock.now();
+        let why = crate::errchain::one_line(&e);
+        match failover::judge(&f, record.streak(name), now, deadline) {
+            Some(reason) if k + 1 < order.len() => {
+                let retry_after = match f {
+                    Failure::RateLimited(ra) => ra,
+                    _ => None,
+                };
+                let until = failover::hold_until(record.streak(name), now, retry_after);
+                log::warn!(
+                    "{subject}: leaving issuer '{name}' ({}: {why}); trying '{}', '{name}' again \
+                     after {}",
+                    reason.as_str(),
+                    order[k + 1],
+                    crate::crypto::rfc3339(until)
+                );
+                left = Some((name.to_string(), reason));
+                last = Some(e);
+            }
+            Some(_) => {
+                log::warn!("{subject}: issuer '{name}', the last to try, failed: {why}");
+                return Err(e);
+            }
+            None => {
+                let staying = failover::staying(&f, record.streak(name));
+                log::warn!("{subject}: issuer '{name}' failed, staying with it ({staying}): {why}");
+                return Err(e);
             }
         }
     }
-    // `order` is never empty (a certificate with `list issuer` names at least one).
-    Err(Error::Config(format!(
-        "certificate '{}': no issuer to order from",
-        cert.name
-    )))
+    Err(last.unwrap_or_else(|| Error::Config(format!("{subject}: no issuer to order from"))))
 }
 
 /// One order from `issuer`; an account the CA no longer knows is looked up again once.
@@ -282,11 +297,11 @@ fn store(state_dir: &Path, name: &str, record: Record) {
     }
 }
 
-fn audit(ctx: &Ctx, event: &str, fields: serde_json::Value) -> Result<(), Error> {
+fn audit(state_dir: &Path, now: i64, event: &str, fields: serde_json::Value) -> Result<(), Error> {
     crate::audit::Audit::open(
-        &crate::audit::path_in(ctx.state_dir),
+        &crate::audit::path_in(state_dir),
         crate::audit::DEFAULT_MAX_BYTES,
     )
-    .and_then(|mut a| a.append(ctx.clock.now(), event, fields))
+    .and_then(|mut a| a.append(now, event, fields))
     .map_err(Error::Audit)
 }
