@@ -34,6 +34,9 @@ pub const HOLD_MIN: i64 = 3600;
 /// The longest hold, seconds (1 day).
 pub const HOLD_MAX: i64 = 86_400;
 
+/// `<state_dir>/upstream-issuer.json`: the broker's [`Record`] (its `list issuer`).
+pub const BROKER_RECORD: &str = "upstream-issuer.json";
+
 /// How one failed attempt bears on the choice of issuer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {

@@ -203,6 +203,7 @@ impl Handle {
             next_probe: None,
             queue: Queue::new(),
             renewals: HashMap::new(),
+            issuers: renew::issuers::load_record(&broker_record(&cfg.main.state_dir)),
         };
         if worker.health.state == State::Down {
             worker.next_probe = Some(worker.clock.now());
@@ -288,6 +289,13 @@ struct Worker {
     next_probe: Option<i64>,
     queue: Queue,
     renewals: HashMap<String, RenewState>,
+    /// The broker's `list issuer`: which one is in use and the others' failures.
+    issuers: crate::failover::Record,
+}
+
+/// The broker's [`crate::failover::Record`] in `state_dir`.
+fn broker_record(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join(crate::failover::BROKER_RECORD)
 }
 
 impl Worker {
@@ -424,7 +432,26 @@ impl Worker {
         log::info!("brokering {} for {}", names(&leaf), key.device);
         let started = Instant::now();
         self.shared.begin();
-        let result = self.order_upstream(&leaf, csr_der, b.upstream_wait);
+        let result = if b.issuers.is_empty() {
+            self.order_upstream(&leaf, csr_der, b.upstream_wait)
+        } else {
+            // A leaf waits on the order: any failure that fails over does so at once (the
+            // deadline is now).
+            let mut record = std::mem::take(&mut self.issuers);
+            let state_dir = self.cfg.main.state_dir.clone();
+            let r = renew::issuers::try_in_order(
+                &state_dir,
+                self.clock.as_ref(),
+                "broker",
+                &b.issuers,
+                &mut record,
+                self.clock.now(),
+                |i| self.order_upstream(&leaf.via(i), csr_der, b.upstream_wait),
+            );
+            renew::issuers::store_record(&broker_record(&state_dir), &record);
+            self.issuers = record;
+            r
+        };
         self.shared.end();
         let slow = started.elapsed() > Duration::from_secs(b.upstream_wait);
         match result {
@@ -451,8 +478,24 @@ impl Worker {
             });
             return;
         };
+        // With `list issuer` the leaf's CA is the one in use when it was ordered: the one in use
+        // now first, then the others (only the CA that issued it can revoke it).
+        let mut candidates: Vec<Certificate> = match &self.cfg.broker {
+            Some(b) if !b.issuers.is_empty() => {
+                let mut list: Vec<&crate::config::Issuer> = b.issuers.iter().collect();
+                list.sort_by_key(|i| Some(&i.name) != self.issuers.active.as_ref());
+                list.into_iter().map(|i| cert.via(i)).collect()
+            }
+            _ => vec![cert.clone()],
+        };
         self.shared.begin();
-        let result = self.revoke_upstream(&cert, der, reason);
+        let mut result = self.revoke_upstream(&candidates.remove(0), der, reason);
+        for other in candidates {
+            if result.is_ok() {
+                break;
+            }
+            result = self.revoke_upstream(&other, der, reason);
+        }
         self.shared.end();
         let result = match result {
             Ok(()) => {
@@ -723,10 +766,22 @@ impl Worker {
         if self.next_probe.is_none_or(|t| t > now) {
             return;
         }
-        let Some(cert) = self.broker_cert().cloned() else {
+        let Some(mut cert) = self.broker_cert().cloned() else {
             self.next_probe = None;
             return;
         };
+        if let Some(b) = &self.cfg.broker {
+            // With `list issuer`: the most preferred one not on hold.
+            let names: Vec<&str> = b.issuers.iter().map(|i| i.name.as_str()).collect();
+            let first = crate::failover::order(&names, &self.issuers, now);
+            if let Some(i) = b
+                .issuers
+                .iter()
+                .find(|i| first.first() == Some(&i.name.as_str()))
+            {
+                cert = cert.via(i);
+            }
+        }
         let directory = cert.directory.clone().unwrap_or_default();
         let result = self.transport(&cert).and_then(|t| {
             self.shared.begin();

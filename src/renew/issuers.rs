@@ -281,6 +281,23 @@ fn validity(state_dir: &Path, name: &str) -> Option<(i64, i64)> {
     Some((info.not_before, info.not_after))
 }
 
+/// A [`Record`] kept in a file of its own (the broker's); missing or unreadable = empty.
+pub fn load_record(path: &Path) -> Record {
+    crate::store::read_optional(path)
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Writes `record` to `path` atomically, only when it changed; a failure is logged.
+pub fn store_record(path: &Path, record: &Record) {
+    let text = serde_json::to_string(record).unwrap_or_default();
+    if let Err(e) = crate::store::write_if_changed(path, text.as_bytes(), crate::store::PUBLIC) {
+        log::error!("cannot record the issuer in use: {e}");
+    }
+}
+
 fn load(state_dir: &Path, name: &str) -> Result<Record, Error> {
     Ok(State::load(state_dir, name)?.issuer.unwrap_or_default())
 }

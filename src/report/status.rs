@@ -27,6 +27,10 @@ use crate::trust::{ClockTrust, Untrusted};
 
 use super::health::Health;
 
+mod upstream;
+use upstream::upstream_status;
+pub use upstream::Upstream;
+
 /// The JSON schema name and version. Bump the number on any incompatible change.
 pub const SCHEMA: &str = "gatecert.status/1";
 
@@ -195,27 +199,6 @@ pub struct CertStatus {
     pub issuers: Option<crate::failover::View>,
 }
 
-/// The upstream ACME CA, from `<state_dir>/upstream.json` (written by the broker).
-#[derive(Clone, Debug, Serialize)]
-pub struct Upstream {
-    /// `n/a` (no certificate has a directory), `unknown` (no file yet), `up`, `degraded`, `down`.
-    pub state: String,
-    /// Since when, Unix seconds.
-    pub since: Option<i64>,
-    /// The last error the broker saw.
-    pub last_error: Option<String>,
-}
-
-/// `<state_dir>/upstream.json` as the broker writes it.
-#[derive(Debug, Deserialize)]
-struct UpstreamFile {
-    state: String,
-    #[serde(default)]
-    since: Option<i64>,
-    #[serde(default)]
-    last_error: Option<String>,
-}
-
 /// The local CA.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaStatus {
@@ -356,7 +339,7 @@ impl Status {
             .map(|e| crate::errchain::one_line(&e));
         let clock = clock_status(state_dir, ca_not_before, now);
         let ca_dir_exists = LocalCa::exists(&LocalCa::dir_in(state_dir));
-        let upstream = upstream_status(cfg);
+        let upstream = upstream_status(cfg, now);
         let leaves = leaf_counts(state_dir, now);
         let tokens = token_counts(state_dir, now);
 
@@ -460,6 +443,9 @@ impl Status {
                 }
                 if let Some(e) = &self.upstream.last_error {
                     let _ = write!(line, " (last error: {e})");
+                }
+                if let Some(v) = &self.upstream.issuers {
+                    let _ = write!(line, "; leaves' {}", v.line());
                 }
                 line
             }
@@ -867,42 +853,6 @@ pub(crate) fn clock_status(state_dir: &Path, ca_not_before: Option<i64>, now: i6
         reason: (!trusted).then(|| Untrusted { now, floor, source }.to_string()),
         floor,
         ntp_synced,
-    }
-}
-
-fn upstream_status(cfg: &Config) -> Upstream {
-    let na = |state: &str| Upstream {
-        state: state.into(),
-        since: None,
-        last_error: None,
-    };
-    if cfg.broker.is_none() && cfg.certificates.iter().all(|c| c.directory.is_none()) {
-        return na("n/a");
-    }
-    let path = cfg.main.state_dir.join("upstream.json");
-    match store::read_optional(&path) {
-        // Only the broker writes upstream.json: without one, "unknown" would be forever.
-        Ok(None) if cfg.broker.is_none() => na("n/a"),
-        Ok(None) => na("unknown"),
-        Ok(Some(text)) => match serde_json::from_str::<UpstreamFile>(&text) {
-            Ok(f) if matches!(f.state.as_str(), "up" | "degraded" | "down") => Upstream {
-                state: f.state,
-                since: f.since,
-                last_error: f.last_error,
-            },
-            Ok(f) => Upstream {
-                last_error: Some(format!("{}: unknown state {:?}", path.display(), f.state)),
-                ..na("unknown")
-            },
-            Err(e) => Upstream {
-                last_error: Some(format!("{}: {e}", path.display())),
-                ..na("unknown")
-            },
-        },
-        Err(e) => Upstream {
-            last_error: Some(e.to_string()),
-            ..na("unknown")
-        },
     }
 }
 
