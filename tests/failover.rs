@@ -9,22 +9,23 @@ use std::process::{Command, Output};
 
 use common::{run, AcmeDouble, DoubleMode, Pebble, Ports, TempDir};
 
+/// Ports no other test binary uses.
 const PRIMARY: Ports = Ports {
-    acme: 14400,
-    management: 15400,
-    dns: 8453,
-    challtestsrv: 8455,
-    http01: 5380,
-    tls_alpn: 5743,
+    acme: 14500,
+    management: 15500,
+    dns: 8653,
+    challtestsrv: 8655,
+    http01: 5480,
+    tls_alpn: 5843,
 };
 const BACKUP: Ports = Ports {
-    acme: 14410,
-    management: 15410,
-    dns: 8463,
-    challtestsrv: 8465,
+    acme: 14510,
+    management: 15510,
+    dns: 8663,
+    challtestsrv: 8665,
     // Both CAs validate http-01 at the same place: gatecert's standalone listener.
-    http01: 5380,
-    tls_alpn: 5743,
+    http01: 5480,
+    tls_alpn: 5843,
 };
 const DAY: i64 = 86_400;
 
@@ -283,13 +284,13 @@ fn a_rejected_identifier_does_not_fail_over() {
         management: acme + 1000,
         dns,
         challtestsrv: dns + 2,
-        http01: 5381,
-        tls_alpn: 5744,
+        http01: 5481,
+        tls_alpn: 5844,
     };
-    let mut primary = Pebble::start_with(ports(14420, 8473), "failover-blocked-primary");
+    let mut primary = Pebble::start_with(ports(14520, 8673), "failover-blocked-primary");
     primary.blocklist = vec!["blocked.example.com".into()];
     primary.restart(false);
-    let backup = Pebble::start_with(ports(14430, 8483), "failover-blocked-backup");
+    let backup = Pebble::start_with(ports(14530, 8683), "failover-blocked-backup");
     let double = AcmeDouble::start(&primary);
     let gw = Gw::new(
         "failover-blocked",
@@ -297,7 +298,7 @@ fn a_rejected_identifier_does_not_fail_over() {
         &primary,
         &backup,
         "\nconfig certificate 'blocked'\n\tlist domain 'blocked.example.com'\n\
-         \toption http_listen '127.0.0.1:5381'\n\tlist issuer 'primary'\n\tlist issuer 'backup'\n",
+         \toption http_listen '127.0.0.1:5481'\n\tlist issuer 'primary'\n\tlist issuer 'backup'\n",
     );
     let now = 1_900_000_000;
     let out = gw.gatecert(now, &["renew", "--cert", "blocked", "-v"]);
