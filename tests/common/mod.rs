@@ -412,12 +412,15 @@ pub enum DoubleMode {
     Pass,
     /// newOrder is answered by the double: 429 `rateLimited` with `Retry-After: N` seconds.
     RateLimit(u64),
+    /// Every connection is closed unanswered: the whole CA is away.
+    Down,
 }
 
 /// A tiny test-only ACME front for a pebble (plain HTTP on 127.0.0.1): it serves pebble's
 /// directory (fetched once at start) from its own `/dir`, with newOrder pointed at itself while
-/// in [`DoubleMode::RateLimit`], where it answers 429 + Retry-After (pebble cannot be told to).
-/// Every other request goes to pebble itself. One thread, one connection at a time, each
+/// in [`DoubleMode::RateLimit`], where it answers 429 + Retry-After (pebble cannot be told to);
+/// in [`DoubleMode::Down`] it closes every connection unanswered. Every other request goes to
+/// pebble itself. One thread, one connection at a time, each
 /// request capped at 64 KiB and 5 s.
 pub struct AcmeDouble {
     pub addr: std::net::SocketAddr,
@@ -451,6 +454,10 @@ impl AcmeDouble {
                 }
                 let Ok(mut conn) = conn else { continue };
                 let mode = *m.lock().unwrap();
+                if mode == DoubleMode::Down {
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
                 let _ = double_answer(&mut conn, &directory, addr, mode, &r);
             }
         });
