@@ -229,16 +229,8 @@ pub fn decide(
     let seed = format!("{}/{}/{}", hostname(), cert.name, info.serial_hex());
     let lifetime = || schedule::decide(info.not_before, info.not_after, now, seed.as_bytes());
     let mut state = State::load(env.state_dir, &cert.name)?;
-    if state
-        .revoked
-        .as_deref()
-        .is_some_and(|r| crypto::same_serial(r, &info.serial_hex()))
-    {
-        return Ok(Decision {
-            at: now,
-            reason: schedule::Reason::Revoked,
-            recheck: None,
-        });
+    if let Some(d) = revoked_now(&state, info, now) {
+        return Ok(d);
     }
     let Some(id) = cert_id(info).filter(|_| client.directory.renewal_info.is_some()) else {
         return Ok(lifetime());
@@ -497,6 +489,20 @@ fn due_with(
     Ok(Due::Now { replaces })
 }
 
+/// Due now when `gatecert revoke` revoked the installed certificate, whatever ARI says (a CA
+/// need not move the window of a revoked certificate).
+fn revoked_now(state: &State, info: &CertInfo, now: i64) -> Option<Decision> {
+    state
+        .revoked
+        .as_deref()
+        .is_some_and(|r| crypto::same_serial(r, &info.serial_hex()))
+        .then_some(Decision {
+            at: now,
+            reason: schedule::Reason::Revoked,
+            recheck: None,
+        })
+}
+
 /// [`decide`] without the CA: revoked by `gatecert revoke`, else the lifetime rule.
 fn offline_decision(
     state_dir: &Path,
@@ -504,17 +510,8 @@ fn offline_decision(
     info: &CertInfo,
     now: i64,
 ) -> Result<Decision, Error> {
-    let state = State::load(state_dir, &cert.name)?;
-    if state
-        .revoked
-        .as_deref()
-        .is_some_and(|r| crypto::same_serial(r, &info.serial_hex()))
-    {
-        return Ok(Decision {
-            at: now,
-            reason: schedule::Reason::Revoked,
-            recheck: None,
-        });
+    if let Some(d) = revoked_now(&State::load(state_dir, &cert.name)?, info, now) {
+        return Ok(d);
     }
     let seed = format!("{}/{}/{}", hostname(), cert.name, info.serial_hex());
     Ok(schedule::decide(

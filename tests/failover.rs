@@ -75,9 +75,14 @@ impl Gw {
     }
 
     fn renew(&self, now: i64, want: i32) -> String {
-        let out = self.gatecert(now, &["renew", "-v"]);
+        self.expect(now, &["renew", "-v"], want)
+    }
+
+    /// `gatecert ARGS` at `now`, which must exit `want`; its stderr.
+    fn expect(&self, now: i64, args: &[&str], want: i32) -> String {
+        let out = self.gatecert(now, args);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(want), "renew at {now}:\n{err}");
+        assert_eq!(out.status.code(), Some(want), "{args:?} at {now}:\n{err}");
         err
     }
 
@@ -258,13 +263,7 @@ fn issuers_fail_over_and_come_back() {
     assert!(issued_by(&gw, "gw", &p_int));
 
     // 6. `renew --now --issuer backup`: re-issued from the backup at once, not due, audited.
-    let out = gw.gatecert(t4, &["renew", "--now", "--issuer", "backup", "gw"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gw.expect(t4, &["renew", "--now", "--issuer", "backup", "gw"], 0);
     assert!(issued_by(&gw, "gw", &b_int));
     let row = gw.row(t4, "gw");
     assert_eq!(row["issuers"]["active"], "backup", "{row}");
@@ -278,26 +277,18 @@ fn issuers_fail_over_and_come_back() {
     assert_eq!(re["cert"], "gw");
     assert_eq!(re["previous"], "primary");
     // An unknown issuer is a clear error, and nothing is ordered.
-    let out = gw.gatecert(t4, &["renew", "--now", "--issuer", "nope", "gw"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = gw.expect(t4, &["renew", "--now", "--issuer", "nope", "gw"], 2);
     assert!(
         err.contains("no issuer 'nope' in ") && err.contains("(issuer sections: primary, backup)"),
         "{err}"
     );
     // Without a certificate named: every one that lists the issuer.
-    let out = gw.gatecert(t4, &["renew", "--now", "--issuer", "primary"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gw.expect(t4, &["renew", "--now", "--issuer", "primary"], 0);
     assert!(issued_by(&gw, "gw", &p_int));
     assert_eq!(gw.row(t4, "gw")["issuers"]["active"], "primary");
     let lines = gw.audit();
-    let out = gw.gatecert(t4, &["renew", "--issuer", "backup"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("give --now as well"));
+    let err = gw.expect(t4, &["renew", "--issuer", "backup"], 2);
+    assert!(err.contains("give --now as well"), "{err}");
     assert_eq!(
         gw.audit().len(),
         lines.len(),
@@ -331,9 +322,7 @@ fn a_rejected_identifier_does_not_fail_over() {
          \toption http_listen '127.0.0.1:5481'\n\tlist issuer 'primary'\n\tlist issuer 'backup'\n",
     );
     let now = 1_900_000_000;
-    let out = gw.gatecert(now, &["renew", "--cert", "blocked", "-v"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = gw.expect(now, &["renew", "--cert", "blocked", "-v"], 2);
     assert!(err.contains("rejectedIdentifier"), "{err}");
     assert!(!err.contains("leaving issuer"), "{err}");
     assert!(!gw.live("blocked").exists(), "nothing from the backup");

@@ -114,30 +114,25 @@ pub(super) fn list(
     Ok(out)
 }
 
-/// A certificate section's `list issuer`: refuses per-CA options next to it.
-pub(super) fn for_certificate(
-    r: &Reader,
-    known: &[Issuer],
-    email: Option<&str>,
-    profile: Option<&str>,
-) -> Result<Vec<Issuer>, Error> {
+/// A certificate section with `list issuer` may not also set the per-CA options.
+pub(super) fn refuse_per_ca(r: &Reader) -> Result<(), Error> {
     let Some(opt) = r.section.option("issuer") else {
-        return Ok(Vec::new());
+        return Ok(());
     };
-    if let Some(clash) = PER_CA
+    match PER_CA
         .iter()
         .find(|o| r.section.option(o).is_some_and(|v| v.values != [""]))
     {
-        return Err(r.err(
+        Some(clash) => Err(r.err(
             opt.line,
             "issuer",
             format!(
                 "set either `option {clash}` (the one-issuer shorthand) or `list issuer`, not \
                  both: with `list issuer`, {clash} goes in each `config issuer` section"
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    list(r, known, email, profile)
 }
 
 #[cfg(test)]

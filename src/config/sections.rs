@@ -503,8 +503,8 @@ fn certificate(
         c.timeout = t;
     }
     c.key_uri = key_uri(r)?;
-    c.issuers =
-        super::issuer::for_certificate(r, issuers, c.email.as_deref(), c.profile.as_deref())?;
+    super::issuer::refuse_per_ca(r)?;
+    c.issuers = super::issuer::list(r, issuers, c.email.as_deref(), c.profile.as_deref())?;
     if let Some(first) = c.issuers.first() {
         c = c.via(first);
     }
