@@ -275,6 +275,12 @@ mod tests {
             }
         );
         assert_eq!(Request::parse(&r.line()).unwrap(), r);
+        let r = Request::parse("renew --force --cert gw --issuer backup\n").unwrap();
+        assert_eq!(r.issuer.as_deref(), Some("backup"));
+        assert_eq!(Request::parse(&r.line()).unwrap(), r);
+        assert!(Request::parse("renew --issuer\n")
+            .unwrap_err()
+            .contains("--issuer needs an issuer name"));
         assert!(Request::parse("status\n")
             .unwrap_err()
             .contains("only request"));

@@ -276,6 +276,15 @@ fn issuers_fail_over_and_come_back() {
     assert_eq!(re["issuer"], "backup");
     assert_eq!(re["cert"], "gw");
     assert_eq!(re["previous"], "primary");
+    // `revoke` goes to the CA that issued the live certificate, with our account there.
+    let out = gw.expect(t4, &["revoke", "--cert", "gw", "--reason", "superseded"], 0);
+    let serial = gw.row(t4, "gw")["serial"].as_str().unwrap().to_owned();
+    assert!(
+        backup
+            .cert_status(&serial.to_lowercase())
+            .contains("Revoked"),
+        "{out}"
+    );
     // An unknown issuer is a clear error, and nothing is ordered.
     let err = gw.expect(t4, &["renew", "--now", "--issuer", "nope", "gw"], 2);
     assert!(

@@ -295,6 +295,20 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
     }
 }
 
+/// `cert` as ordered from the issuer that issued its live certificate (`list issuer`, as
+/// `state.json` records it); `cert` itself with one issuer.
+fn issuing(state_dir: &Path, cert: &Certificate) -> Result<Certificate, Error> {
+    let active = State::load(state_dir, &cert.name)?
+        .issuer
+        .and_then(|r| r.active);
+    Ok(
+        match active.and_then(|a| cert.issuers.iter().find(|i| i.name == a)) {
+            Some(i) => cert.via(i),
+            None => cert.clone(),
+        },
+    )
+}
+
 /// `--issuer NAME`: needs `--now`, an issuer section of that name, and (with a certificate
 /// named) that certificate's `list issuer` to hold it.
 fn check_issuer(cfg: &Config, name: &str, now: bool, cert: Option<&str>) -> Result<(), String> {
@@ -367,6 +381,9 @@ pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
         Err(m) => return usage(&m),
     };
     let result = (|| -> Result<(), Error> {
+        // Only the CA that issued it can revoke it, with our account there.
+        let issuing = issuing(&cfg.main.state_dir, cert)?;
+        let cert = &issuing;
         let dir = SetDir::new(cert_dir(&cfg.main.state_dir, &cert.name));
         let (fullchain, _) = dir.read_live()?.ok_or(Error::NoCertificate(dir.live()))?;
         let info = CertInfo::from_pem(&fullchain)?;
