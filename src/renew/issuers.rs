@@ -322,3 +322,7 @@ fn audit(state_dir: &Path, now: i64, event: &str, fields: serde_json::Value) -> 
     .and_then(|mut a| a.append(now, event, fields))
     .map_err(Error::Audit)
 }
+
+#[cfg(test)]
+#[path = "issuers_tests.rs"]
+mod tests;
