@@ -1,7 +1,8 @@
 //! The broker with backup issuers (README, "Backup issuers"): leaves are ordered from the
 //! broker's `list issuer` in order; with the primary pebble stopped, the next leaf comes from
 //! the backup pebble at once (a leaf waits on its order: the deadline is now), the move is
-//! audited and `status` names the issuer and the reason.
+//! audited and `status` names the issuer and the reason; `renew --now --issuer` is handed to
+//! the running service.
 
 use super::*;
 
@@ -95,5 +96,23 @@ fn leaves_fail_over_to_the_backup_issuer() {
     assert!(
         text.contains("leaves' issuer: backup (failed over from primary: unreachable"),
         "{text}"
+    );
+
+    // `renew --now --issuer backup` while the service runs: handed to it, which re-issues the
+    // gateway certificate from the backup.
+    let out = g.cli(&["renew", "--now", "--issuer", "backup"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        g.log()
+    );
+    let pem = std::fs::read_to_string(g.state().join("certs/gw/live/cert.pem")).unwrap();
+    assert_eq!(CertInfo::from_pem(&pem).unwrap().issuer, backup_int.subject);
+    assert!(
+        g.audit().contains("\"event\":\"issuer.reissue\""),
+        "{}",
+        g.audit()
     );
 }
