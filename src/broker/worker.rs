@@ -480,17 +480,23 @@ impl Worker {
         };
         // With `list issuer` the leaf's CA is the one in use when it was ordered: the one in use
         // now first, then the others (only the CA that issued it can revoke it).
-        let mut candidates: Vec<Certificate> = match &self.cfg.broker {
+        let (first, others): (Certificate, Vec<Certificate>) = match &self.cfg.broker {
             Some(b) if !b.issuers.is_empty() => {
-                let mut list: Vec<&crate::config::Issuer> = b.issuers.iter().collect();
-                list.sort_by_key(|i| Some(&i.name) != self.issuers.active.as_ref());
-                list.into_iter().map(|i| cert.via(i)).collect()
+                let mut list: Vec<Certificate> = b.issuers.iter().map(|i| cert.via(i)).collect();
+                let active = self.issuers.active.as_deref();
+                let at = b
+                    .issuers
+                    .iter()
+                    .position(|i| Some(i.name.as_str()) == active);
+                // In range: `list` has one entry per issuer, and there is at least one.
+                let first = list.remove(at.unwrap_or(0).min(list.len() - 1));
+                (first, list)
             }
-            _ => vec![cert.clone()],
+            _ => (cert.clone(), Vec::new()),
         };
         self.shared.begin();
-        let mut result = self.revoke_upstream(&candidates.remove(0), der, reason);
-        for other in candidates {
+        let mut result = self.revoke_upstream(&first, der, reason);
+        for other in others {
             if result.is_ok() {
                 break;
             }

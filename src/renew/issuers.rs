@@ -111,11 +111,17 @@ fn reissue(ctx: &Ctx, cert: &Certificate, issuer: &Issuer) -> Result<Outcome, Er
 
 fn with_failover(ctx: &Ctx, cert: &Certificate, force: bool) -> Result<Outcome, Error> {
     let mut record = load(ctx.state_dir, &cert.name)?;
+    let Some(first) = cert.issuers.first() else {
+        return Err(Error::Config(format!(
+            "certificate '{}' lists no issuer",
+            cert.name
+        )));
+    };
     let live = record
         .active
         .as_deref()
         .and_then(|a| cert.issuers.iter().find(|i| i.name == a))
-        .unwrap_or(&cert.issuers[0]);
+        .unwrap_or(first);
     // Due? Asked of the CA that issued the live certificate; when it cannot be reached, by
     // the lifetime rule alone, so that its outage never holds up a renewal elsewhere.
     let via = cert.via(live);
