@@ -237,10 +237,16 @@ impl Broker {
         &self,
         force: bool,
         cert: Option<String>,
+        issuer: Option<String>,
     ) -> Option<std::sync::mpsc::Receiver<(i32, String)>> {
         let (reply, answer) = std::sync::mpsc::channel();
         self.worker
-            .submit(Job::Renew { force, cert, reply })
+            .submit(Job::Renew {
+                force,
+                cert,
+                issuer,
+                reply,
+            })
             .then_some(answer)
     }
 

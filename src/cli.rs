@@ -15,6 +15,7 @@ const USAGE: &str = "usage: gatecert [--config FILE] <command> [options]
 
 commands:
   renew [--force] [-v] [--cert NAME]     renew due gateway certificates (0 renewed, 1 nothing due, 2 error)
+  renew --now --issuer NAME [CERT]       re-issue at once from one of `list issuer` (e.g. after a CA distrust)
   run [--state-dir DIR] [--listen ADDR]  the service: EST, the local CA, the renewal scheduler, the broker
   status [--json] [--state-dir DIR]      certificates, clock, upstream health, leaves and tokens
   check                                  pre-flight checks
@@ -40,11 +41,15 @@ options:
 fn command_usage(command: &str) -> Option<&'static str> {
     Some(match command {
         "renew" => "usage: gatecert renew [--force] [-v] [--cert NAME]
+       gatecert renew --now --issuer NAME [CERT]
 
 Renews every due certificate (standalone ones are issued by the local CA).
   --force       renew even if not due, and without waiting out a failure backoff
   -v            show each ACME step
   --cert NAME   only this certificate section
+  --now --issuer NAME
+                re-issue now, due or not, from the issuer NAME of `list issuer` (every
+                certificate that lists it, or CERT); audited (issuer.reissue)
 exit: 0 renewed, 1 nothing due, 2 error",
         "run" => "usage: gatecert run [--state-dir DIR] [--listen ADDR]
 

@@ -38,6 +38,8 @@ pub struct Request {
     pub force: bool,
     /// `--cert NAME`.
     pub cert: Option<String>,
+    /// `--issuer NAME`: re-issue from this issuer (`renew --now --issuer`).
+    pub issuer: Option<String>,
 }
 
 impl Request {
@@ -51,6 +53,10 @@ impl Request {
             s.push_str(" --cert ");
             s.push_str(c);
         }
+        if let Some(i) = &self.issuer {
+            s.push_str(" --issuer ");
+            s.push_str(i);
+        }
         s.push('\n');
         s
     }
@@ -59,11 +65,14 @@ impl Request {
     pub fn parse(line: &str) -> Result<Request, String> {
         let mut words = line.split_ascii_whitespace();
         if words.next() != Some("renew") {
-            return Err("the only request is: renew [--force] [--cert NAME]".into());
+            return Err(
+                "the only request is: renew [--force] [--cert NAME] [--issuer NAME]".into(),
+            );
         }
         let mut req = Request {
             force: false,
             cert: None,
+            issuer: None,
         };
         while let Some(w) = words.next() {
             match w {
@@ -72,6 +81,11 @@ impl Request {
                     Some(n) if req.cert.is_none() => req.cert = Some(n.to_string()),
                     Some(_) => return Err("--cert given twice".into()),
                     None => return Err("--cert needs a certificate name".into()),
+                },
+                "--issuer" => match words.next() {
+                    Some(n) if req.issuer.is_none() => req.issuer = Some(n.to_string()),
+                    Some(_) => return Err("--issuer given twice".into()),
+                    None => return Err("--issuer needs an issuer name".into()),
                 },
                 other => return Err(format!("unexpected word {other:?} in the request")),
             }
@@ -256,10 +270,17 @@ mod tests {
             r,
             Request {
                 force: true,
-                cert: Some("gw".into())
+                cert: Some("gw".into()),
+                issuer: None,
             }
         );
         assert_eq!(Request::parse(&r.line()).unwrap(), r);
+        let r = Request::parse("renew --force --cert gw --issuer backup\n").unwrap();
+        assert_eq!(r.issuer.as_deref(), Some("backup"));
+        assert_eq!(Request::parse(&r.line()).unwrap(), r);
+        assert!(Request::parse("renew --issuer\n")
+            .unwrap_err()
+            .contains("--issuer needs an issuer name"));
         assert!(Request::parse("status\n")
             .unwrap_err()
             .contains("only request"));

@@ -641,7 +641,8 @@ impl Service {
             .cfg
             .certificates
             .iter()
-            .filter(|c| c.directory.is_none() && wanted(c))
+            // `--issuer` names an upstream CA: the local CA's certificates are not meant.
+            .filter(|c| c.directory.is_none() && wanted(c) && req.issuer.is_none())
         {
             let kept = crate::renew::standalone::keep(
                 &state_dir,
@@ -670,7 +671,7 @@ impl Service {
             .iter()
             .any(|c| c.directory.is_some() && wanted(c));
         let pending = match self.est.broker() {
-            Some(b) if acme => b.renew(req.force, req.cert.clone()),
+            Some(b) if acme => b.renew(req.force, req.cert.clone(), req.issuer.clone()),
             _ => None,
         };
         let Some(answer) = pending else {

@@ -32,6 +32,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod errchain;
 pub mod est;
+pub mod failover;
 pub mod hook;
 pub mod http;
 pub mod journal;

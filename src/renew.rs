@@ -4,7 +4,6 @@
 //!
 //! Exit codes follow uacme, for cron: 0 = renewed, 1 = nothing due, 2 = error.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,120 +26,6 @@ pub const EXIT_DONE: i32 = 0;
 pub const EXIT_NOTHING: i32 = 1;
 /// Exit code: something failed.
 pub const EXIT_ERROR: i32 = 2;
-
-/// A renewal error for one certificate.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The ACME exchange failed (the server's problem document is inside).
-    Acme(acme::Error),
-    /// A challenge could not be put in place.
-    Challenge(challenge::Error),
-    /// A state file could not be read or written.
-    Store(store::Error),
-    /// A key or certificate could not be generated or parsed.
-    Crypto(crypto::Error),
-    /// The HTTP client could not be set up (trust bundle).
-    Transport(transport::Error),
-    /// The certificate section cannot work as configured.
-    Config(String),
-    /// The server offered no challenge of the configured type for an identifier.
-    NoChallenge {
-        /// The identifier.
-        identifier: Identifier,
-        /// The configured type.
-        wanted: &'static str,
-        /// What the server offered.
-        offered: Vec<String>,
-    },
-    /// The issued certificate's public key is not the key we sent in the CSR.
-    KeyMismatch,
-    /// The deploy hook failed; the previous certificate set was put back.
-    DeployHook {
-        /// The hook command.
-        hook: String,
-        /// Its exit status.
-        status: String,
-        /// Whether a previous generation was restored.
-        restored: bool,
-    },
-    /// No certificate is installed (for revoke).
-    NoCertificate(PathBuf),
-    /// No account exists for this directory (for revoke and rollover).
-    NoAccount(PathBuf),
-    /// The clock is below its floor ([`crate::trust`]): no order is placed.
-    Clock(crate::trust::Untrusted),
-    /// A standalone certificate could not be issued from the local CA ([`standalone`]).
-    Local(crate::est::Error),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Acme(e) => write!(f, "{e}"),
-            Error::Challenge(e) => write!(f, "{e}"),
-            Error::Store(e) => write!(f, "{e}"),
-            Error::Crypto(e) => write!(f, "{e}"),
-            Error::Transport(e) => write!(f, "{e}"),
-            Error::Config(m) => f.write_str(m),
-            Error::NoChallenge {
-                identifier,
-                wanted,
-                offered,
-            } => write!(
-                f,
-                "the server offers no {wanted} challenge for {identifier} (it offers: {})",
-                offered.join(", ")
-            ),
-            Error::KeyMismatch => {
-                f.write_str("the issued certificate does not match the key of the request")
-            }
-            Error::DeployHook {
-                hook,
-                status,
-                restored,
-            } => {
-                write!(f, "deploy_hook {hook:?} failed ({status}); ")?;
-                if *restored {
-                    f.write_str("the previous certificate was restored")
-                } else {
-                    f.write_str("there was no previous certificate to restore")
-                }
-            }
-            Error::NoCertificate(p) => write!(f, "no certificate installed at {}", p.display()),
-            Error::NoAccount(p) => write!(f, "no ACME account at {}", p.display()),
-            Error::Clock(u) => write!(f, "{u}"),
-            Error::Local(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        // The wrapped errors print themselves; their causes come next in the chain.
-        match self {
-            Error::Acme(e) => e.source(),
-            Error::Challenge(e) => e.source(),
-            Error::Store(e) => e.source(),
-            Error::Crypto(e) => e.source(),
-            Error::Transport(e) => e.source(),
-            Error::Local(e) => e.source(),
-            _ => None,
-        }
-    }
-}
-
-macro_rules! from {
-    ($($t:ty => $v:ident),*) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Self {
-                Error::$v(e)
-            }
-        }
-    )*};
-}
-from!(acme::Error => Acme, challenge::Error => Challenge, store::Error => Store,
-      crypto::Error => Crypto, transport::Error => Transport);
 
 /// What happened to one certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,6 +72,10 @@ pub struct State {
     /// [`schedule::ari_poll_delay`]; RFC 9773 §4.3). Written by the cron `renew` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ari_poll_at: Option<i64>,
+    /// With `list issuer`: the issuer in use, why, and the others' failures
+    /// ([`crate::failover`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<crate::failover::Record>,
 }
 
 impl State {
@@ -340,16 +229,8 @@ pub fn decide(
     let seed = format!("{}/{}/{}", hostname(), cert.name, info.serial_hex());
     let lifetime = || schedule::decide(info.not_before, info.not_after, now, seed.as_bytes());
     let mut state = State::load(env.state_dir, &cert.name)?;
-    if state
-        .revoked
-        .as_deref()
-        .is_some_and(|r| crypto::same_serial(r, &info.serial_hex()))
-    {
-        return Ok(Decision {
-            at: now,
-            reason: schedule::Reason::Revoked,
-            recheck: None,
-        });
+    if let Some(d) = revoked_now(&state, info, now) {
+        return Ok(d);
     }
     let Some(id) = cert_id(info).filter(|_| client.directory.renewal_info.is_some()) else {
         return Ok(lifetime());
@@ -447,15 +328,24 @@ pub fn decide(
 /// Renews `cert` if due (or `force`), installs it and runs the deploy hook; then, for a
 /// certificate with `notify` (imported from acme-common), sends acme-common's event.
 pub fn renew_one(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, Error> {
+    notified(env.state_dir, cert, || renew_inner(env, cert, force))
+}
+
+/// Runs `renew`, then sends acme-common's event for a certificate with `notify`.
+pub(crate) fn notified(
+    state_dir: &Path,
+    cert: &Certificate,
+    renew: impl FnOnce() -> Result<Outcome, Error>,
+) -> Result<Outcome, Error> {
     let Some(notify) = &cert.notify else {
-        return renew_inner(env, cert, force);
+        return renew();
     };
-    let had_live = SetDir::new(cert_dir(env.state_dir, &cert.name))
+    let had_live = SetDir::new(cert_dir(state_dir, &cert.name))
         .read_live()
         .ok()
         .flatten()
         .is_some();
-    let result = renew_inner(env, cert, force);
+    let result = renew();
     // As acme-acmesh's hook.sh: renewed / renew-failed for an existing certificate,
     // issued / issue-failed for a first one; nothing when no renewal was due.
     let event = match (&result, had_live) {
@@ -495,51 +385,168 @@ fn send_event(notify: &Path, event: &str, cert: &Certificate) {
 }
 
 fn renew_inner(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, Error> {
+    let client = client_for(env, cert)?;
+    match due_with(
+        Some((&client, env)),
+        env.clock.now(),
+        env.state_dir,
+        cert,
+        force,
+    )? {
+        Due::Not(decision) => Ok(Outcome::NotDue(decision)),
+        Due::Now { replaces } => order_with(&client, env, cert, replaces),
+    }
+}
+
+/// Whether a certificate is due, and what a new order `replaces`.
+#[derive(Debug)]
+pub(crate) enum Due {
+    /// Not yet.
+    Not(Decision),
+    /// Now.
+    Now {
+        /// The live certificate's ARI certID (RFC 9773 §4.1), when its CA offers ARI.
+        replaces: Option<String>,
+    },
+}
+
+/// The ACME client for `cert`'s `directory`, after its names and the clock gate are checked.
+fn client_for<'a>(env: &'a Env, cert: &Certificate) -> Result<Client<'a>, Error> {
+    static SYS: SystemClock = SystemClock;
     let directory = cert
         .directory
         .as_deref()
         .ok_or_else(|| Error::Config(format!("certificate '{}' has no directory", cert.name)))?;
     check_names(cert)?;
-    // The clock gate, before any network call: every order takes the proof.
+    // The clock gate, before any network call.
+    crate::trust::ClockTrust::load(env.state_dir, None)
+        .check(env.clock.now())
+        .map_err(Error::Clock)?;
+    Ok(Client::new(env.transport, &SYS, env.sleep, directory)?)
+}
+
+/// Decides whether `cert` is due, asking ARI of its `directory` (the CA that issued the live
+/// certificate) where offered, else by the lifetime rule.
+pub(crate) fn due(env: &Env, cert: &Certificate, force: bool) -> Result<Due, Error> {
+    let client = client_for(env, cert)?;
+    due_with(
+        Some((&client, env)),
+        env.clock.now(),
+        env.state_dir,
+        cert,
+        force,
+    )
+}
+
+/// [`due`] without asking the CA (it cannot be reached): the lifetime rule, `days` and
+/// `gatecert revoke` decide; no `replaces`.
+pub(crate) fn due_offline(
+    now: i64,
+    state_dir: &Path,
+    cert: &Certificate,
+    force: bool,
+) -> Result<Due, Error> {
+    due_with(None, now, state_dir, cert, force)
+}
+
+fn due_with(
+    client: Option<(&Client, &Env)>,
+    now: i64,
+    state_dir: &Path,
+    cert: &Certificate,
+    force: bool,
+) -> Result<Due, Error> {
+    let set = SetDir::new(cert_dir(state_dir, &cert.name));
+    let Some((fullchain, _)) = set.read_live()? else {
+        return Ok(Due::Now { replaces: None });
+    };
+    let info = CertInfo::from_pem(&fullchain)?;
+    let same_names = names_match(cert, &info);
+    if !force && same_names {
+        let decision = match client {
+            Some((client, env)) => decide(client, env, cert, &info)?,
+            None => offline_decision(state_dir, cert, &info, now)?,
+        };
+        let decision = by_days(cert, &info, decision);
+        if !decision.due(now) {
+            // A crash during the last export can leave the install_dir files from two
+            // sets; put the live set there again (only files that differ are written).
+            export(&set, cert)?;
+            log::info!(
+                "{}: not due until {} ({})",
+                cert.name,
+                crypto::rfc3339(decision.at),
+                decision.reason.as_str()
+            );
+            return Ok(Due::Not(decision));
+        }
+    } else if !same_names {
+        log::info!("{}: configured names changed", cert.name);
+    }
+    let replaces = client
+        .filter(|(c, _)| c.directory.renewal_info.is_some())
+        .and_then(|_| cert_id(&info));
+    Ok(Due::Now { replaces })
+}
+
+/// Due now when `gatecert revoke` revoked the installed certificate, whatever ARI says (a CA
+/// need not move the window of a revoked certificate).
+fn revoked_now(state: &State, info: &CertInfo, now: i64) -> Option<Decision> {
+    state
+        .revoked
+        .as_deref()
+        .is_some_and(|r| crypto::same_serial(r, &info.serial_hex()))
+        .then_some(Decision {
+            at: now,
+            reason: schedule::Reason::Revoked,
+            recheck: None,
+        })
+}
+
+/// [`decide`] without the CA: revoked by `gatecert revoke`, else the lifetime rule.
+fn offline_decision(
+    state_dir: &Path,
+    cert: &Certificate,
+    info: &CertInfo,
+    now: i64,
+) -> Result<Decision, Error> {
+    if let Some(d) = revoked_now(&State::load(state_dir, &cert.name)?, info, now) {
+        return Ok(d);
+    }
+    let seed = format!("{}/{}/{}", hostname(), cert.name, info.serial_hex());
+    Ok(schedule::decide(
+        info.not_before,
+        info.not_after,
+        now,
+        seed.as_bytes(),
+    ))
+}
+
+/// Orders `cert` from its `directory` (`replaces`: the live certificate's ARI certID, only
+/// when this CA issued it), installs it and runs the deploy hook.
+pub(crate) fn order_and_install(
+    env: &Env,
+    cert: &Certificate,
+    replaces: Option<String>,
+) -> Result<Outcome, Error> {
+    order_with(&client_for(env, cert)?, env, cert, replaces)
+}
+
+fn order_with(
+    client: &Client,
+    env: &Env,
+    cert: &Certificate,
+    replaces: Option<String>,
+) -> Result<Outcome, Error> {
+    // The clock gate again, right before the order: every order takes the proof.
     let trusted = crate::trust::ClockTrust::load(env.state_dir, None)
         .check(env.clock.now())
         .map_err(Error::Clock)?;
-    let sys = SystemClock;
-    let client = Client::new(env.transport, &sys, env.sleep, directory)?;
-    let set = SetDir::new(cert_dir(env.state_dir, &cert.name));
-    let live = set.read_live()?;
-    let current = match &live {
-        Some((fullchain, _)) => Some(CertInfo::from_pem(fullchain)?),
-        None => None,
-    };
-    let mut replaces = None;
-    if let Some(info) = &current {
-        let same_names = names_match(cert, info);
-        if !force && same_names {
-            let decision = by_days(cert, info, decide(&client, env, cert, info)?);
-            if !decision.due(env.clock.now()) {
-                // A crash during the last export can leave the install_dir files from two
-                // sets; put the live set there again (only files that differ are written).
-                export(&set, cert)?;
-                log::info!(
-                    "{}: not due until {} ({})",
-                    cert.name,
-                    crypto::rfc3339(decision.at),
-                    decision.reason.as_str()
-                );
-                return Ok(Outcome::NotDue(decision));
-            }
-        } else if !same_names {
-            log::info!("{}: configured names changed", cert.name);
-        }
-        if client.directory.renewal_info.is_some() {
-            replaces = cert_id(info);
-        }
-    }
-    let login = account(&client, env.state_dir, cert)?;
+    let live = SetDir::new(cert_dir(env.state_dir, &cert.name)).read_live()?;
+    let login = account(client, env.state_dir, cert)?;
     if let Some(uri) = &cert.key_uri {
         return token::renew(
-            &client,
+            client,
             env,
             &login,
             cert,
@@ -556,7 +563,7 @@ fn renew_inner(env: &Env, cert: &Certificate, force: bool) -> Result<Outcome, Er
         }
         _ => None,
     };
-    let (key, chain) = issue(&client, env, &login, cert, replaces, old_key, trusted)?;
+    let (key, chain) = issue(client, env, &login, cert, replaces, old_key, trusted)?;
     install(env.state_dir, cert, &key, &chain)
 }
 
@@ -959,6 +966,10 @@ fn hostname() -> String {
 }
 
 mod cli;
+mod error;
+pub mod issuers;
+
+pub use error::Error;
 
 pub use cli::{cmd_account, cmd_renew, cmd_revoke};
 

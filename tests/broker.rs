@@ -10,6 +10,8 @@
 //! 5. a slow upstream (a delaying proxy): 202 + Retry-After, then the certificate, cached.
 
 mod common;
+#[path = "broker/failover.rs"]
+mod failover;
 #[path = "broker/revoke.rs"]
 mod revoke;
 
@@ -100,11 +102,7 @@ impl Gatecert {
         http01: u16,
         env: &[(&'static str, &'static str)],
     ) -> Gatecert {
-        let dir = TempDir::new(tag);
-        let state = dir.path().join("state");
-        let conf = dir.path().join("gatecert.conf");
-        std::fs::write(
-            &conf,
+        let config = |state: &Path| {
             format!(
                 "config gatecert 'main'\n\toption state_dir '{state}'\n\toption log 'stderr'\n\n\
                  config certificate 'gw'\n\toption directory '{directory}'\n\
@@ -118,9 +116,20 @@ impl Gatecert {
                 state = state.display(),
                 ca = https_ca.display(),
                 http = http01,
-            ),
-        )
-        .unwrap();
+            )
+        };
+        Gatecert::start_config(tag, config, env)
+    }
+
+    /// `gatecert run` with the config `config(state_dir)`.
+    fn start_config(
+        tag: &str,
+        config: impl FnOnce(&Path) -> String,
+        env: &[(&'static str, &'static str)],
+    ) -> Gatecert {
+        let dir = TempDir::new(tag);
+        let state = dir.path().join("state");
+        std::fs::write(dir.path().join("gatecert.conf"), config(&state)).unwrap();
         let mut g = Gatecert {
             proc: None,
             dir,

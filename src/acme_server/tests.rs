@@ -563,6 +563,7 @@ fn blackholed_broker(
         dns_hook: None,
         upstream_wait: 1,
         interim_lifetime: 1800,
+        issuers: Vec::new(),
     });
     let broker = crate::broker::Broker::start(&cfg, clock).unwrap().unwrap();
     (broker, hole)

@@ -26,6 +26,7 @@ fn config(state: &Path, directory: &str, timeout: u64, wait: u64) -> Config {
         dns_hook: None,
         upstream_wait: wait,
         interim_lifetime: 3600,
+        issuers: Vec::new(),
     });
     cfg
 }

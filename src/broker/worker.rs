@@ -62,6 +62,8 @@ pub enum Job {
         force: bool,
         /// Only this certificate.
         cert: Option<String>,
+        /// Re-issue from this issuer (`renew --now --issuer NAME`).
+        issuer: Option<String>,
         /// Where the answer goes.
         reply: Sender<(i32, String)>,
     },
@@ -201,6 +203,7 @@ impl Handle {
             next_probe: None,
             queue: Queue::new(),
             renewals: HashMap::new(),
+            issuers: renew::issuers::load_record(&broker_record(&cfg.main.state_dir)),
         };
         if worker.health.state == State::Down {
             worker.next_probe = Some(worker.clock.now());
@@ -286,6 +289,13 @@ struct Worker {
     next_probe: Option<i64>,
     queue: Queue,
     renewals: HashMap<String, RenewState>,
+    /// The broker's `list issuer`: which one is in use and the others' failures.
+    issuers: crate::failover::Record,
+}
+
+/// The broker's [`crate::failover::Record`] in `state_dir`.
+fn broker_record(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join(crate::failover::BROKER_RECORD)
 }
 
 impl Worker {
@@ -310,8 +320,13 @@ impl Worker {
                     der,
                     reason,
                 }) => self.revoke(serial, &der, reason),
-                Ok(Job::Renew { force, cert, reply }) => {
-                    let _ = reply.send(self.renew_now(force, cert.as_deref()));
+                Ok(Job::Renew {
+                    force,
+                    cert,
+                    issuer,
+                    reply,
+                }) => {
+                    let _ = reply.send(self.renew_now(force, cert.as_deref(), issuer.as_deref()));
                 }
                 Ok(Job::Reconfigure(cfg)) => {
                     self.cfg = *cfg;
@@ -417,7 +432,26 @@ impl Worker {
         log::info!("brokering {} for {}", names(&leaf), key.device);
         let started = Instant::now();
         self.shared.begin();
-        let result = self.order_upstream(&leaf, csr_der, b.upstream_wait);
+        let result = if b.issuers.is_empty() {
+            self.order_upstream(&leaf, csr_der, b.upstream_wait)
+        } else {
+            // A leaf waits on the order: any failure that fails over does so at once (the
+            // deadline is now).
+            let mut record = std::mem::take(&mut self.issuers);
+            let state_dir = self.cfg.main.state_dir.clone();
+            let r = renew::issuers::try_in_order(
+                &state_dir,
+                self.clock.as_ref(),
+                "broker",
+                &b.issuers,
+                &mut record,
+                self.clock.now(),
+                |i| self.order_upstream(&leaf.via(i), csr_der, b.upstream_wait),
+            );
+            renew::issuers::store_record(&broker_record(&state_dir), &record);
+            self.issuers = record;
+            r
+        };
         self.shared.end();
         let slow = started.elapsed() > Duration::from_secs(b.upstream_wait);
         match result {
@@ -444,8 +478,30 @@ impl Worker {
             });
             return;
         };
+        // With `list issuer` the leaf's CA is the one in use when it was ordered: the one in use
+        // now first, then the others (only the CA that issued it can revoke it).
+        let (first, others): (Certificate, Vec<Certificate>) = match &self.cfg.broker {
+            Some(b) if !b.issuers.is_empty() => {
+                let mut list: Vec<Certificate> = b.issuers.iter().map(|i| cert.via(i)).collect();
+                let active = self.issuers.active.as_deref();
+                let at = b
+                    .issuers
+                    .iter()
+                    .position(|i| Some(i.name.as_str()) == active);
+                // In range: `list` has one entry per issuer, and there is at least one.
+                let first = list.remove(at.unwrap_or(0).min(list.len() - 1));
+                (first, list)
+            }
+            _ => (cert.clone(), Vec::new()),
+        };
         self.shared.begin();
-        let result = self.revoke_upstream(&cert, der, reason);
+        let mut result = self.revoke_upstream(&first, der, reason);
+        for other in others {
+            if result.is_ok() {
+                break;
+            }
+            result = self.revoke_upstream(&other, der, reason);
+        }
         self.shared.end();
         let result = match result {
             Ok(()) => {
@@ -513,7 +569,7 @@ impl Worker {
             .map_err(renew::Error::Clock)?;
         let login = renew::account(&client, env.state_dir, leaf)?;
         match renew::order_with_csr(&client, &env, &login, leaf, csr_der, trusted) {
-            Err(e) if forget_stale_account(&e, env.state_dir, directory) => {
+            Err(e) if renew::issuers::forget_stale_account(&e, env.state_dir, directory) => {
                 let login = renew::account(&client, env.state_dir, leaf)?;
                 renew::order_with_csr(&client, &env, &login, leaf, csr_der, trusted)
             }
@@ -522,30 +578,22 @@ impl Worker {
     }
 
     /// [`Job::Renew`]: 0 renewed, 1 nothing due, 2 an error (then the message says which).
-    fn renew_now(&mut self, force: bool, only: Option<&str>) -> (i32, String) {
+    fn renew_now(&mut self, force: bool, only: Option<&str>, pin: Option<&str>) -> (i32, String) {
         let certs: Vec<Certificate> = self
             .cfg
             .certificates
             .iter()
             .filter(|c| c.directory.is_some() && only.is_none_or(|n| n == c.name))
+            // `--issuer NAME` without a certificate: every one that lists it.
+            .filter(|c| only.is_some() || pin.is_none_or(|p| c.issuers.iter().any(|i| i.name == p)))
             .cloned()
             .collect();
+        if let Some(p) = pin.filter(|_| certs.is_empty()) {
+            return (2, format!("no certificate lists issuer '{p}'"));
+        }
         let (mut renewed, mut errors) = (false, Vec::new());
         for cert in certs {
-            let result = match self.transport(&cert) {
-                Ok(transport) => {
-                    let sleep = acme::thread_sleep;
-                    let env = Env {
-                        state_dir: &self.cfg.main.state_dir,
-                        clock: self.clock.as_ref(),
-                        transport: &transport,
-                        sleep: &sleep,
-                        remember_polls: false,
-                    };
-                    renew::renew_one(&env, &cert, force)
-                }
-                Err(e) => Err(renew::Error::Transport(e)),
-            };
+            let result = self.renew_cert(&cert, force || pin.is_some(), pin);
             let now = self.clock.now();
             let attempt = match &result {
                 Ok(renew::Outcome::NotDue(_)) | Err(renew::Error::Clock(_)) => None,
@@ -604,29 +652,21 @@ impl Worker {
             let feeds_health = self
                 .broker_cert()
                 .is_some_and(|b| b.directory == cert.directory);
-            let result = match self.transport(&cert) {
-                Ok(transport) => {
-                    let sleep = acme::thread_sleep;
-                    let env = Env {
-                        state_dir: &self.cfg.main.state_dir,
-                        clock: self.clock.as_ref(),
-                        transport: &transport,
-                        sleep: &sleep,
-                        remember_polls: false,
-                    };
-                    self.shared.begin();
-                    let directory = cert.directory.as_deref().unwrap_or_default();
-                    let r = match renew::renew_one(&env, &cert, false) {
-                        Err(e) if forget_stale_account(&e, env.state_dir, directory) => {
-                            renew::renew_one(&env, &cert, false)
-                        }
-                        other => other,
-                    };
-                    self.shared.end();
-                    r
+            self.shared.begin();
+            let directory = cert.directory.as_deref().unwrap_or_default();
+            let result = match self.renew_cert(&cert, false, None) {
+                Err(e)
+                    if renew::issuers::forget_stale_account(
+                        &e,
+                        &self.cfg.main.state_dir,
+                        directory,
+                    ) =>
+                {
+                    self.renew_cert(&cert, false, None)
                 }
-                Err(e) => Err(renew::Error::Transport(e)),
+                other => other,
             };
+            self.shared.end();
             let now = self.clock.now();
             // The clock gate refused: nothing was attempted, so it is no renewal failure (no
             // health record, no backoff); look again in a minute.
@@ -703,16 +743,51 @@ impl Worker {
         }
     }
 
+    /// Renews one gateway certificate through [`renew::issuers`] (failover between its
+    /// issuers; `pin` re-issues from one).
+    fn renew_cert(
+        &self,
+        cert: &Certificate,
+        force: bool,
+        pin: Option<&str>,
+    ) -> Result<renew::Outcome, renew::Error> {
+        let sleep = acme::thread_sleep;
+        let make = |c: &Certificate| {
+            self.transport(c)
+                .map(|t| Box::new(t) as Box<dyn Transport + '_>)
+        };
+        let ctx = renew::issuers::Ctx {
+            state_dir: &self.cfg.main.state_dir,
+            clock: self.clock.as_ref(),
+            sleep: &sleep,
+            remember_polls: false,
+            transport: &make,
+        };
+        renew::issuers::renew(&ctx, cert, force, pin)
+    }
+
     /// While down: a cheap GET of the directory, with backoff.
     fn probe_if_due(&mut self) {
         let now = self.clock.now();
         if self.next_probe.is_none_or(|t| t > now) {
             return;
         }
-        let Some(cert) = self.broker_cert().cloned() else {
+        let Some(mut cert) = self.broker_cert().cloned() else {
             self.next_probe = None;
             return;
         };
+        if let Some(b) = &self.cfg.broker {
+            // With `list issuer`: the most preferred one not on hold.
+            let names: Vec<&str> = b.issuers.iter().map(|i| i.name.as_str()).collect();
+            let first = crate::failover::order(&names, &self.issuers, now);
+            if let Some(i) = b
+                .issuers
+                .iter()
+                .find(|i| first.first() == Some(&i.name.as_str()))
+            {
+                cert = cert.via(i);
+            }
+        }
         let directory = cert.directory.clone().unwrap_or_default();
         let result = self.transport(&cert).and_then(|t| {
             self.shared.begin();
@@ -769,21 +844,6 @@ fn server_retry_after(e: &renew::Error) -> Option<i64> {
         renew::Error::Acme(acme::Error::Problem { retry_after, .. }) => *retry_after,
         _ => None,
     }
-}
-
-/// After an upstream reset (a test CA restarted, a private CA rebuilt) the stored account URL
-/// is unknown to it (RFC 8555 §6.7 `accountDoesNotExist`): forget the URL, keep the key, so the
-/// next attempt finds or re-creates the account. True when it did.
-fn forget_stale_account(e: &renew::Error, state_dir: &Path, directory: &str) -> bool {
-    let renew::Error::Acme(acme::Error::Problem { problem, .. }) = e else {
-        return false;
-    };
-    if !problem.is("accountDoesNotExist") {
-        return false;
-    }
-    let path = renew::account_dir(state_dir, directory).join("account.json");
-    log::warn!("{directory} no longer knows our account; looking it up again");
-    std::fs::remove_file(path).is_ok()
 }
 
 fn names(c: &Certificate) -> String {

@@ -13,6 +13,7 @@ use crate::crypto::KeyType;
 
 mod acme;
 mod acme_server;
+mod issuer;
 mod keyref;
 mod label;
 mod sections;
@@ -47,6 +48,29 @@ pub struct Config {
     pub notes: Vec<Note>,
     /// `config acme_server 'acme'`: the local ACME server; `None` when absent or disabled.
     pub acme_server: Option<AcmeServer>,
+    /// `config issuer 'NAME'` sections: upstream ACME CAs that certificates and the broker
+    /// name with `list issuer`, in file order.
+    pub issuers: Vec<Issuer>,
+}
+
+/// `config issuer 'NAME'`: one upstream ACME CA (RFC 8555) with its own trust bundle, EAB and
+/// account (stored under `<state_dir>/accounts/`, keyed by the directory URL).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Issuer {
+    /// The section name, as `list issuer` names it.
+    pub name: String,
+    /// Line of the `config` line, for messages.
+    pub line: usize,
+    /// `directory`: the ACME directory URL (required).
+    pub directory: String,
+    /// `ca_bundle`: PEM roots for this CA's HTTPS (default: the system bundle).
+    pub ca_bundle: Option<PathBuf>,
+    /// `email`: account contact (default: the certificate's `email`).
+    pub email: Option<String>,
+    /// `eab_kid` + `eab_hmac_key`: External Account Binding with this CA (RFC 8555 §7.3.4).
+    pub eab: Option<Eab>,
+    /// `profile`: the ACME profile to ask this CA for (default: the certificate's `profile`).
+    pub profile: Option<String>,
 }
 
 /// `config acme_server 'acme'`: the local ACME server (RFC 8555) under `/acme/` on the EST
@@ -260,6 +284,11 @@ pub struct Certificate {
     /// `key_uri` (+ `pin_file`): the certificate's key lives in a PKCS#11 token (RFC 7512 URI);
     /// each renewal makes a fresh key there (or reuses it with `reuse_key`). Default: key files.
     pub key_uri: Option<crate::crypto::KeyUri>,
+    /// `list issuer`: the upstream CAs to order from, most preferred first, each with the
+    /// certificate's `email` and `profile` filled in where the issuer sets none. Empty for the
+    /// one-issuer shorthand (`directory`) and for standalone certificates. When set,
+    /// `directory`, `ca_bundle`, `eab`, `email` and `profile` above are the first issuer's.
+    pub issuers: Vec<Issuer>,
 }
 
 /// External Account Binding credentials. `Debug` never prints the key.
@@ -346,6 +375,9 @@ pub struct Broker {
     pub upstream_wait: u64,
     /// `interim_lifetime`: seconds an interim (local) leaf lives (default 6h, max 24h).
     pub interim_lifetime: u64,
+    /// `list issuer`: the upstream CAs for leaves, most preferred first (default: the
+    /// certificate's `list issuer`; empty = the certificate's `directory` alone).
+    pub issuers: Vec<Issuer>,
 }
 
 /// `config metrics 'metrics'`.
@@ -482,6 +514,7 @@ impl Config {
             labels: Vec::new(),
             notes: Vec::new(),
             acme_server: None,
+            issuers: Vec::new(),
         }
     }
 }
@@ -519,6 +552,20 @@ impl Certificate {
             notify: None,
             firewall_hook: None,
             key_uri: None,
+            issuers: Vec::new(),
+        }
+    }
+
+    /// This certificate as ordered from `issuer`: its directory, trust bundle, EAB, contact
+    /// and profile.
+    pub fn via(&self, issuer: &Issuer) -> Certificate {
+        Certificate {
+            directory: Some(issuer.directory.clone()),
+            ca_bundle: issuer.ca_bundle.clone(),
+            eab: issuer.eab.clone(),
+            email: issuer.email.clone(),
+            profile: issuer.profile.clone(),
+            ..self.clone()
         }
     }
 }

@@ -54,6 +54,7 @@ const CERT_OPTIONS: &[&str] = &[
     "timeout",
     "key_uri",
     "pin_file",
+    "issuer",
 ];
 const CA_OPTIONS: &[&str] = &[
     "lifetime",
@@ -88,6 +89,7 @@ const BROKER_OPTIONS: &[&str] = &[
     "dns_hook",
     "upstream_wait",
     "interim_lifetime",
+    "issuer",
 ];
 const METRICS_OPTIONS: &[&str] = &["listen", "textfile"];
 
@@ -127,6 +129,11 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
     if let Some(section) = sections.iter().find(|s| s.kind == "gatecert") {
         cfg.main = main(&Reader { path, section }, cfg.main)?;
     }
+    // Then the issuers: certificates and the broker name them, wherever they are in the file.
+    for section in sections.iter().filter(|s| s.kind == "issuer") {
+        let i = super::issuer::issuer(&Reader { path, section }, &cfg.issuers)?;
+        cfg.issuers.push(i);
+    }
     for section in &sections {
         let r = Reader { path, section };
         let kind = section.kind.as_str();
@@ -146,9 +153,9 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
             seen.push((kind, section.label()));
         }
         match kind {
-            "gatecert" => {} // read above
+            "gatecert" | "issuer" => {} // read above
             "certificate" => {
-                let cert = certificate(&r, cfg.main.webroot.as_deref())?;
+                let cert = certificate(&r, cfg.main.webroot.as_deref(), &cfg.issuers)?;
                 if let Some(dup) = certificates.iter().find(|c| c.name == cert.name) {
                     return Err(r.syntax(format!(
                         "certificate name '{}' is also used by the section on line {}",
@@ -165,8 +172,8 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
             "metrics" => cfg.metrics = metrics(&r)?,
             other => {
                 return Err(r.syntax(format!(
-                    "unknown section type '{other}' (expected gatecert, certificate, ca, est, \
-                     broker, metrics, label or acme_server)"
+                    "unknown section type '{other}' (expected gatecert, certificate, issuer, ca, \
+                     est, broker, metrics, label or acme_server)"
                 )))
             }
         }
@@ -185,7 +192,12 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
         c.firewall_hook.clone_from(&cfg.main.firewall_hook);
     }
     if let Some(section) = broker {
-        cfg.broker = self::broker(&Reader { path, section }, &cfg.certificates, &sections)?;
+        cfg.broker = self::broker(
+            &Reader { path, section },
+            &cfg.certificates,
+            &sections,
+            &cfg.issuers,
+        )?;
     }
     if let Some(section) = acme_server {
         cfg.acme_server = super::acme_server::acme_server(&Reader { path, section }, &cfg.ca)?;
@@ -394,7 +406,11 @@ fn main(r: &Reader, mut m: Main) -> Result<Main, Error> {
 
 /// One `config certificate` section; `default_webroot` (main's `webroot`) is its http-01 mode
 /// when it sets neither `http_mode` nor `http_listen`.
-fn certificate(r: &Reader, default_webroot: Option<&Path>) -> Result<Certificate, Error> {
+fn certificate(
+    r: &Reader,
+    default_webroot: Option<&Path>,
+    issuers: &[super::Issuer],
+) -> Result<Certificate, Error> {
     r.check_known(CERT_OPTIONS)?;
     // An anonymous section (`uci add gatecert certificate`) is named as libuci names it
     // (`cfg020828`): that name is its directory under `<state_dir>/certs/`.
@@ -487,6 +503,11 @@ fn certificate(r: &Reader, default_webroot: Option<&Path>) -> Result<Certificate
         c.timeout = t;
     }
     c.key_uri = key_uri(r)?;
+    super::issuer::refuse_per_ca(r)?;
+    c.issuers = super::issuer::list(r, issuers, c.email.as_deref(), c.profile.as_deref())?;
+    if let Some(first) = c.issuers.first() {
+        c = c.via(first);
+    }
     check_challenge(r, &c)?;
     Ok(c)
 }
@@ -526,7 +547,7 @@ pub(super) fn check_challenge(r: &Reader, c: &Certificate) -> Result<(), Error> 
 }
 
 /// `eab_kid` + `eab_hmac_key`, both or neither. The key's value never reaches a message.
-fn eab(r: &Reader) -> Result<Option<Eab>, Error> {
+pub(super) fn eab(r: &Reader) -> Result<Option<Eab>, Error> {
     let kid = r.value("eab_kid")?;
     let key = r.value("eab_hmac_key")?;
     match (kid, key) {
@@ -652,6 +673,7 @@ fn broker(
     r: &Reader,
     certificates: &[Certificate],
     sections: &[Section],
+    issuers: &[super::Issuer],
 ) -> Result<Option<Broker>, Error> {
     r.check_known(BROKER_OPTIONS)?;
     if r.bool("enabled")? == Some(false) {
@@ -714,12 +736,18 @@ fn broker(
             parse_duration(v).filter(|d| (1..=MAX_INTERIM_LIFETIME).contains(d))
         })?
         .unwrap_or(6 * 3600);
+    let mut broker_issuers =
+        super::issuer::list(r, issuers, cert.email.as_deref(), cert.profile.as_deref())?;
+    if broker_issuers.is_empty() {
+        broker_issuers.clone_from(&cert.issuers);
+    }
     Ok(Some(Broker {
         certificate: cert.name.clone(),
         challenge,
         dns_hook,
         upstream_wait,
         interim_lifetime,
+        issuers: broker_issuers,
     }))
 }
 

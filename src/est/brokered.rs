@@ -280,6 +280,7 @@ mod tests {
             dns_hook: None,
             upstream_wait: 60,
             interim_lifetime: 3600,
+            issuers: Vec::new(),
         });
         est.set_broker(Broker::start(&cfg, clock.clone()).unwrap());
 

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{
-    account_dir, cert_dir, existing_account, renew_one, Env, Error, Outcome, State, EXIT_DONE,
-    EXIT_ERROR, EXIT_NOTHING,
+    account_dir, cert_dir, existing_account, Error, Outcome, State, EXIT_DONE, EXIT_ERROR,
+    EXIT_NOTHING,
 };
 use crate::acme::types::RevocationReason;
 use crate::acme::{self, transport, Client};
@@ -39,6 +39,7 @@ pub(super) struct Flags {
     pub(super) force: bool,
     pub(super) verbose: bool,
     pub(super) cert: Option<String>,
+    pub(super) issuer: Option<String>,
     pub(super) reason: Option<RevocationReason>,
     pub(super) rest: Vec<String>,
 }
@@ -48,6 +49,7 @@ pub(super) fn flags(args: &[String], allowed: &[&str]) -> Result<Flags, String> 
         force: false,
         verbose: false,
         cert: None,
+        issuer: None,
         reason: None,
         rest: Vec::new(),
     };
@@ -67,7 +69,8 @@ pub(super) fn flags(args: &[String], allowed: &[&str]) -> Result<Flags, String> 
                 .ok_or_else(|| format!("{name} needs {what}"))
         };
         match name {
-            "--force" | "-f" => f.force = true,
+            "--force" | "-f" | "--now" => f.force = true,
+            "--issuer" => f.issuer = Some(value("a NAME")?),
             "-v" | "--verbose" => f.verbose = true,
             "--cert" => f.cert = Some(value("a NAME")?),
             "--reason" => {
@@ -115,20 +118,42 @@ impl std::error::Error for Failed<'_> {
     }
 }
 
-fn transport_for(cert: &Certificate) -> Result<transport::UreqTransport, Error> {
-    Ok(transport::UreqTransport::new(
+fn transport_for(cert: &Certificate) -> Result<transport::UreqTransport, transport::Error> {
+    transport::UreqTransport::new(
         cert.ca_bundle.as_deref(),
         Duration::from_secs(cert.timeout.max(1)),
-    )?)
+    )
 }
 
 /// `gatecert renew [--force] [-v] [--cert NAME]`: 0 renewed, 1 nothing due, 2 error.
+/// `gatecert renew --now --issuer NAME [CERT]`: re-issue at once from the issuer NAME (every
+/// certificate that lists it, or CERT).
 pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
-    let f = match flags(args, &["--force", "-f", "-v", "--verbose", "--cert"]) {
-        Ok(f) if f.rest.is_empty() => f,
-        Ok(f) => return usage(&format!("unexpected argument {:?}", f.rest[0])),
+    let allowed = [
+        "--force",
+        "-f",
+        "--now",
+        "-v",
+        "--verbose",
+        "--cert",
+        "--issuer",
+    ];
+    let mut f = match flags(args, &allowed) {
+        Ok(f) => f,
         Err(m) => return usage(&m),
     };
+    // `renew --now --issuer NAME CERT`: the certificate may also be named without --cert.
+    if f.issuer.is_some() && f.cert.is_none() && f.rest.len() == 1 {
+        f.cert = f.rest.pop();
+    }
+    if let Some(a) = f.rest.first() {
+        return usage(&format!("unexpected argument {a:?}"));
+    }
+    if let Some(name) = &f.issuer {
+        if let Err(m) = check_issuer(cfg, name, f.force, f.cert.as_deref()) {
+            return usage(&m);
+        }
+    }
     init_logging(f.verbose);
     let clock = clock::from_env();
     let state_dir = &cfg.main.state_dir;
@@ -136,6 +161,7 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
     let req = crate::control::Request {
         force: f.force,
         cert: f.cert.clone(),
+        issuer: f.issuer.clone(),
     };
     match crate::control::request(state_dir, &req) {
         Ok(Some((code, message))) => {
@@ -170,7 +196,15 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
                 Err(m) => return usage(&m),
             },
         },
-        None => cfg.certificates.iter().collect(),
+        // `--issuer NAME` alone: every certificate that lists it.
+        None => match &f.issuer {
+            Some(i) => cfg
+                .certificates
+                .iter()
+                .filter(|c| c.issuers.iter().any(|x| x.name == *i))
+                .collect(),
+            None => cfg.certificates.iter().collect(),
+        },
     };
     if certs.is_empty() {
         log::info!("no certificate section; nothing to renew");
@@ -218,16 +252,17 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
                 continue;
             }
         }
-        let result = transport_for(cert).and_then(|t| {
-            let env = Env {
-                state_dir,
-                clock: clock.as_ref(),
-                transport: &t,
-                sleep: &acme::thread_sleep,
-                remember_polls: true,
-            };
-            renew_one(&env, cert, f.force)
-        });
+        let make = |c: &Certificate| {
+            transport_for(c).map(|t| Box::new(t) as Box<dyn transport::Transport>)
+        };
+        let ctx = super::issuers::Ctx {
+            state_dir,
+            clock: clock.as_ref(),
+            sleep: &acme::thread_sleep,
+            remember_polls: true,
+            transport: &make,
+        };
+        let result = super::issuers::renew(&ctx, cert, f.force, f.issuer.as_deref());
         match result {
             Ok(Outcome::Renewed { not_after }) => {
                 record_health(state_dir, &cert.name, Ok(()), clock.now());
@@ -257,6 +292,54 @@ pub fn cmd_renew(cfg: &Config, args: &[String]) -> i32 {
         EXIT_DONE
     } else {
         EXIT_NOTHING
+    }
+}
+
+/// `cert` as ordered from the issuer that issued its live certificate (`list issuer`, as
+/// `state.json` records it); `cert` itself with one issuer.
+fn issuing(state_dir: &Path, cert: &Certificate) -> Result<Certificate, Error> {
+    let active = State::load(state_dir, &cert.name)?
+        .issuer
+        .and_then(|r| r.active);
+    Ok(
+        match active.and_then(|a| cert.issuers.iter().find(|i| i.name == a)) {
+            Some(i) => cert.via(i),
+            None => cert.clone(),
+        },
+    )
+}
+
+/// `--issuer NAME`: needs `--now`, an issuer section of that name, and (with a certificate
+/// named) that certificate's `list issuer` to hold it.
+fn check_issuer(cfg: &Config, name: &str, now: bool, cert: Option<&str>) -> Result<(), String> {
+    if !now {
+        return Err(format!(
+            "--issuer {name} re-issues at once: give --now as well (renew --now --issuer {name})"
+        ));
+    }
+    if !cfg.issuers.iter().any(|i| i.name == name) {
+        let known: Vec<&str> = cfg.issuers.iter().map(|i| i.name.as_str()).collect();
+        return Err(format!(
+            "no issuer '{name}' in {} (issuer sections: {})",
+            cfg.source.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
+    let listed = |c: &Certificate| c.issuers.iter().any(|i| i.name == name);
+    match cert {
+        Some(n) => match cfg.certificates.iter().find(|c| c.name == n) {
+            Some(c) if listed(c) => Ok(()),
+            Some(_) => Err(format!(
+                "certificate '{n}' does not list issuer '{name}' (add `list issuer '{name}'` to it)"
+            )),
+            None => Err(format!("no certificate '{n}' in {}", cfg.source.display())),
+        },
+        None if cfg.certificates.iter().any(listed) => Ok(()),
+        None => Err(format!("no certificate lists issuer '{name}'")),
     }
 }
 
@@ -298,6 +381,9 @@ pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
         Err(m) => return usage(&m),
     };
     let result = (|| -> Result<(), Error> {
+        // Only the CA that issued it can revoke it, with our account there.
+        let issuing = issuing(&cfg.main.state_dir, cert)?;
+        let cert = &issuing;
         let dir = SetDir::new(cert_dir(&cfg.main.state_dir, &cert.name));
         let (fullchain, _) = dir.read_live()?.ok_or(Error::NoCertificate(dir.live()))?;
         let info = CertInfo::from_pem(&fullchain)?;

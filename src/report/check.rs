@@ -84,7 +84,15 @@ pub fn preflight(cfg: &Config, now: i64) -> Vec<CheckLine> {
     out.extend(check_state_dir(&cfg.main.state_dir));
     out.push(check_ca(cfg, now));
     for cert in &cfg.certificates {
-        out.push(check_directory(cert));
+        if cert.issuers.is_empty() {
+            out.push(check_directory(cert));
+        }
+        // With `list issuer`: every one of them, each with its own trust.
+        for i in &cert.issuers {
+            let mut c = cert.via(i);
+            c.name = format!("{} issuer {}", cert.name, i.name);
+            out.push(check_directory(&c));
+        }
     }
     out.extend(check_ports(cfg));
     out.extend(check_hooks(cfg));

@@ -130,6 +130,32 @@ fn acme_directory_reachable_or_not() {
         r.detail.starts_with("ca_bundle (trust bundle) ") && r.detail.contains("missing.pem"),
         "{r}"
     );
+    // With `list issuer`, each issuer's directory is checked with its own trust.
+    let issuer = |name: &str, directory: &str| crate::config::Issuer {
+        name: name.into(),
+        line: 1,
+        directory: directory.into(),
+        ca_bundle: Some(bundle.clone()),
+        email: None,
+        eab: None,
+        profile: None,
+    };
+    let mut gw = cfg.certificates[0].clone();
+    let up = serve(
+        r#"{"newNonce":"http://x/n","newAccount":"http://x/a","newOrder":"http://x/o"}"#,
+        1,
+    );
+    gw.issuers = vec![
+        issuer("primary", "http://127.0.0.1:1/dir"),
+        issuer("backup", &format!("http://{up}/dir")),
+    ];
+    cfg.certificates = vec![gw];
+    cfg.est.listen = "127.0.0.1:0".parse().unwrap();
+    let lines = preflight(&cfg, f.t0 + DAY);
+    let p = find(&lines, "acme directory gateway issuer primary");
+    assert_eq!(p.outcome, Outcome::Fail, "{p}");
+    let b = find(&lines, "acme directory gateway issuer backup");
+    assert_eq!(b.outcome, Outcome::Ok, "{b}");
 }
 
 #[test]

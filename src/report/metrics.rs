@@ -245,6 +245,23 @@ pub fn render_metrics(status: &Status, counters: &Counters) -> String {
         sample(&mut out, m, &[("name", name), ("problem", problem)], v);
     }
 
+    let m = "gatecert_issuer_active";
+    family(
+        &mut out,
+        m,
+        "gauge",
+        "1 for the issuer a certificate with list issuer uses now, 0 for its others.",
+    );
+    for cert in &status.certificates {
+        for (issuer, v) in cert.issuers.iter().flat_map(|v| {
+            v.order
+                .iter()
+                .map(move |i| (i.as_str(), u8::from(*i == v.active)))
+        }) {
+            sample(&mut out, m, &[("name", &cert.name), ("issuer", issuer)], v);
+        }
+    }
+
     let m = "gatecert_renewal_consecutive_failures";
     family(
         &mut out,

@@ -258,3 +258,44 @@ fn escaping_and_series_cap() {
     }
     assert_eq!(c.lock().renewal_attempts.len(), MAX_SERIES);
 }
+
+#[test]
+fn issuer_active_marks_the_issuer_in_use() {
+    let f = Fixture::new("issuers");
+    let mut cfg = f.cfg.clone();
+    let issuer = |name: &str, port: u16| crate::config::Issuer {
+        name: name.into(),
+        line: 1,
+        directory: format!("https://127.0.0.1:{port}/dir"),
+        ca_bundle: None,
+        email: None,
+        eab: None,
+        profile: None,
+    };
+    let gw = &mut cfg.certificates[0];
+    gw.issuers = vec![issuer("primary", 1), issuer("backup", 2)];
+    gw.directory = Some(gw.issuers[0].directory.clone());
+    let render = |cfg: &crate::config::Config| {
+        render_metrics(&Status::gather(cfg, f.t0 + DAY), &Counters::new())
+    };
+    // Nothing recorded yet: the first is the one in use.
+    let text = render(&cfg);
+    assert!(
+        text.contains("# TYPE gatecert_issuer_active gauge"),
+        "{text}"
+    );
+    assert!(text.contains("gatecert_issuer_active{name=\"gateway\",issuer=\"primary\"} 1\n"));
+    assert!(text.contains("gatecert_issuer_active{name=\"gateway\",issuer=\"backup\"} 0\n"));
+    // After a failover, recorded in state.json as the renew code writes it.
+    let state = f.state_dir().join("certs/gateway/state.json");
+    std::fs::write(
+        &state,
+        r#"{"issuer":{"active":"backup","reason":"unreachable","from":"primary"}}"#,
+    )
+    .unwrap();
+    let text = render(&cfg);
+    assert!(text.contains("gatecert_issuer_active{name=\"gateway\",issuer=\"primary\"} 0\n"));
+    assert!(text.contains("gatecert_issuer_active{name=\"gateway\",issuer=\"backup\"} 1\n"));
+    // A certificate without `list issuer` has no sample.
+    assert!(!render(&f.cfg).contains("gatecert_issuer_active{"));
+}

@@ -27,6 +27,10 @@ use crate::trust::{ClockTrust, Untrusted};
 
 use super::health::Health;
 
+mod upstream;
+use upstream::upstream_status;
+pub use upstream::Upstream;
+
 /// The JSON schema name and version. Bump the number on any incompatible change.
 pub const SCHEMA: &str = "gatecert.status/1";
 
@@ -191,27 +195,8 @@ pub struct CertStatus {
     pub config_file: Option<String>,
     /// Gateway rows: the section there, as `uci show` names it (`gateway`, `@certificate[0]`).
     pub config_section: Option<String>,
-}
-
-/// The upstream ACME CA, from `<state_dir>/upstream.json` (written by the broker).
-#[derive(Clone, Debug, Serialize)]
-pub struct Upstream {
-    /// `n/a` (no certificate has a directory), `unknown` (no file yet), `up`, `degraded`, `down`.
-    pub state: String,
-    /// Since when, Unix seconds.
-    pub since: Option<i64>,
-    /// The last error the broker saw.
-    pub last_error: Option<String>,
-}
-
-/// `<state_dir>/upstream.json` as the broker writes it.
-#[derive(Debug, Deserialize)]
-struct UpstreamFile {
-    state: String,
-    #[serde(default)]
-    since: Option<i64>,
-    #[serde(default)]
-    last_error: Option<String>,
+    /// Gateway rows with `list issuer`: the issuer in use and why (failover).
+    pub issuers: Option<crate::failover::View>,
 }
 
 /// The local CA.
@@ -354,7 +339,7 @@ impl Status {
             .map(|e| crate::errchain::one_line(&e));
         let clock = clock_status(state_dir, ca_not_before, now);
         let ca_dir_exists = LocalCa::exists(&LocalCa::dir_in(state_dir));
-        let upstream = upstream_status(cfg);
+        let upstream = upstream_status(cfg, now);
         let leaves = leaf_counts(state_dir, now);
         let tokens = token_counts(state_dir, now);
 
@@ -459,6 +444,9 @@ impl Status {
                 if let Some(e) = &self.upstream.last_error {
                     let _ = write!(line, " (last error: {e})");
                 }
+                if let Some(v) = &self.upstream.issuers {
+                    let _ = write!(line, "; leaves' {}", v.line());
+                }
                 line
             }
         };
@@ -525,6 +513,9 @@ impl Status {
             }
             if let (Some(f), Some(sec)) = (&c.config_file, &c.config_section) {
                 let _ = writeln!(out, "    config: {f}, section '{sec}'");
+            }
+            if let Some(v) = &c.issuers {
+                let _ = writeln!(out, "    {}", v.line());
             }
         }
         if !self.config_notes.is_empty() {
@@ -681,6 +672,7 @@ fn empty_row(name: &str, kind: Kind, state: CertState) -> CertStatus {
         error: None,
         config_file: None,
         config_section: None,
+        issuers: None,
     }
 }
 
@@ -786,6 +778,10 @@ fn gateway_row(cfg: &Config, cert: &Certificate, now: i64) -> CertStatus {
     }
     row.config_file = Some(cert.origin.file.display().to_string());
     row.config_section = Some(cert.origin.section.clone());
+    if !cert.issuers.is_empty() {
+        let names: Vec<&str> = cert.issuers.iter().map(|i| i.name.as_str()).collect();
+        row.issuers = Some(crate::failover::view(&names, state.issuer.as_ref(), now));
+    }
     if let (Some(serial), Some(revoked)) = (&row.serial, &state.revoked) {
         if crypto::same_serial(serial, revoked) && row.state > CertState::Revoked {
             row.state = CertState::Revoked;
@@ -821,6 +817,9 @@ struct AriState {
     /// The serial `gatecert revoke` revoked.
     #[serde(default)]
     revoked: Option<String>,
+    /// The issuer in use (`list issuer`).
+    #[serde(default)]
+    issuer: Option<crate::failover::Record>,
 }
 
 /// True when some ACME certificate has a live set the EST listener could serve.
@@ -854,42 +853,6 @@ pub(crate) fn clock_status(state_dir: &Path, ca_not_before: Option<i64>, now: i6
         reason: (!trusted).then(|| Untrusted { now, floor, source }.to_string()),
         floor,
         ntp_synced,
-    }
-}
-
-fn upstream_status(cfg: &Config) -> Upstream {
-    let na = |state: &str| Upstream {
-        state: state.into(),
-        since: None,
-        last_error: None,
-    };
-    if cfg.broker.is_none() && cfg.certificates.iter().all(|c| c.directory.is_none()) {
-        return na("n/a");
-    }
-    let path = cfg.main.state_dir.join("upstream.json");
-    match store::read_optional(&path) {
-        // Only the broker writes upstream.json: without one, "unknown" would be forever.
-        Ok(None) if cfg.broker.is_none() => na("n/a"),
-        Ok(None) => na("unknown"),
-        Ok(Some(text)) => match serde_json::from_str::<UpstreamFile>(&text) {
-            Ok(f) if matches!(f.state.as_str(), "up" | "degraded" | "down") => Upstream {
-                state: f.state,
-                since: f.since,
-                last_error: f.last_error,
-            },
-            Ok(f) => Upstream {
-                last_error: Some(format!("{}: unknown state {:?}", path.display(), f.state)),
-                ..na("unknown")
-            },
-            Err(e) => Upstream {
-                last_error: Some(format!("{}: {e}", path.display())),
-                ..na("unknown")
-            },
-        },
-        Err(e) => Upstream {
-            last_error: Some(e.to_string()),
-            ..na("unknown")
-        },
     }
 }
 

@@ -107,6 +107,9 @@ pub struct Pebble {
     /// pebble's HTTPS trust anchor (for `ca_bundle`).
     pub https_ca: PathBuf,
     pub ports: Ports,
+    /// Names pebble refuses (`domainBlocklist`: newOrder answers `rejectedIdentifier`), read
+    /// at the next (re)start.
+    pub blocklist: Vec<String>,
 }
 
 impl Pebble {
@@ -211,6 +214,7 @@ impl Pebble {
             dir,
             https_ca,
             ports,
+            blocklist: Vec::new(),
         };
         p.restart(false);
         p
@@ -240,6 +244,7 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": eab,
             "externalAccountMACKeys": { EAB_KID: EAB_KEY },
+            "domainBlocklist": self.blocklist,
         }});
         let path = d.join("pebble.json");
         std::fs::write(&path, config.to_string()).unwrap();
@@ -518,4 +523,158 @@ impl Drop for Blackhole {
             let _ = t.join();
         }
     }
+}
+
+/// What an [`AcmeDouble`] does with newOrder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DoubleMode {
+    /// The directory points everything at the real pebble.
+    Pass,
+    /// newOrder is answered by the double: 429 `rateLimited` with `Retry-After: N` seconds.
+    RateLimit(u64),
+    /// Every connection is closed unanswered: the whole CA is away.
+    Down,
+}
+
+/// A tiny test-only ACME front for a pebble (plain HTTP on 127.0.0.1): it serves pebble's
+/// directory (fetched once at start) from its own `/dir`, with newOrder pointed at itself while
+/// in [`DoubleMode::RateLimit`], where it answers 429 + Retry-After (pebble cannot be told to);
+/// in [`DoubleMode::Down`] it closes every connection unanswered. Every other request goes to
+/// pebble itself. One thread, one connection at a time, each
+/// request capped at 64 KiB and 5 s.
+pub struct AcmeDouble {
+    pub addr: std::net::SocketAddr,
+    mode: std::sync::Arc<std::sync::Mutex<DoubleMode>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// newOrder requests the double answered itself.
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AcmeDouble {
+    pub fn start(pebble: &Pebble) -> AcmeDouble {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let out = run(Command::new("curl").args([
+            "-sS",
+            "--cacert",
+            pebble.https_ca.to_str().unwrap(),
+            &pebble.directory(),
+        ]));
+        let directory: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(Mutex::new(DoubleMode::Pass));
+        let stop = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (m, st, r) = (mode.clone(), stop.clone(), refused.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let mode = *m.lock().unwrap();
+                if mode == DoubleMode::Down {
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let _ = double_answer(&mut conn, &directory, addr, mode, &r);
+            }
+        });
+        AcmeDouble {
+            addr,
+            mode,
+            stop,
+            refused,
+        }
+    }
+
+    /// The double's directory URL.
+    pub fn directory(&self) -> String {
+        format!("http://{}/dir", self.addr)
+    }
+
+    pub fn set(&self, mode: DoubleMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+impl Drop for AcmeDouble {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn double_answer(
+    conn: &mut TcpStream,
+    directory: &serde_json::Value,
+    addr: std::net::SocketAddr,
+    mode: DoubleMode,
+    refused: &std::sync::atomic::AtomicUsize,
+) -> std::io::Result<()> {
+    use std::io::{Read as _, Write as _};
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 || buf.len() > 64 << 10 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+        .min(64 << 10);
+    while buf.len() < head_end + length {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let (status, extra, ctype, body) = match (path.as_str(), mode) {
+        ("/dir", _) => {
+            let mut d = directory.clone();
+            if let DoubleMode::RateLimit(_) = mode {
+                d["newOrder"] = serde_json::Value::String(format!("http://{addr}/new-order"));
+            }
+            ("200 OK", String::new(), "application/json", d.to_string())
+        }
+        ("/new-order", DoubleMode::RateLimit(secs)) => {
+            refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (
+                "429 Too Many Requests",
+                format!("Retry-After: {secs}\r\n"),
+                "application/problem+json",
+                serde_json::json!({"type": "urn:ietf:params:acme:error:rateLimited",
+                    "detail": "test double: too many new orders", "status": 429})
+                .to_string(),
+            )
+        }
+        _ => (
+            "404 Not Found",
+            String::new(),
+            "text/plain",
+            "not here\n".into(),
+        ),
+    };
+    write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
