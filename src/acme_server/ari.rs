@@ -67,7 +67,9 @@ impl AcmeServer {
                 "no certificate of this CA has that certID",
             )
         };
-        if self.ca.intermediate().ski.as_deref() != Some(aki.as_slice()) {
+        // A leaf of an intermediate replaced by `gatecert ca rotate` is told to renew now.
+        let replaced = self.ca.previous_by_aki(&aki).is_some();
+        if !replaced && self.ca.intermediate().ski.as_deref() != Some(aki.as_slice()) {
             return Err(unknown());
         }
         let hex = crypto::hex(&serial);
@@ -86,7 +88,10 @@ impl AcmeServer {
                 .map(|h| h.since),
             false => None,
         };
-        let (start, end) = window_for(&serial, leaf, up_since, now);
+        let (start, end) = match replaced && leaf.not_after > now {
+            true => (now - 60, now + 300),
+            false => window_for(&serial, leaf, up_since, now),
+        };
         // An interim leaf asks again soon: the upstream may come back.
         let retry = match leaf.source {
             leaves::Source::Interim => INTERIM_RETRY_AFTER,

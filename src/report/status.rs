@@ -312,6 +312,16 @@ impl Status {
                     cfg,
                     now,
                 ));
+                // `ca rotate`: the replaced intermediates kept until their leaves expire.
+                for g in local.previous() {
+                    certificates.push(info_row(
+                        "ca-intermediate-replaced",
+                        Kind::CaIntermediate,
+                        &g.info,
+                        cfg,
+                        now,
+                    ));
+                }
                 let chain = local.chain_der();
                 if chain.len() > 1 {
                     if let Some(root) = chain.last().and_then(|d| CertInfo::from_der(d).ok()) {
