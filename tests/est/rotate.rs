@@ -170,10 +170,32 @@ fn ca_rotate_keeps_old_leaves_verifying_and_moves_everyone_to_the_new_intermedia
 }
 
 #[test]
-fn ca_rotate_refuses_without_the_root_key() {
-    let g = Gatecert::start_seeded("rotate-offline", Some(uci()), &|_| {}, &[]);
-    std::fs::remove_file(g.state().join("ca/root.key")).unwrap();
+fn ca_rotate_refuses_without_its_audit_line_or_the_root_key_and_changes_nothing() {
+    let g = Gatecert::start_seeded("rotate-refused", Some(uci()), &|_| {}, &[]);
     let before = std::fs::read(g.state().join("ca/intermediate.pem")).unwrap();
+    let unchanged = || {
+        assert_eq!(
+            std::fs::read(g.state().join("ca/intermediate.pem")).unwrap(),
+            before
+        );
+        assert!(!g.state().join("ca/previous").exists());
+        assert!(!g.state().join("ca/next.key").exists());
+    };
+    // An audit log that cannot be written (a directory in its place; the log kept aside).
+    let log = g.state().join("audit.log");
+    let saved = g.state().join("audit.log.saved");
+    std::fs::rename(&log, &saved).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    let out = g.cli(&["ca", "rotate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("audit.log"), "{err}");
+    unchanged();
+    std::fs::remove_dir(&log).unwrap();
+    std::fs::rename(&saved, &log).unwrap();
+
+    // The root key offline.
+    std::fs::remove_file(g.state().join("ca/root.key")).unwrap();
     let out = g.cli(&["ca", "rotate"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -181,9 +203,6 @@ fn ca_rotate_refuses_without_the_root_key() {
         err.contains("root.key") && err.contains("ca rotate needs it"),
         "{err}"
     );
-    assert_eq!(
-        std::fs::read(g.state().join("ca/intermediate.pem")).unwrap(),
-        before
-    );
+    unchanged();
     assert!(!g.audit().contains("ca.rotate"));
 }
