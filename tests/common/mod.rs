@@ -399,3 +399,98 @@ pub fn dns_hook(dir: &Path, mgmt: &str) -> (PathBuf, PathBuf) {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     (hook, log)
 }
+
+/// Polls `f` every 100 ms until it holds, failing after `limit` with `what`.
+pub fn eventually(what: &str, limit: Duration, f: &mut dyn FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out after {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// tests/peers/ari_double.py on 127.0.0.1: an ACME test double whose ARI window (RFC 9773) the
+/// test moves while `gatecert run` is up. Killed on drop.
+pub struct AriDouble {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl AriDouble {
+    /// Starts it in `dir` (its work directory) with `window` as the first renewalInfo answer.
+    pub fn start(dir: &Path, window: (i64, i64, i64)) -> AriDouble {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = AriDouble {
+            proc: Proc(
+                Command::new("python3")
+                    .arg(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/tests/peers/ari_double.py"
+                    ))
+                    .arg(dir)
+                    .arg(port.to_string())
+                    .stdout(Stdio::null())
+                    .stderr(log_file("ari_double", "server"))
+                    .spawn()
+                    .unwrap(),
+            ),
+            dir: dir.to_path_buf(),
+            port,
+        };
+        d.set_window(window.0, window.1, window.2);
+        eventually(
+            "ari_double.py listens",
+            Duration::from_secs(20),
+            &mut || dir.join("ready").exists(),
+        );
+        d
+    }
+
+    /// The directory URL.
+    pub fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.port)
+    }
+
+    /// Its root (the `ca_bundle` for its TLS, and the issuer of what it signs).
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root.pem")
+    }
+
+    /// The next renewalInfo answers: `start`, `end` (Unix seconds) and `Retry-After` seconds.
+    /// Written atomically: the double reads it at every request.
+    pub fn set_window(&self, start: i64, end: i64, retry_after: i64) {
+        self.set_window_for(None, start, end, retry_after);
+    }
+
+    /// [`AriDouble::set_window`] for the certificate `only` (a certID); any other certificate
+    /// gets a window 30 days ahead.
+    pub fn set_window_for(&self, only: Option<&str>, start: i64, end: i64, retry_after: i64) {
+        let rfc = gatecert::crypto::rfc3339;
+        let body = serde_json::json!({"start": rfc(start), "end": rfc(end),
+            "retry_after": retry_after, "only": only});
+        let tmp = self.dir.join("window.json.tmp");
+        std::fs::write(&tmp, body.to_string()).unwrap();
+        std::fs::rename(&tmp, self.dir.join("window.json")).unwrap();
+    }
+
+    /// Every request it logged: `{"t", "op": "order", "replaces"}` and
+    /// `{"t", "op": "renewal-info", "id"}`.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// How many requests of `op` it logged.
+    pub fn count(&self, op: &str) -> usize {
+        self.requests().iter().filter(|r| r["op"] == op).count()
+    }
+}

@@ -37,13 +37,9 @@ fn cacerts(g: &Gatecert, tag: &str) -> (PathBuf, usize) {
     (path, cert_count(&pem))
 }
 
-/// Polls `what` every 100 ms for at most 15 s.
+/// [`common::eventually`] with 15 s.
 fn eventually(what: &str, f: &mut dyn FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < Duration::from_secs(15), "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::eventually(what, Duration::from_secs(15), f);
 }
 
 fn ok(out: &Output) -> String {
