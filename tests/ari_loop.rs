@@ -26,6 +26,14 @@ fn now() -> i64 {
 
 /// `renewal_reason` of certificate `gw` in `gatecert status --json`.
 fn renewal_reason(dir: &Path) -> String {
+    status_row(dir)["renewal_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The row of certificate `gw` in `gatecert status --json`.
+fn status_row(dir: &Path) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_gatecert"))
         .arg("--config")
         .arg(dir.join("gatecert.conf"))
@@ -35,17 +43,13 @@ fn renewal_reason(dir: &Path) -> String {
         .unwrap();
     common::keep_output("ari_loop", "status", &out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = v["certificates"]
+    v["certificates"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["name"] == "gw")
         .cloned()
-        .unwrap();
-    row["renewal_reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+        .unwrap()
 }
 
 /// The renewalInfo requests logged by the double from index `from` on.
@@ -126,6 +130,24 @@ fn the_service_follows_a_moved_window_and_treats_inverted_and_empty_ones_as_no_a
     }
     let cert_id = polls[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(renewal_reason(dir), "ARI window");
+
+    // The CA moves the window ten days earlier: the service's next poll picks a time in it.
+    let moved = (t0 + 20 * DAY, t0 + 20 * DAY + 3600);
+    double.set_window_for(Some(&cert_id), moved.0, moved.1, RETRY);
+    eventually(
+        "the renewal time inside the moved window",
+        limit,
+        &mut || {
+            let at = status_row(dir)["next_renewal"].as_i64().unwrap_or(0);
+            moved.0 <= at && at <= moved.1
+        },
+    );
+    assert!(
+        logged().contains("the CA moved the ARI window"),
+        "{}",
+        logged()
+    );
+    assert_eq!(double.count("order"), 1);
 
     // An inverted window around now, then an empty one in the past: either would be due now if
     // taken as a window. Both count as no answer: the lifetime rule, no order.
