@@ -8,21 +8,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, AriDouble, Proc, TempDir};
+use common::{eventually, gatecert_in, now, spawn_run, AriDouble, TempDir};
 
 const DAY: i64 = 86_400;
 /// The double's `Retry-After`, seconds.
 const RETRY: i64 = 2;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// `renewal_reason` of certificate `gw` in `gatecert status --json`.
 fn renewal_reason(dir: &Path) -> String {
@@ -34,11 +26,8 @@ fn renewal_reason(dir: &Path) -> String {
 
 /// The row of certificate `gw` in `gatecert status --json`.
 fn status_row(dir: &Path) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_gatecert"))
-        .arg("--config")
-        .arg(dir.join("gatecert.conf"))
+    let out = gatecert_in(dir)
         .args(["status", "--json"])
-        .env_remove("GATECERT_FAKE_NOW")
         .output()
         .unwrap();
     common::keep_output("ari_loop", "status", &out);
@@ -69,26 +58,11 @@ fn the_service_follows_a_moved_window_and_treats_inverted_and_empty_ones_as_no_a
     let t0 = now();
     // First a window well inside the 90-day certificate, a month out: nothing due.
     let double = AriDouble::start(&dir.join("double"), (t0 + 30 * DAY, t0 + 31 * DAY, RETRY));
-    std::fs::write(
-        dir.join("gatecert.conf"),
-        format!(
-            "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
-             config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
-             \tlist domain 'gw1.example.com'\n\toption http_listen '127.0.0.1:80'\n\n\
-             config est 'est'\n\toption enabled '0'\n",
-            dir.join("state").display(),
-            double.directory(),
-            double.root().display(),
-        ),
-    )
-    .unwrap();
+    common::write_acme_config(dir, &double.directory(), &double.root());
     // The first certificate from `gatecert renew` (cron's way), so that the service starts
     // with one and asks for its renewalInfo at once.
-    let out = Command::new(env!("CARGO_BIN_EXE_gatecert"))
-        .arg("--config")
-        .arg(dir.join("gatecert.conf"))
+    let out = gatecert_in(dir)
         .arg("renew")
-        .env_remove("GATECERT_FAKE_NOW")
         .env("GATECERT_ARI_POLL_MIN_SECS", "1")
         .output()
         .unwrap();
@@ -103,19 +77,7 @@ fn the_service_follows_a_moved_window_and_treats_inverted_and_empty_ones_as_no_a
     assert_eq!(orders.len(), 1);
     assert!(orders[0]["replaces"].is_null(), "{first:?}");
 
-    let log = dir.join("run.log");
-    let mut run = Proc(
-        Command::new(env!("CARGO_BIN_EXE_gatecert"))
-            .arg("--config")
-            .arg(dir.join("gatecert.conf"))
-            .arg("run")
-            .env_remove("GATECERT_FAKE_NOW")
-            .env("GATECERT_ARI_POLL_MIN_SECS", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut run, log) = spawn_run(dir, &[("GATECERT_ARI_POLL_MIN_SECS", "1")]);
     let logged = || std::fs::read_to_string(&log).unwrap_or_default();
     let limit = Duration::from_secs(60);
 

@@ -421,11 +421,7 @@ impl AriDouble {
     /// Starts it in `dir` (its work directory) with `window` as the first renewalInfo answer.
     pub fn start(dir: &Path, window: (i64, i64, i64)) -> AriDouble {
         std::fs::create_dir_all(dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let d = AriDouble {
             proc: Proc(
                 Command::new("python3")
@@ -493,4 +489,75 @@ impl AriDouble {
     pub fn count(&self, op: &str) -> usize {
         self.requests().iter().filter(|r| r["op"] == op).count()
     }
+}
+
+/// The system clock, Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `gatecert --config <dir>/gatecert.conf`, without the caller's `GATECERT_FAKE_NOW`.
+pub fn gatecert_in(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gatecert"));
+    c.arg("--config")
+        .arg(dir.join("gatecert.conf"))
+        .env_remove("GATECERT_FAKE_NOW");
+    c
+}
+
+/// `gatecert run` on `<dir>/gatecert.conf` with `env` added, its stderr in `<dir>/run.log`
+/// (returned with it).
+pub fn spawn_run(dir: &Path, env: &[(&str, &str)]) -> (Proc, PathBuf) {
+    let log = dir.join("run.log");
+    let child = gatecert_in(dir)
+        .arg("run")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (Proc(child), log)
+}
+
+/// `openssl verify -CAfile ROOT -untrusted UNTRUSTED CERT`: true when it says `OK`.
+pub fn openssl_verifies(root: &Path, untrusted: &Path, cert: &Path) -> bool {
+    let out = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(root)
+        .arg("-untrusted")
+        .arg(untrusted)
+        .arg(cert)
+        .output()
+        .unwrap();
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains(": OK")
+}
+
+/// `<dir>/gatecert.conf` with one ACME certificate `gw` (gw1.example.com, http-01 on
+/// 127.0.0.1:80) from `directory`, trusting `ca_bundle`, state in `<dir>/state`, EST off.
+pub fn write_acme_config(dir: &Path, directory: &str, ca_bundle: &Path) {
+    std::fs::write(
+        dir.join("gatecert.conf"),
+        format!(
+            "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+             config certificate 'gw'\n\toption directory '{directory}'\n\
+             \toption ca_bundle '{}'\n\tlist domain 'gw1.example.com'\n\
+             \toption http_listen '127.0.0.1:80'\n\nconfig est 'est'\n\toption enabled '0'\n",
+            dir.join("state").display(),
+            ca_bundle.display(),
+        ),
+    )
+    .unwrap();
 }

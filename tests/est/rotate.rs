@@ -13,18 +13,9 @@ fn uci() -> &'static str {
      config ca 'local'\n\tlist allow_suffix 'local'\n"
 }
 
-/// `openssl verify -CAfile root.pem -untrusted UNTRUSTED CERT`: true on `OK`.
+/// `openssl verify` against the gateway's root with `untrusted` as the chain.
 fn verifies(g: &Gatecert, untrusted: &Path, cert: &Path) -> bool {
-    let out = Command::new("openssl")
-        .arg("verify")
-        .arg("-CAfile")
-        .arg(g.path("root.pem"))
-        .arg("-untrusted")
-        .arg(untrusted)
-        .arg(cert)
-        .output()
-        .unwrap();
-    out.status.success() && String::from_utf8_lossy(&out.stdout).contains(": OK")
+    common::openssl_verifies(&g.path("root.pem"), untrusted, cert)
 }
 
 /// `/cacerts` as PEM (in `<tag>.pem`), and how many certificates it holds.
