@@ -291,6 +291,11 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         &audit::path_in(&cfg.main.state_dir),
         audit::DEFAULT_MAX_BYTES,
     )?;
+    // Re-read under the locks: a `ca rotate` that went live meanwhile is what signs.
+    let ca = match ca.changed_on_disk() {
+        true => LocalCa::open(dir, &cfg.ca)?,
+        false => ca,
+    };
     let issued = match ca.issue(&req, trusted) {
         Ok(i) => i,
         Err(e) => {

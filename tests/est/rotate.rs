@@ -202,3 +202,48 @@ fn ca_rotate_refuses_without_its_audit_line_or_the_root_key_and_changes_nothing(
     unchanged();
     assert!(!g.audit().contains("ca.rotate"));
 }
+
+/// `ca sign` opens the CA, then waits for the inventory lock: a rotation that went live
+/// meanwhile (here done with the library while the test holds that lock) is what it signs with.
+#[test]
+fn ca_sign_waiting_for_the_lock_signs_with_the_intermediate_rotated_meanwhile() {
+    use gatecert::ca::LocalCa;
+    use gatecert::leaves::{self, Inventory};
+    use gatecert::trust::ClockTrust;
+
+    let g = Gatecert::start_seeded("rotate-sign", Some(uci()), &|_| {}, &[]);
+    let state = g.state();
+    let name = "late.sensors.local";
+    make_csr(&g.dir, "late", "ec:P-256", name, &[name]);
+    let held = Inventory::open_locked(&leaves::path_in(&state), None).unwrap();
+    let mut sign = Command::new(env!("CARGO_BIN_EXE_gatecert"))
+        .arg("--config")
+        .arg(g.path("gatecert.uci"))
+        .args(["ca", "sign", "--csr"])
+        .arg(g.path("late.csr.der"))
+        .arg("--out")
+        .arg(g.path("late.pem"))
+        .stderr(common::log_file("est", "rotate-sign"))
+        .spawn()
+        .unwrap();
+    // Blocked on the lock (a waiting flock is listed with "->" in /proc/locks).
+    let pid = sign.id().to_string();
+    eventually("ca sign waits for the inventory lock", &mut || {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().any(|w| w == pid))
+    });
+    let cfg = gatecert::config::Config::standalone(state.clone()).ca;
+    let dir = LocalCa::dir_in(&state);
+    let ca = LocalCa::open(&dir, &cfg).unwrap();
+    let trusted = ClockTrust::load(&state, Some(ca.intermediate().not_before))
+        .check(now())
+        .unwrap();
+    ca.stage_rotation(trusted, 0).unwrap().commit().unwrap();
+    drop(held);
+    assert!(sign.wait().unwrap().success());
+    let new_int = g.path("new-int.pem");
+    std::fs::copy(dir.join("intermediate.pem"), &new_int).unwrap();
+    assert!(verifies(&g, &new_int, &g.path("late.pem")));
+}
