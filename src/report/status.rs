@@ -312,10 +312,11 @@ impl Status {
                     cfg,
                     now,
                 ));
-                // `ca rotate`: the replaced intermediates kept until their leaves expire.
+                // `ca rotate`: the replaced intermediates kept until their leaves expire, each
+                // under its own name (one metrics series each).
                 for g in local.previous() {
                     certificates.push(info_row(
-                        "ca-intermediate-replaced",
+                        &format!("ca-intermediate-replaced-{}", g.info.serial_hex()),
                         Kind::CaIntermediate,
                         &g.info,
                         cfg,

@@ -56,6 +56,11 @@ fn ca_rotate_keeps_old_leaves_verifying_and_moves_everyone_to_the_new_intermedia
     std::fs::copy(g.state().join("ca/intermediate.pem"), &old_int).unwrap();
     let listener = g.state().join("certs/est-local/live/cert.pem");
     assert!(verifies(&g, &old_int, &listener));
+    assert!(verifies(
+        &g,
+        &old_int,
+        &g.state().join("certs/gateway/live/cert.pem")
+    ));
 
     // A sensor enrolled on the first intermediate.
     let name = "rot-1.sensors.local";
@@ -98,6 +103,11 @@ fn ca_rotate_keeps_old_leaves_verifying_and_moves_everyone_to_the_new_intermedia
     eventually("the listener certificate is re-issued", &mut || {
         verifies(&g, &new_int, &listener)
     });
+    // So is the standalone certificate (`config certificate 'gateway'`, no directory).
+    let standalone = g.state().join("certs/gateway/live/cert.pem");
+    eventually("the standalone certificate is re-issued", &mut || {
+        verifies(&g, &new_int, &standalone)
+    });
     let cacerts_after = served.0;
     // The old leaf verifies with what /cacerts serves, and only through the old intermediate.
     assert!(verifies(&g, &cacerts_after, &old_leaf));
@@ -122,7 +132,12 @@ fn ca_rotate_keeps_old_leaves_verifying_and_moves_everyone_to_the_new_intermedia
 
     // Both generations in `status` and `ca show`; every step audited; the chain verifies.
     let status = ok(&g.cli(&["status", "--json"]));
-    assert!(status.contains("ca-intermediate-replaced"), "{status}");
+    let old_serial =
+        gatecert::crypto::CertInfo::from_pem(&std::fs::read_to_string(&old_int).unwrap())
+            .unwrap()
+            .serial_hex();
+    let row = format!("\"ca-intermediate-replaced-{old_serial}\"");
+    assert!(status.contains(&row), "{status}");
     let show = ok(&g.cli(&["ca", "show"]));
     assert!(show.contains("replaced intermediate"), "{show}");
     g.assert_audit(
