@@ -77,6 +77,11 @@ fn ca_rotate_keeps_old_leaves_verifying_and_moves_everyone_to_the_new_intermedia
     );
     let new_int = g.path("new-int.pem");
     std::fs::copy(g.state().join("ca/intermediate.pem"), &new_int).unwrap();
+    // The root (the sensors' trust anchor, and the provisioning bundle's) is the same file.
+    assert_eq!(
+        std::fs::read(g.state().join("ca/root.pem")).unwrap(),
+        std::fs::read(g.path("root.pem")).unwrap()
+    );
     assert_ne!(
         std::fs::read(&new_int).unwrap(),
         std::fs::read(&old_int).unwrap()
