@@ -68,8 +68,8 @@ impl AcmeServer {
             )
         };
         // A leaf of an intermediate replaced by `gatecert ca rotate` is told to renew now.
-        let replaced = self.ca.previous_by_aki(&aki).is_some();
-        if !replaced && self.ca.intermediate().ski.as_deref() != Some(aki.as_slice()) {
+        let replaced = self.ca.previous_by_aki(&aki);
+        if replaced.is_none() && self.ca.intermediate().ski.as_deref() != Some(aki.as_slice()) {
             return Err(unknown());
         }
         let hex = crypto::hex(&serial);
@@ -79,6 +79,14 @@ impl AcmeServer {
             .iter()
             .find(|l| strip_zeros(&l.serial).eq_ignore_ascii_case(strip_zeros(&hex)))
             .ok_or_else(unknown)?;
+        // The device's certificate must be one the replaced intermediate could have signed:
+        // issued before the rotation (or before a running service noticed it).
+        let replaced = match replaced {
+            Some(g) if leaf.issued_at > g.rotated_at + crate::ca::rotate::RETIRE_SLACK => {
+                return Err(unknown())
+            }
+            g => g.is_some(),
+        };
         let now = self.clock.now();
         // The upstream's health as the broker last recorded it (written on every change): up
         // since after this leaf was issued means it came back.

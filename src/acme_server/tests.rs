@@ -511,6 +511,25 @@ fn directory_profiles_and_renewal_info() {
     let start = crypto::parse_rfc3339(w["start"].as_str().unwrap()).unwrap();
     let end = crypto::parse_rfc3339(w["end"].as_str().unwrap()).unwrap();
     assert!(start <= now && now < end, "{w}");
+    // The replaced intermediate's key id with the serial of a certificate issued after the
+    // rotation names no certificate of it.
+    clock.advance(crate::ca::rotate::RETIRE_SLACK + 1);
+    let mut inv =
+        crate::leaves::Inventory::open_locked(&crate::leaves::path_in(&dir), None).unwrap();
+    let mut row = inv
+        .list()
+        .iter()
+        .find(|l| l.device == "ari")
+        .unwrap()
+        .clone();
+    row.issued_at = clock.now();
+    inv.record(row).unwrap();
+    drop(inv);
+    let r = srv.handle(
+        &request("GET", &format!("/acme/renewal-info/{id}"), Vec::new()),
+        &peer(),
+    );
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
