@@ -20,6 +20,7 @@ use crate::token::{self, Tokens};
 use crate::trust::ClockTrust;
 
 mod lifecycle;
+mod rotate;
 
 pub use lifecycle::cmd_leaves;
 
@@ -63,8 +64,9 @@ pub fn cmd_ca(cfg: &Config, args: &[String]) -> i32 {
         Some("install") => ca_install(cfg, &dir, rest, now),
         Some("show") => ca_show(cfg, &dir),
         Some("sign") => ca_sign(cfg, &dir, rest, now),
+        Some("rotate") => rotate::ca_rotate(cfg, rest, now),
         _ => Err(usage(
-            "usage: gatecert ca init | csr [--out FILE] | install CERT | show | \
+            "usage: gatecert ca init | csr [--out FILE] | install CERT | show | rotate | \
              sign --csr FILE [--days N | --lifetime 24h] [--server-auth] [--out FILE]",
         )),
     })
@@ -182,6 +184,13 @@ fn ca_show(cfg: &Config, dir: &Path) -> Res {
             println!("  excluded:    {}", subtrees(&nc.excluded));
         }
     }
+    for g in ca.previous() {
+        println!("replaced intermediate (kept for verification, `ca rotate`):");
+        println!("  serial:      {}", g.info.serial_hex());
+        println!("  replaced:    {}", crypto::rfc3339(g.rotated_at));
+        println!("  retired:     after {}", crypto::rfc3339(g.retire_after));
+        println!("  SHA-256:     {}", fingerprint(&g.info.der));
+    }
     Ok(())
 }
 
@@ -282,6 +291,11 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         &audit::path_in(&cfg.main.state_dir),
         audit::DEFAULT_MAX_BYTES,
     )?;
+    // Re-read under the locks: a `ca rotate` that went live meanwhile is what signs.
+    let ca = match ca.changed_on_disk() {
+        true => LocalCa::open(dir, &cfg.ca)?,
+        false => ca,
+    };
     let issued = match ca.issue(&req, trusted) {
         Ok(i) => i,
         Err(e) => {

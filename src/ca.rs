@@ -39,6 +39,7 @@ use crate::store;
 use crate::trust::TrustedNow;
 
 pub mod crl;
+pub mod rotate;
 
 /// How far notBefore is backdated, for sensors whose clocks run a little behind.
 pub const BACKDATE: i64 = 5 * 60;
@@ -77,6 +78,10 @@ pub enum Error {
     /// The issuing key in the PKCS#11 token can't be used now (wrong PIN, token missing, key
     /// object removed). EST: 503; the next issuance tries the token again.
     KeyUnavailable(String),
+    /// `ca rotate` needs the root key, and it is not in the CA directory (this path).
+    RootOffline(PathBuf),
+    /// The audit line could not be written: nothing was changed.
+    Audit(crate::audit::Error),
 }
 
 impl Error {
@@ -108,6 +113,13 @@ impl fmt::Display for Error {
             Error::Install(m) => write!(f, "cannot install the intermediate: {m}"),
             Error::Clock(m) => write!(f, "clock untrusted: {m}"),
             Error::KeyUnavailable(m) => write!(f, "the CA's issuing key is unavailable: {m}"),
+            Error::RootOffline(p) => write!(
+                f,
+                "the root key {} is not here (an operator's root, or a CA made with key_uri): \
+                 ca rotate needs it to sign the new intermediate",
+                p.display()
+            ),
+            Error::Audit(_) => f.write_str("audit log (nothing was changed)"),
             Error::Store(_) => f.write_str("CA state"),
             Error::Crypto(_) => f.write_str("CA crypto"),
         }
@@ -119,6 +131,7 @@ impl std::error::Error for Error {
         match self {
             Error::Store(e) => Some(e),
             Error::Crypto(e) => Some(e),
+            Error::Audit(e) => Some(e),
             _ => None,
         }
     }
@@ -192,6 +205,10 @@ pub struct LocalCa {
     int_constraints: Constraints,
     /// The issuing key: a file key, or a token key opened now or at the next issuance.
     key: Mutex<Option<Arc<SigningKey>>>,
+    /// Replaced intermediates kept for verification (`ca rotate`), oldest first.
+    previous: Vec<rotate::Generation>,
+    /// `intermediate.pem`'s identity when opened ([`LocalCa::changed_on_disk`]).
+    stamp: Option<(u64, u64, i64)>,
 }
 
 impl fmt::Debug for LocalCa {
@@ -289,6 +306,7 @@ impl LocalCa {
 
     /// Opens the CA in `dir`. Checks that the intermediate matches its key and is a CA.
     pub fn open(dir: &Path, cfg: &config::Ca) -> Result<LocalCa, Error> {
+        let stamp = rotate::file_stamp(dir);
         let Some(int_pem) = store::read_optional(&dir.join(INT_CERT))? else {
             return Err(Error::NotInitialized(dir.to_path_buf()));
         };
@@ -317,7 +335,16 @@ impl LocalCa {
             path: int_path.clone(),
             what,
         };
-        let int_info = CertInfo::from_pem(&int_pem).map_err(|e| corrupt(e.to_string()))?;
+        let mut int_info = CertInfo::from_pem(&int_pem).map_err(|e| corrupt(e.to_string()))?;
+        if cfg.key_uri.is_none() && key.as_ref().is_some_and(|k| !k.matches(&int_info)) {
+            // A rotation between its two renames: the new key is live, its certificate staged.
+            if let Some(staged) = rotate::staged_cert(dir)? {
+                let next = CertInfo::from_pem(&staged).map_err(|e| corrupt(e.to_string()))?;
+                if key.as_ref().is_some_and(|k| k.matches(&next)) {
+                    int_info = next;
+                }
+            }
+        }
         if key.as_ref().is_some_and(|k| !k.matches(&int_info)) {
             let which = match &cfg.key_uri {
                 Some(uri) => format!("does not match the token key {uri}"),
@@ -339,6 +366,7 @@ impl LocalCa {
             })?
             .remove(0)
             .to_vec();
+        let previous = rotate::load_previous(dir, &int_info)?;
         Ok(LocalCa {
             dir: dir.to_path_buf(),
             cfg: cfg.clone(),
@@ -347,6 +375,8 @@ impl LocalCa {
             int_info,
             int_constraints,
             key: Mutex::new(key.map(Arc::new)),
+            previous,
+            stamp,
         })
     }
 
@@ -657,10 +687,15 @@ impl LocalCa {
         self.sign_leaf(dns, ips, lifetime, server_auth, &key.rcgen(), now)
     }
 
-    /// True when `cert_der`'s signature verifies under the intermediate's key (EST
-    /// `/simplereenroll` checks the client's current certificate with this).
+    /// True when `cert_der`'s signature verifies under the intermediate's key or a replaced one
+    /// still kept (EST `/simplereenroll` checks the client's current certificate with this, so
+    /// a leaf of the replaced intermediate re-enrolls onto the new one).
     pub fn issued_by_me(&self, cert_der: &[u8]) -> bool {
-        crypto::signed_by(cert_der, &self.int_der)
+        self.issued_by_current(cert_der)
+            || self
+                .previous
+                .iter()
+                .any(|g| crypto::signed_by(cert_der, &g.info.der))
     }
 
     /// The policy check for names alone: allowed by the config AND by the intermediate.

@@ -21,7 +21,7 @@ commands:
   check                                  pre-flight checks
   revoke [--reason R] [--cert NAME] [-v] revoke the gateway certificate
   account rollover [--cert NAME] [-v]    replace the ACME account key (RFC 8555 7.3.5)
-  ca init|csr [--out FILE]|install CERT|show
+  ca init|csr [--out FILE]|install CERT|show|rotate
   ca sign --csr FILE [--lifetime 24h | --days N] [--server-auth] [--out FILE]
                                          the local issuing CA (gatecert ca --help)
   token add DEVICE --name N [--name N ...] [--ttl 7d] [--uses 1] [--bundle | --qr | --qr-matrix | --acme]
@@ -78,7 +78,7 @@ exit: 0 revoked, 2 error",
 
 Replaces the ACME account key (RFC 8555 7.3.5).
 exit: 0 done, 2 error",
-        "ca" => "usage: gatecert ca init|csr|install|show|sign
+        "ca" => "usage: gatecert ca init|csr|install|show|sign|rotate
 
   ca init                     a self-signed P-256 root and a name-constrained issuing intermediate
   ca csr [--out FILE]         a key and CSR for an intermediate your own root will sign
@@ -86,6 +86,8 @@ exit: 0 done, 2 error",
   ca show                     subject, issuer, validity, constraints, fingerprints
   ca sign --csr FILE [--lifetime 24h | --days N] [--server-auth] [--out FILE]
                               manual issuance through the same policy (audited)
+  ca rotate                   a new intermediate under the same root, live at once; the replaced
+                              one kept for verification until its leaves expire (needs root.key)
 exit: 0 done, 2 error",
         "token" => "usage: gatecert token add|list|revoke
 

@@ -34,6 +34,7 @@ use crate::trust::{ClockTrust, FloorSource, Untrusted};
 use crate::{audit, crypto, leaves, revocation};
 
 mod demo;
+mod rotation;
 
 pub use demo::{cmd_demo, est_client};
 
@@ -1026,6 +1027,7 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
         }
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + tick;
+            svc.follow_ca();
             if let Err(e) = svc.upkeep() {
                 log::error!("{e}: {}", causes(&e));
             }

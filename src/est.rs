@@ -309,8 +309,11 @@ impl Est {
     /// issued certificate (§4.2.3) can build either chain. The upstream root is not among them
     /// when the ACME CA does not send it: the client must already trust it (§4.1.3's explicit
     /// trust anchor).
+    /// After `gatecert ca rotate`, the replaced intermediates still kept follow, so that leaves
+    /// of either generation verify.
     fn cacerts(&self) -> Response {
         let mut certs = self.ca.chain_der();
+        certs.extend(self.ca.previous().iter().map(|g| g.info.der.clone()));
         if let Some(b) = &self.broker {
             for c in b.upstream_issuers() {
                 if !certs.contains(&c) {

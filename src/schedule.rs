@@ -33,7 +33,21 @@ pub const ARI_POLL_DEFAULT: i64 = 6 * HOUR;
 pub fn ari_poll_delay(retry_after: Option<i64>) -> i64 {
     retry_after
         .unwrap_or(ARI_POLL_DEFAULT)
-        .clamp(ARI_POLL_MIN, ARI_POLL_MAX)
+        .clamp(ari_poll_min(), ARI_POLL_MAX)
+}
+
+/// [`ARI_POLL_MIN`], or (test-only) `GATECERT_ARI_POLL_MIN_SECS` (at least 1), read once: the
+/// closed-loop ARI test (tests/ari_loop.rs) has its test double ask for a `Retry-After` of
+/// seconds and watches `gatecert run` follow it. Like the other `GATECERT_*` test hooks it is
+/// honoured only from the process's environment; nothing in the config or state can set it.
+fn ari_poll_min() -> i64 {
+    static MIN: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("GATECERT_ARI_POLL_MIN_SECS")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .map_or(ARI_POLL_MIN, |s| s.clamp(1, ARI_POLL_MIN))
+    })
 }
 
 /// Why a certificate is (or is not yet) due.
@@ -218,9 +232,10 @@ pub fn decide_any(
 }
 
 /// When the upstream worker looks at a certificate that is not due: at the renewal time or
-/// the next ARI poll, never sooner than a minute from `now`.
+/// the next ARI poll, never sooner than a minute from `now` (with the test-only
+/// `GATECERT_ARI_POLL_MIN_SECS`, never sooner than that when it is shorter).
 pub fn next_look(decision: &Decision, now: i64) -> i64 {
-    decision.wake_at().max(now + 60)
+    decision.wake_at().max(now + ari_poll_min().min(60))
 }
 
 /// Exponential backoff after `failures` consecutive failed attempts: 5 min, 10 min, 20 min, ...

@@ -11,6 +11,8 @@ mod common;
 mod interop;
 #[path = "est/lifecycle.rs"]
 mod lifecycle;
+#[path = "est/rotate.rs"]
+mod rotate;
 
 // HTTP-layer behaviour at the EST listener (chunked bodies, HEAD, Date, ALPN, Content-Type,
 // the connection cap), with this file's harness.

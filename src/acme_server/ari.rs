@@ -127,12 +127,22 @@ impl AcmeServer {
                 "no certificate of this CA has that certID",
             )
         };
-        if self.ca.intermediate().ski.as_deref() != Some(aki.as_slice()) {
+        // A leaf of an intermediate replaced by `gatecert ca rotate` is told to renew now.
+        let replaced = self.ca.previous_by_aki(&aki);
+        if replaced.is_none() && self.ca.intermediate().ski.as_deref() != Some(aki.as_slice()) {
             return Err(unknown());
         }
         let hex = crypto::hex(&serial);
         let inv = Inventory::open(&leaves::path_in(&self.state_dir)).map_err(Problem::internal)?;
         let leaf = inv.by_serial(&hex).ok_or_else(unknown)?;
+        // The device's certificate must be one the replaced intermediate could have signed:
+        // issued before the rotation (or before a running service noticed it).
+        let replaced = match replaced {
+            Some(g) if leaf.issued_at > g.rotated_at + crate::ca::rotate::RETIRE_SLACK => {
+                return Err(unknown())
+            }
+            g => g.is_some(),
+        };
         let now = self.clock.now();
         // The upstream's health as the broker last recorded it (written on every change): up
         // since after this leaf was issued means it came back.
@@ -142,7 +152,10 @@ impl AcmeServer {
                 .map(|h| h.since),
             false => None,
         };
-        let (start, end) = window_for(&serial, leaf, up_since, now);
+        let (start, end) = match replaced && leaf.not_after > now {
+            true => (now - 60, now + 300),
+            false => window_for(&serial, leaf, up_since, now),
+        };
         // An interim leaf asks again soon: the upstream may come back.
         let retry = match leaf.source {
             leaves::Source::Interim => INTERIM_RETRY_AFTER,

@@ -27,7 +27,12 @@ fn setup(tag: &str, preauthorized: bool) -> (PathBuf, AcmeServer, Arc<FixedClock
         crate::trust::TrustedNow::for_tests(clock.now()),
     )
     .unwrap();
-    let acme = config::AcmeServer {
+    let srv = AcmeServer::new(acme_cfg(preauthorized), &dir, ca, cfg.ca.clone(), clock.clone()).unwrap();
+    (dir, srv, clock)
+}
+
+fn acme_cfg(preauthorized: bool) -> config::AcmeServer {
+    config::AcmeServer {
         preauthorized,
         static_host: Vec::new(),
         http_port: 80,
@@ -35,9 +40,7 @@ fn setup(tag: &str, preauthorized: bool) -> (PathBuf, AcmeServer, Arc<FixedClock
         lifetime: 3600,
         max_accounts: 4,
         max_orders: 4,
-    };
-    let srv = AcmeServer::new(acme, &dir, ca, cfg.ca.clone(), clock.clone()).unwrap();
-    (dir, srv, clock)
+    }
 }
 
 fn peer() -> PeerInfo {
@@ -490,6 +493,43 @@ fn directory_profiles_and_renewal_info() {
         &peer(),
     );
     assert_eq!(body(&r)["type"], "urn:ietf:params:acme:error:malformed");
+
+    // After `gatecert ca rotate`, a leaf of the replaced intermediate is told to renew now.
+    let ca_cfg = Config::standalone(dir.clone()).ca;
+    let trusted = crate::trust::TrustedNow::for_tests(now);
+    let old = LocalCa::open(&LocalCa::dir_in(&dir), &ca_cfg).unwrap();
+    let staged = old.stage_rotation(trusted, info.not_after).unwrap();
+    staged.commit().unwrap();
+    let rotated = LocalCa::open(&LocalCa::dir_in(&dir), &ca_cfg).unwrap();
+    let mut srv =
+        AcmeServer::new(acme_cfg(true), &dir, rotated, ca_cfg.clone(), clock.clone()).unwrap();
+    let r = srv.handle(
+        &request("GET", &format!("/acme/renewal-info/{id}"), Vec::new()),
+        &peer(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let w = &body(&r)["suggestedWindow"];
+    let start = crypto::parse_rfc3339(w["start"].as_str().unwrap()).unwrap();
+    let end = crypto::parse_rfc3339(w["end"].as_str().unwrap()).unwrap();
+    assert!(start <= now && now < end, "{w}");
+    // The replaced intermediate's key id with the serial of a certificate issued after the
+    // rotation names no certificate of it.
+    clock.advance(crate::ca::rotate::RETIRE_SLACK + 1);
+    let mut inv =
+        crate::leaves::Inventory::open_locked(&crate::leaves::path_in(&dir), None).unwrap();
+    let mut row = inv
+        .list()
+        .find(|l| l.device == "ari")
+        .unwrap()
+        .clone();
+    row.issued_at = clock.now();
+    inv.record(row).unwrap();
+    drop(inv);
+    let r = srv.handle(
+        &request("GET", &format!("/acme/renewal-info/{id}"), Vec::new()),
+        &peer(),
+    );
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

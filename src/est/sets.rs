@@ -187,7 +187,8 @@ pub fn ensure_local_set(
     let (dns, ips) = &set.names;
     let want = names_of(dns, ips);
     let ours = |info: &CertInfo| {
-        same_set(&names_of(&info.dns_names, &info.ips), &want) && ca.issued_by_me(&info.der)
+        // From the live intermediate: after `ca rotate` the set is re-issued at once.
+        same_set(&names_of(&info.dns_names, &info.ips), &want) && ca.issued_by_current(&info.der)
     };
     let live = identity_at(&dir.live(), set.key_uri).filter(|(_, info)| ours(info));
     // The live set, when valid now.

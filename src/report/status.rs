@@ -297,6 +297,17 @@ impl Status {
                     cfg,
                     now,
                 ));
+                // `ca rotate`: the replaced intermediates kept until their leaves expire, each
+                // under its own name (one metrics series each).
+                for g in local.previous() {
+                    certificates.push(info_row(
+                        &format!("ca-intermediate-replaced-{}", g.info.serial_hex()),
+                        Kind::CaIntermediate,
+                        &g.info,
+                        cfg,
+                        now,
+                    ));
+                }
                 let chain = local.chain_der();
                 if chain.len() > 1 {
                     if let Some(root) = chain.last().and_then(|d| CertInfo::from_der(d).ok()) {

@@ -678,3 +678,165 @@ fn double_answer(
         body.len()
     )
 }
+
+/// Polls `f` every 100 ms until it holds, failing after `limit` with `what`.
+pub fn eventually(what: &str, limit: Duration, f: &mut dyn FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out after {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// tests/peers/ari_double.py on 127.0.0.1: an ACME test double whose ARI window (RFC 9773) the
+/// test moves while `gatecert run` is up. Killed on drop.
+pub struct AriDouble {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl AriDouble {
+    /// Starts it in `dir` (its work directory) with `window` as the first renewalInfo answer.
+    pub fn start(dir: &Path, window: (i64, i64, i64)) -> AriDouble {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let d = AriDouble {
+            proc: Proc(
+                Command::new("python3")
+                    .arg(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/tests/peers/ari_double.py"
+                    ))
+                    .arg(dir)
+                    .arg(port.to_string())
+                    .stdout(Stdio::null())
+                    .stderr(log_file("ari_double", "server"))
+                    .spawn()
+                    .unwrap(),
+            ),
+            dir: dir.to_path_buf(),
+            port,
+        };
+        d.set_window(window.0, window.1, window.2);
+        eventually(
+            "ari_double.py listens",
+            Duration::from_secs(20),
+            &mut || dir.join("ready").exists(),
+        );
+        d
+    }
+
+    /// The directory URL.
+    pub fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.port)
+    }
+
+    /// Its root (the `ca_bundle` for its TLS, and the issuer of what it signs).
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root.pem")
+    }
+
+    /// The next renewalInfo answers: `start`, `end` (Unix seconds) and `Retry-After` seconds.
+    /// Written atomically: the double reads it at every request.
+    pub fn set_window(&self, start: i64, end: i64, retry_after: i64) {
+        self.set_window_for(None, start, end, retry_after);
+    }
+
+    /// [`AriDouble::set_window`] for the certificate `only` (a certID); any other certificate
+    /// gets a window 30 days ahead.
+    pub fn set_window_for(&self, only: Option<&str>, start: i64, end: i64, retry_after: i64) {
+        let rfc = gatecert::crypto::rfc3339;
+        let body = serde_json::json!({"start": rfc(start), "end": rfc(end),
+            "retry_after": retry_after, "only": only});
+        let tmp = self.dir.join("window.json.tmp");
+        std::fs::write(&tmp, body.to_string()).unwrap();
+        std::fs::rename(&tmp, self.dir.join("window.json")).unwrap();
+    }
+
+    /// Every request it logged: `{"t", "op": "order", "replaces"}` and
+    /// `{"t", "op": "renewal-info", "id"}`.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// How many requests of `op` it logged.
+    pub fn count(&self, op: &str) -> usize {
+        self.requests().iter().filter(|r| r["op"] == op).count()
+    }
+}
+
+/// The system clock, Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `gatecert --config <dir>/gatecert.conf`, without the caller's `GATECERT_FAKE_NOW`.
+pub fn gatecert_in(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gatecert"));
+    c.arg("--config")
+        .arg(dir.join("gatecert.conf"))
+        .env_remove("GATECERT_FAKE_NOW");
+    c
+}
+
+/// `gatecert run` on `<dir>/gatecert.conf` with `env` added, its stderr in `<dir>/run.log`
+/// (returned with it).
+pub fn spawn_run(dir: &Path, env: &[(&str, &str)]) -> (Proc, PathBuf) {
+    let log = dir.join("run.log");
+    let child = gatecert_in(dir)
+        .arg("run")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (Proc(child), log)
+}
+
+/// `openssl verify -CAfile ROOT -untrusted UNTRUSTED CERT`: true when it says `OK`.
+pub fn openssl_verifies(root: &Path, untrusted: &Path, cert: &Path) -> bool {
+    let out = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(root)
+        .arg("-untrusted")
+        .arg(untrusted)
+        .arg(cert)
+        .output()
+        .unwrap();
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains(": OK")
+}
+
+/// `<dir>/gatecert.conf` with one ACME certificate `gw` (gw1.example.com, http-01 on
+/// 127.0.0.1:80) from `directory`, trusting `ca_bundle`, state in `<dir>/state`, EST off.
+pub fn write_acme_config(dir: &Path, directory: &str, ca_bundle: &Path) {
+    std::fs::write(
+        dir.join("gatecert.conf"),
+        format!(
+            "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+             config certificate 'gw'\n\toption directory '{directory}'\n\
+             \toption ca_bundle '{}'\n\tlist domain 'gw1.example.com'\n\
+             \toption http_listen '127.0.0.1:80'\n\nconfig est 'est'\n\toption enabled '0'\n",
+            dir.join("state").display(),
+            ca_bundle.display(),
+        ),
+    )
+    .unwrap();
+}

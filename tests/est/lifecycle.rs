@@ -22,7 +22,7 @@ fn uci(metrics: u16, crl_file: &Path) -> String {
 
 impl Gatecert {
     /// `gatecert --config <its config> ARGS` (the CLI beside the running service).
-    fn cli(&self, args: &[&str]) -> Output {
+    pub(super) fn cli(&self, args: &[&str]) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_gatecert"))
             .arg("--config")
             .arg(self.path("gatecert.uci"))
@@ -108,7 +108,7 @@ impl Gatecert {
     }
 }
 
-fn reenroll(g: &Gatecert, cert: &Path, key: &Path, csr: &Path) -> (u16, String) {
+pub(super) fn reenroll(g: &Gatecert, cert: &Path, key: &Path, csr: &Path) -> (u16, String) {
     let data = format!("@{}", csr.display());
     let (code, _, body) = g.curl(
         "simplereenroll",
@@ -127,7 +127,7 @@ fn reenroll(g: &Gatecert, cert: &Path, key: &Path, csr: &Path) -> (u16, String) 
 }
 
 /// The one certificate of a 200 enrollment answer, as `<tag>.pem`.
-fn issued(g: &Gatecert, tag: &str, code: u16, body: &[u8]) -> PathBuf {
+pub(super) fn issued(g: &Gatecert, tag: &str, code: u16, body: &[u8]) -> PathBuf {
     assert_eq!(code, 200, "{tag}: {}", String::from_utf8_lossy(body));
     let pem = first_cert(&p7_to_pem(&g.dir, tag, body));
     let path = g.path(&format!("{tag}.pem"));
