@@ -370,12 +370,38 @@ fn a_large_log_is_checked_from_its_tail() {
     ));
 }
 
-/// Flash is finite: past [`MAX_ROTATED`] files the oldest go even inside the retention.
+/// Flash is finite: past the budget the oldest go even inside the retention, and the
+/// `rotate` line says what went and why.
 #[test]
-fn rotation_keeps_at_most_max_rotated_files() {
+fn rotation_keeps_within_the_budget_and_records_what_it_drops() {
     let path = tmp("maxrot");
-    write_events(&path, 160, 1024);
-    assert_eq!(rotated_files(&path).unwrap().len(), MAX_ROTATED);
+    let budget = 8 * 1024;
+    let mut a = Audit::open(&path, 1024).unwrap().with_policy(Policy {
+        budget,
+        ..Policy::default()
+    });
+    for i in 0..160 {
+        a.append(
+            NOW + i,
+            "issue",
+            serde_json::json!({"device": format!("s{i}")}),
+        )
+        .unwrap();
+    }
+    let files = rotated_files(&path).unwrap();
+    let total: u64 = files
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).unwrap().len())
+        .sum::<u64>()
+        + std::fs::metadata(&path).unwrap().len();
+    assert!(total <= budget, "{total} bytes kept, budget {budget}");
     let r = Audit::verify(&path).unwrap();
     assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.begins, Begins::Pruned);
+    let rotate: serde_json::Value = serde_json::from_str(&lines(&path)[0]).unwrap();
+    assert_eq!(rotate["short_of_retention"], true, "{rotate}");
+    assert_eq!(
+        rotate["pruned"][0]["reason"], "over audit_max_bytes",
+        "{rotate}"
+    );
 }
