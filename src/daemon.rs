@@ -942,6 +942,7 @@ pub fn cmd_run(cfg: &Config, args: &[String]) -> i32 {
     };
     let cfg = overrides.apply(cfg.clone());
     crate::logging::init(cfg.main.log, cfg.main.log_level);
+    crate::audit::configure(&cfg.main.state_dir, cfg.audit_policy());
     log_notes(&cfg);
     let cfg_log = cfg.main.log;
     match run(cfg, &overrides) {
@@ -1098,7 +1099,9 @@ fn serve_metrics(addr: SocketAddr, svc: &Service, counters: Arc<crate::report::C
 fn reread(source: &Path, overrides: &Overrides) -> Result<Config, Error> {
     let cfg = Config::load(source).map_err(Error::Config)?;
     log_notes(&cfg);
-    Ok(overrides.apply(cfg))
+    let cfg = overrides.apply(cfg);
+    crate::audit::configure(&cfg.main.state_dir, cfg.audit_policy());
+    Ok(cfg)
 }
 
 /// Every config section skipped or ignored (say, an acme-common section gatecert cannot
