@@ -50,7 +50,7 @@ use crate::store;
 mod retain;
 mod verify;
 
-pub use retain::{configure, unarchived, Policy, DEFAULT_BUDGET, DEV_LOG, MAX_FILE_BYTES};
+pub use retain::{configure, unarchived, History, Policy, DEFAULT_BUDGET, DEV_LOG, MAX_FILE_BYTES};
 pub use verify::Begins;
 
 /// The `prev` of the very first line.
@@ -853,5 +853,7 @@ pub fn deny_path_in(state_dir: &Path) -> PathBuf {
     state_dir.join("audit-deny.log")
 }
 
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;

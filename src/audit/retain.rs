@@ -131,20 +131,9 @@ fn name_for(first_line: &[u8], ts: Option<serde_json::Value>) -> String {
 /// The archive name of the rotated file at `path`, from its first line only (cheap: `status`
 /// uses it).
 pub(super) fn archive_name(path: &Path) -> Result<Option<String>, Error> {
-    use std::io::{BufRead as _, BufReader, Read as _};
-    let f = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(store::io_err("read", path)(e).into()),
-    };
-    // A line is at most a few KiB; 64 KiB bounds the read of a file without newlines.
-    let mut line = Vec::new();
-    BufReader::new(f.take(64 << 10))
-        .read_until(b'\n', &mut line)
-        .map_err(store::io_err("read", path))?;
-    if line.pop() != Some(b'\n') {
+    let Some(line) = first_line(path)? else {
         return Ok(None);
-    }
+    };
     let ts = serde_json::from_slice::<serde_json::Value>(&line)
         .ok()
         .and_then(|v| v.get("ts").cloned());
@@ -290,4 +279,112 @@ pub(super) fn forward(socket: &Path, line: &str) -> bool {
     std::os::unix::net::UnixDatagram::unbound()
         .and_then(|s| s.send_to(msg.as_bytes(), socket))
         .is_ok()
+}
+
+/// How the history of `audit.log` stands against its policy, for `status` and metrics: read
+/// from the current file's first line (the last `rotate` line) and, with an archive directory,
+/// the first line of each rotated file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct History {
+    /// `audit_retention`, seconds.
+    pub retention: i64,
+    /// `audit_max_bytes`.
+    pub max_bytes: u64,
+    /// The last rotation dropped history younger than the retention to stay within the budget.
+    pub short_of_retention: bool,
+    /// The `ts` of the oldest kept line, as of the last rotation (`None`: never rotated).
+    pub history_from_ts: Option<i64>,
+    /// The last rotation's time.
+    pub rotated_at: Option<i64>,
+    /// The archive directory, when configured.
+    pub archive_dir: Option<PathBuf>,
+    /// Rotated files not (yet) in the archive directory.
+    pub unarchived_files: usize,
+    /// Why the last rotation could not archive, if it could not.
+    pub archive_error: Option<String>,
+    /// The history could not be read: why.
+    pub error: Option<String>,
+}
+
+impl History {
+    /// Reads the state of the stream at `path` under `policy`. Never writes.
+    pub fn of(path: &Path, policy: &Policy) -> History {
+        let mut h = History {
+            retention: policy.retention,
+            max_bytes: policy.budget,
+            archive_dir: policy.archive_dir.clone(),
+            ..History::default()
+        };
+        if let Err(e) = h.read(path, policy) {
+            h.error = Some(crate::errchain::one_line(&e));
+        }
+        h
+    }
+
+    fn read(&mut self, path: &Path, policy: &Policy) -> Result<(), Error> {
+        if let Some(line) = first_line(path)? {
+            let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
+            if v.get("event").and_then(|e| e.as_str()) == Some("rotate") {
+                self.rotated_at = v.get("ts").and_then(|t| t.as_i64());
+                self.history_from_ts = v.get("history_from_ts").and_then(|t| t.as_i64());
+                self.short_of_retention = v.get("short_of_retention") == Some(&true.into());
+                self.archive_error = v
+                    .get("archive_error")
+                    .and_then(|e| e.as_str())
+                    .map(str::to_owned);
+            }
+        }
+        if let Some(dir) = &policy.archive_dir {
+            self.unarchived_files = unarchived(path, dir)?.len();
+        }
+        Ok(())
+    }
+
+    /// What needs an operator, one sentence each (`status` attention, alerts).
+    pub fn attention(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.short_of_retention {
+            let kept = match (self.rotated_at, self.history_from_ts) {
+                (Some(r), Some(f)) => format!("{} day(s)", (r - f).max(0) / 86_400),
+                _ => "less".into(),
+            };
+            out.push(format!(
+                "audit history dropped within audit_retention ({} days): only {kept} fit \
+                 audit_max_bytes ({} bytes); raise it or set audit_archive_dir",
+                self.retention / 86_400,
+                self.max_bytes
+            ));
+        }
+        if let (Some(dir), n @ 1..) = (&self.archive_dir, self.unarchived_files) {
+            let why = self
+                .archive_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            out.push(format!(
+                "{n} rotated audit file(s) not archived to {} (unavailable?{why}); kept \
+                 locally within audit_max_bytes",
+                dir.display()
+            ));
+        }
+        if let Some(e) = &self.error {
+            out.push(format!("audit history unreadable: {e}"));
+        }
+        out
+    }
+}
+
+/// The first complete line of `path`, at most 64 KiB; `None` when absent or empty.
+fn first_line(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(store::io_err("read", path)(e).into()),
+    };
+    let mut line = Vec::new();
+    BufReader::new(f.take(64 << 10))
+        .read_until(b'\n', &mut line)
+        .map_err(store::io_err("read", path))?;
+    Ok((line.pop() == Some(b'\n')).then_some(line))
 }

@@ -51,6 +51,8 @@ pub struct Alerter {
     clock_untrusted: bool,
     ca_missing: bool,
     audit_broken: bool,
+    /// The audit history's attention lines last logged.
+    audit_history: Vec<String>,
     upstream_down: bool,
 }
 
@@ -100,6 +102,16 @@ impl Alerter {
                     "audit log intact again; issuance resumes".into(),
                 ),
             }
+        }
+        let audit = status.audit.attention();
+        if audit != self.audit_history {
+            for a in audit.iter().filter(|a| !self.audit_history.contains(a)) {
+                say(Level::Error, a.clone());
+            }
+            if audit.is_empty() {
+                say(Level::Info, "audit history within its policy again".into());
+            }
+            self.audit_history = audit;
         }
         let down = status.upstream.state == "down";
         if down != self.upstream_down {
