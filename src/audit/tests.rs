@@ -664,6 +664,10 @@ fn appends_do_not_reread_the_log_but_notice_another_process() {
             .unwrap();
     }
     let read = rchar() - before;
+    eprintln!(
+        "noreread: log {} bytes, {read} bytes read for 50 appends",
+        std::fs::metadata(&path).unwrap().len()
+    );
     assert!(read < 50 * 4096, "{read} bytes read for 50 appends");
 
     // Another process appends: a chained line and a new head, none of this process's memory.
