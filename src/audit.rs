@@ -330,8 +330,10 @@ impl Audit {
         let line = render(now, event, fields.clone(), &self.prev)?;
         if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_bytes {
             self.rotate(now)?;
+            // `prev` changed: the line again, chained to the `rotate` line.
+            return self.append_raw(now, event, fields);
         }
-        self.append_raw(now, event, fields)
+        self.append_line(line)
     }
 
     fn append_raw(
@@ -341,6 +343,11 @@ impl Audit {
         fields: serde_json::Value,
     ) -> Result<(), Error> {
         let line = render(now, event, fields, &self.prev)?;
+        self.append_line(line)
+    }
+
+    /// Appends one rendered line (chained to `self.prev`), fsyncs it and updates the head.
+    fn append_line(&mut self, line: String) -> Result<(), Error> {
         let mut f = fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -348,7 +355,8 @@ impl Audit {
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&self.path)
             .map_err(store::io_err("open", &self.path))?;
-        let mut bytes = line.clone().into_bytes();
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
         f.write_all(&bytes)
             .map_err(store::io_err("append to", &self.path))?;
