@@ -798,7 +798,10 @@ fn read_head(path: &Path) -> Result<Option<String>, Error> {
 /// inode, size, mtime and ctime (ns). Any append changes the log's size and ctime; every head
 /// update is a new inode (written atomically); the ctime cannot be set back by anyone.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Stamp([Option<(u64, u64, u64, i64, i64)>; 2]);
+struct Stamp([Option<FileId>; 2]);
+
+/// Device, inode, size, mtime (ns), ctime (ns).
+type FileId = (u64, u64, u64, i64, i64);
 
 impl Stamp {
     fn of(path: &Path) -> Stamp {
