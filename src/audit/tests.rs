@@ -380,14 +380,7 @@ fn rotation_keeps_within_the_budget_and_records_what_it_drops() {
         budget,
         ..Policy::default()
     });
-    for i in 0..160 {
-        a.append(
-            NOW + i,
-            "issue",
-            serde_json::json!({"device": format!("s{i}")}),
-        )
-        .unwrap();
-    }
+    issues(&mut a, 0..160, 1);
     let files = rotated_files(&path).unwrap();
     let total: u64 = files
         .iter()
@@ -404,6 +397,18 @@ fn rotation_keeps_within_the_budget_and_records_what_it_drops() {
         rotate["pruned"][0]["reason"], "over audit_max_bytes",
         "{rotate}"
     );
+}
+
+/// One `issue` line for each of `range`, `step` seconds apart.
+fn issues(a: &mut Audit, range: std::ops::Range<i64>, step: i64) {
+    for i in range {
+        a.append(
+            NOW + i * step,
+            "issue",
+            serde_json::json!({"device": format!("s{i}")}),
+        )
+        .unwrap();
+    }
 }
 
 fn policy(budget: u64) -> Policy {
@@ -499,14 +504,7 @@ fn the_archive_gets_every_rotated_file_and_an_unavailable_one_loses_nothing() {
     };
     // The stick is not mounted: appends go on, nothing past KEEP is pruned although expired.
     let mut a = Audit::open(&path, 1024).unwrap().with_policy(p.clone());
-    for i in 0..60 {
-        a.append(
-            NOW + i * 3_600,
-            "issue",
-            serde_json::json!({"device": format!("s{i}")}),
-        )
-        .unwrap();
-    }
+    issues(&mut a, 0..60, 3_600);
     let kept = rotated_files(&path).unwrap().len();
     assert!(kept > KEEP + 3, "{kept}");
     let h = History::of(&path, &p);
@@ -519,14 +517,7 @@ fn the_archive_gets_every_rotated_file_and_an_unavailable_one_loses_nothing() {
 
     // Mounted again: the next rotation archives all, then prunes what is past the retention.
     std::fs::create_dir(&archive).unwrap();
-    for i in 60..80 {
-        a.append(
-            NOW + i * 3_600,
-            "issue",
-            serde_json::json!({"device": format!("s{i}")}),
-        )
-        .unwrap();
-    }
+    issues(&mut a, 60..80, 3_600);
     assert!(rotated_files(&path).unwrap().len() < kept);
     let h = History::of(&path, &p);
     assert_eq!(h.unarchived_files, 0, "{h:?}");
@@ -569,14 +560,7 @@ fn over_the_budget_an_unarchived_file_is_dropped_loudly() {
         ..policy(6 * 1024)
     };
     let mut a = Audit::open(&path, 1024).unwrap().with_policy(p.clone());
-    for i in 0..100 {
-        a.append(
-            NOW + i,
-            "issue",
-            serde_json::json!({"device": format!("s{i}")}),
-        )
-        .unwrap();
-    }
+    issues(&mut a, 0..100, 1);
     let log = std::fs::read_to_string(&path).unwrap();
     let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     assert_eq!(first["pruned"][0]["archived"], false, "{first}");
