@@ -50,7 +50,10 @@ use crate::store;
 mod retain;
 mod verify;
 
-pub use retain::{configure, unarchived, History, Policy, DEFAULT_BUDGET, DEV_LOG, MAX_FILE_BYTES};
+pub use retain::{
+    archive_pending, configure, spawn_archiver, unarchived, History, Policy, ARCHIVE_EVERY,
+    DEFAULT_BUDGET, DEV_LOG, MAX_FILE_BYTES,
+};
 pub use verify::Begins;
 
 /// The `prev` of the very first line.

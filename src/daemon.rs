@@ -981,6 +981,9 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             None
         }
     };
+    if let Err(e) = crate::audit::spawn_archiver(&svc.cfg.main.state_dir) {
+        log::error!("audit archiver thread: {e}");
+    }
     let mut monitor = crate::report::Monitor::new(svc.counters());
     if let Some(addr) = svc.cfg.metrics.listen {
         serve_metrics(addr, &svc, monitor.counters().clone());

@@ -198,8 +198,15 @@ pub(super) fn plan(path: &Path, now: i64, policy: &Policy, file_bytes: u64) -> R
         sizes.push((p.clone(), len));
     }
     let mut archive_error = None;
-    if let Some(dir) = &policy.archive_dir {
-        // Oldest first, so the archive never has a gap before a newer file.
+    if let (Some(dir), true) = (&policy.archive_dir, archiver_running(path)) {
+        // The service's archiver thread copies; the request that rotated never waits for a
+        // (slow) stick. Only say whether it is there.
+        if !fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+            archive_error = Some(format!("{}: not a mounted directory", dir.display()));
+        }
+    } else if let Some(dir) = &policy.archive_dir {
+        // A command (`ca sign`, `token add`) copies itself, oldest first, so the archive never
+        // has a gap before a newer file.
         for (p, _) in &sizes {
             let done = archive_name(p)?.is_some_and(|n| {
                 is_archived(dir, &n, fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -250,6 +257,77 @@ pub(super) fn plan(path: &Path, now: i64, policy: &Policy, file_bytes: u64) -> R
         archive_error,
         kept_bytes: total,
     })
+}
+
+/// Logs (`audit.log` paths) whose rotated files a thread of this process archives.
+static ARCHIVERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// How often the archiver looks for rotated files to copy.
+pub const ARCHIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn archiver_running(path: &Path) -> bool {
+    ARCHIVERS.lock().is_ok_and(|a| a.iter().any(|p| p == path))
+}
+
+/// Starts the service's archiver for `<state_dir>/audit.log`: every [`ARCHIVE_EVERY`] it copies
+/// the rotated files not yet in the configured `audit_archive_dir` (read afresh each time, so
+/// a SIGHUP that sets or changes it is followed), oldest first, off the event loop. Rotations
+/// in this process then never copy themselves; they prune a file only once its copy is there
+/// (or beyond the budget). It reads a first line per rotated file and writes only to the
+/// archive, and only when there is something to copy. Errors are logged when they change.
+pub fn spawn_archiver(state_dir: &Path) -> std::io::Result<()> {
+    let path = super::path_in(state_dir);
+    if let Ok(mut a) = ARCHIVERS.lock() {
+        if a.contains(&path) {
+            return Ok(());
+        }
+        a.push(path.clone());
+    }
+    std::thread::Builder::new()
+        .name("audit-archive".into())
+        .spawn(move || {
+            let mut last_error: Option<String> = None;
+            loop {
+                let dir = configured(&path).and_then(|p| p.archive_dir);
+                if let Some(dir) = dir {
+                    let error = archive_pending(&path, &dir)
+                        .err()
+                        .map(|e| crate::errchain::one_line(&e));
+                    if error != last_error {
+                        match &error {
+                            Some(e) => log::error!(
+                                "audit archive {} unavailable: {e}; rotated files are kept \
+                                 until it is back (within audit_max_bytes)",
+                                dir.display()
+                            ),
+                            None => log::info!("audit archive {} available", dir.display()),
+                        }
+                        last_error = error;
+                    }
+                }
+                std::thread::sleep(ARCHIVE_EVERY);
+            }
+        })
+        .map(|_| ())
+}
+
+/// Copies the rotated files of `path` not yet in `dir`, oldest first; stops at the first
+/// failure. A file pruned meanwhile is skipped. Returns how many were copied.
+pub fn archive_pending(path: &Path, dir: &Path) -> Result<usize, Error> {
+    let mut copied = 0;
+    for p in unarchived(path, dir)? {
+        let i = match info(&p) {
+            Ok(i) => i,
+            Err(Error::Store(store::Error::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        archive(dir, &i)?;
+        copied += 1;
+    }
+    Ok(copied)
 }
 
 /// Files of `path` not in the archive directory yet (oldest first), for `status`: one small

@@ -677,3 +677,38 @@ fn appends_do_not_reread_the_log_but_notice_another_process() {
     let r = Audit::verify(&path).unwrap();
     assert!(r.ok(), "{:?}", r.problems);
 }
+
+/// In the service a thread archives ([`spawn_archiver`]): the request that rotates never
+/// copies to the (maybe slow) stick, and prunes an expired file only once the thread copied it.
+#[test]
+fn in_the_service_rotation_leaves_copying_to_the_archiver() {
+    let path = tmp("archiver");
+    let dir = path.parent().unwrap().to_path_buf();
+    let usb = dir.join("usb");
+    std::fs::create_dir(&usb).unwrap();
+    // No policy configured for this directory: the thread idles; this test copies by hand.
+    spawn_archiver(&dir).unwrap();
+    let p = Policy {
+        retention: 86_400,
+        archive_dir: Some(usb.clone()),
+        ..policy(1 << 20)
+    };
+    let mut a = Audit::open(&path, 1024).unwrap().with_policy(p.clone());
+    issues(&mut a, 0..40, 3_600);
+    assert_eq!(
+        std::fs::read_dir(&usb).unwrap().count(),
+        0,
+        "the request copied"
+    );
+    let waiting = rotated_files(&path).unwrap().len();
+    assert!(
+        waiting > KEEP + 2,
+        "expired files were pruned unarchived: {waiting}"
+    );
+    assert_eq!(archive_pending(&path, &usb).unwrap(), waiting);
+    assert_eq!(archive_pending(&path, &usb).unwrap(), 0);
+    issues(&mut a, 40..50, 3_600);
+    assert!(rotated_files(&path).unwrap().len() < waiting);
+    assert!(Audit::verify(&path).unwrap().ok());
+    assert!(Audit::verify_dir(&usb).unwrap().ok());
+}
