@@ -23,6 +23,15 @@ fn fast_tmp(name: &str) -> PathBuf {
     d
 }
 
+/// Removes the directory when dropped, also when the test fails (its 200 MB are in RAM).
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 fn serial(n: u64) -> String {
     crypto::hex(&crypto::sha256(&n.to_be_bytes())[..16]).to_uppercase()
 }
@@ -79,6 +88,7 @@ fn deny(log: &mut Audit, now: i64, i: u64) {
 #[test]
 fn a_month_of_ten_thousand_sensors_fits_the_budget_and_verifies() {
     let dir = fast_tmp("month");
+    let _cleanup = Cleanup(dir.clone());
     let path = path_in(&dir);
     let deny_path = deny_path_in(&dir);
     // The budget doc/operations.md gives for this fleet.
@@ -204,5 +214,4 @@ fn a_month_of_ten_thousand_sensors_fits_the_budget_and_verifies() {
         policy.budget,
         (end - first) / DAY
     );
-    let _ = fs::remove_dir_all(&dir);
 }
