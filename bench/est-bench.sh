@@ -42,7 +42,14 @@ until curl -sk -o /dev/null --max-time 1 "https://127.0.0.1:$port/.well-known/es
 done
 
 echo "server: $bin (pinned to CPU 0); $(nproc) CPUs"
+# The server's I/O over the run (/proc/PID/io): rchar/wchar count every read(2)/write(2) byte,
+# read_bytes/write_bytes what reached the block layer.
+io() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/io"; }
+r0=$(io rchar); w0=$(io wchar); wb0=$(io write_bytes)
 timeout 90 taskset -c 1 "$bench" "$dir/state" "$port" "$count"
+r1=$(io rchar); w1=$(io wchar); wb1=$(io write_bytes)
+echo "server I/O per request ($count requests): read $(((r1 - r0) / count)) B (rchar)," \
+	"written $(((w1 - w0) / count)) B (wchar), $(((wb1 - wb0) / count)) B to the block layer (write_bytes)"
 echo
 echo "for comparison, P-256 signing on this machine (one core):"
 taskset -c 0 openssl speed -seconds 3 ecdsap256 2>/dev/null | tail -2

@@ -19,8 +19,11 @@ use crate::store;
 use crate::token::{self, Tokens};
 use crate::trust::ClockTrust;
 
+mod audit_cmd;
 mod lifecycle;
 mod rotate;
+
+pub use audit_cmd::cmd_audit;
 
 pub use lifecycle::cmd_leaves;
 
@@ -618,68 +621,6 @@ fn token_revoke(cfg: &Config, args: &[String], now: i64) -> Res {
     )?;
     println!("token for {device} revoked");
     Ok(())
-}
-
-/// `gatecert audit verify [--repair]`: both streams (`audit.log`, and `audit-deny.log` when
-/// present). Exit 0 when every chain is intact. `--repair` cuts a torn last line, and for a
-/// tail that does not match the head records a `repair` line (the gap stays visible) so that
-/// issuance can resume.
-pub fn cmd_audit(cfg: &Config, args: &[String]) -> i32 {
-    let repair = match args {
-        [v] if v == "verify" => false,
-        [v, r] if v == "verify" && r == "--repair" => true,
-        _ => return finish(Err(usage("usage: gatecert audit verify [--repair]"))),
-    };
-    let now = clock::from_env().now();
-    let state = &cfg.main.state_dir;
-    let mut paths = vec![audit::path_in(state)];
-    let deny = audit::deny_path_in(state);
-    if deny.exists() {
-        paths.push(deny);
-    }
-    finish((|| -> Res {
-        let mut failed = Vec::new();
-        for path in &paths {
-            let mut report = Audit::verify(path)?;
-            if repair && report.torn_at.is_some() {
-                let cut = Audit::repair(path)?;
-                println!("{}: cut a torn last line of {cut} bytes", path.display());
-                report = Audit::verify(path)?;
-            }
-            if repair && !report.ok() {
-                if let Some(what) = Audit::repair_head(path, now)? {
-                    println!("{}: recorded a repair: {what}", path.display());
-                    report = Audit::verify(path)?;
-                }
-            }
-            for p in &report.problems {
-                println!("{p}");
-            }
-            if report.ok() {
-                println!(
-                    "{}: intact: {} lines in {} file(s)",
-                    path.display(),
-                    report.lines,
-                    report.files.len()
-                );
-            } else {
-                failed.push(format!(
-                    "{} ({} problem(s))",
-                    path.display(),
-                    report.problems.len()
-                ));
-            }
-        }
-        if failed.is_empty() {
-            println!("audit log intact");
-            Ok(())
-        } else {
-            Err(usage(format!(
-                "audit log failed verification: {}",
-                failed.join(", ")
-            )))
-        }
-    })())
 }
 
 fn fingerprint(der: &[u8]) -> String {

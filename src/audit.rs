@@ -12,10 +12,11 @@
 //!
 //! Rotation: when the file would grow past `max_bytes`, it becomes `audit.log.1` (older ones
 //! move up one number) and the new file starts with a `rotate` line whose `prev` is the hash of
-//! the rotated file's last line, so the chain spans files. The oldest rotated file is dropped only
-//! when more than [`KEEP`] are kept and its newest line is older than the retention
-//! ([`DEFAULT_RETENTION`], 30 days, for `audit.log`; none for the denial stream), or when
-//! [`MAX_ROTATED`] files exist; the `rotate` line records how many were dropped.
+//! the rotated file's last line, so the chain spans files. Which rotated files are pruned is the
+//! [`Policy`]'s ([`retain`]): older than the retention (and archived, with an archive
+//! directory), or beyond the disk budget, always keeping [`KEEP`]. The `rotate` line is written
+//! before anything is pruned and records each pruned file (its range, last hash and why) and
+//! where history now begins (`history_from`), which `verify` checks the oldest file against.
 //!
 //! Removal from the end can't be seen from the chain alone, so `audit.log.head` (written
 //! atomically after each line) holds the hash of the last line. The head is authoritative:
@@ -28,25 +29,38 @@
 //! [`Audit::open_locked`] keeps the lock until dropped, for work (the leaf inventory) that must
 //! be ordered with the line.
 //!
-//! Callers must never pass secrets (tokens, keys) in `fields`.
+//! The service does not re-read the log per line: the end of each log (its last hash and size)
+//! is kept in memory by path, with the stat(2) of the log and of the head that it was read
+//! under ([`Stamp`]); another process's append changes both, and only then is the tail read.
+//!
+//! Callers must never pass secrets (tokens, keys) in `fields`: lines may also go to syslog
+//! ([`Policy::syslog`]).
 
 use std::fmt;
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::crypto;
 use crate::store;
 
+mod retain;
+mod verify;
+
+pub use retain::{
+    archive_pending, configure, spawn_archiver, unarchived, History, Policy, ARCHIVE_EVERY,
+    DEFAULT_BUDGET, DEV_LOG, MAX_FILE_BYTES,
+};
+pub use verify::Begins;
+
 /// The `prev` of the very first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// Rotated files always kept (older ones go once past the retention).
 pub const KEEP: usize = 2;
-/// Rotated files kept at most, whatever their age (flash is finite): 16 MiB at the default size.
-pub const MAX_ROTATED: usize = 16;
-/// Default rotation size.
+/// Default rotation size (the configured budget may make it larger: [`Policy::file_bytes`]).
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 20;
 /// Rotation size of the denial stream.
 pub const DENY_MAX_BYTES: u64 = 256 << 10;
@@ -151,6 +165,10 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
     /// The last file ends in an unterminated line (a write torn by a crash): its byte offset.
     pub torn_at: Option<u64>,
+    /// Where the history begins.
+    pub begins: Begins,
+    /// The `ts` of the oldest line.
+    pub first_ts: Option<i64>,
 }
 
 impl VerifyReport {
@@ -165,7 +183,7 @@ impl VerifyReport {
 pub struct Audit {
     path: PathBuf,
     max_bytes: u64,
-    retention: i64,
+    policy: Policy,
     prev: String,
     size: u64,
     /// `audit.log.lock`, while this handle holds it ([`Audit::open_locked`]).
@@ -192,10 +210,26 @@ impl Audit {
     /// [`Audit::open_locked`], waiting at most `wait` for another process's lock
     /// ([`Error::Busy`] after that): the service's event loop never waits long on a CLI.
     pub fn open_locked_within(path: &Path, max_bytes: u64, wait: Duration) -> Result<Audit, Error> {
+        // `audit.log` under a configured state directory follows the config's policy (and its
+        // rotation size); the denial stream only its syslog forwarding.
+        let (policy, max_bytes) = match retain::configured(path) {
+            Some(p) if path.file_name() == Some("audit.log".as_ref()) => {
+                let size = p.file_bytes();
+                (p, size)
+            }
+            Some(p) => (
+                Policy {
+                    syslog: p.syslog,
+                    ..Policy::default()
+                },
+                max_bytes,
+            ),
+            None => (Policy::default(), max_bytes),
+        };
         let mut audit = Audit {
             path: path.to_path_buf(),
             max_bytes: max_bytes.max(256),
-            retention: DEFAULT_RETENTION,
+            policy,
             prev: GENESIS.to_string(),
             size: 0,
             lock: Some(lock_within(path, wait)?),
@@ -206,7 +240,13 @@ impl Audit {
 
     /// Keep rotated files for at least `secs` (0: only [`KEEP`] of them).
     pub fn with_retention(mut self, secs: i64) -> Audit {
-        self.retention = secs.max(0);
+        self.policy.retention = secs.max(0);
+        self
+    }
+
+    /// Replaces the policy (retention, budget, archive, syslog); the rotation size stays.
+    pub fn with_policy(mut self, policy: Policy) -> Audit {
+        self.policy = policy;
         self
     }
 
@@ -215,6 +255,14 @@ impl Audit {
     /// `repair` line records it.
     fn load(&mut self, check_head: bool) -> Result<(), Error> {
         let path = self.path.clone();
+        let stamp = Stamp::of(&path);
+        if check_head {
+            if let Some((prev, size)) = cached(&path, &stamp) {
+                self.prev = prev;
+                self.size = size;
+                return Ok(());
+            }
+        }
         let tail = inspect(&path)?;
         if let (true, Some(what)) = (check_head, tail.mismatch) {
             return Err(Error::Broken {
@@ -242,6 +290,9 @@ impl Audit {
         } else if check_head && tail.head.as_ref() != Some(&self.prev) && tail.has_lines {
             // The crash window between a line's fsync and the head's update: catch up.
             store::write_atomic(&head_path(&path), self.prev.as_bytes(), store::SECRET)?;
+            remember(&path, &self.prev, self.size);
+        } else if check_head {
+            remember_as(&path, stamp, &self.prev, self.size);
         }
         Ok(())
     }
@@ -282,8 +333,10 @@ impl Audit {
         let line = render(now, event, fields.clone(), &self.prev)?;
         if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_bytes {
             self.rotate(now)?;
+            // `prev` changed: the line again, chained to the `rotate` line.
+            return self.append_raw(now, event, fields);
         }
-        self.append_raw(now, event, fields)
+        self.append_line(line)
     }
 
     fn append_raw(
@@ -292,9 +345,15 @@ impl Audit {
         event: &str,
         fields: serde_json::Value,
     ) -> Result<(), Error> {
+        let line = render(now, event, fields, &self.prev)?;
+        self.append_line(line)
+    }
+
+    /// Appends one rendered line (chained to `self.prev`), fsyncs it and updates the head.
+    fn append_line(&mut self, line: String) -> Result<(), Error> {
         let mut f = self.open_append()?;
-        self.write_line(&mut f, now, event, fields)?;
-        self.sync_head(f)
+        self.write_line(&mut f, &line)?;
+        self.sync_head(f, &[line])
     }
 
     fn open_append(&self) -> Result<fs::File, Error> {
@@ -307,16 +366,10 @@ impl Audit {
             .map_err(|e| store::io_err("open", &self.path)(e).into())
     }
 
-    /// Writes one line to `f` (not yet durable: [`Audit::sync_head`]).
-    fn write_line(
-        &mut self,
-        f: &mut fs::File,
-        now: i64,
-        event: &str,
-        fields: serde_json::Value,
-    ) -> Result<(), Error> {
-        let line = render(now, event, fields, &self.prev)?;
-        let mut bytes = line.clone().into_bytes();
+    /// Writes one rendered line to `f` (not yet durable: [`Audit::sync_head`]).
+    fn write_line(&mut self, f: &mut fs::File, line: &str) -> Result<(), Error> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
         f.write_all(&bytes)
             .map_err(store::io_err("append to", &self.path))?;
@@ -325,10 +378,20 @@ impl Audit {
         Ok(())
     }
 
-    /// Makes the lines written to `f` durable (one fsync), then records the new end in the head.
-    fn sync_head(&mut self, f: fs::File) -> Result<(), Error> {
+    /// Makes the `lines` written to `f` durable (one fsync), records the new end in the head,
+    /// then forwards them to syslog when configured.
+    fn sync_head(&mut self, f: fs::File, lines: &[String]) -> Result<(), Error> {
         f.sync_data().map_err(store::io_err("fsync", &self.path))?;
+        forget(&self.path);
         store::write_atomic(&head_path(&self.path), self.prev.as_bytes(), store::SECRET)?;
+        remember(&self.path, &self.prev, self.size);
+        if let Some(socket) = &self.policy.syslog {
+            for line in lines {
+                if !retain::forward(socket, line) {
+                    log::debug!("audit line not forwarded to {}", socket.display());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -351,23 +414,26 @@ impl Audit {
                 Some(g)
             }
         };
-        let mut out: Option<fs::File> = None;
+        let mut out: Option<(fs::File, Vec<String>)> = None;
         for (event, fields) in events {
-            let len = render(now, event, fields.clone(), &self.prev)?.len() as u64 + 1;
-            if self.size > 0 && self.size + len > self.max_bytes {
-                if let Some(f) = out.take() {
-                    self.sync_head(f)?;
+            let mut line = render(now, event, fields.clone(), &self.prev)?;
+            if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_bytes {
+                if let Some((f, lines)) = out.take() {
+                    self.sync_head(f, &lines)?;
                 }
                 self.rotate(now)?;
+                // `prev` changed: the line again, chained to the `rotate` line.
+                line = render(now, event, fields, &self.prev)?;
             }
-            let f = match &mut out {
-                Some(f) => f,
-                None => out.insert(self.open_append()?),
+            let (f, lines) = match &mut out {
+                Some(o) => o,
+                None => out.insert((self.open_append()?, Vec::new())),
             };
-            self.write_line(f, now, event, fields)?;
+            self.write_line(f, &line)?;
+            lines.push(line);
         }
         match out {
-            Some(f) => self.sync_head(f),
+            Some((f, lines)) => self.sync_head(f, &lines),
             None => Ok(()),
         }
     }
@@ -379,32 +445,100 @@ impl Audit {
         }
         let first = rotated(&self.path, 1);
         fs::rename(&self.path, &first).map_err(store::io_err("rename", &self.path))?;
-        // Drop the oldest files only: the chain stays contiguous.
-        let files = rotated_files(&self.path)?;
-        let mut count = files.len();
-        let mut dropped = 0;
-        for (_, p) in files.iter().rev() {
-            if count <= KEEP {
-                break;
-            }
-            let expired = last_ts(p).is_none_or(|ts| ts < now.saturating_sub(self.retention));
-            if !expired && count <= MAX_ROTATED {
-                break;
-            }
-            fs::remove_file(p).map_err(store::io_err("remove", p))?;
-            count -= 1;
-            dropped += 1;
-        }
+        forget(&self.path);
         self.size = 0;
+        // Archive, then decide what goes (oldest files only: the chain stays contiguous). The
+        // `rotate` line records it before anything is removed, so a crash in between leaves
+        // files that the next rotation prunes again, never an unrecorded gap.
+        let plan = retain::plan(&self.path, now, &self.policy, self.max_bytes)?;
+        if let (Some(e), Some(dir)) = (&plan.archive_error, &self.policy.archive_dir) {
+            log::error!(
+                "audit archive {} unavailable: {e}; rotated files are kept until it is back \
+                 (within audit_max_bytes)",
+                dir.display()
+            );
+        }
+        let short: Vec<_> = plan
+            .pruned
+            .iter()
+            .filter(|(_, r, _)| *r == retain::Reason::OverBudget)
+            .collect();
+        let young = short.iter().any(|(i, _, _)| {
+            i.last_ts
+                .is_some_and(|ts| ts >= now.saturating_sub(self.policy.retention))
+        });
+        for (i, _, archived) in &short {
+            log::error!(
+                "audit history dropped over audit_max_bytes ({} bytes): {} ({} lines, {}..{}){}{}",
+                self.policy.budget,
+                i.path.display(),
+                i.lines,
+                i.first_ts.unwrap_or(0),
+                i.last_ts.unwrap_or(0),
+                if young {
+                    ", younger than audit_retention"
+                } else {
+                    ""
+                },
+                if *archived || self.policy.archive_dir.is_none() {
+                    ""
+                } else {
+                    ", not archived"
+                },
+            );
+        }
+        let pruned: Vec<serde_json::Value> = plan
+            .pruned
+            .iter()
+            .map(|(i, reason, archived)| {
+                let mut v = serde_json::json!({
+                    "file": i.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    "lines": i.lines,
+                    "bytes": i.bytes,
+                    "first_ts": i.first_ts,
+                    "last_ts": i.last_ts,
+                    "last_sha256": i.last_hash,
+                    "reason": match reason {
+                        retain::Reason::Expired => "older than audit_retention",
+                        retain::Reason::OverBudget => "over audit_max_bytes",
+                    },
+                });
+                if self.policy.archive_dir.is_some() {
+                    v["archived"] = (*archived).into();
+                    v["archive_name"] = i.archive_name.clone().into();
+                }
+                v
+            })
+            .collect();
         let file = first
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.append_raw(
-            now,
-            "rotate",
-            serde_json::json!({ "from": file, "dropped_files": dropped }),
-        )
+        let kept = plan.oldest_kept.as_ref();
+        let mut fields = serde_json::json!({
+            "from": file,
+            "dropped_files": pruned.len(),
+            "history_from": kept.and_then(|k| k.first_prev.clone()),
+            "history_from_ts": kept.and_then(|k| k.first_ts),
+            "retention": self.policy.retention,
+            "max_bytes": self.policy.budget,
+            "kept_bytes": plan.kept_bytes,
+        });
+        if !pruned.is_empty() {
+            fields["pruned"] = pruned.into();
+        }
+        if young {
+            fields["short_of_retention"] = true.into();
+        }
+        if let Some(e) = &plan.archive_error {
+            fields["archive_error"] = e.clone().into();
+        }
+        self.append_raw(now, "rotate", fields)?;
+        for (i, _, _) in &plan.pruned {
+            fs::remove_file(&i.path).map_err(store::io_err("remove", &i.path))?;
+        }
+        // Pruning the oldest leaves a gap in the numbers only at the old end: nothing to rename.
+        Ok(())
     }
 
     /// `gatecert audit verify --repair` for a tail that does not match the head: records a
@@ -415,7 +549,7 @@ impl Audit {
         let mut audit = Audit {
             path: path.to_path_buf(),
             max_bytes: DEFAULT_MAX_BYTES,
-            retention: DEFAULT_RETENTION,
+            policy: retain::configured(path).unwrap_or_default(),
             prev: GENESIS.to_string(),
             size: 0,
             lock: Some(lock(path)?),
@@ -438,113 +572,6 @@ impl Audit {
             }),
         )?;
         Ok(Some(what))
-    }
-
-    /// Checks the chain across the rotated files (oldest first) and `path`: every line parses,
-    /// every `prev` is the hash of the line before it (across files), the oldest file starts at
-    /// genesis or with a `rotate` line, the last line matches `audit.log.head`, and no line is
-    /// torn.
-    pub fn verify(path: &Path) -> Result<VerifyReport, Error> {
-        let mut report = VerifyReport::default();
-        // Best effort: a reader who may not create the lock file still gets a report.
-        let _lock = lock(path).ok();
-        let mut files: Vec<PathBuf> = rotated_files(path)?
-            .into_iter()
-            .rev()
-            .map(|(_, p)| p)
-            .collect();
-        if path.exists() {
-            files.push(path.to_path_buf());
-        }
-        let mut prev: Option<String> = None;
-        // The `prev` the newest line claims: equal to the head when a crash came between the
-        // line's fsync and the head's update, which loses nothing.
-        let mut last_claimed: Option<String> = None;
-        let last_index = files.len().saturating_sub(1);
-        for (fi, file) in files.iter().enumerate() {
-            let data = fs::read(file).map_err(store::io_err("read", file))?;
-            let (complete, torn) = split_torn(&data);
-            if !torn.is_empty() {
-                let what = if fi == last_index {
-                    report.torn_at = Some(complete.len() as u64);
-                    format!(
-                        "torn last line ({} bytes without a newline); `audit verify --repair` cuts it",
-                        torn.len()
-                    )
-                } else {
-                    "a rotated file ends in an unterminated line".to_string()
-                };
-                report.problems.push(Problem {
-                    path: file.clone(),
-                    line: complete.split(|b| *b == b'\n').count(),
-                    what,
-                });
-            }
-            let lines: Vec<&[u8]> = complete
-                .strip_suffix(b"\n")
-                .map(|c| c.split(|b| *b == b'\n').collect())
-                .unwrap_or_default();
-            for (li, line) in lines.iter().enumerate() {
-                report.lines += 1;
-                let n = li + 1;
-                let mut problem = |what: String| {
-                    report.problems.push(Problem {
-                        path: file.clone(),
-                        line: n,
-                        what,
-                    })
-                };
-                let parsed: Option<serde_json::Value> = serde_json::from_slice(line).ok();
-                let claimed = parsed
-                    .as_ref()
-                    .and_then(|v| v.get("prev"))
-                    .and_then(|p| p.as_str())
-                    .map(str::to_owned);
-                match (&claimed, &prev) {
-                    (None, _) => problem("not a JSON object with a \"prev\" hash (edited?)".into()),
-                    (Some(c), Some(p)) if c != p => problem(
-                        "\"prev\" does not match the line before: that line was edited or removed"
-                            .into(),
-                    ),
-                    (Some(c), None) => {
-                        let event = parsed
-                            .as_ref()
-                            .and_then(|v| v.get("event"))
-                            .and_then(|e| e.as_str());
-                        if c != GENESIS && event != Some("rotate") {
-                            problem(
-                                "the oldest line neither starts the chain nor follows a rotation: \
-                                 earlier lines were removed"
-                                    .into(),
-                            );
-                        }
-                    }
-                    _ => {}
-                }
-                prev = Some(crypto::hex(&crypto::sha256(line)));
-                last_claimed = claimed;
-            }
-        }
-        if let (Some(head), Some(last)) = (read_head(path)?, &prev) {
-            if &head != last && last_claimed.as_ref() != Some(&head) {
-                report.problems.push(Problem {
-                    path: path.to_path_buf(),
-                    line: report.lines,
-                    what: "the log ends before the last recorded entry (audit.log.head): \
-                             lines were removed from the end or the last line was edited; \
-                           `audit verify --repair` records the gap and lets issuance resume"
-                        .into(),
-                });
-            }
-        } else if read_head(path)?.is_some() && prev.is_none() {
-            report.problems.push(Problem {
-                path: path.to_path_buf(),
-                line: 0,
-                what: "the log is empty but audit.log.head records entries".into(),
-            });
-        }
-        report.files = files;
-        Ok(report)
     }
 
     /// Cuts a torn last line off `path`. Returns the number of bytes cut (0 = nothing to do).
@@ -692,15 +719,6 @@ fn line_prev(line: &[u8]) -> Option<String> {
     v.get("prev")?.as_str().map(str::to_owned)
 }
 
-/// The `ts` of a file's last complete line.
-fn last_ts(path: &Path) -> Option<i64> {
-    let data = fs::read(path).ok()?;
-    let (complete, _) = split_torn(&data);
-    let last = complete.split(|b| *b == b'\n').rev().nth(1)?;
-    let v: serde_json::Value = serde_json::from_slice(last).ok()?;
-    v.get("ts")?.as_i64()
-}
-
 /// The hash of the last line of `path.1`, if there is one.
 fn last_hash_of_newest_rotated(path: &Path) -> Result<Option<String>, Error> {
     let Some((_, p)) = rotated_files(path)?.into_iter().next() else {
@@ -840,6 +858,66 @@ fn read_head(path: &Path) -> Result<Option<String>, Error> {
     Ok(store::read_optional(&head_path(path))?.map(|s| s.trim().to_string()))
 }
 
+/// What identifies one state of a log and its head without reading them: for each, device,
+/// inode, size, mtime and ctime (ns). Any append changes the log's size and ctime; every head
+/// update is a new inode (written atomically); the ctime cannot be set back by anyone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp([Option<FileId>; 2]);
+
+/// Device, inode, size, mtime (ns), ctime (ns).
+type FileId = (u64, u64, u64, i64, i64);
+
+impl Stamp {
+    fn of(path: &Path) -> Stamp {
+        use std::os::unix::fs::MetadataExt as _;
+        let one = |p: &Path| {
+            let m = fs::symlink_metadata(p).ok()?;
+            Some((
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            ))
+        };
+        Stamp([one(path), one(&head_path(path))])
+    }
+}
+
+/// The end of each log this process last read or wrote: path, stamp, last hash, size.
+static TAILS: Mutex<Vec<(PathBuf, Stamp, String, u64)>> = Mutex::new(Vec::new());
+/// Logs whose ends are remembered at most (one state directory has two).
+const TAILS_KEPT: usize = 8;
+
+/// The remembered end of `path` when its stamp is still `stamp`.
+fn cached(path: &Path, stamp: &Stamp) -> Option<(String, u64)> {
+    let t = TAILS.lock().ok()?;
+    t.iter()
+        .find(|(p, s, _, _)| p == path && s == stamp && s.0[0].is_some())
+        .map(|(_, _, prev, size)| (prev.clone(), *size))
+}
+
+/// Remembers the end of `path` as it is now (called under the lock, after a write).
+fn remember(path: &Path, prev: &str, size: u64) {
+    remember_as(path, Stamp::of(path), prev, size);
+}
+
+fn remember_as(path: &Path, stamp: Stamp, prev: &str, size: u64) {
+    if let Ok(mut t) = TAILS.lock() {
+        t.retain(|(p, _, _, _)| p != path);
+        if t.len() >= TAILS_KEPT {
+            t.remove(0);
+        }
+        t.push((path.to_path_buf(), stamp, prev.to_owned(), size));
+    }
+}
+
+fn forget(path: &Path) {
+    if let Ok(mut t) = TAILS.lock() {
+        t.retain(|(p, _, _, _)| p != path);
+    }
+}
+
 /// `<state_dir>/audit.log`.
 pub fn path_in(state_dir: &Path) -> PathBuf {
     state_dir.join("audit.log")
@@ -850,5 +928,7 @@ pub fn deny_path_in(state_dir: &Path) -> PathBuf {
     state_dir.join("audit-deny.log")
 }
 
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,7 @@ commands:
   token list [--json] | revoke DEVICE    bootstrap tokens (gatecert token --help)
   leaves [--json]                        leaf inventory
   leaves revoke|disable|enable DEVICE    cut a sensor off (gatecert leaves --help)
-  audit verify [--repair]                check the audit log's hash chain
+  audit verify [--repair|--dir DIR]      check the audit log's hash chain
   demo [--keep]                          the whole job in a temp dir, with no outside CA
 
 options:
@@ -118,10 +118,12 @@ exit: 0 done, 2 error",
                           public keys are never certified again), cessationOfOperation
                           (disable's default), superseded, ... or the number
 exit: 0 done, 2 error",
-        "audit" => "usage: gatecert audit verify [--repair]
+        "audit" => "usage: gatecert audit verify [--repair | --dir ARCHIVE_DIR]
 
-Checks the audit log's hash chain across rotated files; --repair cuts a torn last line and
-records the repair in the log.
+Checks the audit log's hash chain across rotated files as one chain, and where its history
+begins (the first line ever, or where a recorded pruning left it); --repair cuts a torn last
+line and records the repair in the log; --dir checks the files of an archive directory
+(option audit_archive_dir) as one chain.
 exit: 0 intact, 2 broken",
         "demo" => "usage: gatecert demo [--keep]
 
@@ -172,7 +174,10 @@ pub fn main() -> i32 {
         |run: fn(&crate::config::Config, &[String]) -> i32| match crate::config::Config::load(
             &config,
         ) {
-            Ok(cfg) => run(&cfg, &sub),
+            Ok(cfg) => {
+                crate::audit::configure(&cfg.main.state_dir, cfg.audit_policy());
+                run(&cfg, &sub)
+            }
             Err(e) => {
                 print_error(&e);
                 2

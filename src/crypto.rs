@@ -374,7 +374,13 @@ pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
 
 /// Lower-case hex.
 pub fn hex(data: &[u8]) -> String {
-    data.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(data.len() * 2);
+    for b in data {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 /// HMAC-SHA-256 (JWS `HS256`, RFC 7518 §3.2), as EAB (RFC 8555 §7.3.4) uses.

@@ -952,6 +952,7 @@ pub fn cmd_run(cfg: &Config, args: &[String]) -> i32 {
     };
     let cfg = overrides.apply(cfg.clone());
     crate::logging::init(cfg.main.log, cfg.main.log_level);
+    crate::audit::configure(&cfg.main.state_dir, cfg.audit_policy());
     log_notes(&cfg);
     let cfg_log = cfg.main.log;
     match run(cfg, &overrides) {
@@ -990,6 +991,9 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             None
         }
     };
+    if let Err(e) = crate::audit::spawn_archiver(&svc.cfg.main.state_dir) {
+        log::error!("audit archiver thread: {e}");
+    }
     let mut monitor = crate::report::Monitor::new(svc.counters());
     if let Some(addr) = svc.cfg.metrics.listen {
         serve_metrics(addr, &svc, monitor.counters().clone());
@@ -1109,7 +1113,9 @@ fn serve_metrics(addr: SocketAddr, svc: &Service, counters: Arc<crate::report::C
 fn reread(source: &Path, overrides: &Overrides) -> Result<Config, Error> {
     let cfg = Config::load(source).map_err(Error::Config)?;
     log_notes(&cfg);
-    Ok(overrides.apply(cfg))
+    let cfg = overrides.apply(cfg);
+    crate::audit::configure(&cfg.main.state_dir, cfg.audit_policy());
+    Ok(cfg)
 }
 
 /// Every config section skipped or ignored (say, an acme-common section gatecert cannot

@@ -565,3 +565,121 @@ fn an_oversized_config_is_refused_by_name_and_limit() {
         );
     }
 }
+
+/// Issue 13 items 1-3 at the binary level: rotated files that an unavailable archive directory
+/// has not taken are kept although past `audit_retention` and `status` says so; once the
+/// directory is there, the binary's next rotation copies them all and prunes what is past the
+/// retention, `audit verify` accepts the recorded start and `audit verify --dir` checks the
+/// archive from the first line ever.
+#[test]
+fn audit_archive_and_retention_through_the_binary() {
+    use gatecert::audit::{self, Audit, Policy};
+    let env = Env::new("archive");
+    let usb = env.dir.join("usb");
+    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(
+        "\toption log 'stderr'\n",
+        &format!(
+            "\toption log 'stderr'\n\toption audit_retention '1d'\n\toption audit_max_bytes '8M'\n\
+             \toption audit_archive_dir '{}'\n",
+            usb.display()
+        ),
+    );
+    std::fs::write(&env.config, cfg).unwrap();
+    let t = now();
+    assert!(env.run(t, &["ca", "init"]).status.success());
+    // Three days ago: three 1 MiB files of history, written as the binary would with this
+    // config (same policy), the stick absent.
+    let state = env.state();
+    let policy = Policy {
+        retention: DAY,
+        budget: 8 << 20,
+        archive_dir: Some(usb.clone()),
+        syslog: None,
+    };
+    audit::configure(&state, policy.clone());
+    let path = audit::path_in(&state);
+    let mut log = Audit::open(&path, policy.file_bytes()).unwrap();
+    let mut i = 0;
+    while std::fs::read_dir(&state)
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            n.to_string_lossy().starts_with("audit.log.") && n.to_string_lossy().len() == 11
+        })
+        .count()
+        < 3
+    {
+        i += 1;
+        log.append(
+            t - 3 * DAY + i / 100,
+            "token-add",
+            serde_json::json!({"device": format!("s{i}"), "names": [format!("s{i}.local")],
+                "note": "n".repeat(2000)}),
+        )
+        .unwrap();
+    }
+    // Fill the current file to within 100 bytes of its size: the binary's next line rotates.
+    let size = std::fs::metadata(&path).unwrap().len();
+    let pad = (1u64 << 20) - size - 100 - 120;
+    log.append(
+        t - 3 * DAY + i / 100,
+        "note",
+        serde_json::json!({"pad": "x".repeat(pad as usize)}),
+    )
+    .unwrap();
+    drop(log);
+    assert!(std::fs::metadata(&path).unwrap().len() > (1 << 20) - 200);
+
+    let out = env.run(t, &["status", "--json"]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["audit"]["unarchived_files"], 3, "{}", s["audit"]);
+    let attention = s["attention"].to_string();
+    assert!(attention.contains("not archived to"), "{attention}");
+
+    // The stick is back: the binary's rotation archives everything, then prunes.
+    std::fs::create_dir(&usb).unwrap();
+    let out = env.run(t, &["token", "add", "late", "--name", "late.local"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = std::fs::read_to_string(&path).unwrap();
+    let rotate: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(rotate["event"], "rotate", "{rotate}");
+    assert_eq!(rotate["dropped_files"], 2, "{rotate}");
+    assert_eq!(rotate["pruned"][0]["archived"], true, "{rotate}");
+    assert_eq!(std::fs::read_dir(&usb).unwrap().count(), 4);
+
+    let out = env.run(t, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("after files pruned as recorded"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = env.run(t, &["audit", "verify", "--dir", usb.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("history begins at the first line ever written"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = env.run(t, &["status", "--json"]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["audit"]["unarchived_files"], 0, "{}", s["audit"]);
+    // The archive edited afterwards: `--dir` says where.
+    let victim = std::fs::read_dir(&usb)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let edited =
+        std::fs::read_to_string(&victim)
+            .unwrap()
+            .replacen("\"token-add\"", "\"token-adX\"", 1);
+    std::fs::write(&victim, edited).unwrap();
+    let out = env.run(t, &["audit", "verify", "--dir", usb.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&*victim.to_string_lossy()),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -190,6 +190,18 @@ pub struct Main {
     /// sets acme-common's `/var/run/acme/challenge`, which uhttpd serves (LuCI keeps port 80).
     /// Default: none (standalone on `[::]:80`).
     pub webroot: Option<PathBuf>,
+    /// `audit_retention`: rotated `audit.log` files are kept at least this long, seconds.
+    /// Default ([`Config::audit_policy`]): twice the longest leaf lifetime, at least 30 days.
+    pub audit_retention: Option<u64>,
+    /// `audit_max_bytes`: the disk budget of `audit.log` and its rotated files (default 64 MiB,
+    /// [`crate::audit::DEFAULT_BUDGET`]); accepts `K`, `M`, `G` suffixes (binary).
+    pub audit_max_bytes: u64,
+    /// `audit_archive_dir`: rotated audit files are copied (and synced) here before they are
+    /// pruned (a USB stick); unavailable = an alert, never a refusal. Default: none.
+    pub audit_archive_dir: Option<PathBuf>,
+    /// `audit_syslog`: every audit line (issuances, denials and their summaries) is also sent
+    /// to syslog (`/dev/log`, facility "log audit"). Default off.
+    pub audit_syslog: bool,
 }
 
 /// ACME challenge type.
@@ -479,6 +491,10 @@ impl Config {
                 alert_failures: 3,
                 firewall_hook: None,
                 webroot: None,
+                audit_retention: None,
+                audit_max_bytes: crate::audit::DEFAULT_BUDGET,
+                audit_archive_dir: None,
+                audit_syslog: false,
             },
             certificates: vec![Certificate::standalone(
                 "gateway",
@@ -637,6 +653,32 @@ impl Config {
     pub fn load_with_acme(path: &Path, acme_path: &Path) -> Result<Config, Error> {
         let text = read_capped(path)?.unwrap_or_default();
         sections::build(&text, path, Some(&|| acme::import(acme_path)))
+    }
+
+    /// The audit log's [`crate::audit::Policy`]: `audit_retention` or else twice the longest
+    /// leaf lifetime configured (CA, labels, ACME server), at least 30 days; `audit_max_bytes`,
+    /// `audit_archive_dir`, `audit_syslog`.
+    pub fn audit_policy(&self) -> crate::audit::Policy {
+        let longest = self
+            .labels
+            .iter()
+            .filter_map(|l| l.lifetime)
+            .chain(self.acme_server.as_ref().map(|a| a.lifetime))
+            .fold(self.ca.lifetime.max(self.ca.max_lifetime), u64::max);
+        let retention = self.main.audit_retention.unwrap_or_else(|| {
+            longest
+                .saturating_mul(2)
+                .max(crate::audit::DEFAULT_RETENTION as u64)
+        });
+        crate::audit::Policy {
+            retention: i64::try_from(retention).unwrap_or(i64::MAX),
+            budget: self.main.audit_max_bytes,
+            archive_dir: self.main.audit_archive_dir.clone(),
+            syslog: self
+                .main
+                .audit_syslog
+                .then(|| PathBuf::from(crate::audit::DEV_LOG)),
+        }
     }
 
     /// Parses UCI `text` (read from `path`, which only names it in messages). Does not look

@@ -8,7 +8,7 @@ use super::keyref::key_uri;
 use super::uci::{self, Section};
 use super::value::{
     is_http_url, parse_abs_path, parse_bool, parse_cidr, parse_domain, parse_duration, parse_email,
-    parse_log_level, parse_socket_addr,
+    parse_log_level, parse_size, parse_socket_addr,
 };
 use super::{
     Broker, Ca, Certificate, ChallengeKind, Config, Eab, Error, Est, HttpMode, LogTarget, Main,
@@ -29,6 +29,10 @@ const MAIN_OPTIONS: &[&str] = &[
     "alert_failures",
     "firewall_hook",
     "webroot",
+    "audit_retention",
+    "audit_max_bytes",
+    "audit_archive_dir",
+    "audit_syslog",
 ];
 const CERT_OPTIONS: &[&str] = &[
     "directory",
@@ -401,6 +405,24 @@ fn main(r: &Reader, mut m: Main) -> Result<Main, Error> {
         m.firewall_hook = Some(h);
     }
     m.webroot = r.parse("webroot", ABS_PATH, parse_abs_path)?;
+    if let Some(d) = r.parse(
+        "audit_retention",
+        "a duration of at least 1d such as 30d",
+        |v| parse_duration(v).filter(|d| *d >= 86_400),
+    )? {
+        m.audit_retention = Some(d);
+    }
+    if let Some(b) = r.parse(
+        "audit_max_bytes",
+        "a size of at least 4M such as 64M (K, M, G: binary units)",
+        |v| parse_size(v).filter(|b| *b >= 4 << 20),
+    )? {
+        m.audit_max_bytes = b;
+    }
+    m.audit_archive_dir = r.parse("audit_archive_dir", ABS_PATH, parse_abs_path)?;
+    if let Some(b) = r.parse("audit_syslog", "0 or 1", parse_bool)? {
+        m.audit_syslog = b;
+    }
     Ok(m)
 }
 

@@ -439,3 +439,47 @@ fn crl_and_alert_options() {
         assert!(err.contains(option) && err.contains(says), "{text}: {err}");
     }
 }
+
+/// Issue 13: the audit options, their defaults (retention: twice the longest leaf lifetime,
+/// at least 30 days) and their errors.
+#[test]
+fn audit_options_and_the_default_retention() {
+    let cfg = parse("config gatecert main\n").unwrap();
+    let p = cfg.audit_policy();
+    assert_eq!(p.retention, 30 * 86_400);
+    assert_eq!(p.budget, crate::audit::DEFAULT_BUDGET);
+    assert_eq!(p.file_bytes(), 2 << 20);
+    assert_eq!((p.archive_dir, p.syslog), (None, None));
+
+    // A CA that may issue 30-day leaves: history for 60 days.
+    let cfg = parse("config ca local\n\toption lifetime 1d\n\toption max_lifetime 30d\n").unwrap();
+    assert_eq!(cfg.audit_policy().retention, 60 * 86_400);
+
+    let cfg = parse(
+        "config gatecert main\n\toption audit_retention 90d\n\toption audit_max_bytes 256M\n\
+         \toption audit_archive_dir /mnt/usb/gatecert-audit\n\toption audit_syslog 1\n",
+    )
+    .unwrap();
+    let p = cfg.audit_policy();
+    assert_eq!(p.retention, 90 * 86_400);
+    assert_eq!(p.budget, 256 << 20);
+    assert_eq!(p.file_bytes(), 8 << 20);
+    assert_eq!(
+        p.archive_dir.as_deref(),
+        Some(Path::new("/mnt/usb/gatecert-audit"))
+    );
+    assert_eq!(p.syslog.as_deref(), Some(Path::new(crate::audit::DEV_LOG)));
+
+    for (text, want) in [
+        ("\toption audit_max_bytes 1M\n", "at least 4M"),
+        ("\toption audit_max_bytes lots\n", "bad value 'lots'"),
+        ("\toption audit_retention 2h\n", "at least 1d"),
+        ("\toption audit_archive_dir usb\n", "audit_archive_dir"),
+        ("\toption audit_syslog maybe\n", "audit_syslog"),
+    ] {
+        let e = parse(&format!("config gatecert main\n{text}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{text}: {e}");
+    }
+}

@@ -26,6 +26,22 @@ pub fn parse_duration(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// Parses a size in bytes: plain (`1048576`) or with one binary suffix `K`, `M`, `G`
+/// (`64M` = 64 MiB). `None` on a bad value or overflow.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, mult) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 1u64 << 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 1 << 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
 /// Parses a UCI boolean as OpenWrt's `config_get_bool` does: `1/0`, `yes/no`, `on/off`,
 /// `true/false`, `enabled/disabled`.
 pub fn parse_bool(s: &str) -> Option<bool> {

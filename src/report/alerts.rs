@@ -51,6 +51,8 @@ pub struct Alerter {
     clock_untrusted: bool,
     ca_missing: bool,
     audit_broken: bool,
+    /// The audit history's attention lines last logged.
+    audit_history: Vec<String>,
     upstream_down: bool,
 }
 
@@ -100,6 +102,16 @@ impl Alerter {
                     "audit log intact again; issuance resumes".into(),
                 ),
             }
+        }
+        let audit = status.audit.attention();
+        if audit != self.audit_history {
+            for a in audit.iter().filter(|a| !self.audit_history.contains(a)) {
+                say(Level::Error, a.clone());
+            }
+            if audit.is_empty() {
+                say(Level::Info, "audit history within its policy again".into());
+            }
+            self.audit_history = audit;
         }
         let down = status.upstream.state == "down";
         if down != self.upstream_down {
@@ -317,6 +329,56 @@ mod tests {
         assert_eq!(
             lines(&a),
             vec![(Level::Info, "audit log intact again; issuance resumes")]
+        );
+    }
+
+    /// Issue 13: rotated audit files an unavailable archive has not taken make `status`
+    /// unhealthy, are alerted once and show in the metrics; archived again, the alert clears.
+    #[test]
+    fn an_unavailable_audit_archive_is_reported_alerted_and_cleared() {
+        use crate::audit::{self, Audit};
+        let f = Fixture::new("alerts-archive");
+        let now = f.t0 + DAY;
+        let mut cfg = f.cfg.clone();
+        let usb = f.state_dir().join("usb");
+        cfg.main.audit_archive_dir = Some(usb.clone());
+        let path = audit::path_in(f.state_dir());
+        let append = |n: i64| {
+            let mut log = Audit::open(&path, 1024)
+                .unwrap()
+                .with_policy(cfg.audit_policy());
+            for i in 0..n {
+                log.append(now, "issue", serde_json::json!({ "i": i }))
+                    .unwrap();
+            }
+        };
+        append(30);
+        let mut al = Alerter::new();
+        let s = Status::gather(&cfg, now);
+        assert!(!s.healthy);
+        assert!(s.audit.unarchived_files > 0, "{:?}", s.audit);
+        let metrics = crate::report::metrics::render_metrics(&s, &Default::default());
+        assert!(
+            metrics.contains(&format!(
+                "gatecert_audit_unarchived_files {}",
+                s.audit.unarchived_files
+            )),
+            "{metrics}"
+        );
+        let a = al.tick(&s, 3, now);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].level, Level::Error);
+        assert!(a[0].line.contains("not archived to"), "{a:?}");
+        assert!(al.tick(&Status::gather(&cfg, now), 3, now).is_empty());
+        std::fs::create_dir(&usb).unwrap();
+        append(10);
+        let s = Status::gather(&cfg, now);
+        assert_eq!(s.audit.unarchived_files, 0, "{:?}", s.audit);
+        assert!(s.healthy, "{:?}", s.attention);
+        let a = al.tick(&s, 3, now);
+        assert_eq!(
+            lines(&a),
+            vec![(Level::Info, "audit history within its policy again")]
         );
     }
 

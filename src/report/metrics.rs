@@ -353,6 +353,25 @@ pub fn render_metrics(status: &Status, counters: &Counters) -> String {
     );
     sample(&mut out, m, &[], u8::from(status.clock.trusted));
 
+    let m = "gatecert_audit_short_of_retention";
+    family(
+        &mut out,
+        m,
+        "gauge",
+        "1 when the last audit rotation dropped history younger than audit_retention (budget too small).",
+    );
+    sample(&mut out, m, &[], u8::from(status.audit.short_of_retention));
+    if status.audit.archive_dir.is_some() {
+        let m = "gatecert_audit_unarchived_files";
+        family(
+            &mut out,
+            m,
+            "gauge",
+            "Rotated audit files not yet copied to audit_archive_dir.",
+        );
+        sample(&mut out, m, &[], status.audit.unarchived_files);
+    }
+
     let m = "gatecert_healthy";
     family(&mut out, m, "gauge", "1 when gatecert status would exit 0.");
     sample(&mut out, m, &[], u8::from(status.healthy));

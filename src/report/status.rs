@@ -63,6 +63,8 @@ pub struct Status {
     pub leaves: LeafCounts,
     /// Bootstrap token counts.
     pub tokens: TokenCounts,
+    /// The audit history against `audit_retention`, `audit_max_bytes` and the archive.
+    pub audit: crate::audit::History,
     /// Config sections skipped or ignored, each with the reason (`FILE:LINE: section 'S':
     /// skipped: ...`), e.g. an `/etc/config/acme` section gatecert cannot serve.
     pub config_notes: Vec<String>,
@@ -370,6 +372,9 @@ impl Status {
         if let Some(e) = &ca.audit_error {
             attention.push(format!("audit log broken, issuance refused: {e}"));
         }
+        let audit =
+            crate::audit::History::of(&crate::audit::path_in(state_dir), &cfg.audit_policy());
+        attention.extend(audit.attention());
         attention.extend(est_off);
         let mut rows: Vec<&CertStatus> = certificates
             .iter()
@@ -414,6 +419,7 @@ impl Status {
             ca,
             leaves,
             tokens,
+            audit,
             config_notes: cfg.notes.iter().map(|n| n.to_string()).collect(),
         }
     }
