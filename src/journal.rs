@@ -480,7 +480,9 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
             f.set_len(0).map_err(io_err("truncate", &self.path))?;
             let mut g = &f;
             g.write_all(MAGIC).map_err(io_err("write", &self.path))?;
-            self.reset();
+            // Keep the map: it holds what was staged to be written into this new file (a new
+            // or torn-at-birth file has nothing else in it).
+            self.live = 0;
             self.len = MAGIC.len() as u64;
             self.id = Some((meta.dev(), meta.ino()));
             if let Some(dir) = self.path.parent() {

@@ -153,3 +153,22 @@ fn unsynced_appends_are_synced_once() {
     f.write_all(&[1, 2]).unwrap();
     assert_eq!(Journal::<u32>::open(&p, 0o600).unwrap().len(), 10);
 }
+
+/// Several changes staged before the journal file exists all land in it: creating the file at
+/// the first append must not drop the rest of what was staged.
+#[test]
+fn changes_staged_before_the_file_exists_are_all_written() {
+    let path = tmp("staged-new");
+    let mut j: Journal<u32> = Journal::open(&path, 0o600).unwrap();
+    j.lock(None).unwrap();
+    for i in 0..50u32 {
+        j.stage(&format!("k{i:02}"), Some(i)).unwrap();
+    }
+    j.flush().unwrap();
+    j.unlock().unwrap();
+    let again: Journal<u32> = Journal::open(&path, 0o600).unwrap();
+    assert_eq!(again.len(), 50);
+    assert_eq!(again.get("k49"), Some(&49));
+    assert_eq!(again.garbage(), 0);
+    let _ = fs::remove_dir_all(path.parent().unwrap());
+}
