@@ -619,12 +619,42 @@ fn token_key_of(h: &Hsm, live: &Path) -> (String, Vec<u8>) {
     (uri.object, spki)
 }
 
+/// The uncompressed public point of the public key object `label`, from
+/// `pkcs11-tool --list-objects` (its EC_POINT is the DER OCTET STRING around the point).
+fn token_point(h: &Hsm, label: &str) -> Vec<u8> {
+    let objects = h.objects();
+    // One block per object: its header line, then indented attribute lines.
+    let mut blocks: Vec<String> = Vec::new();
+    for l in objects.lines() {
+        match blocks.last_mut() {
+            Some(b) if l.starts_with(' ') => b.push_str(&format!("{l}\n")),
+            _ => blocks.push(format!("{l}\n")),
+        }
+    }
+    let block = blocks
+        .iter()
+        .find(|b| {
+            b.starts_with("Public Key Object") && b.contains(&format!("label:      {label}\n"))
+        })
+        .unwrap_or_else(|| panic!("no public key {label}: {objects}"));
+    let hex = block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("EC_POINT:"))
+        .unwrap_or_else(|| panic!("no EC_POINT: {block}"))
+        .trim();
+    let der = gatecert::crypto::hex_decode(hex).unwrap();
+    // 04 <len> point (a short length: at most 97 bytes).
+    der[2..].to_vec()
+}
+
 /// `gatecert renew` against Pebble with the certificate's key in the token: a fresh key per
 /// renewal, made in the token; the certificate carries the token key; the replaced key object
 /// is removed once the new set is live and the deploy hook succeeded, and kept when the hook
 /// fails and the previous set is restored; `reuse_key` reuses the live key; a kill -9 between
-/// "new set live" and "old object removed" leaves a usable set. No private key file besides
-/// the ACME account key.
+/// "new set live" and "old object removed" leaves a usable set. The ACME account key is in
+/// the token too (`account_key_uri`, made there at the first run, every request signed there):
+/// no private key file anywhere in the state dir. Then a P-384 account key made with
+/// pkcs11-tool (JWS ES384) and a P-384 certificate key, and a wrong PIN for the account key.
 #[test]
 fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     let h = Hsm::new("renew");
@@ -637,12 +667,14 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
                 "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
                  config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
                  \tlist domain 'gw1.example.com'\n\toption http_listen '127.0.0.1:{}'\n\
-                 \toption key_uri '{}'\n\toption deploy_hook '{hook}'\n",
+                 \toption key_uri '{}'\n\toption account_key_uri '{}'\n\
+                 \toption deploy_hook '{hook}'\n",
                 h.state().display(),
                 p.directory(),
                 p.https_ca.display(),
                 PORTS.http01,
                 h.uri("gw"),
+                h.uri("acme"),
             ),
         )
         .unwrap();
@@ -654,6 +686,34 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     assert!(!text(&out).contains(PIN));
     assert!(live.join("key.uri").exists() && !live.join("key.pem").exists());
     assert!(!live.join("combined.pem").exists());
+    // The account key was made in the token; the account records it (without the PIN).
+    assert!(
+        text(&out).contains("gw: account key: ec256 key \"acme\" in token \"gw\""),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        h.objects().contains("label:      acme\n"),
+        "{}",
+        h.objects()
+    );
+    let accounts: Vec<PathBuf> = std::fs::read_dir(h.state().join("accounts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    assert!(!accounts[0].join("key.pem").exists());
+    let account_of = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(accounts[0].join("account.json")).unwrap())
+            .unwrap()
+    };
+    let account = account_of();
+    assert!(
+        account["key_uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("pkcs11:token=gw;object=acme") && !u.contains(PIN)),
+        "{account}"
+    );
     let root = p.root();
     let verify = |live: &Path| {
         let out = openssl(&[
@@ -754,7 +814,95 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
         "{objects}"
     );
 
-    // The ACME account key is still a file (`accounts/`); nothing else holds a private key.
-    let certs = assert_no_private_key_file(&h.state(), &["accounts"]);
+    // The same account all along (the token key signed every request), and `check` finds it.
+    assert_eq!(account_of()["url"], account["url"]);
+    let shown = text(&h.gatecert(&conf, &["check"]));
+    assert!(
+        shown.contains("ok   pkcs11 account key gw: module /usr/lib/softhsm/libsofthsm2.so")
+            && shown.contains("key \"acme\" (ec256, non-extractable)"),
+        "{shown}"
+    );
+    // No private key anywhere in the state dir, the accounts included.
+    let certs = assert_no_private_key_file(&h.state(), &[]);
     assert!(certs >= 4, "only {certs} certificates in the state dir");
+
+    // P-384: an account key the operator made with pkcs11-tool (JWS ES384) and a P-384
+    // certificate key made by gatecert, in a token and state dir of their own.
+    let h = Hsm::new("renew384");
+    h.tool(Command::new("pkcs11-tool").args([
+        "--module",
+        MODULE,
+        "--login",
+        "--pin",
+        PIN,
+        "--keypairgen",
+        "--key-type",
+        "EC:secp384r1",
+        "--label",
+        "acme384",
+    ]));
+    let conf = h.path("renew384.uci");
+    std::fs::write(
+        &conf,
+        format!(
+            "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+             config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
+             \tlist domain 'gw384.example.com'\n\toption http_listen '127.0.0.1:{}'\n\
+             \toption key_type 'ec384'\n\toption key_uri '{}'\n\toption account_key_uri '{}'\n",
+            h.state().display(),
+            p.directory(),
+            p.https_ca.display(),
+            PORTS.http01,
+            h.uri("gw"),
+            h.uri("acme384"),
+        ),
+    )
+    .unwrap();
+    let out = h.gatecert(&conf, &["renew", "-v"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("gw: account key: ec384 key \"acme384\" in token \"gw\""),
+        "{}",
+        text(&out)
+    );
+    let live = h.state().join("certs/gw/live");
+    verify(&live);
+    let cert = gatecert::crypto::CertInfo::from_pem(
+        &std::fs::read_to_string(live.join("cert.pem")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        gatecert::crypto::key_strength(&cert.spki_der).unwrap(),
+        gatecert::crypto::KeyStrength::P384
+    );
+    // pkcs11-tool cannot export a P-384 public key; its listing shows the point.
+    let uri = std::fs::read_to_string(live.join("key.uri")).unwrap();
+    let object = gatecert::crypto::KeyUri::parse(uri.trim()).unwrap().object;
+    let point = token_point(&h, &object);
+    assert_eq!(point.len(), 97, "{object}: {point:?}");
+    assert!(
+        cert.spki_der.ends_with(&point),
+        "the certificate's key is not {object}"
+    );
+    assert_no_private_key_file(&h.state(), &[]);
+
+    // A wrong PIN: the renewal fails naming the account key's object, `check` says why, and
+    // the live set stays.
+    let before = std::fs::read_to_string(live.join("cert.pem")).unwrap();
+    std::fs::write(h.path("pin"), "wrongQ9x\n").unwrap();
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("object=acme384"), "{shown}");
+    assert!(shown.contains("refused the PIN (wrong PIN)"), "{shown}");
+    assert!(!shown.contains("wrongQ9x"), "{shown}");
+    let shown = text(&h.gatecert(&conf, &["check"]));
+    assert!(
+        shown.contains("FAIL pkcs11 account key gw:") && shown.contains("wrong PIN"),
+        "{shown}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(live.join("cert.pem")).unwrap(),
+        before
+    );
 }

@@ -9,35 +9,58 @@ use crate::crypto::{KeyUri, Pin};
 /// `key_uri` (an RFC 7512 PKCS#11 URI) and `pin_file`: a key in a TPM or HSM. The PIN comes
 /// from the URI (`pin-source` / `pin-value`) or `pin_file`, never both; no message shows it.
 pub(super) fn key_uri(r: &Reader) -> Result<Option<KeyUri>, Error> {
+    let [uri] = key_uris(r, ["key_uri"])?;
+    Ok(uri)
+}
+
+/// [`key_uri`] for several URI options of one section (a certificate's `key_uri` and
+/// `account_key_uri`): `pin_file` gives the PIN of each URI that does not carry its own, and is
+/// an error when none of the options is set or one of them already gives the PIN.
+pub(super) fn key_uris<const N: usize>(
+    r: &Reader,
+    options: [&str; N],
+) -> Result<[Option<KeyUri>; N], Error> {
     let pin_file = r.parse("pin_file", "an absolute path", parse_abs_path)?;
-    let Some((v, line)) = r.value("key_uri")? else {
-        if pin_file.is_some() {
-            return Err(r.err_at(
-                "pin_file",
-                "pin_file is set but key_uri is not: the PIN is for a key in a PKCS#11 token",
+    let mut out: [Option<KeyUri>; N] = std::array::from_fn(|_| None);
+    for (option, slot) in options.iter().zip(out.iter_mut()) {
+        let Some((v, line)) = r.value(option)? else {
+            continue;
+        };
+        if !cfg!(feature = "pkcs11") {
+            return Err(r.err(
+                line,
+                option,
+                "this gatecert was built without PKCS#11 support (cargo feature `pkcs11`); \
+                 a static build cannot load a PKCS#11 module",
             ));
         }
-        return Ok(None);
-    };
-    if !cfg!(feature = "pkcs11") {
-        return Err(r.err(
-            line,
-            "key_uri",
-            "this gatecert was built without PKCS#11 support (cargo feature `pkcs11`); \
-             a static build cannot load a PKCS#11 module",
+        let mut uri = KeyUri::parse(v).map_err(|e| r.err(line, option, e))?;
+        if let Some(p) = &pin_file {
+            if uri.pin != Pin::None {
+                return Err(r.err_at(
+                    "pin_file",
+                    format!(
+                        "the {option} already gives the PIN (pin-source or pin-value): drop one of them"
+                    ),
+                ));
+            }
+            uri.pin = Pin::File(p.clone());
+        }
+        *slot = Some(uri);
+    }
+    if pin_file.is_some() && out.iter().all(Option::is_none) {
+        return Err(r.err_at(
+            "pin_file",
+            format!(
+                "pin_file is set but {} not: the PIN is for a key in a PKCS#11 token",
+                match options.as_slice() {
+                    [one] => format!("{one} is"),
+                    many => format!("none of {} is", many.join(", ")),
+                }
+            ),
         ));
     }
-    let mut uri = KeyUri::parse(v).map_err(|e| r.err(line, "key_uri", e))?;
-    if let Some(p) = pin_file {
-        if uri.pin != Pin::None {
-            return Err(r.err_at(
-                "pin_file",
-                "the key_uri already gives the PIN (pin-source or pin-value): drop one of them",
-            ));
-        }
-        uri.pin = Pin::File(p);
-    }
-    Ok(Some(uri))
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -260,6 +260,10 @@ pub struct Certificate {
     /// `key_uri` (+ `pin_file`): the certificate's key lives in a PKCS#11 token (RFC 7512 URI);
     /// each renewal makes a fresh key there (or reuses it with `reuse_key`). Default: key files.
     pub key_uri: Option<crate::crypto::KeyUri>,
+    /// `account_key_uri` (+ `pin_file`): the ACME account key lives in a PKCS#11 token (RFC 7512
+    /// URI; made there, P-256, when the token has none) and signs every request (RFC 8555 §6.2).
+    /// Default: `accounts/<id>/key.pem`.
+    pub account_key_uri: Option<crate::crypto::KeyUri>,
 }
 
 /// External Account Binding credentials. `Debug` never prints the key.
@@ -519,6 +523,7 @@ impl Certificate {
             notify: None,
             firewall_hook: None,
             key_uri: None,
+            account_key_uri: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::keyref::key_uri;
+use super::keyref::{key_uri, key_uris};
 use super::uci::{self, Section};
 use super::value::{
     is_http_url, parse_abs_path, parse_bool, parse_cidr, parse_domain, parse_duration, parse_email,
@@ -53,6 +53,7 @@ const CERT_OPTIONS: &[&str] = &[
     "install_dir",
     "timeout",
     "key_uri",
+    "account_key_uri",
     "pin_file",
 ];
 const CA_OPTIONS: &[&str] = &[
@@ -486,7 +487,7 @@ fn certificate(r: &Reader, default_webroot: Option<&Path>) -> Result<Certificate
     })? {
         c.timeout = t;
     }
-    c.key_uri = key_uri(r)?;
+    [c.key_uri, c.account_key_uri] = key_uris(r, ["key_uri", "account_key_uri"])?;
     check_challenge(r, &c)?;
     Ok(c)
 }

@@ -92,9 +92,10 @@ pub fn preflight(cfg: &Config, now: i64) -> Vec<CheckLine> {
     out
 }
 
-/// Each key configured in a PKCS#11 token (`key_uri`): the module, the token and the key found,
-/// or why not (module missing, token missing, wrong PIN). The CA's key must exist once the CA
-/// does; the other keys are made at their first issuance.
+/// Each key configured in a PKCS#11 token (`key_uri`, `account_key_uri`): the module, the token
+/// and the key found, or why not (module missing, token missing, wrong PIN). The CA's key must
+/// exist once the CA does, an account key once its account is registered; the other keys are
+/// made at their first issuance.
 fn check_token_keys(cfg: &Config) -> Vec<CheckLine> {
     let mut keys: Vec<(String, &crate::crypto::KeyUri, bool)> = Vec::new();
     if let Some(u) = &cfg.ca.key_uri {
@@ -107,6 +108,15 @@ fn check_token_keys(cfg: &Config) -> Vec<CheckLine> {
     for c in &cfg.certificates {
         if let Some(u) = &c.key_uri {
             keys.push((format!("pkcs11 key {}", c.name), u, false));
+        }
+        // The account key must exist once an account was registered with it.
+        if let (Some(u), Some(dir)) = (&c.account_key_uri, &c.directory) {
+            let json = crate::renew::account_dir(&cfg.main.state_dir, dir).join("account.json");
+            let registered = std::fs::read_to_string(json)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|a| a["key_uri"] == u.to_string().as_str());
+            keys.push((format!("pkcs11 account key {}", c.name), u, registered));
         }
     }
     keys.into_iter()
