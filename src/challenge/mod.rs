@@ -329,7 +329,7 @@ impl Drop for Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::KeyType;
+    use crate::crypto::{KeyType, PrivateKey};
 
     #[test]
     fn key_authorization_is_token_dot_thumbprint() {

@@ -52,10 +52,10 @@ pub(super) fn key_uris<const N: usize>(
         return Err(r.err_at(
             "pin_file",
             format!(
-                "pin_file is set but {} not: the PIN is for a key in a PKCS#11 token",
+                "pin_file is set but {}: the PIN is for a key in a PKCS#11 token",
                 match options.as_slice() {
-                    [one] => format!("{one} is"),
-                    many => format!("none of {} is", many.join(", ")),
+                    [one] => format!("{one} is not"),
+                    many => format!("none of {} is set", many.join(", ")),
                 }
             ),
         ));
@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn key_uri_in_every_section_with_pin_file() {
         let text = format!(
-            "config certificate gw\n\tlist domain gw.local\n\toption key_uri 'pkcs11:token=gw;object=gateway?{MODULE}'\n\toption pin_file /etc/gatecert/pin\n\
+            "config certificate gw\n\tlist domain gw.local\n\toption key_uri 'pkcs11:token=gw;object=gateway?{MODULE}'\n\toption account_key_uri 'pkcs11:token=gw;object=acme?{MODULE}'\n\toption pin_file /etc/gatecert/pin\n\
              config ca local\n\toption key_uri 'pkcs11:token=gw;object=ca?{MODULE}&pin-source=file:/p'\n\
              config est est\n\toption key_uri 'pkcs11:token=gw;object=est?{MODULE}&pin-value=1234'\n"
         );
@@ -90,6 +90,12 @@ mod tests {
         assert_eq!(
             (gw.object.as_str(), &gw.pin),
             ("gateway", &Pin::File("/etc/gatecert/pin".into()))
+        );
+        // One pin_file for both of the certificate's keys.
+        let acme = cfg.certificates[0].account_key_uri.as_ref().unwrap();
+        assert_eq!(
+            (acme.object.as_str(), &acme.pin),
+            ("acme", &Pin::File("/etc/gatecert/pin".into()))
         );
         let ca = cfg.ca.key_uri.as_ref().unwrap();
         assert_eq!(
@@ -109,6 +115,9 @@ mod tests {
             (format!("config ca x\n\toption key_uri 'pkcs11:token=gw?{MODULE}'\n"), 2, "key_uri", "no 'object'"),
             ("config ca x\n\toption key_uri 'file:/k'\n".to_string(), 2, "key_uri", "must start with 'pkcs11:'"),
             ("config est\n\n\toption pin_file /p\n".to_string(), 3, "pin_file", "key_uri is not"),
+            ("config certificate gw\n\tlist domain gw.local\n\toption pin_file /p\n".to_string(), 3, "pin_file", "none of key_uri, account_key_uri is set"),
+            (format!("config certificate gw\n\tlist domain gw.local\n\toption account_key_uri 'pkcs11:object=a?{MODULE}&pin-value=9876'\n\toption pin_file /p\n"), 4, "pin_file", "the account_key_uri already gives the PIN"),
+            (format!("config certificate gw\n\tlist domain gw.local\n\toption account_key_uri 'pkcs11:token=gw?{MODULE}'\n"), 3, "account_key_uri", "no 'object'"),
             (format!("config ca x\n\toption key_uri 'pkcs11:object=k?{MODULE}&pin-value=9876'\n\toption pin_file /p\n"), 3, "pin_file", "already gives the PIN"),
             (format!("config ca x\n\toption key_uri 'pkcs11:object=k?{MODULE}'\n\toption pin_file p\n"), 3, "pin_file", "absolute path"),
         ] {
