@@ -544,3 +544,262 @@ fn sigkill_renew_and_est() {
     assert_eq!(total(|c| c.broken), 0, "broken sets");
     assert_eq!(total(|c| c.failed_next), 0, "failed next runs");
 }
+
+// ---------------------------------------------------------------------------------------------
+// renew with the certificate key (and the account key) in a PKCS#11 token
+
+/// The most key pairs one certificate's renewals keep in its token after a kill: the live set's
+/// and one other (a fresh key whose set never went live, or the replaced key not yet removed).
+/// Each renewal removes the others first (README, "Keys in a TPM or HSM").
+#[cfg(feature = "pkcs11")]
+const TOKEN_KEY_BOUND: usize = 2;
+
+#[cfg(feature = "pkcs11")]
+mod token {
+    use super::*;
+    use common::softhsm::SoftHsm;
+
+    pub struct TokenRenew {
+        dir: TempDir,
+        pub hsm: SoftHsm,
+    }
+
+    /// `gw.<8 hex>`: the labels the certificate `gw`'s renewals make.
+    fn renewal_label(label: &str) -> bool {
+        label
+            .strip_prefix("gw.")
+            .is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
+    impl TokenRenew {
+        pub fn new(p: &Pebble) -> TokenRenew {
+            let dir = TempDir::new("crash-token");
+            let hsm = SoftHsm::init(dir.path());
+            let r = TokenRenew { dir, hsm };
+            r.configure(p, 0);
+            r
+        }
+
+        /// The certificate's key and the account key in the token; a new name each round (a
+        /// new authorization, so every round goes through the challenge).
+        pub fn configure(&self, p: &Pebble, round: u64) {
+            let d = self.dir.path();
+            let conf = format!(
+                "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+                 config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
+                 \tlist domain 'gw{round}.token.example'\n\toption http_listen '127.0.0.1:80'\n\
+                 \toption key_uri '{}'\n\toption account_key_uri '{}'\n\
+                 \toption deploy_hook 'test -s \"$GATECERT_LIVE_DIR/key.uri\"'\n",
+                self.state().display(),
+                common::DIRECTORY,
+                p.https_ca.display(),
+                self.hsm.uri("gw"),
+                self.hsm.uri("acme"),
+            );
+            std::fs::write(d.join("gatecert.conf"), conf).unwrap();
+        }
+
+        fn cmd(&self, args: &[&str]) -> Command {
+            let mut c = bin();
+            self.hsm.env(&mut c);
+            c.arg("--config")
+                .arg(self.dir.path().join("gatecert.conf"))
+                .args(args);
+            c
+        }
+
+        pub fn run(&self, args: &[&str]) -> Output {
+            let out = self.cmd(args).output().unwrap();
+            common::keep_output(SUITE, "token-renew", &out);
+            out
+        }
+
+        pub fn spawn(&self) -> Child {
+            self.cmd(&["renew", "--force"])
+                .stdout(common::log_file(SUITE, "token-renew"))
+                .stderr(common::log_file(SUITE, "token-renew"))
+                .spawn()
+                .unwrap()
+        }
+
+        pub fn state(&self) -> PathBuf {
+            self.dir.path().join("state")
+        }
+
+        /// What is wrong with the state dir and the token, and how many of the certificate's
+        /// key pairs the token holds: whole files, no private key file anywhere, the live set's
+        /// certificate carrying the public key of a key pair that is in the token, and at most
+        /// [`TOKEN_KEY_BOUND`] renewal key pairs.
+        pub fn problems(&self) -> (Vec<String>, usize) {
+            let mut p = Vec::new();
+            check_files(&self.state(), &mut p);
+            no_private_key_file(&self.state(), &mut p);
+            let labels = self.hsm.labels();
+            let mut ours: Vec<&str> = labels
+                .iter()
+                .map(|(_, l)| l.as_str())
+                .filter(|l| renewal_label(l))
+                .collect();
+            ours.sort_unstable();
+            ours.dedup();
+            if ours.len() > TOKEN_KEY_BOUND {
+                p.push(format!(
+                    "{} renewal key pairs in the token (bound {TOKEN_KEY_BOUND}): {ours:?}",
+                    ours.len()
+                ));
+            }
+            let live = self.state().join("certs/gw/live");
+            let uri = read(&live.join("key.uri"));
+            let Ok(uri) = gatecert::crypto::KeyUri::parse(uri.trim()) else {
+                p.push(format!("{}: no key.uri", live.display()));
+                return (p, ours.len());
+            };
+            let private = labels
+                .iter()
+                .any(|(h, l)| h.starts_with("Private Key Object") && *l == uri.object);
+            let matches = CertInfo::from_pem(&read(&live.join("cert.pem"))).is_ok_and(|c| {
+                self.hsm
+                    .public_point(&uri.object)
+                    .is_some_and(|pt| c.spki_der.ends_with(&pt))
+            });
+            if !private || !matches {
+                p.push(format!(
+                    "live set: key {:?} (private key in the token: {private}, public key is the \
+                     certificate's: {matches})",
+                    uri.object
+                ));
+            }
+            if read(&live.join("fullchain.pem"))
+                != format!(
+                    "{}{}",
+                    read(&live.join("cert.pem")),
+                    read(&live.join("chain.pem"))
+                )
+            {
+                p.push(format!("{}: fullchain != cert + chain", live.display()));
+            }
+            (p, ours.len())
+        }
+    }
+
+    /// No file under `dir` holds a private key (the keys are in the token).
+    fn no_private_key_file(dir: &Path, problems: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                no_private_key_file(&path, problems);
+            } else if e.file_name() == "key.pem" || read(&path).contains("PRIVATE KEY-----") {
+                problems.push(format!("{}: a private key file", path.display()));
+            }
+        }
+    }
+}
+
+/// kill -9 during `gatecert renew --force` with the certificate's key (a fresh one per
+/// renewal) and the account key in SoftHSM2; after each kill and after each next run, the
+/// checks of [`token::TokenRenew::problems`]; after a next run that renewed, exactly one
+/// renewal key pair is left.
+#[cfg(feature = "pkcs11")]
+fn token_renew_loop(p: &Pebble, kills: u64) -> (Counts, usize) {
+    let r = token::TokenRenew::new(p);
+    let first = r.run(&["renew"]);
+    assert_eq!(first.status.code(), Some(0), "first renewal: {first:?}");
+    let mut times: Vec<u64> = (0..3)
+        .map(|k| {
+            r.configure(p, 1_000_000 + k);
+            let t = Instant::now();
+            let out = r.run(&["renew", "--force"]);
+            assert_eq!(out.status.code(), Some(0), "{out:?}");
+            t.elapsed().as_millis() as u64
+        })
+        .collect();
+    times.sort();
+    let span = times[0];
+    eprintln!("token renew --force takes {times:?} ms; kills drawn over 0..{span} ms");
+    let mut c = Counts::default();
+    let mut most = 0;
+    let mut attempts = 0;
+    while c.kills < kills && attempts < kills * 3 {
+        attempts += 1;
+        if attempts % 10 == 0 {
+            let _ = std::fs::remove_dir_all(r.state().join("accounts"));
+        }
+        r.configure(p, attempts);
+        let mut child = r.spawn();
+        std::thread::sleep(Duration::from_millis(rand_ms(span)));
+        if child.try_wait().unwrap().is_some() {
+            c.finished_before_kill += 1;
+            continue;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        c.kills += 1;
+        let (problems, held) = r.problems();
+        most = most.max(held);
+        if !problems.is_empty() {
+            c.broken += 1;
+            eprintln!("token kill {}: BROKEN: {problems:?}", c.kills);
+        }
+        let args: &[&str] = if c.kills % 5 == 0 {
+            &["renew", "--force"]
+        } else {
+            &["renew"]
+        };
+        let mut out = r.run(args);
+        if String::from_utf8_lossy(&out.stderr).contains("is locked by another") {
+            c.lock_busy_next += 1;
+            std::thread::sleep(Duration::from_millis(200));
+            out = r.run(args);
+        }
+        let (problems, held) = r.problems();
+        most = most.max(held);
+        let ok = match out.status.code() {
+            Some(0) => problems.is_empty() && held == 1,
+            Some(1) => problems.is_empty(),
+            _ => false,
+        };
+        if !ok {
+            c.failed_next += 1;
+            eprintln!(
+                "token kill {}: next run failed ({:?}, {held} key pairs): {}\n{problems:?}",
+                c.kills,
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+            );
+        }
+    }
+    (c, most)
+}
+
+/// The token variant; skipped with a message when SoftHSM2 is not installed (CI installs it,
+/// and there a missing SoftHSM2 fails).
+#[cfg(feature = "pkcs11")]
+#[test]
+#[ignore = "SIGKILLs with keys in SoftHSM2; run by bench/crash.sh"]
+fn sigkill_renew_with_keys_in_softhsm() {
+    if !common::softhsm::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "SoftHSM2 / pkcs11-tool missing in CI"
+        );
+        println!("token variant skipped: SoftHSM2 or pkcs11-tool is not installed");
+        return;
+    }
+    let kills = env_u64("CRASH_TOKEN_KILLS", 20);
+    let p = Pebble::start();
+    let started = Instant::now();
+    let (c, most) = token_renew_loop(&p, kills);
+    println!(
+        "crash harness, keys in SoftHSM2 ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    println!("  token: {c:?}");
+    println!(
+        "  token total: kills {}, broken sets {}, most renewal key pairs in the token {most} \
+         (bound {TOKEN_KEY_BOUND}), failed next runs {}",
+        c.kills, c.broken, c.failed_next
+    );
+    assert!(c.kills >= kills);
+    assert_eq!(c.broken, 0, "broken sets");
+    assert_eq!(c.failed_next, 0, "failed next runs");
+}

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gatecert::token::Tokens;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-/// Not a substring that could turn up in a serial or a port by chance.
-const PIN: &str = "pinQ7xZ";
+use common::softhsm::{SoftHsm, MODULE, PIN};
+
 const EST: &str = "/.well-known/est";
 
 fn now() -> i64 {
@@ -37,40 +36,15 @@ fn free_port() -> u16 {
 /// A SoftHSM2 token `gw` (user PIN [`PIN`]) in a temp dir, a PIN file, and a state dir.
 struct Hsm {
     dir: PathBuf,
+    token: SoftHsm,
 }
 
 impl Hsm {
     fn new(tag: &str) -> Hsm {
-        assert!(
-            Path::new(MODULE).exists(),
-            "SoftHSM2 is not installed ({MODULE}): apt-get install softhsm2"
-        );
         let dir = std::env::temp_dir().join(format!("gatecert-p11-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tokens")).unwrap();
-        std::fs::write(
-            dir.join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("tokens").display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.join("pin"), format!("{PIN}\n")).unwrap();
-        // tests/secrets.sh then checks that no kept log holds the PIN.
-        common::keep_secret(PIN);
-        let h = Hsm { dir };
-        h.tool(Command::new("softhsm2-util").args([
-            "--init-token",
-            "--free",
-            "--label",
-            "gw",
-            "--pin",
-            PIN,
-            "--so-pin",
-            "5678",
-        ]));
-        h
+        let token = SoftHsm::init(&dir);
+        Hsm { dir, token }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -82,39 +56,19 @@ impl Hsm {
     }
 
     fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env("SOFTHSM2_CONF", self.path("softhsm2.conf"))
+        self.token.env(cmd)
     }
 
     fn tool(&self, cmd: &mut Command) -> Output {
-        let out = self.env(cmd).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        self.token.tool(cmd)
     }
 
-    /// `pkcs11-tool --list-objects` as the user: what the token holds.
     fn objects(&self) -> String {
-        let out = self.tool(Command::new("pkcs11-tool").args([
-            "--module",
-            MODULE,
-            "--login",
-            "--pin",
-            PIN,
-            "--list-objects",
-        ]));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.token.objects()
     }
 
-    /// A key URI for `object`, with the PIN from the pin file.
     fn uri(&self, object: &str) -> String {
-        format!(
-            "pkcs11:token=gw;object={object}?module-path={MODULE}&pin-source=file:{}",
-            self.path("pin").display()
-        )
+        self.token.uri(object)
     }
 
     /// Writes the config: the CA, the EST listener and the `gateway` certificate keys all in
@@ -619,34 +573,6 @@ fn token_key_of(h: &Hsm, live: &Path) -> (String, Vec<u8>) {
     (uri.object, spki)
 }
 
-/// The uncompressed public point of the public key object `label`, from
-/// `pkcs11-tool --list-objects` (its EC_POINT is the DER OCTET STRING around the point).
-fn token_point(h: &Hsm, label: &str) -> Vec<u8> {
-    let objects = h.objects();
-    // One block per object: its header line, then indented attribute lines.
-    let mut blocks: Vec<String> = Vec::new();
-    for l in objects.lines() {
-        match blocks.last_mut() {
-            Some(b) if l.starts_with(' ') => b.push_str(&format!("{l}\n")),
-            _ => blocks.push(format!("{l}\n")),
-        }
-    }
-    let block = blocks
-        .iter()
-        .find(|b| {
-            b.starts_with("Public Key Object") && b.contains(&format!("label:      {label}\n"))
-        })
-        .unwrap_or_else(|| panic!("no public key {label}: {objects}"));
-    let hex = block
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("EC_POINT:"))
-        .unwrap_or_else(|| panic!("no EC_POINT: {block}"))
-        .trim();
-    let der = gatecert::crypto::hex_decode(hex).unwrap();
-    // 04 <len> point (a short length: at most 97 bytes).
-    der[2..].to_vec()
-}
-
 /// `gatecert renew` against Pebble with the certificate's key in the token: a fresh key per
 /// renewal, made in the token; the certificate carries the token key; the replaced key object
 /// is removed once the new set is live and the deploy hook succeeded, and kept when the hook
@@ -878,7 +804,10 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     // pkcs11-tool cannot export a P-384 public key; its listing shows the point.
     let uri = std::fs::read_to_string(live.join("key.uri")).unwrap();
     let object = gatecert::crypto::KeyUri::parse(uri.trim()).unwrap().object;
-    let point = token_point(&h, &object);
+    let point = h
+        .token
+        .public_point(&object)
+        .expect("no such public key object");
     assert_eq!(point.len(), 97, "{object}: {point:?}");
     assert!(
         cert.spki_der.ends_with(&point),

@@ -65,14 +65,18 @@ impl SigningKey {
     }
 
     /// Opens the key the URI names, or makes it in the token (as [`SigningKey::generate_in_token`])
-    /// when the token holds no key under that label. A module, token or PIN failure is an error,
-    /// never a reason to make a key.
+    /// when the token holds no private key under that label (a public key object left alone
+    /// there is removed first). A module, token or PIN failure is an error, never a reason to
+    /// make a key.
     pub fn open_or_generate(uri: &KeyUri, kind: KeyType) -> Result<SigningKey, Error> {
         #[cfg(feature = "pkcs11")]
         {
             if super::token::exists(uri)? {
                 Self::open(uri)
             } else {
+                // A public key without its private key (a kill during C_GenerateKeyPair) is of
+                // no use and would block the label: clear it first.
+                super::token::destroy(uri)?;
                 Self::generate_in_token(uri, kind)
             }
         }

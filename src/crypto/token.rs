@@ -193,14 +193,18 @@ impl TokenKey {
 /// Destroys the key pair `uri` names; absent objects are not an error.
 pub fn destroy(uri: &KeyUri) -> Result<(), Error> {
     let (session, _) = login(uri)?;
+    let mut removed = 0;
     for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
         while let Some(h) = find_one(&session, uri, class)? {
             session
                 .destroy_object(h)
                 .map_err(|e| ck(uri, "C_DestroyObject", e))?;
+            removed += 1;
         }
     }
-    log::info!("removed the key from the token: {uri}");
+    if removed > 0 {
+        log::info!("removed the key from the token: {uri}");
+    }
     Ok(())
 }
 

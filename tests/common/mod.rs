@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod softhsm;
+
 /// pebble's ACME directory.
 pub const DIRECTORY: &str = "https://127.0.0.1:14000/dir";
 /// challtestsrv's management API.
