@@ -71,6 +71,24 @@ impl Hsm {
         self.token.uri(object)
     }
 
+    /// Removes the key pair labelled `label` with pkcs11-tool.
+    fn delete_key(&self, label: &str) {
+        for class in ["privkey", "pubkey"] {
+            self.tool(Command::new("pkcs11-tool").args([
+                "--module",
+                MODULE,
+                "--login",
+                "--pin",
+                PIN,
+                "--delete-object",
+                "--type",
+                class,
+                "--label",
+                label,
+            ]));
+        }
+    }
+
     /// Writes the config: the CA, the EST listener and the `gateway` certificate keys all in
     /// the token. `extra` goes at the end.
     fn config(&self, extra: &str) -> PathBuf {
@@ -318,6 +336,8 @@ fn first_cert(pem: &str) -> String {
 /// key file; `gatecert run` serves EST over TLS with the listener's key in the token (openssl
 /// s_client verifies the chain and the handshake signature); a sensor enrolls and its leaf,
 /// signed by the token key, verifies with openssl; no private key file is in the state dir.
+/// With the listener's key object then removed from the token, `check` fails naming it, and
+/// the service starts all the same: a new listener certificate for a key made in the token.
 #[test]
 fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     let h = Hsm::new("flow");
@@ -441,6 +461,52 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
 
     let certs = assert_no_private_key_file(&h.state(), &[]);
     assert!(certs >= 4, "only {certs} certificates in the state dir");
+
+    // The EST listener's key object removed from the token: `check` names it.
+    drop(_svc);
+    h.delete_key("est");
+    let out = h.gatecert(&conf, &["check"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains("FAIL pkcs11 key est:")
+            && shown.contains("no key labelled \"est\" (removed from the token?)"),
+        "{shown}"
+    );
+    let port = free_port();
+    let mut svc = h.run(&conf, port);
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "-servername",
+            "gateway.local",
+            "-verify_return_error",
+            "-CAfile",
+        ])
+        .arg(ca_dir.join("root.pem"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // The service came up, issued the listener a new certificate for a key made in the token
+    // again, and serves TLS with it.
+    assert!(out.status.success(), "s_client: {}", text(&out));
+    assert!(
+        svc.child.try_wait().unwrap().is_none(),
+        "the service exited"
+    );
+    let log = std::fs::read_to_string(h.path("run.log")).unwrap();
+    assert!(log.contains("the token no longer holds its key"), "{log}");
+    let listener = gatecert::crypto::CertInfo::from_pem(
+        &std::fs::read_to_string(h.state().join("certs/est-local/live/cert.pem")).unwrap(),
+    )
+    .unwrap();
+    let point = h.token.public_point("est").expect("no new est key");
+    assert!(
+        listener.spki_der.ends_with(&point),
+        "the listener's key is not the new est key"
+    );
+    assert!(text(&h.gatecert(&conf, &["check"])).contains("ok   pkcs11 key est:"));
+    assert_no_private_key_file(&h.state(), &[]);
 }
 
 /// The offline-root flow with the intermediate's key in the token: `ca csr` makes the key in
@@ -648,20 +714,7 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     let svc = h.run(&conf, port);
     let (code, _) = h.curl(svc.port, "cacerts", &[]);
     assert_eq!(code, 200);
-    for class in ["privkey", "pubkey"] {
-        h.tool(Command::new("pkcs11-tool").args([
-            "--module",
-            MODULE,
-            "--login",
-            "--pin",
-            PIN,
-            "--delete-object",
-            "--type",
-            class,
-            "--label",
-            "ca",
-        ]));
-    }
+    h.delete_key("ca");
     let out = h.gatecert(&conf, &["check"]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");

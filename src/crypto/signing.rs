@@ -71,7 +71,7 @@ impl SigningKey {
     pub fn open_or_generate(uri: &KeyUri, kind: KeyType) -> Result<SigningKey, Error> {
         #[cfg(feature = "pkcs11")]
         {
-            if super::token::exists(uri)? {
+            if Self::exists_in_token(uri)? {
                 Self::open(uri)
             } else {
                 // A public key without its private key (a kill during C_GenerateKeyPair) is of
@@ -83,6 +83,19 @@ impl SigningKey {
         #[cfg(not(feature = "pkcs11"))]
         {
             let _ = kind;
+            Err(no_pkcs11(uri))
+        }
+    }
+
+    /// True when the URI's token holds a private key under its label; an error when the
+    /// module, the token or the PIN fails.
+    pub fn exists_in_token(uri: &KeyUri) -> Result<bool, Error> {
+        #[cfg(feature = "pkcs11")]
+        {
+            super::token::exists(uri)
+        }
+        #[cfg(not(feature = "pkcs11"))]
+        {
             Err(no_pkcs11(uri))
         }
     }
