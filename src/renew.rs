@@ -253,10 +253,11 @@ pub fn account(client: &Client, state_dir: &Path, cert: &Certificate) -> Result<
     store::private_dir(&dir)?;
     finish_rollover(client, &dir)?;
     let json_path = dir.join("account.json");
-    let key = account_key::load(&dir, cert, true)?;
+    let (key, made) = account_key::load(&dir, cert, true)?;
     if let Some(text) = store::read_optional(&json_path)? {
         if let Ok(a) = serde_json::from_str::<AccountFile>(&text) {
-            if a.key_uri == account_key::record(cert) {
+            // A key made just now (the old one removed from the token) has no account yet.
+            if a.key_uri == account_key::record(cert) && !made {
                 return Ok(Login { key, url: a.url });
             }
         }
@@ -286,7 +287,7 @@ pub fn account(client: &Client, state_dir: &Path, cert: &Certificate) -> Result<
 fn existing_account(client: &Client, state_dir: &Path, cert: &Certificate) -> Result<Login, Error> {
     let dir = account_dir(state_dir, &client.url);
     finish_rollover(client, &dir)?;
-    let key = account_key::load(&dir, cert, false)?;
+    let (key, _) = account_key::load(&dir, cert, false)?;
     if let Some(text) = store::read_optional(&dir.join("account.json"))? {
         if let Ok(a) = serde_json::from_str::<AccountFile>(&text) {
             if a.key_uri == account_key::record(cert) {

@@ -960,6 +960,21 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     let certs = assert_no_private_key_file(&h.state(), &[]);
     assert!(certs >= 4, "only {certs} certificates in the state dir");
 
+    // The account key object removed: `check` says so; the next renewal makes a new key in the
+    // token and registers a new account for it rather than signing for the old one.
+    h.delete_key("acme");
+    let shown = text(&h.gatecert(&conf, &["check"]));
+    assert!(
+        shown.contains("FAIL pkcs11 account key gw:")
+            && shown.contains("no key labelled \"acme\" (removed from the token?)"),
+        "{shown}"
+    );
+    let out = h.gatecert(&conf, &["renew", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    verify(&live);
+    assert_ne!(account_of()["url"], account["url"]);
+    assert!(h.objects().contains("label:      acme\n"));
+
     // P-384: an account key the operator made with pkcs11-tool (JWS ES384) and a P-384
     // certificate key made by gatecert, in a token and state dir of their own.
     let h = Hsm::new("renew384");

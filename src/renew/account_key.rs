@@ -13,26 +13,32 @@ use crate::store;
 
 use super::Error;
 
-/// The account key for `cert` in the account directory `dir`. With `create`, a missing key is
-/// made: a file key written (0600) before newAccount, or a P-256 key made in the token; without
-/// it, a missing file key is [`Error::NoAccount`] and a missing token key the token's error.
-pub(super) fn load(dir: &Path, cert: &Certificate, create: bool) -> Result<SigningKey, Error> {
+/// The account key for `cert` in the account directory `dir`, and whether it was made just now
+/// (then no stored account URL belongs to it). With `create`, a missing key is made: a file key
+/// written (0600) before newAccount, or a P-256 key made in the token; without it, a missing
+/// file key is [`Error::NoAccount`] and a missing token key the token's error.
+pub(super) fn load(
+    dir: &Path,
+    cert: &Certificate,
+    create: bool,
+) -> Result<(SigningKey, bool), Error> {
     if let Some(uri) = &cert.account_key_uri {
-        let key = if create {
+        let made = create && !SigningKey::exists_in_token(uri)?;
+        let key = if made {
             SigningKey::open_or_generate(uri, KeyType::Ec256)?
         } else {
             SigningKey::open(uri)?
         };
         log::info!("{}: account key: {}", cert.name, key.describe());
-        return Ok(key);
+        return Ok((key, made));
     }
     let key_path = dir.join("key.pem");
     match store::read_optional(&key_path)? {
-        Some(pem) => Ok(PrivateKey::from_pem(&pem)?.into()),
+        Some(pem) => Ok((PrivateKey::from_pem(&pem)?.into(), false)),
         None if create => {
             let key = PrivateKey::generate(KeyType::Ec256)?;
             store::write_atomic(&key_path, key.to_pem().as_bytes(), store::SECRET)?;
-            Ok(key.into())
+            Ok((key.into(), true))
         }
         None => Err(Error::NoAccount(dir.to_path_buf())),
     }
