@@ -974,6 +974,14 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     verify(&live);
     assert_ne!(account_of()["url"], account["url"]);
     assert!(h.objects().contains("label:      acme\n"));
+    // `account rollover` replaces key.pem only: refused for a token key, with the reason.
+    let out = h.gatecert(&conf, &["account", "rollover"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("the account key is in a PKCS#11 token"),
+        "{}",
+        text(&out)
+    );
 
     // P-384: an account key the operator made with pkcs11-tool (JWS ES384) and a P-384
     // certificate key made by gatecert, in a token and state dir of their own.
