@@ -146,49 +146,6 @@ impl Renew {
         r
     }
 
-    /// Writes the config with the name `gw<round>.crash.example`: a new name each round means a
-    /// new authorization, so every round goes through the challenge (pebble reuses valid ones).
-    fn configure(&self, p: &Pebble, round: u64) {
-        let d = self.dir.path();
-        let conf = format!(
-            "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
-             config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
-             \tlist domain 'gw{round}.crash.example'\n\toption http_listen '127.0.0.1:80'\n\
-             \toption install_dir '{}'\n\toption deploy_hook 'test -s \"$GATECERT_LIVE_DIR/key.pem\"'\n",
-            d.join("state").display(),
-            common::DIRECTORY,
-            p.https_ca.display(),
-            d.join("ssl").display(),
-        );
-        std::fs::write(d.join("gatecert.conf"), conf).unwrap();
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = bin();
-        c.arg("--config")
-            .arg(self.dir.path().join("gatecert.conf"))
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().unwrap();
-        common::keep_output(SUITE, "renew", &out);
-        out
-    }
-
-    fn spawn(&self) -> Child {
-        self.cmd(&["renew", "--force"])
-            .stdout(common::log_file(SUITE, "renew"))
-            .stderr(common::log_file(SUITE, "renew"))
-            .spawn()
-            .unwrap()
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         check_files(&self.state(), &mut p);
@@ -222,8 +179,94 @@ impl Renew {
     }
 }
 
+/// A `gatecert renew` setup the kill loop drives: the plain one ([`Renew`]) and, with the
+/// `pkcs11` feature, keys in SoftHSM2 (`token::TokenRenew`).
+trait Rig {
+    /// Names its log lines and its log file.
+    fn tag(&self) -> &'static str;
+    /// Writes the config for `round` (a new name each round: a new authorization, so every
+    /// round goes through the challenge; pebble reuses valid ones).
+    fn configure(&self, p: &Pebble, round: u64);
+    /// `gatecert --config <its config> ARGS`.
+    fn cmd(&self, args: &[&str]) -> Command;
+    fn state(&self) -> PathBuf;
+    /// What is wrong right after a kill.
+    fn after_kill(&self, c: &mut Counts) -> Vec<String>;
+    /// What is wrong after the next run, which exited with `code`.
+    fn after_next(&self, code: Option<i32>) -> Vec<String>;
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().unwrap();
+        common::keep_output(SUITE, self.tag(), &out);
+        out
+    }
+
+    fn spawn(&self) -> Child {
+        self.cmd(&["renew", "--force"])
+            .stdout(common::log_file(SUITE, self.tag()))
+            .stderr(common::log_file(SUITE, self.tag()))
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Rig for Renew {
+    fn tag(&self) -> &'static str {
+        "renew"
+    }
+
+    /// Writes the config with the name `gw<round>.crash.example`: a new name each round means a
+    /// new authorization, so every round goes through the challenge (pebble reuses valid ones).
+    fn configure(&self, p: &Pebble, round: u64) {
+        let d = self.dir.path();
+        let extra = format!(
+            "\toption install_dir '{}'\n\
+             \toption deploy_hook 'test -s \"$GATECERT_LIVE_DIR/key.pem\"'\n",
+            d.join("ssl").display(),
+        );
+        let domain = format!("gw{round}.crash.example");
+        let conf = common::acme_conf(&self.state(), p, &domain, "127.0.0.1:80", &extra);
+        std::fs::write(d.join("gatecert.conf"), conf).unwrap();
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.arg("--config")
+            .arg(self.dir.path().join("gatecert.conf"))
+            .args(args);
+        c
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn after_kill(&self, c: &mut Counts) -> Vec<String> {
+        if !export_matches(&self.dir.path().join("ssl")) {
+            c.export_mismatch_after_kill += 1;
+        }
+        self.problems()
+    }
+    fn after_next(&self, code: Option<i32>) -> Vec<String> {
+        let mut p = self.problems();
+        if !matches!(code, Some(0 | 1)) {
+            p.push(format!("exit {code:?}"));
+        }
+        if !export_matches(&self.dir.path().join("ssl")) {
+            p.push("exported key does not match the exported certificate".into());
+        }
+        p
+    }
+}
+
 fn renew_loop(p: &Pebble, kills: u64) -> Counts {
-    let r = Renew::new(p);
+    kill_loop(&Renew::new(p), p, kills)
+}
+
+/// `gatecert renew --force` killed at random points drawn over its measured duration, `kills`
+/// times; after each kill and after each next run, the rig's checks.
+fn kill_loop(r: &dyn Rig, p: &Pebble, kills: u64) -> Counts {
+    let tag = r.tag();
     let first = r.run(&["renew"]);
     assert_eq!(first.status.code(), Some(0), "first renewal: {first:?}");
     // The flow's duration, measured: kill points are drawn over it.
@@ -238,7 +281,7 @@ fn renew_loop(p: &Pebble, kills: u64) -> Counts {
         .collect();
     times.sort();
     let span = times[0];
-    eprintln!("renew --force takes {times:?} ms; kills drawn over 0..{span} ms");
+    eprintln!("{tag} --force takes {times:?} ms; kills drawn over 0..{span} ms");
     let mut c = Counts::default();
     let mut attempts = 0;
     while c.kills < kills && attempts < kills * 3 {
@@ -257,14 +300,10 @@ fn renew_loop(p: &Pebble, kills: u64) -> Counts {
         child.kill().unwrap();
         child.wait().unwrap();
         c.kills += 1;
-        let problems = r.problems();
-        let export_ok = export_matches(&r.dir.path().join("ssl"));
-        if !export_ok {
-            c.export_mismatch_after_kill += 1;
-        }
+        let problems = r.after_kill(&mut c);
         if !problems.is_empty() {
             c.broken += 1;
-            eprintln!("renew kill {}: BROKEN: {problems:?}", c.kills);
+            eprintln!("{tag} kill {}: BROKEN: {problems:?}", c.kills);
         }
         // The next run: a plain `renew` heals and says "not due" (1) or renews (0); every
         // fifth kill, a whole forced renewal.
@@ -281,17 +320,14 @@ fn renew_loop(p: &Pebble, kills: u64) -> Counts {
             std::thread::sleep(Duration::from_millis(200));
             out = r.run(args);
         }
-        let ok = matches!(out.status.code(), Some(0 | 1))
-            && r.problems().is_empty()
-            && export_matches(&r.dir.path().join("ssl"));
-        if !ok {
+        let problems = r.after_next(out.status.code());
+        if !problems.is_empty() {
             c.failed_next += 1;
             eprintln!(
-                "renew kill {}: next run failed ({:?}): {}\n{:?}",
+                "{tag} kill {}: next run failed ({:?}): {}\n{problems:?}",
                 c.kills,
                 out.status,
                 String::from_utf8_lossy(&out.stderr),
-                r.problems()
             );
         }
     }
@@ -561,7 +597,9 @@ mod token {
 
     pub struct TokenRenew {
         dir: TempDir,
-        pub hsm: SoftHsm,
+        hsm: SoftHsm,
+        /// The most renewal key pairs seen in the token.
+        pub most: std::cell::Cell<usize>,
     }
 
     /// `gw.<8 hex>`: the labels the certificate `gw`'s renewals make.
@@ -575,28 +613,19 @@ mod token {
         pub fn new(p: &Pebble) -> TokenRenew {
             let dir = TempDir::new("crash-token");
             let hsm = SoftHsm::init(dir.path());
-            let r = TokenRenew { dir, hsm };
+            let r = TokenRenew {
+                dir,
+                hsm,
+                most: Default::default(),
+            };
             r.configure(p, 0);
             r
         }
+    }
 
-        /// The certificate's key and the account key in the token; a new name each round (a
-        /// new authorization, so every round goes through the challenge).
-        pub fn configure(&self, p: &Pebble, round: u64) {
-            let d = self.dir.path();
-            let conf = format!(
-                "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
-                 config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
-                 \tlist domain 'gw{round}.token.example'\n\toption http_listen '127.0.0.1:80'\n\
-                 \toption key_uri '{}'\n\toption account_key_uri '{}'\n\
-                 \toption deploy_hook 'test -s \"$GATECERT_LIVE_DIR/key.uri\"'\n",
-                self.state().display(),
-                common::DIRECTORY,
-                p.https_ca.display(),
-                self.hsm.uri("gw"),
-                self.hsm.uri("acme"),
-            );
-            std::fs::write(d.join("gatecert.conf"), conf).unwrap();
+    impl Rig for TokenRenew {
+        fn tag(&self) -> &'static str {
+            "token-renew"
         }
 
         fn cmd(&self, args: &[&str]) -> Command {
@@ -608,29 +637,45 @@ mod token {
             c
         }
 
-        pub fn run(&self, args: &[&str]) -> Output {
-            let out = self.cmd(args).output().unwrap();
-            common::keep_output(SUITE, "token-renew", &out);
-            out
+        /// The certificate's key and the account key in the token.
+        fn configure(&self, p: &Pebble, round: u64) {
+            let extra = format!(
+                "\toption key_uri '{}'\n\toption account_key_uri '{}'\n\
+                 \toption deploy_hook 'test -s \"$GATECERT_LIVE_DIR/key.uri\"'\n",
+                self.hsm.uri("gw"),
+                self.hsm.uri("acme"),
+            );
+            let domain = format!("gw{round}.token.example");
+            let conf = common::acme_conf(&self.state(), p, &domain, "127.0.0.1:80", &extra);
+            std::fs::write(self.dir.path().join("gatecert.conf"), conf).unwrap();
         }
 
-        pub fn spawn(&self) -> Child {
-            self.cmd(&["renew", "--force"])
-                .stdout(common::log_file(SUITE, "token-renew"))
-                .stderr(common::log_file(SUITE, "token-renew"))
-                .spawn()
-                .unwrap()
-        }
-
-        pub fn state(&self) -> PathBuf {
+        fn state(&self) -> PathBuf {
             self.dir.path().join("state")
         }
 
+        fn after_kill(&self, _: &mut Counts) -> Vec<String> {
+            self.problems().0
+        }
+
+        /// After a renewal that went through, exactly one renewal key pair is left.
+        fn after_next(&self, code: Option<i32>) -> Vec<String> {
+            let (mut p, held) = self.problems();
+            match code {
+                Some(0) if held != 1 => p.push(format!("{held} renewal key pairs after a renewal")),
+                Some(0 | 1) => {}
+                _ => p.push(format!("exit {code:?}")),
+            }
+            p
+        }
+    }
+
+    impl TokenRenew {
         /// What is wrong with the state dir and the token, and how many of the certificate's
         /// key pairs the token holds: whole files, no private key file anywhere, the live set's
         /// certificate carrying the public key of a key pair that is in the token, and at most
         /// [`TOKEN_KEY_BOUND`] renewal key pairs.
-        pub fn problems(&self) -> (Vec<String>, usize) {
+        fn problems(&self) -> (Vec<String>, usize) {
             let mut p = Vec::new();
             check_files(&self.state(), &mut p);
             no_private_key_file(&self.state(), &mut p);
@@ -642,6 +687,7 @@ mod token {
                 .collect();
             ours.sort_unstable();
             ours.dedup();
+            self.most.set(self.most.get().max(ours.len()));
             if ours.len() > TOKEN_KEY_BOUND {
                 p.push(format!(
                     "{} renewal key pairs in the token (bound {TOKEN_KEY_BOUND}): {ours:?}",
@@ -695,82 +741,6 @@ mod token {
     }
 }
 
-/// kill -9 during `gatecert renew --force` with the certificate's key (a fresh one per
-/// renewal) and the account key in SoftHSM2; after each kill and after each next run, the
-/// checks of [`token::TokenRenew::problems`]; after a next run that renewed, exactly one
-/// renewal key pair is left.
-#[cfg(feature = "pkcs11")]
-fn token_renew_loop(p: &Pebble, kills: u64) -> (Counts, usize) {
-    let r = token::TokenRenew::new(p);
-    let first = r.run(&["renew"]);
-    assert_eq!(first.status.code(), Some(0), "first renewal: {first:?}");
-    let mut times: Vec<u64> = (0..3)
-        .map(|k| {
-            r.configure(p, 1_000_000 + k);
-            let t = Instant::now();
-            let out = r.run(&["renew", "--force"]);
-            assert_eq!(out.status.code(), Some(0), "{out:?}");
-            t.elapsed().as_millis() as u64
-        })
-        .collect();
-    times.sort();
-    let span = times[0];
-    eprintln!("token renew --force takes {times:?} ms; kills drawn over 0..{span} ms");
-    let mut c = Counts::default();
-    let mut most = 0;
-    let mut attempts = 0;
-    while c.kills < kills && attempts < kills * 3 {
-        attempts += 1;
-        if attempts % 10 == 0 {
-            let _ = std::fs::remove_dir_all(r.state().join("accounts"));
-        }
-        r.configure(p, attempts);
-        let mut child = r.spawn();
-        std::thread::sleep(Duration::from_millis(rand_ms(span)));
-        if child.try_wait().unwrap().is_some() {
-            c.finished_before_kill += 1;
-            continue;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        c.kills += 1;
-        let (problems, held) = r.problems();
-        most = most.max(held);
-        if !problems.is_empty() {
-            c.broken += 1;
-            eprintln!("token kill {}: BROKEN: {problems:?}", c.kills);
-        }
-        let args: &[&str] = if c.kills % 5 == 0 {
-            &["renew", "--force"]
-        } else {
-            &["renew"]
-        };
-        let mut out = r.run(args);
-        if String::from_utf8_lossy(&out.stderr).contains("is locked by another") {
-            c.lock_busy_next += 1;
-            std::thread::sleep(Duration::from_millis(200));
-            out = r.run(args);
-        }
-        let (problems, held) = r.problems();
-        most = most.max(held);
-        let ok = match out.status.code() {
-            Some(0) => problems.is_empty() && held == 1,
-            Some(1) => problems.is_empty(),
-            _ => false,
-        };
-        if !ok {
-            c.failed_next += 1;
-            eprintln!(
-                "token kill {}: next run failed ({:?}, {held} key pairs): {}\n{problems:?}",
-                c.kills,
-                out.status,
-                String::from_utf8_lossy(&out.stderr),
-            );
-        }
-    }
-    (c, most)
-}
-
 /// The token variant; skipped with a message when SoftHSM2 is not installed (CI installs it,
 /// and there a missing SoftHSM2 fails).
 #[cfg(feature = "pkcs11")]
@@ -788,7 +758,13 @@ fn sigkill_renew_with_keys_in_softhsm() {
     let kills = env_u64("CRASH_TOKEN_KILLS", 20);
     let p = Pebble::start();
     let started = Instant::now();
-    let (c, most) = token_renew_loop(&p, kills);
+    // kill -9 during `gatecert renew --force` with the certificate's key (a fresh one per
+    // renewal) and the account key in SoftHSM2; after each kill and each next run, the checks
+    // of `token::TokenRenew::problems`; after a next run that renewed, exactly one renewal key
+    // pair is left.
+    let r = token::TokenRenew::new(&p);
+    let c = kill_loop(&r, &p, kills);
+    let most = r.most.get();
     println!(
         "crash harness, keys in SoftHSM2 ({:.0} s)",
         started.elapsed().as_secs_f64()

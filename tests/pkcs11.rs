@@ -71,6 +71,26 @@ impl Hsm {
         self.token.uri(object)
     }
 
+    /// The leaf of an EST reply (base64 PKCS#7 certs-only) verifies with openssl against
+    /// `root`, through the CA's intermediate in `ca_dir`.
+    fn assert_leaf_verifies(&self, body: &[u8], tag: &str, root: &Path, ca_dir: &Path) {
+        let p7 = self.path(&format!("{tag}.p7"));
+        std::fs::write(&p7, gatecert::crypto::b64_decode(body).unwrap()).unwrap();
+        let pem = openssl_line(&format!(
+            "pkcs7 -inform DER -print_certs -in {}",
+            p7.display()
+        ));
+        let leaf = self.path(&format!("{tag}.pem"));
+        std::fs::write(&leaf, first_cert(&String::from_utf8(pem.stdout).unwrap())).unwrap();
+        let out = openssl_line(&format!(
+            "verify -CAfile {} -untrusted {} {}",
+            root.display(),
+            ca_dir.join("intermediate.pem").display(),
+            leaf.display()
+        ));
+        assert!(text(&out).contains(": OK"), "{}", text(&out));
+    }
+
     /// Removes the key pair labelled `label` with pkcs11-tool.
     fn delete_key(&self, label: &str) {
         for class in ["privkey", "pubkey"] {
@@ -255,6 +275,29 @@ fn openssl(args: &[&str]) -> Output {
     out
 }
 
+/// openssl with its arguments in one line (split at blanks; the temp paths have none).
+fn openssl_line(line: &str) -> Output {
+    openssl(&line.split_whitespace().collect::<Vec<_>>())
+}
+
+/// `openssl s_client` to the service on `port` for `gateway.local`, verifying the chain to
+/// `root` (an error fails the handshake), with `extra` arguments.
+fn s_client(port: u16, root: &Path, extra: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "-servername",
+            "gateway.local",
+            "-verify_return_error",
+            "-CAfile",
+        ])
+        .arg(root)
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -378,19 +421,8 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     let _svc = h.run(&conf, port);
 
     // TLS with the listener key in the token: openssl verifies chain, name and signature.
-    let out = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args([
-            "-servername",
-            "gateway.local",
-            "-verify_hostname",
-            "gateway.local",
-        ])
-        .args(["-verify_return_error", "-CAfile"])
-        .arg(ca_dir.join("root.pem"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let root = ca_dir.join("root.pem");
+    let out = s_client(port, &root, &["-verify_hostname", "gateway.local"]);
     let shown = text(&out);
     assert!(out.status.success(), "s_client: {shown}");
     assert!(shown.contains("Verify return code: 0 (ok)"), "{shown}");
@@ -399,18 +431,7 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
         "no est key in the token"
     );
     for tls in ["-tls1_2", "-tls1_3"] {
-        let out = Command::new("openssl")
-            .args(["s_client", tls, "-connect", &format!("127.0.0.1:{port}")])
-            .args([
-                "-servername",
-                "gateway.local",
-                "-verify_return_error",
-                "-CAfile",
-            ])
-            .arg(ca_dir.join("root.pem"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = s_client(port, &root, &[tls]);
         assert!(out.status.success(), "s_client {tls}: {}", text(&out));
     }
 
@@ -419,31 +440,7 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     let csr = h.csr("s1.local");
     let (code, body) = h.enroll(port, "s1", &token, &csr);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let p7 = h.path("s1.p7");
-    std::fs::write(&p7, gatecert::crypto::b64_decode(&body).unwrap()).unwrap();
-    let pem = String::from_utf8(
-        openssl(&[
-            "pkcs7",
-            "-inform",
-            "DER",
-            "-print_certs",
-            "-in",
-            p7.to_str().unwrap(),
-        ])
-        .stdout,
-    )
-    .unwrap();
-    let leaf = h.path("s1.pem");
-    std::fs::write(&leaf, first_cert(&pem)).unwrap();
-    let out = openssl(&[
-        "verify",
-        "-CAfile",
-        ca_dir.join("root.pem").to_str().unwrap(),
-        "-untrusted",
-        ca_dir.join("intermediate.pem").to_str().unwrap(),
-        leaf.to_str().unwrap(),
-    ]);
-    assert!(text(&out).contains(": OK"), "{}", text(&out));
+    h.assert_leaf_verifies(&body, "s1", &ca_dir.join("root.pem"), &ca_dir);
 
     // `check` reports the module, the token and the key it found.
     let out = h.gatecert(&conf, &["check"]);
@@ -475,18 +472,7 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     );
     let port = free_port();
     let mut svc = h.run(&conf, port);
-    let out = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args([
-            "-servername",
-            "gateway.local",
-            "-verify_return_error",
-            "-CAfile",
-        ])
-        .arg(ca_dir.join("root.pem"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = s_client(port, &root, &[]);
     // The service came up, issued the listener a new certificate for a key made in the token
     // again, and serves TLS with it.
     assert!(out.status.success(), "s_client: {}", text(&out));
@@ -537,23 +523,12 @@ fn ca_csr_and_install_with_the_intermediate_key_in_softhsm() {
 
     // The operator's root signs it as a name-constrained CA.
     let (op_key, op_crt) = (h.path("op.key"), h.path("op.crt"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        op_key.to_str().unwrap(),
-        "-out",
-        op_crt.to_str().unwrap(),
-        "-subj",
-        "/CN=Operator Root",
-        "-days",
-        "3650",
-    ]);
+    openssl_line(&format!(
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=OperatorRoot \
+         -days 3650 -keyout {} -out {}",
+        op_key.display(),
+        op_crt.display()
+    ));
     std::fs::write(
         h.path("ext.cnf"),
         "[v]\nbasicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n\
@@ -562,25 +537,15 @@ fn ca_csr_and_install_with_the_intermediate_key_in_softhsm() {
     .unwrap();
     let sign = |csr: &Path, out: &str| {
         let crt = h.path(out);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            csr.to_str().unwrap(),
-            "-CA",
-            op_crt.to_str().unwrap(),
-            "-CAkey",
-            op_key.to_str().unwrap(),
-            "-CAcreateserial",
-            "-days",
-            "365",
-            "-extfile",
-            h.path("ext.cnf").to_str().unwrap(),
-            "-extensions",
-            "v",
-            "-out",
-            crt.to_str().unwrap(),
-        ]);
+        openssl_line(&format!(
+            "x509 -req -in {} -CA {} -CAkey {} -CAcreateserial -days 365 -extfile {} \
+             -extensions v -out {}",
+            csr.display(),
+            op_crt.display(),
+            op_key.display(),
+            h.path("ext.cnf").display(),
+            crt.display()
+        ));
         let pem = h.path(&format!("{out}.chain"));
         std::fs::write(
             &pem,
@@ -591,21 +556,12 @@ fn ca_csr_and_install_with_the_intermediate_key_in_softhsm() {
     };
     // A certificate for another key (an openssl CSR) is refused and installs nothing.
     let other_csr = h.path("other.csr");
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        h.path("other.key").to_str().unwrap(),
-        "-subj",
-        "/CN=other",
-        "-out",
-        other_csr.to_str().unwrap(),
-    ]);
+    openssl_line(&format!(
+        "req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=other \
+         -keyout {} -out {}",
+        h.path("other.key").display(),
+        other_csr.display()
+    ));
     let wrong = sign(&other_csr, "other.crt");
     let out = h.gatecert(&conf, &["ca", "install", wrong.to_str().unwrap()]);
     assert!(!out.status.success(), "{}", text(&out));
@@ -638,27 +594,7 @@ fn ca_csr_and_install_with_the_intermediate_key_in_softhsm() {
     let token = h.token("s3", &["s3.local"]);
     let (code, body) = h.enroll(port, "s3", &token, &h.csr("s3.local"));
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let p7 = h.path("s3.p7");
-    std::fs::write(&p7, gatecert::crypto::b64_decode(&body).unwrap()).unwrap();
-    let pem = openssl(&[
-        "pkcs7",
-        "-inform",
-        "DER",
-        "-print_certs",
-        "-in",
-        p7.to_str().unwrap(),
-    ]);
-    let leaf = h.path("s3.pem");
-    std::fs::write(&leaf, first_cert(&String::from_utf8(pem.stdout).unwrap())).unwrap();
-    let out = openssl(&[
-        "verify",
-        "-CAfile",
-        op_crt.to_str().unwrap(),
-        "-untrusted",
-        ca_dir.join("intermediate.pem").to_str().unwrap(),
-        leaf.to_str().unwrap(),
-    ]);
-    assert!(text(&out).contains(": OK"), "{}", text(&out));
+    h.assert_leaf_verifies(&body, "s3", &op_crt, &ca_dir);
     let certs = assert_no_private_key_file(&h.state(), &[]);
     assert!(certs >= 3, "only {certs} certificates in the state dir");
 }
@@ -794,24 +730,15 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     let h = Hsm::new("renew");
     let p = common::Pebble::start_with(PORTS, "pebble-p11");
     let conf = h.path("renew.uci");
+    let listen = format!("127.0.0.1:{}", PORTS.http01);
     let write_conf = |hook: &str| {
-        std::fs::write(
-            &conf,
-            format!(
-                "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
-                 config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
-                 \tlist domain 'gw1.example.com'\n\toption http_listen '127.0.0.1:{}'\n\
-                 \toption key_uri '{}'\n\toption account_key_uri '{}'\n\
-                 \toption deploy_hook '{hook}'\n",
-                h.state().display(),
-                p.directory(),
-                p.https_ca.display(),
-                PORTS.http01,
-                h.uri("gw"),
-                h.uri("acme"),
-            ),
-        )
-        .unwrap();
+        let extra = format!(
+            "\toption key_uri '{}'\n\toption account_key_uri '{}'\n\toption deploy_hook '{hook}'\n",
+            h.uri("gw"),
+            h.uri("acme"),
+        );
+        let text = common::acme_conf(&h.state(), &p, "gw1.example.com", &listen, &extra);
+        std::fs::write(&conf, text).unwrap();
     };
     write_conf("true");
     let live = h.state().join("certs/gw/live");
@@ -999,22 +926,13 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
         "acme384",
     ]));
     let conf = h.path("renew384.uci");
-    std::fs::write(
-        &conf,
-        format!(
-            "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
-             config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
-             \tlist domain 'gw384.example.com'\n\toption http_listen '127.0.0.1:{}'\n\
-             \toption key_type 'ec384'\n\toption key_uri '{}'\n\toption account_key_uri '{}'\n",
-            h.state().display(),
-            p.directory(),
-            p.https_ca.display(),
-            PORTS.http01,
-            h.uri("gw"),
-            h.uri("acme384"),
-        ),
-    )
-    .unwrap();
+    let extra = format!(
+        "\toption key_type 'ec384'\n\toption key_uri '{}'\n\toption account_key_uri '{}'\n",
+        h.uri("gw"),
+        h.uri("acme384"),
+    );
+    let config = common::acme_conf(&h.state(), &p, "gw384.example.com", &listen, &extra);
+    std::fs::write(&conf, config).unwrap();
     let out = h.gatecert(&conf, &["renew", "-v"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(

@@ -401,3 +401,17 @@ pub fn dns_hook(dir: &Path, mgmt: &str) -> (PathBuf, PathBuf) {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     (hook, log)
 }
+
+/// A config with the main section (state dir, log to stderr) and one ACME `certificate 'gw'`
+/// for `domain`, answering http-01 on `http_listen`; `extra` is appended to the section (each
+/// option a `\toption ...\n` line).
+pub fn acme_conf(state: &Path, p: &Pebble, domain: &str, http_listen: &str, extra: &str) -> String {
+    format!(
+        "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+         config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
+         \tlist domain '{domain}'\n\toption http_listen '{http_listen}'\n{extra}",
+        state.display(),
+        p.directory(),
+        p.https_ca.display(),
+    )
+}
