@@ -145,8 +145,15 @@ impl Hsm {
         out
     }
 
-    /// `gatecert run` on 127.0.0.1:`port`.
+    /// `gatecert run` on 127.0.0.1:`port`, once it listens.
     fn run(&self, conf: &Path, port: u16) -> Service {
+        let s = self.spawn(conf, port, &[]);
+        self.wait_listening(port);
+        s
+    }
+
+    /// `gatecert run` on 127.0.0.1:`port` with extra environment, not waiting.
+    fn spawn(&self, conf: &Path, port: u16, env: &[(&str, &str)]) -> Service {
         let child = self
             .env(
                 Command::new(env!("CARGO_BIN_EXE_gatecert"))
@@ -154,11 +161,15 @@ impl Hsm {
                     .arg(conf),
             )
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.path("run.log")).unwrap())
             .spawn()
             .unwrap();
-        let s = Service { child, port };
+        Service { child, port }
+    }
+
+    fn wait_listening(&self, port: u16) {
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -168,7 +179,6 @@ impl Hsm {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        s
     }
 
     fn token(&self, device: &str, names: &[&str]) -> String {
@@ -601,7 +611,8 @@ fn ca_csr_and_install_with_the_intermediate_key_in_softhsm() {
 
 /// A wrong PIN, a missing token and a removed CA key object each give a clear error from
 /// `check`; with the CA key removed the service still serves /cacerts and TLS, while issuance
-/// answers 503 and logs an error, and it does not crash.
+/// answers 503 and logs an error, and it does not crash. Started with the wrong PIN, it keeps
+/// running and opens EST once the PIN is right.
 #[test]
 fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     let h = Hsm::new("faults");
@@ -685,6 +696,36 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     let (code, _) = h.enroll(port, "s2", &token, &csr);
     assert_eq!(code, 503);
     assert_no_private_key_file(&h.state(), &[]);
+
+    // A start with the wrong PIN: the listener's key can't be used, the service does not exit
+    // (it logs why, without the PIN) and opens EST at a tick once the PIN is right.
+    drop(_svc);
+    std::fs::write(h.path("pin"), "wrongQ9x\n").unwrap();
+    let port = free_port();
+    let mut svc = h.spawn(&conf, port, &[("GATECERT_TICK_SECS", "1")]);
+    let t = Instant::now();
+    let log = || std::fs::read_to_string(h.path("run.log")).unwrap_or_default();
+    while !log().contains("EST listener: ") && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(svc.child.try_wait().unwrap().is_none(), "exited: {}", log());
+    assert!(
+        log().contains("refused the PIN (wrong PIN); trying the token again"),
+        "{}",
+        log()
+    );
+    assert!(!log().contains("wrongQ9x"));
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    std::fs::write(h.path("pin"), format!("{PIN}\n")).unwrap();
+    h.wait_listening(port);
+    let (code, _) = h.curl(port, "cacerts", &[]);
+    assert_eq!(code, 200);
+    assert!(
+        log().contains("the key in the token is usable again"),
+        "{}",
+        log()
+    );
 }
 
 /// Pebble's ports for this file (tests/acme_pebble.rs uses the defaults).
