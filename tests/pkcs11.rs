@@ -311,6 +311,13 @@ fn s_client(port: u16, root: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Writes `to` as `from` with `old` replaced by `new` (which must occur).
+fn rewrite(from: &Path, to: &Path, old: &str, new: &str) {
+    let text = std::fs::read_to_string(from).unwrap();
+    assert!(text.contains(old), "{old:?} not in {}", from.display());
+    std::fs::write(to, text.replace(old, new)).unwrap();
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -415,18 +422,10 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
 
     // The intermediate's public key is the token's.
     let int_pem = std::fs::read_to_string(ca_dir.join("intermediate.pem")).unwrap();
-    let pubkey = h.tool(Command::new("pkcs11-tool").args([
-        "--module",
-        MODULE,
-        "--read-object",
-        "--type",
-        "pubkey",
-        "--label",
-        "ca",
-    ]));
+    let pubkey = h.token.public_key_der("ca");
     let int = gatecert::crypto::CertInfo::from_pem(&int_pem).unwrap();
     assert_eq!(
-        int.spki_der, pubkey.stdout,
+        int.spki_der, pubkey,
         "intermediate's key is not the token's"
     );
 
@@ -644,15 +643,12 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
 
     // Missing token.
     let other = h.path("other.uci");
-    std::fs::write(
+    rewrite(
+        &conf,
         &other,
-        std::fs::read_to_string(&conf).unwrap().replacen(
-            "pkcs11:token=gw;object=ca",
-            "pkcs11:token=nope;object=ca",
-            1,
-        ),
-    )
-    .unwrap();
+        "token=gw;object=ca?",
+        "token=nope;object=ca?",
+    );
     let out = h.gatecert(&other, &["check"]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");

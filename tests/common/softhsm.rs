@@ -117,6 +117,21 @@ impl SoftHsm {
             .collect()
     }
 
+    /// The DER SubjectPublicKeyInfo of the public key object `label` (pkcs11-tool exports
+    /// P-256 keys, not P-384 ones: see [`SoftHsm::public_point`]).
+    pub fn public_key_der(&self, label: &str) -> Vec<u8> {
+        self.tool(Command::new("pkcs11-tool").args([
+            "--module",
+            MODULE,
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--label",
+            label,
+        ]))
+        .stdout
+    }
+
     /// The uncompressed public point of the public key object `label` (its EC_POINT, the DER
     /// OCTET STRING around the point); `None` when there is no such object. pkcs11-tool can't
     /// export a P-384 public key, but its listing shows the point.

@@ -19,17 +19,7 @@ fn token_key_of(h: &Hsm, live: &Path) -> (String, Vec<u8>) {
     let uri = std::fs::read_to_string(live.join("key.uri")).unwrap();
     let uri = gatecert::crypto::KeyUri::parse(uri.trim()).unwrap();
     assert_eq!(uri.pin, gatecert::crypto::Pin::None, "a PIN in key.uri");
-    let spki = h
-        .tool(Command::new("pkcs11-tool").args([
-            "--module",
-            MODULE,
-            "--read-object",
-            "--type",
-            "pubkey",
-            "--label",
-            &uri.object,
-        ]))
-        .stdout;
+    let spki = h.token.public_key_der(&uri.object);
     (uri.object, spki)
 }
 
@@ -140,14 +130,12 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     verify(&live);
 
     // reuse_key: the live set's key object signs the next order's CSR again.
-    std::fs::write(
+    rewrite(
         &conf,
-        std::fs::read_to_string(&conf).unwrap().replace(
-            "\toption deploy_hook 'false'\n",
-            "\toption deploy_hook 'true'\n\toption reuse_key '1'\n",
-        ),
-    )
-    .unwrap();
+        &conf,
+        "\toption deploy_hook 'false'\n",
+        "\toption deploy_hook 'true'\n\toption reuse_key '1'\n",
+    );
     let serial = std::fs::read_to_string(live.join("cert.pem")).unwrap();
     let out = h.gatecert(&conf, &["renew", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -162,14 +150,12 @@ fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
     // kill -9 between "the new set is live" and "the old key object is removed": the deploy
     // hook SIGKILLs gatecert. The new set is live and usable (its key is in the token), the
     // old object is left, and the next renewal goes through.
-    std::fs::write(
+    rewrite(
         &conf,
-        std::fs::read_to_string(&conf).unwrap().replace(
-            "\toption deploy_hook 'true'\n\toption reuse_key '1'\n",
-            "\toption deploy_hook 'kill -9 $PPID'\n",
-        ),
-    )
-    .unwrap();
+        &conf,
+        "\toption deploy_hook 'true'\n\toption reuse_key '1'\n",
+        "\toption deploy_hook 'kill -9 $PPID'\n",
+    );
     let out = h.gatecert(&conf, &["renew", "--force"]);
     assert_eq!(out.status.code(), None, "not killed: {}", text(&out));
     let (crashed, spki) = token_key_of(&h, &live);
