@@ -3,7 +3,7 @@
 
 use super::sections::Reader;
 use super::value::parse_abs_path;
-use super::Error;
+use super::{Certificate, Error};
 use crate::crypto::{KeyUri, Pin};
 
 /// `key_uri` (an RFC 7512 PKCS#11 URI) and `pin_file`: a key in a TPM or HSM. The PIN comes
@@ -63,6 +63,21 @@ pub(super) fn key_uris<const N: usize>(
     Ok(out)
 }
 
+/// Another certificate whose `key_uri` names the same object in the same token. Renewals make
+/// `<object>.<8 hex>` keys there and remove those that are not their live set's, so two
+/// certificates sharing an object would remove each other's keys.
+pub(super) fn shared_key<'a>(
+    cert: &Certificate,
+    others: &'a [Certificate],
+) -> Option<&'a Certificate> {
+    let mine = cert.key_uri.as_ref()?;
+    others.iter().find(|o| {
+        o.key_uri.as_ref().is_some_and(|u| {
+            u.object == mine.object && u.token == mine.token && u.module_path == mine.module_path
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -118,6 +133,9 @@ mod tests {
             ("config certificate gw\n\tlist domain gw.local\n\toption pin_file /p\n".to_string(), 3, "pin_file", "none of key_uri, account_key_uri is set"),
             (format!("config certificate gw\n\tlist domain gw.local\n\toption account_key_uri 'pkcs11:object=a?{MODULE}&pin-value=9876'\n\toption pin_file /p\n"), 4, "pin_file", "the account_key_uri already gives the PIN"),
             (format!("config certificate gw\n\tlist domain gw.local\n\toption account_key_uri 'pkcs11:token=gw?{MODULE}'\n"), 3, "account_key_uri", "no 'object'"),
+            (format!("config certificate a\n\tlist domain a.local\n\toption key_uri 'pkcs11:token=gw;object=k?{MODULE}'\n\
+                      config certificate b\n\tlist domain b.local\n\toption key_uri 'pkcs11:token=gw;object=k?{MODULE}&pin-value=1'\n"),
+             6, "key_uri", "certificate 'a' (line 1) keeps its keys under the same object"),
             (format!("config ca x\n\toption key_uri 'pkcs11:object=k?{MODULE}&pin-value=9876'\n\toption pin_file /p\n"), 3, "pin_file", "already gives the PIN"),
             (format!("config ca x\n\toption key_uri 'pkcs11:object=k?{MODULE}'\n\toption pin_file p\n"), 3, "pin_file", "absolute path"),
         ] {

@@ -156,6 +156,16 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
                         cert.name, dup.line
                     )));
                 }
+                if let Some(dup) = super::keyref::shared_key(&cert, &certificates) {
+                    return Err(r.err_at(
+                        "key_uri",
+                        format!(
+                            "certificate '{}' (line {}) keeps its keys under the same object in \
+                             the same token; give each certificate an object of its own",
+                            dup.name, dup.line
+                        ),
+                    ));
+                }
                 certificates.push(cert);
             }
             "ca" => cfg.ca = ca(&r, cfg.ca)?,
