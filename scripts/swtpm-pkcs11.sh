@@ -10,7 +10,7 @@
 #
 # Everything lives in a temp dir; swtpm and gatecert listen on 127.0.0.1 only, tpm2-abrmd (the
 # resource manager tpm2-pkcs11 needs, or the TPM runs out of object slots) is on a private
-# D-Bus session bus, and all of them are stopped at the end. Not part of CI (swtpm + the tpm2-pkcs11 store add ~10 s and four packages).
+# D-Bus session bus, and all of them are stopped at the end. CI runs it (.ci/run, about 5 s).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:-$REPO/target/debug/gatecert}
@@ -103,7 +103,10 @@ tr -d '\r' <"$W/s1.p7.b64" | base64 -d | openssl pkcs7 -inform DER -print_certs 
 openssl verify -CAfile "$W/state/ca/root.pem" -untrusted "$W/state/ca/intermediate.pem" "$W/s1.pem"
 
 say "gatecert check"
-"$BIN" --config "$W/gatecert.uci" check | grep -aE 'pkcs11|^check:' | cat -v || true
+"$BIN" --config "$W/gatecert.uci" check >"$W/check.out" || true
+grep -aE 'pkcs11|^check:' "$W/check.out" | cat -v
+# The other checks may fail on a machine without an ACME directory; the token keys may not.
+for k in ca est; do grep -q "^ok   pkcs11 key $k: .*key \"$k\" (ec256, non-extractable)" "$W/check.out"; done
 
 say "tpm2-pkcs11 objects"
 tpm2_ptool listobjects --label=gw --path "$W/store" | grep -E 'CKA_LABEL|CKA_CLASS' || true

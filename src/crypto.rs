@@ -214,30 +214,12 @@ impl PrivateKey {
 
     /// The public JWK (RFC 7517), members in lexicographic order as RFC 7638 §3 requires.
     pub fn jwk(&self) -> serde_json::Value {
-        let (x, y) = self.xy();
-        serde_json::json!({
-            "crv": self.kind.curve(),
-            "kty": "EC",
-            "x": b64url(x),
-            "y": b64url(y),
-        })
+        JwsKey::jwk(self)
     }
 
     /// RFC 7638 JWK thumbprint (SHA-256, base64url): the account part of a key authorization.
     pub fn jwk_thumbprint(&self) -> String {
-        let (x, y) = self.xy();
-        let canonical = format!(
-            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
-            self.kind.curve(),
-            b64url(x),
-            b64url(y)
-        );
-        b64url(&sha256(canonical.as_bytes()))
-    }
-
-    fn xy(&self) -> (&[u8], &[u8]) {
-        let point = &self.public_point()[1..];
-        point.split_at(point.len() / 2)
+        JwsKey::jwk_thumbprint(self)
     }
 
     /// The same key as an rcgen signer, for building CSRs and certificates.
@@ -259,6 +241,60 @@ impl PrivateKey {
     pub fn matches(&self, cert: &CertInfo) -> bool {
         cert.spki_der == self.spki_der()
     }
+}
+
+/// A key that signs JWS (RFC 7515) with ES256 / ES384 (RFC 7518 §3.4), as an ACME account key
+/// does (RFC 8555 §6.2): a [`PrivateKey`], or a [`SigningKey`] that may live in a token.
+pub trait JwsKey {
+    /// The key's type (the JWS `alg`).
+    fn kind(&self) -> KeyType;
+    /// The uncompressed public point (0x04 || X || Y).
+    fn public_point(&self) -> &[u8];
+    /// Signs `msg`: the fixed-width `r || s` of RFC 7518 §3.4.
+    fn sign_jws(&self, msg: &[u8]) -> Result<Vec<u8>, Error>;
+
+    /// The public JWK (RFC 7517), members in lexicographic order as RFC 7638 §3 requires.
+    fn jwk(&self) -> serde_json::Value {
+        let (x, y) = xy(self.public_point());
+        serde_json::json!({
+            "crv": self.kind().curve(),
+            "kty": "EC",
+            "x": b64url(x),
+            "y": b64url(y),
+        })
+    }
+
+    /// RFC 7638 JWK thumbprint (SHA-256, base64url): the account part of a key authorization.
+    fn jwk_thumbprint(&self) -> String {
+        let (x, y) = xy(self.public_point());
+        let canonical = format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            self.kind().curve(),
+            b64url(x),
+            b64url(y)
+        );
+        b64url(&sha256(canonical.as_bytes()))
+    }
+}
+
+impl JwsKey for PrivateKey {
+    fn kind(&self) -> KeyType {
+        self.kind
+    }
+
+    fn public_point(&self) -> &[u8] {
+        PrivateKey::public_point(self)
+    }
+
+    fn sign_jws(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        PrivateKey::sign_jws(self, msg)
+    }
+}
+
+/// X and Y of an uncompressed point.
+fn xy(point: &[u8]) -> (&[u8], &[u8]) {
+    let point = point.get(1..).unwrap_or_default();
+    point.split_at(point.len() / 2)
 }
 
 /// A self-signed tls-alpn-01 validation certificate (RFC 8737 §3): one SAN (`dns` or `ip`),

@@ -166,6 +166,9 @@ pub struct Service {
     revoke_retry: std::collections::HashMap<String, (u32, i64)>,
     /// EST is on but has no certificate to serve (logged once, see [`Service::upkeep`]).
     est_off: bool,
+    /// The listener's key in a PKCS#11 token could not be used (wrong PIN, token missing): the
+    /// error, logged once until it changes or clears.
+    listener_key_fault: Option<String>,
     /// Standalone certificates whose deploy hook failed, and when: not issued again before
     /// [`HOOK_RETRY`] has passed or the config is reloaded (else a set restored by the rollback,
     /// still due, would be reissued and the hook run at every tick).
@@ -297,6 +300,7 @@ impl Service {
             upstream_pending: false,
             revoke_retry: std::collections::HashMap::new(),
             est_off: false,
+            listener_key_fault: None,
             hook_failed: std::collections::HashMap::new(),
         };
         svc.upkeep()?;
@@ -421,8 +425,24 @@ impl Service {
             }
             return Ok(());
         }
-        let tls = http::tls_config(&id.chain_pem, &id.key_pem, ClientAuth::Deferred)
-            .map_err(Error::Http)?;
+        let tls = match http::tls_config(&id.chain_pem, &id.key_pem, ClientAuth::Deferred) {
+            Ok(tls) => tls,
+            // A key in a token that can't be used now (wrong PIN, token missing) is not fatal:
+            // the service goes on with its other work (and with the listener certificate it
+            // already serves, if any) and tries again at each tick.
+            Err(e) if store::is_token_key(&id.key_pem) => {
+                let why = e.to_string();
+                if self.listener_key_fault.as_ref() != Some(&why) {
+                    log::error!("EST listener: {why}; trying the token again at each tick");
+                    self.listener_key_fault = Some(why);
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(Error::Http(e)),
+        };
+        if self.listener_key_fault.take().is_some() {
+            log::info!("EST listener: the key in the token is usable again");
+        }
         match self.server.as_mut() {
             Some(s) if !rebind => {
                 s.set_tls(tls);

@@ -129,6 +129,9 @@ pub fn account_dir(state_dir: &Path, directory: &str) -> PathBuf {
 #[derive(Serialize, Deserialize)]
 struct AccountFile {
     url: String,
+    /// The token key the account belongs to (`account_key_uri`, no PIN); absent for key.pem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_uri: Option<String>,
 }
 
 /// The stored account for `directory`, else the one the server knows for the stored key
@@ -138,19 +141,14 @@ pub fn account(client: &Client, state_dir: &Path, cert: &Certificate) -> Result<
     let dir = account_dir(state_dir, &client.url);
     store::private_dir(&dir)?;
     finish_rollover(client, &dir)?;
-    let key_path = dir.join("key.pem");
     let json_path = dir.join("account.json");
-    let key = match store::read_optional(&key_path)? {
-        Some(pem) => PrivateKey::from_pem(&pem)?,
-        None => {
-            let key = PrivateKey::generate(crypto::KeyType::Ec256)?;
-            store::write_atomic(&key_path, key.to_pem().as_bytes(), store::SECRET)?;
-            key
-        }
-    };
+    let (key, made) = account_key::load(&dir, cert, true)?;
     if let Some(text) = store::read_optional(&json_path)? {
         if let Ok(a) = serde_json::from_str::<AccountFile>(&text) {
-            return Ok(Login { key, url: a.url });
+            // A key made just now (the old one removed from the token) has no account yet.
+            if a.key_uri == account_key::record(cert) && !made {
+                return Ok(Login { key, url: a.url });
+            }
         }
     }
     let contact: Vec<String> = cert.email.iter().map(|e| format!("mailto:{e}")).collect();
@@ -164,22 +162,26 @@ pub fn account(client: &Client, state_dir: &Path, cert: &Certificate) -> Result<
         client.directory.new_account
     );
     let login = client.account(key, &contact, eab, false)?;
-    let json = serde_json::json!({ "url": login.url }).to_string();
+    let json = serde_json::to_string(&AccountFile {
+        url: login.url.clone(),
+        key_uri: account_key::record(cert),
+    })
+    .unwrap_or_default();
     store::write_atomic(&json_path, json.as_bytes(), store::SECRET)?;
     log::info!("{}: account {}", cert.name, login.url);
     Ok(login)
 }
 
 /// The stored account, without creating one.
-fn existing_account(client: &Client, state_dir: &Path) -> Result<Login, Error> {
+fn existing_account(client: &Client, state_dir: &Path, cert: &Certificate) -> Result<Login, Error> {
     let dir = account_dir(state_dir, &client.url);
     finish_rollover(client, &dir)?;
-    let key_path = dir.join("key.pem");
-    let pem = store::read_optional(&key_path)?.ok_or(Error::NoAccount(dir.clone()))?;
-    let key = PrivateKey::from_pem(&pem)?;
+    let (key, _) = account_key::load(&dir, cert, false)?;
     if let Some(text) = store::read_optional(&dir.join("account.json"))? {
         if let Ok(a) = serde_json::from_str::<AccountFile>(&text) {
-            return Ok(Login { key, url: a.url });
+            if a.key_uri == account_key::record(cert) {
+                return Ok(Login { key, url: a.url });
+            }
         }
     }
     Ok(client.account(key, &[], None, true)?)
@@ -965,6 +967,7 @@ fn hostname() -> String {
         .into_owned()
 }
 
+mod account_key;
 mod cli;
 mod error;
 pub mod issuers;

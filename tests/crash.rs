@@ -150,49 +150,6 @@ impl Renew {
         r
     }
 
-    /// Writes the config with the name `gw<round>.crash.example`: a new name each round means a
-    /// new authorization, so every round goes through the challenge (pebble reuses valid ones).
-    fn configure(&self, p: &Pebble, round: u64) {
-        let d = self.dir.path();
-        let conf = format!(
-            "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
-             config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
-             \tlist domain 'gw{round}.crash.example'\n\toption http_listen '127.0.0.1:80'\n\
-             \toption install_dir '{}'\n\toption deploy_hook 'test -s \"$GATECERT_LIVE_DIR/key.pem\"'\n",
-            d.join("state").display(),
-            common::DIRECTORY,
-            p.https_ca.display(),
-            d.join("ssl").display(),
-        );
-        std::fs::write(d.join("gatecert.conf"), conf).unwrap();
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = bin();
-        c.arg("--config")
-            .arg(self.dir.path().join("gatecert.conf"))
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().unwrap();
-        common::keep_output(SUITE, "renew", &out);
-        out
-    }
-
-    fn spawn(&self) -> Child {
-        self.cmd(&["renew", "--force"])
-            .stdout(common::log_file(SUITE, "renew"))
-            .stderr(common::log_file(SUITE, "renew"))
-            .spawn()
-            .unwrap()
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         check_files(&self.state(), &mut p);
@@ -226,8 +183,94 @@ impl Renew {
     }
 }
 
+/// A `gatecert renew` setup the kill loop drives: the plain one ([`Renew`]) and, with the
+/// `pkcs11` feature, keys in SoftHSM2 (`token::TokenRenew`).
+trait Rig {
+    /// Names its log lines and its log file.
+    fn tag(&self) -> &'static str;
+    /// Writes the config for `round` (a new name each round: a new authorization, so every
+    /// round goes through the challenge; pebble reuses valid ones).
+    fn configure(&self, p: &Pebble, round: u64);
+    /// `gatecert --config <its config> ARGS`.
+    fn cmd(&self, args: &[&str]) -> Command;
+    fn state(&self) -> PathBuf;
+    /// What is wrong right after a kill.
+    fn after_kill(&self, c: &mut Counts) -> Vec<String>;
+    /// What is wrong after the next run, which exited with `code`.
+    fn after_next(&self, code: Option<i32>) -> Vec<String>;
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().unwrap();
+        common::keep_output(SUITE, self.tag(), &out);
+        out
+    }
+
+    fn spawn(&self) -> Child {
+        self.cmd(&["renew", "--force"])
+            .stdout(common::log_file(SUITE, self.tag()))
+            .stderr(common::log_file(SUITE, self.tag()))
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Rig for Renew {
+    fn tag(&self) -> &'static str {
+        "renew"
+    }
+
+    /// Writes the config with the name `gw<round>.crash.example`: a new name each round means a
+    /// new authorization, so every round goes through the challenge (pebble reuses valid ones).
+    fn configure(&self, p: &Pebble, round: u64) {
+        let d = self.dir.path();
+        let extra = format!(
+            "\toption install_dir '{}'\n\
+             \toption deploy_hook 'test -s \"$GATECERT_LIVE_DIR/key.pem\"'\n",
+            d.join("ssl").display(),
+        );
+        let domain = format!("gw{round}.crash.example");
+        let conf = common::acme_conf(&self.state(), p, &domain, "127.0.0.1:80", &extra);
+        std::fs::write(d.join("gatecert.conf"), conf).unwrap();
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.arg("--config")
+            .arg(self.dir.path().join("gatecert.conf"))
+            .args(args);
+        c
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn after_kill(&self, c: &mut Counts) -> Vec<String> {
+        if !export_matches(&self.dir.path().join("ssl")) {
+            c.export_mismatch_after_kill += 1;
+        }
+        self.problems()
+    }
+    fn after_next(&self, code: Option<i32>) -> Vec<String> {
+        let mut p = self.problems();
+        if !matches!(code, Some(0 | 1)) {
+            p.push(format!("exit {code:?}"));
+        }
+        if !export_matches(&self.dir.path().join("ssl")) {
+            p.push("exported key does not match the exported certificate".into());
+        }
+        p
+    }
+}
+
 fn renew_loop(p: &Pebble, kills: u64) -> Counts {
-    let r = Renew::new(p);
+    kill_loop(&Renew::new(p), p, kills)
+}
+
+/// `gatecert renew --force` killed at random points drawn over its measured duration, `kills`
+/// times; after each kill and after each next run, the rig's checks.
+fn kill_loop(r: &dyn Rig, p: &Pebble, kills: u64) -> Counts {
+    let tag = r.tag();
     let first = r.run(&["renew"]);
     assert_eq!(first.status.code(), Some(0), "first renewal: {first:?}");
     // The flow's duration, measured: kill points are drawn over it.
@@ -242,7 +285,7 @@ fn renew_loop(p: &Pebble, kills: u64) -> Counts {
         .collect();
     times.sort();
     let span = times[0];
-    eprintln!("renew --force takes {times:?} ms; kills drawn over 0..{span} ms");
+    eprintln!("{tag} --force takes {times:?} ms; kills drawn over 0..{span} ms");
     let mut c = Counts::default();
     let mut attempts = 0;
     while c.kills < kills && attempts < kills * 3 {
@@ -261,14 +304,10 @@ fn renew_loop(p: &Pebble, kills: u64) -> Counts {
         child.kill().unwrap();
         child.wait().unwrap();
         c.kills += 1;
-        let problems = r.problems();
-        let export_ok = export_matches(&r.dir.path().join("ssl"));
-        if !export_ok {
-            c.export_mismatch_after_kill += 1;
-        }
+        let problems = r.after_kill(&mut c);
         if !problems.is_empty() {
             c.broken += 1;
-            eprintln!("renew kill {}: BROKEN: {problems:?}", c.kills);
+            eprintln!("{tag} kill {}: BROKEN: {problems:?}", c.kills);
         }
         // The next run: a plain `renew` heals and says "not due" (1) or renews (0); every
         // fifth kill, a whole forced renewal.
@@ -285,17 +324,14 @@ fn renew_loop(p: &Pebble, kills: u64) -> Counts {
             std::thread::sleep(Duration::from_millis(200));
             out = r.run(args);
         }
-        let ok = matches!(out.status.code(), Some(0 | 1))
-            && r.problems().is_empty()
-            && export_matches(&r.dir.path().join("ssl"));
-        if !ok {
+        let problems = r.after_next(out.status.code());
+        if !problems.is_empty() {
             c.failed_next += 1;
             eprintln!(
-                "renew kill {}: next run failed ({:?}): {}\n{:?}",
+                "{tag} kill {}: next run failed ({:?}): {}\n{problems:?}",
                 c.kills,
                 out.status,
                 String::from_utf8_lossy(&out.stderr),
-                r.problems()
             );
         }
     }
@@ -578,4 +614,203 @@ fn sigkill_renew_and_est() {
     assert_eq!(total(|c| c.broken), 0, "broken sets");
     assert_eq!(total(|c| c.failed_next), 0, "failed next runs");
     assert_eq!(total(|c| c.double_used), 0, "double-used tokens");
+}
+
+// ---------------------------------------------------------------------------------------------
+// renew with the certificate key (and the account key) in a PKCS#11 token
+
+/// The most key pairs one certificate's renewals keep in its token after a kill: the live set's
+/// and one other (a fresh key whose set never went live, or the replaced key not yet removed).
+/// Each renewal removes the others first (README, "Keys in a TPM or HSM").
+#[cfg(feature = "pkcs11")]
+const TOKEN_KEY_BOUND: usize = 2;
+
+#[cfg(feature = "pkcs11")]
+mod token {
+    use super::*;
+    use common::softhsm::SoftHsm;
+
+    pub struct TokenRenew {
+        dir: TempDir,
+        hsm: SoftHsm,
+        /// The most renewal key pairs seen in the token.
+        pub most: std::cell::Cell<usize>,
+    }
+
+    /// `gw.<8 hex>`: the labels the certificate `gw`'s renewals make.
+    fn renewal_label(label: &str) -> bool {
+        label
+            .strip_prefix("gw.")
+            .is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
+    impl TokenRenew {
+        pub fn new(p: &Pebble) -> TokenRenew {
+            let dir = TempDir::new("crash-token");
+            let hsm = SoftHsm::init(dir.path());
+            let r = TokenRenew {
+                dir,
+                hsm,
+                most: Default::default(),
+            };
+            r.configure(p, 0);
+            r
+        }
+    }
+
+    impl Rig for TokenRenew {
+        fn tag(&self) -> &'static str {
+            "token-renew"
+        }
+
+        fn cmd(&self, args: &[&str]) -> Command {
+            let mut c = bin();
+            self.hsm.env(&mut c);
+            c.arg("--config")
+                .arg(self.dir.path().join("gatecert.conf"))
+                .args(args);
+            c
+        }
+
+        /// The certificate's key and the account key in the token.
+        fn configure(&self, p: &Pebble, round: u64) {
+            let extra = format!(
+                "\toption key_uri '{}'\n\toption account_key_uri '{}'\n\
+                 \toption deploy_hook 'test -s \"$GATECERT_LIVE_DIR/key.uri\"'\n",
+                self.hsm.uri("gw"),
+                self.hsm.uri("acme"),
+            );
+            let domain = format!("gw{round}.token.example");
+            let conf = common::acme_conf(&self.state(), p, &domain, "127.0.0.1:80", &extra);
+            std::fs::write(self.dir.path().join("gatecert.conf"), conf).unwrap();
+        }
+
+        fn state(&self) -> PathBuf {
+            self.dir.path().join("state")
+        }
+
+        fn after_kill(&self, _: &mut Counts) -> Vec<String> {
+            self.problems().0
+        }
+
+        /// After a renewal that went through, exactly one renewal key pair is left.
+        fn after_next(&self, code: Option<i32>) -> Vec<String> {
+            let (mut p, held) = self.problems();
+            match code {
+                Some(0) if held != 1 => p.push(format!("{held} renewal key pairs after a renewal")),
+                Some(0 | 1) => {}
+                _ => p.push(format!("exit {code:?}")),
+            }
+            p
+        }
+    }
+
+    impl TokenRenew {
+        /// What is wrong with the state dir and the token, and how many of the certificate's
+        /// key pairs the token holds: whole files, no private key file anywhere, the live set's
+        /// certificate carrying the public key of a key pair that is in the token, and at most
+        /// [`TOKEN_KEY_BOUND`] renewal key pairs.
+        fn problems(&self) -> (Vec<String>, usize) {
+            let mut p = Vec::new();
+            check_files(&self.state(), &mut p);
+            no_private_key_file(&self.state(), &mut p);
+            let labels = self.hsm.labels();
+            let mut ours: Vec<&str> = labels
+                .iter()
+                .map(|(_, l)| l.as_str())
+                .filter(|l| renewal_label(l))
+                .collect();
+            ours.sort_unstable();
+            ours.dedup();
+            self.most.set(self.most.get().max(ours.len()));
+            if ours.len() > TOKEN_KEY_BOUND {
+                p.push(format!(
+                    "{} renewal key pairs in the token (bound {TOKEN_KEY_BOUND}): {ours:?}",
+                    ours.len()
+                ));
+            }
+            let live = self.state().join("certs/gw/live");
+            let uri = read(&live.join("key.uri"));
+            let Ok(uri) = gatecert::crypto::KeyUri::parse(uri.trim()) else {
+                p.push(format!("{}: no key.uri", live.display()));
+                return (p, ours.len());
+            };
+            let private = labels
+                .iter()
+                .any(|(h, l)| h.starts_with("Private Key Object") && *l == uri.object);
+            let matches = CertInfo::from_pem(&read(&live.join("cert.pem"))).is_ok_and(|c| {
+                self.hsm
+                    .public_point(&uri.object)
+                    .is_some_and(|pt| c.spki_der.ends_with(&pt))
+            });
+            if !private || !matches {
+                p.push(format!(
+                    "live set: key {:?} (private key in the token: {private}, public key is the \
+                     certificate's: {matches})",
+                    uri.object
+                ));
+            }
+            if read(&live.join("fullchain.pem"))
+                != format!(
+                    "{}{}",
+                    read(&live.join("cert.pem")),
+                    read(&live.join("chain.pem"))
+                )
+            {
+                p.push(format!("{}: fullchain != cert + chain", live.display()));
+            }
+            (p, ours.len())
+        }
+    }
+
+    /// No file under `dir` holds a private key (the keys are in the token).
+    fn no_private_key_file(dir: &Path, problems: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                no_private_key_file(&path, problems);
+            } else if e.file_name() == "key.pem" || read(&path).contains("PRIVATE KEY-----") {
+                problems.push(format!("{}: a private key file", path.display()));
+            }
+        }
+    }
+}
+
+/// The token variant; skipped with a message when SoftHSM2 is not installed (CI installs it,
+/// and there a missing SoftHSM2 fails).
+#[cfg(feature = "pkcs11")]
+#[test]
+#[ignore = "SIGKILLs with keys in SoftHSM2; run by bench/crash.sh"]
+fn sigkill_renew_with_keys_in_softhsm() {
+    if !common::softhsm::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "SoftHSM2 / pkcs11-tool missing in CI"
+        );
+        println!("token variant skipped: SoftHSM2 or pkcs11-tool is not installed");
+        return;
+    }
+    let kills = env_u64("CRASH_TOKEN_KILLS", 20);
+    let p = Pebble::start();
+    let started = Instant::now();
+    // kill -9 during `gatecert renew --force` with the certificate's key (a fresh one per
+    // renewal) and the account key in SoftHSM2; after each kill and each next run, the checks
+    // of `token::TokenRenew::problems`; after a next run that renewed, exactly one renewal key
+    // pair is left.
+    let r = token::TokenRenew::new(&p);
+    let c = kill_loop(&r, &p, kills);
+    let most = r.most.get();
+    println!(
+        "crash harness, keys in SoftHSM2 ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    println!("  token: {c:?}");
+    println!(
+        "  token total: kills {}, broken sets {}, most renewal key pairs in the token {most} \
+         (bound {TOKEN_KEY_BOUND}), failed next runs {}",
+        c.kills, c.broken, c.failed_next
+    );
+    assert!(c.kills >= kills);
+    assert_eq!(c.broken, 0, "broken sets");
+    assert_eq!(c.failed_next, 0, "failed next runs");
 }

@@ -6,6 +6,9 @@
 #![cfg(feature = "pkcs11")]
 
 mod common;
+// `gatecert renew` against Pebble with keys in the token.
+#[path = "pkcs11/renew.rs"]
+mod renew;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -14,9 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gatecert::token::Tokens;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-/// Not a substring that could turn up in a serial or a port by chance.
-const PIN: &str = "pinQ7xZ";
+use common::softhsm::{SoftHsm, MODULE, PIN};
+
 const EST: &str = "/.well-known/est";
 
 fn now() -> i64 {
@@ -37,40 +39,15 @@ fn free_port() -> u16 {
 /// A SoftHSM2 token `gw` (user PIN [`PIN`]) in a temp dir, a PIN file, and a state dir.
 struct Hsm {
     dir: PathBuf,
+    token: SoftHsm,
 }
 
 impl Hsm {
     fn new(tag: &str) -> Hsm {
-        assert!(
-            Path::new(MODULE).exists(),
-            "SoftHSM2 is not installed ({MODULE}): apt-get install softhsm2"
-        );
         let dir = std::env::temp_dir().join(format!("gatecert-p11-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tokens")).unwrap();
-        std::fs::write(
-            dir.join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("tokens").display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.join("pin"), format!("{PIN}\n")).unwrap();
-        // tests/secrets.sh then checks that no kept log holds the PIN.
-        common::keep_secret(PIN);
-        let h = Hsm { dir };
-        h.tool(Command::new("softhsm2-util").args([
-            "--init-token",
-            "--free",
-            "--label",
-            "gw",
-            "--pin",
-            PIN,
-            "--so-pin",
-            "5678",
-        ]));
-        h
+        let token = SoftHsm::init(&dir);
+        Hsm { dir, token }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -82,39 +59,57 @@ impl Hsm {
     }
 
     fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env("SOFTHSM2_CONF", self.path("softhsm2.conf"))
+        self.token.env(cmd)
     }
 
     fn tool(&self, cmd: &mut Command) -> Output {
-        let out = self.env(cmd).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        self.token.tool(cmd)
     }
 
-    /// `pkcs11-tool --list-objects` as the user: what the token holds.
     fn objects(&self) -> String {
-        let out = self.tool(Command::new("pkcs11-tool").args([
-            "--module",
-            MODULE,
-            "--login",
-            "--pin",
-            PIN,
-            "--list-objects",
-        ]));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.token.objects()
     }
 
-    /// A key URI for `object`, with the PIN from the pin file.
     fn uri(&self, object: &str) -> String {
-        format!(
-            "pkcs11:token=gw;object={object}?module-path={MODULE}&pin-source=file:{}",
-            self.path("pin").display()
-        )
+        self.token.uri(object)
+    }
+
+    /// The leaf of an EST reply (base64 PKCS#7 certs-only) verifies with openssl against
+    /// `root`, through the CA's intermediate in `ca_dir`.
+    fn assert_leaf_verifies(&self, body: &[u8], tag: &str, root: &Path, ca_dir: &Path) {
+        let p7 = self.path(&format!("{tag}.p7"));
+        std::fs::write(&p7, gatecert::crypto::b64_decode(body).unwrap()).unwrap();
+        let pem = openssl_line(&format!(
+            "pkcs7 -inform DER -print_certs -in {}",
+            p7.display()
+        ));
+        let leaf = self.path(&format!("{tag}.pem"));
+        std::fs::write(&leaf, first_cert(&String::from_utf8(pem.stdout).unwrap())).unwrap();
+        let out = openssl_line(&format!(
+            "verify -CAfile {} -untrusted {} {}",
+            root.display(),
+            ca_dir.join("intermediate.pem").display(),
+            leaf.display()
+        ));
+        assert!(text(&out).contains(": OK"), "{}", text(&out));
+    }
+
+    /// Removes the key pair labelled `label` with pkcs11-tool.
+    fn delete_key(&self, label: &str) {
+        for class in ["privkey", "pubkey"] {
+            self.tool(Command::new("pkcs11-tool").args([
+                "--module",
+                MODULE,
+                "--login",
+                "--pin",
+                PIN,
+                "--delete-object",
+                "--type",
+                class,
+                "--label",
+                label,
+            ]));
+        }
     }
 
     /// Writes the config: the CA, the EST listener and the `gateway` certificate keys all in
@@ -148,12 +143,20 @@ impl Hsm {
             .args(args)
             .output()
             .unwrap();
-        common::keep_output("pkcs11", &args.join("-"), &out);
+        // A path among the arguments must not make a directory of the log name.
+        common::keep_output("pkcs11", &args[..args.len().min(2)].join("-"), &out);
         out
     }
 
-    /// `gatecert run` on 127.0.0.1:`port`.
+    /// `gatecert run` on 127.0.0.1:`port`, once it listens.
     fn run(&self, conf: &Path, port: u16) -> Service {
+        let s = self.spawn(conf, port, &[]);
+        self.wait_listening(port);
+        s
+    }
+
+    /// `gatecert run` on 127.0.0.1:`port` with extra environment, not waiting.
+    fn spawn(&self, conf: &Path, port: u16, env: &[(&str, &str)]) -> Service {
         let child = self
             .env(
                 Command::new(env!("CARGO_BIN_EXE_gatecert"))
@@ -161,11 +164,15 @@ impl Hsm {
                     .arg(conf),
             )
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.path("run.log")).unwrap())
             .spawn()
             .unwrap();
-        let s = Service { child, port };
+        Service { child, port }
+    }
+
+    fn wait_listening(&self, port: u16) {
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -175,7 +182,6 @@ impl Hsm {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        s
     }
 
     fn token(&self, device: &str, names: &[&str]) -> String {
@@ -282,6 +288,36 @@ fn openssl(args: &[&str]) -> Output {
     out
 }
 
+/// openssl with its arguments in one line (split at blanks; the temp paths have none).
+fn openssl_line(line: &str) -> Output {
+    openssl(&line.split_whitespace().collect::<Vec<_>>())
+}
+
+/// `openssl s_client` to the service on `port` for `gateway.local`, verifying the chain to
+/// `root` (an error fails the handshake), with `extra` arguments.
+fn s_client(port: u16, root: &Path, extra: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "-servername",
+            "gateway.local",
+            "-verify_return_error",
+            "-CAfile",
+        ])
+        .arg(root)
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Writes `to` as `from` with `old` replaced by `new` (which must occur).
+fn rewrite(from: &Path, to: &Path, old: &str, new: &str) {
+    let text = std::fs::read_to_string(from).unwrap();
+    assert!(text.contains(old), "{old:?} not in {}", from.display());
+    std::fs::write(to, text.replace(old, new)).unwrap();
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -363,6 +399,8 @@ fn first_cert(pem: &str) -> String {
 /// key file; `gatecert run` serves EST over TLS with the listener's key in the token (openssl
 /// s_client verifies the chain and the handshake signature); a sensor enrolls and its leaf,
 /// signed by the token key, verifies with openssl; no private key file is in the state dir.
+/// With the listener's key object then removed from the token, `check` fails naming it, and
+/// the service starts all the same: a new listener certificate for a key made in the token.
 #[test]
 fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     let h = Hsm::new("flow");
@@ -384,18 +422,10 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
 
     // The intermediate's public key is the token's.
     let int_pem = std::fs::read_to_string(ca_dir.join("intermediate.pem")).unwrap();
-    let pubkey = h.tool(Command::new("pkcs11-tool").args([
-        "--module",
-        MODULE,
-        "--read-object",
-        "--type",
-        "pubkey",
-        "--label",
-        "ca",
-    ]));
+    let pubkey = h.token.public_key_der("ca");
     let int = gatecert::crypto::CertInfo::from_pem(&int_pem).unwrap();
     assert_eq!(
-        int.spki_der, pubkey.stdout,
+        int.spki_der, pubkey,
         "intermediate's key is not the token's"
     );
 
@@ -403,19 +433,8 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     let _svc = h.run(&conf, port);
 
     // TLS with the listener key in the token: openssl verifies chain, name and signature.
-    let out = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args([
-            "-servername",
-            "gateway.local",
-            "-verify_hostname",
-            "gateway.local",
-        ])
-        .args(["-verify_return_error", "-CAfile"])
-        .arg(ca_dir.join("root.pem"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let root = ca_dir.join("root.pem");
+    let out = s_client(port, &root, &["-verify_hostname", "gateway.local"]);
     let shown = text(&out);
     assert!(out.status.success(), "s_client: {shown}");
     assert!(shown.contains("Verify return code: 0 (ok)"), "{shown}");
@@ -424,18 +443,7 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
         "no est key in the token"
     );
     for tls in ["-tls1_2", "-tls1_3"] {
-        let out = Command::new("openssl")
-            .args(["s_client", tls, "-connect", &format!("127.0.0.1:{port}")])
-            .args([
-                "-servername",
-                "gateway.local",
-                "-verify_return_error",
-                "-CAfile",
-            ])
-            .arg(ca_dir.join("root.pem"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = s_client(port, &root, &[tls]);
         assert!(out.status.success(), "s_client {tls}: {}", text(&out));
     }
 
@@ -444,31 +452,7 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
     let csr = h.csr("s1.local");
     let (code, body) = h.enroll(port, "s1", &token, &csr);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let p7 = h.path("s1.p7");
-    std::fs::write(&p7, gatecert::crypto::b64_decode(&body).unwrap()).unwrap();
-    let pem = String::from_utf8(
-        openssl(&[
-            "pkcs7",
-            "-inform",
-            "DER",
-            "-print_certs",
-            "-in",
-            p7.to_str().unwrap(),
-        ])
-        .stdout,
-    )
-    .unwrap();
-    let leaf = h.path("s1.pem");
-    std::fs::write(&leaf, first_cert(&pem)).unwrap();
-    let out = openssl(&[
-        "verify",
-        "-CAfile",
-        ca_dir.join("root.pem").to_str().unwrap(),
-        "-untrusted",
-        ca_dir.join("intermediate.pem").to_str().unwrap(),
-        leaf.to_str().unwrap(),
-    ]);
-    assert!(text(&out).contains(": OK"), "{}", text(&out));
+    h.assert_leaf_verifies(&body, "s1", &ca_dir.join("root.pem"), &ca_dir);
 
     // `check` reports the module, the token and the key it found.
     let out = h.gatecert(&conf, &["check"]);
@@ -486,11 +470,151 @@ fn ca_init_enroll_and_est_tls_with_keys_in_softhsm() {
 
     let certs = assert_no_private_key_file(&h.state(), &[]);
     assert!(certs >= 4, "only {certs} certificates in the state dir");
+
+    // The EST listener's key object removed from the token: `check` names it.
+    drop(_svc);
+    h.delete_key("est");
+    let out = h.gatecert(&conf, &["check"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains("FAIL pkcs11 key est:")
+            && shown.contains("no key labelled \"est\" (removed from the token?)"),
+        "{shown}"
+    );
+    let port = free_port();
+    let mut svc = h.run(&conf, port);
+    let out = s_client(port, &root, &[]);
+    // The service came up, issued the listener a new certificate for a key made in the token
+    // again, and serves TLS with it.
+    assert!(out.status.success(), "s_client: {}", text(&out));
+    assert!(
+        svc.child.try_wait().unwrap().is_none(),
+        "the service exited"
+    );
+    let log = std::fs::read_to_string(h.path("run.log")).unwrap();
+    assert!(log.contains("the token no longer holds its key"), "{log}");
+    let listener = gatecert::crypto::CertInfo::from_pem(
+        &std::fs::read_to_string(h.state().join("certs/est-local/live/cert.pem")).unwrap(),
+    )
+    .unwrap();
+    let point = h.token.public_point("est").expect("no new est key");
+    assert!(
+        listener.spki_der.ends_with(&point),
+        "the listener's key is not the new est key"
+    );
+    assert!(text(&h.gatecert(&conf, &["check"])).contains("ok   pkcs11 key est:"));
+    assert_no_private_key_file(&h.state(), &[]);
+}
+
+/// The offline-root flow with the intermediate's key in the token: `ca csr` makes the key in
+/// the token (no `pending.key`) and a second `ca csr` reuses it; the operator's root (openssl)
+/// signs the CSR; `ca install` refuses a certificate for another key and installs the right
+/// one, writing no key file; the service then issues leaves that chain to the operator's root.
+#[test]
+fn ca_csr_and_install_with_the_intermediate_key_in_softhsm() {
+    let h = Hsm::new("offline");
+    let conf = h.config("");
+    let ca_dir = h.state().join("ca");
+    let csr = h.path("int.csr");
+    let out = h.gatecert(&conf, &["ca", "csr", "--out", csr.to_str().unwrap()]);
+    assert!(out.status.success(), "ca csr: {}", text(&out));
+    assert!(!ca_dir.join("pending.key").exists());
+    assert!(h.objects().contains("label:      ca\n"), "{}", h.objects());
+    let again = h.path("again.csr");
+    let out = h.gatecert(&conf, &["ca", "csr", "--out", again.to_str().unwrap()]);
+    assert!(out.status.success(), "ca csr again: {}", text(&out));
+    let pubkey =
+        |csr: &Path| openssl(&["req", "-in", csr.to_str().unwrap(), "-noout", "-pubkey"]).stdout;
+    assert_eq!(
+        pubkey(&csr),
+        pubkey(&again),
+        "a second ca csr made another key"
+    );
+    assert_eq!(h.objects().matches("label:      ca\n").count(), 2);
+
+    // The operator's root signs it as a name-constrained CA.
+    let (op_key, op_crt) = (h.path("op.key"), h.path("op.crt"));
+    openssl_line(&format!(
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=OperatorRoot \
+         -days 3650 -keyout {} -out {}",
+        op_key.display(),
+        op_crt.display()
+    ));
+    std::fs::write(
+        h.path("ext.cnf"),
+        "[v]\nbasicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n\
+         nameConstraints=critical,permitted;DNS:local\n",
+    )
+    .unwrap();
+    let sign = |csr: &Path, out: &str| {
+        let crt = h.path(out);
+        openssl_line(&format!(
+            "x509 -req -in {} -CA {} -CAkey {} -CAcreateserial -days 365 -extfile {} \
+             -extensions v -out {}",
+            csr.display(),
+            op_crt.display(),
+            op_key.display(),
+            h.path("ext.cnf").display(),
+            crt.display()
+        ));
+        let pem = h.path(&format!("{out}.chain"));
+        std::fs::write(
+            &pem,
+            std::fs::read_to_string(&crt).unwrap() + &std::fs::read_to_string(&op_crt).unwrap(),
+        )
+        .unwrap();
+        pem
+    };
+    // A certificate for another key (an openssl CSR) is refused and installs nothing.
+    let other_csr = h.path("other.csr");
+    openssl_line(&format!(
+        "req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=other \
+         -keyout {} -out {}",
+        h.path("other.key").display(),
+        other_csr.display()
+    ));
+    let wrong = sign(&other_csr, "other.crt");
+    let out = h.gatecert(&conf, &["ca", "install", wrong.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("not the pending key's"),
+        "{}",
+        text(&out)
+    );
+    assert!(!ca_dir.join("intermediate.pem").exists());
+
+    let good = sign(&csr, "int.crt");
+    let out = h.gatecert(&conf, &["ca", "install", good.to_str().unwrap()]);
+    assert!(out.status.success(), "ca install: {}", text(&out));
+    for f in ["intermediate.key", "root.key", "pending.key"] {
+        assert!(!ca_dir.join(f).exists(), "{f} written");
+    }
+    let int = gatecert::crypto::CertInfo::from_pem(
+        &std::fs::read_to_string(ca_dir.join("intermediate.pem")).unwrap(),
+    )
+    .unwrap();
+    let point = h.token.public_point("ca").expect("no ca public key");
+    assert!(
+        int.spki_der.ends_with(&point),
+        "the intermediate's key is not the token's"
+    );
+
+    // The service issues from it: the leaf chains to the operator's root.
+    let port = free_port();
+    let _svc = h.run(&conf, port);
+    let token = h.token("s3", &["s3.local"]);
+    let (code, body) = h.enroll(port, "s3", &token, &h.csr("s3.local"));
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    h.assert_leaf_verifies(&body, "s3", &op_crt, &ca_dir);
+    let certs = assert_no_private_key_file(&h.state(), &[]);
+    assert!(certs >= 3, "only {certs} certificates in the state dir");
 }
 
 /// A wrong PIN, a missing token and a removed CA key object each give a clear error from
 /// `check`; with the CA key removed the service still serves /cacerts and TLS, while issuance
-/// answers 503 and logs an error, and it does not crash.
+/// answers 503 and logs an error, and it does not crash. Started with the wrong PIN, it keeps
+/// running and opens EST once the PIN is right.
 #[test]
 fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     let h = Hsm::new("faults");
@@ -519,15 +643,12 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
 
     // Missing token.
     let other = h.path("other.uci");
-    std::fs::write(
+    rewrite(
+        &conf,
         &other,
-        std::fs::read_to_string(&conf).unwrap().replacen(
-            "pkcs11:token=gw;object=ca",
-            "pkcs11:token=nope;object=ca",
-            1,
-        ),
-    )
-    .unwrap();
+        "token=gw;object=ca?",
+        "token=nope;object=ca?",
+    );
     let out = h.gatecert(&other, &["check"]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
@@ -539,20 +660,7 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     let svc = h.run(&conf, port);
     let (code, _) = h.curl(svc.port, "cacerts", &[]);
     assert_eq!(code, 200);
-    for class in ["privkey", "pubkey"] {
-        h.tool(Command::new("pkcs11-tool").args([
-            "--module",
-            MODULE,
-            "--login",
-            "--pin",
-            PIN,
-            "--delete-object",
-            "--type",
-            class,
-            "--label",
-            "ca",
-        ]));
-    }
+    h.delete_key("ca");
     let out = h.gatecert(&conf, &["check"]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
@@ -587,174 +695,34 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
     let (code, _) = h.enroll(port, "s2", &token, &csr);
     assert_eq!(code, 503);
     assert_no_private_key_file(&h.state(), &[]);
-}
 
-/// Pebble's ports for this file (tests/acme_pebble.rs uses the defaults).
-const PORTS: common::Ports = common::Ports {
-    acme: 14110,
-    management: 15110,
-    dns: 8153,
-    challtestsrv: 8155,
-    http01: 5080,
-    tls_alpn: 5443,
-};
-
-/// The token object a set's `key.uri` names, and that object's public key (DER SPKI) as
-/// pkcs11-tool reads it from the token.
-fn token_key_of(h: &Hsm, live: &Path) -> (String, Vec<u8>) {
-    let uri = std::fs::read_to_string(live.join("key.uri")).unwrap();
-    let uri = gatecert::crypto::KeyUri::parse(uri.trim()).unwrap();
-    assert_eq!(uri.pin, gatecert::crypto::Pin::None, "a PIN in key.uri");
-    let spki = h
-        .tool(Command::new("pkcs11-tool").args([
-            "--module",
-            MODULE,
-            "--read-object",
-            "--type",
-            "pubkey",
-            "--label",
-            &uri.object,
-        ]))
-        .stdout;
-    (uri.object, spki)
-}
-
-/// `gatecert renew` against Pebble with the certificate's key in the token: a fresh key per
-/// renewal, made in the token; the certificate carries the token key; the replaced key object
-/// is removed once the new set is live and the deploy hook succeeded, and kept when the hook
-/// fails and the previous set is restored; `reuse_key` reuses the live key; a kill -9 between
-/// "new set live" and "old object removed" leaves a usable set. No private key file besides
-/// the ACME account key.
-#[test]
-fn renew_against_pebble_with_the_certificate_key_in_softhsm() {
-    let h = Hsm::new("renew");
-    let p = common::Pebble::start_with(PORTS, "pebble-p11");
-    let conf = h.path("renew.uci");
-    let write_conf = |hook: &str| {
-        std::fs::write(
-            &conf,
-            format!(
-                "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
-                 config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
-                 \tlist domain 'gw1.example.com'\n\toption http_listen '127.0.0.1:{}'\n\
-                 \toption key_uri '{}'\n\toption deploy_hook '{hook}'\n",
-                h.state().display(),
-                p.directory(),
-                p.https_ca.display(),
-                PORTS.http01,
-                h.uri("gw"),
-            ),
-        )
-        .unwrap();
-    };
-    write_conf("true");
-    let live = h.state().join("certs/gw/live");
-    let out = h.gatecert(&conf, &["renew", "-v"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(!text(&out).contains(PIN));
-    assert!(live.join("key.uri").exists() && !live.join("key.pem").exists());
-    assert!(!live.join("combined.pem").exists());
-    let root = p.root();
-    let verify = |live: &Path| {
-        let out = openssl(&[
-            "verify",
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-untrusted",
-            live.join("chain.pem").to_str().unwrap(),
-            live.join("cert.pem").to_str().unwrap(),
-        ]);
-        assert!(text(&out).contains(": OK"), "{}", text(&out));
-    };
-    verify(&live);
-    let (first, spki) = token_key_of(&h, &live);
-    assert!(first.starts_with("gw."), "{first}");
-    let cert = gatecert::crypto::CertInfo::from_pem(
-        &std::fs::read_to_string(live.join("cert.pem")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        cert.spki_der, spki,
-        "the certificate's key is not the token's"
-    );
-
-    // A forced renewal: a fresh key in the token, the old object removed.
-    let out = h.gatecert(&conf, &["renew", "--force"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    verify(&live);
-    let (second, _) = token_key_of(&h, &live);
-    assert_ne!(second, first);
-    let objects = h.objects();
+    // A start with the wrong PIN: the listener's key can't be used, the service does not exit
+    // (it logs why, without the PIN) and opens EST at a tick once the PIN is right.
+    drop(_svc);
+    std::fs::write(h.path("pin"), "wrongQ9x\n").unwrap();
+    let port = free_port();
+    let mut svc = h.spawn(&conf, port, &[("GATECERT_TICK_SECS", "1")]);
+    let t = Instant::now();
+    let log = || std::fs::read_to_string(h.path("run.log")).unwrap_or_default();
+    while !log().contains("EST listener: ") && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(svc.child.try_wait().unwrap().is_none(), "exited: {}", log());
     assert!(
-        !objects.contains(&format!("label:      {first}\n")),
-        "{objects}"
+        log().contains("refused the PIN (wrong PIN); trying the token again"),
+        "{}",
+        log()
     );
+    assert!(!log().contains("wrongQ9x"));
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    std::fs::write(h.path("pin"), format!("{PIN}\n")).unwrap();
+    h.wait_listening(port);
+    let (code, _) = h.curl(port, "cacerts", &[]);
+    assert_eq!(code, 200);
     assert!(
-        objects.contains(&format!("label:      {second}\n")),
-        "{objects}"
+        log().contains("the key in the token is usable again"),
+        "{}",
+        log()
     );
-
-    // A failing deploy hook: the previous set comes back, and its key object stays.
-    write_conf("false");
-    let out = h.gatecert(&conf, &["renew", "--force"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let (restored, _) = token_key_of(&h, &live);
-    assert_eq!(restored, second);
-    verify(&live);
-
-    // reuse_key: the live set's key object signs the next order's CSR again.
-    std::fs::write(
-        &conf,
-        std::fs::read_to_string(&conf).unwrap().replace(
-            "\toption deploy_hook 'false'\n",
-            "\toption deploy_hook 'true'\n\toption reuse_key '1'\n",
-        ),
-    )
-    .unwrap();
-    let serial = std::fs::read_to_string(live.join("cert.pem")).unwrap();
-    let out = h.gatecert(&conf, &["renew", "--force"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_ne!(
-        std::fs::read_to_string(live.join("cert.pem")).unwrap(),
-        serial
-    );
-    let (reused, _) = token_key_of(&h, &live);
-    assert_eq!(reused, second);
-    verify(&live);
-
-    // kill -9 between "the new set is live" and "the old key object is removed": the deploy
-    // hook SIGKILLs gatecert. The new set is live and usable (its key is in the token), the
-    // old object is left, and the next renewal goes through.
-    std::fs::write(
-        &conf,
-        std::fs::read_to_string(&conf).unwrap().replace(
-            "\toption deploy_hook 'true'\n\toption reuse_key '1'\n",
-            "\toption deploy_hook 'kill -9 $PPID'\n",
-        ),
-    )
-    .unwrap();
-    let out = h.gatecert(&conf, &["renew", "--force"]);
-    assert_eq!(out.status.code(), None, "not killed: {}", text(&out));
-    let (crashed, spki) = token_key_of(&h, &live);
-    assert_ne!(crashed, second);
-    verify(&live);
-    let cert = gatecert::crypto::CertInfo::from_pem(
-        &std::fs::read_to_string(live.join("cert.pem")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(cert.spki_der, spki);
-    assert!(h.objects().contains(&format!("label:      {second}\n")));
-    write_conf("true");
-    let out = h.gatecert(&conf, &["renew", "--force"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    verify(&live);
-    let objects = h.objects();
-    assert!(
-        !objects.contains(&format!("label:      {crashed}\n")),
-        "{objects}"
-    );
-
-    // The ACME account key is still a file (`accounts/`); nothing else holds a private key.
-    let certs = assert_no_private_key_file(&h.state(), &["accounts"]);
-    assert!(certs >= 4, "only {certs} certificates in the state dir");
 }

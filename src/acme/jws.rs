@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::crypto::{self, b64url, PrivateKey};
+use crate::crypto::{self, b64url, JwsKey};
 
 /// Either the public key or the account URL, RFC 8555 §6.2.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -44,8 +44,9 @@ pub trait Signer {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, crypto::Error>;
 }
 
-/// Signs with the account key and puts its JWK in the header.
-pub struct JwkSigner<'a>(pub &'a PrivateKey);
+/// Signs with the account key (a file key or one in a PKCS#11 token) and puts its JWK in the
+/// header.
+pub struct JwkSigner<'a>(pub &'a dyn JwsKey);
 
 impl Signer for JwkSigner<'_> {
     fn header<'a>(&'a self, nonce: Option<&'a str>, url: &'a str) -> Header<'a> {
@@ -64,8 +65,8 @@ impl Signer for JwkSigner<'_> {
 
 /// Signs with the account key and names the account URL in the header.
 pub struct KidSigner<'a> {
-    /// The account key.
-    pub key: &'a PrivateKey,
+    /// The account key (a file key or one in a PKCS#11 token).
+    pub key: &'a dyn JwsKey,
     /// The account URL.
     pub kid: &'a str,
 }
@@ -134,7 +135,7 @@ pub fn sign(
 /// The External Account Binding JWS for a newAccount request (RFC 8555 §7.3.4): protected
 /// `{alg: HS256, kid, url}`, payload the account's public JWK.
 pub fn eab(
-    account_key: &PrivateKey,
+    account_key: &dyn JwsKey,
     kid: &str,
     hmac_key: &[u8],
     new_account_url: &str,
@@ -150,7 +151,7 @@ pub fn eab(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::KeyType;
+    use crate::crypto::{KeyType, PrivateKey};
 
     pub(crate) fn decode(jws: &serde_json::Value, part: &str) -> serde_json::Value {
         let raw = crypto::b64url_decode(jws[part].as_str().unwrap()).unwrap();

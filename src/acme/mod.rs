@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::crypto::{self, CertInfo, PrivateKey};
+use crate::crypto::{self, CertInfo, JwsKey, SigningKey};
 
 pub mod jws;
 pub mod transport;
@@ -187,8 +187,9 @@ pub fn thread_sleep(d: Duration) {
 /// An account the client can sign for: its key and its URL (the JWS `kid`).
 #[derive(Debug)]
 pub struct Login {
-    /// The account key.
-    pub key: PrivateKey,
+    /// The account key: a file key, or (`account_key_uri`) a key in a PKCS#11 token that signs
+    /// every request there.
+    pub key: SigningKey,
     /// The account URL.
     pub url: String,
 }
@@ -252,11 +253,12 @@ impl<'a> Client<'a> {
     /// `eab` is `(kid, mac_key)` for External Account Binding (§7.3.4).
     pub fn account(
         &self,
-        key: PrivateKey,
+        key: impl Into<SigningKey>,
         contact: &[String],
         eab: Option<(&str, &[u8])>,
         only_existing: bool,
     ) -> Result<Login, Error> {
+        let key = key.into();
         let url = self.directory.new_account.clone();
         let external_account_binding = match eab {
             Some((kid, mac)) if !only_existing => Some(jws::eab(&key, kid, mac, &url)?),
@@ -289,7 +291,7 @@ impl<'a> Client<'a> {
 
     /// Replaces the account key (RFC 8555 §7.3.5): the inner JWS is signed by the new key with
     /// `jwk` and carries `{account, oldKey}`; the outer is signed by the old key with `kid`.
-    pub fn key_change(&self, login: &Login, new_key: &PrivateKey) -> Result<(), Error> {
+    pub fn key_change(&self, login: &Login, new_key: &dyn JwsKey) -> Result<(), Error> {
         let url = &self.directory.key_change;
         let inner = jws::sign(
             &JwkSigner(new_key),

@@ -8,7 +8,7 @@ use super::transport::{response, Method, TestTransport};
 use super::types::{Identifier, NewOrder, OrderStatus};
 use super::*;
 use crate::clock::FixedClock;
-use crate::crypto::KeyType;
+use crate::crypto::{KeyType, PrivateKey};
 
 const DIR: &str = "https://ca.test/dir";
 
@@ -57,7 +57,7 @@ impl Harness {
 
 fn login() -> Login {
     Login {
-        key: PrivateKey::generate(KeyType::Ec256).unwrap(),
+        key: PrivateKey::generate(KeyType::Ec256).unwrap().into(),
         url: "https://ca.test/acct/7".into(),
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::acme::types::Identifier;
 use crate::config::{Certificate, ChallengeKind, HttpMode};
-use crate::crypto::{self, PrivateKey};
+use crate::crypto;
 
 pub mod dns01;
 pub mod http01;
@@ -118,7 +118,7 @@ pub struct Pending {
 
 /// The key authorization: `token || '.' || base64url(JWK_Thumbprint(accountKey))`
 /// (RFC 8555 §8.1).
-pub fn key_authorization(token: &str, account_key: &PrivateKey) -> String {
+pub fn key_authorization(token: &str, account_key: &dyn crypto::JwsKey) -> String {
     format!("{token}.{}", account_key.jwk_thumbprint())
 }
 
@@ -329,7 +329,7 @@ impl Drop for Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::KeyType;
+    use crate::crypto::{KeyType, PrivateKey};
 
     #[test]
     fn key_authorization_is_token_dot_thumbprint() {

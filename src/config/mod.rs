@@ -301,6 +301,10 @@ pub struct Certificate {
     /// one-issuer shorthand (`directory`) and for standalone certificates. When set,
     /// `directory`, `ca_bundle`, `eab`, `email` and `profile` above are the first issuer's.
     pub issuers: Vec<Issuer>,
+    /// `account_key_uri` (+ `pin_file`): the ACME account key lives in a PKCS#11 token (RFC 7512
+    /// URI; made there, P-256, when the token has none) and signs every request (RFC 8555 §6.2).
+    /// Default: `accounts/<id>/key.pem`.
+    pub account_key_uri: Option<crate::crypto::KeyUri>,
 }
 
 /// External Account Binding credentials. `Debug` never prints the key.
@@ -569,6 +573,7 @@ impl Certificate {
             firewall_hook: None,
             key_uri: None,
             issuers: Vec::new(),
+            account_key_uri: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::keyref::key_uri;
+use super::keyref::{key_uri, key_uris};
 use super::uci::{self, Section};
 use super::value::{
     is_http_url, parse_abs_path, parse_bool, parse_cidr, parse_domain, parse_duration, parse_email,
@@ -57,6 +57,7 @@ const CERT_OPTIONS: &[&str] = &[
     "install_dir",
     "timeout",
     "key_uri",
+    "account_key_uri",
     "pin_file",
     "issuer",
 ];
@@ -165,6 +166,16 @@ pub(super) fn build(text: &str, path: &Path, import: Option<Import<'_>>) -> Resu
                         "certificate name '{}' is also used by the section on line {}",
                         cert.name, dup.line
                     )));
+                }
+                if let Some(dup) = super::keyref::shared_key(&cert, &certificates) {
+                    return Err(r.err_at(
+                        "key_uri",
+                        format!(
+                            "certificate '{}' (line {}) keeps its keys under the same object in \
+                             the same token; give each certificate an object of its own",
+                            dup.name, dup.line
+                        ),
+                    ));
                 }
                 certificates.push(cert);
             }
@@ -524,7 +535,7 @@ fn certificate(
     })? {
         c.timeout = t;
     }
-    c.key_uri = key_uri(r)?;
+    [c.key_uri, c.account_key_uri] = key_uris(r, ["key_uri", "account_key_uri"])?;
     super::issuer::refuse_per_ca(r)?;
     c.issuers = super::issuer::list(r, issuers, c.email.as_deref(), c.profile.as_deref())?;
     if let Some(first) = c.issuers.first() {

@@ -64,6 +64,58 @@ impl SigningKey {
         }
     }
 
+    /// Opens the key the URI names, or makes it in the token (as [`SigningKey::generate_in_token`])
+    /// when the token holds no private key under that label (a public key object left alone
+    /// there is removed first). A module, token or PIN failure is an error, never a reason to
+    /// make a key.
+    pub fn open_or_generate(uri: &KeyUri, kind: KeyType) -> Result<SigningKey, Error> {
+        #[cfg(feature = "pkcs11")]
+        {
+            if Self::exists_in_token(uri)? {
+                Self::open(uri)
+            } else {
+                // A public key without its private key (a kill during C_GenerateKeyPair) is of
+                // no use and would block the label: clear it first.
+                super::token::destroy(uri)?;
+                Self::generate_in_token(uri, kind)
+            }
+        }
+        #[cfg(not(feature = "pkcs11"))]
+        {
+            let _ = kind;
+            Err(no_pkcs11(uri))
+        }
+    }
+
+    /// True when the URI's token holds a private key under its label; an error when the
+    /// module, the token or the PIN fails.
+    pub fn exists_in_token(uri: &KeyUri) -> Result<bool, Error> {
+        #[cfg(feature = "pkcs11")]
+        {
+            super::token::exists(uri)
+        }
+        #[cfg(not(feature = "pkcs11"))]
+        {
+            Err(no_pkcs11(uri))
+        }
+    }
+
+    /// The labels of the key objects in the URI's token for which `select` is true.
+    pub fn labels_in_token(
+        uri: &KeyUri,
+        select: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, Error> {
+        #[cfg(feature = "pkcs11")]
+        {
+            super::token::labels(uri, select)
+        }
+        #[cfg(not(feature = "pkcs11"))]
+        {
+            let _ = select;
+            Err(no_pkcs11(uri))
+        }
+    }
+
     /// Destroys the key pair (private and public objects) the URI names. Absent is not an
     /// error (a retried cleanup).
     pub fn destroy_in_token(uri: &KeyUri) -> Result<(), Error> {
@@ -134,6 +186,16 @@ impl SigningKey {
         }
     }
 
+    /// Signs `msg` with the JWS encoding: the fixed-width `r || s` of RFC 7518 §3.4 (ES256 /
+    /// ES384), in the token for a token key.
+    pub fn sign_jws(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        match self {
+            SigningKey::File(k) => k.sign_jws(msg),
+            #[cfg(feature = "pkcs11")]
+            SigningKey::Token(k) => k.sign_raw(msg),
+        }
+    }
+
     /// The key as rcgen's signer, for certificates, CRLs and CSRs.
     pub fn rcgen(&self) -> RcgenKey<'_> {
         RcgenKey(self)
@@ -157,6 +219,20 @@ impl SigningKey {
     /// The key as rustls' server signing key (TLS server authentication, RFC 8446 §4.4.3).
     pub fn into_tls(self) -> Arc<dyn rustls::sign::SigningKey> {
         Arc::new(TlsKey(Arc::new(self)))
+    }
+}
+
+impl super::JwsKey for SigningKey {
+    fn kind(&self) -> KeyType {
+        SigningKey::kind(self)
+    }
+
+    fn public_point(&self) -> &[u8] {
+        SigningKey::public_point(self)
+    }
+
+    fn sign_jws(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        SigningKey::sign_jws(self, msg)
     }
 }
 

@@ -148,9 +148,15 @@ impl TokenKey {
 
     /// ECDSA over the curve's hash (ring computes it; CKM_ECDSA signs the digest), DER-encoded.
     pub fn sign_der(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
-        let alg = match self.kind {
-            KeyType::Ec256 => &ring::digest::SHA256,
-            KeyType::Ec384 => &ring::digest::SHA384,
+        super::signing::ecdsa_raw_to_der(&self.sign_raw(msg)?)
+    }
+
+    /// ECDSA over the curve's hash as the fixed-width `r || s` CKM_ECDSA returns (PKCS#11 v2.40
+    /// §2.3.1): the JWS encoding of RFC 7518 §3.4, as ACME requests are signed.
+    pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        let (alg, width) = match self.kind {
+            KeyType::Ec256 => (&ring::digest::SHA256, 64),
+            KeyType::Ec384 => (&ring::digest::SHA384, 96),
         };
         let digest = ring::digest::digest(alg, msg);
         let raw = {
@@ -162,7 +168,14 @@ impl TokenKey {
                 .sign(&Mechanism::Ecdsa, self.private, digest.as_ref())
                 .map_err(|e| ck(&self.uri, "C_Sign", e))?
         };
-        super::signing::ecdsa_raw_to_der(&raw)
+        if raw.len() != width {
+            return Err(Error::Key(format!(
+                "{}: the token returned a {}-byte ECDSA signature (expected {width})",
+                self.uri,
+                raw.len()
+            )));
+        }
+        Ok(raw)
     }
 
     /// For `check`: the key's URI and token.
@@ -180,15 +193,52 @@ impl TokenKey {
 /// Destroys the key pair `uri` names; absent objects are not an error.
 pub fn destroy(uri: &KeyUri) -> Result<(), Error> {
     let (session, _) = login(uri)?;
+    let mut removed = 0;
     for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
         while let Some(h) = find_one(&session, uri, class)? {
             session
                 .destroy_object(h)
                 .map_err(|e| ck(uri, "C_DestroyObject", e))?;
+            removed += 1;
         }
     }
-    log::info!("removed the key from the token: {uri}");
+    if removed > 0 {
+        log::info!("removed the key from the token: {uri}");
+    }
     Ok(())
+}
+
+/// True when the token holds a private key object the URI names (false when it holds none;
+/// an error when the module, the token or the PIN fails).
+pub fn exists(uri: &KeyUri) -> Result<bool, Error> {
+    let (session, _) = login(uri)?;
+    Ok(find_one(&session, uri, ObjectClass::PRIVATE_KEY)?.is_some())
+}
+
+/// The labels of the EC key objects (private or public) in the URI's token for which `select`
+/// is true, each once.
+pub fn labels(uri: &KeyUri, select: &dyn Fn(&str) -> bool) -> Result<Vec<String>, Error> {
+    let (session, _) = login(uri)?;
+    let mut out: Vec<String> = Vec::new();
+    for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+        let found = session
+            .find_objects(&[Attribute::Class(class), Attribute::KeyType(CkKeyType::EC)])
+            .map_err(|e| ck(uri, "C_FindObjects", e))?;
+        for h in found {
+            let attrs = session
+                .get_attributes(h, &[AttributeType::Label])
+                .map_err(|e| ck(uri, "C_GetAttributeValue", e))?;
+            for a in attrs {
+                if let Attribute::Label(l) = a {
+                    let l = String::from_utf8_lossy(&l).into_owned();
+                    if select(&l) && !out.contains(&l) {
+                        out.push(l);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What `check` reports: the module, the token and the key, or the first thing that failed

@@ -385,7 +385,8 @@ fn generations(dir: &Path) -> Vec<String> {
 
 /// The set in `path` (a generation directory or `live`), if it parses and its key matches its
 /// certificate. The caller judges its dates. With `key_uri` the set's key is in a token: the set
-/// must record that same key (`key.uri`); the token itself is asked when TLS is set up.
+/// must record that same key (`key.uri`), and the token must still hold it (when it can be
+/// asked; why it can't is said when TLS is set up).
 fn identity_at(
     path: &Path,
     key_uri: Option<&crypto::KeyUri>,
@@ -403,11 +404,22 @@ fn identity_at(
         if !ours || recorded.module_path != uri.module_path || recorded.token != uri.token {
             return None;
         }
+        // A key object removed from the token makes the set useless: a new one is issued (with
+        // a key made in the token). A token that can't be asked (wrong PIN, token missing) keeps
+        // the set; the TLS setup then says why.
+        let key = uri.with_object(&recorded.object);
+        if matches!(crypto::SigningKey::exists_in_token(&key), Ok(false)) {
+            log::warn!(
+                "{}: the token no longer holds its key {key}",
+                path.display()
+            );
+            return None;
+        }
         let info = CertInfo::from_pem(&chain_pem).ok()?;
         return Some((
             ListenerIdentity {
                 chain_pem,
-                key_pem: uri.with_object(&recorded.object).to_secret_string(),
+                key_pem: key.to_secret_string(),
                 source: "local".into(),
                 not_after: info.not_after,
             },

@@ -395,7 +395,7 @@ pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
             &acme::thread_sleep,
             cert.directory.as_deref().unwrap_or_default(),
         )?;
-        let login = existing_account(&client, &cfg.main.state_dir)?;
+        let login = existing_account(&client, &cfg.main.state_dir, cert)?;
         client.revoke(&client.account_signer(&login), &info.der, f.reason)?;
         log::info!("{}: revoked serial {}", cert.name, info.serial_hex());
         // The next `renew` replaces it, due or not.
@@ -447,6 +447,7 @@ pub fn cmd_account(cfg: &Config, args: &[String]) -> i32 {
     };
     let state_dir = &cfg.main.state_dir;
     let result = (|| -> Result<(), Error> {
+        super::account_key::refuse_token_rollover(cert)?;
         let t = transport_for(cert)?;
         let clock = SystemClock;
         let client = Client::new(
@@ -456,7 +457,7 @@ pub fn cmd_account(cfg: &Config, args: &[String]) -> i32 {
             cert.directory.as_deref().unwrap_or_default(),
         )?;
         let _lock = store::Lock::acquire(state_dir)?;
-        let login = existing_account(&client, state_dir)?;
+        let login = existing_account(&client, state_dir, cert)?;
         let dir = account_dir(state_dir, &client.url);
         let new_key = PrivateKey::generate(login.key.kind())?;
         let next = dir.join("key.pem.next");

@@ -100,25 +100,59 @@ pub fn preflight(cfg: &Config, now: i64) -> Vec<CheckLine> {
     out
 }
 
-/// Each key configured in a PKCS#11 token (`key_uri`): the module, the token and the key found,
-/// or why not (module missing, token missing, wrong PIN). The CA's key must exist once the CA
-/// does; the other keys are made at their first issuance.
+/// Each key configured in a PKCS#11 token (`key_uri`, `account_key_uri`): the module, the token
+/// and the key found, or why not (module missing, token missing, wrong PIN). The CA's key must
+/// exist once the CA does, an account key once its account is registered, a set's key (the
+/// live set's own object) once the set is live; until then they are made at their first use.
 fn check_token_keys(cfg: &Config) -> Vec<CheckLine> {
-    let mut keys: Vec<(String, &crate::crypto::KeyUri, bool)> = Vec::new();
+    use crate::crypto::KeyUri;
+    let state_dir = &cfg.main.state_dir;
+    let mut keys: Vec<(String, KeyUri, bool)> = Vec::new();
     if let Some(u) = &cfg.ca.key_uri {
-        let ca_exists = LocalCa::exists(&LocalCa::dir_in(&cfg.main.state_dir));
-        keys.push(("pkcs11 key ca".into(), u, ca_exists));
+        let ca_exists = LocalCa::exists(&LocalCa::dir_in(state_dir));
+        keys.push(("pkcs11 key ca".into(), u.clone(), ca_exists));
     }
+    // A set's key (the EST listener's, a certificate's) must exist once the set is live: the
+    // one its `key.uri` records (a renewal's `<object>.<8 hex>`), with the configured PIN.
+    let live_key = |set: &str, uri: &KeyUri| -> (KeyUri, bool) {
+        let recorded = state_dir
+            .join("certs")
+            .join(set)
+            .join("live")
+            .join(store::KEY_URI);
+        match std::fs::read_to_string(recorded)
+            .ok()
+            .and_then(|t| KeyUri::parse(t.trim()).ok())
+        {
+            Some(r) => (uri.with_object(&r.object), true),
+            None => (uri.clone(), false),
+        }
+    };
     if let Some(u) = &cfg.est.key_uri {
-        keys.push(("pkcs11 key est".into(), u, false));
+        let (uri, live) = live_key(status::EST_LOCAL_SET, u);
+        keys.push(("pkcs11 key est".into(), uri, live));
     }
     for c in &cfg.certificates {
         if let Some(u) = &c.key_uri {
-            keys.push((format!("pkcs11 key {}", c.name), u, false));
+            let (uri, live) = live_key(&c.name, u);
+            keys.push((format!("pkcs11 key {}", c.name), uri, live));
+        }
+        // The account key must exist once an account was registered with it.
+        if let (Some(u), Some(dir)) = (&c.account_key_uri, &c.directory) {
+            let json = crate::renew::account_dir(state_dir, dir).join("account.json");
+            let registered = std::fs::read_to_string(json)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|a| a["key_uri"] == u.to_string().as_str());
+            keys.push((
+                format!("pkcs11 account key {}", c.name),
+                u.clone(),
+                registered,
+            ));
         }
     }
     keys.into_iter()
-        .map(|(name, uri, must_exist)| check_token_key(name, uri, must_exist))
+        .map(|(name, uri, must_exist)| check_token_key(name, &uri, must_exist))
         .collect()
 }
 

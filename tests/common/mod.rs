@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod softhsm;
+
 /// pebble's ACME directory.
 pub const DIRECTORY: &str = "https://127.0.0.1:14000/dir";
 /// challtestsrv's management API.
@@ -839,4 +841,18 @@ pub fn write_acme_config(dir: &Path, directory: &str, ca_bundle: &Path) {
         ),
     )
     .unwrap();
+}
+
+/// A config with the main section (state dir, log to stderr) and one ACME `certificate 'gw'`
+/// for `domain`, answering http-01 on `http_listen`; `extra` is appended to the section (each
+/// option a `\toption ...\n` line).
+pub fn acme_conf(state: &Path, p: &Pebble, domain: &str, http_listen: &str, extra: &str) -> String {
+    format!(
+        "config gatecert 'main'\n\toption state_dir '{}'\n\toption log 'stderr'\n\n\
+         config certificate 'gw'\n\toption directory '{}'\n\toption ca_bundle '{}'\n\
+         \tlist domain '{domain}'\n\toption http_listen '{http_listen}'\n{extra}",
+        state.display(),
+        p.directory(),
+        p.https_ca.display(),
+    )
 }
