@@ -77,6 +77,8 @@ pub const MAX_RECORD: u32 = 64 * 1024;
 /// Compaction waits until superseded records outweigh live ones *and* this many bytes.
 pub const COMPACT_MIN_GARBAGE: u64 = 256 * 1024;
 const HEADER: u64 = 8;
+/// How much of a journal is read at a time.
+const READ_CHUNK: usize = 256 * 1024;
 const LOCK_POLL: Duration = Duration::from_millis(5);
 
 #[derive(Serialize)]
@@ -182,13 +184,22 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
             return Ok(());
         }
         let mut f = fs::File::open(&self.path).map_err(io_err("open", &self.path))?;
-        let mut buf = Vec::new();
         f.seek(SeekFrom::Start(self.len))
             .map_err(io_err("seek", &self.path))?;
-        f.read_to_end(&mut buf)
-            .map_err(io_err("read", &self.path))?;
         self.id = Some(id);
-        self.apply(&buf)
+        // In chunks, so that reading a large journal never holds the whole file in memory.
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            let n = f.read(&mut chunk).map_err(io_err("read", &self.path))?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let used = self.apply(&buf, false)?;
+            buf.drain(..used);
+        }
+        self.apply(&buf, true).map(|_| ())
     }
 
     fn reset(&mut self) {
@@ -206,13 +217,16 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
     }
 
     /// Applies `buf`, the bytes of the file from `self.len` on.
-    fn apply(&mut self, buf: &[u8]) -> Result<(), Error> {
+    /// Applies the records at the start of `buf` (the bytes of the file from `self.len` on);
+    /// returns how many bytes it used. A record cut short at the end of `buf` waits for more
+    /// bytes, unless `eof`: then it is a torn tail, ignored.
+    fn apply(&mut self, buf: &[u8], eof: bool) -> Result<usize, Error> {
         let mut at = 0usize;
         if self.len == 0 {
             if buf.len() < MAGIC.len() {
                 // An empty or torn creation: nothing in it yet.
                 if MAGIC.starts_with(buf) {
-                    return Ok(());
+                    return Ok(0);
                 }
                 return Err(self.corrupt("not a gatecert journal (bad magic)".into()));
             }
@@ -226,7 +240,10 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
             let Some(rec) = record_at(&buf[at..]) else {
                 // A torn tail is the last thing in the file; damage followed by more is not.
                 if torn_tail(&buf[at..]) {
-                    break;
+                    if eof {
+                        break;
+                    }
+                    return Ok(at);
                 }
                 return Err(self.corrupt(format!(
                     "damaged record at byte {} (bad length or crc) followed by more data",
@@ -247,7 +264,7 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
             at += usize::try_from(size).unwrap_or(usize::MAX);
             self.len += size;
         }
-        Ok(())
+        Ok(at)
     }
 
     /// The value of `key`.

@@ -471,29 +471,29 @@ impl Core {
         if self.indexed_at == self.journal.appended() && !self.migrating {
             return;
         }
-        self.serials.clear();
-        let rows: Vec<Leaf> = self.rows().cloned().collect();
-        for l in &rows {
-            self.index(l);
+        let Core {
+            journal, serials, ..
+        } = self;
+        serials.clear();
+        for (_, r) in journal.range("d/") {
+            if let Rec::Leaf(l) = r {
+                for s in serials_of(l) {
+                    serials.insert(crypto::serial_display(s), l.device.clone());
+                }
+            }
         }
         self.indexed_at = self.journal.appended();
     }
 
     fn index(&mut self, l: &Leaf) {
-        for s in std::iter::once(&l.serial)
-            .chain(l.previous.iter().map(|p| &p.serial))
-            .chain(l.earlier.iter().map(|h| &h.serial))
-        {
+        for s in serials_of(l) {
             self.serials
                 .insert(crypto::serial_display(s), l.device.clone());
         }
     }
 
     fn unindex(&mut self, l: &Leaf) {
-        for s in std::iter::once(&l.serial)
-            .chain(l.previous.iter().map(|p| &p.serial))
-            .chain(l.earlier.iter().map(|h| &h.serial))
-        {
+        for s in serials_of(l) {
             let k = crypto::serial_display(s);
             if self.serials.get(&k) == Some(&l.device) {
                 self.serials.remove(&k);
@@ -562,6 +562,13 @@ impl Core {
         }
         self.stage(CRL_KEY, Some(Rec::Crl(m)))
     }
+}
+
+/// Every serial a row holds: the current certificate's, the previous one's, the earlier ones'.
+fn serials_of(l: &Leaf) -> impl Iterator<Item = &String> {
+    std::iter::once(&l.serial)
+        .chain(l.previous.iter().map(|p| &p.serial))
+        .chain(l.earlier.iter().map(|h| &h.serial))
 }
 
 /// The journal `leaves.jnl` for `path` (either the journal or an older `leaves.json`).
