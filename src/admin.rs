@@ -316,7 +316,7 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
         serde_json::json!({"via": "cli", "device": device, "names": names,
             "serial": issued.serial_hex, "not_after": issued.not_after}),
     )?;
-    inv.record(Leaf {
+    let superseded = inv.record(Leaf {
         key: Some(key),
         ..Leaf::new(
             &device,
@@ -327,6 +327,15 @@ fn ca_sign(cfg: &Config, dir: &Path, args: &[String], now: i64) -> Res {
             now,
         )
     })?;
+    if !superseded.is_empty() {
+        // The device's oldest certificates beyond leaves::MAX_EARLIER, revoked by this one.
+        log.append(
+            now,
+            "leaves.supersede",
+            serde_json::json!({"device": device, "by": issued.serial_hex,
+                "serials": superseded.iter().map(|r| r.serial.as_str()).collect::<Vec<_>>()}),
+        )?;
+    }
     drop(log);
     let pem = crypto::certs_to_pem(issued.chain_der.iter().map(Vec::as_slice));
     match out {

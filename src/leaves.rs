@@ -58,6 +58,17 @@ pub const GRACE: i64 = 10 * 60;
 /// RFC 5280 §5.3.1 reason code keyCompromise.
 pub const KEY_COMPROMISE: u8 = 1;
 
+/// RFC 5280 §5.3.1 reason code superseded: an earlier certificate pushed out by
+/// [`MAX_EARLIER`].
+pub const SUPERSEDED: u8 = 4;
+
+/// How many earlier unexpired certificates a device's row keeps besides its current one. An
+/// issuance beyond that revokes the oldest ones (reason superseded, so they go to the CRL, and
+/// upstream ones to the upstream CA): the row, and the bytes written per enrollment, stay
+/// bounded however often one device enrolls, and revoking the device still reaches every
+/// certificate it holds.
+pub const MAX_EARLIER: usize = 16;
+
 /// RFC 5280 §5.3.1 reason code cessationOfOperation (what `leaves disable` records).
 pub const CESSATION: u8 = 5;
 
@@ -687,22 +698,34 @@ impl Inventory {
     }
 
     /// Records `leaf` as its device's current certificate and saves. The device's row keeps its
-    /// earlier unexpired certificates; a revoked device enrolled again with a new token is
-    /// active again (a disabled one stays disabled: EST refuses it before this).
-    pub fn record(&mut self, leaf: Leaf) -> Result<(), store::Error> {
+    /// earlier unexpired certificates (at most [`MAX_EARLIER`]: the oldest beyond are revoked as
+    /// superseded, and returned, for the caller's audit line); a revoked device enrolled again
+    /// with a new token is active again (a disabled one stays disabled: EST refuses it before
+    /// this).
+    pub fn record(&mut self, leaf: Leaf) -> Result<Vec<Revoked>, store::Error> {
         let held = self.core.journal.is_locked();
-        self.stage_record(leaf)?;
+        let superseded = self.stage_record(leaf)?;
         self.save()?;
         if !held {
             // Opened to read and locked for this write only.
             self.core.journal.unlock()?;
         }
-        Ok(())
+        Ok(superseded)
     }
 
     /// [`Inventory::record`] without the save: the caller saves (group commit).
-    pub fn stage_record(&mut self, leaf: Leaf) -> Result<(), store::Error> {
+    pub fn stage_record(&mut self, leaf: Leaf) -> Result<Vec<Revoked>, store::Error> {
+        let r = self.stage_record_inner(leaf);
+        if r.is_err() {
+            self.discard = true;
+        }
+        r
+    }
+
+    fn stage_record_inner(&mut self, leaf: Leaf) -> Result<Vec<Revoked>, store::Error> {
         let now = leaf.issued_at;
+        let device = leaf.device.clone();
+        let mut pushed_out = Vec::new();
         let row = match self.core.row(&leaf.device) {
             Some(old) => {
                 let mut earlier: Vec<Held> = old
@@ -710,6 +733,11 @@ impl Inventory {
                     .filter(|h| h.not_after > now && !crypto::same_serial(&h.serial, &leaf.serial))
                     .collect();
                 earlier.retain(|h| self.core.revoked(&h.serial).is_none());
+                if earlier.len() > MAX_EARLIER {
+                    // Newest first: the oldest beyond the bound are superseded.
+                    earlier.sort_by(|a, b| b.not_after.cmp(&a.not_after));
+                    pushed_out = earlier.split_off(MAX_EARLIER);
+                }
                 let state = match old.state {
                     DeviceState::Disabled => DeviceState::Disabled,
                     _ => DeviceState::Active,
@@ -729,11 +757,14 @@ impl Inventory {
             }
             None => leaf,
         };
-        let r = self.core.set_row(row);
-        if r.is_err() {
-            self.discard = true;
+        self.core.set_row(row)?;
+        let mut superseded = Vec::new();
+        for h in pushed_out {
+            if let Some(r) = self.revoke_held(&device, h, SUPERSEDED, now)? {
+                superseded.push(r);
+            }
         }
-        r
+        Ok(superseded)
     }
 
     /// The standing of the certificate with `serial` at `now` (see the module doc).

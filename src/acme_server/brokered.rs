@@ -245,8 +245,18 @@ impl AcmeServer {
                     )
                 })
             });
-        if let Err(e) = recorded {
-            log::error!("leaf inventory write failed: {e}");
+        match recorded {
+            Err(e) => log::error!("leaf inventory write failed: {e}"),
+            Ok(superseded) if !superseded.is_empty() => self.audit(
+                // The device's oldest certificates beyond leaves::MAX_EARLIER, revoked by this one.
+                "leaves.supersede",
+                json!({
+                    "device": job.account.device,
+                    "by": issued.serial_hex,
+                    "serials": superseded.iter().map(|r| r.serial.as_str()).collect::<Vec<_>>(),
+                }),
+            ),
+            Ok(_) => {}
         }
     }
 }

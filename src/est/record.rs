@@ -29,10 +29,11 @@ pub(super) struct Issue {
     pub(super) granted: Granted,
 }
 
-/// The fields of an issuance's `est.issue` audit line.
-fn issue_fields(it: &Issue) -> serde_json::Value {
+/// The fields of an issuance's `est.issue` audit line; `superseded`: the device's oldest
+/// certificates it pushed out ([`crate::leaves::MAX_EARLIER`]), revoked with it.
+fn issue_fields(it: &Issue, superseded: &[crate::leaves::Revoked]) -> serde_json::Value {
     let g = &it.granted;
-    json!({
+    let mut fields = json!({
         "op": it.op,
         "device": g.device,
         "names": g.names,
@@ -40,7 +41,11 @@ fn issue_fields(it: &Issue) -> serde_json::Value {
         "not_after": g.issued.not_after,
         "source": g.origin.as_str(),
         "client": it.client.to_string(),
-    })
+    });
+    if !superseded.is_empty() {
+        fields["superseded"] = superseded.iter().map(|r| r.serial.as_str()).collect();
+    }
+    fields
 }
 
 /// What a client is told when the token store refuses or fails a commit.
@@ -218,18 +223,18 @@ impl Est {
                     log::error!("the token claim of {} was lost", it.granted.device);
                     return Err(Denial::new(500, "token claim lost"));
                 }
-                inv.stage_record(row).map_err(|e| {
+                let superseded = inv.stage_record(row).map_err(|e| {
                     log::error!("leaf inventory: {e}");
                     Denial::new(500, "leaf inventory write failed")
                 })?;
                 if let (Some(claim), Some(t)) = (claim, tokens.as_mut()) {
                     t.stage_commit(claim, now).map_err(|e| token_denial(&e, &it.granted))?;
                 }
-                Ok(())
+                Ok(superseded)
             });
             match staged {
-                Ok(()) => {
-                    lines.push(("est.issue", issue_fields(&it)));
+                Ok(superseded) => {
+                    lines.push(("est.issue", issue_fields(&it, &superseded)));
                     passed.push((results.len(), it));
                     results.push(Err(Denial::new(500, "not committed")));
                 }

@@ -223,3 +223,35 @@ fn merge_leaves_fqdn_named_devices_alone_and_keeps_the_newer_certificate() {
     assert_eq!(g.earlier[0].serial, "01");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One device enrolling over and over keeps a bounded row: past MAX_EARLIER earlier
+/// certificates the oldest are revoked as superseded (in the CRL, returned for the audit line),
+/// so every certificate it holds is still reached by a revocation of the device, and a record
+/// never outgrows the journal's record limit.
+#[test]
+fn a_device_holds_at_most_max_earlier_earlier_certificates() {
+    let dir = tempdir("bounded");
+    let path = dir.join("leaves.jnl");
+    let mut inv = Inventory::open_locked(&path, None).unwrap();
+    let mut superseded = Vec::new();
+    let extra = 3;
+    for i in 0..=(MAX_EARLIER + extra) {
+        let mut l = leaf("busy", &format!("{:02X}", i + 1), Source::Local);
+        l.not_after += i as i64;
+        l.issued_at += i as i64;
+        superseded.extend(inv.record(l).unwrap());
+    }
+    let row = inv.by_device("busy").unwrap();
+    assert_eq!(row.earlier.len(), MAX_EARLIER);
+    let gone: Vec<&str> = superseded.iter().map(|r| r.serial.as_str()).collect();
+    assert_eq!(gone, ["01", "02", "03"]);
+    assert!(superseded.iter().all(|r| r.reason == SUPERSEDED));
+    assert!(inv.crl_pending());
+    assert_eq!(inv.crl_entries(1_900_000_000).count(), extra);
+    // A cut of the device reaches everything it still holds.
+    let cut = inv
+        .cut_off("busy", DeviceState::Revoked, 0, None, 1_900_000_100)
+        .unwrap();
+    assert_eq!(cut.revoked.len(), MAX_EARLIER + 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
