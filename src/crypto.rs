@@ -20,7 +20,7 @@ mod signing;
 mod token;
 mod uri;
 
-pub use signing::{ecdsa_raw_to_der, RcgenKey, SigningKey};
+pub use signing::{ecdsa_raw_to_der, tls_provider, RcgenKey, SigningKey};
 #[cfg(feature = "pkcs11")]
 pub use token::{report as token_report, TokenReport};
 pub use uri::{KeyUri, Pin};
@@ -141,6 +141,26 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
+impl rcgen::PublicKeyData for PrivateKey {
+    fn der_bytes(&self) -> &[u8] {
+        self.public_point()
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.kind.rcgen_alg()
+    }
+}
+
+impl rcgen::SigningKey for PrivateKey {
+    /// An ASN.1 DER `ECDSA-Sig-Value` (RFC 5280 §4.1.1.3, RFC 3279 §2.2.3).
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.sign_der(msg).map_err(|e| {
+            log::error!("signing failed: {e}");
+            rcgen::Error::RemoteKeyError
+        })
+    }
+}
+
 impl Drop for PrivateKey {
     fn drop(&mut self) {
         self.pkcs8.iter_mut().for_each(|b| *b = 0);
@@ -240,13 +260,12 @@ impl PrivateKey {
         point.split_at(point.len() / 2)
     }
 
-    /// The same key as an rcgen signer, for building CSRs and certificates.
-    pub fn to_rcgen(&self) -> rcgen::KeyPair {
-        let der = PrivatePkcs8KeyDer::from(self.pkcs8.clone());
-        // Invariant: `pkcs8` parsed with ring for exactly this algorithm when `self` was built,
-        // and rcgen parses it with the same ring call.
-        rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, self.kind.rcgen_alg())
-            .expect("a PKCS#8 key that ring accepted is accepted by rcgen")
+    /// The same key as an rcgen signer, for building CSRs and certificates: the key itself
+    /// (it implements rcgen's `SigningKey` with [`PrivateKey::sign_der`]), so certificates
+    /// are signed by the same *ring* call as everything else and rcgen's own key-pair code
+    /// (RSA, Ed25519) stays out of the binary.
+    pub fn to_rcgen(&self) -> &Self {
+        self
     }
 
     /// A PKCS#10 CSR for these names, signed by this key (proof of possession).

@@ -256,6 +256,35 @@ impl rustls::sign::Signer for TlsSigner {
     }
 }
 
+/// The rustls crypto provider for every TLS client and server in gatecert: *ring*'s cipher
+/// suites, key exchange groups and signature verification (RFC 8446 §9.1; every algorithm
+/// kept, since an upstream CA's chain may be RSA), with a key provider that loads only the
+/// ECDSA P-256/P-384 private keys gatecert makes and accepts ([`KeyType`]). *ring*'s own key
+/// provider also loads RSA and Ed25519 private keys, which would link their signing code
+/// for keys gatecert never holds.
+pub fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::CryptoProvider {
+        key_provider: &EcdsaKeys,
+        ..rustls::crypto::ring::default_provider()
+    })
+}
+
+/// Loads ECDSA private keys only (RFC 8446 §4.2.3 `ecdsa_secp256r1_sha256`,
+/// `ecdsa_secp384r1_sha384`).
+#[derive(Debug)]
+struct EcdsaKeys;
+
+impl rustls::crypto::KeyProvider for EcdsaKeys {
+    fn load_private_key(
+        &self,
+        key_der: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        rustls::crypto::ring::sign::any_ecdsa_type(&key_der).map_err(|_| {
+            rustls::Error::General("the private key is not an ECDSA P-256 or P-384 key".into())
+        })
+    }
+}
+
 /// Encodes a fixed-width `r || s` (PKCS#11 CKM_ECDSA output, RFC 5480 sizes) as the DER
 /// `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 3279 §2.2.3).
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, Error> {
@@ -297,6 +326,30 @@ fn der_len(out: &mut Vec<u8>, len: usize) {
 mod tests {
     use super::*;
     use ring::signature;
+
+    /// The TLS key provider loads the ECDSA keys gatecert makes (both curves) and refuses an
+    /// Ed25519 key with a message saying what it takes; *ring*'s default provider, which
+    /// this replaces, would load it.
+    #[test]
+    fn tls_provider_loads_ecdsa_keys_only() {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let p = tls_provider();
+        for kind in [KeyType::Ec256, KeyType::Ec384] {
+            let k = PrivateKey::generate(kind).unwrap();
+            let der = PrivateKeyDer::from_pem_slice(k.to_pem().as_bytes()).unwrap();
+            let signer = p.key_provider.load_private_key(der).unwrap();
+            assert_eq!(signer.algorithm(), rustls::SignatureAlgorithm::ECDSA);
+        }
+        let rng = ring::rand::SystemRandom::new();
+        let ed = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ed.as_ref().to_vec()));
+        let err = p.key_provider.load_private_key(der).unwrap_err();
+        assert!(
+            err.to_string().contains("not an ECDSA P-256 or P-384 key"),
+            "{err}"
+        );
+    }
 
     /// A fixed-width signature from ring re-encoded as DER verifies with ring's ASN.1 verifier,
     /// for both curves and for r/s with leading zeros and high bits.
