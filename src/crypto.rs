@@ -10,11 +10,13 @@ use std::net::IpAddr;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use name::name_to_string;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
+mod name;
 mod signing;
 #[cfg(feature = "pkcs11")]
 mod token;
@@ -513,9 +515,9 @@ impl CertInfo {
             x509_parser::parse_x509_certificate(der).map_err(|e| Error::X509(e.to_string()))?;
         let mut info = CertInfo {
             der: der.to_vec(),
-            subject: cert.subject().to_string(),
+            subject: name_to_string(cert.subject()),
             subject_cn: first_cn(cert.subject()),
-            issuer: cert.issuer().to_string(),
+            issuer: name_to_string(cert.issuer()),
             issuer_cn: first_cn(cert.issuer()),
             serial: cert.raw_serial().to_vec(),
             not_before: cert.validity().not_before.timestamp(),
@@ -591,7 +593,7 @@ impl CrlInfo {
     pub fn from_der(der: &[u8]) -> Result<CrlInfo, Error> {
         let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| Error::X509(e.to_string()))?;
         Ok(CrlInfo {
-            issuer: crl.issuer().to_string(),
+            issuer: name_to_string(crl.issuer()),
             this_update: crl.last_update().timestamp(),
             next_update: crl.next_update().map(|t| t.timestamp()),
             number: crl
