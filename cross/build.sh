@@ -164,6 +164,14 @@ if has build; then
       export "$rf=${!rf} -C force-unwind-tables=no"
       export "CFLAGS_$tl=-fno-asynchronous-unwind-tables -fno-unwind-tables"
     fi
+    # 32-bit MIPS: position-dependent code for the static executable ("cpic": the o32 ABI's
+    # calls stay abicalls-compatible, but no $gp set-up in every function and no GOT loads
+    # for every call and address). PIC buys nothing in a static non-PIE binary, and on MIPS
+    # o32 it costs 14% of the file (cross/bloat.sh, doc/size.md).
+    case $t in
+      mips-*|mipsel-*) tu=$(echo "$t" | tr 'a-z-' 'A-Z_'); rf=CARGO_TARGET_${tu}_RUSTFLAGS
+                       export "$rf=${!rf} -C relocation-model=static" ;;
+    esac
     timer_start
     # strip=false here so the cargo output keeps symbols for size analysis; out/ gets the
     # stripped copy. What is left of .eh_frame and .eh_frame_hdr (musl's and libgcc's few
