@@ -35,7 +35,7 @@ if ! "$PFX-nm" "$B" 2>/dev/null | grep " main$" >/dev/null; then   # no -q: SIGP
   exit 1
 fi
 NM=$PFX-nm
-command -v "$NM" >/dev/null || NM=nm
+command -v "$NM" >/dev/null || NM="nm"
 
 # The C libraries' own symbol lists, so C code is attributed by who defines it.
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
@@ -58,10 +58,10 @@ done
 "$NM" -S -C --size-sort "$B" >"$W/syms"
 "$PFX-size" -A "$B" >"$W/sections" 2>/dev/null || size -A "$B" >"$W/sections"
 
-python3 - "$W" "$TOP" "$B" "$T" <<'PY'
+python3 - "$W" "$TOP" "$B" "$T" "${B#"$REPO"/}" <<'PY'
 import os, re, sys
 from collections import defaultdict
-w, top, binary, target = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+w, top, binary, target, shown = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 def names(f):
     with open(os.path.join(w, f)) as fh:
         return set(l.strip() for l in fh if l.strip())
@@ -153,7 +153,7 @@ def total(d):
     return sum(d.values())
 
 text = sections.get(".text", 0)
-print(f"# {target}: {binary}")
+print(f"# {target}: {shown}")
 print(f"# file {fmt(os.path.getsize(binary))} B unstripped")
 print()
 print("## Sections (size -A)")
