@@ -143,26 +143,6 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-impl rcgen::PublicKeyData for PrivateKey {
-    fn der_bytes(&self) -> &[u8] {
-        self.public_point()
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        self.kind.rcgen_alg()
-    }
-}
-
-impl rcgen::SigningKey for PrivateKey {
-    /// An ASN.1 DER `ECDSA-Sig-Value` (RFC 5280 §4.1.1.3, RFC 3279 §2.2.3).
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.sign_der(msg).map_err(|e| {
-            log::error!("signing failed: {e}");
-            rcgen::Error::RemoteKeyError
-        })
-    }
-}
-
 impl Drop for PrivateKey {
     fn drop(&mut self) {
         self.pkcs8.iter_mut().for_each(|b| *b = 0);
@@ -262,12 +242,11 @@ impl PrivateKey {
         point.split_at(point.len() / 2)
     }
 
-    /// The same key as an rcgen signer, for building CSRs and certificates: the key itself
-    /// (it implements rcgen's `SigningKey` with [`PrivateKey::sign_der`]), so certificates
-    /// are signed by the same *ring* call as everything else and rcgen's own key-pair code
-    /// (RSA, Ed25519) stays out of the binary.
-    pub fn to_rcgen(&self) -> &Self {
-        self
+    /// The same key as an rcgen signer, for building CSRs and certificates. It signs with
+    /// [`PrivateKey::sign_der`], the same *ring* call as everything else, so rcgen's own
+    /// key-pair code (RSA, Ed25519) stays out of the binary.
+    pub fn to_rcgen(&self) -> RcgenKey<'_> {
+        RcgenKey::File(self)
     }
 
     /// A PKCS#10 CSR for these names, signed by this key (proof of possession).

@@ -112,7 +112,7 @@ mod tests {
         let key = super::super::PrivateKey::generate(super::super::KeyType::Ec256).unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["n.test".into()]).unwrap();
         params.distinguished_name = dn;
-        let der = params.self_signed(key.to_rcgen()).unwrap().der().to_vec();
+        let der = params.self_signed(&key.to_rcgen()).unwrap().der().to_vec();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         let ours = name_to_string(cert.subject());
         assert_eq!(ours, cert.subject().to_string());

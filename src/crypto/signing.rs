@@ -136,7 +136,11 @@ impl SigningKey {
 
     /// The key as rcgen's signer, for certificates, CRLs and CSRs.
     pub fn rcgen(&self) -> RcgenKey<'_> {
-        RcgenKey(self)
+        match self {
+            SigningKey::File(k) => RcgenKey::File(k),
+            #[cfg(feature = "pkcs11")]
+            SigningKey::Token(k) => RcgenKey::Token(k),
+        }
     }
 
     /// A PKCS#10 CSR for these names, signed by this key (RFC 2986 proof of possession).
@@ -167,22 +171,53 @@ fn no_pkcs11(uri: &KeyUri) -> Error {
     ))
 }
 
-/// rcgen's view of a [`SigningKey`].
-pub struct RcgenKey<'a>(&'a SigningKey);
+/// rcgen's view of a key: a [`SigningKey`] ([`SigningKey::rcgen`]) or a file key
+/// ([`PrivateKey::to_rcgen`]). One type for both, so rcgen's generic signing code exists once
+/// in the binary.
+pub enum RcgenKey<'a> {
+    /// A PKCS#8 file key.
+    File(&'a PrivateKey),
+    /// A key in a PKCS#11 token.
+    #[cfg(feature = "pkcs11")]
+    Token(&'a super::token::TokenKey),
+}
+
+impl RcgenKey<'_> {
+    fn kind(&self) -> KeyType {
+        match self {
+            RcgenKey::File(k) => k.kind(),
+            #[cfg(feature = "pkcs11")]
+            RcgenKey::Token(k) => k.kind(),
+        }
+    }
+
+    fn sign_der(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        match self {
+            RcgenKey::File(k) => k.sign_der(msg),
+            #[cfg(feature = "pkcs11")]
+            RcgenKey::Token(k) => k.sign_der(msg),
+        }
+    }
+}
 
 impl rcgen::PublicKeyData for RcgenKey<'_> {
     fn der_bytes(&self) -> &[u8] {
-        self.0.public_point()
+        match self {
+            RcgenKey::File(k) => k.public_point(),
+            #[cfg(feature = "pkcs11")]
+            RcgenKey::Token(k) => k.public_point(),
+        }
     }
 
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        self.0.kind().rcgen_alg()
+        self.kind().rcgen_alg()
     }
 }
 
 impl rcgen::SigningKey for RcgenKey<'_> {
+    /// An ASN.1 DER `ECDSA-Sig-Value` (RFC 5280 §4.1.1.3, RFC 3279 §2.2.3).
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.0.sign_der(msg).map_err(|e| {
+        self.sign_der(msg).map_err(|e| {
             log::error!("signing failed: {e}");
             rcgen::Error::RemoteKeyError
         })
