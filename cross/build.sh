@@ -153,11 +153,29 @@ if has build; then
   for t in $TARGETS; do
     read -r pfx _ _ _ <<<"$(tinfo "$t")"
     cargo_env "$t"
+    # panic=abort: nothing unwinds, so no unwind tables are generated at all (Rust, std and
+    # ring's C). Removing .eh_frame only after linking (below) leaves a hole in the file:
+    # the read-write segment keeps the file offset its address implies (modulo the 64 KiB
+    # MIPS page), so up to 64 KiB of padding stays where the tables were.
+    # KEEP_EH_FRAME=1 keeps them.
+    if [ "${KEEP_EH_FRAME:-0}" != 1 ]; then
+      tu=$(echo "$t" | tr 'a-z-' 'A-Z_'); tl=$(echo "$t" | tr - _)
+      rf=CARGO_TARGET_${tu}_RUSTFLAGS
+      export "$rf=${!rf} -C force-unwind-tables=no"
+      export "CFLAGS_$tl=-fno-asynchronous-unwind-tables -fno-unwind-tables"
+    fi
+    # 32-bit MIPS: position-dependent code for the static executable ("cpic": the o32 ABI's
+    # calls stay abicalls-compatible, but no $gp set-up in every function and no GOT loads
+    # for every call and address). PIC buys nothing in a static non-PIE binary, and on MIPS
+    # o32 it costs 14% of the file (cross/bloat.sh, doc/size.md).
+    case $t in
+      mips-*|mipsel-*) tu=$(echo "$t" | tr 'a-z-' 'A-Z_'); rf=CARGO_TARGET_${tu}_RUSTFLAGS
+                       export "$rf=${!rf} -C relocation-model=static" ;;
+    esac
     timer_start
     # strip=false here so the cargo output keeps symbols for size analysis; out/ gets the
-    # stripped copy. The release profile has panic=abort, so nothing unwinds: .eh_frame and
-    # .eh_frame_hdr (~120 KB on mipsel, 7% of the binary) go too, as OpenWrt's easytier does.
-    # KEEP_EH_FRAME=1 keeps them.
+    # stripped copy. What is left of .eh_frame and .eh_frame_hdr (musl's and libgcc's few
+    # tables) goes too, as OpenWrt's easytier does.
     if CARGO_PROFILE_RELEASE_STRIP=false $CARGO build --release --locked --target "$t" "${BSTD[@]}" \
          >"$LOG/build-$t.log" 2>&1; then
       timer_end "build $t"

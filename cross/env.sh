@@ -56,7 +56,9 @@ cargo_env() {
   export "CC_$tl=$mcc" "AR_$tl=$pfx-ar"                  # ring's C code via cc-rs
   export "CARGO_TARGET_${tu}_LINKER=$mcc"
   # Static musl: the gcc wrapper supplies crt files and libc.a; libunwind.a is ours (shim).
-  export "CARGO_TARGET_${tu}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -L $CROSS_ROOT/unwind/$t -C link-arg=-Wl,-u,__musl_unwind_shim"
+  # -z norelro: static musl never mprotect()s PT_GNU_RELRO (only its dynamic linker does), and
+  # aligning the RELRO end to the page (64 KiB on MIPS) costs up to 64 KiB of file padding.
+  export "CARGO_TARGET_${tu}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -L $CROSS_ROOT/unwind/$t -C link-arg=-Wl,-u,__musl_unwind_shim -C link-arg=-Wl,-z,norelro"
   mkdir -p "$CROSS_ROOT/empty-sysroot"
   # An empty QEMU_LD_PREFIX: no target libc present, so the binary must truly be static.
   export QEMU_LD_PREFIX=$CROSS_ROOT/empty-sysroot

@@ -6,6 +6,10 @@
 #   cross/feed-style.sh                       # x86_64-unknown-linux-musl, panic=abort
 #   PANIC=unwind cross/feed-style.sh          # what rust-values.mk alone would give
 #   STATIC=1 cross/feed-style.sh              # same toolchain and profile, static musl
+#   FEATURES= cross/feed-style.sh             # without the Makefile's cargo features
+#
+# Cargo features: the Makefile's RUST_PKG_FEATURES (pkcs11: cryptoki dlopen()s the module, so
+# dynamic builds only), unless FEATURES is set; STATIC=1 builds without features.
 #
 # What is the same as the feed:
 #   - the release profile variables rust-values.mk passes (CARGO_PKG_CONFIG_VARS): codegen-units 1,
@@ -34,6 +38,10 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 T=${1:-x86_64-unknown-linux-musl}
 PANIC=${PANIC:-abort}
 STATIC=${STATIC:-0}
+# ${FEATURES-...}: an explicitly empty FEATURES means none.
+if [ "$STATIC" = 1 ]; then FEATURES=${FEATURES-}; else
+  FEATURES=${FEATURES-$(sed -n 's/^RUST_PKG_FEATURES *:*= *//p' "$REPO/openwrt/gatecert/Makefile")}
+fi
 case $PANIC in abort|unwind) ;; *) echo "PANIC must be abort or unwind (got '$PANIC')" >&2; exit 2 ;; esac
 case $T in
   x86_64-unknown-linux-musl) LINKER=musl-gcc ;;
@@ -48,7 +56,10 @@ linkvar=("CARGO_TARGET_$(echo "$T" | tr 'a-z-' 'A-Z_')_LINKER=$LINKER")
 # Static: rustc's own self-contained musl (crt objects, libc.a, libunwind.a from the target's
 # std), as cross/build.sh's static builds link; musl-gcc's specs can't make a static-pie.
 [ "$STATIC" = 1 ] && { link=static; crt=+crt-static; linkvar=(); }
-V=$link-$PANIC
+if [ "$STATIC" = 1 ] && [[ ",${FEATURES// /,}," == *,pkcs11,* ]]; then
+  echo "the pkcs11 feature needs dlopen(3): a dynamic build only (STATIC=0)" >&2; exit 2
+fi
+V=$link-$PANIC${FEATURES:+-${FEATURES//[, ]/-}}
 # libgcc_s to link against (see above).
 GS=$REPO/target/cross/feed/libgcc_s
 mkdir -p "$GS"
@@ -69,7 +80,8 @@ env CARGO_TARGET_DIR="$REPO/target/cross/feed/cargo-$V" \
   "${linkvar[@]}" \
   "CARGO_TARGET_${TU}_RUSTFLAGS=-Ctarget-feature=$crt -L$GS -Clink-arg=-Wl,--allow-shlib-undefined" \
   "CC_$(echo "$T" | tr - _)=$LINKER" \
-  cargo build --release --locked --target "$T" --manifest-path "$REPO/Cargo.toml" >&2
+  cargo build --release --locked --target "$T" --manifest-path "$REPO/Cargo.toml" \
+  ${FEATURES:+--features "$FEATURES"} >&2
 B=$REPO/target/cross/feed/cargo-$V/$T/release/gatecert
 # Package/gatecert/install: INSTALL_BIN, then objcopy of the unwind tables.
 install -m 0755 "$B" "$OUT/gatecert"
@@ -82,5 +94,6 @@ if [ "$STATIC" = 1 ]; then
   ver=$("$OUT/gatecert" --version 2>&1) || { echo "the static feed-style binary does not run: $ver" >&2; exit 1; }
   echo "# runs: $ver" >&2
 fi
-printf 'feed-style %s %s panic=%s: %s bytes (gzip -9: %s)\n' "$T" "$link" "$PANIC" \
+printf 'feed-style %s %s panic=%s%s: %s bytes (gzip -9: %s)\n' "$T" "$link" "$PANIC" \
+  "${FEATURES:+ features=$FEATURES}" \
   "$(stat -c %s "$OUT/gatecert")" "$(gzip -9c "$OUT/gatecert" | wc -c)"

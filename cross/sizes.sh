@@ -28,6 +28,7 @@ if [ "$TOP" -gt 0 ]; then
     echo; echo "== $t: sections"
     "$pfx-size" -A "$r" | awk 'NR>2 && $2>4096 {printf "  %-22s %9d\n", $1, $2}'
     echo "== $t: $TOP biggest symbols (text+data)"
-    "$pfx-nm" --size-sort -r -S -C "$r" | head -"$TOP" | awk '{printf "  %8d %s", strtonum("0x"$2), $4; for(i=5;i<=NF;i++) printf " %s", $i; print ""}'
+    # -t d: decimal sizes (Debian's awk is mawk, which has no strtonum); cross/bloat.sh groups them.
+    "$pfx-nm" --size-sort -r -S -C -t d "$r" | head -"$TOP" | awk '{printf "  %8d %s", $2, $4; for(i=5;i<=NF;i++) printf " %s", $i; print ""}'
   done
 fi

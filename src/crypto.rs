@@ -10,17 +10,19 @@ use std::net::IpAddr;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use name::name_to_string;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
+mod name;
 mod signing;
 #[cfg(feature = "pkcs11")]
 mod token;
 mod uri;
 
-pub use signing::{ecdsa_raw_to_der, RcgenKey, SigningKey};
+pub use signing::{ecdsa_raw_to_der, tls_provider, RcgenKey, SigningKey};
 #[cfg(feature = "pkcs11")]
 pub use token::{report as token_report, TokenReport};
 pub use uri::{KeyUri, Pin};
@@ -222,13 +224,11 @@ impl PrivateKey {
         JwsKey::jwk_thumbprint(self)
     }
 
-    /// The same key as an rcgen signer, for building CSRs and certificates.
-    pub fn to_rcgen(&self) -> rcgen::KeyPair {
-        let der = PrivatePkcs8KeyDer::from(self.pkcs8.clone());
-        // Invariant: `pkcs8` parsed with ring for exactly this algorithm when `self` was built,
-        // and rcgen parses it with the same ring call.
-        rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, self.kind.rcgen_alg())
-            .expect("a PKCS#8 key that ring accepted is accepted by rcgen")
+    /// The same key as an rcgen signer, for building CSRs and certificates. It signs with
+    /// [`PrivateKey::sign_der`], the same *ring* call as everything else, so rcgen's own
+    /// key-pair code (RSA, Ed25519) stays out of the binary.
+    pub fn to_rcgen(&self) -> RcgenKey<'_> {
+        RcgenKey::File(self)
     }
 
     /// A PKCS#10 CSR for these names, signed by this key (proof of possession).
@@ -536,9 +536,9 @@ impl CertInfo {
             x509_parser::parse_x509_certificate(der).map_err(|e| Error::X509(e.to_string()))?;
         let mut info = CertInfo {
             der: der.to_vec(),
-            subject: cert.subject().to_string(),
+            subject: name_to_string(cert.subject()),
             subject_cn: first_cn(cert.subject()),
-            issuer: cert.issuer().to_string(),
+            issuer: name_to_string(cert.issuer()),
             issuer_cn: first_cn(cert.issuer()),
             serial: cert.raw_serial().to_vec(),
             not_before: cert.validity().not_before.timestamp(),
@@ -614,7 +614,7 @@ impl CrlInfo {
     pub fn from_der(der: &[u8]) -> Result<CrlInfo, Error> {
         let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| Error::X509(e.to_string()))?;
         Ok(CrlInfo {
-            issuer: crl.issuer().to_string(),
+            issuer: name_to_string(crl.issuer()),
             this_update: crl.last_update().timestamp(),
             next_update: crl.next_update().map(|t| t.timestamp()),
             number: crl

@@ -112,7 +112,7 @@ pub fn validate(
     deadline: Duration,
 ) -> Result<(), String> {
     let start = Instant::now();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::crypto::tls_provider();
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?

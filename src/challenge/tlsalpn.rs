@@ -66,7 +66,7 @@ impl Server {
             let ck = CertifiedKey::new(vec![CertificateDer::from(der)], signer);
             certs.insert(sni, Arc::new(ck));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::crypto::tls_provider();
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Tls(e.to_string()))?

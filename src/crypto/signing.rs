@@ -198,7 +198,11 @@ impl SigningKey {
 
     /// The key as rcgen's signer, for certificates, CRLs and CSRs.
     pub fn rcgen(&self) -> RcgenKey<'_> {
-        RcgenKey(self)
+        match self {
+            SigningKey::File(k) => RcgenKey::File(k),
+            #[cfg(feature = "pkcs11")]
+            SigningKey::Token(k) => RcgenKey::Token(k),
+        }
     }
 
     /// A PKCS#10 CSR for these names, signed by this key (RFC 2986 proof of possession).
@@ -243,22 +247,53 @@ fn no_pkcs11(uri: &KeyUri) -> Error {
     ))
 }
 
-/// rcgen's view of a [`SigningKey`].
-pub struct RcgenKey<'a>(&'a SigningKey);
+/// rcgen's view of a key: a [`SigningKey`] ([`SigningKey::rcgen`]) or a file key
+/// ([`PrivateKey::to_rcgen`]). One type for both, so rcgen's generic signing code exists once
+/// in the binary.
+pub enum RcgenKey<'a> {
+    /// A PKCS#8 file key.
+    File(&'a PrivateKey),
+    /// A key in a PKCS#11 token.
+    #[cfg(feature = "pkcs11")]
+    Token(&'a super::token::TokenKey),
+}
+
+impl RcgenKey<'_> {
+    fn kind(&self) -> KeyType {
+        match self {
+            RcgenKey::File(k) => k.kind(),
+            #[cfg(feature = "pkcs11")]
+            RcgenKey::Token(k) => k.kind(),
+        }
+    }
+
+    fn sign_der(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        match self {
+            RcgenKey::File(k) => k.sign_der(msg),
+            #[cfg(feature = "pkcs11")]
+            RcgenKey::Token(k) => k.sign_der(msg),
+        }
+    }
+}
 
 impl rcgen::PublicKeyData for RcgenKey<'_> {
     fn der_bytes(&self) -> &[u8] {
-        self.0.public_point()
+        match self {
+            RcgenKey::File(k) => k.public_point(),
+            #[cfg(feature = "pkcs11")]
+            RcgenKey::Token(k) => k.public_point(),
+        }
     }
 
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        self.0.kind().rcgen_alg()
+        self.kind().rcgen_alg()
     }
 }
 
 impl rcgen::SigningKey for RcgenKey<'_> {
+    /// An ASN.1 DER `ECDSA-Sig-Value` (RFC 5280 §4.1.1.3, RFC 3279 §2.2.3).
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.0.sign_der(msg).map_err(|e| {
+        self.sign_der(msg).map_err(|e| {
             log::error!("signing failed: {e}");
             rcgen::Error::RemoteKeyError
         })
@@ -332,6 +367,35 @@ impl rustls::sign::Signer for TlsSigner {
     }
 }
 
+/// The rustls crypto provider for every TLS client and server in gatecert: *ring*'s cipher
+/// suites, key exchange groups and signature verification (RFC 8446 §9.1; every algorithm
+/// kept, since an upstream CA's chain may be RSA), with a key provider that loads only the
+/// ECDSA P-256/P-384 private keys gatecert makes and accepts ([`KeyType`]). *ring*'s own key
+/// provider also loads RSA and Ed25519 private keys, which would link their signing code
+/// for keys gatecert never holds.
+pub fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::CryptoProvider {
+        key_provider: &EcdsaKeys,
+        ..rustls::crypto::ring::default_provider()
+    })
+}
+
+/// Loads ECDSA private keys only (RFC 8446 §4.2.3 `ecdsa_secp256r1_sha256`,
+/// `ecdsa_secp384r1_sha384`).
+#[derive(Debug)]
+struct EcdsaKeys;
+
+impl rustls::crypto::KeyProvider for EcdsaKeys {
+    fn load_private_key(
+        &self,
+        key_der: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        rustls::crypto::ring::sign::any_ecdsa_type(&key_der).map_err(|_| {
+            rustls::Error::General("the private key is not an ECDSA P-256 or P-384 key".into())
+        })
+    }
+}
+
 /// Encodes a fixed-width `r || s` (PKCS#11 CKM_ECDSA output, RFC 5480 sizes) as the DER
 /// `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 3279 §2.2.3).
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, Error> {
@@ -373,6 +437,30 @@ fn der_len(out: &mut Vec<u8>, len: usize) {
 mod tests {
     use super::*;
     use ring::signature;
+
+    /// The TLS key provider loads the ECDSA keys gatecert makes (both curves) and refuses an
+    /// Ed25519 key with a message saying what it takes; *ring*'s default provider, which
+    /// this replaces, would load it.
+    #[test]
+    fn tls_provider_loads_ecdsa_keys_only() {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let p = tls_provider();
+        for kind in [KeyType::Ec256, KeyType::Ec384] {
+            let k = PrivateKey::generate(kind).unwrap();
+            let der = PrivateKeyDer::from_pem_slice(k.to_pem().as_bytes()).unwrap();
+            let signer = p.key_provider.load_private_key(der).unwrap();
+            assert_eq!(signer.algorithm(), rustls::SignatureAlgorithm::ECDSA);
+        }
+        let rng = ring::rand::SystemRandom::new();
+        let ed = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ed.as_ref().to_vec()));
+        let err = p.key_provider.load_private_key(der).unwrap_err();
+        assert!(
+            err.to_string().contains("not an ECDSA P-256 or P-384 key"),
+            "{err}"
+        );
+    }
 
     /// A fixed-width signature from ring re-encoded as DER verifies with ring's ASN.1 verifier,
     /// for both curves and for r/s with leading zeros and high bits.

@@ -286,7 +286,7 @@ pub fn est_client(root_der: &[u8], timeout: Duration) -> ureq::Agent {
     let tls = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
         .root_certs(RootCerts::new_with_certs(&[root]))
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .unversioned_rustls_crypto_provider(crate::crypto::tls_provider())
         .build();
     ureq::Agent::with_parts(
         ureq::Agent::config_builder()

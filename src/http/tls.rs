@@ -58,7 +58,7 @@ pub fn tls_config(
                 .map_err(|_| Error::Tls("no usable private key in the key PEM".into()))?,
         ),
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::crypto::tls_provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?;
