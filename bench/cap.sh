@@ -2,7 +2,8 @@
 # Connections at the cap: with max_connections 64, 64 and then 128 concurrent clients enroll
 # in a loop for SECONDS (default 20) each, a new TLS connection per request. Every request
 # must succeed: clients beyond the cap wait in the listen backlog, none is reset. Prints
-# requests, failures by kind, req/s and p50/p99; exits non-zero on any failure.
+# requests, failures by kind, req/s and p50/p99, and the server's CPU and bytes written
+# (/proc/PID/io write_bytes) per enrollment; exits non-zero on any failure.
 #
 # usage: bench/cap.sh [SECONDS [CLIENTS...]]      (default 20 64 128)
 set -eu
@@ -22,7 +23,17 @@ for clients in "$@"; do
 		-subj "/CN=cap.sensors.local" -addext "subjectAltName=DNS:cap.sensors.local" \
 		-outform DER -out "$dir/csr.der" 2>/dev/null
 	base64 -w0 "$dir/csr.der" >"$dir/csr.b64"
-	python3 "$here/bench/conns.py" cap "$port" "$root" "$seconds" "$clients" cap "$token" "$dir/csr.b64" || fail=1
+	w0=$(awk '/^write_bytes/ {print $2}' "/proc/$pid/io")
+	c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	out=$(python3 "$here/bench/conns.py" cap "$port" "$root" "$seconds" "$clients" cap "$token" "$dir/csr.b64") || fail=1
+	echo "$out"
+	w1=$(awk '/^write_bytes/ {print $2}' "/proc/$pid/io")
+	c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	ok=$(echo "$out" | grep -Eo '[0-9]+ ok \(' | grep -Eo '^[0-9]+' | head -n1)
+	# The server's own CPU and the bytes it caused to be written to storage, per enrollment
+	# (the group commit shares each sync among the enrollments that arrived together).
+	awk -v w=$((w1 - w0)) -v c=$((c1 - c0)) -v n="${ok:-0}" -v t="$(getconf CLK_TCK)" 'BEGIN {
+		if (n > 0) printf "  server: CPU %.2f ms/enrollment, written %.0f B/enrollment\n", c * 1000 / t / n, w / n }'
 	stop_server
 done
 exit "$fail"
