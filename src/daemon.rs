@@ -255,9 +255,7 @@ pub fn ensure_ca(cfg: &Config, now: i64) -> Result<Option<Untrusted>, Error> {
 /// CA is treated as having issued, and kept).
 fn issued_leaves(state_dir: &Path) -> bool {
     match leaves::Inventory::open(&leaves::path_in(state_dir)) {
-        Ok(inv) => inv
-            .list()
-            .any(|l| l.source != leaves::Source::Upstream),
+        Ok(inv) => inv.list().any(|l| l.source != leaves::Source::Upstream),
         Err(e) => {
             log::error!("{e}");
             true

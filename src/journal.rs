@@ -280,7 +280,10 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
     /// The keys that start with `prefix`, and their values, in key order.
     pub fn range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a V)> + 'a {
         self.map
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(move |(k, _)| k.starts_with(prefix))
             .map(|(k, (v, _))| (k.as_str(), v))
     }

@@ -513,12 +513,10 @@ impl Core {
     }
 
     fn rows(&self) -> impl Iterator<Item = &Leaf> {
-        self.journal
-            .range("d/")
-            .filter_map(|(_, r)| match r {
-                Rec::Leaf(l) => Some(l),
-                _ => None,
-            })
+        self.journal.range("d/").filter_map(|(_, r)| match r {
+            Rec::Leaf(l) => Some(l),
+            _ => None,
+        })
     }
 
     fn row(&self, device: &str) -> Option<&Leaf> {
@@ -622,13 +620,15 @@ impl Inventory {
             core.journal.preload(&device_key(&l.device), Rec::Leaf(l));
         }
         for r in file.revoked {
-            core.journal.preload(&revoked_key(&r.serial), Rec::Revoked(r));
+            core.journal
+                .preload(&revoked_key(&r.serial), Rec::Revoked(r));
         }
         for k in file.compromised_keys {
             core.journal.preload(&compromised_key(&k), Rec::Key);
         }
         for u in file.upstream_revocations {
-            core.journal.preload(&upstream_key(&u.serial), Rec::Upstream(u));
+            core.journal
+                .preload(&upstream_key(&u.serial), Rec::Upstream(u));
         }
         core.journal.preload(
             CRL_KEY,
@@ -1182,6 +1182,12 @@ pub fn reason_name(code: u8) -> &'static str {
         10 => "aACompromise",
         _ => "unknown",
     }
+}
+
+/// Whether an inventory exists at `path`: its journal, or a `leaves.json` of an earlier version
+/// that the first save migrates.
+pub fn exists(path: &Path) -> bool {
+    journal_path(path).exists() || path.with_extension("json").exists()
 }
 
 /// `<state_dir>/leaves.jnl`.

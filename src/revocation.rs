@@ -136,7 +136,7 @@ pub fn cut_off(
     now: i64,
 ) -> Result<Outcome, Error> {
     let path = leaves::path_in(state_dir);
-    if !path.exists() {
+    if !leaves::exists(&path) {
         // Nothing was ever enrolled here (or the state dir is elsewhere): nothing to lock.
         return Err(leaves::Error::NoSuchDevice(who.to_owned()).into());
     }
@@ -229,7 +229,7 @@ fn commit(
 /// Returns false when it was not disabled.
 pub fn enable(state_dir: &Path, device: &str, now: i64) -> Result<bool, Error> {
     let path = leaves::path_in(state_dir);
-    if !path.exists() {
+    if !leaves::exists(&path) {
         return Err(leaves::Error::NoSuchDevice(device.to_owned()).into());
     }
     let mut inv = Inventory::open_locked(&path, None)?;

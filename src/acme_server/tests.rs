@@ -27,7 +27,14 @@ fn setup(tag: &str, preauthorized: bool) -> (PathBuf, AcmeServer, Arc<FixedClock
         crate::trust::TrustedNow::for_tests(clock.now()),
     )
     .unwrap();
-    let srv = AcmeServer::new(acme_cfg(preauthorized), &dir, ca, cfg.ca.clone(), clock.clone()).unwrap();
+    let srv = AcmeServer::new(
+        acme_cfg(preauthorized),
+        &dir,
+        ca,
+        cfg.ca.clone(),
+        clock.clone(),
+    )
+    .unwrap();
     (dir, srv, clock)
 }
 
@@ -517,11 +524,7 @@ fn directory_profiles_and_renewal_info() {
     clock.advance(crate::ca::rotate::RETIRE_SLACK + 1);
     let mut inv =
         crate::leaves::Inventory::open_locked(&crate::leaves::path_in(&dir), None).unwrap();
-    let mut row = inv
-        .list()
-        .find(|l| l.device == "ari")
-        .unwrap()
-        .clone();
+    let mut row = inv.list().find(|l| l.device == "ari").unwrap().clone();
     row.issued_at = clock.now();
     inv.record(row).unwrap();
     drop(inv);

@@ -218,7 +218,8 @@ impl Est {
             let staged = lifecycle::leaf_row(&inv, &it.granted, now).and_then(|row| {
                 let claim = it.granted.claim.and_then(|id| self.claims.get(id));
                 if let (Some(claim), Some(t)) = (claim, tokens.as_ref()) {
-                    t.can_commit(claim, now).map_err(|e| token_denial(&e, &it.granted))?;
+                    t.can_commit(claim, now)
+                        .map_err(|e| token_denial(&e, &it.granted))?;
                 } else if it.granted.claim.is_some() {
                     log::error!("the token claim of {} was lost", it.granted.device);
                     return Err(Denial::new(500, "token claim lost"));
@@ -228,7 +229,8 @@ impl Est {
                     Denial::new(500, "leaf inventory write failed")
                 })?;
                 if let (Some(claim), Some(t)) = (claim, tokens.as_mut()) {
-                    t.stage_commit(claim, now).map_err(|e| token_denial(&e, &it.granted))?;
+                    t.stage_commit(claim, now)
+                        .map_err(|e| token_denial(&e, &it.granted))?;
                 }
                 Ok(superseded)
             });
@@ -263,14 +265,17 @@ impl Est {
         });
         let stored = match &written {
             Err(d) => Err(all(d, &passed[0].1.granted)),
-            Ok(()) => inv.save()
+            Ok(()) => inv
+                .save()
                 .map_err(|e| {
                     log::error!("leaf inventory write failed; the certificates are withheld: {e}");
                     Denial::new(500, "leaf inventory write failed")
                 })
                 .and_then(|()| match tokens.as_mut() {
                     Some(t) => t.save_staged().map_err(|e| {
-                        log::error!("cannot spend the token uses; the certificates are withheld: {e}");
+                        log::error!(
+                            "cannot spend the token uses; the certificates are withheld: {e}"
+                        );
                         Denial::new(500, "token store write failed")
                     }),
                     None => Ok(()),
@@ -307,22 +312,29 @@ impl Est {
     /// The locks of a commit, in order: the audit log, the inventory, and the token store when
     /// an issuance spends a token use.
     fn commit_locks(&self, items: &[Issue]) -> Result<(Audit, Inventory, Option<Tokens>), Denial> {
-        let log = Audit::open_locked_within(&audit::path_in(&self.state_dir), DEFAULT_MAX_BYTES, LOCK_WAIT)
-            .map_err(|e| {
-                log::error!(
-                    "{}; the certificate is withheld",
-                    crate::errchain::one_line(&e)
-                );
-                let mut d = Denial::new(503, super::AUDIT_DOWN);
-                d.retry_after = Some(60);
-                d
-            })?;
+        let log = Audit::open_locked_within(
+            &audit::path_in(&self.state_dir),
+            DEFAULT_MAX_BYTES,
+            LOCK_WAIT,
+        )
+        .map_err(|e| {
+            log::error!(
+                "{}; the certificate is withheld",
+                crate::errchain::one_line(&e)
+            );
+            let mut d = Denial::new(503, super::AUDIT_DOWN);
+            d.retry_after = Some(60);
+            d
+        })?;
         let inv = self.inventory_locked()?;
         let tokens = match items.iter().any(|i| i.granted.claim.is_some()) {
             false => None,
             true => Some(
-                Tokens::open_locked_within(&token::path_in(&self.state_dir), super::TOKEN_LOCK_WAIT)
-                    .map_err(|e| token_error(&e))?,
+                Tokens::open_locked_within(
+                    &token::path_in(&self.state_dir),
+                    super::TOKEN_LOCK_WAIT,
+                )
+                .map_err(|e| token_error(&e))?,
             ),
         };
         Ok((log, inv, tokens))

@@ -183,7 +183,8 @@ fn a_journal_larger_than_a_read_chunk_reads_back_whole() {
     let n = 3 * READ_CHUNK / 100;
     for i in 0..n {
         // Record sizes vary, so boundaries fall at every offset within a record.
-        j.put(&format!("k{i:06}"), Some(&"x".repeat(i % 97))).unwrap();
+        j.put(&format!("k{i:06}"), Some(&"x".repeat(i % 97)))
+            .unwrap();
     }
     j.unlock().unwrap();
     let whole = fs::read(&p).unwrap();

@@ -89,7 +89,12 @@ fn split_rows_of_an_old_inventory_merge_into_the_token_device() {
     .unwrap();
     let mut inv = Inventory::open_locked(&path, None).unwrap();
     assert_eq!(inv.merged(), 1);
-    assert_eq!(inv.list().collect::<Vec<_>>().len(), 2, "{:?}", inv.list().collect::<Vec<_>>());
+    assert_eq!(
+        inv.list().collect::<Vec<_>>().len(),
+        2,
+        "{:?}",
+        inv.list().collect::<Vec<_>>()
+    );
     let s1 = inv.by_device("s1").unwrap();
     // The re-enrollment is newer: it is the current certificate; the first one is earlier.
     assert_eq!(s1.serial, "6B1C7D2E3F405162738495A6B7C8D9EA");
@@ -215,7 +220,12 @@ fn merge_leaves_fqdn_named_devices_alone_and_keeps_the_newer_certificate() {
     std::fs::write(&path, text).unwrap();
     let inv = Inventory::open(&path).unwrap();
     assert_eq!(inv.merged(), 1);
-    let devices: Vec<&str> = inv.list().collect::<Vec<_>>().iter().map(|l| l.device.as_str()).collect();
+    let devices: Vec<&str> = inv
+        .list()
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|l| l.device.as_str())
+        .collect();
     assert_eq!(devices, ["f.sensors.local", "g"]);
     let g = inv.by_device("g").unwrap();
     assert_eq!(g.serial, "02");
@@ -253,5 +263,32 @@ fn a_device_holds_at_most_max_earlier_earlier_certificates() {
         .cut_off("busy", DeviceState::Revoked, 0, None, 1_900_000_100)
         .unwrap();
     assert_eq!(cut.revoked.len(), MAX_EARLIER + 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `leaves revoke` on a state directory that still has only the `leaves.json` of an earlier
+/// version finds the device (the inventory exists), and its save migrates the file.
+#[test]
+fn a_revocation_on_an_earlier_leaves_json_migrates_it() {
+    let dir = tempdir("legacy-revoke");
+    let text = serde_json::json!({"version": 2, "leaves": [leaf("old", "0C", Source::Local)]});
+    std::fs::write(dir.join("leaves.json"), text.to_string()).unwrap();
+    assert!(exists(&path_in(&dir)));
+    let ca = crate::config::Config::standalone(dir.clone()).ca;
+    let out = crate::revocation::cut_off(
+        &dir,
+        &ca,
+        "old",
+        DeviceState::Revoked,
+        0,
+        None,
+        1_900_000_100,
+    )
+    .unwrap();
+    assert_eq!(out.cut.revoked.len(), 1);
+    assert!(!dir.join("leaves.json").exists());
+    let inv = Inventory::open(&path_in(&dir)).unwrap();
+    assert_eq!(inv.by_device("old").unwrap().state, DeviceState::Revoked);
+    assert!(inv.standing("0C", 1_900_000_100) != Standing::Unknown);
     let _ = std::fs::remove_dir_all(&dir);
 }
