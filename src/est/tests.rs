@@ -259,3 +259,58 @@ fn crl_is_served_on_every_path_and_follows_the_file() {
     assert_eq!(est.handle(&post, &peer()).status, 405);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The group commit: issuances answered `Later` by one turn of the loop are committed together
+/// by `commit_pending`, in order; each gets its own answer (a token revoked between the signing
+/// and the commit refuses only its own, and its use is not spent); no audit line or row is
+/// written before the commit; a client gone before the commit spends nothing.
+#[test]
+fn issuances_of_one_turn_are_committed_together() {
+    use crate::http::{Answer, Handler as _};
+    let (dir, mut est, clock) = setup("group");
+    let mut ids = Vec::new();
+    for d in ["g1", "g2", "g3", "g4"] {
+        let (token, csr) = token_and_csr(&dir, d, &format!("{d}.sensors.local"), 600, clock.now());
+        match est.answer(&enroll_req(d, &token, &csr), &peer()) {
+            Answer::Later(id) => ids.push(id),
+            Answer::Now(r) => panic!("{d}: answered at once: {}", r.status),
+        }
+    }
+    // Nothing recorded yet: the certificates are signed, not committed.
+    let audit_log = std::fs::read_to_string(audit::path_in(&dir)).unwrap_or_default();
+    assert!(!audit_log.contains("est.issue"), "{audit_log}");
+    assert!(!crate::leaves::path_in(&dir).exists());
+    let mut tokens = Tokens::open_locked(&crate::token::path_in(&dir)).unwrap();
+    assert!(tokens.revoke("g2").unwrap());
+    drop(tokens);
+    let gone = ids[3];
+    let answers = est.commit_pending(&|id| id != gone);
+    let got: Vec<(u64, u16)> = answers.iter().map(|(id, _, r)| (*id, r.status)).collect();
+    assert_eq!(got, [(ids[0], 200), (ids[1], 401), (ids[2], 200)]);
+    let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
+    assert_eq!(log.matches("\"est.issue\"").count(), 2, "{log}");
+    let inv = crate::leaves::Inventory::open(&crate::leaves::path_in(&dir)).unwrap();
+    let devices: Vec<&str> = inv.list().map(|l| l.device.as_str()).collect();
+    assert_eq!(devices, ["g1", "g3"]);
+    let left = |t: &Tokens, d: &str| {
+        t.list()
+            .into_iter()
+            .find(|i| i.device == d)
+            .unwrap()
+            .uses_left
+    };
+    let t = Tokens::open(&crate::token::path_in(&dir)).unwrap();
+    assert_eq!(
+        (
+            left(&t, "g1"),
+            left(&t, "g2"),
+            left(&t, "g3"),
+            left(&t, "g4")
+        ),
+        (0, 1, 0, 1)
+    );
+    drop(t);
+    // Nothing is left parked.
+    assert!(est.commit_pending(&|_| true).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
