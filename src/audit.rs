@@ -322,14 +322,7 @@ impl Audit {
         if !fields.is_object() {
             return Err(Error::Fields);
         }
-        let _guard = match self.lock {
-            Some(_) => None,
-            None => {
-                let g = lock(&self.path)?;
-                self.load(true)?;
-                Some(g)
-            }
-        };
+        let _guard = self.lock_for_append()?;
         let line = render(now, event, fields.clone(), &self.prev)?;
         if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_bytes {
             self.rotate(now)?;
@@ -347,6 +340,17 @@ impl Audit {
     ) -> Result<(), Error> {
         let line = render(now, event, fields, &self.prev)?;
         self.append_line(line)
+    }
+
+    /// The lock for one append when this handle does not hold `audit.log.lock`: taken, and the
+    /// log's end read again under it (another process may have appended). `None` when held.
+    fn lock_for_append(&mut self) -> Result<Option<fs::File>, Error> {
+        if self.lock.is_some() {
+            return Ok(None);
+        }
+        let g = lock(&self.path)?;
+        self.load(true)?;
+        Ok(Some(g))
     }
 
     /// Appends one rendered line (chained to `self.prev`), fsyncs it and updates the head.
@@ -406,14 +410,7 @@ impl Audit {
         if events.iter().any(|(_, f)| !f.is_object()) {
             return Err(Error::Fields);
         }
-        let _guard = match self.lock {
-            Some(_) => None,
-            None => {
-                let g = lock(&self.path)?;
-                self.load(true)?;
-                Some(g)
-            }
-        };
+        let _guard = self.lock_for_append()?;
         let mut out: Option<(fs::File, Vec<String>)> = None;
         for (event, fields) in events {
             let mut line = render(now, event, fields.clone(), &self.prev)?;

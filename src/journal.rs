@@ -30,7 +30,7 @@ use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,6 @@ pub const COMPACT_MIN_GARBAGE: u64 = 256 * 1024;
 const HEADER: u64 = 8;
 /// How much of a journal is read at a time.
 const READ_CHUNK: usize = 256 * 1024;
-const LOCK_POLL: Duration = Duration::from_millis(5);
 
 #[derive(Serialize)]
 struct RecordOut<'a, V> {
@@ -110,7 +109,7 @@ pub struct Journal<V> {
     id: Option<(u64, u64)>,
     /// Appended since the last [`Journal::sync`].
     dirty: Option<fs::File>,
-    lock: Option<fs::File>,
+    lock: Option<store::FileLock>,
     /// Durable syncs done (for the benches' "syncs per request").
     syncs: u64,
     /// Keys changed in memory by [`Journal::stage`], appended by [`Journal::flush`].
@@ -120,18 +119,7 @@ pub struct Journal<V> {
 impl<V: Serialize + DeserializeOwned> Journal<V> {
     /// Opens `path` (created with `mode` on the first append); an absent file is empty.
     pub fn open(path: &Path, mode: u32) -> Result<Journal<V>, Error> {
-        let mut j = Journal {
-            path: path.to_path_buf(),
-            mode,
-            map: BTreeMap::new(),
-            len: 0,
-            live: 0,
-            id: None,
-            dirty: None,
-            lock: None,
-            syncs: 0,
-            staged: std::collections::BTreeSet::new(),
-        };
+        let mut j = Journal::detached(path, mode);
         j.refresh()?;
         Ok(j)
     }
@@ -311,41 +299,10 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
     /// Takes the writers' lock (`<path>.lock`), waiting at most `wait` (`None`: as long as it
     /// takes), then catches up with [`Journal::refresh`]. [`Error::Locked`] when it stayed held.
     pub fn lock(&mut self, wait: Option<Duration>) -> Result<(), Error> {
-        use rustix::fs::FlockOperation;
         if self.lock.is_some() {
             return self.refresh();
         }
-        let lock_path = self.lock_path();
-        let lock = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(store::SECRET)
-            .open(&lock_path)
-            .map_err(io_err("open", &lock_path))?;
-        let io = |e: rustix::io::Errno| Error::Io {
-            op: "lock",
-            path: lock_path.clone(),
-            source: e.into(),
-        };
-        match wait {
-            None => rustix::fs::flock(&lock, FlockOperation::LockExclusive).map_err(io)?,
-            Some(wait) => {
-                let start = Instant::now();
-                loop {
-                    match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
-                        Ok(()) => break,
-                        Err(rustix::io::Errno::WOULDBLOCK) if start.elapsed() < wait => {
-                            std::thread::sleep(LOCK_POLL.min(wait));
-                        }
-                        Err(rustix::io::Errno::WOULDBLOCK) => {
-                            return Err(Error::Locked(lock_path));
-                        }
-                        Err(e) => return Err(io(e)),
-                    }
-                }
-            }
-        }
+        let lock = store::FileLock::acquire(&self.path, wait)?;
         self.lock = Some(lock);
         self.refresh()
     }

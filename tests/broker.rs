@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{run, Pebble, Ports, Proc, TempDir};
+use common::{run, Blackhole, Pebble, Ports, Proc, TempDir};
 use gatecert::crypto::{self, CertInfo};
 use gatecert::token::Tokens;
 
@@ -438,47 +438,6 @@ fn unused_ca(dir: &Path) -> PathBuf {
         "unused-ca.pem",
     ]));
     pem
-}
-
-/// A listener that accepts and never answers: a blackholed upstream.
-struct Blackhole {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Blackhole {
-    fn start() -> Blackhole {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let port = l.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while !flag.load(Ordering::SeqCst) {
-                match l.accept() {
-                    Ok((s, _)) if held.len() < 256 => held.push(s),
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        Blackhole {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Blackhole {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// A TCP proxy to `target` that holds every chunk from the client for `delay`: a slow link.
