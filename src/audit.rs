@@ -412,8 +412,16 @@ impl Audit {
         }
         let _guard = self.lock_for_append()?;
         let mut out: Option<(fs::File, Vec<String>)> = None;
+        let mut unsynced = 0u64;
         for (event, fields) in events {
             let mut line = render(now, event, fields.clone(), &self.prev)?;
+            // Lines past the head stay within what `inspect` reads back after a crash.
+            if unsynced + line.len() as u64 + 1 > BATCH_SYNC {
+                if let Some((f, lines)) = out.take() {
+                    self.sync_head(f, &lines)?;
+                }
+                unsynced = 0;
+            }
             if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_bytes {
                 if let Some((f, lines)) = out.take() {
                     self.sync_head(f, &lines)?;
@@ -427,6 +435,7 @@ impl Audit {
                 None => out.insert((self.open_append()?, Vec::new())),
             };
             self.write_line(f, &line)?;
+            unsynced += line.len() as u64 + 1;
             lines.push(line);
         }
         match out {
@@ -634,15 +643,20 @@ fn inspect(path: &Path) -> Result<Tail, Error> {
     let head = read_head(path)?;
     let (data, offset) = read_tail(path)?;
     let (complete, torn) = split_torn(&data);
-    let last = complete.split(|b| *b == b'\n').rev().nth(1);
+    let lines: Vec<&[u8]> = complete
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let last = lines.last().copied();
     let (prev, mismatch) = match last {
         Some(last) => {
             let hash = crypto::hex(&crypto::sha256(last));
             let claimed = line_prev(last);
             let ok = match &head {
-                // A crash between the line's fsync and the head's update leaves the head one
-                // line behind: that loses nothing.
-                Some(h) => *h == hash || Some(h) == claimed.as_ref(),
+                // A crash between the lines' fsync and the head's update leaves the head behind
+                // (one line, or a group commit's lines): that loses nothing, as long as the
+                // lines after the head's chain on from it.
+                Some(h) => *h == hash || Some(h) == claimed.as_ref() || chains_from(&lines, h),
                 // Only the very first line can precede the first head.
                 None => claimed.as_deref() == Some(GENESIS),
             };
@@ -670,6 +684,25 @@ fn inspect(path: &Path) -> Result<Tail, Error> {
         has_lines: last.is_some(),
         mismatch,
     })
+}
+
+/// Whether `head` is the hash of one of `lines` (the end of a log) and every line after it chains
+/// on from it (each one's `prev` is the hash of the one before): lines appended, and synced,
+/// after the head was last written. [`Audit::append_batch`] keeps them within [`BATCH_SYNC`]
+/// bytes, inside the window [`inspect`] reads.
+fn chains_from(lines: &[&[u8]], head: &str) -> bool {
+    let mut i = lines.len();
+    while i >= 2 {
+        let before = crypto::hex(&crypto::sha256(lines[i - 2]));
+        if line_prev(lines[i - 1]).as_deref() != Some(before.as_str()) {
+            return false;
+        }
+        if before == head {
+            return true;
+        }
+        i -= 1;
+    }
+    false
 }
 
 /// The end of the file at `path` and the offset it starts at: the last [`TAIL_BYTES`] when
@@ -709,6 +742,10 @@ fn read_tail(path: &Path) -> Result<(Vec<u8>, u64), Error> {
 
 /// How much of a log's end [`inspect`] reads first.
 const TAIL_BYTES: u64 = 64 << 10;
+
+/// The most bytes of lines [`Audit::append_batch`] writes before it syncs them and updates the
+/// head: half of [`TAIL_BYTES`], so that after a crash the head's line is inside the window.
+const BATCH_SYNC: u64 = TAIL_BYTES / 2;
 
 /// The `prev` a line claims.
 fn line_prev(line: &[u8]) -> Option<String> {

@@ -116,9 +116,17 @@ fn a_crash_between_line_and_head_loses_nothing() {
     // The next append brings the head up to date.
     write_events(&path, 1, DEFAULT_MAX_BYTES);
     assert!(Audit::verify(&path).unwrap().ok());
-    // Two lines ahead is not a crash window: flagged.
+    // Several lines ahead, chaining on from the head, is a group commit's crash window
+    // (`a_head_several_lines_behind_a_group_commit_is_caught_up`); a head that is no line of
+    // the log's end is not: flagged.
     write_events(&path, 2, DEFAULT_MAX_BYTES);
     std::fs::write(head_path(&path), &head).unwrap();
+    assert!(Audit::verify(&path).unwrap().ok());
+    std::fs::write(
+        head_path(&path),
+        crypto::hex(&crypto::sha256(b"not a line")),
+    )
+    .unwrap();
     assert!(!Audit::verify(&path).unwrap().ok());
 }
 
@@ -711,4 +719,42 @@ fn in_the_service_rotation_leaves_copying_to_the_archiver() {
     assert!(rotated_files(&path).unwrap().len() < waiting);
     assert!(Audit::verify(&path).unwrap().ok());
     assert!(Audit::verify_dir(&usb).unwrap().ok());
+}
+
+/// A crash after a group commit's lines were written (and synced) but before the head was
+/// updated leaves the head several lines behind: the next open accepts it, because the lines
+/// after the head's chain on from it, and brings the head up to date. A line in between that
+/// was edited breaks the chain: that is still refused.
+#[test]
+fn a_head_several_lines_behind_a_group_commit_is_caught_up() {
+    let path = tmp("batch-head");
+    write_events(&path, 3, DEFAULT_MAX_BYTES);
+    let head_before = std::fs::read_to_string(head_path(&path)).unwrap();
+    let mut a = Audit::open_locked(&path, DEFAULT_MAX_BYTES).unwrap();
+    let batch = (0..6)
+        .map(|i| ("est.issue", serde_json::json!({"device": format!("b{i}")})))
+        .collect();
+    a.append_batch(NOW + 10, batch).unwrap();
+    drop(a);
+    // The crash: the lines are there, the head is the one from before the group.
+    std::fs::write(head_path(&path), &head_before).unwrap();
+    assert!(Audit::verify(&path).unwrap().ok());
+    Audit::open(&path, DEFAULT_MAX_BYTES).unwrap();
+    let now_head = std::fs::read_to_string(head_path(&path)).unwrap();
+    let last = lines(&path).last().cloned().unwrap();
+    assert_eq!(now_head, crypto::hex(&crypto::sha256(last.as_bytes())));
+    assert!(Audit::verify(&path).unwrap().ok());
+
+    // The same, with a line of the group edited: not a crash artefact.
+    std::fs::write(head_path(&path), &head_before).unwrap();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"b2\"", "\"bX\"");
+    std::fs::write(&path, text).unwrap();
+    assert!(!Audit::verify(&path).unwrap().ok());
+    assert!(matches!(
+        Audit::open(&path, DEFAULT_MAX_BYTES),
+        Err(Error::Broken { .. })
+    ));
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
