@@ -669,6 +669,15 @@ fn token_faults_give_clear_errors_and_the_service_keeps_serving() {
         shown.contains("no key labelled \"ca\" (removed from the token?)"),
         "{shown}"
     );
+    // `status` (what the service's alerts read) says so: attention, and why.
+    let out = h.gatecert(&conf, &["status"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("the CA's issuing key \"ca\" is not in token"),
+        "{shown}"
+    );
+    assert!(!shown.contains(PIN), "the PIN in status");
 
     let token = h.token("s2", &["s2.local"]);
     let csr = h.csr("s2.local");

@@ -217,6 +217,29 @@ pub struct CaStatus {
     pub audit_error: Option<String>,
 }
 
+/// With `key_uri` in `config ca`, why the CA's issuing key cannot be used now (the module, the
+/// token, the PIN, or the key object removed): issuance answers 503 until it can, and `status`
+/// (attention) and the service's alerts say so. Never names the PIN.
+#[cfg(feature = "pkcs11")]
+fn ca_key_error(cfg: &Config) -> Option<String> {
+    let uri = cfg.ca.key_uri.as_ref()?;
+    match crate::crypto::token_report(uri) {
+        Ok(r) if r.key.is_some() => None,
+        Ok(r) => Some(format!(
+            "the CA's issuing key {:?} is not in token {} (removed?); issuance answers 503",
+            uri.object, r.token
+        )),
+        Err(e) => Some(format!(
+            "the CA's issuing key is unavailable ({e}); issuance answers 503"
+        )),
+    }
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn ca_key_error(_: &Config) -> Option<String> {
+    None
+}
+
 /// Leaf counts by source.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LeafCounts {
@@ -320,7 +343,7 @@ impl Status {
                     CaStatus {
                         needed: needs_local_ca(cfg),
                         present: true,
-                        error: None,
+                        error: ca_key_error(cfg),
                         audit_error: None,
                     },
                     Some(int.not_before),
