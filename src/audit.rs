@@ -18,8 +18,9 @@
 //! before anything is pruned and records each pruned file (its range, last hash and why) and
 //! where history now begins (`history_from`), which `verify` checks the oldest file against.
 //!
-//! Removal from the end can't be seen from the chain alone, so `audit.log.head` (written
-//! atomically after each line) holds the hash of the last line. The head is authoritative:
+//! Removal from the end can't be seen from the chain alone, so `audit.log.head` (rewritten in
+//! place after each line, and synced with it except within a group commit's bounded lag,
+//! [`HEAD_LAG`]) holds the hash of the last line. The head is authoritative:
 //! [`Audit::open`] and every append refuse to continue a log whose last line does not match it
 //! ([`Error::Broken`]), so a deleted, edited or truncated tail is never laundered by the next
 //! line; `gatecert audit verify --repair` records a `repair` line and lets appends resume.
@@ -289,7 +290,7 @@ impl Audit {
             )?;
         } else if check_head && tail.head.as_ref() != Some(&self.prev) && tail.has_lines {
             // The crash window between a line's fsync and the head's update: catch up.
-            store::write_atomic(&head_path(&path), self.prev.as_bytes(), store::SECRET)?;
+            write_head(&path, &self.prev, 0, false)?;
             remember(&path, &self.prev, self.size);
         } else if check_head {
             remember_as(&path, stamp, &self.prev, self.size);
@@ -357,7 +358,7 @@ impl Audit {
     fn append_line(&mut self, line: String) -> Result<(), Error> {
         let mut f = self.open_append()?;
         self.write_line(&mut f, &line)?;
-        self.sync_head(f, &[line])
+        self.sync_head(f, &[line], false)
     }
 
     fn open_append(&self) -> Result<fs::File, Error> {
@@ -383,11 +384,14 @@ impl Audit {
     }
 
     /// Makes the `lines` written to `f` durable (one fsync), records the new end in the head,
-    /// then forwards them to syslog when configured.
-    fn sync_head(&mut self, f: fs::File, lines: &[String]) -> Result<(), Error> {
+    /// then forwards them to syslog when configured. The head is made durable too, except in a
+    /// group commit ([`Audit::append_batch`]) while the lines past its last durable state stay
+    /// under [`HEAD_LAG`] bytes (see [`write_head`]).
+    fn sync_head(&mut self, f: fs::File, lines: &[String], lazy: bool) -> Result<(), Error> {
         f.sync_data().map_err(store::io_err("fsync", &self.path))?;
         forget(&self.path);
-        store::write_atomic(&head_path(&self.path), self.prev.as_bytes(), store::SECRET)?;
+        let bytes: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        write_head(&self.path, &self.prev, bytes, lazy)?;
         remember(&self.path, &self.prev, self.size);
         if let Some(socket) = &self.policy.syslog {
             for line in lines {
@@ -418,13 +422,13 @@ impl Audit {
             // Lines past the head stay within what `inspect` reads back after a crash.
             if unsynced + line.len() as u64 + 1 > BATCH_SYNC {
                 if let Some((f, lines)) = out.take() {
-                    self.sync_head(f, &lines)?;
+                    self.sync_head(f, &lines, true)?;
                 }
                 unsynced = 0;
             }
             if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_bytes {
                 if let Some((f, lines)) = out.take() {
-                    self.sync_head(f, &lines)?;
+                    self.sync_head(f, &lines, false)?;
                 }
                 self.rotate(now)?;
                 // `prev` changed: the line again, chained to the `rotate` line.
@@ -439,7 +443,7 @@ impl Audit {
             lines.push(line);
         }
         match out {
-            Some((f, lines)) => self.sync_head(f, &lines),
+            Some((f, lines)) => self.sync_head(f, &lines, true),
             None => Ok(()),
         }
     }
@@ -740,6 +744,65 @@ fn read_tail(path: &Path) -> Result<(Vec<u8>, u64), Error> {
     Ok((buf, 0))
 }
 
+/// How many bytes of lines a group commit may leave past the head's last durable state: the
+/// head is rewritten in place after every group, but synced only when this much has built up
+/// since its last sync (or by any other append). After a power cut the head on disk may be
+/// behind by that much; [`chains_from`] accepts a head whose following lines chain on from it,
+/// and those lines plus one batch ([`BATCH_SYNC`]) stay inside the window [`inspect`] reads.
+const HEAD_LAG: u64 = BATCH_SYNC / 2;
+
+/// Bytes of lines each log's head is behind its durable state, by path (this process's group
+/// commits only; every other append syncs the head, which covers them).
+static HEAD_BEHIND: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
+
+/// Records `prev` as the log's end in `audit.log.head`. The head is a fixed 64 bytes, rewritten
+/// in place (one page dirtied, no new inode or directory entry); a missing, odd-sized or
+/// non-regular head is replaced atomically instead. With `lazy`, after `bytes` more bytes of
+/// lines, the write is synced only when the lines past the head's last synced state reach
+/// [`HEAD_LAG`]: the flash then sees one page for many small group commits.
+fn write_head(path: &Path, prev: &str, bytes: u64, lazy: bool) -> Result<(), Error> {
+    use std::os::unix::fs::FileExt as _;
+    let head = head_path(path);
+    let sync = {
+        let mut t = HEAD_BEHIND.lock().unwrap_or_else(|e| e.into_inner());
+        let i = match t.iter().position(|(p, _)| p == path) {
+            Some(i) => i,
+            None => {
+                t.push((path.to_path_buf(), 0));
+                t.len() - 1
+            }
+        };
+        let now = t[i].1 + bytes;
+        let sync = !lazy || now > HEAD_LAG;
+        t[i].1 = if sync { 0 } else { now };
+        sync
+    };
+    let in_place = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&head)
+        .ok()
+        .filter(|f| {
+            f.metadata()
+                .map(|m| m.is_file() && m.len() == prev.len() as u64)
+                .unwrap_or(false)
+        });
+    let written = match in_place {
+        Some(f) => f
+            .write_all_at(prev.as_bytes(), 0)
+            .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
+            .map_err(|e| store::io_err("update", &head)(e).into()),
+        None => store::write_atomic(&head, prev.as_bytes(), store::SECRET).map_err(Error::from),
+    };
+    if written.is_err() {
+        // Unknown state on disk: the next write syncs.
+        if let Ok(mut t) = HEAD_BEHIND.lock() {
+            t.retain(|(p, _)| p != path);
+        }
+    }
+    written
+}
+
 /// How much of a log's end [`inspect`] reads first.
 const TAIL_BYTES: u64 = 64 << 10;
 
@@ -894,7 +957,8 @@ fn read_head(path: &Path) -> Result<Option<String>, Error> {
 
 /// What identifies one state of a log and its head without reading them: for each, device,
 /// inode, size, mtime and ctime (ns). Any append changes the log's size and ctime; every head
-/// update is a new inode (written atomically); the ctime cannot be set back by anyone.
+/// update changes its mtime and ctime (and is made after the log's append, which changed the
+/// log's size); the ctime cannot be set back by anyone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Stamp([Option<FileId>; 2]);
 

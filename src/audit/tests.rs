@@ -758,3 +758,79 @@ fn a_head_several_lines_behind_a_group_commit_is_caught_up() {
     ));
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn group_commits_rewrite_the_head_in_place_and_a_power_cut_within_the_lag_verifies() {
+    use std::os::unix::fs::MetadataExt as _;
+    let path = tmp("lazy-head");
+    write_events(&path, 2, DEFAULT_MAX_BYTES);
+    let ino = std::fs::metadata(head_path(&path)).unwrap().ino();
+    let lag = || {
+        super::HEAD_BEHIND
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or(0, |(_, n)| *n)
+    };
+    // Many groups of one (one client at a time): the head follows every group in place, and is
+    // synced whenever the lines past its last synced state would exceed HEAD_LAG.
+    let mut durable = std::fs::read_to_string(head_path(&path)).unwrap();
+    let mut lazy_groups = 0;
+    for i in 0..200 {
+        let mut a = Audit::open_locked(&path, DEFAULT_MAX_BYTES).unwrap();
+        let pad = "x".repeat(200);
+        a.append_batch(
+            NOW + i,
+            vec![("est.issue", serde_json::json!({"device": format!("d{i}"), "pad": pad}))],
+        )
+        .unwrap();
+        drop(a);
+        let head = std::fs::read_to_string(head_path(&path)).unwrap();
+        let last = lines(&path).last().cloned().unwrap();
+        assert_eq!(head, crypto::hex(&crypto::sha256(last.as_bytes())));
+        assert!(lag() <= super::HEAD_LAG, "lag {} over {}", lag(), super::HEAD_LAG);
+        if lag() == 0 {
+            durable = head;
+        } else {
+            lazy_groups += 1;
+        }
+    }
+    assert!(lazy_groups > 100, "only {lazy_groups} of 200 groups left the head unsynced");
+    assert_eq!(std::fs::metadata(head_path(&path)).unwrap().ino(), ino);
+    // Then one large group, up to the batch limit, before the cut.
+    let mut a = Audit::open_locked(&path, DEFAULT_MAX_BYTES).unwrap();
+    let batch = (0..120)
+        .map(|i| ("est.issue", serde_json::json!({"device": format!("big{i}"), "pad": "y".repeat(250)})))
+        .collect();
+    a.append_batch(NOW + 300, batch).unwrap();
+    drop(a);
+    // The power cut: the head on disk is the last synced one, or older by none of its lines.
+    if lag() > 0 {
+        std::fs::write(head_path(&path), &durable).unwrap();
+    }
+    assert!(Audit::verify(&path).unwrap().ok());
+    Audit::open(&path, DEFAULT_MAX_BYTES).unwrap();
+    let last = lines(&path).last().cloned().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(head_path(&path)).unwrap(),
+        crypto::hex(&crypto::sha256(last.as_bytes()))
+    );
+    // A head replaced by something else is still rewritten atomically (a symlink is never
+    // followed), and removal from the end is still caught.
+    std::fs::remove_file(head_path(&path)).unwrap();
+    std::os::unix::fs::symlink("/dev/null", head_path(&path)).unwrap();
+    assert!(matches!(
+        Audit::open_locked(&path, DEFAULT_MAX_BYTES),
+        Err(Error::Broken { .. })
+    ));
+    let other = path.with_file_name("other");
+    std::fs::write(&other, "o".repeat(64)).unwrap();
+    std::fs::remove_file(head_path(&path)).unwrap();
+    std::os::unix::fs::symlink(&other, head_path(&path)).unwrap();
+    super::write_head(&path, &"a".repeat(64), 0, false).unwrap();
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "o".repeat(64));
+    assert!(!std::fs::symlink_metadata(head_path(&path)).unwrap().is_symlink());
+    assert_eq!(std::fs::read_to_string(head_path(&path)).unwrap(), "a".repeat(64));
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
