@@ -14,7 +14,7 @@ mod outage;
 #[path = "acme_server/refusals.rs"]
 mod refusals;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -86,7 +86,7 @@ impl Gatecert {
             host: "127.0.0.1".into(),
         };
         let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !common::listening(("127.0.0.1", port)) {
             assert!(
                 t.elapsed() < Duration::from_secs(10),
                 "gatecert run did not listen"

@@ -427,7 +427,7 @@ impl Enroller {
 
 fn wait_listening(child: &mut Child, port: u16) -> bool {
     let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !common::listening(("127.0.0.1", port)) {
         if t.elapsed() > Duration::from_secs(10) || child.try_wait().unwrap().is_some() {
             return false;
         }

@@ -97,7 +97,7 @@ impl Gatecert {
             .unwrap();
         let g = Gatecert { child, dir, port };
         let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !common::listening(("127.0.0.1", port)) {
             assert!(
                 t.elapsed() < Duration::from_secs(10),
                 "gatecert run did not listen"
@@ -494,7 +494,7 @@ fn mutual_tls(g: &Gatecert, leaf_key: &Path) {
         .spawn()
         .unwrap();
     let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !common::listening(("127.0.0.1", port)) {
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "s_server did not start"

@@ -80,7 +80,7 @@ fn first_boot_with_an_acme_certificate_serves_est_locally_then_switches() {
     );
     let logged = || std::fs::read_to_string(&log).unwrap_or_default();
     let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !common::listening(("127.0.0.1", port)) {
         assert!(
             run.0.try_wait().unwrap().is_none(),
             "gatecert run exited:\n{}",
@@ -177,7 +177,7 @@ fn no_name_the_ca_allows_keeps_running_without_est() {
     let first = dir.join("first.log");
     let run = start(&first);
     let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !common::listening(("127.0.0.1", port)) {
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "{:?}",
@@ -268,7 +268,7 @@ fn a_host_name_that_is_no_dns_label_falls_back_to_gatecert_under_the_suffix() {
     );
     let logged = || std::fs::read_to_string(&log).unwrap_or_default();
     let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !common::listening(("127.0.0.1", port)) {
         assert!(
             run.0.try_wait().unwrap().is_none(),
             "run exited:\n{}",

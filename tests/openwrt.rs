@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,7 +96,7 @@ fn luci_app_acme_config_imports_what_it_can_and_est_serves() {
         .spawn()
         .unwrap());
     let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !common::listening(("127.0.0.1", port)) {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
             t.elapsed() < Duration::from_secs(15),

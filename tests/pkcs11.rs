@@ -174,7 +174,7 @@ impl Hsm {
 
     fn wait_listening(&self, port: u16) {
         let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !common::listening(("127.0.0.1", port)) {
             assert!(
                 t.elapsed() < Duration::from_secs(20),
                 "gatecert run did not listen: {}",

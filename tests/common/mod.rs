@@ -59,9 +59,19 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// Whether something listens at `addr`. A connection to a loopback port in the ephemeral range
+/// that nothing listens on can connect to itself (TCP simultaneous open, when the kernel picks
+/// that very port as the source); such a connection is not a listener.
+pub fn listening(addr: impl std::net::ToSocketAddrs) -> bool {
+    match TcpStream::connect(addr) {
+        Ok(s) => s.local_addr().ok() != s.peer_addr().ok(),
+        Err(_) => false,
+    }
+}
+
 pub fn wait_for_port(addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
+    while !listening(addr) {
         assert!(Instant::now() < deadline, "{addr} did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
