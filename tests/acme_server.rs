@@ -14,18 +14,11 @@ mod outage;
 #[path = "acme_server/refusals.rs"]
 mod refusals;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 /// A `gatecert run` child with its own state dir, serving EST and ACME on 127.0.0.1.
 pub struct Gatecert {
