@@ -104,11 +104,13 @@ fn split_rows_of_an_old_inventory_merge_into_the_token_device() {
     assert_eq!(inv.by_device("s2").unwrap().source, Source::Interim);
     // Both certificates lead to s1.
     assert_eq!(
-        inv.device_of_serial("5a0b6c1d2e3f40516273849506a7b8c9"),
+        inv.device_of_serial("5a0b6c1d2e3f40516273849506a7b8c9")
+            .as_deref(),
         Some("s1")
     );
     assert_eq!(
-        inv.device_of_serial("6B1C7D2E3F405162738495A6B7C8D9EA"),
+        inv.device_of_serial("6B1C7D2E3F405162738495A6B7C8D9EA")
+            .as_deref(),
         Some("s1")
     );
     inv.save().unwrap();
@@ -169,7 +171,7 @@ fn cut_off_revokes_every_unexpired_certificate_and_blocks_the_device() {
     assert!(matches!(inv.standing("0B", now), Standing::Revoked(_)));
     assert!(matches!(inv.standing("0A", now), Standing::Revoked(_)));
     // Only the local one is the CRL's.
-    let crl: Vec<&str> = inv.crl_entries(now).map(|r| r.serial.as_str()).collect();
+    let crl: Vec<String> = inv.crl_entries(now).map(|r| r.serial).collect();
     assert_eq!(crl, ["0A"]);
     assert_eq!(inv.upstream_revocations().next().unwrap().serial, "0B");
     inv.upstream_revocation_result("0B", Err("connection refused".into()));
@@ -220,12 +222,7 @@ fn merge_leaves_fqdn_named_devices_alone_and_keeps_the_newer_certificate() {
     std::fs::write(&path, text).unwrap();
     let inv = Inventory::open(&path).unwrap();
     assert_eq!(inv.merged(), 1);
-    let devices: Vec<&str> = inv
-        .list()
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|l| l.device.as_str())
-        .collect();
+    let devices: Vec<String> = inv.list().map(|l| l.device).collect();
     assert_eq!(devices, ["f.sensors.local", "g"]);
     let g = inv.by_device("g").unwrap();
     assert_eq!(g.serial, "02");

@@ -906,7 +906,7 @@ fn leaf_counts(state_dir: &Path, now: i64) -> LeafCounts {
             }
         }
     };
-    let list: Vec<&leaves::Leaf> = inv.list().collect();
+    let list: Vec<leaves::Leaf> = inv.list().collect();
     let in_state = |s: DeviceState| -> Vec<String> {
         list.iter()
             .filter(|l| l.state == s)
