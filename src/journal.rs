@@ -105,6 +105,11 @@ struct RecordIn<V> {
 pub trait Index<V>: Default + std::fmt::Debug {
     /// Values kept in memory ([`Journal::get`]), or read back from the file.
     const KEEP_VALUES: bool;
+    /// A few bytes kept with each key read back from the file, that summarise its value
+    /// ([`Journal::metas`]: counts over every key without reading any record).
+    type Meta: Copy + std::fmt::Debug;
+    /// The summary of `value`.
+    fn meta(value: &V) -> Self::Meta;
     /// `key` now has `value`.
     fn add(&mut self, key: &Arc<str>, value: &V);
     /// Everything was forgotten (the journal is read again from its start).
@@ -114,20 +119,23 @@ pub trait Index<V>: Default + std::fmt::Debug {
 /// No index; values kept in memory.
 impl<V> Index<V> for () {
     const KEEP_VALUES: bool = true;
+    type Meta = ();
+    fn meta(_: &V) {}
     fn add(&mut self, _: &Arc<str>, _: &V) {}
     fn clear(&mut self) {}
 }
 
 /// Where a key's value is.
 #[derive(Debug)]
-enum Slot<V> {
-    /// In the file: the record whose header is at byte `at`, with `len` bytes of payload.
-    File { at: u64, len: u32 },
+enum Slot<V, M> {
+    /// In the file: the record whose header is at byte `at`, with `len` bytes of payload, and
+    /// the summary of its value.
+    File { at: u64, len: u32, meta: M },
     /// In memory, and the size of its record in the file (0: staged, not appended yet).
     Value(Box<(V, u64)>),
 }
 
-impl<V> Slot<V> {
+impl<V, M> Slot<V, M> {
     fn size(&self) -> u64 {
         match self {
             Slot::File { len, .. } => HEADER + u64::from(*len),
@@ -149,7 +157,7 @@ pub struct Journal<V, X: Index<V> = ()> {
     path: PathBuf,
     mode: u32,
     /// Where the value of each key is.
-    map: BTreeMap<Arc<str>, Slot<V>>,
+    map: BTreeMap<Arc<str>, Slot<V, X::Meta>>,
     /// The owner's index of the values.
     index: X,
     /// Bytes of the journal read and applied (past the last good record: a torn tail or nothing).
@@ -297,20 +305,36 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
 
     /// `r`, the record at byte `at` with `len` bytes of payload, now holds its key.
     fn set(&mut self, r: RecordIn<V>, at: u64, len: u32) {
-        let key = self.key_of(&r.k);
-        if let Some(old) = self.map.remove(&*key) {
-            self.live -= old.size();
-        }
-        if let Some(v) = r.v {
-            self.index.add(&key, &v);
-            let slot = if X::KEEP_VALUES {
+        let Some(v) = r.v else {
+            if let Some(old) = self.map.remove(r.k.as_str()) {
+                self.live -= old.size();
+            }
+            return;
+        };
+        let slot = |v: V| {
+            if X::KEEP_VALUES {
                 Slot::Value(Box::new((v, HEADER + u64::from(len))))
             } else {
-                Slot::File { at, len }
-            };
-            self.live += slot.size();
-            self.map.insert(key, slot);
+                let meta = X::meta(&v);
+                Slot::File { at, len, meta }
+            }
+        };
+        // One walk of the map for a key it has (rows rewritten: the common case of a long
+        // journal), two for a new one.
+        let bounds = (
+            std::ops::Bound::Included(r.k.as_str()),
+            std::ops::Bound::Included(r.k.as_str()),
+        );
+        if let Some((k, old)) = self.map.range_mut::<str, _>(bounds).next() {
+            self.index.add(k, &v);
+            self.live -= old.size();
+            *old = slot(v);
+        } else {
+            let k: Arc<str> = Arc::from(r.k);
+            self.index.add(&k, &v);
+            self.map.insert(k, slot(v));
         }
+        self.live += HEADER + u64::from(len);
     }
 
     /// Applies the records at the start of `buf` (the bytes of the file from `self.len` on);
@@ -377,22 +401,40 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
             .filter_map(|(k, s)| s.value().map(|v| (&**k, v)))
     }
 
-    /// The keys that start with `prefix`, in key order (nothing is read).
-    pub fn keys<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+    fn slots<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Slot<V, X::Meta>)> + 'a {
         self.map
             .range::<str, _>((
                 std::ops::Bound::Included(prefix),
                 std::ops::Bound::Unbounded,
             ))
             .take_while(move |(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| k)
+    }
+
+    /// The keys that start with `prefix`, in key order (nothing is read).
+    pub fn keys<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        self.slots(prefix).map(|(k, _)| k)
     }
 
     /// The keys that start with `prefix`, and their values kept in memory, in key order (see
     /// [`Journal::get`]).
     pub fn range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a V)> + 'a {
-        self.keys(prefix)
-            .filter_map(|k| self.get(k).map(|v| (&**k, v)))
+        self.slots(prefix)
+            .filter_map(|(k, s)| s.value().map(|v| (&**k, v)))
+    }
+
+    /// The summary ([`Index::Meta`]) of the value of each key that starts with `prefix`, in
+    /// key order: nothing is read.
+    pub fn metas<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a Arc<str>, X::Meta)> + 'a {
+        self.slots(prefix).map(|(k, slot)| match slot {
+            Slot::File { meta, .. } => (k, *meta),
+            Slot::Value(b) => (k, X::meta(&b.0)),
+        })
     }
 
     /// The value of `key`, from memory or read back from its record in the file (one `pread`;
@@ -404,7 +446,7 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         match self.map.get(key) {
             None => Ok(None),
             Some(Slot::Value(b)) => Ok(Some(b.0.clone())),
-            Some(Slot::File { at, len }) => self.read_record(key, *at, *len).map(Some),
+            Some(Slot::File { at, len, .. }) => self.read_record(key, *at, *len).map(Some),
         }
     }
 
@@ -416,10 +458,9 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
     where
         V: Clone,
     {
-        self.keys(prefix).filter_map(move |k| match self.read(k) {
-            Ok(Some(v)) => Some(Ok((&**k, v))),
-            Ok(None) => None,
-            Err(e) => Some(Err(e)),
+        self.slots(prefix).map(move |(k, slot)| match slot {
+            Slot::Value(b) => Ok((&**k, b.0.clone())),
+            Slot::File { at, len, .. } => self.read_record(k, *at, *len).map(|v| (&**k, v)),
         })
     }
 
@@ -745,7 +786,7 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
                 match slot {
                     Slot::Value(b) if keep(k, &b.0) => this.encode(&mut out, k, &b.0)?,
                     Slot::Value(_) => continue,
-                    Slot::File { at, len } => out = this.read_raw(*at, *len)?,
+                    Slot::File { at, len, .. } => out = this.read_raw(*at, *len)?,
                 }
                 w.write_all(&out).map_err(io_err("write", tmp))?;
             }

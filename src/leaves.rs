@@ -397,6 +397,29 @@ impl From<store::Error> for Error {
     }
 }
 
+/// The inventory in numbers ([`Inventory::counts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Devices with a row.
+    pub total: usize,
+    /// Of those, whose current certificate the local CA issued by policy.
+    pub local: usize,
+    /// ... issued by the local CA standing in for the upstream.
+    pub interim: usize,
+    /// ... issued by the upstream CA.
+    pub upstream: usize,
+    /// Devices whose current certificate has expired.
+    pub expired: usize,
+    /// The devices the operator disabled, by name.
+    pub disabled: Vec<String>,
+    /// The devices the operator revoked, by name.
+    pub revoked: Vec<String>,
+    /// Revoked certificates not expired yet.
+    pub revoked_certificates: usize,
+    /// Upstream revocations still to send.
+    pub upstream_revocations_pending: usize,
+}
+
 /// What [`Inventory::cut_off`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CutOff {
@@ -427,7 +450,7 @@ struct Core {
 /// rows it names and keeps the one that holds the serial (so a collision, or an entry gone
 /// stale because another process changed the row, costs a read, never a wrong answer).
 #[derive(Debug, Default)]
-struct Serials(HashMap<u64, Holders>);
+struct Serials(HashMap<u64, Holders, std::hash::BuildHasherDefault<AsIs>>);
 
 /// The rows a serial hash names: almost always one.
 #[derive(Debug)]
@@ -445,11 +468,38 @@ impl Holders {
     }
 }
 
+/// A hash of [`crypto::serial_display`]`(serial)`, without making that string.
 fn serial_hash(serial: &str) -> u64 {
-    use std::hash::{Hash as _, Hasher as _};
+    use std::hash::Hasher as _;
+    let mut s = serial.trim();
+    while s.len() > 2 && s.starts_with("00") {
+        s = &s[2..];
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    crypto::serial_display(serial).hash(&mut h);
+    for b in s.bytes() {
+        h.write_u8(b.to_ascii_uppercase());
+    }
     h.finish()
+}
+
+/// The serial index's keys are hashes already: used as they are.
+#[derive(Clone, Copy, Debug, Default)]
+struct AsIs(u64);
+
+impl std::hash::Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Serials {
@@ -493,8 +543,40 @@ impl Serials {
     }
 }
 
+/// What the inventory keeps of each record besides where it is in the file: what
+/// [`Inventory::counts`] counts (for `status`, and the service's alerts at every tick), so
+/// that counting reads no row.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    /// A row's (current certificate's) or a revoked certificate's notAfter.
+    not_after: i64,
+    source: Source,
+    state: DeviceState,
+}
+
 impl crate::journal::Index<Rec> for Serials {
     const KEEP_VALUES: bool = false;
+    type Meta = Meta;
+
+    fn meta(value: &Rec) -> Meta {
+        match value {
+            Rec::Leaf(l) => Meta {
+                not_after: l.not_after,
+                source: l.source,
+                state: l.state,
+            },
+            Rec::Revoked(r) => Meta {
+                not_after: r.not_after,
+                source: r.source,
+                state: DeviceState::Revoked,
+            },
+            Rec::Key | Rec::Upstream(_) | Rec::Crl(_) => Meta {
+                not_after: 0,
+                source: Source::Local,
+                state: DeviceState::Active,
+            },
+        }
+    }
 
     fn add(&mut self, key: &Arc<str>, value: &Rec) {
         if let Rec::Leaf(l) = value {
@@ -506,7 +588,7 @@ impl crate::journal::Index<Rec> for Serials {
 
     fn clear(&mut self) {
         // A new map: the old one's capacity is given back.
-        self.0 = HashMap::new();
+        self.0 = HashMap::default();
     }
 }
 
@@ -942,6 +1024,34 @@ impl Inventory {
     /// gets to it: a scan of the whole inventory, not for a request path).
     pub fn list(&self) -> impl Iterator<Item = Leaf> + '_ {
         self.core.rows()
+    }
+
+    /// The inventory in numbers at `now`, from what is kept in memory: no row is read.
+    pub fn counts(&self, now: i64) -> Counts {
+        let mut c = Counts::default();
+        for (k, m) in self.core.journal.metas("d/") {
+            c.total += 1;
+            match m.source {
+                Source::Local => c.local += 1,
+                Source::Interim => c.interim += 1,
+                Source::Upstream => c.upstream += 1,
+            }
+            c.expired += usize::from(m.not_after <= now);
+            let device = || k.strip_prefix("d/").unwrap_or(k).to_owned();
+            match m.state {
+                DeviceState::Active => {}
+                DeviceState::Disabled => c.disabled.push(device()),
+                DeviceState::Revoked => c.revoked.push(device()),
+            }
+        }
+        c.revoked_certificates = self
+            .core
+            .journal
+            .metas("r/")
+            .filter(|(_, m)| m.not_after > now)
+            .count();
+        c.upstream_revocations_pending = self.core.journal.keys("u/").count();
+        c
     }
 
     /// How many devices have a row (nothing is read).

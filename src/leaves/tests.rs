@@ -289,3 +289,71 @@ fn a_revocation_on_an_earlier_leaves_json_migrates_it() {
     assert!(inv.standing("0C", 1_900_000_100) != Standing::Unknown);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The service keeps its index between opens; a row another process appends (`ca sign`,
+/// `leaves revoke`) is found by its serial at the next open, and a row it rewrites stops
+/// answering for the serials it no longer holds.
+#[test]
+fn the_kept_index_sees_rows_another_process_appended() {
+    let dir = tempdir("kept-index");
+    let path = dir.join("leaves.jnl");
+    let now = 1_900_000_000;
+    Inventory::open(&path)
+        .unwrap()
+        .record(leaf("a", "0A", Source::Local))
+        .unwrap();
+    // Another process: the journal, under its lock, without this process's kept index.
+    let mut other: Journal<Rec> = Journal::open(&path, store::PUBLIC).unwrap();
+    other.lock(None).unwrap();
+    other
+        .put("d/b", Some(&Rec::Leaf(leaf("b", "0B", Source::Interim))))
+        .unwrap();
+    other
+        .put("d/a", Some(&Rec::Leaf(leaf("a", "1A", Source::Local))))
+        .unwrap();
+    other.unlock().unwrap();
+    let inv = Inventory::open(&path).unwrap();
+    assert_eq!(inv.by_serial("0b").unwrap().device, "b");
+    assert!(matches!(inv.standing("0B", now), Standing::Current(l) if l.device == "b"));
+    assert_eq!(inv.by_serial("1A").unwrap().device, "a");
+    // 0A's entry in the index is stale: the row read back does not hold it.
+    assert_eq!(inv.standing("0A", now), Standing::Unknown);
+    assert_eq!(inv.device_of_serial("0A"), None);
+    assert_eq!(inv.len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn counts_from_memory_agree_with_the_rows() {
+    let dir = tempdir("counts");
+    let path = dir.join("leaves.jnl");
+    let now = 1_950_000_000;
+    let mut inv = Inventory::open_locked(&path, None).unwrap();
+    inv.record(leaf("a", "01", Source::Local)).unwrap();
+    inv.record(leaf("b", "02", Source::Interim)).unwrap();
+    inv.record(leaf("c", "03", Source::Upstream)).unwrap();
+    let mut old = leaf("d", "04", Source::Local);
+    old.not_after = now - 1;
+    inv.record(old).unwrap();
+    inv.cut_off("b", DeviceState::Disabled, CESSATION, None, now)
+        .unwrap();
+    inv.cut_off("a", DeviceState::Revoked, KEY_COMPROMISE, None, now)
+        .unwrap();
+    inv.save().unwrap();
+    drop(inv);
+    let inv = Inventory::open(&path).unwrap();
+    let rows: Vec<Leaf> = inv.list().collect();
+    let c = inv.counts(now);
+    assert_eq!(c.total, rows.len());
+    assert_eq!((c.local, c.interim, c.upstream), (2, 1, 1));
+    assert_eq!(c.expired, 1);
+    assert_eq!(c.disabled, ["b"]);
+    assert_eq!(c.revoked, ["a"]);
+    assert_eq!(
+        c.revoked_certificates,
+        inv.revoked().filter(|r| r.not_after > now).count()
+    );
+    assert_eq!(c.revoked_certificates, 2);
+    assert_eq!(c.upstream_revocations_pending, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
