@@ -9,7 +9,10 @@
 //! ```
 //!
 //! A record without `"v"` deletes its key. The last record for a key wins. The in-memory index
-//! (a `BTreeMap`) is owned by whoever opened the journal (the service keeps it for its life);
+//! (a `BTreeMap` of the keys) is owned by whoever opened the journal (the service keeps it for
+//! its life); it holds each value parsed, or, for a journal whose [`Index`] says so, only where
+//! its record is in the file, read back on demand ([`Journal::read`], one `pread` of a page the
+//! page cache usually holds), so that memory per key stays a few dozen bytes;
 //! [`Journal::refresh`] catches up with records another process appended (one `stat`, and a read
 //! of only the new bytes) and reloads after a compaction by another process (a new inode).
 //!
@@ -27,9 +30,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::io::{Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -94,19 +98,78 @@ struct RecordIn<V> {
     v: Option<V>,
 }
 
-/// A keyed journal of `V`s (see the module doc).
+/// What a journal keeps in memory besides its keys: whether it keeps every value (parsed), or
+/// only where each value's record is in the file (read back on demand, [`Journal::read`]); and
+/// an index of its own that sees every value as it is read, staged or appended (only added to:
+/// a lookup in it must check what it finds, and the owner removes what it knows went stale).
+pub trait Index<V>: Default + std::fmt::Debug {
+    /// Values kept in memory ([`Journal::get`]), or read back from the file.
+    const KEEP_VALUES: bool;
+    /// A few bytes kept with each key read back from the file, that summarise its value
+    /// ([`Journal::metas`]: counts over every key without reading any record).
+    type Meta: Copy + std::fmt::Debug;
+    /// The summary of `value`.
+    fn meta(value: &V) -> Self::Meta;
+    /// `key` now has `value`.
+    fn add(&mut self, key: &Arc<str>, value: &V);
+    /// Everything was forgotten (the journal is read again from its start).
+    fn clear(&mut self);
+}
+
+/// No index; values kept in memory.
+impl<V> Index<V> for () {
+    const KEEP_VALUES: bool = true;
+    type Meta = ();
+    fn meta(_: &V) {}
+    fn add(&mut self, _: &Arc<str>, _: &V) {}
+    fn clear(&mut self) {}
+}
+
+/// Where a key's value is.
 #[derive(Debug)]
-pub struct Journal<V> {
+enum Slot<V, M> {
+    /// In the file: the record whose header is at byte `at`, with `len` bytes of payload, and
+    /// the summary of its value.
+    File { at: u64, len: u32, meta: M },
+    /// In memory, and the size of its record in the file (0: staged, not appended yet).
+    Value(Box<(V, u64)>),
+}
+
+impl<V, M> Slot<V, M> {
+    fn size(&self) -> u64 {
+        match self {
+            Slot::File { len, .. } => HEADER + u64::from(*len),
+            Slot::Value(b) => b.1,
+        }
+    }
+
+    fn value(&self) -> Option<&V> {
+        match self {
+            Slot::Value(b) => Some(&b.0),
+            Slot::File { .. } => None,
+        }
+    }
+}
+
+/// A keyed journal of `V`s (see the module doc), with an [`Index`] `X`.
+#[derive(Debug)]
+pub struct Journal<V, X: Index<V> = ()> {
     path: PathBuf,
     mode: u32,
-    /// The value of each key, and the size of the record that holds it.
-    map: BTreeMap<String, (V, u64)>,
+    /// Where the value of each key is.
+    map: BTreeMap<Arc<str>, Slot<V, X::Meta>>,
+    /// The owner's index of the values.
+    index: X,
     /// Bytes of the journal read and applied (past the last good record: a torn tail or nothing).
     len: u64,
     /// Bytes in live records (the rest of `len`, past the magic, is garbage).
     live: u64,
     /// (dev, ino) of the file read, to notice a compaction by another process.
     id: Option<(u64, u64)>,
+    /// The file read (open while `id` is set): records are read back from it, so they stay
+    /// readable (and the offsets right) even after another process renamed a compacted file
+    /// over it, until [`Journal::refresh`] reads the new one.
+    file: Option<fs::File>,
     /// Appended since the last [`Journal::sync`].
     dirty: Option<fs::File>,
     lock: Option<store::FileLock>,
@@ -116,9 +179,9 @@ pub struct Journal<V> {
     staged: std::collections::BTreeSet<String>,
 }
 
-impl<V: Serialize + DeserializeOwned> Journal<V> {
+impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
     /// Opens `path` (created with `mode` on the first append); an absent file is empty.
-    pub fn open(path: &Path, mode: u32) -> Result<Journal<V>, Error> {
+    pub fn open(path: &Path, mode: u32) -> Result<Journal<V, X>, Error> {
         let mut j = Journal::detached(path, mode);
         j.refresh()?;
         Ok(j)
@@ -126,14 +189,16 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
 
     /// A journal value for `path` that has read nothing (a placeholder: [`Journal::open`]
     /// reads).
-    pub fn detached(path: &Path, mode: u32) -> Journal<V> {
+    pub fn detached(path: &Path, mode: u32) -> Journal<V, X> {
         Journal {
             path: path.to_path_buf(),
             mode,
             map: BTreeMap::new(),
+            index: X::default(),
             len: 0,
             live: 0,
             id: None,
+            file: None,
             dirty: None,
             lock: None,
             syncs: 0,
@@ -149,6 +214,16 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
     /// Whether the journal file exists (or has been read).
     pub fn exists(&self) -> bool {
         self.id.is_some()
+    }
+
+    /// The owner's index.
+    pub fn index(&self) -> &X {
+        &self.index
+    }
+
+    /// The owner's index, to remove what went stale.
+    pub fn index_mut(&mut self) -> &mut X {
+        &mut self.index
     }
 
     /// Catches up with what other processes wrote: nothing when the file is unchanged (one
@@ -171,18 +246,33 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
         if self.id == Some(id) && meta.len() == self.len {
             return Ok(());
         }
-        let mut f = fs::File::open(&self.path).map_err(io_err("open", &self.path))?;
-        f.seek(SeekFrom::Start(self.len))
-            .map_err(io_err("seek", &self.path))?;
+        let mut id = id;
+        if self.file.is_none() {
+            // Nothing read yet (or all forgotten): read the file opened, whatever was stat'ed.
+            let f = match fs::File::open(&self.path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io_err("open", &self.path)(e)),
+            };
+            let m = f.metadata().map_err(io_err("stat", &self.path))?;
+            id = (m.dev(), m.ino());
+            self.file = Some(f);
+        }
         self.id = Some(id);
         // In chunks, so that reading a large journal never holds the whole file in memory.
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK];
+        let mut pos = self.len;
         loop {
-            let n = f.read(&mut chunk).map_err(io_err("read", &self.path))?;
+            let n = self
+                .file
+                .as_ref()
+                .map_or(Ok(0), |f| f.read_at(&mut chunk, pos))
+                .map_err(io_err("read", &self.path))?;
             if n == 0 {
                 break;
             }
+            pos += n as u64;
             buf.extend_from_slice(&chunk[..n]);
             let used = self.apply(&buf, false)?;
             buf.drain(..used);
@@ -192,9 +282,11 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
 
     fn reset(&mut self) {
         self.map.clear();
+        self.index.clear();
         self.len = 0;
         self.live = 0;
         self.id = None;
+        self.file = None;
     }
 
     fn corrupt(&self, what: String) -> Error {
@@ -204,7 +296,47 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
         }
     }
 
-    /// Applies `buf`, the bytes of the file from `self.len` on.
+    /// The key as kept: the one in the map when there is one (so the index shares it).
+    fn key_of(&self, key: &str) -> Arc<str> {
+        self.map
+            .get_key_value(key)
+            .map_or_else(|| Arc::from(key), |(k, _)| Arc::clone(k))
+    }
+
+    /// `r`, the record at byte `at` with `len` bytes of payload, now holds its key.
+    fn set(&mut self, r: RecordIn<V>, at: u64, len: u32) {
+        let Some(v) = r.v else {
+            if let Some(old) = self.map.remove(r.k.as_str()) {
+                self.live -= old.size();
+            }
+            return;
+        };
+        let slot = |v: V| {
+            if X::KEEP_VALUES {
+                Slot::Value(Box::new((v, HEADER + u64::from(len))))
+            } else {
+                let meta = X::meta(&v);
+                Slot::File { at, len, meta }
+            }
+        };
+        // One walk of the map for a key it has (rows rewritten: the common case of a long
+        // journal), two for a new one.
+        let bounds = (
+            std::ops::Bound::Included(r.k.as_str()),
+            std::ops::Bound::Included(r.k.as_str()),
+        );
+        if let Some((k, old)) = self.map.range_mut::<str, _>(bounds).next() {
+            self.index.add(k, &v);
+            self.live -= old.size();
+            *old = slot(v);
+        } else {
+            let k: Arc<str> = Arc::from(r.k);
+            self.index.add(&k, &v);
+            self.map.insert(k, slot(v));
+        }
+        self.live += HEADER + u64::from(len);
+    }
+
     /// Applies the records at the start of `buf` (the bytes of the file from `self.len` on);
     /// returns how many bytes it used. A record cut short at the end of `buf` waits for more
     /// bytes, unless `eof`: then it is a torn tail, ignored.
@@ -238,42 +370,126 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
                     self.len
                 )));
             };
-            let size = HEADER + rec.len() as u64;
+            // record_at checked it against MAX_RECORD.
+            let len = rec.len() as u32;
             let r: RecordIn<V> = serde_json::from_slice(rec).map_err(|e| {
                 self.corrupt(format!("record at byte {} does not parse: {e}", self.len))
             })?;
-            if let Some((_, old)) = self.map.remove(&r.k) {
-                self.live -= old;
-            }
-            if let Some(v) = r.v {
-                self.map.insert(r.k, (v, size));
-                self.live += size;
-            }
+            self.set(r, self.len, len);
+            let size = HEADER + u64::from(len);
             at += usize::try_from(size).unwrap_or(usize::MAX);
             self.len += size;
         }
         Ok(at)
     }
 
-    /// The value of `key`.
+    /// The value of `key`, when values are kept in memory ([`Index::KEEP_VALUES`]; otherwise
+    /// only a staged one: see [`Journal::read`]).
     pub fn get(&self, key: &str) -> Option<&V> {
-        self.map.get(key).map(|(v, _)| v)
+        self.map.get(key).and_then(Slot::value)
     }
 
-    /// Every key and value, in key order.
+    /// Whether `key` has a value (nothing is read).
+    pub fn contains(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Every key and value kept in memory, in key order (see [`Journal::get`]).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
-        self.map.iter().map(|(k, (v, _))| (k.as_str(), v))
+        self.map
+            .iter()
+            .filter_map(|(k, s)| s.value().map(|v| (&**k, v)))
     }
 
-    /// The keys that start with `prefix`, and their values, in key order.
-    pub fn range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a V)> + 'a {
+    fn slots<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Slot<V, X::Meta>)> + 'a {
         self.map
             .range::<str, _>((
                 std::ops::Bound::Included(prefix),
                 std::ops::Bound::Unbounded,
             ))
             .take_while(move |(k, _)| k.starts_with(prefix))
-            .map(|(k, (v, _))| (k.as_str(), v))
+    }
+
+    /// The keys that start with `prefix`, in key order (nothing is read).
+    pub fn keys<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        self.slots(prefix).map(|(k, _)| k)
+    }
+
+    /// The keys that start with `prefix`, and their values kept in memory, in key order (see
+    /// [`Journal::get`]).
+    pub fn range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a V)> + 'a {
+        self.slots(prefix)
+            .filter_map(|(k, s)| s.value().map(|v| (&**k, v)))
+    }
+
+    /// The summary ([`Index::Meta`]) of the value of each key that starts with `prefix`, in
+    /// key order: nothing is read.
+    pub fn metas<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a Arc<str>, X::Meta)> + 'a {
+        self.slots(prefix).map(|(k, slot)| match slot {
+            Slot::File { meta, .. } => (k, *meta),
+            Slot::Value(b) => (k, X::meta(&b.0)),
+        })
+    }
+
+    /// The value of `key`, from memory or read back from its record in the file (one `pread`;
+    /// the record is checked again: its crc, and that it holds `key`).
+    pub fn read(&self, key: &str) -> Result<Option<V>, Error>
+    where
+        V: Clone,
+    {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Slot::Value(b)) => Ok(Some(b.0.clone())),
+            Some(Slot::File { at, len, .. }) => self.read_record(key, *at, *len).map(Some),
+        }
+    }
+
+    /// The keys that start with `prefix` and their values (see [`Journal::read`]), in key order.
+    pub fn read_range<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = Result<(&'a str, V), Error>> + 'a
+    where
+        V: Clone,
+    {
+        self.slots(prefix).map(move |(k, slot)| match slot {
+            Slot::Value(b) => Ok((&**k, b.0.clone())),
+            Slot::File { at, len, .. } => self.read_record(k, *at, *len).map(|v| (&**k, v)),
+        })
+    }
+
+    /// The whole record (header and payload) at byte `at`, checked (its length and crc).
+    fn read_raw(&self, at: u64, len: u32) -> Result<Vec<u8>, Error> {
+        let f = self.file.as_ref().ok_or_else(|| {
+            self.corrupt(format!("the record at byte {at} is gone (the file was not read)"))
+        })?;
+        let mut buf = vec![0u8; HEADER as usize + len as usize];
+        f.read_exact_at(&mut buf, at)
+            .map_err(io_err("read back a record of", &self.path))?;
+        match record_at(&buf) {
+            Some(p) if p.len() == len as usize => Ok(buf),
+            _ => Err(self.corrupt(format!(
+                "the record at byte {at} changed since it was read (bad length or crc)"
+            ))),
+        }
+    }
+
+    fn read_record(&self, key: &str, at: u64, len: u32) -> Result<V, Error> {
+        let buf = self.read_raw(at, len)?;
+        let r: RecordIn<V> = serde_json::from_slice(&buf[HEADER as usize..])
+            .map_err(|e| self.corrupt(format!("record at byte {at} does not parse: {e}")))?;
+        match r.v {
+            Some(v) if r.k == key => Ok(v),
+            _ => Err(self.corrupt(format!(
+                "the record at byte {at} is not the value of {key:?} any more"
+            ))),
+        }
     }
 
     /// How many keys have a value.
@@ -327,6 +543,20 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
         PathBuf::from(p)
     }
 
+    /// Keeps `key = value` in memory, staged (the index sees it).
+    fn stage_value(&mut self, key: &str, value: Option<V>) {
+        let k = self.key_of(key);
+        if let Some(old) = self.map.remove(key) {
+            self.live -= old.size();
+        }
+        if let Some(v) = value {
+            self.index.add(&k, &v);
+            // The size is counted when the record is appended.
+            self.map.insert(k, Slot::Value(Box::new((v, 0))));
+        }
+        self.staged.insert(key.to_owned());
+    }
+
     /// Changes `key` in memory only (`None` deletes it): readers of this value see it at once,
     /// the file only after [`Journal::flush`]. Needs the lock, so that nothing another process
     /// appends can be missed between this and the flush.
@@ -334,42 +564,25 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
         if self.lock.is_none() {
             return Err(Error::Locked(self.lock_path()));
         }
-        let old = self.map.remove(key).map_or(0, |(_, size)| size);
-        self.live -= old;
-        if let Some(v) = value {
-            // The size is counted when the record is appended.
-            self.map.insert(key.to_owned(), (v, 0));
-        }
-        self.staged.insert(key.to_owned());
+        self.stage_value(key, value);
         Ok(())
     }
 
     /// Loads `key = value` into memory without the lock, staged: a migration read from an older
-    /// file, written by [`Journal::create_from`] under the lock (or never, by a reader).
+    /// file, written by [`Journal::create_from_memory`] under the lock (or never, by a reader).
     pub fn preload(&mut self, key: &str, value: V) {
-        self.map.insert(key.to_owned(), (value, 0));
-        self.staged.insert(key.to_owned());
+        self.stage_value(key, Some(value));
     }
 
     /// Removes `key` from memory without the lock (see [`Journal::preload`]).
     pub fn preload_remove(&mut self, key: &str) {
-        self.map.remove(key);
-        self.staged.insert(key.to_owned());
+        self.stage_value(key, None);
     }
 
-    /// Writes everything in memory as a new journal, atomically ([`Journal::create_from`] of
-    /// the map): how a preloaded migration lands. Needs the lock.
+    /// Writes everything in memory (and every record read back) as a new journal, atomically:
+    /// how a preloaded migration lands. Needs the lock.
     pub fn create_from_memory(&mut self) -> Result<(), Error> {
-        if self.lock.is_none() {
-            return Err(Error::Locked(self.lock_path()));
-        }
-        let mut out = Vec::new();
-        out.extend(MAGIC);
-        for (k, (v, _)) in &self.map {
-            self.encode(&mut out, k, v)?;
-        }
-        store::write_atomic(&self.path, &out, self.mode)?;
-        self.syncs += 1;
+        self.rewrite(|_, _| true)?;
         self.staged.clear();
         self.reset();
         self.refresh()
@@ -387,7 +600,13 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
         V: Clone,
     {
         while let Some(key) = self.staged.pop_first() {
-            let value = self.map.get(&key).map(|(v, _)| v.clone());
+            let value = match self.read(&key) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.staged.insert(key);
+                    return Err(e);
+                }
+            };
             if let Err(e) = self.put(&key, value.as_ref()) {
                 self.staged.insert(key);
                 return Err(e);
@@ -401,24 +620,20 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
     pub fn put(&mut self, key: &str, value: Option<&V>) -> Result<(), Error> {
         let payload = serde_json::to_vec(&RecordOut { k: key, v: value })
             .map_err(|e| self.corrupt(format!("cannot serialise a record: {e}")))?;
-        self.append(&payload)?;
+        let at = self.append(&payload)?;
         // Apply what was written by reading it back as any other process would, so the index and
         // the file can't disagree: serialise → parse is the same path `refresh` takes.
-        let size = HEADER + payload.len() as u64;
         let r: RecordIn<V> = serde_json::from_slice(&payload)
             .map_err(|e| self.corrupt(format!("record does not parse back: {e}")))?;
-        if let Some((_, old)) = self.map.remove(&r.k) {
-            self.live -= old;
-        }
-        if let Some(v) = r.v {
-            self.map.insert(r.k, (v, size));
-            self.live += size;
-        }
-        self.len += size;
+        // append checked it against MAX_RECORD.
+        let len = payload.len() as u32;
+        self.set(r, at, len);
+        self.len += HEADER + u64::from(len);
         Ok(())
     }
 
-    fn append(&mut self, payload: &[u8]) -> Result<(), Error> {
+    /// Appends one record; returns the byte it starts at.
+    fn append(&mut self, payload: &[u8]) -> Result<u64, Error> {
         if self.lock.is_none() {
             return Err(Error::Locked(self.lock_path()));
         }
@@ -436,7 +651,7 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
         rec.extend(payload);
         f.write_all(&rec).map_err(io_err("append to", &self.path))?;
         self.dirty = Some(f);
-        Ok(())
+        Ok(self.len)
     }
 
     /// Opens the journal to append, creating it with its magic, and cutting away a torn tail
@@ -458,10 +673,11 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
             let mut g = &f;
             g.write_all(MAGIC).map_err(io_err("write", &self.path))?;
             // Keep the map: it holds what was staged to be written into this new file (a new
-            // or torn-at-birth file has nothing else in it).
+            // or torn-at-birth file has nothing else in it, so nothing is read back from it).
             self.live = 0;
             self.len = MAGIC.len() as u64;
             self.id = Some((meta.dev(), meta.ino()));
+            self.file = Some(f.try_clone().map_err(io_err("open", &self.path))?);
             if let Some(dir) = self.path.parent() {
                 f.sync_all().map_err(io_err("sync", &self.path))?;
                 store::sync_dir(dir)?;
@@ -493,13 +709,14 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
     }
 
     /// Like [`Journal::wants_compaction`], counting the live records `keep` refuses as garbage
-    /// too (they would be pruned). Scans every record: call it rarely (see [`Journal::appended`]).
+    /// too (they would be pruned; only values kept in memory are asked). Scans every record:
+    /// call it rarely (see [`Journal::appended`]).
     pub fn wants_compaction_with(&self, keep: impl Fn(&str, &V) -> bool) -> bool {
         let dead: u64 = self
             .map
             .iter()
-            .filter(|(k, (v, _))| !keep(k, v))
-            .map(|(_, (_, size))| *size)
+            .filter(|(k, s)| s.value().is_some_and(|v| !keep(k, v)))
+            .map(|(_, s)| s.size())
             .sum();
         let g = self.garbage() + dead;
         g > self.live - dead && g > COMPACT_MIN_GARBAGE
@@ -551,22 +768,40 @@ impl<V: Serialize + DeserializeOwned> Journal<V> {
         Ok(())
     }
 
-    /// Rewrites the journal with only the live records for which `keep` holds (the others are
-    /// pruned), atomically (temp file, fsync, rename, fsync of the directory). Needs the lock.
-    pub fn compact(&mut self, keep: impl Fn(&str, &V) -> bool) -> Result<(), Error> {
+    /// Writes the live records for which `keep` holds (a value kept in memory is asked; a
+    /// record read back is copied as it is) as a new journal, atomically, streamed: a temp file
+    /// (fsynced) renamed over the journal, and the directory fsynced. Needs the lock.
+    fn rewrite(&mut self, keep: impl Fn(&str, &V) -> bool) -> Result<(), Error> {
         if self.lock.is_none() {
             return Err(Error::Locked(self.lock_path()));
         }
         self.sync()?;
-        let mut out = Vec::with_capacity(usize::try_from(self.live).unwrap_or(0) + 8);
-        out.extend(MAGIC);
-        for (k, (v, _)) in &self.map {
-            if keep(k, v) {
-                self.encode(&mut out, k, v)?;
+        let this = &*self;
+        store::write_atomic_with(&self.path, self.mode, |w, tmp| {
+            let werr = io_err("write", tmp);
+            w.write_all(MAGIC).map_err(werr)?;
+            let mut out = Vec::new();
+            for (k, slot) in &this.map {
+                out.clear();
+                match slot {
+                    Slot::Value(b) if keep(k, &b.0) => this.encode(&mut out, k, &b.0)?,
+                    Slot::Value(_) => continue,
+                    Slot::File { at, len, .. } => out = this.read_raw(*at, *len)?,
+                }
+                w.write_all(&out).map_err(io_err("write", tmp))?;
             }
-        }
-        store::write_atomic(&self.path, &out, self.mode)?;
+            Ok(())
+        })?;
         self.syncs += 1;
+        Ok(())
+    }
+
+    /// Rewrites the journal with only the live records for which `keep` holds (the others are
+    /// pruned; only values kept in memory are asked, records read back are kept), atomically
+    /// (temp file, fsync, rename, fsync of the directory), streamed: never a second copy of
+    /// the journal in memory. Needs the lock.
+    pub fn compact(&mut self, keep: impl Fn(&str, &V) -> bool) -> Result<(), Error> {
+        self.rewrite(keep)?;
         self.reset();
         self.refresh()
     }

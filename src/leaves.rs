@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -201,6 +202,18 @@ impl Leaf {
         })
         .chain(self.earlier.iter().cloned())
     }
+
+    /// [`Leaf::certs`], out of the row.
+    pub fn into_certs(self) -> impl Iterator<Item = Held> {
+        std::iter::once(Held {
+            serial: self.serial,
+            not_after: self.not_after,
+            source: self.source,
+            key: self.key,
+            der: self.der,
+        })
+        .chain(self.earlier)
+    }
 }
 
 /// A revoked certificate, as the CRL lists it (RFC 5280 §5.3).
@@ -243,14 +256,14 @@ pub struct UpstreamRevocation {
 }
 /// Why the inventory refuses an issuance ([`Inventory::refuses`]).
 #[derive(Debug)]
-pub enum Refusal<'a> {
+pub enum Refusal {
     /// The operator disabled the device (`gatecert leaves disable`).
-    Disabled(&'a Leaf),
+    Disabled(Leaf),
     /// The key belongs to a certificate revoked for keyCompromise.
     CompromisedKey,
 }
 
-impl Refusal<'_> {
+impl Refusal {
     /// The reason, as a client is told it.
     pub fn reason(&self) -> String {
         match self {
@@ -270,17 +283,17 @@ impl Refusal<'_> {
 
 /// What the inventory says about a certificate presented for re-enrollment.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Standing<'a> {
+pub enum Standing {
     /// The device's current certificate.
-    Current(&'a Leaf),
+    Current(Leaf),
     /// The certificate the device's current one replaced, still inside its grace window.
-    Grace(&'a Leaf),
+    Grace(Leaf),
     /// Replaced, and past its grace window (or replaced twice): it may not re-enroll.
-    Superseded(&'a Leaf),
+    Superseded(Leaf),
     /// A certificate of a device the operator disabled.
-    Disabled(&'a Leaf),
+    Disabled(Leaf),
     /// A revoked certificate (of the named device).
-    Revoked(&'a Revoked),
+    Revoked(Revoked),
     /// No device holds this serial (never recorded, or a device re-enrolled since).
     Unknown,
 }
@@ -384,6 +397,29 @@ impl From<store::Error> for Error {
     }
 }
 
+/// The inventory in numbers ([`Inventory::counts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Devices with a row.
+    pub total: usize,
+    /// Of those, whose current certificate the local CA issued by policy.
+    pub local: usize,
+    /// ... issued by the local CA standing in for the upstream.
+    pub interim: usize,
+    /// ... issued by the upstream CA.
+    pub upstream: usize,
+    /// Devices whose current certificate has expired.
+    pub expired: usize,
+    /// The devices the operator disabled, by name.
+    pub disabled: Vec<String>,
+    /// The devices the operator revoked, by name.
+    pub revoked: Vec<String>,
+    /// Revoked certificates not expired yet.
+    pub revoked_certificates: usize,
+    /// Upstream revocations still to send.
+    pub upstream_revocations_pending: usize,
+}
+
 /// What [`Inventory::cut_off`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CutOff {
@@ -398,15 +434,162 @@ pub struct CutOff {
 /// The journal and its index, which a process keeps between opens ([`CACHE`]).
 #[derive(Debug)]
 struct Core {
-    journal: Journal<Rec>,
-    /// Every serial a row holds (current, previous, earlier), [`crypto::serial_display`] form,
-    /// to its device.
-    serials: HashMap<String, String>,
-    /// The journal length the index was built at.
-    indexed_at: u64,
+    /// The keys, where their records are (rows are read back on demand), and the serials.
+    journal: Journal<Rec, Serials>,
     /// A `leaves.json` of an earlier version was read into memory, to be written as the
     /// journal by the first [`Inventory::save`].
     migrating: bool,
+    /// A record could not be read back (logged when it happened): what was decided without it
+    /// must not be saved, and the index is not kept.
+    failed: std::sync::Mutex<Option<String>>,
+}
+
+/// Every serial a row holds (current, previous, earlier) to the key of the row (`d/DEVICE`),
+/// by a 64-bit hash of the serial in [`crypto::serial_display`] form: about 40 bytes a serial,
+/// the device's key shared with the journal's. A hash is not the serial: a lookup reads the
+/// rows it names and keeps the one that holds the serial (so a collision, or an entry gone
+/// stale because another process changed the row, costs a read, never a wrong answer).
+#[derive(Debug, Default)]
+struct Serials(HashMap<u64, Holders, std::hash::BuildHasherDefault<AsIs>>);
+
+/// The rows a serial hash names: almost always one.
+#[derive(Debug)]
+enum Holders {
+    One(Arc<str>),
+    Many(Vec<Arc<str>>),
+}
+
+impl Holders {
+    fn as_slice(&self) -> &[Arc<str>] {
+        match self {
+            Holders::One(k) => std::slice::from_ref(k),
+            Holders::Many(v) => v,
+        }
+    }
+}
+
+/// A hash of [`crypto::serial_display`]`(serial)`, without making that string.
+fn serial_hash(serial: &str) -> u64 {
+    use std::hash::Hasher as _;
+    let mut s = serial.trim();
+    while s.len() > 2 && s.starts_with("00") {
+        s = &s[2..];
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for b in s.bytes() {
+        h.write_u8(b.to_ascii_uppercase());
+    }
+    h.finish()
+}
+
+/// The serial index's keys are hashes already: used as they are.
+#[derive(Clone, Copy, Debug, Default)]
+struct AsIs(u64);
+
+impl std::hash::Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl Serials {
+    fn insert(&mut self, serial: &str, key: &Arc<str>) {
+        match self.0.entry(serial_hash(serial)) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Holders::One(Arc::clone(key)));
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let h = e.get_mut();
+                if h.as_slice().iter().any(|k| k == key) {
+                    return;
+                }
+                let mut v = h.as_slice().to_vec();
+                v.push(Arc::clone(key));
+                *h = Holders::Many(v);
+            }
+        }
+    }
+
+    fn remove(&mut self, serial: &str, key: &str) {
+        let hash = serial_hash(serial);
+        let Some(h) = self.0.get_mut(&hash) else {
+            return;
+        };
+        let mut v: Vec<Arc<str>> = h.as_slice().iter().filter(|k| &***k != key).cloned().collect();
+        match v.len() {
+            0 => {
+                self.0.remove(&hash);
+            }
+            1 => *h = Holders::One(v.remove(0)),
+            _ => *h = Holders::Many(v),
+        }
+    }
+
+    /// The keys of the rows that may hold `serial`.
+    fn candidates(&self, serial: &str) -> &[Arc<str>] {
+        self.0
+            .get(&serial_hash(serial))
+            .map_or(&[], Holders::as_slice)
+    }
+}
+
+/// What the inventory keeps of each record besides where it is in the file: what
+/// [`Inventory::counts`] counts (for `status`, and the service's alerts at every tick), so
+/// that counting reads no row.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    /// A row's (current certificate's) or a revoked certificate's notAfter.
+    not_after: i64,
+    source: Source,
+    state: DeviceState,
+}
+
+impl crate::journal::Index<Rec> for Serials {
+    const KEEP_VALUES: bool = false;
+    type Meta = Meta;
+
+    fn meta(value: &Rec) -> Meta {
+        match value {
+            Rec::Leaf(l) => Meta {
+                not_after: l.not_after,
+                source: l.source,
+                state: l.state,
+            },
+            Rec::Revoked(r) => Meta {
+                not_after: r.not_after,
+                source: r.source,
+                state: DeviceState::Revoked,
+            },
+            Rec::Key | Rec::Upstream(_) | Rec::Crl(_) => Meta {
+                not_after: 0,
+                source: Source::Local,
+                state: DeviceState::Active,
+            },
+        }
+    }
+
+    fn add(&mut self, key: &Arc<str>, value: &Rec) {
+        if let Rec::Leaf(l) = value {
+            for s in serials_of(l) {
+                self.insert(s, key);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        // A new map: the old one's capacity is given back.
+        self.0 = HashMap::default();
+    }
 }
 
 /// The last inventory this process opened, kept while nobody holds it: the next open only
@@ -433,7 +616,11 @@ pub struct Inventory {
 
 impl Drop for Inventory {
     fn drop(&mut self) {
-        if self.discard || self.core.journal.has_staged() || self.core.migrating {
+        if self.discard
+            || self.core.journal.has_staged()
+            || self.core.migrating
+            || self.core.has_failed()
+        {
             return;
         }
         if self.core.journal.is_locked() {
@@ -453,89 +640,97 @@ impl Core {
     fn detached(path: &Path) -> Core {
         Core {
             journal: Journal::detached(path, store::PUBLIC),
-            serials: HashMap::new(),
-            indexed_at: 0,
             migrating: false,
+            failed: std::sync::Mutex::new(None),
         }
     }
 
     fn load(path: &Path) -> Result<Core, store::Error> {
-        let cached = CACHE.take(path);
-        let mut core = match cached {
+        match CACHE.take(path) {
             Some(mut core) => {
                 core.journal.refresh()?;
-                core
+                Ok(core)
             }
-            None => Core {
+            None => Ok(Core {
                 journal: Journal::open(path, store::PUBLIC)?,
-                serials: HashMap::new(),
-                indexed_at: u64::MAX,
                 migrating: false,
-            },
-        };
-        core.reindex();
-        Ok(core)
+                failed: std::sync::Mutex::new(None),
+            }),
+        }
     }
 
-    /// Rebuilds the serial index when the journal changed under it (another process appended).
-    fn reindex(&mut self) {
-        if self.indexed_at == self.journal.appended() && !self.migrating {
-            return;
+    /// Notes that a record could not be read back: logged now, refused by the next save.
+    fn fail(&self, e: &store::Error) {
+        log::error!("leaf inventory: {e}");
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert_with(|| e.to_string());
         }
-        let Core {
-            journal, serials, ..
-        } = self;
-        serials.clear();
-        for (_, r) in journal.range("d/") {
-            if let Rec::Leaf(l) = r {
-                for s in serials_of(l) {
-                    serials.insert(crypto::serial_display(s), l.device.clone());
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed.lock().map_or(true, |f| f.is_some())
+    }
+
+    fn read(&self, key: &str) -> Option<Rec> {
+        match self.journal.read(key) {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail(&e);
+                None
+            }
+        }
+    }
+
+    fn read_range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = Rec> + 'a {
+        self.journal
+            .read_range(prefix)
+            .filter_map(move |r| match r {
+                Ok((_, rec)) => Some(rec),
+                Err(e) => {
+                    self.fail(&e);
+                    None
                 }
-            }
-        }
-        self.indexed_at = self.journal.appended();
+            })
     }
 
-    fn index(&mut self, l: &Leaf) {
-        for s in serials_of(l) {
-            self.serials
-                .insert(crypto::serial_display(s), l.device.clone());
-        }
-    }
-
-    fn unindex(&mut self, l: &Leaf) {
-        for s in serials_of(l) {
-            let k = crypto::serial_display(s);
-            if self.serials.get(&k) == Some(&l.device) {
-                self.serials.remove(&k);
-            }
-        }
-    }
-
-    fn rows(&self) -> impl Iterator<Item = &Leaf> {
-        self.journal.range("d/").filter_map(|(_, r)| match r {
+    fn rows(&self) -> impl Iterator<Item = Leaf> + '_ {
+        self.read_range("d/").filter_map(|r| match r {
             Rec::Leaf(l) => Some(l),
             _ => None,
         })
     }
 
-    fn row(&self, device: &str) -> Option<&Leaf> {
-        match self.journal.get(&device_key(device)) {
+    fn row(&self, device: &str) -> Option<Leaf> {
+        self.row_at(&device_key(device))
+    }
+
+    fn row_at(&self, key: &str) -> Option<Leaf> {
+        match self.read(key) {
             Some(Rec::Leaf(l)) => Some(l),
             _ => None,
         }
     }
 
-    fn revoked(&self, serial: &str) -> Option<&Revoked> {
-        match self.journal.get(&revoked_key(serial)) {
+    /// The row that holds `serial` (as its current, previous or an earlier certificate).
+    fn holder(&self, serial: &str) -> Option<Leaf> {
+        self.journal
+            .index()
+            .candidates(serial)
+            .iter()
+            .filter_map(|k| self.row_at(k))
+            .find(|l| serials_of(l).any(|s| crypto::same_serial(s, serial)))
+    }
+
+    fn revoked(&self, serial: &str) -> Option<Revoked> {
+        match self.read(&revoked_key(serial)) {
             Some(Rec::Revoked(r)) => Some(r),
             _ => None,
         }
     }
 
     fn crl(&self) -> CrlMeta {
-        match self.journal.get(CRL_KEY) {
-            Some(Rec::Crl(m)) => *m,
+        match self.read(CRL_KEY) {
+            Some(Rec::Crl(m)) => m,
             _ => CrlMeta::default(),
         }
     }
@@ -557,11 +752,13 @@ impl Core {
     }
 
     fn set_row(&mut self, leaf: Leaf) -> Result<(), store::Error> {
-        if let Some(old) = self.row(&leaf.device).cloned() {
-            self.unindex(&old);
-        }
-        self.index(&leaf);
         let key = device_key(&leaf.device);
+        if let Some(old) = self.row(&leaf.device) {
+            // Its serials are indexed again (by the journal) from the new row.
+            for s in serials_of(&old) {
+                self.journal.index_mut().remove(s, &key);
+            }
+        }
         self.stage(&key, Some(Rec::Leaf(leaf)))
     }
 
@@ -638,7 +835,6 @@ impl Inventory {
                 pending: file.crl_pending,
             }),
         );
-        core.reindex();
         Ok(merged)
     }
 
@@ -651,7 +847,6 @@ impl Inventory {
             inv.discard = true;
             return Err(e);
         }
-        inv.core.reindex();
         Ok(inv)
     }
 
@@ -672,6 +867,13 @@ impl Inventory {
     }
 
     fn save_inner(&mut self) -> Result<(), store::Error> {
+        if let Some(what) = self.core.failed.lock().ok().and_then(|f| f.clone()) {
+            // Decided without a row that could not be read: nothing of it is written.
+            return Err(store::Error::Corrupt {
+                path: self.core.journal.path().to_path_buf(),
+                what: format!("not saved: a record could not be read back ({what})"),
+            });
+        }
         let j = &mut self.core.journal;
         if self.core.migrating {
             j.create_from_memory()?;
@@ -684,8 +886,6 @@ impl Inventory {
                 }
             }
             self.merged = 0;
-            self.core.indexed_at = u64::MAX;
-            self.core.reindex();
             return Ok(());
         }
         j.flush()?;
@@ -693,7 +893,6 @@ impl Inventory {
         if j.wants_compaction() {
             j.compact(|_, _| true)?;
         }
-        self.core.indexed_at = self.core.journal.appended();
         Ok(())
     }
 
@@ -743,7 +942,7 @@ impl Inventory {
                     _ => DeviceState::Active,
                 };
                 let (since, reason) = match state {
-                    DeviceState::Disabled => (old.state_since, old.state_reason.clone()),
+                    DeviceState::Disabled => (old.state_since, old.state_reason),
                     _ => (None, None),
                 };
                 Leaf {
@@ -768,7 +967,7 @@ impl Inventory {
     }
 
     /// The standing of the certificate with `serial` at `now` (see the module doc).
-    pub fn standing(&self, serial: &str, now: i64) -> Standing<'_> {
+    pub fn standing(&self, serial: &str, now: i64) -> Standing {
         if let Some(r) = self.core.revoked(serial) {
             // A disabled device is told so, whichever of its certificates it presents.
             return match self.by_device(&r.device) {
@@ -776,19 +975,15 @@ impl Inventory {
                 _ => Standing::Revoked(r),
             };
         }
-        let Some(l) = self
-            .core
-            .serials
-            .get(&crypto::serial_display(serial))
-            .and_then(|d| self.by_device(d))
-        else {
+        let Some(l) = self.core.holder(serial) else {
             return Standing::Unknown;
         };
         let current = crypto::same_serial(&l.serial, serial);
         let previous = l
             .previous
             .as_ref()
-            .filter(|p| crypto::same_serial(&p.serial, serial));
+            .filter(|p| crypto::same_serial(&p.serial, serial))
+            .map(|p| p.until);
         let earlier = l
             .earlier
             .iter()
@@ -799,8 +994,8 @@ impl Inventory {
         if current {
             return Standing::Current(l);
         }
-        if let Some(p) = previous {
-            return if now < p.until {
+        if let Some(until) = previous {
+            return if now < until {
                 Standing::Grace(l)
             } else {
                 Standing::Superseded(l)
@@ -817,28 +1012,56 @@ impl Inventory {
         let l = self.by_device(device)?;
         if crypto::same_serial(&l.serial, presented) {
             return Some(Previous {
-                serial: l.serial.clone(),
+                serial: l.serial,
                 until: now + GRACE,
             });
         }
         l.previous
-            .clone()
             .filter(|p| crypto::same_serial(&p.serial, presented) && now < p.until)
     }
 
-    /// Every device's row, by device name.
-    pub fn list(&self) -> impl Iterator<Item = &Leaf> {
+    /// Every device's row, by device name (each read back from the journal as the iterator
+    /// gets to it: a scan of the whole inventory, not for a request path).
+    pub fn list(&self) -> impl Iterator<Item = Leaf> + '_ {
         self.core.rows()
     }
 
-    /// How many devices have a row.
-    pub fn len(&self) -> usize {
-        self.core.journal.range("d/").count()
+    /// The inventory in numbers at `now`, from what is kept in memory: no row is read.
+    pub fn counts(&self, now: i64) -> Counts {
+        let mut c = Counts::default();
+        for (k, m) in self.core.journal.metas("d/") {
+            c.total += 1;
+            match m.source {
+                Source::Local => c.local += 1,
+                Source::Interim => c.interim += 1,
+                Source::Upstream => c.upstream += 1,
+            }
+            c.expired += usize::from(m.not_after <= now);
+            let device = || k.strip_prefix("d/").unwrap_or(k).to_owned();
+            match m.state {
+                DeviceState::Active => {}
+                DeviceState::Disabled => c.disabled.push(device()),
+                DeviceState::Revoked => c.revoked.push(device()),
+            }
+        }
+        c.revoked_certificates = self
+            .core
+            .journal
+            .metas("r/")
+            .filter(|(_, m)| m.not_after > now)
+            .count();
+        c.upstream_revocations_pending = self.core.journal.keys("u/").count();
+        c
     }
 
-    /// Whether no device has a row.
+    /// How many devices have a row (nothing is read).
+    pub fn len(&self) -> usize {
+        self.core.journal.keys("d/").count()
+    }
+
+    /// Whether no device has a row (nothing is read).
     pub fn is_empty(&self) -> bool {
-        self.core.rows().next().is_none()
+        self.core.journal.keys("d/").next().is_none()
     }
 
     /// How many times `device` was cut off (0 for a device not in the inventory).
@@ -846,23 +1069,21 @@ impl Inventory {
         self.by_device(device).map_or(0, |l| l.cuts)
     }
 
-    /// The row of `device`.
-    pub fn by_device(&self, device: &str) -> Option<&Leaf> {
+    /// The row of `device` (read back from the journal).
+    pub fn by_device(&self, device: &str) -> Option<Leaf> {
         self.core.row(device)
     }
 
     /// The row whose current certificate has `serial`.
-    pub fn by_serial(&self, serial: &str) -> Option<&Leaf> {
+    pub fn by_serial(&self, serial: &str) -> Option<Leaf> {
         self.core
-            .serials
-            .get(&crypto::serial_display(serial))
-            .and_then(|d| self.by_device(d))
+            .holder(serial)
             .filter(|l| crypto::same_serial(&l.serial, serial))
     }
 
     /// The device whose current certificate carries exactly `names` (any order and case). A
     /// scan of every row: for `ca sign`, not for a request path.
-    pub fn device_for_names(&self, names: &[String]) -> Option<&Leaf> {
+    pub fn device_for_names(&self, names: &[String]) -> Option<Leaf> {
         let norm = |v: &[String]| {
             let mut v: Vec<String> = v.iter().map(|s| s.to_ascii_lowercase()).collect();
             v.sort();
@@ -876,25 +1097,23 @@ impl Inventory {
     }
 
     /// The device that holds (or held, for a revoked one) the certificate with `serial`.
-    pub fn device_of_serial(&self, serial: &str) -> Option<&str> {
+    pub fn device_of_serial(&self, serial: &str) -> Option<String> {
         let s = serial.trim_start_matches("0x").replace(':', "");
         self.core
-            .serials
-            .get(&crypto::serial_display(&s))
-            .and_then(|d| self.by_device(d))
-            .map(|l| l.device.as_str())
-            .or_else(|| self.core.revoked(&s).map(|r| r.device.as_str()))
+            .holder(&s)
+            .map(|l| l.device)
+            .or_else(|| self.core.revoked(&s).map(|r| r.device))
     }
 
-    /// Leaves of `source` (the broker upgrades `Interim` ones).
-    pub fn by_source(&self, source: Source) -> impl Iterator<Item = &Leaf> {
+    /// Leaves of `source` (the broker upgrades `Interim` ones). A scan of every row.
+    pub fn by_source(&self, source: Source) -> impl Iterator<Item = Leaf> + '_ {
         self.core.rows().filter(move |l| l.source == source)
     }
 
     /// Why `device` may not be issued a certificate for the public key `spki_der` now: the
     /// operator disabled it, or the key belongs to a certificate revoked for keyCompromise.
     /// `None` when nothing here refuses it. Every issuance path asks (EST, `ca sign`, ACME).
-    pub fn refuses(&self, device: &str, spki_der: &[u8]) -> Option<Refusal<'_>> {
+    pub fn refuses(&self, device: &str, spki_der: &[u8]) -> Option<Refusal> {
         if let Some(l) = self
             .by_device(device)
             .filter(|l| l.state == DeviceState::Disabled)
@@ -908,7 +1127,7 @@ impl Inventory {
 
     /// True when `key` (hex SHA-256 of a SubjectPublicKeyInfo) was revoked for keyCompromise.
     pub fn key_compromised(&self, key: &str) -> bool {
-        self.core.journal.get(&compromised_key(key)).is_some()
+        self.core.journal.contains(&compromised_key(key))
     }
 
     /// Cuts `who` (a device name, or the serial of any certificate it holds) off at `now`:
@@ -925,17 +1144,16 @@ impl Inventory {
         now: i64,
     ) -> Result<CutOff, Error> {
         let device = match self.by_device(who) {
-            Some(l) => l.device.clone(),
+            Some(l) => l.device,
             None => self
                 .device_of_serial(who)
-                .map(str::to_owned)
                 .ok_or_else(|| Error::NoSuchDevice(who.to_owned()))?,
         };
         let mut out = CutOff {
             device: device.clone(),
             ..CutOff::default()
         };
-        let Some(mut row) = self.by_device(&device).cloned() else {
+        let Some(mut row) = self.by_device(&device) else {
             // Known only from the revocation list: already cut off, nothing held.
             return Ok(out);
         };
@@ -1014,12 +1232,7 @@ impl Inventory {
     /// recorded, or none for a certificate no row holds any more. `None`: already revoked (or
     /// the change could not be staged: then nothing is saved). Not saved.
     pub fn revoke_one(&mut self, cert: Held, reason: u8, now: i64) -> Option<Revoked> {
-        let held = self
-            .core
-            .serials
-            .get(&crypto::serial_display(&cert.serial))
-            .and_then(|d| self.by_device(d))
-            .and_then(|l| {
+        let held = self.core.holder(&cert.serial).and_then(|l| {
                 l.certs()
                     .find(|h| crypto::same_serial(&h.serial, &cert.serial))
                     .map(|h| (l.device.clone(), h))
@@ -1049,7 +1262,6 @@ impl Inventory {
     pub fn enable(&mut self, device: &str, now: i64) -> Result<bool, Error> {
         let mut row = self
             .by_device(device)
-            .cloned()
             .ok_or_else(|| Error::NoSuchDevice(device.to_owned()))?;
         if row.state != DeviceState::Disabled {
             return Ok(false);
@@ -1063,14 +1275,14 @@ impl Inventory {
 
     /// The revoked certificates of the local CA that have not expired at `now`: the CRL's
     /// entries (RFC 5280 §5.1.2.6). Upstream certificates are the upstream CA's to list.
-    pub fn crl_entries(&self, now: i64) -> impl Iterator<Item = &Revoked> {
+    pub fn crl_entries(&self, now: i64) -> impl Iterator<Item = Revoked> + '_ {
         self.revoked()
             .filter(move |r| r.source != Source::Upstream && r.not_after > now)
     }
 
     /// Every revoked certificate still recorded.
-    pub fn revoked(&self) -> impl Iterator<Item = &Revoked> {
-        self.core.journal.range("r/").filter_map(|(_, r)| match r {
+    pub fn revoked(&self) -> impl Iterator<Item = Revoked> + '_ {
+        self.core.read_range("r/").filter_map(|r| match r {
             Rec::Revoked(r) => Some(r),
             _ => None,
         })
@@ -1140,8 +1352,8 @@ impl Inventory {
     }
 
     /// Upstream certificates still to be revoked.
-    pub fn upstream_revocations(&self) -> impl Iterator<Item = &UpstreamRevocation> {
-        self.core.journal.range("u/").filter_map(|(_, r)| match r {
+    pub fn upstream_revocations(&self) -> impl Iterator<Item = UpstreamRevocation> + '_ {
+        self.core.read_range("u/").filter_map(|r| match r {
             Rec::Upstream(u) => Some(u),
             _ => None,
         })
@@ -1153,7 +1365,7 @@ impl Inventory {
         let key = upstream_key(serial);
         let staged = match result {
             Ok(()) => self.core.stage(&key, None),
-            Err(e) => match self.core.journal.get(&key).cloned() {
+            Err(e) => match self.core.read(&key) {
                 Some(Rec::Upstream(mut u)) => {
                     u.attempts = u.attempts.saturating_add(1);
                     u.last_error = Some(e);

@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write as _;
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -127,6 +127,17 @@ pub fn public_dir(dir: &Path) -> Result<(), Error> {
 /// (rename(2) replaces the link, never what it points at); a device, FIFO, socket or directory
 /// is refused with [`Error::NotRegular`] instead of being replaced machine-wide.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+    write_atomic_with(path, mode, |f, tmp| f.write_all(data).map_err(io_err("write", tmp)))
+}
+
+/// [`write_atomic`] of what `write` writes (to the temp file, whose path it is given): the
+/// content is streamed, never held whole in memory. An error from `write` leaves `path` as it
+/// was (and no temp file).
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut dyn Write, &Path) -> Result<(), Error>,
+) -> Result<(), Error> {
     let dir = parent(path);
     if let Some(kind) = special_kind(path)? {
         return Err(Error::NotRegular {
@@ -141,7 +152,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
         // (O_EXCL), so this never touches anything else.
         f.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io_err("chmod", &tmp))?;
-        f.write_all(data).map_err(io_err("write", &tmp))?;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut f);
+        write(&mut w, &tmp)?;
+        w.flush().map_err(io_err("write", &tmp))?;
+        drop(w);
         f.sync_all().map_err(io_err("fsync", &tmp))?;
         drop(f);
         fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;

@@ -319,7 +319,7 @@ impl AcmeServer {
         let b64 = crypto::b64(&der);
         let brokered = inv
             .device_of_serial(&serial)
-            .and_then(|d| inv.by_device(d))
+            .and_then(|d| inv.by_device(&d))
             .is_some_and(|l| {
                 l.certs().any(|h| {
                     h.source == Source::Upstream
@@ -356,12 +356,12 @@ impl AcmeServer {
         // A stranger is refused before anything is locked or written; the check is made again
         // under the inventory lock, where the revocation is recorded, as every revocation is
         // (`gatecert leaves revoke`, EST): two revocations of one serial cannot both pass.
-        authorize(inv.device_of_serial(&serial))?;
+        authorize(inv.device_of_serial(&serial).as_deref())?;
         drop(inv);
         let mut inv =
             Inventory::open_locked(&leaves::path_in(&self.state_dir), Some(INVENTORY_LOCK_WAIT))
                 .map_err(|e| Denied::from(Problem::internal(e)))?;
-        let by = authorize(inv.device_of_serial(&serial))?;
+        let by = authorize(inv.device_of_serial(&serial).as_deref())?;
         let presented = Held {
             serial: serial.clone(),
             not_after: cert.not_after,
@@ -437,7 +437,7 @@ impl AcmeServer {
             for serial in &serials {
                 let held = inv
                     .list()
-                    .flat_map(|l| l.certs())
+                    .flat_map(leaves::Leaf::into_certs)
                     .find(|h| crypto::same_serial(&h.serial, serial))
                     .unwrap_or(Held {
                         serial: crypto::serial_display(serial),

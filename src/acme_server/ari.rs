@@ -154,7 +154,7 @@ impl AcmeServer {
         };
         let (start, end) = match replaced && leaf.not_after > now {
             true => (now - 60, now + 300),
-            false => window_for(&serial, leaf, up_since, now),
+            false => window_for(&serial, &leaf, up_since, now),
         };
         // An interim leaf asks again soon: the upstream may come back.
         let retry = match leaf.source {

@@ -39,7 +39,7 @@ fn list(cfg: &Config, now: i64, json: bool) -> Res {
                 serde_json::json!({"device": l.device, "names": l.names,
                     "serial": crypto::serial_display(&l.serial), "not_after": l.not_after,
                     "source": l.source.as_str(), "state": l.state.as_str(),
-                    "earlier": earlier(l), "issued_at": l.issued_at})
+                    "earlier": earlier(&l), "issued_at": l.issued_at})
             })
             .collect();
         println!("{}", serde_json::json!({ "leaves": list }));
@@ -54,7 +54,7 @@ fn list(cfg: &Config, now: i64, json: bool) -> Res {
                 crypto::rfc3339(l.not_after),
                 l.source.as_str().to_owned(),
                 l.state.as_str().to_owned(),
-                earlier(l).to_string(),
+                earlier(&l).to_string(),
                 l.names.join(","),
             ]
         })

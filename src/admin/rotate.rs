@@ -34,7 +34,7 @@ pub(super) fn ca_rotate(cfg: &Config, args: &[String], now: i64) -> Res {
     let local = |s: Source| s != Source::Upstream;
     let last_leaf = inv
         .list()
-        .flat_map(|l| l.certs())
+        .flat_map(leaves::Leaf::into_certs)
         .filter(|h| local(h.source))
         .map(|h| h.not_after)
         .max()

@@ -229,6 +229,7 @@ fn may_hold(inv: &Inventory, device: &str, spki_der: &[u8]) -> Result<(), Denial
     }
 }
 
-fn disabled(l: &Leaf) -> Denial {
-    Denial::new(403, leaves::Refusal::Disabled(l).reason()).device(&l.device)
+fn disabled(l: Leaf) -> Denial {
+    let device = l.device.clone();
+    Denial::new(403, leaves::Refusal::Disabled(l).reason()).device(&device)
 }

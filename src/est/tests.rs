@@ -290,7 +290,7 @@ fn issuances_of_one_turn_are_committed_together() {
     let log = std::fs::read_to_string(audit::path_in(&dir)).unwrap();
     assert_eq!(log.matches("\"est.issue\"").count(), 2, "{log}");
     let inv = crate::leaves::Inventory::open(&crate::leaves::path_in(&dir)).unwrap();
-    let devices: Vec<&str> = inv.list().map(|l| l.device.as_str()).collect();
+    let devices: Vec<String> = inv.list().map(|l| l.device).collect();
     assert_eq!(devices, ["g1", "g3"]);
     let left = |t: &Tokens, d: &str| {
         t.list()

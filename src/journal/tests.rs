@@ -196,3 +196,129 @@ fn a_journal_larger_than_a_read_chunk_reads_back_whole() {
     assert!(r.get(&format!("k{:06}", n - 1)).is_none());
     let _ = fs::remove_dir_all(p.parent().unwrap());
 }
+
+/// An index that keeps no value (they are read back) and remembers what it was shown.
+#[derive(Debug, Default)]
+struct Seen(Vec<(String, u32)>);
+
+impl Index<u32> for Seen {
+    const KEEP_VALUES: bool = false;
+    type Meta = u32;
+    fn meta(v: &u32) -> u32 {
+        *v + 1000
+    }
+    fn add(&mut self, k: &Arc<str>, v: &u32) {
+        self.0.push((k.to_string(), *v));
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+type Lazy = Journal<u32, Seen>;
+
+fn put_lazy(j: &mut Lazy, k: &str, v: Option<u32>) {
+    j.lock(None).unwrap();
+    j.put(k, v.as_ref()).unwrap();
+    j.unlock().unwrap();
+}
+
+#[test]
+fn values_not_kept_are_read_back_and_seen_by_the_index_and_metas() {
+    let p = tmp("lazy");
+    let mut w: Lazy = Journal::open(&p, 0o600).unwrap();
+    put_lazy(&mut w, "a", Some(1));
+    put_lazy(&mut w, "b", Some(2));
+    put_lazy(&mut w, "a", Some(3));
+    // Not in memory: get sees nothing, read goes to the file.
+    assert_eq!(w.get("a"), None);
+    assert_eq!(w.read("a").unwrap(), Some(3));
+    assert_eq!(w.read("b").unwrap(), Some(2));
+    assert_eq!(w.read("c").unwrap(), None);
+    assert!(w.contains("b") && !w.contains("c"));
+    let metas: Vec<(String, u32)> = w.metas("").map(|(k, m)| (k.to_string(), m)).collect();
+    assert_eq!(metas, [("a".to_string(), 1003), ("b".to_string(), 1002)]);
+    assert_eq!(w.index().0, [("a".into(), 1), ("b".into(), 2), ("a".into(), 3)]);
+    // Staged values are in memory, and read as such until flushed to the file.
+    w.lock(None).unwrap();
+    w.stage("b", Some(7)).unwrap();
+    assert_eq!(w.get("b"), Some(&7));
+    assert_eq!(w.read("b").unwrap(), Some(7));
+    w.flush().unwrap();
+    w.unlock().unwrap();
+    assert_eq!(w.get("b"), None);
+    assert_eq!(w.read("b").unwrap(), Some(7));
+    // Another reader of the file sees the same.
+    let r: Lazy = Journal::open(&p, 0o600).unwrap();
+    let all: Vec<(&str, u32)> = r.read_range("").map(Result::unwrap).collect();
+    assert_eq!(all, [("a", 3), ("b", 7)]);
+    assert_eq!(r.index().0, [("a".into(), 1), ("b".into(), 2), ("a".into(), 3), ("b".into(), 7)]);
+}
+
+#[test]
+fn values_read_back_follow_another_writers_appends_and_compaction() {
+    let p = tmp("lazy-refresh");
+    let mut svc: Lazy = Journal::open(&p, 0o600).unwrap();
+    let mut cli: Lazy = Journal::open(&p, 0o600).unwrap();
+    put_lazy(&mut cli, "a", Some(1));
+    assert_eq!(svc.read("a").unwrap(), None);
+    svc.refresh().unwrap();
+    assert_eq!(svc.read("a").unwrap(), Some(1));
+    assert_eq!(svc.index().0, [("a".into(), 1)]);
+    for i in 0..50_000u32 {
+        cli.lock(None).unwrap();
+        cli.put("a", Some(&i)).unwrap();
+        cli.put("b", Some(&(i + 1))).unwrap();
+        cli.unlock().unwrap();
+        if cli.wants_compaction() {
+            break;
+        }
+    }
+    svc.refresh().unwrap();
+    let before = (svc.read("a").unwrap(), svc.read("b").unwrap());
+    cli.lock(None).unwrap();
+    cli.compact(|_, _| true).unwrap();
+    cli.unlock().unwrap();
+    assert_eq!(cli.garbage(), 0);
+    assert_eq!((cli.read("a").unwrap(), cli.read("b").unwrap()), before);
+    // Before it catches up, the service reads the file it indexed (still open), at the old
+    // offsets; after, the compacted one at the new offsets.
+    assert_eq!((svc.read("a").unwrap(), svc.read("b").unwrap()), before);
+    svc.refresh().unwrap();
+    assert_eq!(svc.appended(), cli.appended());
+    assert_eq!((svc.read("a").unwrap(), svc.read("b").unwrap()), before);
+    assert_eq!(svc.index().0.len(), 2, "the index was rebuilt: {:?}", svc.index());
+    // The service appends onto the new file; the other writer reads it back.
+    put_lazy(&mut svc, "c", Some(9));
+    cli.refresh().unwrap();
+    assert_eq!(cli.read("c").unwrap(), Some(9));
+    assert_eq!(fs::metadata(&p).unwrap().len(), svc.len);
+}
+
+#[test]
+fn a_torn_tail_and_damage_under_values_read_back() {
+    let p = tmp("lazy-torn");
+    let mut j: Lazy = Journal::open(&p, 0o600).unwrap();
+    put_lazy(&mut j, "a", Some(1));
+    put_lazy(&mut j, "b", Some(2));
+    let whole = fs::read(&p).unwrap();
+    fs::write(&p, &whole[..whole.len() - 3]).unwrap();
+    let mut w: Lazy = Journal::open(&p, 0o600).unwrap();
+    assert_eq!(w.read("a").unwrap(), Some(1));
+    assert_eq!(w.read("b").unwrap(), None);
+    put_lazy(&mut w, "c", Some(4));
+    assert_eq!(w.read("c").unwrap(), Some(4));
+    let r: Lazy = Journal::open(&p, 0o600).unwrap();
+    let all: Vec<(&str, u32)> = r.read_range("").map(Result::unwrap).collect();
+    assert_eq!(all, [("a", 1), ("c", 4)]);
+    // A record changed in place after it was indexed: a clear error, not a wrong value.
+    let mut bytes = fs::read(&p).unwrap();
+    let at = MAGIC.len() + 8 + br#"{"k":"a","v":"#.len();
+    bytes[at] = b'7';
+    let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.write_all_at(&bytes, 0).unwrap();
+    match r.read("a") {
+        Err(Error::Corrupt { what, .. }) => assert!(what.contains("changed"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+}

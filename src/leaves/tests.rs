@@ -104,11 +104,13 @@ fn split_rows_of_an_old_inventory_merge_into_the_token_device() {
     assert_eq!(inv.by_device("s2").unwrap().source, Source::Interim);
     // Both certificates lead to s1.
     assert_eq!(
-        inv.device_of_serial("5a0b6c1d2e3f40516273849506a7b8c9"),
+        inv.device_of_serial("5a0b6c1d2e3f40516273849506a7b8c9")
+            .as_deref(),
         Some("s1")
     );
     assert_eq!(
-        inv.device_of_serial("6B1C7D2E3F405162738495A6B7C8D9EA"),
+        inv.device_of_serial("6B1C7D2E3F405162738495A6B7C8D9EA")
+            .as_deref(),
         Some("s1")
     );
     inv.save().unwrap();
@@ -169,7 +171,7 @@ fn cut_off_revokes_every_unexpired_certificate_and_blocks_the_device() {
     assert!(matches!(inv.standing("0B", now), Standing::Revoked(_)));
     assert!(matches!(inv.standing("0A", now), Standing::Revoked(_)));
     // Only the local one is the CRL's.
-    let crl: Vec<&str> = inv.crl_entries(now).map(|r| r.serial.as_str()).collect();
+    let crl: Vec<String> = inv.crl_entries(now).map(|r| r.serial).collect();
     assert_eq!(crl, ["0A"]);
     assert_eq!(inv.upstream_revocations().next().unwrap().serial, "0B");
     inv.upstream_revocation_result("0B", Err("connection refused".into()));
@@ -220,12 +222,7 @@ fn merge_leaves_fqdn_named_devices_alone_and_keeps_the_newer_certificate() {
     std::fs::write(&path, text).unwrap();
     let inv = Inventory::open(&path).unwrap();
     assert_eq!(inv.merged(), 1);
-    let devices: Vec<&str> = inv
-        .list()
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|l| l.device.as_str())
-        .collect();
+    let devices: Vec<String> = inv.list().map(|l| l.device).collect();
     assert_eq!(devices, ["f.sensors.local", "g"]);
     let g = inv.by_device("g").unwrap();
     assert_eq!(g.serial, "02");
@@ -290,5 +287,73 @@ fn a_revocation_on_an_earlier_leaves_json_migrates_it() {
     let inv = Inventory::open(&path_in(&dir)).unwrap();
     assert_eq!(inv.by_device("old").unwrap().state, DeviceState::Revoked);
     assert!(inv.standing("0C", 1_900_000_100) != Standing::Unknown);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The service keeps its index between opens; a row another process appends (`ca sign`,
+/// `leaves revoke`) is found by its serial at the next open, and a row it rewrites stops
+/// answering for the serials it no longer holds.
+#[test]
+fn the_kept_index_sees_rows_another_process_appended() {
+    let dir = tempdir("kept-index");
+    let path = dir.join("leaves.jnl");
+    let now = 1_900_000_000;
+    Inventory::open(&path)
+        .unwrap()
+        .record(leaf("a", "0A", Source::Local))
+        .unwrap();
+    // Another process: the journal, under its lock, without this process's kept index.
+    let mut other: Journal<Rec> = Journal::open(&path, store::PUBLIC).unwrap();
+    other.lock(None).unwrap();
+    other
+        .put("d/b", Some(&Rec::Leaf(leaf("b", "0B", Source::Interim))))
+        .unwrap();
+    other
+        .put("d/a", Some(&Rec::Leaf(leaf("a", "1A", Source::Local))))
+        .unwrap();
+    other.unlock().unwrap();
+    let inv = Inventory::open(&path).unwrap();
+    assert_eq!(inv.by_serial("0b").unwrap().device, "b");
+    assert!(matches!(inv.standing("0B", now), Standing::Current(l) if l.device == "b"));
+    assert_eq!(inv.by_serial("1A").unwrap().device, "a");
+    // 0A's entry in the index is stale: the row read back does not hold it.
+    assert_eq!(inv.standing("0A", now), Standing::Unknown);
+    assert_eq!(inv.device_of_serial("0A"), None);
+    assert_eq!(inv.len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn counts_from_memory_agree_with_the_rows() {
+    let dir = tempdir("counts");
+    let path = dir.join("leaves.jnl");
+    let now = 1_950_000_000;
+    let mut inv = Inventory::open_locked(&path, None).unwrap();
+    inv.record(leaf("a", "01", Source::Local)).unwrap();
+    inv.record(leaf("b", "02", Source::Interim)).unwrap();
+    inv.record(leaf("c", "03", Source::Upstream)).unwrap();
+    let mut old = leaf("d", "04", Source::Local);
+    old.not_after = now - 1;
+    inv.record(old).unwrap();
+    inv.cut_off("b", DeviceState::Disabled, CESSATION, None, now)
+        .unwrap();
+    inv.cut_off("a", DeviceState::Revoked, KEY_COMPROMISE, None, now)
+        .unwrap();
+    inv.save().unwrap();
+    drop(inv);
+    let inv = Inventory::open(&path).unwrap();
+    let rows: Vec<Leaf> = inv.list().collect();
+    let c = inv.counts(now);
+    assert_eq!(c.total, rows.len());
+    assert_eq!((c.local, c.interim, c.upstream), (2, 1, 1));
+    assert_eq!(c.expired, 1);
+    assert_eq!(c.disabled, ["b"]);
+    assert_eq!(c.revoked, ["a"]);
+    assert_eq!(
+        c.revoked_certificates,
+        inv.revoked().filter(|r| r.not_after > now).count()
+    );
+    assert_eq!(c.revoked_certificates, 2);
+    assert_eq!(c.upstream_revocations_pending, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,7 +19,7 @@ use crate::ca::{self, LocalCa};
 use crate::clock;
 use crate::config::{Certificate, Config};
 use crate::crypto::{self, CertInfo};
-use crate::leaves::{self, DeviceState, Inventory, Source};
+use crate::leaves::{self, Inventory};
 use crate::schedule::{self, AriChoice};
 use crate::store::{self, SetDir};
 use crate::token::{self, Tokens};
@@ -906,13 +906,8 @@ fn leaf_counts(state_dir: &Path, now: i64) -> LeafCounts {
             }
         }
     };
-    let list: Vec<&leaves::Leaf> = inv.list().collect();
-    let in_state = |s: DeviceState| -> Vec<String> {
-        list.iter()
-            .filter(|l| l.state == s)
-            .map(|l| l.device.clone())
-            .collect()
-    };
+    // Counted from what the inventory keeps in memory: no row is read.
+    let c = inv.counts(now);
     // The CRL itself says when it is next updated (the service re-signs it without touching
     // the inventory); the inventory's record when it can't be read.
     let next = std::fs::read(crate::revocation::crl_path_in(state_dir))
@@ -921,15 +916,15 @@ fn leaf_counts(state_dir: &Path, now: i64) -> LeafCounts {
         .and_then(|c| c.next_update)
         .unwrap_or_else(|| inv.crl_next_update());
     LeafCounts {
-        total: list.len(),
-        local: list.iter().filter(|l| l.source == Source::Local).count(),
-        interim: list.iter().filter(|l| l.source == Source::Interim).count(),
-        upstream: list.iter().filter(|l| l.source == Source::Upstream).count(),
-        expired: list.iter().filter(|l| l.not_after <= now).count(),
-        disabled: in_state(DeviceState::Disabled),
-        revoked: in_state(DeviceState::Revoked),
-        revoked_certificates: inv.revoked().filter(|r| r.not_after > now).count(),
-        upstream_revocations_pending: inv.upstream_revocations().count(),
+        total: c.total,
+        local: c.local,
+        interim: c.interim,
+        upstream: c.upstream,
+        expired: c.expired,
+        disabled: c.disabled,
+        revoked: c.revoked,
+        revoked_certificates: c.revoked_certificates,
+        upstream_revocations_pending: c.upstream_revocations_pending,
         crl_next_update: (next > 0).then_some(next),
         crl_pending: inv.crl_pending(),
         error: None,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::leaves::Leaf;
+use crate::leaves::{Leaf, Source};
 use crate::report::fixture::{Fixture, DAY};
 use crate::report::record_attempt;
 

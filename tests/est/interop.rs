@@ -95,7 +95,7 @@ fn superseded_certificate_gets_403() {
     );
     // One device, one inventory entry, under its token's device name.
     let inv = gatecert::leaves::Inventory::open(&g.state().join("leaves.jnl")).unwrap();
-    let devices: Vec<&str> = inv.list().map(|l| l.device.as_str()).collect();
+    let devices: Vec<String> = inv.list().map(|l| l.device).collect();
     assert_eq!(devices, ["sensor-s"]);
 }
 
