@@ -855,13 +855,44 @@ const fn crc_table() -> [u32; 256] {
     t
 }
 
-static CRC: [u32; 256] = crc_table();
+/// Slicing-by-8 tables: `CRC[0]` is the bytewise table, `CRC[k][i]` the CRC of byte `i`
+/// followed by `k` zero bytes (8 KiB; start-up reads every record of a journal, and the
+/// bytewise loop was a fifth of it at 100,000 rows).
+static CRC: [[u32; 256]; 8] = crc_tables();
+
+const fn crc_tables() -> [[u32; 256]; 8] {
+    let mut t = [[0u32; 256]; 8];
+    t[0] = crc_table();
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    t
+}
 
 /// CRC-32 (IEEE 802.3, the one of zlib and PNG).
 pub fn crc32(data: &[u8]) -> u32 {
     let mut c = !0u32;
-    for b in data {
-        c = CRC[((c ^ u32::from(*b)) & 0xFF) as usize] ^ (c >> 8);
+    let mut chunks = data.chunks_exact(8);
+    for b in &mut chunks {
+        let lo = c ^ u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        c = CRC[7][(lo & 0xFF) as usize]
+            ^ CRC[6][((lo >> 8) & 0xFF) as usize]
+            ^ CRC[5][((lo >> 16) & 0xFF) as usize]
+            ^ CRC[4][(lo >> 24) as usize]
+            ^ CRC[3][b[4] as usize]
+            ^ CRC[2][b[5] as usize]
+            ^ CRC[1][b[6] as usize]
+            ^ CRC[0][b[7] as usize];
+    }
+    for b in chunks.remainder() {
+        c = CRC[0][((c ^ u32::from(*b)) & 0xFF) as usize] ^ (c >> 8);
     }
     !c
 }

@@ -476,8 +476,13 @@ fn serial_hash(serial: &str) -> u64 {
         s = &s[2..];
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for b in s.bytes() {
-        h.write_u8(b.to_ascii_uppercase());
+    // Upper-cased through a buffer: one `write` per serial rather than one per byte.
+    let mut buf = [0u8; 64];
+    for part in s.as_bytes().chunks(buf.len()) {
+        let up = &mut buf[..part.len()];
+        up.copy_from_slice(part);
+        up.make_ascii_uppercase();
+        h.write(up);
     }
     h.finish()
 }
@@ -1289,8 +1294,8 @@ impl Inventory {
     }
 
     /// The next CRL number (RFC 5280 §5.2.3): above the last one recorded, and at least `now`
-    /// (Unix seconds), so that numbers keep increasing even when a periodic re-signing is not
-    /// saved here (it changes nothing else: no flash write for it). Not saved.
+    /// (Unix seconds), so that numbers keep increasing even if a publication was never saved
+    /// (a crash between signing and saving). Not saved.
     pub fn next_crl_number(&mut self, now: i64) -> u64 {
         let now = u64::try_from(now).unwrap_or(0);
         let mut m = self.core.crl();

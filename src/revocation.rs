@@ -263,10 +263,10 @@ pub fn publish_crl(
     let trusted = ClockTrust::load(state_dir, Some(ca.intermediate().not_before))
         .check(now)
         .map_err(|e| Error::Clock(e.to_string()))?;
-    // Saved only when the inventory changed for it (a revocation, expired entries dropped):
-    // the periodic re-signing writes the CRL alone.
-    let pruned = inv.prune_revoked(now);
-    let must_save = inv.crl_pending() || pruned;
+    // The CRL's number and nextUpdate are saved with it (one small record): a restart then
+    // knows the CRL is not due, and the inventory, with nothing left unsaved, is kept between
+    // opens (an unsaved change made every later open read the whole journal again).
+    inv.prune_revoked(now);
     let entries: Vec<Entry> = inv
         .crl_entries(now)
         .map(|r| Entry {
@@ -293,9 +293,7 @@ pub fn publish_crl(
         store::write_atomic(path, &crl.der, store::PUBLIC)?;
     }
     inv.crl_published(number, crl.next_update);
-    if must_save {
-        inv.save()?;
-    }
+    inv.save()?;
     Ok(crl)
 }
 

@@ -108,6 +108,35 @@ fn revoke_cert_lands_in_the_inventory_and_the_crl() {
     let log = std::fs::read_to_string(crate::audit::path_in(&dir)).unwrap();
     assert_eq!(log.matches("\"event\":\"acme.revoke\"").count(), 2, "{log}");
     assert!(log.contains("\"reason\":\"keyCompromise\""), "{log}");
+    // The periodic re-signing (nothing pending, a quarter of the validity left), then a restart
+    // (the service knows no nextUpdate yet): the CRL's saved number and nextUpdate say it is
+    // not due, so nothing is signed or written again.
+    let validity = i64::try_from(cfg.ca.crl_validity).unwrap();
+    let resign = good + validity - validity / 4 + 1;
+    let refresh = |at: i64| {
+        crate::revocation::refresh_crl(
+            &dir,
+            &cfg.ca,
+            &srv.ca,
+            at,
+            0,
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap()
+    };
+    let resigned = refresh(resign).expect("re-signed a quarter before nextUpdate");
+    assert!(!Inventory::open(&leaves::path_in(&dir)).unwrap().crl_pending());
+    let signed = std::fs::read_to_string(crate::audit::path_in(&dir))
+        .unwrap()
+        .matches("\"event\":\"crl.issue\"")
+        .count();
+    assert!(refresh(resign + 60).is_none());
+    assert_eq!(
+        Inventory::open(&leaves::path_in(&dir)).unwrap().crl_next_update(),
+        resigned.next_update
+    );
+    let log = std::fs::read_to_string(crate::audit::path_in(&dir)).unwrap();
+    assert_eq!(log.matches("\"event\":\"crl.issue\"").count(), signed, "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
