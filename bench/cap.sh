@@ -5,8 +5,10 @@
 # the load generator (examples/est_load.rs, release build) to CPU 1, so the figures are one
 # core's. Every request must succeed: clients beyond the cap wait in the listen backlog, none
 # is reset. Prints requests, failures by kind, req/s and p50/p99, and the server's CPU and
-# bytes written (/proc/PID/io write_bytes) per enrollment; then `openssl speed ecdsap256` on
-# CPU 0 in the same run, for comparison. Exits non-zero on any failure.
+# bytes written (/proc/PID/io write_bytes) per enrollment, and the rate that CPU cost allows
+# one core (what the server would reach if it had CPU 0 to itself and never waited); then
+# `openssl speed ecdsap256` on CPU 0 in the same run, for comparison (on a shared machine both
+# figures move together). Exits non-zero on any failure.
 #
 # usage: bench/cap.sh [SECONDS [CLIENTS...]]      (default 20 64 128)
 # CAP_LOAD=python uses bench/conns.py (slower: one core of it manages a few hundred
@@ -47,8 +49,8 @@ for clients in "$@"; do
 	# The server's own CPU and the bytes it caused to be written to storage, per enrollment
 	# (the group commit shares each sync among the enrollments that arrived together).
 	awk -v w=$((w1 - w0)) -v c=$((c1 - c0)) -v n="${ok:-0}" -v t="$(getconf CLK_TCK)" -v s="$seconds" 'BEGIN {
-		if (n > 0) printf "  server: CPU %.2f ms/enrollment (%.0f%% of CPU 0), written %.0f B/enrollment\n",
-			c * 1000 / t / n, c * 100 / t / s, w / n }'
+		if (n > 0 && c > 0) printf "  server: CPU %.2f ms/enrollment (%.0f%% of CPU 0; at 100%% of one core: %.0f/s), written %.0f B/enrollment\n",
+			c * 1000 / t / n, c * 100 / t / s, n * t / c, w / n }'
 	stop_server
 done
 echo "for comparison, P-256 on CPU 0 in this run:"
