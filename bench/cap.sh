@@ -37,6 +37,9 @@ for clients in "$@"; do
 	base64 -w0 "$dir/csr.der" >"$dir/csr.b64"
 	w0=$(awk '/^write_bytes/ {print $2}' "/proc/$pid/io")
 	c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	# ns on a CPU, ns runnable but waiting for one (other jobs on CPU 0), per schedstat(5).
+	read -r r0 q0 _ <"/proc/$pid/schedstat"
+	t0=$(date +%s%N)
 	if [ "${CAP_LOAD:-rust}" = python ]; then
 		out=$(taskset -c 1 python3 "$here/bench/conns.py" cap "$port" "$root" "$seconds" "$clients" cap "$token" "$dir/csr.b64") || fail=1
 	else
@@ -45,12 +48,19 @@ for clients in "$@"; do
 	echo "$out"
 	w1=$(awk '/^write_bytes/ {print $2}' "/proc/$pid/io")
 	c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	read -r r1 q1 _ <"/proc/$pid/schedstat"
+	t1=$(date +%s%N)
 	ok=$(echo "$out" | grep -Eo '[0-9]+ ok \(' | grep -Eo '^[0-9]+' | head -n1)
 	# The server's own CPU and the bytes it caused to be written to storage, per enrollment
 	# (the group commit shares each sync among the enrollments that arrived together).
 	awk -v w=$((w1 - w0)) -v c=$((c1 - c0)) -v n="${ok:-0}" -v t="$(getconf CLK_TCK)" -v s="$seconds" 'BEGIN {
 		if (n > 0 && c > 0) printf "  server: CPU %.2f ms/enrollment (%.0f%% of CPU 0; at 100%% of one core: %.0f/s), written %.0f B/enrollment\n",
 			c * 1000 / t / n, c * 100 / t / s, n * t / c, w / n }'
+	# Where the server's wall time went: on CPU 0, waiting for it (runnable, other jobs had it),
+	# or asleep (poll with nothing to do, fsync, flock).
+	awk -v r=$((r1 - r0)) -v q=$((q1 - q0)) -v wall=$((t1 - t0)) 'BEGIN {
+		if (wall > 0) printf "  server wall time: %.0f%% on CPU, %.0f%% runnable waiting for CPU 0, %.0f%% asleep (idle poll, fsync)\n",
+			100 * r / wall, 100 * q / wall, 100 * (wall - r - q) / wall }'
 	stop_server
 done
 echo "for comparison, P-256 on CPU 0 in this run:"
