@@ -790,10 +790,6 @@ impl Service {
             Some(d) => timeout.min(d.saturating_duration_since(Instant::now())),
             None => timeout,
         };
-        let timeout = match self.est.commit_due() {
-            Some(d) => timeout.min(d.saturating_duration_since(Instant::now())),
-            None => timeout,
-        };
         let wake = self.est.wake().and_then(|w| w.try_clone().ok());
         let mut fds: Vec<BorrowedFd<'_>> = extra.to_vec();
         if let Some(w) = &wake {
@@ -815,16 +811,8 @@ impl Service {
             None => wait_readable(&fds, timeout).map_err(Error::Http)?,
         };
         ready.truncate(extra.len());
-        // The issuances signed so far, committed as one group, then the broker's answers. While
-        // other connections have work ready (under load), the group stays open for them, up to
-        // `est::GROUP_WAIT`: it costs the same syncs whatever its size. A lone request is
-        // committed at once.
-        let hold = match (&self.server, self.est.commit_due()) {
-            (Some(s), Some(due)) => Instant::now() < due && s.work_ready(),
-            _ => false,
-        };
+        // The issuances of this turn, committed as one group, then the broker's answers.
         let mut answers = match &self.server {
-            _ if hold => Vec::new(),
             Some(s) => self.est.commit_pending(&|id| s.is_parked(id)),
             None => self.est.commit_pending(&|_| false),
         };

@@ -33,7 +33,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::audit::Audit;
 use crate::broker::{Broker, Origin};
@@ -163,8 +162,6 @@ pub struct Est {
     pending: Vec<(u64, record::Issue)>,
     /// The last id given to a pending issuance (below [`PENDING_IDS`]).
     next_pending: u64,
-    /// When the oldest of `pending` was parked.
-    pending_since: Option<Instant>,
     /// The clock trust as last read, with the stamp of `<state_dir>/clock` it was read at and
     /// the CA notBefore it was loaded with ([`Est::trusted_now`]).
     clock_trust: Option<(Option<store::FileStamp>, i64, ClockTrust)>,
@@ -173,15 +170,6 @@ pub struct Est {
 /// The ids of issuances parked for a group commit, apart from the broker's (which count up
 /// from 1).
 const PENDING_IDS: u64 = 1 << 62;
-
-/// How long the service may hold a group of signed issuances open for more to join it while
-/// other connections have work ready ([`Est::commit_due`]): each group costs its syncs and
-/// file writes whatever its size, so under load larger groups leave more of the CPU to the
-/// handshakes, at the price of at most this much latency.
-pub const GROUP_WAIT: Duration = Duration::from_millis(10);
-
-/// The most issuances in one group.
-pub const GROUP_MAX: usize = 256;
 
 /// A refused request: what the client is told and what the audit log records.
 struct Denial {
@@ -295,7 +283,6 @@ impl Est {
             foreign: Vec::new(),
             pending: Vec::new(),
             next_pending: 0,
-            pending_since: None,
             clock_trust: None,
         }
     }
@@ -781,24 +768,11 @@ impl Est {
         Ok((op, outcome))
     }
 
-    /// When the issuances waiting for their group commit must be committed: [`GROUP_WAIT`]
-    /// after the oldest was parked, or now when [`GROUP_MAX`] wait. `None` when none waits.
-    /// The service commits earlier whenever no other connection has work ready, so a lone
-    /// client never waits for this.
-    pub fn commit_due(&self) -> Option<Instant> {
-        let since = self.pending_since?;
-        if self.pending.len() >= GROUP_MAX {
-            return Some(since);
-        }
-        Some(since + GROUP_WAIT)
-    }
-
     /// Commits the issuances parked by [`Handler::answer`] since the last call, as one group
     /// ([`Est::commit_issues`]), and returns their answers `(id, operation, response)` for
     /// [`crate::http::Server::complete`]. An issuance whose client has gone (`alive(id)` false)
     /// is dropped uncommitted: its token use is not spent.
     pub fn commit_pending(&mut self, alive: &dyn Fn(u64) -> bool) -> Vec<(u64, String, Response)> {
-        self.pending_since = None;
         let mut ids = Vec::new();
         let mut items = Vec::new();
         for (id, issue) in std::mem::take(&mut self.pending) {
@@ -858,7 +832,6 @@ impl Handler for Est {
                         granted,
                     };
                     self.pending.push((id, issue));
-                    self.pending_since.get_or_insert_with(Instant::now);
                     Answer::Later(id)
                 }
                 Ok((op, Err(d))) => Answer::Now(self.respond(op, peer.addr.ip(), Err(d))),

@@ -270,32 +270,6 @@ impl Server {
         }
     }
 
-    /// True when a connection has something to do right now, or a client waits to be accepted
-    /// below the cap (a poll that does not wait): the service then serves it before it closes
-    /// a group commit.
-    pub fn work_ready(&self) -> bool {
-        let room = self.conns.len() < self.limits.max_connections;
-        let mut fds = Vec::with_capacity(1 + self.conns.len());
-        fds.push(PollFd::new(
-            &self.listener,
-            if room {
-                PollFlags::IN
-            } else {
-                PollFlags::empty()
-            },
-        ));
-        for c in &self.conns {
-            if !matches!(c.phase, Phase::Parked(_)) {
-                fds.push(PollFd::new(&c.sock, c.interest()));
-            }
-        }
-        let zero = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
-    }
-
     /// True when a client waits in the listen backlog (a poll that does not wait).
     fn client_waiting(&self) -> bool {
         let mut fds = [PollFd::new(&self.listener, PollFlags::IN)];

@@ -130,66 +130,6 @@ fn a_parked_request_does_not_stall_others_and_is_completed_later() {
     assert!(out.ends_with("later\n"));
 }
 
-/// `work_ready`: false while the only connection is parked and nobody else calls; true when
-/// a request waits unread or a client waits to be accepted; false again once it is served.
-#[test]
-fn work_ready_sees_waiting_clients_but_not_a_parked_one() {
-    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), None, limits()).unwrap();
-    let addr = server.local_addr().unwrap();
-    let mut h = Parking { parked: Vec::new() };
-    assert!(!server.work_ready(), "nothing at all");
-    let mut parked = TcpStream::connect(addr).unwrap();
-    let t = Instant::now();
-    while !server.work_ready() {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "a client to accept is work"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    write!(parked, "GET /later HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    while h.parked.is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(5));
-        server
-            .poll_once(&mut h, &[], Duration::from_millis(50))
-            .unwrap();
-    }
-    assert!(
-        !server.work_ready(),
-        "a parked request is not work for the loop"
-    );
-    let mut other = TcpStream::connect(addr).unwrap();
-    other
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(other, "GET /now HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    while !server.work_ready() {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "a waiting request is work"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let mut out = String::new();
-    let reader = std::thread::spawn(move || {
-        other.read_to_string(&mut out).unwrap();
-        out
-    });
-    while !reader.is_finished() {
-        assert!(t.elapsed() < Duration::from_secs(5));
-        server
-            .poll_once(&mut h, &[], Duration::from_millis(20))
-            .unwrap();
-    }
-    assert!(reader.join().unwrap().ends_with("/now\n"));
-    // Its connection is gone (or goes at the next turn): no work left beside the parked one.
-    server
-        .poll_once(&mut h, &[], Duration::from_millis(20))
-        .unwrap();
-    assert!(!server.work_ready());
-    drop(parked);
-}
-
 #[test]
 fn a_parked_client_that_hangs_up_is_dropped() {
     let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), None, limits()).unwrap();
