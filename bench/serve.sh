@@ -3,6 +3,7 @@
 # port in a temp state dir with the EST limits given, waits until cacerts answers, and leaves
 # $bin $dir $port $pid $root set; the EXIT trap stops the server and removes the dir.
 # GATECERT_BIN overrides the binary (default target/release/gatecert, built if missing).
+# With $server_cpu set (a CPU number), the server runs pinned to that CPU (taskset).
 #
 # usage (sourced): start_server MAX_CONNECTIONS REQUEST_TIMEOUT
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -10,6 +11,7 @@ bin=${GATECERT_BIN:-$here/target/release/gatecert}
 logs=$here/target/test-logs/bench
 dir=
 pid=
+server_cpu=${server_cpu:-}
 
 stop_server() {
 	if [ -n "$pid" ]; then
@@ -35,7 +37,7 @@ start_server() {
 		"$dir/state" >"$dir/gatecert.conf"
 	printf "config est 'est'\n\toption listen '127.0.0.1:%s'\n\toption max_connections '%s'\n\toption request_timeout '%s'\n" \
 		"$port" "$max" "$timeout" >>"$dir/gatecert.conf"
-	"$bin" --config "$dir/gatecert.conf" run 2>>"$logs/run.log" &
+	${server_cpu:+taskset -c "$server_cpu"} "$bin" --config "$dir/gatecert.conf" run 2>>"$logs/run.log" &
 	pid=$!
 	root=$dir/state/ca/root.pem
 	until [ -s "$root" ] && curl -s -o /dev/null --max-time 1 --cacert "$root" \

@@ -300,7 +300,14 @@ impl Audit {
 
     /// Whether the log at `path` may be appended to: `Err(Error::Broken)` when its last line is
     /// not the one `audit.log.head` records. Only reads (no lock, no repair), for `status`.
+    ///
+    /// When this process last read or wrote the log and neither it nor its head has changed
+    /// since (the same [`Stamp`]: two stat(2) calls), the end it judged then stands, and
+    /// nothing is read: EST checks the log before every issuance.
     pub fn check(path: &Path) -> Result<(), Error> {
+        if cached(path, &Stamp::of(path)).is_some() {
+            return Ok(());
+        }
         match inspect(path)?.mismatch {
             Some(what) => Err(Error::Broken {
                 path: path.to_path_buf(),

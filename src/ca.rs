@@ -209,6 +209,10 @@ pub struct LocalCa {
     previous: Vec<rotate::Generation>,
     /// `intermediate.pem`'s identity when opened ([`LocalCa::changed_on_disk`]).
     stamp: Option<(u64, u64, i64)>,
+    /// The intermediate as rcgen's issuer, built on the issuing key it holds: parsed from the
+    /// intermediate once, not for every leaf. Built again when the key is another (a token
+    /// key opened again).
+    issuer: Mutex<Option<(Arc<SigningKey>, Issuer<'static, crypto::RcgenKey<'static>>)>>,
 }
 
 impl fmt::Debug for LocalCa {
@@ -377,6 +381,7 @@ impl LocalCa {
             key: Mutex::new(key.map(Arc::new)),
             previous,
             stamp,
+            issuer: Mutex::new(None),
         })
     }
 
@@ -823,11 +828,23 @@ impl LocalCa {
             }];
         }
         let key = self.signing_key()?;
-        let issuer = Issuer::from_ca_cert_der(&self.int_der.as_slice().into(), key.rcgen())?;
-        let leaf = match params.signed_by(spki, &issuer) {
+        let mut kept = self
+            .issuer
+            .lock()
+            .map_err(|_| Error::KeyUnavailable("issuer lock poisoned".into()))?;
+        let issuer = match &mut *kept {
+            Some((k, issuer)) if Arc::ptr_eq(k, &key) => issuer,
+            slot => {
+                let issuer =
+                    Issuer::from_ca_cert_der(&self.int_der.as_slice().into(), key.rcgen_shared())?;
+                &mut slot.insert((key.clone(), issuer)).1
+            }
+        };
+        let leaf = match params.signed_by(spki, &*issuer) {
             Ok(leaf) => leaf,
             Err(rcgen::Error::RemoteKeyError) => {
                 // A token key failed to sign (token pulled, object removed, session lost).
+                *kept = None;
                 self.drop_key();
                 log::error!("local CA: the issuing key in the token failed to sign");
                 return Err(Error::KeyUnavailable(
@@ -837,12 +854,14 @@ impl LocalCa {
             Err(e) => return Err(e.into()),
         };
         let leaf_der = leaf.der().to_vec();
-        let info = CertInfo::from_der(&leaf_der)?;
+        // What was just encoded, without parsing it back: the serial is 16 bytes with the top
+        // bit clear and a non-zero first byte (so its DER INTEGER is exactly those bytes), and
+        // the times are whole seconds.
         Ok(Issued {
             chain_der: vec![leaf_der.clone(), self.int_der.clone()],
             leaf_der,
-            serial_hex: info.serial_hex(),
-            not_after: info.not_after,
+            serial_hex: crypto::serial_display(&crypto::hex(&serial)),
+            not_after,
         })
     }
 }

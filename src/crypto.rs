@@ -115,13 +115,6 @@ impl KeyType {
         }
     }
 
-    fn asn1(self) -> &'static signature::EcdsaSigningAlgorithm {
-        match self {
-            KeyType::Ec256 => &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-            KeyType::Ec384 => &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
-        }
-    }
-
     fn rcgen_alg(self) -> &'static rcgen::SignatureAlgorithm {
         match self {
             KeyType::Ec256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -207,11 +200,12 @@ impl PrivateKey {
     }
 
     /// Signs `msg` with the X.509 / TLS encoding (ASN.1 DER `ECDSA-Sig-Value`).
+    /// The signer already parsed signs (`r || s`), re-encoded as DER: parsing the PKCS#8 again
+    /// for each signature would recompute and check the public point, a scalar multiplication
+    /// as dear as the signature itself.
     pub fn sign_der(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
-        let kp = EcdsaKeyPair::from_pkcs8(self.kind.asn1(), &self.pkcs8, rng())
-            .map_err(|e| Error::Key(e.to_string()))?;
-        let sig = kp.sign(rng(), msg).map_err(|_| Error::Rng)?;
-        Ok(sig.as_ref().to_vec())
+        let sig = self.signer.sign(rng(), msg).map_err(|_| Error::Rng)?;
+        ecdsa_raw_to_der(sig.as_ref())
     }
 
     /// The public JWK (RFC 7517), members in lexicographic order as RFC 7638 §3 requires.
@@ -1073,6 +1067,27 @@ mod tests {
         );
         let err = parse_csr(&forged).expect_err("CSR with garbage inside its SPKI accepted");
         assert!(err.to_string().contains("SubjectPublicKeyInfo"), "{err}");
+    }
+
+    /// `sign_der` (the parsed signer's `r || s`, DER-encoded) verifies as an ASN.1 ECDSA
+    /// signature on both curves, many times over (short `r`/`s` included by chance), and a
+    /// signature over other bytes does not.
+    #[test]
+    fn sign_der_verifies_as_asn1_on_both_curves() {
+        for (kind, alg) in [
+            (KeyType::Ec256, &signature::ECDSA_P256_SHA256_ASN1),
+            (KeyType::Ec384, &signature::ECDSA_P384_SHA384_ASN1),
+        ] {
+            let k = PrivateKey::generate(kind).unwrap();
+            let key = signature::UnparsedPublicKey::new(alg, k.public_point());
+            for i in 0..200u32 {
+                let msg = i.to_be_bytes();
+                let sig = k.sign_der(&msg).unwrap();
+                assert_eq!(sig[0], 0x30, "not a DER SEQUENCE");
+                key.verify(&msg, &sig).unwrap();
+                assert!(key.verify(b"other", &sig).is_err());
+            }
+        }
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub struct Est {
     pending: Vec<(u64, record::Issue)>,
     /// The last id given to a pending issuance (below [`PENDING_IDS`]).
     next_pending: u64,
+    /// The clock trust as last read, with the stamp of `<state_dir>/clock` it was read at and
+    /// the CA notBefore it was loaded with ([`Est::trusted_now`]).
+    clock_trust: Option<(Option<store::FileStamp>, i64, ClockTrust)>,
 }
 
 /// The ids of issuances parked for a group commit, apart from the broker's (which count up
@@ -280,6 +283,7 @@ impl Est {
             foreign: Vec::new(),
             pending: Vec::new(),
             next_pending: 0,
+            clock_trust: None,
         }
     }
 
@@ -440,12 +444,13 @@ impl Est {
         self.ca
             .check_names(&csr.dns, &csr.ips)
             .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
-        let cuts = self
-            .inventory()
-            .map_err(|d| d.device(&device))?
-            .cuts(&device);
-        self.may_hold(&device, &csr.spki_der)
-            .map_err(|d| d.names(names.clone()))?;
+        // One read of the inventory for both: the device's cut-off count and its standing.
+        let cuts = {
+            let inv = self.inventory().map_err(|d| d.device(&device))?;
+            lifecycle::may_hold(&inv, &device, &csr.spki_der)
+                .map_err(|d| d.names(names.clone()))?;
+            inv.cuts(&device)
+        };
         let key = crypto::hex(&crypto::sha256(&csr.spki_der));
         let (claim, _) = tokens
             .claim(&mut self.claims, &device, &token, &key, now)
@@ -484,9 +489,22 @@ impl Est {
     /// The time to issue at, if the clock may be believed (see [`crate::trust`]): never issue on
     /// a clock before the build time, the last trusted time or the CA's notBefore. 503 tells the
     /// device to come back; nothing is written.
-    fn trusted_now(&self, auth: &Authorized) -> Result<TrustedNow, Denial> {
+    ///
+    /// The floor is read again whenever `<state_dir>/clock` changed (another process, or this
+    /// check, recorded a later trusted time); otherwise the copy in memory serves.
+    fn trusted_now(&mut self, auth: &Authorized) -> Result<TrustedNow, Denial> {
         let now = self.clock.now();
-        let mut trust = ClockTrust::load(&self.state_dir, Some(self.ca.intermediate().not_before));
+        let not_before = self.ca.intermediate().not_before;
+        let stamp = store::stamp(&crate::trust::clock_path_in(&self.state_dir));
+        let trust = match &mut self.clock_trust {
+            Some((s, nb, t)) if *s == stamp && *nb == not_before => t,
+            slot => {
+                let t = ClockTrust::load(&self.state_dir, Some(not_before));
+                &mut slot.insert((stamp, not_before, t)).2
+            }
+        };
+        // When `check` records `now` (once a day), the file's new stamp makes the next call read
+        // it again.
         let trusted = trust.check(now).map_err(|e| {
             Denial::new(503, format!("clock untrusted: {e}"))
                 .device(&auth.device)
@@ -601,12 +619,13 @@ impl Est {
         self.ca
             .check_names(&csr.dns, &csr.ips)
             .map_err(|e| ca_denial(&e).device(&device).names(names.clone()))?;
-        let cuts = self
-            .inventory()
-            .map_err(|d| d.device(&device))?
-            .cuts(&device);
-        self.may_hold(&device, &csr.spki_der)
-            .map_err(|d| d.names(names.clone()))?;
+        // One read of the inventory for both: the device's cut-off count and its standing.
+        let cuts = {
+            let inv = self.inventory().map_err(|d| d.device(&device))?;
+            lifecycle::may_hold(&inv, &device, &csr.spki_der)
+                .map_err(|d| d.names(names.clone()))?;
+            inv.cuts(&device)
+        };
         Ok(Authorized {
             device,
             names,

@@ -109,10 +109,15 @@ pub struct ClockTrust {
     build: i64,
 }
 
+/// `<state_dir>/clock`: the last trusted time, written at most once a day.
+pub fn clock_path_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("clock")
+}
+
 impl ClockTrust {
     /// Reads `<state_dir>/clock` (a missing or unreadable file means "never trusted").
     pub fn load(state_dir: &Path, ca_not_before: Option<i64>) -> ClockTrust {
-        let file = state_dir.join("clock");
+        let file = clock_path_in(state_dir);
         let last_trusted = std::fs::read_to_string(&file)
             .ok()
             .and_then(|s| s.trim().parse().ok());

@@ -834,3 +834,47 @@ fn group_commits_rewrite_the_head_in_place_and_a_power_cut_within_the_lag_verifi
     assert_eq!(std::fs::read_to_string(head_path(&path)).unwrap(), "a".repeat(64));
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// `Audit::check`, which EST runs before every issuance, reads nothing while the log and its
+/// head are as this process last left them, and still sees a tail cut by someone else (the
+/// stamp changed, so the log is read and judged).
+#[test]
+fn check_answers_from_memory_until_the_log_changes() {
+    let path = tmp("checkcache");
+    write_events(&path, 700, DEFAULT_MAX_BYTES);
+    assert!(std::fs::metadata(&path).unwrap().len() > TAIL_BYTES);
+    let rchar = || -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // This process appends (as the service's group commit does): its end is remembered.
+    let mut a =
+        Audit::open_locked_within(&path, DEFAULT_MAX_BYTES, Duration::from_secs(1)).unwrap();
+    a.append(NOW, "est.issue", serde_json::json!({"device": "s"}))
+        .unwrap();
+    drop(a);
+    let before = rchar();
+    for _ in 0..50 {
+        Audit::check(&path).unwrap();
+    }
+    let read = rchar() - before;
+    assert!(read < 4096, "{read} bytes read for 50 checks");
+
+    // Someone removes the last line: the next check reads the log and refuses it.
+    let data = std::fs::read(&path).unwrap();
+    let cut = data[..data.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap();
+    std::fs::write(&path, &data[..=cut]).unwrap();
+    assert!(matches!(Audit::check(&path), Err(Error::Broken { .. })));
+    // And the same when the head is rewritten to something the log does not end with.
+    std::fs::write(&path, &data).unwrap();
+    Audit::check(&path).unwrap();
+    store::write_atomic(&head_path(&path), "ab".repeat(32).as_bytes(), store::SECRET).unwrap();
+    assert!(matches!(Audit::check(&path), Err(Error::Broken { .. })));
+}

@@ -805,3 +805,45 @@ fn duplicate_sans_are_issued_once() {
     assert_eq!(info.ips.len(), 1);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `Issued`'s serial and notAfter are what the certificate says, taken from what was encoded
+/// rather than parsed back: over many serials, and when the lifetime is cut to the
+/// intermediate's notAfter.
+#[test]
+fn issued_serial_and_not_after_match_the_certificate() {
+    let dir = tmp("issued-fields");
+    let ca = LocalCa::init(
+        &dir.join("ca"),
+        &cfg(),
+        crate::trust::TrustedNow::for_tests(NOW),
+    )
+    .unwrap();
+    let csr = ca
+        .verify_csr(&csr_for(&["f.sensors.example.com"], &[]))
+        .unwrap();
+    let issue = |at: i64| {
+        ca.issue(
+            &IssueRequest {
+                csr: csr.clone(),
+                lifetime: None,
+                server_auth: false,
+            },
+            crate::trust::TrustedNow::for_tests(at),
+        )
+        .unwrap()
+    };
+    for _ in 0..64 {
+        let issued = issue(NOW);
+        let info = CertInfo::from_der(&issued.leaf_der).unwrap();
+        assert_eq!(issued.serial_hex, info.serial_hex());
+        assert_eq!(issued.not_after, info.not_after);
+    }
+    // A day before the intermediate expires: the leaf's day is cut to it.
+    let end = ca.intermediate().not_after;
+    let issued = issue(end - 3600);
+    let info = CertInfo::from_der(&issued.leaf_der).unwrap();
+    assert_eq!(info.not_after, end);
+    assert_eq!(issued.not_after, end);
+    assert_eq!(issued.serial_hex, info.serial_hex());
+    let _ = std::fs::remove_dir_all(&dir);
+}

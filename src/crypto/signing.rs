@@ -256,6 +256,17 @@ pub enum RcgenKey<'a> {
     /// A key in a PKCS#11 token.
     #[cfg(feature = "pkcs11")]
     Token(&'a super::token::TokenKey),
+    /// A shared [`SigningKey`], for an rcgen `Issuer` kept between signatures
+    /// ([`SigningKey::rcgen_shared`]).
+    Shared(Arc<SigningKey>),
+}
+
+impl SigningKey {
+    /// [`SigningKey::rcgen`] holding its own reference to the key, so that what is built on it
+    /// (the local CA's issuer) can be kept.
+    pub fn rcgen_shared(self: &Arc<Self>) -> RcgenKey<'static> {
+        RcgenKey::Shared(self.clone())
+    }
 }
 
 impl RcgenKey<'_> {
@@ -264,6 +275,7 @@ impl RcgenKey<'_> {
             RcgenKey::File(k) => k.kind(),
             #[cfg(feature = "pkcs11")]
             RcgenKey::Token(k) => k.kind(),
+            RcgenKey::Shared(k) => k.kind(),
         }
     }
 
@@ -272,6 +284,7 @@ impl RcgenKey<'_> {
             RcgenKey::File(k) => k.sign_der(msg),
             #[cfg(feature = "pkcs11")]
             RcgenKey::Token(k) => k.sign_der(msg),
+            RcgenKey::Shared(k) => k.sign_der(msg),
         }
     }
 }
@@ -282,6 +295,7 @@ impl rcgen::PublicKeyData for RcgenKey<'_> {
             RcgenKey::File(k) => k.public_point(),
             #[cfg(feature = "pkcs11")]
             RcgenKey::Token(k) => k.public_point(),
+            RcgenKey::Shared(k) => k.public_point(),
         }
     }
 

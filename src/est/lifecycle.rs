@@ -45,12 +45,6 @@ impl Est {
         holder(&self.inventory()?, serial, now)
     }
 
-    /// The checks every issuance for `device` with the public key `spki_der` passes: the device
-    /// is not disabled, and the key was not revoked for keyCompromise.
-    pub(super) fn may_hold(&mut self, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
-        may_hold(&self.inventory()?, device, spki_der)
-    }
-
     /// The inventory, locked for a commit (waiting at most [`INVENTORY_LOCK_WAIT`] for a CLI):
     /// 503 + `Retry-After` when it stays busy.
     pub(super) fn inventory_locked(&self) -> Result<Inventory, Denial> {
@@ -220,8 +214,9 @@ fn holder(inv: &Inventory, serial: &str, now: i64) -> Result<String, Denial> {
     }
 }
 
-/// See [`Est::may_hold`].
-fn may_hold(inv: &Inventory, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
+/// The checks every issuance for `device` with the public key `spki_der` passes: the device
+/// is not disabled, and the key was not revoked for keyCompromise.
+pub(super) fn may_hold(inv: &Inventory, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
     match inv.refuses(device, spki_der) {
         None => Ok(()),
         Some(leaves::Refusal::Disabled(l)) => Err(disabled(l)),

@@ -58,7 +58,7 @@ pub fn tls_config(
                 .map_err(|_| Error::Tls("no usable private key in the key PEM".into()))?,
         ),
     };
-    let provider = crate::crypto::tls_provider();
+    let provider = server_provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?;
@@ -96,7 +96,31 @@ pub fn tls_config(
     // RFC 7301: offered in our order of preference; a client that offers only http/1.0 gets
     // it (we answer an HTTP/1.0 request with an HTTP/1.1 response, RFC 9110 §6.2, and close).
     cfg.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
+    // Our order of cipher suites, not the client's (see `server_provider`).
+    cfg.ignore_client_order = true;
     Ok(Arc::new(cfg))
+}
+
+/// [`crate::crypto::tls_provider`] with the cipher suites that hash with SHA-256 first: most
+/// clients list `TLS_AES_256_GCM_SHA384` first, and a TLS 1.3 handshake's transcript hash and
+/// key schedule use its suite's hash, SHA-384, which costs more than SHA-256 everywhere (no
+/// SHA-512 instructions on x86, 64-bit arithmetic on 32-bit MIPS) and buys nothing next to a
+/// P-256 or X25519 key exchange of 128-bit strength. The same suites are offered, in this order:
+/// TLS 1.3 before 1.2, then SHA-256 before SHA-384 (`TLS_AES_128_GCM_SHA256`, RFC 8446's
+/// mandatory suite, comes first).
+pub fn server_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = (*crate::crypto::tls_provider()).clone();
+    provider.cipher_suites.sort_by_key(|s| {
+        let hash = match s {
+            rustls::SupportedCipherSuite::Tls13(s) => s.common.hash_provider.algorithm(),
+            rustls::SupportedCipherSuite::Tls12(s) => s.common.hash_provider.algorithm(),
+        };
+        (
+            s.version().version != rustls::ProtocolVersion::TLSv1_3,
+            hash != rustls::crypto::hash::HashAlgorithm::SHA256,
+        )
+    });
+    Arc::new(provider)
 }
 
 /// [`ClientAuth::Deferred`]: offers client auth, never requires it, accepts any chain, and
@@ -149,5 +173,118 @@ impl ClientCertVerifier for DeferredClientCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algs.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{KeyType, PrivateKey};
+    use rustls::{ClientConfig, ClientConnection, ServerConnection};
+
+    /// A CA and a leaf for `gateway.local` it signed: (CA DER, leaf PEM, leaf key PEM).
+    fn ca_and_leaf() -> (CertificateDer<'static>, String, String) {
+        let ca_key = PrivateKey::generate(KeyType::Ec256).unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key.to_rcgen()).unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca, ca_key.to_rcgen());
+        let key = PrivateKey::generate(KeyType::Ec256).unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["gateway.local".to_string()])
+            .unwrap()
+            .signed_by(&key.to_rcgen(), &issuer)
+            .unwrap();
+        (ca_cert.der().clone(), leaf.pem(), key.to_pem())
+    }
+
+    /// Runs a handshake in memory; the suite both sides agreed on.
+    fn handshake(server: Arc<ServerConfig>, client: ClientConfig) -> rustls::CipherSuite {
+        let name = rustls::pki_types::ServerName::try_from("gateway.local").unwrap();
+        let mut c = ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut s = ServerConnection::new(server).unwrap();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut buf.as_slice()).unwrap();
+            s.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).unwrap();
+            c.read_tls(&mut buf.as_slice()).unwrap();
+            c.process_new_packets().unwrap();
+            if !c.is_handshaking() && !s.is_handshaking() {
+                break;
+            }
+        }
+        assert!(!s.is_handshaking(), "the handshake did not complete");
+        let suite = s.negotiated_cipher_suite().unwrap().suite();
+        assert_eq!(Some(suite), c.negotiated_cipher_suite().map(|s| s.suite()));
+        suite
+    }
+
+    /// A client that lists `TLS_AES_256_GCM_SHA384` first (rustls' and OpenSSL's default) gets
+    /// `TLS_AES_128_GCM_SHA256`: the server's order, SHA-256 first. A client that offers only
+    /// the SHA-384 suite still gets it.
+    #[test]
+    fn the_server_picks_a_sha256_suite_first() {
+        let (ca, chain, key) = ca_and_leaf();
+        let server = tls_config(&chain, &key, ClientAuth::Off).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let provider = crate::crypto::tls_provider();
+        assert_eq!(
+            provider.cipher_suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+            "the client's default order changed; this test no longer shows the server's"
+        );
+        let client = |p: Arc<rustls::crypto::CryptoProvider>| {
+            ClientConfig::builder_with_provider(p)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth()
+        };
+        assert_eq!(
+            handshake(server.clone(), client(provider.clone())),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        let only_384 = rustls::crypto::CryptoProvider {
+            cipher_suites: vec![rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384],
+            ..(*provider).clone()
+        };
+        assert_eq!(
+            handshake(server, client(Arc::new(only_384))),
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+        );
+    }
+
+    /// The server's provider offers every suite of the shared one, TLS 1.3 first.
+    #[test]
+    fn the_server_offers_the_same_suites() {
+        let ours: Vec<_> = server_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        let mut all: Vec<_> = crate::crypto::tls_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(ours.len(), all.len());
+        assert_eq!(ours[0], rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let mut sorted = ours.clone();
+        sorted.sort_by_key(|s| format!("{s:?}"));
+        all.sort_by_key(|s| format!("{s:?}"));
+        assert_eq!(sorted, all);
+        let tls13 = ours
+            .iter()
+            .take_while(|s| format!("{s:?}").starts_with("TLS13_"))
+            .count();
+        assert!(
+            ours[tls13..]
+                .iter()
+                .all(|s| !format!("{s:?}").starts_with("TLS13_")),
+            "{ours:?}"
+        );
     }
 }
