@@ -397,8 +397,8 @@ impl From<store::Error> for Error {
     }
 }
 
-/// The inventory in numbers ([`Inventory::counts`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The inventory in numbers ([`Inventory::counts`]; in `status` as they are).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     /// Devices with a row.
     pub total: usize,

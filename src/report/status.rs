@@ -240,33 +240,26 @@ fn ca_key_error(_: &Config) -> Option<String> {
     None
 }
 
-/// Leaf counts by source.
+/// Leaf counts by source ([`leaves::Counts`], its fields at this level in JSON), and the CRL.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LeafCounts {
-    /// All devices in the inventory.
-    pub total: usize,
-    /// Issued by the local CA by policy.
-    pub local: usize,
-    /// Issued by the local CA during an upstream outage.
-    pub interim: usize,
-    /// Issued by the upstream CA.
-    pub upstream: usize,
-    /// Of all the above, how many have expired.
-    pub expired: usize,
-    /// Devices cut off with `leaves disable` (refused until `leaves enable`).
-    pub disabled: Vec<String>,
-    /// Devices cut off with `leaves revoke` (a new token enrolls them again).
-    pub revoked: Vec<String>,
-    /// Revoked certificates not yet expired (local ones are in the CRL).
-    pub revoked_certificates: usize,
-    /// Upstream certificates still to be revoked at the upstream CA (queued, retried).
-    pub upstream_revocations_pending: usize,
+    /// Devices by source, expired, disabled, revoked; revoked certificates and upstream
+    /// revocations pending.
+    #[serde(flatten)]
+    pub counts: leaves::Counts,
     /// nextUpdate of the published CRL, Unix seconds; `None` before the first.
     pub crl_next_update: Option<i64>,
     /// A revocation is not in the published CRL yet (it was made on an untrusted clock).
     pub crl_pending: bool,
     /// Why the inventory could not be read.
     pub error: Option<String>,
+}
+
+impl std::ops::Deref for LeafCounts {
+    type Target = leaves::Counts;
+    fn deref(&self) -> &leaves::Counts {
+        &self.counts
+    }
 }
 
 /// Bootstrap token counts. Each token is counted once: revoked, else expired, else exhausted,
@@ -908,23 +901,15 @@ fn leaf_counts(state_dir: &Path, now: i64) -> LeafCounts {
     };
     // Counted from what the inventory keeps in memory: no row is read.
     let c = inv.counts(now);
-    // The CRL itself says when it is next updated (the service re-signs it without touching
-    // the inventory); the inventory's record when it can't be read.
+    // The CRL itself says when it is next updated (as published, whoever signed it); the
+    // inventory's record when it can't be read.
     let next = std::fs::read(crate::revocation::crl_path_in(state_dir))
         .ok()
         .and_then(|der| crypto::CrlInfo::from_der(&der).ok())
         .and_then(|c| c.next_update)
         .unwrap_or_else(|| inv.crl_next_update());
     LeafCounts {
-        total: c.total,
-        local: c.local,
-        interim: c.interim,
-        upstream: c.upstream,
-        expired: c.expired,
-        disabled: c.disabled,
-        revoked: c.revoked,
-        revoked_certificates: c.revoked_certificates,
-        upstream_revocations_pending: c.upstream_revocations_pending,
+        counts: c,
         crl_next_update: (next > 0).then_some(next),
         crl_pending: inv.crl_pending(),
         error: None,
