@@ -48,6 +48,12 @@ use crate::store::{self, io_err, Error};
 #[derive(Debug)]
 pub struct Kept<T>(std::sync::Mutex<Option<(PathBuf, T)>>);
 
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept::new()
+    }
+}
+
 impl<T> Kept<T> {
     /// Nothing kept.
     pub const fn new() -> Kept<T> {
@@ -467,7 +473,9 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
     /// The whole record (header and payload) at byte `at`, checked (its length and crc).
     fn read_raw(&self, at: u64, len: u32) -> Result<Vec<u8>, Error> {
         let f = self.file.as_ref().ok_or_else(|| {
-            self.corrupt(format!("the record at byte {at} is gone (the file was not read)"))
+            self.corrupt(format!(
+                "the record at byte {at} is gone (the file was not read)"
+            ))
         })?;
         let mut buf = vec![0u8; HEADER as usize + len as usize];
         f.read_exact_at(&mut buf, at)

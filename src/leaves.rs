@@ -530,7 +530,12 @@ impl Serials {
         let Some(h) = self.0.get_mut(&hash) else {
             return;
         };
-        let mut v: Vec<Arc<str>> = h.as_slice().iter().filter(|k| &***k != key).cloned().collect();
+        let mut v: Vec<Arc<str>> = h
+            .as_slice()
+            .iter()
+            .filter(|k| &***k != key)
+            .cloned()
+            .collect();
         match v.len() {
             0 => {
                 self.0.remove(&hash);
@@ -939,7 +944,7 @@ impl Inventory {
                 earlier.retain(|h| self.core.revoked(&h.serial).is_none());
                 if earlier.len() > MAX_EARLIER {
                     // Newest first: the oldest beyond the bound are superseded.
-                    earlier.sort_by(|a, b| b.not_after.cmp(&a.not_after));
+                    earlier.sort_by_key(|h| std::cmp::Reverse(h.not_after));
                     pushed_out = earlier.split_off(MAX_EARLIER);
                 }
                 let state = match old.state {
@@ -1238,10 +1243,10 @@ impl Inventory {
     /// the change could not be staged: then nothing is saved). Not saved.
     pub fn revoke_one(&mut self, cert: Held, reason: u8, now: i64) -> Option<Revoked> {
         let held = self.core.holder(&cert.serial).and_then(|l| {
-                l.certs()
-                    .find(|h| crypto::same_serial(&h.serial, &cert.serial))
-                    .map(|h| (l.device.clone(), h))
-            });
+            l.certs()
+                .find(|h| crypto::same_serial(&h.serial, &cert.serial))
+                .map(|h| (l.device.clone(), h))
+        });
         let (device, h) = match held {
             Some((device, h)) => (
                 device,
@@ -1301,10 +1306,8 @@ impl Inventory {
         let mut m = self.core.crl();
         m.number = m.number.saturating_add(1).max(now);
         // Only in memory until a save; a reader (no lock) keeps it there.
-        if self.core.journal.is_locked() || self.core.migrating {
-            if self.core.set_crl(m).is_err() {
-                self.discard = true;
-            }
+        if (self.core.journal.is_locked() || self.core.migrating) && self.core.set_crl(m).is_err() {
+            self.discard = true;
         }
         m.number
     }

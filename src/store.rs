@@ -127,7 +127,9 @@ pub fn public_dir(dir: &Path) -> Result<(), Error> {
 /// (rename(2) replaces the link, never what it points at); a device, FIFO, socket or directory
 /// is refused with [`Error::NotRegular`] instead of being replaced machine-wide.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
-    write_atomic_with(path, mode, |f, tmp| f.write_all(data).map_err(io_err("write", tmp)))
+    write_atomic_with(path, mode, |f, tmp| {
+        f.write_all(data).map_err(io_err("write", tmp))
+    })
 }
 
 /// [`write_atomic`] of what `write` writes (to the temp file, whose path it is given): the

@@ -782,26 +782,42 @@ fn group_commits_rewrite_the_head_in_place_and_a_power_cut_within_the_lag_verifi
         let pad = "x".repeat(200);
         a.append_batch(
             NOW + i,
-            vec![("est.issue", serde_json::json!({"device": format!("d{i}"), "pad": pad}))],
+            vec![(
+                "est.issue",
+                serde_json::json!({"device": format!("d{i}"), "pad": pad}),
+            )],
         )
         .unwrap();
         drop(a);
         let head = std::fs::read_to_string(head_path(&path)).unwrap();
         let last = lines(&path).last().cloned().unwrap();
         assert_eq!(head, crypto::hex(&crypto::sha256(last.as_bytes())));
-        assert!(lag() <= super::HEAD_LAG, "lag {} over {}", lag(), super::HEAD_LAG);
+        assert!(
+            lag() <= super::HEAD_LAG,
+            "lag {} over {}",
+            lag(),
+            super::HEAD_LAG
+        );
         if lag() == 0 {
             durable = head;
         } else {
             lazy_groups += 1;
         }
     }
-    assert!(lazy_groups > 100, "only {lazy_groups} of 200 groups left the head unsynced");
+    assert!(
+        lazy_groups > 100,
+        "only {lazy_groups} of 200 groups left the head unsynced"
+    );
     assert_eq!(std::fs::metadata(head_path(&path)).unwrap().ino(), ino);
     // Then one large group, up to the batch limit, before the cut.
     let mut a = Audit::open_locked(&path, DEFAULT_MAX_BYTES).unwrap();
     let batch = (0..120)
-        .map(|i| ("est.issue", serde_json::json!({"device": format!("big{i}"), "pad": "y".repeat(250)})))
+        .map(|i| {
+            (
+                "est.issue",
+                serde_json::json!({"device": format!("big{i}"), "pad": "y".repeat(250)}),
+            )
+        })
         .collect();
     a.append_batch(NOW + 300, batch).unwrap();
     drop(a);
@@ -830,8 +846,13 @@ fn group_commits_rewrite_the_head_in_place_and_a_power_cut_within_the_lag_verifi
     std::os::unix::fs::symlink(&other, head_path(&path)).unwrap();
     super::write_head(&path, &"a".repeat(64), 0, false).unwrap();
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "o".repeat(64));
-    assert!(!std::fs::symlink_metadata(head_path(&path)).unwrap().is_symlink());
-    assert_eq!(std::fs::read_to_string(head_path(&path)).unwrap(), "a".repeat(64));
+    assert!(!std::fs::symlink_metadata(head_path(&path))
+        .unwrap()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(head_path(&path)).unwrap(),
+        "a".repeat(64)
+    );
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 

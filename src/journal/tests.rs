@@ -23,15 +23,25 @@ fn crc32_is_the_ieee_one() {
         for b in data {
             c ^= u32::from(*b);
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
         }
         !c
     };
-    let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..300u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     for start in 0..9 {
         for end in start..data.len() {
-            assert_eq!(crc32(&data[start..end]), bitwise(&data[start..end]), "{start}..{end}");
+            assert_eq!(
+                crc32(&data[start..end]),
+                bitwise(&data[start..end]),
+                "{start}..{end}"
+            );
         }
     }
 }
@@ -255,7 +265,10 @@ fn values_not_kept_are_read_back_and_seen_by_the_index_and_metas() {
     assert!(w.contains("b") && !w.contains("c"));
     let metas: Vec<(String, u32)> = w.metas("").map(|(k, m)| (k.to_string(), m)).collect();
     assert_eq!(metas, [("a".to_string(), 1003), ("b".to_string(), 1002)]);
-    assert_eq!(w.index().0, [("a".into(), 1), ("b".into(), 2), ("a".into(), 3)]);
+    assert_eq!(
+        w.index().0,
+        [("a".into(), 1), ("b".into(), 2), ("a".into(), 3)]
+    );
     // Staged values are in memory, and read as such until flushed to the file.
     w.lock(None).unwrap();
     w.stage("b", Some(7)).unwrap();
@@ -269,7 +282,15 @@ fn values_not_kept_are_read_back_and_seen_by_the_index_and_metas() {
     let r: Lazy = Journal::open(&p, 0o600).unwrap();
     let all: Vec<(&str, u32)> = r.read_range("").map(Result::unwrap).collect();
     assert_eq!(all, [("a", 3), ("b", 7)]);
-    assert_eq!(r.index().0, [("a".into(), 1), ("b".into(), 2), ("a".into(), 3), ("b".into(), 7)]);
+    assert_eq!(
+        r.index().0,
+        [
+            ("a".into(), 1),
+            ("b".into(), 2),
+            ("a".into(), 3),
+            ("b".into(), 7)
+        ]
+    );
 }
 
 #[test]
@@ -304,7 +325,12 @@ fn values_read_back_follow_another_writers_appends_and_compaction() {
     svc.refresh().unwrap();
     assert_eq!(svc.appended(), cli.appended());
     assert_eq!((svc.read("a").unwrap(), svc.read("b").unwrap()), before);
-    assert_eq!(svc.index().0.len(), 2, "the index was rebuilt: {:?}", svc.index());
+    assert_eq!(
+        svc.index().0.len(),
+        2,
+        "the index was rebuilt: {:?}",
+        svc.index()
+    );
     // The service appends onto the new file; the other writer reads it back.
     put_lazy(&mut svc, "c", Some(9));
     cli.refresh().unwrap();

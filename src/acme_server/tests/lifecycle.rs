@@ -125,18 +125,26 @@ fn revoke_cert_lands_in_the_inventory_and_the_crl() {
         .unwrap()
     };
     let resigned = refresh(resign).expect("re-signed a quarter before nextUpdate");
-    assert!(!Inventory::open(&leaves::path_in(&dir)).unwrap().crl_pending());
+    assert!(!Inventory::open(&leaves::path_in(&dir))
+        .unwrap()
+        .crl_pending());
     let signed = std::fs::read_to_string(crate::audit::path_in(&dir))
         .unwrap()
         .matches("\"event\":\"crl.issue\"")
         .count();
     assert!(refresh(resign + 60).is_none());
     assert_eq!(
-        Inventory::open(&leaves::path_in(&dir)).unwrap().crl_next_update(),
+        Inventory::open(&leaves::path_in(&dir))
+            .unwrap()
+            .crl_next_update(),
         resigned.next_update
     );
     let log = std::fs::read_to_string(crate::audit::path_in(&dir)).unwrap();
-    assert_eq!(log.matches("\"event\":\"crl.issue\"").count(), signed, "{log}");
+    assert_eq!(
+        log.matches("\"event\":\"crl.issue\"").count(),
+        signed,
+        "{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
