@@ -21,10 +21,15 @@ fn main() {
     let mut tokens = Tokens::open_locked(&token::path_in(&state)).expect("tokens");
     tokens.set_batch(true).expect("batch");
     let mut claims = Claims::new();
+    // SCALE_TOKENS_UNUSED=1: the tokens stay unused (a fleet provisioned ahead of its sensors).
+    let unused = std::env::var_os("SCALE_TOKENS_UNUSED").is_some();
     for i in 0..n {
         let dev = format!("s{i}");
         let names = vec![format!("{dev}.sensors.local")];
         let tok = tokens.add(&dev, &names, 86_400, 1, now).expect("token add");
+        if unused {
+            continue;
+        }
         let (id, _) = tokens
             .claim(&mut claims, &dev, &tok, "populate", now)
             .expect("claim");
