@@ -541,7 +541,7 @@ fn token_list(cfg: &Config, now: i64, json: bool) -> Res {
     if json {
         // No secrets: the stored hash and salt stay out.
         let list: Vec<serde_json::Value> = tokens
-            .list()
+            .list()?
             .iter()
             .map(|t| {
                 serde_json::json!({"device": t.device, "names": t.names, "expires": t.expires,
@@ -553,7 +553,7 @@ fn token_list(cfg: &Config, now: i64, json: bool) -> Res {
         return Ok(());
     }
     let rows: Vec<[String; 5]> = tokens
-        .list()
+        .list()?
         .iter()
         .map(|t| {
             [
@@ -814,14 +814,15 @@ mod tests {
             0
         );
         let t = Tokens::open(&token::path_in(&cfg.main.state_dir)).unwrap();
-        assert_eq!(t.list()[0].uses_left, 2);
+        assert_eq!(t.list().unwrap()[0].uses_left, 2);
         assert_eq!(cmd_token(&cfg, &s(&["list"])), 0);
         assert_eq!(cmd_token(&cfg, &s(&["revoke", "s1"])), 0);
         assert_eq!(cmd_token(&cfg, &s(&["revoke", "nobody"])), 2);
         assert!(
             Tokens::open(&token::path_in(&cfg.main.state_dir))
                 .unwrap()
-                .list()[0]
+                .list()
+                .unwrap()[0]
                 .revoked
         );
         let log = std::fs::read_to_string(audit::path_in(&cfg.main.state_dir)).unwrap();

@@ -847,10 +847,12 @@ impl Handler for Est {
 }
 
 /// The status for a refused token: 401 for refused credentials (RFC 7235 §3.1, RFC 7030
-/// §3.2.3), so the client may ask again; 403 while every use is held by an enrollment in progress.
+/// §3.2.3), so the client may ask again; 403 while every use is held by an enrollment in progress;
+/// 500 when the device's token could not be read back (the gateway's fault: refused, logged).
 fn token_denial_status(d: token::Denial) -> u16 {
     match d {
         token::Denial::InUse => 403,
+        token::Denial::Unreadable => 500,
         _ => 401,
     }
 }

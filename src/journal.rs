@@ -89,6 +89,9 @@ pub const COMPACT_MIN_GARBAGE: u64 = 256 * 1024;
 const HEADER: u64 = 8;
 /// How much of a journal is read at a time.
 const READ_CHUNK: usize = 256 * 1024;
+/// A journal read from its start with at least this many keys has its map rebuilt with full
+/// nodes ([`Journal::repack`]).
+const REPACK_MIN: usize = 1024;
 
 #[derive(Serialize)]
 struct RecordOut<'a, V> {
@@ -269,6 +272,7 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK];
         let mut pos = self.len;
+        let loading = self.map.is_empty();
         loop {
             let n = self
                 .file
@@ -283,7 +287,24 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
             let used = self.apply(&buf, false)?;
             buf.drain(..used);
         }
-        self.apply(&buf, true).map(|_| ())
+        self.apply(&buf, true)?;
+        if loading && self.map.len() >= REPACK_MIN {
+            self.repack();
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the map with full nodes. Keys inserted in file order (rising runs all over the
+    /// key space) leave a `BTreeMap`'s nodes a little over half full; a bulk build from the
+    /// sorted keys (what `append` does) fills them: at 100,000 keys, about 3.5 MB less. The
+    /// old nodes are freed as the new ones are made.
+    fn repack(&mut self) {
+        let mut old = std::mem::take(&mut self.map);
+        let Some((k, v)) = old.pop_first() else {
+            return;
+        };
+        self.map.insert(k, v);
+        self.map.append(&mut old);
     }
 
     fn reset(&mut self) {
@@ -730,6 +751,32 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         g > self.live - dead && g > COMPACT_MIN_GARBAGE
     }
 
+    /// Like [`Journal::wants_compaction_with`], asking `keep` about every live key with its
+    /// summary ([`Index::Meta`]), whether its value is in memory or in the file: no record is
+    /// read. Scans every key: call it rarely.
+    pub fn wants_compaction_by(&self, keep: impl Fn(&str, X::Meta) -> bool) -> bool {
+        let dead: u64 = self
+            .map
+            .iter()
+            .filter(|(k, s)| !keep(k, Self::meta_of(s)))
+            .map(|(_, s)| s.size())
+            .sum();
+        let g = self.garbage() + dead;
+        g > self.live.saturating_sub(dead) && g > COMPACT_MIN_GARBAGE
+    }
+
+    fn meta_of(slot: &Slot<V, X::Meta>) -> X::Meta {
+        match slot {
+            Slot::File { meta, .. } => *meta,
+            Slot::Value(b) => X::meta(&b.0),
+        }
+    }
+
+    /// The summary ([`Index::Meta`]) of the value of `key` (nothing is read).
+    pub fn meta(&self, key: &str) -> Option<X::Meta> {
+        self.map.get(key).map(Self::meta_of)
+    }
+
     /// Bytes in the journal (magic, records; not a torn tail).
     pub fn appended(&self) -> u64 {
         self.len
@@ -780,6 +827,17 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
     /// record read back is copied as it is) as a new journal, atomically, streamed: a temp file
     /// (fsynced) renamed over the journal, and the directory fsynced. Needs the lock.
     fn rewrite(&mut self, keep: impl Fn(&str, &V) -> bool) -> Result<(), Error> {
+        self.rewrite_slots(|k, slot| match slot {
+            Slot::Value(b) => keep(k, &b.0),
+            Slot::File { .. } => true,
+        })
+    }
+
+    /// [`Journal::rewrite`], asking `keep` about every slot.
+    fn rewrite_slots(
+        &mut self,
+        keep: impl Fn(&str, &Slot<V, X::Meta>) -> bool,
+    ) -> Result<(), Error> {
         if self.lock.is_none() {
             return Err(Error::Locked(self.lock_path()));
         }
@@ -791,9 +849,11 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
             let mut out = Vec::new();
             for (k, slot) in &this.map {
                 out.clear();
+                if !keep(k, slot) {
+                    continue;
+                }
                 match slot {
-                    Slot::Value(b) if keep(k, &b.0) => this.encode(&mut out, k, &b.0)?,
-                    Slot::Value(_) => continue,
+                    Slot::Value(b) => this.encode(&mut out, k, &b.0)?,
                     Slot::File { at, len, .. } => out = this.read_raw(*at, *len)?,
                 }
                 w.write_all(&out).map_err(io_err("write", tmp))?;
@@ -810,6 +870,15 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
     /// the journal in memory. Needs the lock.
     pub fn compact(&mut self, keep: impl Fn(&str, &V) -> bool) -> Result<(), Error> {
         self.rewrite(keep)?;
+        self.reset();
+        self.refresh()
+    }
+
+    /// Like [`Journal::compact`], asking `keep` about every live key with its summary
+    /// ([`Index::Meta`]), whether its value is in memory or in the file: the pruning decision
+    /// reads no record (the records kept are copied as they are). Needs the lock.
+    pub fn compact_by(&mut self, keep: impl Fn(&str, X::Meta) -> bool) -> Result<(), Error> {
+        self.rewrite_slots(|k, slot| keep(k, Self::meta_of(slot)))?;
         self.reset();
         self.refresh()
     }

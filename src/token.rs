@@ -23,8 +23,10 @@
 //! claim, bound to its device and public key, for [`RETRY_HOLD`] seconds: its retry continues
 //! that claim instead of taking a second use.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -108,6 +110,9 @@ pub enum Denial {
     InUse,
     /// The token was replaced (`token add` again) while an enrollment held a claim on it.
     Replaced,
+    /// The device's record could not be read back from `tokens.jnl` (logged): nothing can be
+    /// said about its token, so it is refused (a server error, not the client's).
+    Unreadable,
 }
 
 impl Denial {
@@ -121,6 +126,7 @@ impl Denial {
             Denial::Exhausted => "token already used",
             Denial::InUse => "token in use by an enrollment in progress",
             Denial::Replaced => "token was replaced",
+            Denial::Unreadable => "token store unreadable",
         }
     }
 }
@@ -166,6 +172,89 @@ struct Entry {
     eab_kid: Option<String>,
 }
 
+/// What the store keeps in memory of each token (its record stays in the file, read back on
+/// demand): enough to count tokens ([`Tokens::counts`]) and decide pruning
+/// ([`Tokens::maintain`]) without reading any record.
+/// Eight bytes, so that a slot of the journal's map takes 24 bytes, not 32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// The expiry, Unix seconds, clamped to `0..=u32::MAX` ([`Meta::expired`]).
+    expires: u32,
+    /// [`Meta::USES`], [`Meta::REVOKED`], [`Meta::EAB`].
+    flags: u8,
+}
+
+impl Meta {
+    /// Uses left.
+    const USES: u8 = 1;
+    /// Revoked.
+    const REVOKED: u8 = 2;
+    /// Made with `--acme` (has an EAB key id).
+    const EAB: u8 = 4;
+
+    fn has(self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Whether the token has expired at `now`, as `now >= expires` on the record says for any
+    /// `now` before 2106 (an expiry past `u32::MAX` seconds is kept as never).
+    fn expired(self, now: i64) -> bool {
+        self.expires != u32::MAX && now >= i64::from(self.expires)
+    }
+}
+
+/// The store's index: the devices of the EAB key ids, by a hash of the kid (a few bytes per
+/// ACME token; a lookup reads the records it points to and checks their kid).
+#[derive(Debug, Default)]
+pub struct Kids(BTreeSet<(u64, Arc<str>)>);
+
+fn kid_hash(kid: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::hash::DefaultHasher::new();
+    kid.hash(&mut h);
+    h.finish()
+}
+
+impl journal::Index<Entry> for Kids {
+    const KEEP_VALUES: bool = false;
+    type Meta = Meta;
+
+    fn meta(e: &Entry) -> Meta {
+        let flag = |on: bool, f: u8| if on { f } else { 0 };
+        Meta {
+            expires: u32::try_from(e.expires.max(0)).unwrap_or(u32::MAX),
+            flags: flag(e.uses_left > 0, Meta::USES)
+                | flag(e.revoked, Meta::REVOKED)
+                | flag(e.eab_kid.is_some(), Meta::EAB),
+        }
+    }
+
+    fn add(&mut self, key: &Arc<str>, e: &Entry) {
+        if let Some(kid) = &e.eab_kid {
+            self.0.insert((kid_hash(kid), Arc::clone(key)));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// How many tokens are in each state at a given time (see [`Tokens::counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Usable now.
+    pub active: usize,
+    /// Past their expiry (and not revoked).
+    pub expired: usize,
+    /// No uses left (and neither revoked nor expired).
+    pub exhausted: usize,
+    /// Revoked.
+    pub revoked: usize,
+}
+
+type Store = Journal<Entry, Kids>;
+
 #[derive(Debug, Default, Deserialize)]
 struct LegacyFile {
     tokens: Vec<Entry>,
@@ -174,7 +263,7 @@ struct LegacyFile {
 /// The bootstrap token store: a [`Journal`] of entries keyed by device.
 #[derive(Debug)]
 pub struct Tokens {
-    journal: Journal<Entry>,
+    journal: Store,
     /// Set by [`Tokens::set_batch`]: changes are appended but synced only when it ends.
     batch: bool,
     /// The journal's length when [`Tokens::maintain`] last looked for garbage.
@@ -182,7 +271,7 @@ pub struct Tokens {
 }
 
 /// The store this process opened last, kept between opens (see [`journal::Kept`]).
-static KEPT: journal::Kept<(Journal<Entry>, u64)> = journal::Kept::new();
+static KEPT: journal::Kept<(Store, u64)> = journal::Kept::new();
 
 impl Drop for Tokens {
     fn drop(&mut self) {
@@ -309,11 +398,12 @@ impl Tokens {
         }
         self.checked_at = self.journal.appended();
         // An EAB token stays while it is not revoked: its ACME account lives on after the uses.
-        let keep = |_: &str, e: &Entry| {
-            (e.uses_left > 0 && now < e.expires) || (e.eab_kid.is_some() && !e.revoked)
+        // Decided on what is kept in memory of each token: no record is read.
+        let keep = |_: &str, m: Meta| {
+            (m.has(Meta::USES) && !m.expired(now)) || (m.has(Meta::EAB) && !m.has(Meta::REVOKED))
         };
-        if self.journal.wants_compaction_with(keep) {
-            self.journal.compact(keep)?;
+        if self.journal.wants_compaction_by(keep) {
+            self.journal.compact_by(keep)?;
             self.checked_at = self.journal.appended();
         }
         Ok(())
@@ -356,20 +446,62 @@ impl Tokens {
         Ok((kid, token))
     }
 
-    /// The device whose token has the EAB key id `kid`. A scan of every token: it runs once per
-    /// ACME account registration, not per request.
-    pub fn device_of_eab_kid(&self, kid: &str) -> Option<&str> {
-        self.journal
-            .iter()
-            .find(|(_, e)| e.eab_kid.as_deref() == Some(kid))
-            .map(|(_, e)| e.device.as_str())
+    /// The device whose token has the EAB key id `kid`: a lookup in the index of kids, and a
+    /// read of the record it points to (checked: its kid is `kid`). An error when a record can't
+    /// be read back. Once per ACME account registration.
+    pub fn device_of_eab_kid(&self, kid: &str) -> Result<Option<String>, Error> {
+        let h = kid_hash(kid);
+        let from = (h, Arc::<str>::from(""));
+        for (hh, device) in self.journal.index().0.range(from..) {
+            if *hh != h {
+                break;
+            }
+            if let Some(e) = self.journal.read(device)? {
+                if e.eab_kid.as_deref() == Some(kid) {
+                    return Ok(Some(e.device));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// `device`'s entry, read back from the file ([`Denial::UnknownDevice`] when it has none);
+    /// a record that can't be read back is logged and [`Denial::Unreadable`]: refused, never
+    /// guessed.
+    fn entry(&self, device: &str) -> Result<Entry, Denial> {
+        match self.journal.read(device) {
+            Ok(Some(e)) => Ok(e),
+            Ok(None) => Err(Denial::UnknownDevice),
+            Err(e) => {
+                log::error!("{}", crate::errchain::one_line(&e));
+                Err(Denial::Unreadable)
+            }
+        }
+    }
+
+    /// How many tokens are in each state at `now`, counted from what is kept in memory of each
+    /// ([`Meta`]): no record is read.
+    pub fn counts(&self, now: i64) -> Counts {
+        let mut c = Counts::default();
+        for (_, m) in self.journal.metas("") {
+            if m.has(Meta::REVOKED) {
+                c.revoked += 1;
+            } else if m.expired(now) {
+                c.expired += 1;
+            } else if !m.has(Meta::USES) {
+                c.exhausted += 1;
+            } else {
+                c.active += 1;
+            }
+        }
+        c
     }
 
     /// For an ACME account admitted with EAB key id `kid`: the names its device's token grants,
     /// while that token is the same one (not replaced) and not revoked. Expiry and uses do not
     /// matter here: they bounded the admission, the account lives on.
     pub fn eab_grant(&self, device: &str, kid: &str) -> Result<Grant, Denial> {
-        let e = self.journal.get(device).ok_or(Denial::UnknownDevice)?;
+        let e = self.entry(device)?;
         if e.eab_kid.as_deref() != Some(kid) {
             return Err(Denial::Replaced);
         }
@@ -377,34 +509,17 @@ impl Tokens {
             return Err(Denial::Revoked);
         }
         Ok(Grant {
-            device: e.device.clone(),
-            names: e.names.clone(),
+            device: e.device,
+            names: e.names,
         })
     }
 
     /// Checks `token` for `device`. The token is compared (in constant time) before anything
     /// else is said about the device's token, so a caller without it learns only whether the
-    /// device exists.
+    /// device exists. One record read back.
     pub fn check(&self, device: &str, token: &str, now: i64) -> Result<Grant, Denial> {
-        let e = self.journal.get(device).ok_or(Denial::UnknownDevice)?;
-        let salt = crypto::b64url_decode(&e.salt).map_err(|_| Denial::BadToken)?;
-        let want = crypto::hex(&digest(&salt, device, token));
-        if !crypto::constant_time_eq(want.as_bytes(), e.hash.as_bytes()) {
-            return Err(Denial::BadToken);
-        }
-        if e.revoked {
-            return Err(Denial::Revoked);
-        }
-        if now >= e.expires {
-            return Err(Denial::Expired);
-        }
-        if e.uses_left == 0 {
-            return Err(Denial::Exhausted);
-        }
-        Ok(Grant {
-            device: e.device.clone(),
-            names: e.names.clone(),
-        })
+        let e = self.entry(device)?;
+        check_entry(&e, device, token, now)
     }
 
     /// Claims one use of `device`'s token for the enrollment of the public key `key` (hex
@@ -419,8 +534,8 @@ impl Tokens {
         key: &str,
         now: i64,
     ) -> Result<(u64, Grant), Denial> {
-        let grant = self.check(device, token, now)?;
-        let e = self.journal.get(device).ok_or(Denial::UnknownDevice)?;
+        let e = self.entry(device)?;
+        let grant = check_entry(&e, device, token, now)?;
         claims.expire(now);
         let mine = |c: &Claim| c.device == device && c.hash == e.hash;
         if let Some(c) = claims
@@ -440,7 +555,7 @@ impl Tokens {
         claims.held.push(Claim {
             id,
             device: device.to_owned(),
-            hash: e.hash.clone(),
+            hash: e.hash,
             key: key.to_owned(),
             retry_since: None,
         });
@@ -470,7 +585,7 @@ impl Tokens {
             // Opened to read: take the lock (and catch up) for this change.
             self.journal.lock(None)?;
         }
-        let mut e = self.checked(claim, now)?.clone();
+        let mut e = self.checked(claim, now)?;
         e.uses_left -= 1;
         let device = e.device.clone();
         Ok(self.journal.stage(&device, Some(e))?)
@@ -482,10 +597,10 @@ impl Tokens {
         self.checked(claim, now).map(|_| ())
     }
 
-    fn checked(&self, claim: &Claim, now: i64) -> Result<&Entry, Error> {
+    fn checked(&self, claim: &Claim, now: i64) -> Result<Entry, Error> {
         let e = self
             .journal
-            .get(&claim.device)
+            .read(&claim.device)?
             .ok_or_else(|| Error::UnknownDevice(claim.device.clone()))?;
         if e.hash != claim.hash {
             return Err(Error::Denied(Denial::Replaced));
@@ -508,23 +623,27 @@ impl Tokens {
         Ok(self.journal.sync()?)
     }
 
-    /// Every token, without secrets.
-    pub fn list(&self) -> Vec<TokenInfo> {
+    /// Every token, without secrets (every record read back: for `token list`, not per
+    /// request).
+    pub fn list(&self) -> Result<Vec<TokenInfo>, Error> {
         self.journal
-            .iter()
-            .map(|(_, e)| TokenInfo {
-                device: e.device.clone(),
-                names: e.names.clone(),
-                expires: e.expires,
-                uses_left: e.uses_left,
-                revoked: e.revoked,
+            .read_range("")
+            .map(|r| {
+                let (_, e) = r?;
+                Ok(TokenInfo {
+                    device: e.device,
+                    names: e.names,
+                    expires: e.expires,
+                    uses_left: e.uses_left,
+                    revoked: e.revoked,
+                })
             })
             .collect()
     }
 
     /// Revokes `device`'s token. Returns false when it has none.
     pub fn revoke(&mut self, device: &str) -> Result<bool, Error> {
-        let Some(mut e) = self.journal.get(device).cloned() else {
+        let Some(mut e) = self.journal.read(device)? else {
             return Ok(false);
         };
         e.revoked = true;
@@ -547,6 +666,28 @@ impl Tokens {
         put?;
         Ok(unlocked?)
     }
+}
+
+/// [`Tokens::check`] of `e`, `device`'s entry.
+fn check_entry(e: &Entry, device: &str, token: &str, now: i64) -> Result<Grant, Denial> {
+    let salt = crypto::b64url_decode(&e.salt).map_err(|_| Denial::BadToken)?;
+    let want = crypto::hex(&digest(&salt, device, token));
+    if !crypto::constant_time_eq(want.as_bytes(), e.hash.as_bytes()) {
+        return Err(Denial::BadToken);
+    }
+    if e.revoked {
+        return Err(Denial::Revoked);
+    }
+    if now >= e.expires {
+        return Err(Denial::Expired);
+    }
+    if e.uses_left == 0 {
+        return Err(Denial::Exhausted);
+    }
+    Ok(Grant {
+        device: e.device.clone(),
+        names: e.names.clone(),
+    })
 }
 
 /// A new token entry for `device`, checked: the token's salted hash, never the token.
@@ -736,7 +877,7 @@ mod tests {
         let mut claims = Claims::new();
         spend(&mut t, &mut claims, "s1", &tok, "k1");
         let mut t = Tokens::open(&path).unwrap();
-        assert_eq!(t.list()[0].uses_left, 1);
+        assert_eq!(t.list().unwrap()[0].uses_left, 1);
         assert!(t.check("s1", &tok, NOW).is_ok());
         spend(&mut t, &mut claims, "s1", &tok, "k2");
         assert_eq!(t.check("s1", &tok, NOW), Err(Denial::Exhausted));
@@ -745,7 +886,7 @@ mod tests {
         assert!(t.revoke("s1").unwrap());
         assert!(!t.revoke("nobody").unwrap());
         assert_eq!(t.check("s1", &tok, NOW), Err(Denial::Revoked));
-        assert!(t.list()[0].revoked);
+        assert!(t.list().unwrap()[0].revoked);
     }
 
     /// Claims and commits one use.
@@ -776,7 +917,7 @@ mod tests {
         );
         // Released: free again, nothing was written.
         assert!(claims.take(a).is_some());
-        assert_eq!(Tokens::open(&path).unwrap().list()[0].uses_left, 1);
+        assert_eq!(Tokens::open(&path).unwrap().list().unwrap()[0].uses_left, 1);
         let (b, _) = t.claim(&mut claims, "d", &tok, "kb", NOW).unwrap();
 
         // 202: the claim waits for the retry of the same key, which continues it.
@@ -803,7 +944,7 @@ mod tests {
             locked.commit(&claim, NOW),
             Err(Error::Denied(Denial::Revoked))
         ));
-        assert_eq!(locked.list()[0].uses_left, 1);
+        assert_eq!(locked.list().unwrap()[0].uses_left, 1);
 
         // Replaced while claimed: the commit refuses, and the stale claim holds no use of the
         // new token.
@@ -821,7 +962,7 @@ mod tests {
         ));
         let claim = claims.take(e).unwrap();
         locked.commit(&claim, NOW).unwrap();
-        assert_eq!(locked.list()[0].uses_left, 0);
+        assert_eq!(locked.list().unwrap()[0].uses_left, 0);
         // Expired between claim and commit.
         let tok3 = locked.add("d", &names(), 60, 1, NOW).unwrap();
         let (f, _) = locked.claim(&mut claims, "d", &tok3, "kf", NOW).unwrap();
@@ -871,7 +1012,11 @@ mod tests {
         let mut made = Tokens::open(&path).unwrap();
         let a = made.add("a", &names(), 3600, 2, NOW).unwrap();
         let b = made.add("b", &names(), 3600, 1, NOW).unwrap();
-        let tokens: Vec<&Entry> = made.journal.iter().map(|(_, e)| e).collect();
+        let tokens: Vec<Entry> = made
+            .journal
+            .read_range("")
+            .map(|r| r.unwrap().1)
+            .collect();
         let json = serde_json::json!({"version": 1, "tokens": tokens});
         std::fs::write(&legacy, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
         drop(made);
@@ -879,7 +1024,7 @@ mod tests {
         let t = Tokens::open(&path).unwrap();
         assert!(!legacy.exists() && path.exists());
         assert!(t.check("a", &a, NOW).is_ok() && t.check("b", &b, NOW).is_ok());
-        assert_eq!(t.list().len(), 2);
+        assert_eq!(t.list().unwrap().len(), 2);
         // A broken legacy file is an error naming it, and nothing is written.
         let path = tmp("migrate-bad");
         std::fs::write(path.with_extension("json"), "{nope").unwrap();
@@ -892,6 +1037,165 @@ mod tests {
         assert!(!path.exists());
     }
 
+    /// Issue 13: the store keeps no token in memory, only where its record is and a summary;
+    /// every answer is read back from the file and agrees with what was written.
+    #[test]
+    fn values_are_read_back_not_kept() {
+        let path = tmp("lazy");
+        let mut t = Tokens::open_locked(&path).unwrap();
+        let tok = t.add("s1", &names(), 3600, 2, NOW).unwrap();
+        t.add("s2", &names(), 3600, 1, NOW).unwrap();
+        drop(t);
+        let t = Tokens::open(&path).unwrap();
+        assert!(t.journal.get("s1").is_none() && t.journal.iter().next().is_none());
+        assert!(t.journal.contains("s1") && t.journal.contains("s2"));
+        let g = t.check("s1", &tok, NOW).unwrap();
+        assert_eq!((g.device.as_str(), g.names), ("s1", names()));
+        assert_eq!(t.check("s2", &tok, NOW), Err(Denial::BadToken));
+        let list = t.list().unwrap();
+        assert_eq!(
+            list.iter()
+                .map(|i| (i.device.as_str(), i.uses_left))
+                .collect::<Vec<_>>(),
+            [("s1", 2), ("s2", 1)]
+        );
+    }
+
+    /// A service's store sees what another process appends (a new token, a revocation) and,
+    /// after that process compacted the journal, still reads its records right, then the new
+    /// file.
+    #[test]
+    fn another_process_append_and_compaction_are_seen() {
+        let path = tmp("other");
+        let mut cli = Tokens::open_locked(&path).unwrap();
+        let a = cli.add("a", &names(), 3600, 1, NOW).unwrap();
+        cli.unlock().unwrap();
+        let mut svc = Tokens::open(&path).unwrap();
+        assert!(svc.check("a", &a, NOW).is_ok());
+        cli.lock_within(Duration::from_secs(5)).unwrap();
+        let b = cli.add("b", &names(), 3600, 1, NOW).unwrap();
+        cli.revoke("a").unwrap();
+        cli.unlock().unwrap();
+        svc.refresh().unwrap();
+        assert_eq!(svc.check("a", &a, NOW), Err(Denial::Revoked));
+        assert!(svc.check("b", &b, NOW).is_ok());
+        // Enough used-up tokens for a compaction, which prunes them and moves the records.
+        cli.lock_within(Duration::from_secs(5)).unwrap();
+        let mut claims = Claims::new();
+        let mut i = 0;
+        let before = std::fs::metadata(&path).unwrap();
+        loop {
+            let dev = format!("x{i}");
+            let tok = cli.add(&dev, &names(), 3600, 1, NOW).unwrap();
+            let (id, _) = cli.claim(&mut claims, &dev, &tok, "k", NOW).unwrap();
+            cli.commit(&claims.take(id).unwrap(), NOW).unwrap();
+            i += 1;
+            cli.maintain(NOW).unwrap();
+            use std::os::unix::fs::MetadataExt as _;
+            if std::fs::metadata(&path).unwrap().ino() != before.ino() {
+                break;
+            }
+        }
+        cli.unlock().unwrap();
+        // Not refreshed yet: the old file, still open, answers.
+        assert!(svc.check("b", &b, NOW).is_ok());
+        svc.refresh().unwrap();
+        assert!(svc.check("b", &b, NOW).is_ok());
+        assert_eq!(svc.check("a", &a, NOW), Err(Denial::Revoked));
+        assert_eq!(svc.check("x0", "x", NOW), Err(Denial::UnknownDevice));
+        assert_eq!(svc.counts(NOW).active, 1);
+    }
+
+    /// `status`'s counts, made from what is kept in memory, agree with the records read back.
+    #[test]
+    fn counts_agree_with_the_records() {
+        let path = tmp("counts");
+        let mut t = Tokens::open_locked(&path).unwrap();
+        let mut claims = Claims::new();
+        for i in 0..40 {
+            let dev = format!("d{i:02}");
+            let tok = t.add(&dev, &names(), 60 + 60 * (i % 3), 1, NOW).unwrap();
+            if i % 4 == 0 {
+                let (id, _) = t.claim(&mut claims, &dev, &tok, "k", NOW).unwrap();
+                t.commit(&claims.take(id).unwrap(), NOW).unwrap();
+            }
+            if i % 5 == 0 {
+                t.revoke(&dev).unwrap();
+            }
+        }
+        drop(t);
+        let t = Tokens::open(&path).unwrap();
+        for now in [NOW, NOW + 60, NOW + 120, NOW + 180] {
+            let mut want = Counts::default();
+            for i in t.list().unwrap() {
+                match crate::admin::token_state(i.revoked, i.expires, i.uses_left, now) {
+                    "revoked" => want.revoked += 1,
+                    "expired" => want.expired += 1,
+                    "exhausted" => want.exhausted += 1,
+                    _ => want.active += 1,
+                }
+            }
+            assert_eq!(t.counts(now), want, "at {now}");
+        }
+        assert_eq!(t.counts(NOW).revoked, 8);
+        assert_eq!(t.counts(NOW + 180).active, 0);
+    }
+
+    /// The EAB key id index: each kid leads to its device; a replaced token's kid to none.
+    #[test]
+    fn eab_kids_are_found_through_the_index() {
+        let path = tmp("kids");
+        let mut t = Tokens::open_locked(&path).unwrap();
+        let mac = |kid: &str| format!("mac-{kid}");
+        let (k1, _) = t.add_eab("e1", &names(), 3600, 1, NOW, &mac).unwrap();
+        let (k2, _) = t.add_eab("e2", &names(), 3600, 1, NOW, &mac).unwrap();
+        t.add("plain", &names(), 3600, 1, NOW).unwrap();
+        drop(t);
+        let t = Tokens::open(&path).unwrap();
+        assert_eq!(t.device_of_eab_kid(&k1).unwrap().as_deref(), Some("e1"));
+        assert_eq!(t.device_of_eab_kid(&k2).unwrap().as_deref(), Some("e2"));
+        assert_eq!(t.device_of_eab_kid("00").unwrap(), None);
+        drop(t);
+        let mut t = Tokens::open_locked(&path).unwrap();
+        let (k3, _) = t.add_eab("e1", &names(), 3600, 1, NOW, &mac).unwrap();
+        assert_eq!(t.device_of_eab_kid(&k1).unwrap(), None);
+        assert_eq!(t.device_of_eab_kid(&k3).unwrap().as_deref(), Some("e1"));
+        assert_eq!(t.eab_grant("e1", &k1), Err(Denial::Replaced));
+        assert_eq!(t.eab_grant("e1", &k3).unwrap().names, names());
+    }
+
+    /// A record damaged after it was indexed is never read as something else: the device is
+    /// refused as Unreadable (no use can be claimed or spent), `list` fails naming the file, and
+    /// the other tokens keep working.
+    #[test]
+    fn a_record_that_cannot_be_read_back_fails_closed() {
+        use std::os::unix::fs::FileExt as _;
+        let path = tmp("damaged");
+        let mut t = Tokens::open_locked(&path).unwrap();
+        let tok = t.add("s1", &names(), 3600, 2, NOW).unwrap();
+        let other = t.add("s2", &names(), 3600, 1, NOW).unwrap();
+        t.unlock().unwrap();
+        let mut claims = Claims::new();
+        let (id, _) = t.claim(&mut claims, "s1", &tok, "k", NOW).unwrap();
+        let claim = claims.take(id).unwrap();
+        // Damage s1's record in place (same size, same file): its crc no longer matches.
+        let bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(4).position(|w| w == b"\"s1\"").unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"\"s9\"", at as u64).unwrap();
+        assert_eq!(t.check("s1", &tok, NOW), Err(Denial::Unreadable));
+        assert_eq!(
+            t.claim(&mut claims, "s1", &tok, "k2", NOW),
+            Err(Denial::Unreadable)
+        );
+        assert_eq!(t.eab_grant("s1", "kid"), Err(Denial::Unreadable));
+        assert!(matches!(t.commit(&claim, NOW), Err(Error::Store(_))));
+        let err = crate::errchain::one_line(&t.list().unwrap_err());
+        assert!(err.contains("tokens.jnl") && err.contains("crc"), "{err}");
+        assert!(!err.contains(&tok));
+        assert!(t.check("s2", &other, NOW).is_ok());
+    }
+
     /// Used-up and expired tokens are pruned when the journal is compacted; the rest survive.
     #[test]
     fn compaction_prunes_used_up_and_expired_tokens() {
@@ -899,10 +1203,18 @@ mod tests {
         let mut t = Tokens::open_locked(&path).unwrap();
         let keep = t.add("keep", &names(), 7200, 1, NOW).unwrap();
         t.add("old", &names(), 60, 1, NOW).unwrap();
+        // An ACME token stays, expired or used, until it is revoked.
+        let mac = |kid: &str| format!("mac-{kid}");
+        let (kid, _) = t.add_eab("eab", &names(), 60, 1, NOW, &mac).unwrap();
+        t.add_eab("eab-revoked", &names(), 60, 1, NOW, &mac).unwrap();
+        t.revoke("eab-revoked").unwrap();
         let mut claims = Claims::new();
         let mut i = 0;
-        let prunable = |_: &str, e: &Entry| e.uses_left > 0 && NOW + 120 < e.expires;
-        while !t.journal.wants_compaction_with(prunable) {
+        let prunable = |_: &str, m: Meta| {
+            (m.has(Meta::USES) && !m.expired(NOW + 120))
+                || (m.has(Meta::EAB) && !m.has(Meta::REVOKED))
+        };
+        while !t.journal.wants_compaction_by(prunable) {
             let dev = format!("d{i}");
             let tok = t.add(&dev, &names(), 3600, 1, NOW).unwrap();
             let (id, _) = t.claim(&mut claims, &dev, &tok, "k", NOW).unwrap();
@@ -911,10 +1223,11 @@ mod tests {
             i += 1;
         }
         t.maintain(NOW + 120).unwrap();
-        let left: Vec<String> = t.list().into_iter().map(|i| i.device).collect();
-        assert_eq!(left, vec!["keep".to_string()]);
+        let left: Vec<String> = t.list().unwrap().into_iter().map(|i| i.device).collect();
+        assert_eq!(left, ["eab", "keep"]);
         let again = Tokens::open(&path).unwrap();
         assert!(again.check("keep", &keep, NOW + 120).is_ok());
+        assert_eq!(again.device_of_eab_kid(&kid).unwrap().as_deref(), Some("eab"));
     }
 
     #[test]
@@ -930,7 +1243,7 @@ mod tests {
         assert!(!text.contains(&crypto::hex(&crypto::sha256(tok.as_bytes()))));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let listed = format!("{:?}", t.list());
+        let listed = format!("{:?}", t.list().unwrap());
         assert!(!listed.contains(&tok) && !listed.contains("hash"));
     }
 
@@ -989,7 +1302,7 @@ mod tests {
         drop(a);
         writer.join().unwrap();
         let t = Tokens::open(&path).unwrap();
-        let list = t.list();
+        let list = t.list().unwrap();
         assert_eq!(list.len(), 2, "{list:?}");
         assert!(list.iter().find(|i| i.device == "a").unwrap().revoked);
     }

@@ -556,7 +556,8 @@ fn est_loop(kills: u64) -> Counts {
     // audited issuance.
     let left = gatecert::token::Tokens::open(&gatecert::token::path_in(&e.state()))
         .unwrap()
-        .list()[0]
+        .list()
+        .unwrap()[0]
         .uses_left;
     let spent = u64::from(u32::MAX - left);
     let mut issues = 0u64;

@@ -33,6 +33,10 @@ fn payload_json(signed: &Signed) -> Result<Value, Problem> {
 }
 
 fn token_problem(d: token::Denial) -> Problem {
+    if d == token::Denial::Unreadable {
+        // The gateway's fault, not the client's (logged where it was found).
+        return Problem::new("serverInternal", 500, format!("EAB token refused: {d}"));
+    }
     Problem::unauthorized(format!("EAB token refused: {d}"))
 }
 
@@ -107,8 +111,8 @@ impl AcmeServer {
         let unknown = || Denied::audited(Problem::unauthorized("unknown EAB key id"));
         let device = tokens
             .device_of_eab_kid(&kid)
-            .ok_or_else(unknown)?
-            .to_owned();
+            .map_err(|e| Denied::from(Problem::internal(e)))?
+            .ok_or_else(unknown)?;
         let secret = eab::read_secret(&self.state_dir)
             .map_err(|e| Denied::from(Problem::internal(e)))?
             .ok_or_else(unknown)?;
@@ -123,7 +127,12 @@ impl AcmeServer {
             // token lock held since it was opened.
             let gone = self
                 .accounts
-                .prune(|a| a.status != "valid" || tokens.eab_grant(&a.device, &a.eab_kid).is_err())
+                // A token that can't be read back says nothing: its account stays.
+                .prune(|a| {
+                    a.status != "valid"
+                        || matches!(tokens.eab_grant(&a.device, &a.eab_kid),
+                            Err(d) if d != token::Denial::Unreadable)
+                })
                 .map_err(|e| Denied::from(Problem::internal(e)))?;
             if !gone.is_empty() {
                 self.audit("acme.accounts-expire", json!({ "accounts": gone }));

@@ -26,10 +26,14 @@ impl AcmeServer {
         let tokens = Tokens::open(&token::path_in(&self.state_dir))
             .map_err(|e| Denied::from(Problem::internal(e)))?;
         tokens.eab_grant(device, kid).map(|g| g.names).map_err(|d| {
-            Denied::audited(Problem::unauthorized(format!(
-                "the account's EAB token: {d}"
-            )))
-            .device(device)
+            let what = format!("the account's EAB token: {d}");
+            let p = if d == token::Denial::Unreadable {
+                // The gateway's fault, not the client's (logged where it was found).
+                Problem::new("serverInternal", 500, what)
+            } else {
+                Problem::unauthorized(what)
+            };
+            Denied::audited(p).device(device)
         })
     }
 

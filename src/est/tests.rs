@@ -294,6 +294,7 @@ fn issuances_of_one_turn_are_committed_together() {
     assert_eq!(devices, ["g1", "g3"]);
     let left = |t: &Tokens, d: &str| {
         t.list()
+            .unwrap()
             .into_iter()
             .find(|i| i.device == d)
             .unwrap()

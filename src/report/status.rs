@@ -926,19 +926,15 @@ fn token_counts(state_dir: &Path, now: i64) -> TokenCounts {
             }
         }
     };
-    let mut c = TokenCounts::default();
-    for t in tokens.list() {
-        if t.revoked {
-            c.revoked += 1;
-        } else if now >= t.expires {
-            c.expired += 1;
-        } else if t.uses_left == 0 {
-            c.exhausted += 1;
-        } else {
-            c.active += 1;
-        }
+    // Counted from what the store keeps in memory of each token: no record is read.
+    let c = tokens.counts(now);
+    TokenCounts {
+        active: c.active,
+        expired: c.expired,
+        exhausted: c.exhausted,
+        revoked: c.revoked,
+        error: None,
     }
-    c
 }
 
 /// `89d 23h`, `5h 3m`, `42s`; negative durations read as `-2d 1h`.
