@@ -6,7 +6,9 @@
 # `token add`, `leaves` and `status`.
 #
 # The N sensors are written by examples/scale_populate (the library's own Tokens::add /
-# Inventory::record, one sync per store): N used-up tokens and N inventory rows.
+# Inventory::record, one sync per store): N used-up tokens and N inventory rows; with
+# SCALE_TOKENS_UNUSED=1 in the environment, N unused tokens (a fleet provisioned ahead of its
+# sensors) instead.
 #
 # usage: bench/scale.sh [N...]     (default 100 1000 10000 100000; K=20 requests of each kind)
 # Only 127.0.0.1. Every loop is bounded in count; each curl in time; the whole run by LIMIT s.
@@ -108,7 +110,7 @@ for n in $ns; do
 	done
 	echo "  token add  $((t_add / total / 1000)) µs/call (mean of $total)"
 	t0=$(ms); serve; t1=$(ms)
-	echo "  start-up   $(((t1 - t0) / 1000000)) ms to the first answer (cacerts)"
+	echo "  start-up   $(((t1 - t0) / 1000000)) ms to the first answer (cacerts);$(awk '/VmHWM/ {printf " %s %s %s", $1, $2, $3}' "/proc/$pid/status") then"
 	t0=$(ms); enroll 1; t1=$(ms)
 	echo "  first enroll after start $(((t1 - t0) / 1000000)) ms (loads tokens.jnl and leaves.jnl)"
 	phase enroll enroll 2 $((k + 1))

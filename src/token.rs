@@ -177,7 +177,7 @@ struct Entry {
 /// ([`Tokens::maintain`]) without reading any record.
 /// Eight bytes, so that a slot of the journal's map takes 24 bytes, not 32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Meta {
+struct Meta {
     /// The expiry, Unix seconds, clamped to `0..=u32::MAX` ([`Meta::expired`]).
     expires: u32,
     /// [`Meta::USES`], [`Meta::REVOKED`], [`Meta::EAB`].
@@ -206,7 +206,7 @@ impl Meta {
 /// The store's index: the devices of the EAB key ids, by a hash of the kid (a few bytes per
 /// ACME token; a lookup reads the records it points to and checks their kid).
 #[derive(Debug, Default)]
-pub struct Kids(BTreeSet<(u64, Arc<str>)>);
+struct Kids(BTreeSet<(u64, Arc<str>)>);
 
 fn kid_hash(kid: &str) -> u64 {
     use std::hash::{Hash as _, Hasher as _};

@@ -365,3 +365,72 @@ fn a_torn_tail_and_damage_under_values_read_back() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Pruning decided on the summaries: `compact_by` asks about every key, in memory or in the
+/// file, reads no record to decide, and keeps the others' records as they were.
+#[test]
+fn compact_by_prunes_on_the_summaries() {
+    let p = tmp("lazy-compact-by");
+    let mut j: Lazy = Journal::open(&p, 0o600).unwrap();
+    j.lock(None).unwrap();
+    for i in 0..200u32 {
+        j.put(&format!("k{i:03}"), Some(&i)).unwrap();
+    }
+    // Odd values (summary 1000 + v) are to go; nothing superseded yet.
+    let keep = |_: &str, m: u32| m % 2 == 0;
+    assert!(!j.wants_compaction_by(|_, _| true));
+    let mut pad = 0u32;
+    while !j.wants_compaction_by(keep) {
+        j.put("pad", Some(&pad)).unwrap();
+        pad += 2;
+    }
+    j.compact_by(keep).unwrap();
+    j.unlock().unwrap();
+    let r: Lazy = Journal::open(&p, 0o600).unwrap();
+    let all: Vec<(String, u32)> = r
+        .read_range("")
+        .map(|x| x.map(|(k, v)| (k.to_string(), v)).unwrap())
+        .collect();
+    let want: Vec<(String, u32)> = (0..200u32)
+        .filter(|i| i % 2 == 0)
+        .map(|i| (format!("k{i:03}"), i))
+        .chain(std::iter::once(("pad".to_string(), pad - 2)))
+        .collect();
+    assert_eq!(all, want);
+    assert_eq!(r.garbage(), 0);
+}
+
+/// A journal read from its start is repacked (its map rebuilt with full nodes): every key,
+/// value and summary is the same afterwards, and later appends still land.
+#[test]
+fn a_repacked_map_answers_as_before() {
+    let p = tmp("lazy-repack");
+    let mut w: Lazy = Journal::open(&p, 0o600).unwrap();
+    w.lock(None).unwrap();
+    let n = u32::try_from(REPACK_MIN).unwrap() * 3;
+    // File order is not key order (k1, k10, k100 ... interleave), as with device names.
+    for i in 0..n {
+        w.put(&format!("k{i}"), Some(&i)).unwrap();
+    }
+    w.unlock().unwrap();
+    let mut r: Lazy = Journal::open(&p, 0o600).unwrap();
+    assert_eq!(r.len(), n as usize);
+    let mut want: Vec<(String, u32)> = (0..n).map(|i| (format!("k{i}"), i)).collect();
+    want.sort();
+    let got: Vec<(String, u32)> = r
+        .read_range("")
+        .map(|x| x.map(|(k, v)| (k.to_string(), v)).unwrap())
+        .collect();
+    assert_eq!(got, want);
+    let metas: Vec<u32> = r.metas("k1").map(|(_, m)| m).collect();
+    assert_eq!(metas.len(), want.iter().filter(|(k, _)| k.starts_with("k1")).count());
+    assert!(metas.iter().all(|m| *m >= 1000));
+    w.lock(None).unwrap();
+    w.put("k5", Some(&7)).unwrap();
+    w.put("zz", Some(&9)).unwrap();
+    w.unlock().unwrap();
+    r.refresh().unwrap();
+    assert_eq!(r.read("k5").unwrap(), Some(7));
+    assert_eq!(r.read("zz").unwrap(), Some(9));
+    assert_eq!(r.len(), n as usize + 1);
+}
