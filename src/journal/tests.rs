@@ -377,7 +377,7 @@ fn compact_by_prunes_on_the_summaries() {
         j.put(&format!("k{i:03}"), Some(&i)).unwrap();
     }
     // Odd values (summary 1000 + v) are to go; nothing superseded yet.
-    let keep = |_: &str, m: u32| m % 2 == 0;
+    let keep = |_: &str, m: u32| m.is_multiple_of(2);
     assert!(!j.wants_compaction_by(|_, _| true));
     let mut pad = 0u32;
     while !j.wants_compaction_by(keep) {
