@@ -82,15 +82,23 @@ impl SoftHsm {
 
     /// `pkcs11-tool --list-objects` as the user: what the token holds.
     pub fn objects(&self) -> String {
-        let out = self.tool(Command::new("pkcs11-tool").args([
-            "--module",
-            MODULE,
-            "--login",
-            "--pin",
-            PIN,
-            "--list-objects",
-        ]));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.try_objects().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`SoftHsm::objects`], or what `pkcs11-tool` said when it failed.
+    pub fn try_objects(&self) -> Result<String, String> {
+        let mut cmd = Command::new("pkcs11-tool");
+        cmd.args(["--module", MODULE, "--login", "--pin", PIN, "--list-objects"]);
+        let out = self.env(&mut cmd).output().unwrap();
+        if !out.status.success() {
+            // Not the command line: it holds the PIN, which no kept output may.
+            return Err(format!(
+                "pkcs11-tool --list-objects: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// A key URI for `object`, with the PIN from the pin file.
@@ -103,18 +111,7 @@ impl SoftHsm {
 
     /// The token's objects as (header line, label), from [`SoftHsm::objects`].
     pub fn labels(&self) -> Vec<(String, String)> {
-        blocks(&self.objects())
-            .into_iter()
-            .filter_map(|b| {
-                let head = b.lines().next()?.to_string();
-                let label = b
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("label:"))?
-                    .trim()
-                    .to_string();
-                Some((head, label))
-            })
-            .collect()
+        labels_of(&self.objects())
     }
 
     /// The DER SubjectPublicKeyInfo of the public key object `label` (pkcs11-tool exports
@@ -161,4 +158,20 @@ fn blocks(objects: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The objects of a `pkcs11-tool --list-objects` output as (header line, label).
+pub fn labels_of(objects: &str) -> Vec<(String, String)> {
+    blocks(objects)
+        .into_iter()
+        .filter_map(|b| {
+            let head = b.lines().next()?.to_string();
+            let label = b
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("label:"))?
+                .trim()
+                .to_string();
+            Some((head, label))
+        })
+        .collect()
 }
