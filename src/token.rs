@@ -1012,11 +1012,7 @@ mod tests {
         let mut made = Tokens::open(&path).unwrap();
         let a = made.add("a", &names(), 3600, 2, NOW).unwrap();
         let b = made.add("b", &names(), 3600, 1, NOW).unwrap();
-        let tokens: Vec<Entry> = made
-            .journal
-            .read_range("")
-            .map(|r| r.unwrap().1)
-            .collect();
+        let tokens: Vec<Entry> = made.journal.read_range("").map(|r| r.unwrap().1).collect();
         let json = serde_json::json!({"version": 1, "tokens": tokens});
         std::fs::write(&legacy, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
         drop(made);
@@ -1206,7 +1202,8 @@ mod tests {
         // An ACME token stays, expired or used, until it is revoked.
         let mac = |kid: &str| format!("mac-{kid}");
         let (kid, _) = t.add_eab("eab", &names(), 60, 1, NOW, &mac).unwrap();
-        t.add_eab("eab-revoked", &names(), 60, 1, NOW, &mac).unwrap();
+        t.add_eab("eab-revoked", &names(), 60, 1, NOW, &mac)
+            .unwrap();
         t.revoke("eab-revoked").unwrap();
         let mut claims = Claims::new();
         let mut i = 0;
@@ -1227,7 +1224,10 @@ mod tests {
         assert_eq!(left, ["eab", "keep"]);
         let again = Tokens::open(&path).unwrap();
         assert!(again.check("keep", &keep, NOW + 120).is_ok());
-        assert_eq!(again.device_of_eab_kid(&kid).unwrap().as_deref(), Some("eab"));
+        assert_eq!(
+            again.device_of_eab_kid(&kid).unwrap().as_deref(),
+            Some("eab")
+        );
     }
 
     #[test]

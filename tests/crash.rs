@@ -315,7 +315,10 @@ fn kill_loop(r: &dyn Rig, p: &Pebble, kills: u64) -> Counts {
         let problems = r.after_kill(&mut c);
         if r.lost() {
             c.hsm_store_lost += 1;
-            eprintln!("{tag} kill {}: the key store is lost; the loop ends", c.kills);
+            eprintln!(
+                "{tag} kill {}: the key store is lost; the loop ends",
+                c.kills
+            );
             break;
         }
         if !problems.is_empty() {

@@ -423,7 +423,10 @@ fn a_repacked_map_answers_as_before() {
         .collect();
     assert_eq!(got, want);
     let metas: Vec<u32> = r.metas("k1").map(|(_, m)| m).collect();
-    assert_eq!(metas.len(), want.iter().filter(|(k, _)| k.starts_with("k1")).count());
+    assert_eq!(
+        metas.len(),
+        want.iter().filter(|(k, _)| k.starts_with("k1")).count()
+    );
     assert!(metas.iter().all(|m| *m >= 1000));
     w.lock(None).unwrap();
     w.put("k5", Some(&7)).unwrap();

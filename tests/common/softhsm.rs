@@ -88,7 +88,14 @@ impl SoftHsm {
     /// [`SoftHsm::objects`], or what `pkcs11-tool` said when it failed.
     pub fn try_objects(&self) -> Result<String, String> {
         let mut cmd = Command::new("pkcs11-tool");
-        cmd.args(["--module", MODULE, "--login", "--pin", PIN, "--list-objects"]);
+        cmd.args([
+            "--module",
+            MODULE,
+            "--login",
+            "--pin",
+            PIN,
+            "--list-objects",
+        ]);
         let out = self.env(&mut cmd).output().unwrap();
         if !out.status.success() {
             // Not the command line: it holds the PIN, which no kept output may.
