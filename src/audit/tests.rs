@@ -631,6 +631,16 @@ fn lines_are_forwarded_to_the_syslog_socket() {
     assert!(Audit::verify(&path).unwrap().ok());
 }
 
+/// Bytes this thread has read so far (`rchar` of /proc/thread-self/io).
+fn rchar() -> u64 {
+    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Issue 13 item 5: the appender does not re-read the log per line (bytes read per append
 /// stay far below the 64 KiB tail read), yet a line another process appended (its own
 /// handle, its own memory) is chained onto.
@@ -639,14 +649,6 @@ fn appends_do_not_reread_the_log_but_notice_another_process() {
     let path = tmp("noreread");
     write_events(&path, 700, DEFAULT_MAX_BYTES);
     assert!(std::fs::metadata(&path).unwrap().len() > TAIL_BYTES);
-    let rchar = || -> u64 {
-        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
-        io.lines()
-            .find_map(|l| l.strip_prefix("rchar: "))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     let before = rchar();
     for i in 0..50 {
         // As the service does per request.
@@ -864,14 +866,6 @@ fn check_answers_from_memory_until_the_log_changes() {
     let path = tmp("checkcache");
     write_events(&path, 700, DEFAULT_MAX_BYTES);
     assert!(std::fs::metadata(&path).unwrap().len() > TAIL_BYTES);
-    let rchar = || -> u64 {
-        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
-        io.lines()
-            .find_map(|l| l.strip_prefix("rchar: "))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     // This process appends (as the service's group commit does): its end is remembered.
     let mut a =
         Audit::open_locked_within(&path, DEFAULT_MAX_BYTES, Duration::from_secs(1)).unwrap();
