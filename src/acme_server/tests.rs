@@ -588,7 +588,10 @@ fn anonymous_refusals_are_audited_at_a_bounded_rate() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A broker whose upstream is a listener that never answers, with `upstream_wait` 1 s.
+/// A broker whose upstream is a listener that never answers, with `upstream_wait` 2 s. Its
+/// worker starts on the gateway certificate at once and hangs there, so `upstream_wait` after
+/// the start it counts as stalled and a new finalize gets an interim certificate without being
+/// parked: start it just before the finalize (under qemu a registration alone can take 1 s).
 fn blackholed_broker(
     dir: &Path,
     clock: Arc<FixedClock>,
@@ -604,7 +607,7 @@ fn blackholed_broker(
         certificate: "gw".into(),
         challenge: config::ChallengeKind::Http01,
         dns_hook: None,
-        upstream_wait: 1,
+        upstream_wait: 2,
         interim_lifetime: 1800,
         issuers: Vec::new(),
     });
@@ -612,15 +615,16 @@ fn blackholed_broker(
     (broker, hole)
 }
 
-/// Registers `device` for `name`, orders it (pre-authorized) and finalizes through `broker`:
-/// (the account's key, its URL, the order URL, the finalize answer).
+/// Registers `device` for `name`, orders it (pre-authorized), starts a blackholed broker and
+/// finalizes through it: (the broker, its upstream, the account's key, its URL, the order
+/// URL, the finalize answer).
 fn finalize_brokered(
     srv: &mut AcmeServer,
     dir: &Path,
-    broker: &mut crate::broker::Broker,
+    clock: Arc<FixedClock>,
     device: &str,
     name: &str,
-) -> (PrivateKey, String, String, Response) {
+) -> Brokered {
     let (key, account) = register(srv, dir, device, name);
     let signer = KidSigner {
         key: &key,
@@ -639,12 +643,31 @@ fn finalize_brokered(
         &format!("/acme/{finalize}"),
         serde_json::to_vec(&jws).unwrap(),
     );
-    let r = srv.handle_with(&req, &peer(), Some(broker));
+    let (mut broker, hole) = blackholed_broker(dir, clock);
+    let r = srv.handle_with(&req, &peer(), Some(&mut broker));
     let order_url = header(&r, "Location").unwrap();
-    (key, account, order_url, r)
+    Brokered {
+        broker,
+        hole,
+        key,
+        account,
+        order_url,
+        answer: r,
+    }
 }
 
-/// Polls `broker` until it resolves something (its deadline is 1 s away), at most 10 s.
+/// What [`finalize_brokered`] leaves: the broker, its upstream (kept open until the end) and
+/// the parked order.
+struct Brokered {
+    broker: crate::broker::Broker,
+    hole: std::net::TcpListener,
+    key: PrivateKey,
+    account: String,
+    order_url: String,
+    answer: Response,
+}
+
+/// Polls `broker` until it resolves something (its deadline is 2 s away), at most 10 s.
 fn resolutions(broker: &mut crate::broker::Broker) -> Vec<crate::broker::Resolution> {
     let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -662,11 +685,21 @@ fn resolutions(broker: &mut crate::broker::Broker) -> Vec<crate::broker::Resolut
 #[test]
 fn finalize_with_a_blackholed_upstream_yields_an_interim_certificate() {
     let (dir, mut srv, clock) = setup("brokered", true);
-    let (mut broker, hole) = blackholed_broker(&dir, clock.clone());
-    let (key, account, order_url, r) =
-        finalize_brokered(&mut srv, &dir, &mut broker, "bk", "bk.local");
+    let Brokered {
+        mut broker,
+        hole,
+        key,
+        account,
+        order_url,
+        answer: r,
+    } = finalize_brokered(&mut srv, &dir, clock.clone(), "bk", "bk.local");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(body(&r)["status"], "processing");
+    assert_eq!(
+        body(&r)["status"],
+        "processing",
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(header(&r, "Retry-After").as_deref(), Some("1"));
 
     let res = resolutions(&mut broker);
@@ -713,10 +746,20 @@ fn finalize_with_a_blackholed_upstream_yields_an_interim_certificate() {
 #[test]
 fn a_token_revoked_while_parked_yields_nothing() {
     let (dir, mut srv, clock) = setup("parkedrevoke", true);
-    let (mut broker, hole) = blackholed_broker(&dir, clock.clone());
-    let (key, account, order_url, r) =
-        finalize_brokered(&mut srv, &dir, &mut broker, "rv", "rv.local");
-    assert_eq!(body(&r)["status"], "processing");
+    let Brokered {
+        mut broker,
+        hole,
+        key,
+        account,
+        order_url,
+        answer: r,
+    } = finalize_brokered(&mut srv, &dir, clock, "rv", "rv.local");
+    assert_eq!(
+        body(&r)["status"],
+        "processing",
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert!(Tokens::open_locked(&token::path_in(&dir))
         .unwrap()
         .revoke("rv")
