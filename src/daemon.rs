@@ -323,6 +323,7 @@ impl Service {
     /// Issues due standalone certificates and makes sure the listener serves the right
     /// certificate on the right address. Called at start, on each tick and on reload.
     pub fn upkeep(&mut self) -> Result<(), Error> {
+        self.settle();
         let now = self.clock.now();
         self.leaf_upkeep(now);
         let state_dir = self.cfg.main.state_dir.clone();
@@ -721,6 +722,7 @@ impl Service {
     /// On error the old service keeps running. A different `state_dir` is refused
     /// ([`Error::StateDirChanged`]): the lock is held on the old one, so moving needs a restart.
     pub fn reload(&mut self, cfg: Config) -> Result<(), Error> {
+        self.settle();
         if cfg.main.state_dir != self.cfg.main.state_dir {
             return Err(Error::StateDirChanged {
                 old: self.cfg.main.state_dir.clone(),
@@ -786,13 +788,20 @@ impl Service {
         extra: &[BorrowedFd<'_>],
         timeout: Duration,
     ) -> Result<Vec<bool>, Error> {
+        // While a group commits, the broker's deadlines wait for it (its wake ends the poll).
         let timeout = match self.est.next_deadline() {
-            Some(d) => timeout.min(d.saturating_duration_since(Instant::now())),
-            None => timeout,
+            Some(d) if !self.est.committing() => {
+                timeout.min(d.saturating_duration_since(Instant::now()))
+            }
+            _ => timeout,
         };
         let wake = self.est.wake().and_then(|w| w.try_clone().ok());
+        let committed = self.est.commit_wake().and_then(|w| w.try_clone().ok());
         let mut fds: Vec<BorrowedFd<'_>> = extra.to_vec();
         if let Some(w) = &wake {
+            fds.push(w.as_fd());
+        }
+        if let Some(w) = &committed {
             fds.push(w.as_fd());
         }
         let mut ready = match self.server.as_mut() {
@@ -811,11 +820,13 @@ impl Service {
             None => wait_readable(&fds, timeout).map_err(Error::Http)?,
         };
         ready.truncate(extra.len());
-        // The issuances of this turn, committed as one group, then the broker's answers.
-        let mut answers = match &self.server {
-            Some(s) => self.est.commit_pending(&|id| s.is_parked(id)),
-            None => self.est.commit_pending(&|_| false),
-        };
+        // The group on the commit thread, once done. Until then the loop only serves
+        // connections (requests that arrive whole are deferred): everything below reads or
+        // locks the stores the commit holds.
+        let mut answers = self.est.finish_commit(false);
+        if self.est.committing() {
+            return Ok(ready);
+        }
         answers.extend(match &self.server {
             Some(s) => self.est.resolve(&|id| s.is_parked(id)),
             None => self.est.resolve(&|_| false),
@@ -828,14 +839,7 @@ impl Service {
                 self.queue_upstream_revocations(&path, self.clock.now());
             }
         }
-        if let Some(s) = self.server.as_mut() {
-            for (id, op, resp) in answers {
-                self.counters.est_request(&op, resp.status);
-                if !s.complete(id, &resp) {
-                    log::debug!("parked request {id}: the client has gone");
-                }
-            }
-        }
+        self.deliver(answers);
         let revoked = self
             .est
             .broker_mut()
@@ -850,7 +854,64 @@ impl Service {
                 log::error!("{e}: {}", causes(&e));
             }
         }
+        self.redispatch();
+        // This turn's issuances (and the deferred ones), as one group on the commit thread.
+        let answers = match &self.server {
+            Some(s) => self.est.start_commit(&|id| s.is_parked(id)),
+            None => self.est.start_commit(&|_| false),
+        };
+        self.deliver(answers);
         Ok(ready)
+    }
+
+    /// Sends answers to their parked connections, counting each.
+    fn deliver(&mut self, answers: Vec<(u64, String, http::Response)>) {
+        let Some(s) = self.server.as_mut() else {
+            return;
+        };
+        for (id, op, resp) in answers {
+            self.counters.est_request(&op, resp.status);
+            if !s.complete(id, &resp) {
+                log::debug!("parked request {id}: the client has gone");
+            }
+        }
+    }
+
+    /// Handles the requests deferred while the last group committed, as if they had just
+    /// arrived: answered now, or parked again under the handler's id.
+    fn redispatch(&mut self) {
+        let deferred = self.est.take_deferred();
+        let Some(s) = self.server.as_mut() else {
+            return;
+        };
+        for (id, req, peer) in deferred {
+            if !s.is_parked(id) {
+                continue;
+            }
+            let mut routed = crate::acme_server::Routed {
+                est: &mut self.est,
+                acme: self.acme.as_mut(),
+            };
+            let mut counted = crate::report::Counted {
+                inner: &mut routed,
+                counters: &self.counters,
+            };
+            match http::Handler::answer(&mut counted, &req, &peer) {
+                http::Answer::Now(resp) => {
+                    s.complete(id, &resp);
+                }
+                http::Answer::Later(new) => {
+                    s.repark(id, new);
+                }
+            }
+        }
+    }
+
+    /// Waits for the group on the commit thread and answers it: before anything outside
+    /// [`Service::step`] reads or locks the stores (upkeep, a reload, stopping).
+    pub fn settle(&mut self) {
+        let answers = self.est.finish_commit(true);
+        self.deliver(answers);
     }
 }
 
@@ -1033,6 +1094,7 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             }
         }
         if signals.term.swap(false, Ordering::SeqCst) {
+            svc.settle();
             log::info!("stopping");
             return Ok(());
         }
@@ -1049,6 +1111,7 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
         }
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + tick;
+            svc.settle();
             svc.follow_ca();
             if let Err(e) = svc.upkeep() {
                 log::error!("{e}: {}", causes(&e));

@@ -48,6 +48,7 @@ use crate::trust::{ClockTrust, TrustedNow};
 use crate::{audit, ca, token};
 
 mod brokered;
+mod commit;
 mod lifecycle;
 mod record;
 mod reply;
@@ -162,6 +163,14 @@ pub struct Est {
     pending: Vec<(u64, record::Issue)>,
     /// The last id given to a pending issuance (below [`PENDING_IDS`]).
     next_pending: u64,
+    /// The commit thread, once the first group needed it ([`commit`]).
+    committer: Option<commit::Committer>,
+    /// The group on the commit thread.
+    inflight: Option<commit::Inflight>,
+    /// Requests that arrived while a group committed, to be handled once it is done.
+    deferred: Vec<(u64, Request, PeerInfo)>,
+    /// The last id given to a deferred request.
+    next_deferred: u64,
     /// The clock trust as last read, with the stamp of `<state_dir>/clock` it was read at and
     /// the CA notBefore it was loaded with ([`Est::trusted_now`]).
     clock_trust: Option<(Option<store::FileStamp>, i64, ClockTrust)>,
@@ -283,6 +292,10 @@ impl Est {
             foreign: Vec::new(),
             pending: Vec::new(),
             next_pending: 0,
+            committer: None,
+            inflight: None,
+            deferred: Vec::new(),
+            next_deferred: 0,
             clock_trust: None,
         }
     }
@@ -766,39 +779,6 @@ impl Est {
             _ => ("simpleenroll", self.enroll(req, peer, false, label)),
         };
         Ok((op, outcome))
-    }
-
-    /// Commits the issuances parked by [`Handler::answer`] since the last call, as one group
-    /// ([`Est::commit_issues`]), and returns their answers `(id, operation, response)` for
-    /// [`crate::http::Server::complete`]. An issuance whose client has gone (`alive(id)` false)
-    /// is dropped uncommitted: its token use is not spent.
-    pub fn commit_pending(&mut self, alive: &dyn Fn(u64) -> bool) -> Vec<(u64, String, Response)> {
-        let mut ids = Vec::new();
-        let mut items = Vec::new();
-        for (id, issue) in std::mem::take(&mut self.pending) {
-            if alive(id) {
-                ids.push(id);
-                items.push(issue);
-            } else if let Some(c) = issue.granted.claim {
-                self.claims.take(c);
-            }
-        }
-        if items.is_empty() {
-            return Vec::new();
-        }
-        let meta: Vec<(u64, String, IpAddr)> = ids
-            .into_iter()
-            .zip(&items)
-            .map(|(id, it)| (id, it.op.clone(), it.client))
-            .collect();
-        let results = self.commit_issues(items);
-        meta.into_iter()
-            .zip(results)
-            .map(|((id, op, client), r)| {
-                let resp = self.respond(&op, client, r);
-                (id, op, resp)
-            })
-            .collect()
     }
 }
 

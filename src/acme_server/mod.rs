@@ -524,7 +524,12 @@ impl Handler for Routed<'_> {
         }
     }
 
+    /// While an EST group commits, every request waits for it ([`crate::est::Est::defer`]):
+    /// ACME and EST requests alike read and lock the stores the commit thread holds.
     fn answer(&mut self, req: &Request, peer: &PeerInfo) -> crate::http::Answer {
+        if self.est.committing() {
+            return self.est.defer(req, peer);
+        }
         match &mut self.acme {
             Some(a) if req.path.starts_with(PREFIX) => {
                 crate::http::Answer::Now(a.handle_with(req, peer, self.est.broker_mut()))

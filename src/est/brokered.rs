@@ -64,6 +64,14 @@ impl Est {
         self.claims = std::mem::take(&mut old.claims);
         self.counters = old.counters.take();
         self.reenroll_failures = std::mem::take(&mut old.reenroll_failures);
+        // Issuances and requests on their way (the service settles a group before a reload,
+        // so there is normally none), with the id counters their parked connections use.
+        self.pending = std::mem::take(&mut old.pending);
+        self.next_pending = old.next_pending;
+        self.committer = old.committer.take();
+        self.inflight = old.inflight.take();
+        self.deferred = std::mem::take(&mut old.deferred);
+        self.next_deferred = old.next_deferred;
     }
 
     /// The socket to poll for the worker's events, when there is a worker.

@@ -29,6 +29,86 @@ pub(super) struct Issue {
     pub(super) granted: Granted,
 }
 
+/// A group between its staging and its answers: the issuances that passed the gates (with
+/// their place in `results`) and every result so far.
+pub(super) struct Group {
+    passed: Vec<(usize, Issue)>,
+    pub(super) results: Vec<Result<Granted, Denial>>,
+}
+
+/// A group's stores, locked, with its changes staged in memory: what [`Staged::write`] makes
+/// durable, on the loop's thread or on the commit thread ([`super::commit`]). It holds the
+/// locks until it is dropped.
+pub(super) struct Staged {
+    log: Audit,
+    inv: Inventory,
+    tokens: Option<Tokens>,
+    lines: Vec<(&'static str, serde_json::Value)>,
+    /// (operation, device) of each issuance that passed, for the `est.withheld` lines.
+    withheld: Vec<(String, String)>,
+    now: i64,
+}
+
+impl Staged {
+    /// Makes the group durable in this order: the audit lines, the rows, the token uses, each
+    /// with one sync. When the lines are in the log but the rest could not be written, the
+    /// log says so (`est.withheld`) and the certificates are withheld. Drops the locks.
+    pub(super) fn write(self) -> Result<(), Denial> {
+        let Staged {
+            mut log,
+            mut inv,
+            mut tokens,
+            lines,
+            withheld,
+            now,
+        } = self;
+        log.append_batch(now, lines).map_err(|e| {
+            log::error!(
+                "{}; the certificates are withheld",
+                crate::errchain::one_line(&e)
+            );
+            let mut d = Denial::new(503, super::AUDIT_DOWN);
+            d.retry_after = Some(60);
+            d
+        })?;
+        let stored = inv
+            .save()
+            .map_err(|e| {
+                log::error!("leaf inventory write failed; the certificates are withheld: {e}");
+                Denial::new(500, "leaf inventory write failed")
+            })
+            .and_then(|()| match tokens.as_mut() {
+                Some(t) => t.save_staged().map_err(|e| {
+                    log::error!("cannot spend the token uses; the certificates are withheld: {e}");
+                    Denial::new(500, "token store write failed")
+                }),
+                None => Ok(()),
+            });
+        if let Err(d) = &stored {
+            let lines = withheld
+                .into_iter()
+                .map(|(op, device)| {
+                    (
+                        "est.withheld",
+                        json!({"op": op, "device": device, "reason": d.reason}),
+                    )
+                })
+                .collect();
+            let _ = log.append_batch(now, lines);
+        }
+        stored
+    }
+}
+
+/// `d` for the issuance `g`: its status, reason and `Retry-After`, with `g`'s device and names.
+fn for_issue(d: &Denial, g: &Granted) -> Denial {
+    let mut out = Denial::new(d.status, d.reason.clone())
+        .device(&g.device)
+        .names(g.names.clone());
+    out.retry_after = d.retry_after;
+    out
+}
+
 /// The fields of an issuance's `est.issue` audit line; `superseded`: the device's oldest
 /// certificates it pushed out ([`crate::leaves::MAX_EARLIER`]), revoked with it.
 fn issue_fields(it: &Issue, superseded: &[crate::leaves::Revoked]) -> serde_json::Value {
@@ -187,28 +267,38 @@ impl Est {
     /// went out, and never a spent use without its audit line. A busy or broken audit log is a
     /// 503 and no certificate; a row or token use that cannot be written withholds the
     /// certificate, and the audit log says so (`est.withheld`). The results are in `items`' order.
+    ///
+    /// In three steps, so that the service's loop can hand the middle one to its commit thread
+    /// ([`super::commit`]): [`Est::stage_issues`], [`Staged::write`], [`Est::finish_issues`].
     pub(super) fn commit_issues(&mut self, items: Vec<Issue>) -> Vec<Result<Granted, Denial>> {
+        let (group, staged) = self.stage_issues(items);
+        match staged {
+            Some(staged) => {
+                let stored = staged.write();
+                self.finish_issues(group, stored)
+            }
+            None => group.results,
+        }
+    }
+
+    /// Takes the locks and runs every gate again, staging each change in memory. `None`: nothing
+    /// passed (or the locks could not be had), and the group's results are final.
+    pub(super) fn stage_issues(&mut self, items: Vec<Issue>) -> (Group, Option<Staged>) {
         let now = self.clock.now();
         if let Some(summary) = self.denials.roll(now) {
             self.append_denials(now, Some(summary), None);
         }
         let mut results: Vec<Result<Granted, Denial>> = Vec::with_capacity(items.len());
-        let all = |d: &Denial, g: &Granted| {
-            let mut out = Denial::new(d.status, d.reason.clone())
-                .device(&g.device)
-                .names(g.names.clone());
-            out.retry_after = d.retry_after;
-            out
-        };
         let locks = self.commit_locks(&items);
-        let (mut log, mut inv, mut tokens) = match locks {
+        let (log, mut inv, mut tokens) = match locks {
             Ok(l) => l,
             Err(d) => {
                 for it in items {
                     self.end_claim(&it.granted);
-                    results.push(Err(all(&d, &it.granted)));
+                    results.push(Err(for_issue(&d, &it.granted)));
                 }
-                return results;
+                let passed = Vec::new();
+                return (Group { passed, results }, None);
             }
         };
         // The gates, on the stores as they are now, each change staged in memory.
@@ -251,49 +341,34 @@ impl Est {
             }
         }
         if passed.is_empty() {
-            return results;
+            return (Group { passed, results }, None);
         }
-        // Durable in this order: the audit lines, the rows, the token uses.
-        let written = log.append_batch(now, lines).map_err(|e| {
-            log::error!(
-                "{}; the certificates are withheld",
-                crate::errchain::one_line(&e)
-            );
-            let mut d = Denial::new(503, super::AUDIT_DOWN);
-            d.retry_after = Some(60);
-            d
-        });
-        let stored = match &written {
-            Err(d) => Err(all(d, &passed[0].1.granted)),
-            Ok(()) => inv
-                .save()
-                .map_err(|e| {
-                    log::error!("leaf inventory write failed; the certificates are withheld: {e}");
-                    Denial::new(500, "leaf inventory write failed")
-                })
-                .and_then(|()| match tokens.as_mut() {
-                    Some(t) => t.save_staged().map_err(|e| {
-                        log::error!(
-                            "cannot spend the token uses; the certificates are withheld: {e}"
-                        );
-                        Denial::new(500, "token store write failed")
-                    }),
-                    None => Ok(()),
-                }),
+        let withheld = passed
+            .iter()
+            .map(|(_, it)| (it.op.clone(), it.granted.device.clone()))
+            .collect();
+        let staged = Staged {
+            log,
+            inv,
+            tokens,
+            lines,
+            withheld,
+            now,
         };
-        if let (Ok(()), Err(d)) = (&written, &stored) {
-            // The lines are in the log but the rest could not be written: say so.
-            let withheld = passed
-                .iter()
-                .map(|(_, it)| {
-                    (
-                        "est.withheld",
-                        json!({"op": it.op, "device": it.granted.device, "reason": d.reason}),
-                    )
-                })
-                .collect();
-            let _ = log.append_batch(now, withheld);
-        }
+        (Group { passed, results }, Some(staged))
+    }
+
+    /// Ends a group once [`Staged::write`] has said how it went: the claims are released (spent
+    /// or not), the issuances counted, and the results final.
+    pub(super) fn finish_issues(
+        &mut self,
+        group: Group,
+        stored: Result<(), Denial>,
+    ) -> Vec<Result<Granted, Denial>> {
+        let Group {
+            passed,
+            mut results,
+        } = group;
         for (i, it) in passed {
             self.end_claim(&it.granted);
             results[i] = match &stored {
@@ -303,7 +378,7 @@ impl Est {
                     }
                     Ok(it.granted)
                 }
-                Err(d) => Err(all(d, &it.granted)),
+                Err(d) => Err(for_issue(d, &it.granted)),
             };
         }
         results

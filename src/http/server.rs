@@ -145,6 +145,22 @@ impl Server {
         true
     }
 
+    /// Parks the connection parked under `old` under `new` instead (a deferred request whose
+    /// handler parked it again). False when that connection is gone.
+    pub fn repark(&mut self, old: u64, new: u64) -> bool {
+        match self
+            .conns
+            .iter_mut()
+            .find(|c| c.phase == Phase::Parked(old))
+        {
+            Some(conn) => {
+                conn.phase = Phase::Parked(new);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Waits up to `timeout` for activity on the listener, its connections or `extra` (wakeup
     /// pipes, signal pipes), serves what is ready, and returns which of `extra` are readable.
     /// Returns early (all false) when interrupted by a signal.
