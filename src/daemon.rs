@@ -1224,4 +1224,6 @@ fn loopback(port: u16) -> SocketAddr {
 }
 
 #[cfg(test)]
+mod commit_tests;
+#[cfg(test)]
 mod tests;

@@ -171,6 +171,9 @@ pub struct Est {
     deferred: Vec<(u64, Request, PeerInfo)>,
     /// The last id given to a deferred request.
     next_deferred: u64,
+    /// Tests: where the commit thread waits before each group ([`commit::Gate`]).
+    #[cfg(test)]
+    commit_gate: Option<Arc<commit::Gate>>,
     /// The clock trust as last read, with the stamp of `<state_dir>/clock` it was read at and
     /// the CA notBefore it was loaded with ([`Est::trusted_now`]).
     clock_trust: Option<(Option<store::FileStamp>, i64, ClockTrust)>,
@@ -296,6 +299,8 @@ impl Est {
             inflight: None,
             deferred: Vec::new(),
             next_deferred: 0,
+            #[cfg(test)]
+            commit_gate: None,
             clock_trust: None,
         }
     }

@@ -127,7 +127,7 @@ fn demo(dir: &Path, keep: bool) -> Result<(), String> {
         .map_err(|e| crate::errchain::one_line(&e))?;
 
     // The sensor's step: key, CSR, simpleenroll over TLS trusting only the local root.
-    let enrolled = enroll(addr.port(), &root_der, &token, &name);
+    let enrolled = enroll(addr.port(), &root_der, DEVICE, &token, &name);
     let _ = stop.write_all(b"x");
     let svc = service
         .join()
@@ -233,9 +233,10 @@ fn names(c: &CertInfo) -> Vec<String> {
 }
 
 /// The simulated sensor: POST simpleenroll, parse the certs-only answer.
-fn enroll(
+pub(super) fn enroll(
     port: u16,
     root_der: &[u8],
+    device: &str,
     token: &str,
     name: &str,
 ) -> Result<(CertInfo, usize, PrivateKey), String> {
@@ -247,7 +248,7 @@ fn enroll(
     let url = format!("https://127.0.0.1:{port}{PREFIX}simpleenroll");
     let auth = format!(
         "Basic {}",
-        crypto::b64(format!("{DEVICE}:{token}").as_bytes())
+        crypto::b64(format!("{device}:{token}").as_bytes())
     );
     let mut resp = agent
         .post(&url)

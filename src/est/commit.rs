@@ -36,7 +36,7 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    fn start() -> std::io::Result<Committer> {
+    fn start(#[cfg(test)] gate: Option<std::sync::Arc<Gate>>) -> std::io::Result<Committer> {
         let (wake, mut signal) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         let (jobs, queue) = mpsc::channel::<Staged>();
@@ -45,6 +45,10 @@ impl Committer {
             .name("gatecert-commit".into())
             .spawn(move || {
                 for staged in queue {
+                    #[cfg(test)]
+                    if let Some(g) = &gate {
+                        g.pass();
+                    }
                     if report.send(staged.write()).is_err() {
                         return;
                     }
@@ -134,7 +138,10 @@ impl Est {
             return self.answers(meta, group.results);
         };
         if self.committer.is_none() {
-            match Committer::start() {
+            match Committer::start(
+                #[cfg(test)]
+                self.commit_gate.clone(),
+            ) {
                 Ok(c) => self.committer = Some(c),
                 Err(e) => log::warn!("no commit thread ({e}); committing on the loop's thread"),
             }
@@ -211,5 +218,52 @@ impl Est {
                 (id, op, resp)
             })
             .collect()
+    }
+}
+
+/// Tests: holds the commit thread before each group's write until opened, so that a test can
+/// look at the service while a group commits for as long as it likes.
+#[cfg(test)]
+#[derive(Default)]
+pub struct Gate {
+    state: std::sync::Mutex<(bool, usize)>,
+    changed: std::sync::Condvar,
+}
+
+#[cfg(test)]
+impl Gate {
+    fn pass(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.1 += 1;
+        self.changed.notify_all();
+        while !st.0 {
+            st = self.changed.wait(st).unwrap();
+        }
+    }
+
+    /// Waits (at most `limit`) until `n` groups have reached the gate; false if they did not.
+    pub fn reached(&self, n: usize, limit: std::time::Duration) -> bool {
+        let st = self.state.lock().unwrap();
+        let (st, _) = self
+            .changed
+            .wait_timeout_while(st, limit, |st| st.1 < n)
+            .unwrap();
+        st.1 >= n
+    }
+
+    /// Lets every group through from now on.
+    pub fn open(&self) {
+        self.state.lock().unwrap().0 = true;
+        self.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+impl Est {
+    /// Holds this service's commit thread at a [`Gate`] (set before the first group).
+    pub fn gate_commits(&mut self) -> std::sync::Arc<Gate> {
+        let gate = std::sync::Arc::new(Gate::default());
+        self.commit_gate = Some(gate.clone());
+        gate
     }
 }
