@@ -560,6 +560,23 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         synced
     }
 
+    /// For an owner's `Drop` that keeps this journal between opens ([`Kept`]): true when it may
+    /// be kept, i.e. nothing is staged and unsaved (memory would be ahead of the file) and the
+    /// lock, if held, was released with everything synced. Otherwise the next open reads the
+    /// file again.
+    pub fn release_for_keeping(&mut self) -> bool {
+        if self.has_staged() {
+            return false;
+        }
+        if self.is_locked() {
+            if let Err(e) = self.unlock() {
+                log::error!("{e}");
+                return false;
+            }
+        }
+        true
+    }
+
     /// Whether this value holds the writers' lock.
     pub fn is_locked(&self) -> bool {
         self.lock.is_some()

@@ -627,17 +627,11 @@ pub struct Inventory {
 impl Drop for Inventory {
     fn drop(&mut self) {
         if self.discard
-            || self.core.journal.has_staged()
             || self.core.migrating
             || self.core.has_failed()
+            || !self.core.journal.release_for_keeping()
         {
             return;
-        }
-        if self.core.journal.is_locked() {
-            if let Err(e) = self.core.journal.unlock() {
-                log::error!("leaf inventory: {e}");
-                return;
-            }
         }
         let path = self.core.journal.path().to_path_buf();
         let core = std::mem::replace(&mut self.core, Core::detached(&path));

@@ -275,12 +275,7 @@ static KEPT: journal::Kept<(Store, u64)> = journal::Kept::new();
 
 impl Drop for Tokens {
     fn drop(&mut self) {
-        if self.journal.has_staged() {
-            // Uses staged and never saved: memory is ahead of the file; read it again next time.
-            return;
-        }
-        if self.journal.is_locked() && self.journal.unlock().is_err() {
-            // Not durable: let the next open read the file again.
+        if !self.journal.release_for_keeping() {
             return;
         }
         let path = self.journal.path().to_path_buf();
