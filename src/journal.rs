@@ -89,9 +89,6 @@ pub const COMPACT_MIN_GARBAGE: u64 = 256 * 1024;
 const HEADER: u64 = 8;
 /// How much of a journal is read at a time.
 const READ_CHUNK: usize = 256 * 1024;
-/// A journal read from its start with at least this many keys has its map rebuilt with full
-/// nodes ([`Journal::repack`]).
-const REPACK_MIN: usize = 1024;
 
 #[derive(Serialize)]
 struct RecordOut<'a, V> {
@@ -133,6 +130,10 @@ impl<V> Index<V> for () {
     fn add(&mut self, _: &Arc<str>, _: &V) {}
     fn clear(&mut self) {}
 }
+
+/// A record collected by a load from the start ([`Journal::build`]): its key, its offset, and
+/// where its value is (`None`: it deletes the key).
+type Loaded<V, M> = (Arc<str>, u64, Option<Slot<V, M>>);
 
 /// Where a key's value is.
 #[derive(Debug)]
@@ -272,39 +273,51 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK];
         let mut pos = self.len;
-        let loading = self.map.is_empty();
-        loop {
-            let n = self
-                .file
-                .as_ref()
-                .map_or(Ok(0), |f| f.read_at(&mut chunk, pos))
-                .map_err(io_err("read", &self.path))?;
-            if n == 0 {
-                break;
+        // Read from the start: every record is collected, and the map built in one go
+        // ([`Journal::build`]).
+        let mut bulk = self.map.is_empty().then(Vec::new);
+        let mut read = || -> Result<(), Error> {
+            loop {
+                let n = self
+                    .file
+                    .as_ref()
+                    .map_or(Ok(0), |f| f.read_at(&mut chunk, pos))
+                    .map_err(io_err("read", &self.path))?;
+                if n == 0 {
+                    break;
+                }
+                pos += n as u64;
+                buf.extend_from_slice(&chunk[..n]);
+                let used = self.apply(&buf, false, &mut bulk)?;
+                buf.drain(..used);
             }
-            pos += n as u64;
-            buf.extend_from_slice(&chunk[..n]);
-            let used = self.apply(&buf, false)?;
-            buf.drain(..used);
-        }
-        self.apply(&buf, true)?;
-        if loading && self.map.len() >= REPACK_MIN {
-            self.repack();
-        }
-        Ok(())
+            self.apply(&buf, true, &mut bulk).map(drop)
+        };
+        let loaded = read();
+        self.build(&mut bulk);
+        loaded.map(drop)
     }
 
-    /// Rebuilds the map with full nodes. Keys inserted in file order (rising runs all over the
-    /// key space) leave a `BTreeMap`'s nodes a little over half full; a bulk build from the
-    /// sorted keys (what `append` does) fills them: at 100,000 keys, about 3.5 MB less. The
-    /// old nodes are freed as the new ones are made.
-    fn repack(&mut self) {
-        let mut old = std::mem::take(&mut self.map);
-        let Some((k, v)) = old.pop_first() else {
+    /// The records collected by a load from the start, into the (empty) map: the last record of
+    /// each key wins, a deletion removes it, and the map is built in one go, with full nodes,
+    /// instead of with a walk of the map per record.
+    fn build(&mut self, bulk: &mut Option<Vec<Loaded<V, X::Meta>>>) {
+        let Some(mut all) = bulk.take() else {
             return;
         };
-        self.map.insert(k, v);
-        self.map.append(&mut old);
+        debug_assert!(self.map.is_empty());
+        // By key, the latest record first (records are at distinct offsets); keep that one.
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        all.dedup_by(|later, first| later.0 == first.0);
+        let mut live = 0;
+        let kept: Vec<(Arc<str>, Slot<V, X::Meta>)> = all
+            .into_iter()
+            .filter_map(|(k, _, slot)| slot.map(|s| (k, s)))
+            .inspect(|(_, s)| live += s.size())
+            .collect();
+        // Sorted already: `from_iter`'s stable sort finds one run.
+        self.map = kept.into_iter().collect();
+        self.live = live;
     }
 
     fn reset(&mut self) {
@@ -330,21 +343,29 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
             .map_or_else(|| Arc::from(key), |(k, _)| Arc::clone(k))
     }
 
-    /// `r`, the record at byte `at` with `len` bytes of payload, now holds its key.
-    fn set(&mut self, r: RecordIn<V>, at: u64, len: u32) {
+    /// `r`, the record at byte `at` with `len` bytes of payload, now holds its key; during a
+    /// load from the start it is collected in `bulk` ([`Journal::build`]) instead.
+    fn set(
+        &mut self,
+        r: RecordIn<V>,
+        at: u64,
+        len: u32,
+        bulk: &mut Option<Vec<Loaded<V, X::Meta>>>,
+    ) {
+        if let Some(all) = bulk.as_mut() {
+            let k: Arc<str> = Arc::from(r.k);
+            let slot = r.v.map(|v| {
+                self.index.add(&k, &v);
+                Self::slot_of(v, at, len)
+            });
+            all.push((k, at, slot));
+            return;
+        }
         let Some(v) = r.v else {
             if let Some(old) = self.map.remove(r.k.as_str()) {
                 self.live -= old.size();
             }
             return;
-        };
-        let slot = |v: V| {
-            if X::KEEP_VALUES {
-                Slot::Value(Box::new((v, HEADER + u64::from(len))))
-            } else {
-                let meta = X::meta(&v);
-                Slot::File { at, len, meta }
-            }
         };
         // One walk of the map for a key it has (rows rewritten: the common case of a long
         // journal), two for a new one.
@@ -355,19 +376,34 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         if let Some((k, old)) = self.map.range_mut::<str, _>(bounds).next() {
             self.index.add(k, &v);
             self.live -= old.size();
-            *old = slot(v);
+            *old = Self::slot_of(v, at, len);
         } else {
             let k: Arc<str> = Arc::from(r.k);
             self.index.add(&k, &v);
-            self.map.insert(k, slot(v));
+            self.map.insert(k, Self::slot_of(v, at, len));
         }
         self.live += HEADER + u64::from(len);
+    }
+
+    /// Where `v`, read from the record at byte `at` with `len` bytes of payload, is kept.
+    fn slot_of(v: V, at: u64, len: u32) -> Slot<V, X::Meta> {
+        if X::KEEP_VALUES {
+            Slot::Value(Box::new((v, HEADER + u64::from(len))))
+        } else {
+            let meta = X::meta(&v);
+            Slot::File { at, len, meta }
+        }
     }
 
     /// Applies the records at the start of `buf` (the bytes of the file from `self.len` on);
     /// returns how many bytes it used. A record cut short at the end of `buf` waits for more
     /// bytes, unless `eof`: then it is a torn tail, ignored.
-    fn apply(&mut self, buf: &[u8], eof: bool) -> Result<usize, Error> {
+    fn apply(
+        &mut self,
+        buf: &[u8],
+        eof: bool,
+        bulk: &mut Option<Vec<Loaded<V, X::Meta>>>,
+    ) -> Result<usize, Error> {
         let mut at = 0usize;
         if self.len == 0 {
             if buf.len() < MAGIC.len() {
@@ -402,7 +438,7 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
             let r: RecordIn<V> = serde_json::from_slice(rec).map_err(|e| {
                 self.corrupt(format!("record at byte {} does not parse: {e}", self.len))
             })?;
-            self.set(r, self.len, len);
+            self.set(r, self.len, len, bulk);
             let size = HEADER + u64::from(len);
             at += usize::try_from(size).unwrap_or(usize::MAX);
             self.len += size;
@@ -673,7 +709,7 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
             .map_err(|e| self.corrupt(format!("record does not parse back: {e}")))?;
         // append checked it against MAX_RECORD.
         let len = payload.len() as u32;
-        self.set(r, at, len);
+        self.set(r, at, len, &mut None);
         self.len += HEADER + u64::from(len);
         Ok(())
     }
