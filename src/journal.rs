@@ -310,13 +310,12 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         all.dedup_by(|later, first| later.0 == first.0);
         let mut live = 0;
-        let kept: Vec<(Arc<str>, Slot<V, X::Meta>)> = all
+        // Sorted already: `from_iter`'s stable sort finds one run.
+        self.map = all
             .into_iter()
             .filter_map(|(k, _, slot)| slot.map(|s| (k, s)))
             .inspect(|(_, s)| live += s.size())
             .collect();
-        // Sorted already: `from_iter`'s stable sort finds one run.
-        self.map = kept.into_iter().collect();
         self.live = live;
     }
 

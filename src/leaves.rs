@@ -258,7 +258,7 @@ pub struct UpstreamRevocation {
 #[derive(Debug)]
 pub enum Refusal {
     /// The operator disabled the device (`gatecert leaves disable`).
-    Disabled(Leaf),
+    Disabled(Box<Leaf>),
     /// The key belongs to a certificate revoked for keyCompromise.
     CompromisedKey,
 }
@@ -1122,7 +1122,7 @@ impl Inventory {
             .by_device(device)
             .filter(|l| l.state == DeviceState::Disabled)
         {
-            return Some(Refusal::Disabled(l));
+            return Some(Refusal::Disabled(Box::new(l)));
         }
         let key = crypto::hex(&crypto::sha256(spki_der));
         self.key_compromised(&key)

@@ -400,7 +400,9 @@ fn parallel_ca_sign_keep_one_chain_and_every_inventory_row() {
 /// fails, and `audit verify --repair` records a repair line after which issuance resumes.
 #[test]
 fn a_cut_or_edited_audit_tail_stops_issuance_until_repaired() {
-    let tampers: [(&str, fn(&str) -> String); 3] = [
+    /// A way to damage the log's text, by name.
+    type Tamper = (&'static str, fn(&str) -> String);
+    let tampers: [Tamper; 3] = [
         ("delete-last", |s| {
             let mut l: Vec<&str> = s.lines().collect();
             l.pop();

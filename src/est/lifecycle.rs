@@ -219,12 +219,12 @@ fn holder(inv: &Inventory, serial: &str, now: i64) -> Result<String, Denial> {
 pub(super) fn may_hold(inv: &Inventory, device: &str, spki_der: &[u8]) -> Result<(), Denial> {
     match inv.refuses(device, spki_der) {
         None => Ok(()),
-        Some(leaves::Refusal::Disabled(l)) => Err(disabled(l)),
+        Some(leaves::Refusal::Disabled(l)) => Err(disabled(*l)),
         Some(r) => Err(Denial::new(403, r.reason()).device(device)),
     }
 }
 
 fn disabled(l: Leaf) -> Denial {
     let device = l.device.clone();
-    Denial::new(403, leaves::Refusal::Disabled(l).reason()).device(&device)
+    Denial::new(403, leaves::Refusal::Disabled(Box::new(l)).reason()).device(&device)
 }
