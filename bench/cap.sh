@@ -56,10 +56,11 @@ for clients in "$@"; do
 	awk -v w=$((w1 - w0)) -v c=$((c1 - c0)) -v n="${ok:-0}" -v t="$(getconf CLK_TCK)" -v s="$seconds" 'BEGIN {
 		if (n > 0 && c > 0) printf "  server: CPU %.2f ms/enrollment (%.0f%% of CPU 0; at 100%% of one core: %.0f/s), written %.0f B/enrollment\n",
 			c * 1000 / t / n, c * 100 / t / s, n * t / c, w / n }'
-	# Where the server's wall time went: on CPU 0, waiting for it (runnable, other jobs had it),
-	# or asleep (poll with nothing to do, fsync, flock).
+	# Where the loop's thread's wall time went: on CPU 0, waiting for it (runnable: other jobs,
+	# or the service's own commit thread, had it), or asleep (poll with nothing to do, flock;
+	# fsync only for a group committed on the loop's thread).
 	awk -v r=$((r1 - r0)) -v q=$((q1 - q0)) -v wall=$((t1 - t0)) 'BEGIN {
-		if (wall > 0) printf "  server wall time: %.0f%% on CPU, %.0f%% runnable waiting for CPU 0, %.0f%% asleep (idle poll, fsync)\n",
+		if (wall > 0) printf "  loop thread wall time: %.0f%% on CPU, %.0f%% runnable waiting for CPU 0, %.0f%% asleep (idle poll)\n",
 			100 * r / wall, 100 * q / wall, 100 * (wall - r - q) / wall }'
 	stop_server
 done
