@@ -805,18 +805,10 @@ impl Service {
             fds.push(w.as_fd());
         }
         let mut ready = match self.server.as_mut() {
-            Some(s) => {
-                let mut routed = crate::acme_server::Routed {
-                    est: &mut self.est,
-                    acme: self.acme.as_mut(),
-                };
-                let mut counted = crate::report::Counted {
-                    inner: &mut routed,
-                    counters: &self.counters,
-                };
-                s.poll_once(&mut counted, &fds, timeout)
-                    .map_err(Error::Http)?
-            }
+            Some(s) => handling(&mut self.est, self.acme.as_mut(), &self.counters, |h| {
+                s.poll_once(h, &fds, timeout)
+            })
+            .map_err(Error::Http)?,
             None => wait_readable(&fds, timeout).map_err(Error::Http)?,
         };
         ready.truncate(extra.len());
@@ -888,15 +880,10 @@ impl Service {
             if !s.is_parked(id) {
                 continue;
             }
-            let mut routed = crate::acme_server::Routed {
-                est: &mut self.est,
-                acme: self.acme.as_mut(),
-            };
-            let mut counted = crate::report::Counted {
-                inner: &mut routed,
-                counters: &self.counters,
-            };
-            match http::Handler::answer(&mut counted, &req, &peer) {
+            let answer = handling(&mut self.est, self.acme.as_mut(), &self.counters, |h| {
+                h.answer(&req, &peer)
+            });
+            match answer {
                 http::Answer::Now(resp) => {
                     s.complete(id, &resp);
                 }
@@ -913,6 +900,22 @@ impl Service {
         let answers = self.est.finish_commit(true);
         self.deliver(answers);
     }
+}
+
+/// `f` with the service's request handler: EST and the ACME server by path, every answer
+/// counted.
+fn handling<R>(
+    est: &mut Est,
+    acme: Option<&mut AcmeServer>,
+    counters: &crate::report::Counters,
+    f: impl FnOnce(&mut dyn http::Handler) -> R,
+) -> R {
+    let mut routed = crate::acme_server::Routed { est, acme };
+    let mut counted = crate::report::Counted {
+        inner: &mut routed,
+        counters,
+    };
+    f(&mut counted)
 }
 
 /// The ACME server `cfg` asks for, with its own handle on the local CA.
