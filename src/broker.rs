@@ -261,7 +261,7 @@ impl Broker {
     }
 
     /// The socket the main loop polls for worker events.
-    pub fn wake(&self) -> &UnixStream {
+    pub fn wake(&self) -> &Arc<UnixStream> {
         self.worker.wake()
     }
 

@@ -795,8 +795,8 @@ impl Service {
             }
             _ => timeout,
         };
-        let wake = self.est.wake().and_then(|w| w.try_clone().ok());
-        let committed = self.est.commit_wake().and_then(|w| w.try_clone().ok());
+        let wake = self.est.wake().cloned();
+        let committed = self.est.commit_wake().cloned();
         let mut fds: Vec<BorrowedFd<'_>> = extra.to_vec();
         if let Some(w) = &wake {
             fds.push(w.as_fd());

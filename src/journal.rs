@@ -295,7 +295,7 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         };
         let loaded = read();
         self.build(&mut bulk);
-        loaded.map(drop)
+        loaded
     }
 
     /// The records collected by a load from the start, into the (empty) map: the last record of

@@ -178,7 +178,8 @@ impl Shared {
 pub struct Handle {
     jobs: Sender<Job>,
     events: Receiver<Event>,
-    wake: UnixStream,
+    /// Shared, so that the loop can poll it without a `dup` per turn.
+    wake: Arc<UnixStream>,
     shared: Arc<Shared>,
 }
 
@@ -214,7 +215,7 @@ impl Handle {
         Ok(Handle {
             jobs,
             events,
-            wake,
+            wake: Arc::new(wake),
             shared,
         })
     }
@@ -225,14 +226,14 @@ impl Handle {
     }
 
     /// The socket that becomes readable when events are waiting.
-    pub fn wake(&self) -> &UnixStream {
+    pub fn wake(&self) -> &Arc<UnixStream> {
         &self.wake
     }
 
     /// Drains the wakeup socket and returns every waiting event.
     pub fn events(&self) -> Vec<Event> {
         let mut buf = [0u8; 64];
-        while matches!(io::Read::read(&mut &self.wake, &mut buf), Ok(n) if n > 0) {}
+        while matches!(io::Read::read(&mut &*self.wake, &mut buf), Ok(n) if n > 0) {}
         self.events.try_iter().collect()
     }
 

@@ -75,7 +75,7 @@ impl Est {
     }
 
     /// The socket to poll for the worker's events, when there is a worker.
-    pub fn wake(&self) -> Option<&UnixStream> {
+    pub fn wake(&self) -> Option<&std::sync::Arc<UnixStream>> {
         self.broker.as_ref().map(Broker::wake)
     }
 

@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::record::{Group, Staged};
@@ -30,13 +31,14 @@ const DEFERRED_IDS: u64 = 1 << 61;
 pub(super) struct Committer {
     jobs: Option<Sender<Staged>>,
     done: Receiver<Result<(), Denial>>,
-    /// Readable once a result is waiting (the loop polls it).
-    wake: UnixStream,
+    /// Readable once a result is waiting (the loop polls it; shared, so that it needs no `dup`
+    /// per turn).
+    wake: Arc<UnixStream>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Committer {
-    fn start(#[cfg(test)] gate: Option<std::sync::Arc<Gate>>) -> std::io::Result<Committer> {
+    fn start(#[cfg(test)] gate: Option<Arc<Gate>>) -> std::io::Result<Committer> {
         let (wake, mut signal) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         let (jobs, queue) = mpsc::channel::<Staged>();
@@ -58,7 +60,7 @@ impl Committer {
         Ok(Committer {
             jobs: Some(jobs),
             done,
-            wake,
+            wake: Arc::new(wake),
             thread: Some(thread),
         })
     }
@@ -89,7 +91,7 @@ impl Est {
     }
 
     /// The socket that turns readable when the group on the commit thread is done.
-    pub fn commit_wake(&self) -> Option<&UnixStream> {
+    pub fn commit_wake(&self) -> Option<&Arc<UnixStream>> {
         self.inflight.as_ref()?;
         self.committer.as_ref().map(|c| &c.wake)
     }
@@ -183,7 +185,7 @@ impl Est {
             }
         };
         let mut drain = [0u8; 16];
-        while matches!((&c.wake).read(&mut drain), Ok(n) if n > 0) {}
+        while matches!((&*c.wake).read(&mut drain), Ok(n) if n > 0) {}
         let stored = stored.unwrap_or_else(|()| {
             log::error!("the commit thread is gone; the certificates of its group are withheld");
             self.committer = None;
@@ -261,8 +263,8 @@ impl Gate {
 #[cfg(test)]
 impl Est {
     /// Holds this service's commit thread at a [`Gate`] (set before the first group).
-    pub fn gate_commits(&mut self) -> std::sync::Arc<Gate> {
-        let gate = std::sync::Arc::new(Gate::default());
+    pub fn gate_commits(&mut self) -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
         self.commit_gate = Some(gate.clone());
         gate
     }

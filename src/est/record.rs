@@ -62,15 +62,8 @@ impl Staged {
             withheld,
             now,
         } = self;
-        log.append_batch(now, lines).map_err(|e| {
-            log::error!(
-                "{}; the certificates are withheld",
-                crate::errchain::one_line(&e)
-            );
-            let mut d = Denial::new(503, super::AUDIT_DOWN);
-            d.retry_after = Some(60);
-            d
-        })?;
+        log.append_batch(now, lines)
+            .map_err(|e| audit_down(&e, "the certificates are withheld"))?;
         let stored = inv
             .save()
             .map_err(|e| {
@@ -98,6 +91,15 @@ impl Staged {
         }
         stored
     }
+}
+
+/// The audit log could not be locked or written (`e`, logged with `consequence`): 503, retry
+/// in a minute.
+fn audit_down(e: &audit::Error, consequence: &str) -> Denial {
+    log::error!("{}; {consequence}", crate::errchain::one_line(e));
+    let mut d = Denial::new(503, super::AUDIT_DOWN);
+    d.retry_after = Some(60);
+    d
 }
 
 /// `d` for the issuance `g`: its status, reason and `Retry-After`, with `g`'s device and names.
@@ -392,15 +394,7 @@ impl Est {
             DEFAULT_MAX_BYTES,
             LOCK_WAIT,
         )
-        .map_err(|e| {
-            log::error!(
-                "{}; the certificate is withheld",
-                crate::errchain::one_line(&e)
-            );
-            let mut d = Denial::new(503, super::AUDIT_DOWN);
-            d.retry_after = Some(60);
-            d
-        })?;
+        .map_err(|e| audit_down(&e, "the certificate is withheld"))?;
         let inv = self.inventory_locked()?;
         let tokens = match items.iter().any(|i| i.granted.claim.is_some()) {
             false => None,
