@@ -187,7 +187,18 @@ pub struct Journal<V, X: Index<V> = ()> {
     syncs: u64,
     /// Keys changed in memory by [`Journal::stage`], appended by [`Journal::flush`].
     staged: std::collections::BTreeSet<String>,
+    /// The values last read back by [`Journal::read`], by their record's offset in `file` (a
+    /// record at an offset of one file never changes; emptied whenever `file` is): an
+    /// enrollment reads its device's row at each gate and again to stage the new one, and a
+    /// parse is most of a read's cost.
+    recent: std::sync::Mutex<Recent<V>>,
 }
+
+/// How many values [`Journal::read`] keeps parsed (a few KB each at most).
+const RECENT: usize = 8;
+
+/// The last [`RECENT`] values read back, oldest first: (offset, payload length, value).
+type Recent<V> = Vec<(u64, u32, V)>;
 
 impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
     /// Opens `path` (created with `mode` on the first append); an absent file is empty.
@@ -213,7 +224,16 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
             lock: None,
             syncs: 0,
             staged: std::collections::BTreeSet::new(),
+            recent: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The values read back no longer name records of `file` (it is replaced or forgotten).
+    fn forget_recent(&mut self) {
+        self.recent
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// The journal's path.
@@ -266,6 +286,7 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
             };
             let m = f.metadata().map_err(io_err("stat", &self.path))?;
             id = (m.dev(), m.ino());
+            self.forget_recent();
             self.file = Some(f);
         }
         self.id = Some(id);
@@ -326,6 +347,7 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         self.live = 0;
         self.id = None;
         self.file = None;
+        self.forget_recent();
     }
 
     fn corrupt(&self, what: String) -> Error {
@@ -508,8 +530,30 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         match self.map.get(key) {
             None => Ok(None),
             Some(Slot::Value(b)) => Ok(Some(b.0.clone())),
-            Some(Slot::File { at, len, .. }) => self.read_record(key, *at, *len).map(Some),
+            Some(Slot::File { at, len, .. }) => self.read_recent(key, *at, *len).map(Some),
         }
+    }
+
+    /// [`Journal::read_record`] through the values read last.
+    fn read_recent(&self, key: &str, at: u64, len: u32) -> Result<V, Error>
+    where
+        V: Clone,
+    {
+        let recent = || {
+            self.recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((_, _, v)) = recent().iter().find(|r| r.0 == at && r.1 == len) {
+            return Ok(v.clone());
+        }
+        let v = self.read_record(key, at, len)?;
+        let mut r = recent();
+        if r.len() == RECENT {
+            r.remove(0);
+        }
+        r.push((at, len, v.clone()));
+        Ok(v)
     }
 
     /// The keys that start with `prefix` and their values (see [`Journal::read`]), in key order.
@@ -758,6 +802,7 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
             self.live = 0;
             self.len = MAGIC.len() as u64;
             self.id = Some((meta.dev(), meta.ino()));
+            self.forget_recent();
             self.file = Some(f.try_clone().map_err(io_err("open", &self.path))?);
             if let Some(dir) = self.path.parent() {
                 f.sync_all().map_err(io_err("sync", &self.path))?;

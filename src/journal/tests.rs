@@ -466,3 +466,52 @@ fn a_map_built_in_one_go_answers_as_one_built_record_by_record() {
     assert_eq!(r.read("zz").unwrap(), Some(9));
     assert_eq!(r.len(), want.len() + 1);
 }
+
+#[test]
+fn values_kept_from_reads_never_outlive_the_file_they_were_read_from() {
+    let p = tmp("recent");
+    let mut svc: Lazy = Journal::open(&p, 0o600).unwrap();
+    let mut cli: Lazy = Journal::open(&p, 0o600).unwrap();
+    // Records of the same length: after "a" goes and the file is compacted, "b"'s record is
+    // where "a"'s was, with the same length.
+    put_lazy(&mut cli, "a", Some(1));
+    put_lazy(&mut cli, "b", Some(2));
+    svc.refresh().unwrap();
+    assert_eq!(svc.read("a").unwrap(), Some(1));
+    assert_eq!(svc.read("a").unwrap(), Some(1), "read again, from memory");
+    assert_eq!(svc.read("b").unwrap(), Some(2));
+    let Some(Slot::File {
+        at: a_at,
+        len: a_len,
+        ..
+    }) = svc.map.get("a")
+    else {
+        panic!("a is read back from the file");
+    };
+    let (a_at, a_len) = (*a_at, *a_len);
+    cli.lock(None).unwrap();
+    cli.put("a", None).unwrap();
+    cli.compact(|_, _| true).unwrap();
+    cli.unlock().unwrap();
+    svc.refresh().unwrap();
+    assert!(
+        matches!(svc.map.get("b"), Some(Slot::File { at, len, .. }) if (*at, *len) == (a_at, a_len)),
+        "b's record took a's place: {:?}",
+        svc.map.get("b")
+    );
+    assert_eq!(svc.read("b").unwrap(), Some(2));
+    assert_eq!(svc.read("a").unwrap(), None);
+    // A key rewritten in place of the same length is read at its new offset.
+    put_lazy(&mut cli, "b", Some(3));
+    svc.refresh().unwrap();
+    assert_eq!(svc.read("b").unwrap(), Some(3));
+    // Only the last few values read are kept.
+    for i in 0..(RECENT as u32 * 3) {
+        put_lazy(&mut cli, &format!("k{i:02}"), Some(i));
+    }
+    svc.refresh().unwrap();
+    for i in 0..(RECENT as u32 * 3) {
+        assert_eq!(svc.read(&format!("k{i:02}")).unwrap(), Some(i));
+    }
+    assert_eq!(svc.recent.lock().unwrap().len(), RECENT);
+}
