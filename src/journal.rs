@@ -187,18 +187,17 @@ pub struct Journal<V, X: Index<V> = ()> {
     syncs: u64,
     /// Keys changed in memory by [`Journal::stage`], appended by [`Journal::flush`].
     staged: std::collections::BTreeSet<String>,
-    /// The values last read back by [`Journal::read`], by their record's offset in `file` (a
-    /// record at an offset of one file never changes; emptied whenever `file` is): an
-    /// enrollment reads its device's row at each gate and again to stage the new one, and a
-    /// parse is most of a read's cost.
+    /// The values last read back by [`Journal::read`], with their record's offset and bytes
+    /// (emptied whenever `file` changes): an enrollment reads its device's row at each gate and
+    /// again to stage the new one, and the parse is most of a read's cost.
     recent: std::sync::Mutex<Recent<V>>,
 }
 
 /// How many values [`Journal::read`] keeps parsed (a few KB each at most).
 const RECENT: usize = 8;
 
-/// The last [`RECENT`] values read back, oldest first: (offset, payload length, value).
-type Recent<V> = Vec<(u64, u32, V)>;
+/// The last [`RECENT`] values read back, oldest first: (offset, payload, value).
+type Recent<V> = Vec<(u64, Box<[u8]>, V)>;
 
 impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
     /// Opens `path` (created with `mode` on the first append); an absent file is empty.
@@ -534,25 +533,28 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         }
     }
 
-    /// [`Journal::read_record`] through the values read last.
+    /// [`Journal::read_record`], without parsing a record again whose bytes are those of one
+    /// read last (the record is still read and checked: damage since is seen, as without).
     fn read_recent(&self, key: &str, at: u64, len: u32) -> Result<V, Error>
     where
         V: Clone,
     {
+        let buf = self.read_raw(at, len)?;
+        let payload = &buf[HEADER as usize..];
         let recent = || {
             self.recent
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        if let Some((_, _, v)) = recent().iter().find(|r| r.0 == at && r.1 == len) {
+        if let Some((_, _, v)) = recent().iter().find(|r| r.0 == at && *r.1 == *payload) {
             return Ok(v.clone());
         }
-        let v = self.read_record(key, at, len)?;
+        let v = self.parse_record(key, at, payload)?;
         let mut r = recent();
         if r.len() == RECENT {
             r.remove(0);
         }
-        r.push((at, len, v.clone()));
+        r.push((at, payload.into(), v.clone()));
         Ok(v)
     }
 
@@ -590,7 +592,12 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
 
     fn read_record(&self, key: &str, at: u64, len: u32) -> Result<V, Error> {
         let buf = self.read_raw(at, len)?;
-        let r: RecordIn<V> = serde_json::from_slice(&buf[HEADER as usize..])
+        self.parse_record(key, at, &buf[HEADER as usize..])
+    }
+
+    /// The value of `key` in the record at byte `at` whose payload is `payload`.
+    fn parse_record(&self, key: &str, at: u64, payload: &[u8]) -> Result<V, Error> {
+        let r: RecordIn<V> = serde_json::from_slice(payload)
             .map_err(|e| self.corrupt(format!("record at byte {at} does not parse: {e}")))?;
         match r.v {
             Some(v) if r.k == key => Ok(v),
