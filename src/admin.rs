@@ -464,15 +464,14 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
     }
     store::private_dir(&cfg.main.state_dir)?;
     audit_ready(cfg)?;
-    let mut tokens = Tokens::open_locked(&token::path_in(&cfg.main.state_dir))?;
+    let path = token::path_in(&cfg.main.state_dir);
     let (kid, tok) = if acme {
         // The EAB MAC key is derived from the kid (see acme_server::eab); only its hash is kept.
         let secret = crate::acme_server::eab::ensure_secret(&cfg.main.state_dir)?;
         let derive = |kid: &str| crate::acme_server::eab::mac_key(&secret, kid);
-        let (kid, tok) = tokens.add_eab(&device, &names, ttl, uses, now, &derive)?;
-        (Some(kid), tok)
+        token::add_to(&path, &device, &names, ttl, uses, now, Some(&derive))?
     } else {
-        (None, tokens.add(&device, &names, ttl, uses, now)?)
+        token::add_to(&path, &device, &names, ttl, uses, now, None)?
     };
     audit_event(
         cfg,
@@ -480,14 +479,6 @@ fn token_add(cfg: &Config, args: &[String], now: i64) -> Res {
         "token-add",
         serde_json::json!({"device": device, "names": names, "expires": expires, "uses": uses, "eab_kid": kid}),
     )?;
-    // Used-up and expired tokens are pruned here too when superseded records outweigh live ones;
-    // the token is already durable, so a failed compaction only leaves the journal longer.
-    if let Err(e) = tokens.maintain(now) {
-        log::warn!(
-            "token journal compaction: {}",
-            crate::errchain::one_line(&e)
-        );
-    }
     if let Some(kid) = kid {
         eprintln!(
             "ACME External Account Binding for {device} (expires {}, {uses} account(s)); the key is shown only now:",

@@ -750,38 +750,31 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
     /// Appends `key = value` (`None` deletes it). Needs the lock; durable after
     /// [`Journal::sync`].
     pub fn put(&mut self, key: &str, value: Option<&V>) -> Result<(), Error> {
-        let payload = serde_json::to_vec(&RecordOut { k: key, v: value })
-            .map_err(|e| self.corrupt(format!("cannot serialise a record: {e}")))?;
-        let at = self.append(&payload)?;
+        let mut rec = Vec::new();
+        encode_record(&self.path, &mut rec, key, value)?;
+        let at = self.append(&rec)?;
+        let payload = &rec[HEADER as usize..];
         // Apply what was written by reading it back as any other process would, so the index and
         // the file can't disagree: serialise → parse is the same path `refresh` takes.
-        let r: RecordIn<V> = serde_json::from_slice(&payload)
+        let r: RecordIn<V> = serde_json::from_slice(payload)
             .map_err(|e| self.corrupt(format!("record does not parse back: {e}")))?;
-        // append checked it against MAX_RECORD.
+        // encode_record checked it against MAX_RECORD.
         let len = payload.len() as u32;
         self.set(r, at, len, &mut None);
         self.len += HEADER + u64::from(len);
         Ok(())
     }
 
-    /// Appends one record; returns the byte it starts at.
-    fn append(&mut self, payload: &[u8]) -> Result<u64, Error> {
+    /// Appends one record (header and payload, [`encode_record`]); returns the byte it starts at.
+    fn append(&mut self, rec: &[u8]) -> Result<u64, Error> {
         if self.lock.is_none() {
             return Err(Error::Locked(self.lock_path()));
         }
-        let len = u32::try_from(payload.len())
-            .ok()
-            .filter(|l| *l <= MAX_RECORD)
-            .ok_or_else(|| self.corrupt(format!("record of {} bytes", payload.len())))?;
         let mut f = match self.dirty.take() {
             Some(f) => f,
             None => self.open_for_append()?,
         };
-        let mut rec = Vec::with_capacity(8 + payload.len());
-        rec.extend(len.to_le_bytes());
-        rec.extend(crc32(payload).to_le_bytes());
-        rec.extend(payload);
-        f.write_all(&rec).map_err(io_err("append to", &self.path))?;
+        f.write_all(rec).map_err(io_err("append to", &self.path))?;
         self.dirty = Some(f);
         Ok(self.len)
     }
@@ -915,16 +908,7 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
     }
 
     fn encode(&self, out: &mut Vec<u8>, k: &str, v: &V) -> Result<(), Error> {
-        let payload = serde_json::to_vec(&RecordOut { k, v: Some(v) })
-            .map_err(|e| self.corrupt(format!("cannot serialise a record: {e}")))?;
-        let len = u32::try_from(payload.len())
-            .ok()
-            .filter(|l| *l <= MAX_RECORD)
-            .ok_or_else(|| self.corrupt(format!("record of {} bytes", payload.len())))?;
-        out.extend(len.to_le_bytes());
-        out.extend(crc32(&payload).to_le_bytes());
-        out.extend(payload);
-        Ok(())
+        encode_record(&self.path, out, k, Some(v))
     }
 
     /// Writes the live records for which `keep` holds (a value kept in memory is asked; a
@@ -987,6 +971,83 @@ impl<V: Serialize + DeserializeOwned, X: Index<V>> Journal<V, X> {
         self.refresh()
     }
 }
+
+/// Appends the record `key` = `value` to the journal at `path` without reading it, when its
+/// end can be trusted from its last bytes alone: it starts with the magic and ends with a whole
+/// record (its length reaches the end exactly, its crc matches, its payload starts as every
+/// payload does). Under the writers' lock, synced. `Ok(false)`, nothing written, when it can't
+/// be trusted (no file, a torn tail, or a last record too damaged to be found): the caller then
+/// opens the journal ([`Journal::lock`] reads it all and cuts a torn tail) and appends there.
+///
+/// So a writer that only adds a key (`gatecert token add`) costs O(1) however many records the
+/// journal holds. A length field is binary with a zero high byte, which JSON text never holds,
+/// so inside a whole last record nothing else can pass for its start.
+pub fn append_at_tail<V: Serialize>(path: &Path, key: &str, value: &V) -> Result<bool, Error> {
+    let _lock = store::FileLock::acquire(path, None)?;
+    let f = match fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let size = f.metadata().map_err(io_err("stat", path))?.len();
+    let body = size.saturating_sub(MAGIC.len() as u64);
+    if body <= HEADER {
+        return Ok(false);
+    }
+    let mut magic = [0u8; MAGIC.len()];
+    f.read_exact_at(&mut magic, 0)
+        .map_err(io_err("read", path))?;
+    let window = body.min(HEADER + u64::from(MAX_RECORD)) as usize;
+    let mut tail = vec![0u8; window];
+    f.read_exact_at(&mut tail, size - window as u64)
+        .map_err(io_err("read", path))?;
+    let whole_last = (0..window - HEADER as usize).rev().any(|p| {
+        tail[p + HEADER as usize..].starts_with(PAYLOAD_START)
+            && record_at(&tail[p..]).is_some_and(|r| r.len() == window - p - HEADER as usize)
+    });
+    if &magic != MAGIC || !whole_last {
+        return Ok(false);
+    }
+    let mut rec = Vec::new();
+    encode_record(path, &mut rec, key, Some(value))?;
+    f.write_all_at(&rec, size)
+        .map_err(io_err("append to", path))?;
+    f.sync_data().map_err(io_err("sync", path))?;
+    Ok(true)
+}
+
+/// Appends to `out` the record (header and payload) of `key` = `value` (`None`: deleted), for
+/// the journal at `path`.
+fn encode_record<V: Serialize>(
+    path: &Path,
+    out: &mut Vec<u8>,
+    key: &str,
+    value: Option<&V>,
+) -> Result<(), Error> {
+    let corrupt = |what| Error::Corrupt {
+        path: path.to_path_buf(),
+        what,
+    };
+    let payload = serde_json::to_vec(&RecordOut { k: key, v: value })
+        .map_err(|e| corrupt(format!("cannot serialise a record: {e}")))?;
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|l| *l <= MAX_RECORD)
+        .ok_or_else(|| corrupt(format!("record of {} bytes", payload.len())))?;
+    out.reserve(HEADER as usize + payload.len());
+    out.extend(len.to_le_bytes());
+    out.extend(crc32(&payload).to_le_bytes());
+    out.extend(payload);
+    Ok(())
+}
+
+/// How every record's payload starts (`RecordOut` serialised).
+const PAYLOAD_START: &[u8] = b"{\"k\":";
 
 /// The payload of the record at the start of `buf`, when it is whole and its crc matches.
 fn record_at(buf: &[u8]) -> Option<&[u8]> {

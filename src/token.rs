@@ -414,9 +414,7 @@ impl Tokens {
         uses: u32,
         now: i64,
     ) -> Result<String, Error> {
-        let secret = crypto::random_bytes::<32>().map_err(|_| Error::Rng)?;
-        let token = crypto::b64url(&secret);
-        let entry = new_entry(device, names, ttl, uses, now, &token, None)?;
+        let (entry, _, token) = fresh(device, names, ttl, uses, now, None)?;
         self.save(&entry)?;
         Ok(token)
     }
@@ -433,12 +431,9 @@ impl Tokens {
         now: i64,
         mac_key: &dyn Fn(&str) -> String,
     ) -> Result<(String, String), Error> {
-        // Hex, so that a kid never starts with a '-' that a client's option parser would take.
-        let kid = crypto::hex(&crypto::random_bytes::<16>().map_err(|_| Error::Rng)?);
-        let token = mac_key(&kid);
-        let entry = new_entry(device, names, ttl, uses, now, &token, Some(kid.clone()))?;
+        let (entry, kid, token) = fresh(device, names, ttl, uses, now, Some(mac_key))?;
         self.save(&entry)?;
-        Ok((kid, token))
+        Ok((kid.unwrap_or_default(), token))
     }
 
     /// The device whose token has the EAB key id `kid`: a lookup in the index of kids, and a
@@ -683,6 +678,55 @@ fn check_entry(e: &Entry, device: &str, token: &str, now: i64) -> Result<Grant, 
         device: e.device.clone(),
         names: e.names.clone(),
     })
+}
+
+/// `gatecert token add`: [`Tokens::add`], or with `mac_key` [`Tokens::add_eab`], on the store
+/// at `path`, appended without reading the journal when its end can be trusted from its last
+/// bytes ([`journal::append_at_tail`]: O(1) however many tokens it holds), else through
+/// [`Tokens::open_locked`] (which reads it and cuts a torn tail). Used-up and expired tokens
+/// are pruned by the service ([`Tokens::maintain`] at its upkeep). Returns `(kid, token)`.
+pub fn add_to(
+    path: &Path,
+    device: &str,
+    names: &[String],
+    ttl: u64,
+    uses: u32,
+    now: i64,
+    mac_key: Option<&dyn Fn(&str) -> String>,
+) -> Result<(Option<String>, String), Error> {
+    let (entry, kid, token) = fresh(device, names, ttl, uses, now, mac_key)?;
+    if !journal::append_at_tail(path, &entry.device, &entry)? {
+        let mut t = Tokens::open_locked(path)?;
+        t.save(&entry)?;
+        t.unlock()?;
+    }
+    Ok((kid, token))
+}
+
+/// A new token for `device` and its entry; with `mac_key`, an EAB key id and the token
+/// `mac_key(kid)`. Returns `(entry, kid, token)`.
+fn fresh(
+    device: &str,
+    names: &[String],
+    ttl: u64,
+    uses: u32,
+    now: i64,
+    mac_key: Option<&dyn Fn(&str) -> String>,
+) -> Result<(Entry, Option<String>, String), Error> {
+    let (kid, token) = match mac_key {
+        // Hex, so that a kid never starts with a '-' that a client's option parser would take.
+        Some(mac_key) => {
+            let kid = crypto::hex(&crypto::random_bytes::<16>().map_err(|_| Error::Rng)?);
+            let token = mac_key(&kid);
+            (Some(kid), token)
+        }
+        None => {
+            let secret = crypto::random_bytes::<32>().map_err(|_| Error::Rng)?;
+            (None, crypto::b64url(&secret))
+        }
+    };
+    let entry = new_entry(device, names, ttl, uses, now, &token, kid.clone())?;
+    Ok((entry, kid, token))
 }
 
 /// A new token entry for `device`, checked: the token's salted hash, never the token.
@@ -1130,6 +1174,43 @@ mod tests {
         }
         assert_eq!(t.counts(NOW).revoked, 8);
         assert_eq!(t.counts(NOW + 180).active, 0);
+    }
+
+    /// `token add` appends without reading the journal: what the service keeps open sees the
+    /// new tokens (an EAB kid through its index); a journal with a torn tail, or none yet, is
+    /// opened instead (the tail cut, the file created 0600).
+    #[test]
+    fn tokens_added_at_the_tail_are_seen_by_the_kept_store() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = tmp("tail");
+        let mac = |kid: &str| format!("mac-{kid}");
+        let (none, t1) = add_to(&path, "s1", &names(), 3600, 1, NOW, None).unwrap();
+        assert!(none.is_none());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let svc = Tokens::open(&path).unwrap();
+        assert!(svc.check("s1", &t1, NOW).is_ok());
+        drop(svc);
+        let before = std::fs::metadata(&path).unwrap().len();
+        let (kid, t2) = add_to(&path, "e1", &names(), 3600, 1, NOW, Some(&mac)).unwrap();
+        let kid = kid.unwrap();
+        assert_eq!(t2, format!("mac-{kid}"));
+        let (_, t3) = add_to(&path, "s1", &names(), 3600, 2, NOW, None).unwrap();
+        let svc = Tokens::open(&path).unwrap();
+        assert_eq!(svc.device_of_eab_kid(&kid).unwrap().as_deref(), Some("e1"));
+        assert_eq!(svc.check("s1", &t1, NOW), Err(Denial::BadToken));
+        assert!(svc.check("s1", &t3, NOW).is_ok());
+        assert!(!std::fs::read_to_string(&path).unwrap_or_default().contains(&t3));
+        drop(svc);
+        // A torn tail: the store is opened, the tail cut, the token appended after.
+        let whole = std::fs::read(&path).unwrap();
+        assert!(whole.len() as u64 > before);
+        std::fs::write(&path, &whole[..whole.len() - 3]).unwrap();
+        let (_, t4) = add_to(&path, "s4", &names(), 3600, 1, NOW, None).unwrap();
+        let t = Tokens::open(&path).unwrap();
+        assert!(t.check("s4", &t4, NOW).is_ok());
+        assert!(t.check("s1", &t1, NOW).is_ok(), "the torn last record (s1 again) is gone");
+        assert_eq!(t.device_of_eab_kid(&kid).unwrap().as_deref(), Some("e1"));
     }
 
     /// The EAB key id index: each kid leads to its device; a replaced token's kid to none.
