@@ -529,9 +529,15 @@ fn appending_at_a_trusted_tail_reads_only_the_last_record() {
     assert!(append_at_tail(&p, "a", &4u32).unwrap());
     // What another process and the kept journal read: the appended records, the last one wins.
     let r: Journal<u32> = Journal::open(&p, 0o600).unwrap();
-    assert_eq!(r.iter().collect::<Vec<_>>(), [("a", &4), ("b", &2), ("c", &3)]);
+    assert_eq!(
+        r.iter().collect::<Vec<_>>(),
+        [("a", &4), ("b", &2), ("c", &3)]
+    );
     svc.refresh().unwrap();
-    assert_eq!(svc.iter().collect::<Vec<_>>(), [("a", &4), ("b", &2), ("c", &3)]);
+    assert_eq!(
+        svc.iter().collect::<Vec<_>>(),
+        [("a", &4), ("b", &2), ("c", &3)]
+    );
     let whole = fs::read(&p).unwrap();
     // The record before the last one is not read: damage there is not seen (a full read still
     // refuses it, as before), and the append is whole.
@@ -539,19 +545,28 @@ fn appending_at_a_trusted_tail_reads_only_the_last_record() {
     bad[MAGIC.len() + 9] ^= 0x55;
     fs::write(&p, &bad).unwrap();
     assert!(append_at_tail(&p, "d", &5u32).unwrap());
-    assert_eq!(fs::read(&p).unwrap().len(), whole.len() + 8 + br#"{"k":"d","v":5}"#.len());
+    assert_eq!(
+        fs::read(&p).unwrap().len(),
+        whole.len() + 8 + br#"{"k":"d","v":5}"#.len()
+    );
     assert!(Journal::<u32>::open(&p, 0o600).is_err());
     // Every torn tail (a last record cut short, or whole-length with a payload that did not
     // reach the disk): nothing is appended; the writer that reads the journal cuts it.
     let last = whole.len() - (8 + br#"{"k":"a","v":4}"#.len());
-    let mut torn: Vec<Vec<u8>> = (last + 1..whole.len()).map(|c| whole[..c].to_vec()).collect();
+    let mut torn: Vec<Vec<u8>> = (last + 1..whole.len())
+        .map(|c| whole[..c].to_vec())
+        .collect();
     let mut crc = whole.clone();
     let n = crc.len();
     crc[n - 2] ^= 0x55;
     torn.push(crc);
     for t in &torn {
         fs::write(&p, t).unwrap();
-        assert!(!append_at_tail(&p, "e", &6u32).unwrap(), "{} bytes", t.len());
+        assert!(
+            !append_at_tail(&p, "e", &6u32).unwrap(),
+            "{} bytes",
+            t.len()
+        );
         assert_eq!(&fs::read(&p).unwrap(), t);
     }
     let mut w: Journal<u32> = Journal::open(&p, 0o600).unwrap();
@@ -580,5 +595,8 @@ fn appending_at_a_trusted_tail_reads_only_the_last_record() {
     w.unlock().unwrap();
     assert!(t.join().unwrap());
     let r: Journal<u32> = Journal::open(&p, 0o600).unwrap();
-    assert_eq!(r.iter().collect::<Vec<_>>(), [("a", &1), ("b", &2), ("c", &3)]);
+    assert_eq!(
+        r.iter().collect::<Vec<_>>(),
+        [("a", &1), ("b", &2), ("c", &3)]
+    );
 }
