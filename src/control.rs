@@ -1,9 +1,11 @@
 //! The service's control socket, `<state_dir>/control.sock`: `gatecert renew` run while
 //! `gatecert run` holds the state directory hands its request to the service instead of
-//! failing on the lock.
+//! failing on the lock; `gatecert status` asks it for the leaf and token counts, which it has
+//! in memory, instead of reading both journals whole.
 //!
-//! Protocol: one line from the client, `renew [--force] [--cert NAME]`; one answer, the exit
-//! code (`0` renewed, `1` nothing due, `2` error) on the first line, then what to print. The
+//! Protocol: one line from the client, `renew [--force] [--cert NAME] [--issuer NAME]` or
+//! `counts NOW` (Unix seconds); one answer, the exit code (`0` renewed or answered, `1` nothing
+//! due, `2` error) on the first line, then what to print (for `counts`, a JSON object). The
 //! socket is 0600 in the 0700 state directory (root only); one client at a time, a request of at
 //! most [`MAX_REQUEST`] bytes read within [`READ_TIMEOUT`].
 
@@ -29,6 +31,46 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 /// `<state_dir>/control.sock`.
 pub fn path_in(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET)
+}
+
+/// What a client asks.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// `renew ...`.
+    Renew(Request),
+    /// `counts NOW`: the leaf and token counts as of NOW ([`crate::report::status`]).
+    Counts(i64),
+}
+
+impl Ask {
+    /// Parses a request line; the error names what is wrong.
+    pub fn parse(line: &str) -> Result<Ask, String> {
+        let mut words = line.split_ascii_whitespace();
+        if words.next() != Some("counts") {
+            return Request::parse(line).map(Ask::Renew);
+        }
+        match (words.next().map(str::parse::<i64>), words.next()) {
+            (Some(Ok(now)), None) => Ok(Ask::Counts(now)),
+            _ => Err("usage: counts NOW (Unix seconds)".into()),
+        }
+    }
+}
+
+/// How long `gatecert status` waits for the counts (the service answers them from memory,
+/// after the group commit in flight, if any).
+pub const COUNTS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest counts answer taken (it names disabled and revoked devices).
+const MAX_COUNTS: u64 = 16 << 20;
+
+/// The client's side of `counts`: the service's JSON answer, or `None` when no service
+/// listens, it is busy with a renewal, or its answer is not one (the caller then reads the
+/// stores itself).
+pub fn counts(state_dir: &Path, now: i64) -> Option<String> {
+    let line = format!("counts {now}\n");
+    match exchange(state_dir, &line, COUNTS_TIMEOUT, MAX_COUNTS) {
+        Ok(Some((0, json))) => Some(json),
+        _ => None,
+    }
 }
 
 /// A `renew` request.
@@ -66,7 +108,8 @@ impl Request {
         let mut words = line.split_ascii_whitespace();
         if words.next() != Some("renew") {
             return Err(
-                "the only request is: renew [--force] [--cert NAME] [--issuer NAME]".into(),
+                "the requests are: renew [--force] [--cert NAME] [--issuer NAME] | counts NOW"
+                    .into(),
             );
         }
         let mut req = Request {
@@ -162,7 +205,7 @@ impl Listener {
 
     /// Accepts a waiting client and reads its request. A bad request, or a second client
     /// while one is being served, is answered here with exit code 2 (and `None` returned).
-    pub fn accept(&self) -> Option<(Client, Request)> {
+    pub fn accept(&self) -> Option<(Client, Ask)> {
         let (stream, _) = self.inner.accept().ok()?;
         let mut stream = stream;
         if stream.set_nonblocking(false).is_err()
@@ -172,11 +215,7 @@ impl Listener {
             return None;
         }
         if self.busy.swap(true, Ordering::SeqCst) {
-            finish(
-                &mut stream,
-                2,
-                "another renew request is being served; try again",
-            );
+            finish(&mut stream, 2, "another request is being served; try again");
             return None;
         }
         let client = Client {
@@ -199,8 +238,8 @@ impl Listener {
             );
             return None;
         }
-        match Request::parse(&line) {
-            Ok(req) => Some((client, req)),
+        match Ask::parse(&line) {
+            Ok(ask) => Some((client, ask)),
             Err(m) => {
                 client.answer(2, &m);
                 None
@@ -218,6 +257,22 @@ impl Drop for Listener {
 /// The client's side: hands `req` to the service listening on `<state_dir>/control.sock`.
 /// `Ok(None)` when no service listens there (then the caller renews by itself).
 pub fn request(state_dir: &Path, req: &Request) -> io::Result<Option<(i32, String)>> {
+    exchange(
+        state_dir,
+        &req.line(),
+        ANSWER_TIMEOUT + Duration::from_secs(30),
+        64 * 1024,
+    )
+}
+
+/// Sends `line`, reads the answer (at most `max` bytes, within `timeout`): `Ok(None)` when no
+/// service listens.
+fn exchange(
+    state_dir: &Path,
+    line: &str,
+    timeout: Duration,
+    max: u64,
+) -> io::Result<Option<(i32, String)>> {
     let path = path_in(state_dir);
     let mut stream = match UnixStream::connect(&path) {
         Ok(s) => s,
@@ -232,14 +287,14 @@ pub fn request(state_dir: &Path, req: &Request) -> io::Result<Option<(i32, Strin
         Err(e) => return Err(with_path(e, &path)),
     };
     stream
-        .set_read_timeout(Some(ANSWER_TIMEOUT + Duration::from_secs(30)))
+        .set_read_timeout(Some(timeout))
         .map_err(|e| with_path(e, &path))?;
     stream
-        .write_all(req.line().as_bytes())
+        .write_all(line.as_bytes())
         .map_err(|e| with_path(e, &path))?;
     let mut answer = String::new();
     stream
-        .take(64 * 1024)
+        .take(max)
         .read_to_string(&mut answer)
         .map_err(|e| with_path(e, &path))?;
     let (code, message) = answer.split_once('\n').unwrap_or((answer.as_str(), ""));
@@ -283,7 +338,15 @@ mod tests {
             .contains("--issuer needs an issuer name"));
         assert!(Request::parse("status\n")
             .unwrap_err()
-            .contains("only request"));
+            .contains("the requests are"));
+        assert_eq!(
+            Ask::parse("counts 1700000000\n"),
+            Ok(Ask::Counts(1_700_000_000))
+        );
+        assert!(matches!(Ask::parse("renew --force\n"), Ok(Ask::Renew(r)) if r.force));
+        for bad in ["counts\n", "counts x\n", "counts 1 2\n"] {
+            assert!(Ask::parse(bad).unwrap_err().contains("counts NOW"), "{bad}");
+        }
         assert!(Request::parse("renew --cert\n")
             .unwrap_err()
             .contains("needs"));
@@ -297,7 +360,7 @@ mod tests {
     }
 
     /// Waits (bounded) until the listener has a client, then accepts it.
-    fn accept_one(l: &Listener) -> Option<(Client, Request)> {
+    fn accept_one(l: &Listener) -> Option<(Client, Ask)> {
         let fd = l.fd();
         let mut fds = [rustix::event::PollFd::new(
             &fd,
@@ -330,11 +393,11 @@ mod tests {
         let mut first = UnixStream::connect(path_in(&dir)).unwrap();
         first.write_all(b"renew --force\n").unwrap();
         let (client, req) = accept_one(&l).unwrap();
-        assert!(req.force);
+        assert!(matches!(req, Ask::Renew(r) if r.force));
         let mut second = UnixStream::connect(path_in(&dir)).unwrap();
         second.write_all(b"renew\n").unwrap();
         assert!(accept_one(&l).is_none());
-        assert!(answer_of(second).starts_with("2\nanother renew request"));
+        assert!(answer_of(second).starts_with("2\nanother request"));
         client.answer(1, "");
         assert_eq!(answer_of(first), "1\n");
         // Answered: the next client is taken.

@@ -642,6 +642,17 @@ impl Service {
         self.upstream_pending = inv.upstream_revocations().next().is_some();
     }
 
+    /// `gatecert status` asked for the leaf and token counts as of `now`: from the stores kept
+    /// open (one `stat` of each, their summaries in memory), after the group in flight.
+    pub fn counts_request(&mut self, client: crate::control::Client, now: i64) {
+        self.settle();
+        let counts = crate::report::status::StoreCounts::read(&self.cfg.main.state_dir, now);
+        match serde_json::to_string(&counts) {
+            Ok(json) => client.answer(0, &json),
+            Err(e) => client.answer(2, &format!("counts: {e}")),
+        }
+    }
+
     /// `gatecert renew` handed over the control socket: standalone certificates are kept here
     /// (as at each tick), ACME ones renewed on the upstream worker, which orders one at a time;
     /// the client gets the combined exit code (0 renewed, 1 nothing due, 2 error).
@@ -1093,8 +1104,10 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             signals.drain();
         }
         if ready.get(1) == Some(&true) {
-            if let Some((client, req)) = control.as_ref().and_then(|c| c.accept()) {
-                svc.renew_request(client, req);
+            match control.as_ref().and_then(|c| c.accept()) {
+                Some((client, crate::control::Ask::Renew(req))) => svc.renew_request(client, req),
+                Some((client, crate::control::Ask::Counts(now))) => svc.counts_request(client, now),
+                None => {}
             }
         }
         if signals.term.swap(false, Ordering::SeqCst) {

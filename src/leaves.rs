@@ -398,7 +398,7 @@ impl From<store::Error> for Error {
 }
 
 /// The inventory in numbers ([`Inventory::counts`]; in `status` as they are).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Devices with a row.
     pub total: usize,

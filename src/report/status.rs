@@ -241,7 +241,7 @@ fn ca_key_error(_: &Config) -> Option<String> {
 }
 
 /// Leaf counts by source ([`leaves::Counts`], its fields at this level in JSON), and the CRL.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LeafCounts {
     /// Devices by source, expired, disabled, revoked; revoked certificates and upstream
     /// revocations pending.
@@ -264,7 +264,7 @@ impl std::ops::Deref for LeafCounts {
 
 /// Bootstrap token counts. Each token is counted once: revoked, else expired, else exhausted,
 /// else active.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TokenCounts {
     /// Usable now.
     pub active: usize,
@@ -278,10 +278,49 @@ pub struct TokenCounts {
     pub error: Option<String>,
 }
 
+/// The leaf inventory's and the token store's counts: what `status` takes from the service
+/// when it runs (`counts` on the control socket: from what it keeps in memory), instead of
+/// reading both journals whole.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StoreCounts {
+    /// The inventory's.
+    pub leaves: LeafCounts,
+    /// The token store's.
+    pub tokens: TokenCounts,
+}
+
+impl StoreCounts {
+    /// Counted here, from the stores this process opens (kept between opens: the service's
+    /// cost is one `stat` of each and a walk of their summaries in memory).
+    pub fn read(state_dir: &Path, now: i64) -> StoreCounts {
+        StoreCounts {
+            leaves: leaf_counts(state_dir, now),
+            tokens: token_counts(state_dir, now),
+        }
+    }
+
+    /// From the service running on `state_dir` when it answers, else [`StoreCounts::read`].
+    pub fn ask(state_dir: &Path, now: i64) -> StoreCounts {
+        crate::control::counts(state_dir, now)
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_else(|| StoreCounts::read(state_dir, now))
+    }
+}
+
 impl Status {
     /// Reads the state directory of `cfg` as of `now`. Never writes; problems reading a file
     /// become rows or fields that say so, not an error.
     pub fn gather(cfg: &Config, now: i64) -> Status {
+        Status::gather_with(cfg, now, StoreCounts::read)
+    }
+
+    /// [`Status::gather`], with the store counts from `counts` (`gatecert status`: asked of the
+    /// service, [`StoreCounts::ask`]).
+    pub fn gather_with(
+        cfg: &Config,
+        now: i64,
+        counts: impl FnOnce(&Path, i64) -> StoreCounts,
+    ) -> Status {
         let state_dir = &cfg.main.state_dir;
         let mut certificates = Vec::new();
         for cert in &cfg.certificates {
@@ -369,8 +408,7 @@ impl Status {
         let clock = clock_status(state_dir, ca_not_before, now);
         let ca_dir_exists = LocalCa::exists(&LocalCa::dir_in(state_dir));
         let upstream = upstream_status(cfg, now);
-        let leaves = leaf_counts(state_dir, now);
-        let tokens = token_counts(state_dir, now);
+        let StoreCounts { leaves, tokens } = counts(state_dir, now);
 
         let mut attention = Vec::new();
         if let Some(reason) = &clock.reason {
@@ -635,7 +673,7 @@ pub fn cmd_status(cfg: &Config, args: &[String]) -> i32 {
             }
         }
     }
-    let status = Status::gather(&cfg, clock::from_env().now());
+    let status = Status::gather_with(&cfg, clock::from_env().now(), StoreCounts::ask);
     if json {
         print!("{}", status.to_json());
     } else {

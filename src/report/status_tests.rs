@@ -359,3 +359,47 @@ fn the_name_column_fits_long_names() {
     assert_eq!(line.find(" gateway "), head.find(" KIND"), "{t}");
     assert_eq!(line.find(" ok "), head.find(" STATE"), "{t}");
 }
+
+/// `gatecert status` takes the store counts from the service listening on the control socket
+/// (`counts NOW`, answered from what it keeps in memory), and reads the stores itself when no
+/// service answers or the answer is not counts.
+#[test]
+fn store_counts_come_from_the_service_when_it_answers() {
+    let f = Fixture::new("counts-ask");
+    let dir = f.cfg.main.state_dir.clone();
+    let now = f.t0 + DAY;
+    let local = StoreCounts::read(&dir, now);
+    // No service: read here.
+    let asked = StoreCounts::ask(&dir, now);
+    assert_eq!(
+        serde_json::to_value(&asked).unwrap(),
+        serde_json::to_value(&local).unwrap()
+    );
+    let listener = crate::control::Listener::bind(&dir).unwrap();
+    let serve = |answer: &str| {
+        let l = &listener;
+        std::thread::scope(|s| {
+            let asker = s.spawn(|| StoreCounts::ask(&dir, now));
+            let (client, ask) = loop {
+                if let Some(a) = l.accept() {
+                    break a;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            };
+            assert_eq!(ask, crate::control::Ask::Counts(now));
+            client.answer(0, answer);
+            asker.join().unwrap()
+        })
+    };
+    let mut from_service = local.clone();
+    from_service.tokens.active = 123_456;
+    from_service.leaves.counts.total = 654_321;
+    let got = serve(&serde_json::to_string(&from_service).unwrap());
+    assert_eq!((got.tokens.active, got.leaves.total), (123_456, 654_321));
+    // An answer that is not counts: read here.
+    let got = serve("not json");
+    assert_eq!(
+        serde_json::to_value(&got).unwrap(),
+        serde_json::to_value(&local).unwrap()
+    );
+}
