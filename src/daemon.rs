@@ -326,7 +326,6 @@ impl Service {
         self.settle();
         let now = self.clock.now();
         self.leaf_upkeep(now);
-        token_upkeep(&self.cfg.main.state_dir, now);
         let state_dir = self.cfg.main.state_dir.clone();
         let mut trust = ClockTrust::load(&state_dir, Some(self.est.ca().intermediate().not_before));
         let mut waiting: Option<Untrusted> = None;
@@ -1238,30 +1237,6 @@ fn causes(e: &dyn std::error::Error) -> String {
 /// A loopback address helper for the demo and tests.
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port)
-}
-
-/// Prunes used-up and expired tokens when superseded records outweigh live ones
-/// ([`crate::token::Tokens::maintain`]: one `stat` while nothing was appended since the last
-/// look). Here rather than in `gatecert token add`, which appends without reading the journal.
-/// A store busy for more than a second is looked at on the next tick.
-fn token_upkeep(state_dir: &Path, now: i64) {
-    use crate::token::{self, Tokens};
-    let path = token::path_in(state_dir);
-    if !path.exists() {
-        return;
-    }
-    match Tokens::open_locked_within(&path, Duration::from_secs(1)) {
-        Ok(mut t) => {
-            if let Err(e) = t.maintain(now).and_then(|()| t.unlock()) {
-                log::warn!(
-                    "token journal compaction: {}",
-                    crate::errchain::one_line(&e)
-                );
-            }
-        }
-        Err(token::Error::Busy(_)) => {}
-        Err(e) => log::warn!("token store: {}", crate::errchain::one_line(&e)),
-    }
 }
 
 #[cfg(test)]

@@ -684,7 +684,7 @@ fn check_entry(e: &Entry, device: &str, token: &str, now: i64) -> Result<Grant, 
 /// at `path`, appended without reading the journal when its end can be trusted from its last
 /// bytes ([`journal::append_at_tail`]: O(1) however many tokens it holds), else through
 /// [`Tokens::open_locked`] (which reads it and cuts a torn tail). Used-up and expired tokens
-/// are pruned by the service ([`Tokens::maintain`] at its upkeep). Returns `(kid, token)`.
+/// are pruned when an enrollment commits ([`Tokens::maintain`]). Returns `(kid, token)`.
 pub fn add_to(
     path: &Path,
     device: &str,

@@ -112,39 +112,3 @@ fn reload_refuses_a_new_state_dir() {
     assert!(!other.exists());
     assert_eq!(svc.config().main.state_dir, cfg.main.state_dir);
 }
-
-/// The service prunes used-up tokens at its upkeep (`gatecert token add` appends without
-/// reading the journal, so it no longer does): the journal shrinks, the live token stays.
-#[test]
-fn the_upkeep_prunes_used_up_tokens() {
-    use crate::token::{self, Claims, Tokens};
-    let cfg = cfg("token-upkeep");
-    let now = good_now();
-    let path = token::path_in(&cfg.main.state_dir);
-    let names = ["s.sensors.local".to_string()];
-    // Nothing to prune, no store: nothing is created.
-    token_upkeep(&cfg.main.state_dir, now);
-    assert!(!path.exists());
-    let (_, live) = token::add_to(&path, "live", &names, 3600, 1, now, None).unwrap();
-    let mut t = Tokens::open_locked(&path).unwrap();
-    t.set_batch(true).unwrap();
-    let mut claims = Claims::new();
-    for i in 0..1500 {
-        let dev = format!("d{i}");
-        let tok = t.add(&dev, &names, 3600, 1, now).unwrap();
-        let (id, _) = t.claim(&mut claims, &dev, &tok, "k", now).unwrap();
-        t.commit(&claims.take(id).unwrap(), now).unwrap();
-    }
-    t.set_batch(false).unwrap();
-    t.unlock().unwrap();
-    drop(t);
-    let before = std::fs::metadata(&path).unwrap().len();
-    token_upkeep(&cfg.main.state_dir, now);
-    let after = std::fs::metadata(&path).unwrap().len();
-    assert!(after < before / 100, "{before} -> {after} bytes");
-    let t = Tokens::open(&path).unwrap();
-    let left: Vec<String> = t.list().unwrap().into_iter().map(|i| i.device).collect();
-    assert_eq!(left, ["live"]);
-    assert!(t.check("live", &live, now).is_ok());
-    let _ = std::fs::remove_dir_all(&cfg.main.state_dir);
-}

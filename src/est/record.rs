@@ -77,6 +77,17 @@ impl Staged {
                 }),
                 None => Ok(()),
             });
+        if let (Ok(()), Some(t)) = (&stored, tokens.as_mut()) {
+            // Used-up and expired tokens are pruned here, off the loop's thread, when superseded
+            // records outweigh live ones (one comparison until enough was appended since the last
+            // look); the uses are durable already, so a failure only leaves the journal longer.
+            if let Err(e) = t.maintain(now) {
+                log::warn!(
+                    "token journal compaction: {}",
+                    crate::errchain::one_line(&e)
+                );
+            }
+        }
         if let Err(d) = &stored {
             let lines = withheld
                 .into_iter()
@@ -466,6 +477,46 @@ mod tests {
     use crate::est::tests::{enroll_req, peer, setup, token_and_csr};
     use crate::http::Handler as _;
     use crate::leaves;
+
+    /// Used-up tokens are pruned when an enrollment's group commits (on the commit thread in
+    /// the service; `gatecert token add` appends without reading the journal, so it can't): the
+    /// journal shrinks, the live tokens stay usable.
+    #[test]
+    fn an_enrollment_prunes_used_up_tokens() {
+        use crate::token::{self, Claims, Tokens};
+        let (dir, mut est, clock) = setup("prune");
+        let now = clock.now();
+        let path = token::path_in(&dir);
+        let (live, _) = token_and_csr(&dir, "live", "live.sensors.local", 3600, now);
+        let (t, c) = token_and_csr(&dir, "e", "e.sensors.local", 3600, now);
+        let names = ["d.sensors.local".to_string()];
+        let mut store = Tokens::open_locked(&path).unwrap();
+        store.set_batch(true).unwrap();
+        let mut claims = Claims::new();
+        for i in 0..1500 {
+            let dev = format!("d{i}");
+            let tok = store.add(&dev, &names, 3600, 1, now).unwrap();
+            let (id, _) = store.claim(&mut claims, &dev, &tok, "k", now).unwrap();
+            store.commit(&claims.take(id).unwrap(), now).unwrap();
+        }
+        store.set_batch(false).unwrap();
+        store.unlock().unwrap();
+        drop(store);
+        let before = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(est.handle(&enroll_req("e", &t, &c), &peer()).status, 200);
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after < before / 100, "{before} -> {after} bytes");
+        let store = Tokens::open(&path).unwrap();
+        let left: Vec<String> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|i| i.device)
+            .collect();
+        assert_eq!(left, ["live"]);
+        assert!(store.check("live", &live, now).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// Issue 10 item 5c: an audit log that cannot be written stops issuance (503), signs and
     /// hands out nothing, and burns no token; once it is back the same token works.
