@@ -9,7 +9,7 @@ impl Service {
     pub fn counts_request(&mut self, client: crate::control::Client, now: i64) {
         self.settle();
         let counts = crate::report::status::StoreCounts::read(&self.cfg.main.state_dir, now);
-        match serde_json::to_string(&counts) {
+        match counts.to_json() {
             Ok(json) => client.answer(0, &json),
             Err(e) => client.answer(2, &format!("counts: {e}")),
         }

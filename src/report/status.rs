@@ -241,7 +241,7 @@ fn ca_key_error(_: &Config) -> Option<String> {
 }
 
 /// Leaf counts by source ([`leaves::Counts`], its fields at this level in JSON), and the CRL.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct LeafCounts {
     /// Devices by source, expired, disabled, revoked; revoked certificates and upstream
     /// revocations pending.
@@ -281,12 +281,23 @@ pub struct TokenCounts {
 /// The leaf inventory's and the token store's counts: what `status` takes from the service
 /// when it runs (`counts` on the control socket: from what it keeps in memory), instead of
 /// reading both journals whole.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct StoreCounts {
     /// The inventory's.
     pub leaves: LeafCounts,
     /// The token store's.
     pub tokens: TokenCounts,
+}
+
+/// [`StoreCounts`] as the service sends them: flat, since deserialising `LeafCounts`'s
+/// `serde(flatten)` would take code the size of a small module.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    leaves: leaves::Counts,
+    crl_next_update: Option<i64>,
+    crl_pending: bool,
+    leaves_error: Option<String>,
+    tokens: TokenCounts,
 }
 
 impl StoreCounts {
@@ -302,8 +313,34 @@ impl StoreCounts {
     /// From the service running on `state_dir` when it answers, else [`StoreCounts::read`].
     pub fn ask(state_dir: &Path, now: i64) -> StoreCounts {
         crate::control::counts(state_dir, now)
-            .and_then(|json| serde_json::from_str(&json).ok())
+            .and_then(|json| StoreCounts::from_json(&json))
             .unwrap_or_else(|| StoreCounts::read(state_dir, now))
+    }
+
+    /// What the service answers to `counts`.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        let StoreCounts { leaves, tokens } = self.clone();
+        serde_json::to_string(&Wire {
+            leaves: leaves.counts,
+            crl_next_update: leaves.crl_next_update,
+            crl_pending: leaves.crl_pending,
+            leaves_error: leaves.error,
+            tokens,
+        })
+    }
+
+    /// The counts in the service's answer; `None` when it is not counts.
+    pub fn from_json(json: &str) -> Option<StoreCounts> {
+        let w: Wire = serde_json::from_str(json).ok()?;
+        Some(StoreCounts {
+            leaves: LeafCounts {
+                counts: w.leaves,
+                crl_next_update: w.crl_next_update,
+                crl_pending: w.crl_pending,
+                error: w.leaves_error,
+            },
+            tokens: w.tokens,
+        })
     }
 }
 

@@ -394,8 +394,12 @@ fn store_counts_come_from_the_service_when_it_answers() {
     let mut from_service = local.clone();
     from_service.tokens.active = 123_456;
     from_service.leaves.counts.total = 654_321;
-    let got = serve(&serde_json::to_string(&from_service).unwrap());
+    let got = serve(&from_service.to_json().unwrap());
     assert_eq!((got.tokens.active, got.leaves.total), (123_456, 654_321));
+    assert_eq!(
+        serde_json::to_value(&got).unwrap(),
+        serde_json::to_value(&from_service).unwrap()
+    );
     // An answer that is not counts: read here.
     let got = serve("not json");
     assert_eq!(
