@@ -414,7 +414,7 @@ impl Tokens {
         uses: u32,
         now: i64,
     ) -> Result<String, Error> {
-        let (entry, _, token) = fresh(device, names, ttl, uses, now, None)?;
+        let (entry, token) = fresh(device, names, ttl, uses, now, None)?;
         self.save(&entry)?;
         Ok(token)
     }
@@ -431,9 +431,9 @@ impl Tokens {
         now: i64,
         mac_key: &dyn Fn(&str) -> String,
     ) -> Result<(String, String), Error> {
-        let (entry, kid, token) = fresh(device, names, ttl, uses, now, Some(mac_key))?;
+        let (entry, token) = fresh(device, names, ttl, uses, now, Some(mac_key))?;
         self.save(&entry)?;
-        Ok((kid.unwrap_or_default(), token))
+        Ok((entry.eab_kid.unwrap_or_default(), token))
     }
 
     /// The device whose token has the EAB key id `kid`: a lookup in the index of kids, and a
@@ -694,17 +694,17 @@ pub fn add_to(
     now: i64,
     mac_key: Option<&dyn Fn(&str) -> String>,
 ) -> Result<(Option<String>, String), Error> {
-    let (entry, kid, token) = fresh(device, names, ttl, uses, now, mac_key)?;
+    let (entry, token) = fresh(device, names, ttl, uses, now, mac_key)?;
     if !journal::append_at_tail(path, &entry.device, &entry)? {
         let mut t = Tokens::open_locked(path)?;
         t.save(&entry)?;
         t.unlock()?;
     }
-    Ok((kid, token))
+    Ok((entry.eab_kid, token))
 }
 
-/// A new token for `device` and its entry; with `mac_key`, an EAB key id and the token
-/// `mac_key(kid)`. Returns `(entry, kid, token)`.
+/// A new token for `device` and its entry; with `mac_key`, an EAB key id (the entry's
+/// `eab_kid`) and the token `mac_key(kid)`. Returns `(entry, token)`.
 fn fresh(
     device: &str,
     names: &[String],
@@ -712,7 +712,7 @@ fn fresh(
     uses: u32,
     now: i64,
     mac_key: Option<&dyn Fn(&str) -> String>,
-) -> Result<(Entry, Option<String>, String), Error> {
+) -> Result<(Entry, String), Error> {
     let (kid, token) = match mac_key {
         // Hex, so that a kid never starts with a '-' that a client's option parser would take.
         Some(mac_key) => {
@@ -725,8 +725,8 @@ fn fresh(
             (None, crypto::b64url(&secret))
         }
     };
-    let entry = new_entry(device, names, ttl, uses, now, &token, kid.clone())?;
-    Ok((entry, kid, token))
+    let entry = new_entry(device, names, ttl, uses, now, &token, kid)?;
+    Ok((entry, token))
 }
 
 /// A new token entry for `device`, checked: the token's salted hash, never the token.
