@@ -3,7 +3,7 @@
 # one re-enrollment cost the service (CPU from /proc/PID/stat, bytes written from /proc/PID/io
 # write_bytes, durable syncs counted with strace -c), the service's RSS, its start-up time (to
 # the first answer, and to the first enrollment, which loads the journals), and the time of
-# `token add`, `leaves` and `status`.
+# `token add`, `leaves`, `status` and `leaves revoke` (through the running service, and alone).
 #
 # The N sensors are written by examples/scale_populate (the library's own Tokens::add /
 # Inventory::record, one sync per store): N used-up tokens and N inventory rows; with
@@ -127,6 +127,26 @@ for n in $ns; do
 		t0=$(ms); "$bin" --config "$conf" "$cmd" >/dev/null 2>&1 || true; t1=$(ms)
 		echo "  $cmd $(((t1 - t0) / 1000000)) ms"
 	done
-	stop
+	# `leaves revoke` of devices enrolled above: handed to the service (which keeps the
+	# inventory open), then with the service stopped (the command reads leaves.jnl itself).
+	revoke_ms() { # $1 first device, $2 last: mean ms per call
+		local t=0 i
+		for i in $(seq "$1" "$2"); do
+			t0=$(ms)
+			"$bin" --config "$conf" leaves revoke "e$i" >/dev/null 2>>"$work/revoke.err" ||
+				{ echo "leaves revoke e$i failed:" >&2; tail -3 "$work/revoke.err" >&2; exit 2; }
+			t1=$(ms)
+			t=$((t + t1 - t0))
+		done
+		echo $((t / ($2 - $1 + 1) / 1000000))
+	}
+	if [ "$k" -ge 8 ]; then # devices e(k+2)..e(2k+1) were enrolled above
+		via=$(revoke_ms $((k + 2)) $((k + 6)))
+		stop
+		alone=$(revoke_ms $((k + 7)) $((k + 9)))
+		echo "  leaves revoke $via ms through the service (mean of 5), $alone ms with no service (mean of 3)"
+	else
+		stop
+	fi
 	rm -rf "$state"
 done

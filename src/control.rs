@@ -1,13 +1,15 @@
 //! The service's control socket, `<state_dir>/control.sock`: `gatecert renew` run while
 //! `gatecert run` holds the state directory hands its request to the service instead of
-//! failing on the lock; `gatecert status` asks it for the leaf and token counts, which it has
-//! in memory, instead of reading both journals whole.
+//! failing on the lock; `gatecert status` asks it for the leaf and token counts, and
+//! `gatecert leaves revoke|disable|enable` hands it the change: it has the stores open, so
+//! neither command reads a journal whole.
 //!
-//! Protocol: one line from the client, `renew [--force] [--cert NAME] [--issuer NAME]` or
-//! `counts NOW` (Unix seconds); one answer, the exit code (`0` renewed or answered, `1` nothing
-//! due, `2` error) on the first line, then what to print (for `counts`, a JSON object). The
-//! socket is 0600 in the 0700 state directory (root only); one client at a time, a request of at
-//! most [`MAX_REQUEST`] bytes read within [`READ_TIMEOUT`].
+//! Protocol: one line from the client, `renew [--force] [--cert NAME] [--issuer NAME]`,
+//! `counts NOW` or `leaves OP WHO REASON NOW` (NOW in Unix seconds); one answer, the exit code
+//! (`0` renewed or done, `1` nothing due, `2` error) on the first line, then what to print (for
+//! `counts`, a JSON object; for `leaves`, `{"out": ..., "err": ...}`). The socket is 0600 in the
+//! 0700 state directory (root only); one client at a time, a request of at most
+//! [`MAX_REQUEST`] bytes read within [`READ_TIMEOUT`].
 
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::revocation::{Change, Op, Printed};
 
 /// The socket's file name in the state directory.
 pub const SOCKET: &str = "control.sock";
@@ -40,19 +44,72 @@ pub enum Ask {
     Renew(Request),
     /// `counts NOW`: the leaf and token counts as of NOW ([`crate::report::status`]).
     Counts(i64),
+    /// `leaves OP WHO REASON NOW`: `gatecert leaves revoke|disable|enable` at the command's
+    /// NOW ([`crate::revocation::Change`]).
+    Leaves(Change, i64),
 }
 
 impl Ask {
     /// Parses a request line; the error names what is wrong.
     pub fn parse(line: &str) -> Result<Ask, String> {
         let mut words = line.split_ascii_whitespace();
-        if words.next() != Some("counts") {
-            return Request::parse(line).map(Ask::Renew);
+        match words.next() {
+            Some("counts") => match (words.next().map(str::parse::<i64>), words.next()) {
+                (Some(Ok(now)), None) => Ok(Ask::Counts(now)),
+                _ => Err("usage: counts NOW (Unix seconds)".into()),
+            },
+            Some("leaves") => {
+                let w: Vec<&str> = words.collect();
+                match w.as_slice() {
+                    [op, who, reason, now] => {
+                        match (Op::parse(op), reason.parse::<u8>(), now.parse::<i64>()) {
+                            (Some(op), Ok(reason), Ok(now)) => Ok(Ask::Leaves(
+                                Change {
+                                    op,
+                                    who: (*who).to_owned(),
+                                    reason,
+                                },
+                                now,
+                            )),
+                            _ => Err(LEAVES_USAGE.into()),
+                        }
+                    }
+                    _ => Err(LEAVES_USAGE.into()),
+                }
+            }
+            _ => Request::parse(line).map(Ask::Renew),
         }
-        match (words.next().map(str::parse::<i64>), words.next()) {
-            (Some(Ok(now)), None) => Ok(Ask::Counts(now)),
-            _ => Err("usage: counts NOW (Unix seconds)".into()),
-        }
+    }
+}
+
+const LEAVES_USAGE: &str = "usage: leaves revoke|disable|enable WHO REASON NOW (Unix seconds)";
+
+/// How long `gatecert leaves revoke|disable|enable` waits for the service's answer (the
+/// service waits at most [`LEAVES_LOCK_WAIT`] for the inventory, then signs the CRL).
+pub const LEAVES_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the service waits for `leaves.jnl.lock` for such a request.
+pub const LEAVES_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The client's side of `leaves`: what the service did and printed, or `None` when no service
+/// listens, the socket is busy with a renewal, the service does not know the request (an older
+/// version), or `change` cannot be put on one request line (the caller then carries it out
+/// itself, under the same locks).
+pub fn leaves(state_dir: &Path, change: &Change, now: i64) -> Option<Printed> {
+    let who = &change.who;
+    if who.is_empty() || who.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let line = format!(
+        "leaves {} {who} {} {now}\n",
+        change.op.as_str(),
+        change.reason
+    );
+    if line.len() as u64 > MAX_REQUEST {
+        return None;
+    }
+    match exchange(state_dir, &line, LEAVES_TIMEOUT, 1 << 20) {
+        Ok(Some((code, answer))) => Printed::from_json(code, &answer),
+        _ => None,
     }
 }
 
@@ -108,7 +165,8 @@ impl Request {
         let mut words = line.split_ascii_whitespace();
         if words.next() != Some("renew") {
             return Err(
-                "the requests are: renew [--force] [--cert NAME] [--issuer NAME] | counts NOW"
+                "the requests are: renew [--force] [--cert NAME] [--issuer NAME] | counts NOW | \
+                 leaves OP WHO REASON NOW"
                     .into(),
             );
         }
@@ -347,6 +405,32 @@ mod tests {
         for bad in ["counts\n", "counts x\n", "counts 1 2\n"] {
             assert!(Ask::parse(bad).unwrap_err().contains("counts NOW"), "{bad}");
         }
+        assert_eq!(
+            Ask::parse("leaves disable s-1 5 1700000000\n"),
+            Ok(Ask::Leaves(
+                Change {
+                    op: Op::Disable,
+                    who: "s-1".into(),
+                    reason: 5,
+                },
+                1_700_000_000
+            ))
+        );
+        for bad in [
+            "leaves\n",
+            "leaves revoke s-1 0\n",
+            "leaves forget s-1 0 1\n",
+            "leaves revoke s-1 256 1\n",
+            "leaves revoke s-1 0 x\n",
+            "leaves revoke s 1 0 1\n",
+        ] {
+            assert!(
+                Ask::parse(bad)
+                    .unwrap_err()
+                    .contains("leaves revoke|disable|enable WHO"),
+                "{bad}"
+            );
+        }
         assert!(Request::parse("renew --cert\n")
             .unwrap_err()
             .contains("needs"));
@@ -368,6 +452,51 @@ mod tests {
         )];
         let _ = rustix::event::poll(&mut fds, None);
         l.accept()
+    }
+
+    /// `leaves` hands the change over and returns what the service printed; an answer that
+    /// is not one (an older service, a busy socket), no service, or a WHO that cannot go on
+    /// the line is `None`: the command then does the change itself.
+    #[test]
+    fn a_leaves_change_is_handed_over_or_left_to_the_command() {
+        let dir = std::env::temp_dir().join(format!("gatecert-control-l-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let change = Change {
+            op: Op::Revoke,
+            who: "s-1".into(),
+            reason: 1,
+        };
+        assert_eq!(leaves(&dir, &change, 7), None, "no service");
+        let l = Listener::bind(&dir).unwrap();
+        let serve = |change: &Change, code: i32, answer: &str| {
+            std::thread::scope(|s| {
+                let asker = s.spawn(|| leaves(&dir, change, 7));
+                let (client, ask) = accept_one(&l).unwrap();
+                assert_eq!(ask, Ask::Leaves(change.clone(), 7));
+                client.answer(code, answer);
+                asker.join().unwrap()
+            })
+        };
+        let printed = Printed {
+            code: 2,
+            out: "device s-1 revoked\n".into(),
+            err: "the CRL was not published\n".into(),
+        };
+        assert_eq!(serve(&change, 2, &printed.to_json()), Some(printed));
+        assert_eq!(
+            serve(&change, 2, "the requests are: renew | counts NOW"),
+            None
+        );
+        for who in ["two words", "", "tab\there", &"x".repeat(300)] {
+            let odd = Change {
+                who: who.into(),
+                ..change.clone()
+            };
+            assert_eq!(leaves(&dir, &odd, 7), None, "{who:?}");
+        }
+        drop(l);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -850,6 +850,9 @@ fn run(cfg: Config, overrides: &Overrides) -> Result<(), Error> {
             match control.as_ref().and_then(|c| c.accept()) {
                 Some((client, crate::control::Ask::Renew(req))) => svc.renew_request(client, req),
                 Some((client, crate::control::Ask::Counts(now))) => svc.counts_request(client, now),
+                Some((client, crate::control::Ask::Leaves(change, now))) => {
+                    svc.leaves_request(client, change, now)
+                }
                 None => {}
             }
         }

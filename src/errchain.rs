@@ -3,12 +3,19 @@
 
 /// Prints an error and its whole `caused by:` chain to stderr.
 pub fn print_error(err: &dyn std::error::Error) {
-    eprintln!("gatecert: error: {err}");
+    eprint!("{}", text(err));
+}
+
+/// What [`print_error`] prints: `gatecert: error: ...` and a `  caused by: ...` line for each
+/// cause, each line ending in a newline.
+pub fn text(err: &dyn std::error::Error) -> String {
+    let mut out = format!("gatecert: error: {err}\n");
     let mut cause = err.source();
     while let Some(c) = cause {
-        eprintln!("  caused by: {c}");
+        out.push_str(&format!("  caused by: {c}\n"));
         cause = c.source();
     }
+    out
 }
 
 /// An error and its whole `caused by:` chain on one line (`a: b: c`), for log lines, health

@@ -25,6 +25,10 @@ use crate::store;
 use crate::token::{self, Tokens};
 use crate::trust::ClockTrust;
 
+mod command;
+
+pub use command::{Change, Op, Printed};
+
 /// An error revoking or publishing.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -121,28 +125,60 @@ fn append(state_dir: &Path, now: i64, event: &str, fields: serde_json::Value) ->
     Ok(())
 }
 
+/// Where a revocation is carried out: the state directory, the CA's settings, the CA itself
+/// when the caller has it open (the service: its key may be in a token it holds a session
+/// with), and how long to wait for the inventory's lock (`None`: as long as it takes, as the
+/// command line does).
+#[derive(Clone, Copy)]
+pub struct Site<'a> {
+    /// The state directory.
+    pub state_dir: &'a Path,
+    /// The CA's settings (CRL validity and copy).
+    pub cfg: &'a config::Ca,
+    /// The CA, when the caller has it open.
+    pub ca: Option<&'a LocalCa>,
+    /// How long to wait for `leaves.jnl.lock`.
+    pub wait: Option<Duration>,
+}
+
+impl<'a> Site<'a> {
+    /// The command line's: the CA opened when the CRL is signed, the lock waited for.
+    pub fn cli(state_dir: &'a Path, cfg: &'a config::Ca) -> Site<'a> {
+        Site {
+            state_dir,
+            cfg,
+            ca: None,
+            wait: None,
+        }
+    }
+
+    /// The inventory, locked, or [`leaves::Error::NoSuchDevice`] for `who` when nothing was
+    /// ever enrolled here (or the state dir is elsewhere): nothing to lock.
+    fn inventory(&self, who: &str) -> Result<Inventory, Error> {
+        let path = leaves::path_in(self.state_dir);
+        if !leaves::exists(&path) {
+            return Err(leaves::Error::NoSuchDevice(who.to_owned()).into());
+        }
+        Ok(Inventory::open_locked(&path, self.wait)?)
+    }
+}
+
 /// `leaves revoke` (`state` = Revoked) and `leaves disable` (`Disabled`): `who` is a device or
 /// the serial of a certificate it holds. Every unexpired certificate of the device is revoked
 /// with `reason` (RFC 5280 §5.3.1), upstream ones are queued for ACME revokeCert, its bootstrap
 /// token is revoked, all of it audited (`leaves.revoke` / `leaves.disable`), then the CRL is
 /// signed and published.
 pub fn cut_off(
-    state_dir: &Path,
-    cfg: &config::Ca,
+    site: &Site<'_>,
     who: &str,
     state: DeviceState,
     reason: u8,
     note: Option<&str>,
     now: i64,
 ) -> Result<Outcome, Error> {
-    let path = leaves::path_in(state_dir);
-    if !leaves::exists(&path) {
-        // Nothing was ever enrolled here (or the state dir is elsewhere): nothing to lock.
-        return Err(leaves::Error::NoSuchDevice(who.to_owned()).into());
-    }
-    let mut inv = Inventory::open_locked(&path, None)?;
+    let mut inv = site.inventory(who)?;
     let cut = inv.cut_off(who, state, reason, note, now)?;
-    let tokens = Tokens::open_locked(&token::path_in(state_dir))?;
+    let tokens = Tokens::open_locked(&token::path_in(site.state_dir))?;
     let event = match state {
         DeviceState::Disabled => "leaves.disable",
         _ => "leaves.revoke",
@@ -155,12 +191,21 @@ pub fn cut_off(
         "upstream_queued": cut.queued_upstream,
     });
     let mut token_revoked = false;
-    let crl = commit(state_dir, cfg, None, &mut inv, event, fields, now, || {
-        // Taken by value: the token lock is released before the inventory is saved.
-        let mut tokens = tokens;
-        token_revoked = tokens.revoke(&cut.device)?;
-        Ok(())
-    })?;
+    let crl = commit(
+        site.state_dir,
+        site.cfg,
+        site.ca,
+        &mut inv,
+        event,
+        fields,
+        now,
+        || {
+            // Taken by value: the token lock is released before the inventory is saved.
+            let mut tokens = tokens;
+            token_revoked = tokens.revoke(&cut.device)?;
+            Ok(())
+        },
+    )?;
     Ok(Outcome {
         cut,
         token_revoked,
@@ -227,16 +272,17 @@ fn commit(
 
 /// `leaves enable DEVICE`: a disabled device may enroll again, with a new token. Audited.
 /// Returns false when it was not disabled.
-pub fn enable(state_dir: &Path, device: &str, now: i64) -> Result<bool, Error> {
-    let path = leaves::path_in(state_dir);
-    if !leaves::exists(&path) {
-        return Err(leaves::Error::NoSuchDevice(device.to_owned()).into());
-    }
-    let mut inv = Inventory::open_locked(&path, None)?;
+pub fn enable(site: &Site<'_>, device: &str, now: i64) -> Result<bool, Error> {
+    let mut inv = site.inventory(device)?;
     if !inv.enable(device, now)? {
         return Ok(false);
     }
-    append(state_dir, now, "leaves.enable", json!({ "device": device }))?;
+    append(
+        site.state_dir,
+        now,
+        "leaves.enable",
+        json!({ "device": device }),
+    )?;
     inv.save()?;
     Ok(true)
 }

@@ -6,9 +6,10 @@ use super::{finish, table, usage, Res};
 use crate::acme::types::RevocationReason;
 use crate::clock;
 use crate::config::Config;
+use crate::control;
 use crate::crypto;
-use crate::leaves::{self, DeviceState, Inventory, Source};
-use crate::revocation;
+use crate::leaves::{self, Inventory, Source};
+use crate::revocation::{self, Change, Op};
 
 const USAGE: &str = "usage: gatecert leaves | leaves revoke DEVICE|SERIAL [--reason R] | \
                      leaves disable DEVICE [--reason R] | leaves enable DEVICE";
@@ -17,16 +18,27 @@ const USAGE: &str = "usage: gatecert leaves | leaves revoke DEVICE|SERIAL [--rea
 pub fn cmd_leaves(cfg: &Config, args: &[String]) -> i32 {
     let now = clock::from_env().now();
     let rest = args.get(1..).unwrap_or_default();
-    finish(match args.first().map(String::as_str) {
-        None => list(cfg, now, false),
-        Some("--json") if rest.is_empty() => list(cfg, now, true),
-        Some("revoke") => cut(cfg, rest, DeviceState::Revoked, now),
-        Some("disable") => cut(cfg, rest, DeviceState::Disabled, now),
-        Some("enable") => enable(cfg, rest, now),
+    let change = match args.first().map(String::as_str) {
+        None => return finish(list(cfg, now, false)),
+        Some("--json") if rest.is_empty() => return finish(list(cfg, now, true)),
+        Some("revoke") => cut(rest, Op::Revoke),
+        Some("disable") => cut(rest, Op::Disable),
+        Some("enable") => match rest {
+            [device] => Ok(Change {
+                op: Op::Enable,
+                who: device.clone(),
+                reason: 0,
+            }),
+            _ => Err(usage("usage: gatecert leaves enable DEVICE")),
+        },
         Some(other) => Err(usage(format!(
             "leaves: unknown subcommand {other:?}\n{USAGE}"
         ))),
-    })
+    };
+    match change {
+        Ok(change) => carry_out(cfg, &change, now),
+        Err(e) => finish(Err(e)),
+    }
 }
 
 fn list(cfg: &Config, now: i64, json: bool) -> Res {
@@ -119,7 +131,8 @@ fn parse_reason(v: &str) -> Result<u8, Box<dyn std::error::Error>> {
     })
 }
 
-fn cut(cfg: &Config, args: &[String], state: DeviceState, now: i64) -> Res {
+/// `revoke|disable WHO [--reason R]`.
+fn cut(args: &[String], op: Op) -> Result<Change, Box<dyn std::error::Error>> {
     let mut who = None;
     let mut reason = None;
     let mut it = args.iter();
@@ -138,66 +151,19 @@ fn cut(cfg: &Config, args: &[String], state: DeviceState, now: i64) -> Res {
         }
     }
     let who = who.ok_or_else(|| usage(USAGE))?;
-    let reason = reason.unwrap_or(match state {
-        DeviceState::Disabled => leaves::CESSATION,
+    let reason = reason.unwrap_or(match op {
+        Op::Disable => leaves::CESSATION,
         _ => 0,
     });
-    let done = revocation::cut_off(&cfg.main.state_dir, &cfg.ca, &who, state, reason, None, now)?;
-    let verb = match state {
-        DeviceState::Disabled => "disabled",
-        _ => "revoked",
-    };
-    let queued = match done.cut.queued_upstream {
-        0 => String::new(),
-        n => format!(
-            ", {n} upstream one(s) queued for revocation at the upstream CA by `gatecert run`"
-        ),
-    };
-    println!(
-        "device {} {verb} ({}): {} certificate(s) revoked{queued}",
-        done.cut.device,
-        leaves::reason_name(reason),
-        done.cut.revoked.len(),
-    );
-    for r in &done.cut.revoked {
-        println!("  {} ({})", r.serial, r.source.as_str());
-    }
-    if done.token_revoked {
-        println!(
-            "  its bootstrap token is revoked: only a new `gatecert token add` enrolls it again"
-        );
-    }
-    match done.crl {
-        Ok(crl) => {
-            println!(
-                "CRL #{} published: {} (next update {})",
-                crl.number,
-                revocation::crl_path_in(&cfg.main.state_dir).display(),
-                crypto::rfc3339(crl.next_update)
-            );
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!(
-                "the revocation is recorded and EST refuses the device now, but the CRL was not \
-                 published:"
-            );
-            Err(Box::new(e))
-        }
-    }
+    Ok(Change { op, who, reason })
 }
 
-fn enable(cfg: &Config, args: &[String], now: i64) -> Res {
-    let [device] = args else {
-        return Err(usage("usage: gatecert leaves enable DEVICE"));
-    };
-    if revocation::enable(&cfg.main.state_dir, device, now)? {
-        println!(
-            "device {device} enabled: it enrolls again with a new token (`gatecert token add \
-             {device} ...`); its revoked certificates stay revoked"
-        );
-        Ok(())
-    } else {
-        Err(usage(format!("device {device:?} is not disabled")))
-    }
+/// Hands the change to the running service, which keeps the inventory open (one row's work
+/// however many devices there are), or carries it out here when no service answers; prints
+/// what was done either way. The exit code.
+fn carry_out(cfg: &Config, change: &Change, now: i64) -> i32 {
+    let state_dir = &cfg.main.state_dir;
+    control::leaves(state_dir, change, now)
+        .unwrap_or_else(|| change.carry_out(&revocation::Site::cli(state_dir, &cfg.ca), now))
+        .print()
 }

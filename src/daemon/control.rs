@@ -1,5 +1,6 @@
-//! The service's side of the control socket ([`crate::control`]): `gatecert renew` and
-//! `gatecert status` while `gatecert run` holds the state directory.
+//! The service's side of the control socket ([`crate::control`]): `gatecert renew`,
+//! `gatecert status` and `gatecert leaves revoke|disable|enable` while `gatecert run` holds the
+//! state directory.
 
 use super::*;
 
@@ -13,6 +14,32 @@ impl Service {
             Ok(json) => client.answer(0, &json),
             Err(e) => client.answer(2, &format!("counts: {e}")),
         }
+    }
+
+    /// `gatecert leaves revoke|disable|enable` handed over the control socket, at the
+    /// command's `now`: carried out on the inventory this process keeps open (one row read,
+    /// not every row), with the CA it holds signing the CRL, after the group in flight.
+    pub fn leaves_request(
+        &mut self,
+        client: crate::control::Client,
+        change: crate::revocation::Change,
+        now: i64,
+    ) {
+        self.settle();
+        let site = crate::revocation::Site {
+            state_dir: &self.cfg.main.state_dir,
+            cfg: &self.cfg.ca,
+            ca: Some(self.est.ca()),
+            wait: Some(crate::control::LEAVES_LOCK_WAIT),
+        };
+        let printed = change.carry_out(&site, now);
+        log::info!(
+            "leaves {} {} over the control socket: exit {}",
+            change.op.as_str(),
+            change.who,
+            printed.code
+        );
+        client.answer(printed.code, &printed.to_json());
     }
 
     /// `gatecert renew` handed over the control socket: standalone certificates are kept here

@@ -188,8 +188,7 @@ fn a_device_revoked_while_its_request_was_in_progress_gets_nothing() {
     clock.advance(5);
     let cfg = Config::standalone(dir.clone());
     crate::revocation::cut_off(
-        &dir,
-        &cfg.ca,
+        &crate::revocation::Site::cli(&dir, &cfg.ca),
         "m",
         leaves::DeviceState::Revoked,
         0,

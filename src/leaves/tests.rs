@@ -273,8 +273,7 @@ fn a_revocation_on_an_earlier_leaves_json_migrates_it() {
     assert!(exists(&path_in(&dir)));
     let ca = crate::config::Config::standalone(dir.clone()).ca;
     let out = crate::revocation::cut_off(
-        &dir,
-        &ca,
+        &crate::revocation::Site::cli(&dir, &ca),
         "old",
         DeviceState::Revoked,
         0,

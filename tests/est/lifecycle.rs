@@ -566,3 +566,95 @@ fn the_service_signs_the_crl_again_before_its_next_update() {
     );
     let _ = std::fs::remove_file(&clock);
 }
+
+/// `leaves revoke|disable|enable` while `gatecert run` serves is handed to the service over the
+/// control socket (it keeps the inventory open: one row's work at any fleet size); with no
+/// service (here killed, its socket file left behind) the command does it itself. Both print
+/// the same, audit the same, and the CRL lists both.
+#[test]
+fn leaves_commands_go_through_the_service_and_print_the_same_without_it() {
+    let metrics = free_port();
+    let crl_file =
+        std::env::temp_dir().join(format!("gatecert-crl-via-{}.der", std::process::id()));
+    let mut g = Gatecert::start_with("via", Some(&uci(metrics, &crl_file)));
+    let d = g.dir.clone();
+    let mut certs = Vec::new();
+    for dev in ["via-a", "via-b"] {
+        let name = format!("{dev}.sensors.local");
+        let token = g.cli_token(dev, &name, "1");
+        let (_, csr) = make_csr(&d, dev, "ec:P-256", &name, &[&name]);
+        let (code, _, body) = g.enroll(dev, &token, &csr);
+        certs.push(issued(&g, dev, code, &body));
+    }
+    let expect = |out: &Output, dev: &str, cert: &Path| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(
+            lines[0],
+            format!("device {dev} revoked (unspecified): 1 certificate(s) revoked")
+        );
+        assert_eq!(lines[1], format!("  {} (local)", serial_of(cert)));
+        assert!(
+            lines[2].starts_with("  its bootstrap token is revoked"),
+            "{text}"
+        );
+        assert!(lines[3].starts_with("CRL #"), "{text}");
+        assert!(lines[3].contains(" published: "), "{text}");
+    };
+    let log = || std::fs::read_to_string(common::log_dir("est").join("run-via.log")).unwrap();
+
+    let out = g.cli(&["leaves", "revoke", "via-a"]);
+    expect(&out, "via-a", &certs[0]);
+    assert!(
+        log().contains("leaves revoke via-a over the control socket: exit 0"),
+        "{}",
+        log()
+    );
+    // An error comes back the same way, with the exit code.
+    let out = g.cli(&["leaves", "enable", "via-b"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "gatecert: error: device \"via-b\" is not disabled\n"
+    );
+    assert!(log().contains("leaves enable via-b over the control socket: exit 2"));
+
+    // No service: the socket file is left behind by SIGKILL, nobody answers on it.
+    let _ = g.child.kill();
+    let _ = g.child.wait();
+    assert!(g.state().join("control.sock").exists());
+    let out = g.cli(&["leaves", "revoke", "via-b"]);
+    expect(&out, "via-b", &certs[1]);
+    assert!(!log().contains("leaves revoke via-b"), "{}", log());
+    let out = g.cli(&["leaves", "enable", "via-b"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "gatecert: error: device \"via-b\" is not disabled\n"
+    );
+
+    g.assert_audit("leaves.revoke", &["via-a", &serial_of(&certs[0])]);
+    g.assert_audit("leaves.revoke", &["via-b", &serial_of(&certs[1])]);
+    let crl = g.state().join("crl.der");
+    let out = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-noout",
+        "-text",
+        "-in",
+        crl.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for c in &certs {
+        assert!(text.contains(&serial_of(c)), "{text}");
+    }
+    let _ = std::fs::remove_file(&crl_file);
+}
