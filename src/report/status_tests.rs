@@ -1,7 +1,8 @@
 use super::*;
-use crate::leaves::{Leaf, Source};
+use crate::leaves::{self, Inventory, Leaf, Source};
 use crate::report::fixture::{Fixture, DAY};
 use crate::report::record_attempt;
+use crate::token::{self, Tokens};
 
 fn row<'a>(s: &'a Status, name: &str) -> &'a CertStatus {
     s.certificates.iter().find(|c| c.name == name).unwrap()
