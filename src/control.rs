@@ -85,15 +85,16 @@ impl Ask {
 const LEAVES_USAGE: &str = "usage: leaves revoke|disable|enable WHO REASON NOW (Unix seconds)";
 
 /// How long `gatecert leaves revoke|disable|enable` waits for the service's answer (the
-/// service waits at most [`LEAVES_LOCK_WAIT`] for the inventory, then signs the CRL).
+/// service waits at most [`LEAVES_LOCK_WAIT`] for each lock, then signs the CRL).
 pub const LEAVES_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the service waits for `leaves.jnl.lock` for such a request.
-pub const LEAVES_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long the service's loop waits for `leaves.jnl.lock` and `tokens.jnl.lock` for such a
+/// request before it leaves the change to the command (which waits as long as it takes).
+pub const LEAVES_LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// The client's side of `leaves`: what the service did and printed, or `None` when no service
-/// listens, the socket is busy with a renewal, the service does not know the request (an older
-/// version), or `change` cannot be put on one request line (the caller then carries it out
-/// itself, under the same locks).
+/// listens, the socket is busy with a renewal, a lock the change needs is held by another
+/// process, the service does not know the request (an older version), or `change` cannot be
+/// put on one request line (the caller then carries it out itself, under the same locks).
 pub fn leaves(state_dir: &Path, change: &Change, now: i64) -> Option<Printed> {
     let who = &change.who;
     if who.is_empty() || who.chars().any(|c| c.is_whitespace() || c.is_control()) {

@@ -27,7 +27,7 @@ use crate::trust::ClockTrust;
 
 mod command;
 
-pub use command::{Change, Op, Printed};
+pub use command::{Busy, Change, Op, Printed};
 
 /// An error revoking or publishing.
 #[derive(Debug)]
@@ -70,6 +70,18 @@ impl std::error::Error for Error {
             Error::Audit(e) => Some(e),
             Error::Clock(_) | Error::AlreadyRevoked(_) => None,
         }
+    }
+}
+
+impl Error {
+    /// A lock was still held by another process after the wait asked for: nothing was
+    /// changed.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Error::Inventory(leaves::Error::Store(store::Error::Locked(_)))
+                | Error::Token(token::Error::Busy(_))
+        )
     }
 }
 
@@ -178,7 +190,11 @@ pub fn cut_off(
 ) -> Result<Outcome, Error> {
     let mut inv = site.inventory(who)?;
     let cut = inv.cut_off(who, state, reason, note, now)?;
-    let tokens = Tokens::open_locked(&token::path_in(site.state_dir))?;
+    let tpath = token::path_in(site.state_dir);
+    let tokens = match site.wait {
+        Some(wait) => Tokens::open_locked_within(&tpath, wait)?,
+        None => Tokens::open_locked(&tpath)?,
+    };
     let event = match state {
         DeviceState::Disabled => "leaves.disable",
         _ => "leaves.revoke",

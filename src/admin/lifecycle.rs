@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::control;
 use crate::crypto;
 use crate::leaves::{self, Inventory, Source};
-use crate::revocation::{self, Change, Op};
+use crate::revocation::{self, Change, Op, Printed};
 
 const USAGE: &str = "usage: gatecert leaves | leaves revoke DEVICE|SERIAL [--reason R] | \
                      leaves disable DEVICE [--reason R] | leaves enable DEVICE";
@@ -163,7 +163,17 @@ fn cut(args: &[String], op: Op) -> Result<Change, Box<dyn std::error::Error>> {
 /// what was done either way. The exit code.
 fn carry_out(cfg: &Config, change: &Change, now: i64) -> i32 {
     let state_dir = &cfg.main.state_dir;
-    control::leaves(state_dir, change, now)
-        .unwrap_or_else(|| change.carry_out(&revocation::Site::cli(state_dir, &cfg.ca), now))
-        .print()
+    let printed = match control::leaves(state_dir, change, now) {
+        Some(printed) => printed,
+        // The command waits for the locks as long as it takes: never busy.
+        None => match change.carry_out(&revocation::Site::cli(state_dir, &cfg.ca), now) {
+            Ok(printed) => printed,
+            Err(revocation::Busy(what)) => Printed {
+                code: 2,
+                out: String::new(),
+                err: format!("gatecert: error: {what}\n"),
+            },
+        },
+    };
+    printed.print()
 }

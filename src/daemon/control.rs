@@ -18,7 +18,9 @@ impl Service {
 
     /// `gatecert leaves revoke|disable|enable` handed over the control socket, at the
     /// command's `now`: carried out on the inventory this process keeps open (one row read,
-    /// not every row), with the CA it holds signing the CRL, after the group in flight.
+    /// not every row), with the CA it holds signing the CRL, after the group in flight. The
+    /// locks are waited for at most [`crate::control::LEAVES_LOCK_WAIT`]; when one is still
+    /// held, the command is told to do it itself.
     pub fn leaves_request(
         &mut self,
         client: crate::control::Client,
@@ -32,14 +34,27 @@ impl Service {
             ca: Some(self.est.ca()),
             wait: Some(crate::control::LEAVES_LOCK_WAIT),
         };
-        let printed = change.carry_out(&site, now);
-        log::info!(
-            "leaves {} {} over the control socket: exit {}",
-            change.op.as_str(),
-            change.who,
-            printed.code
-        );
-        client.answer(printed.code, &printed.to_json());
+        match change.carry_out(&site, now) {
+            Ok(printed) => {
+                log::info!(
+                    "leaves {} {} over the control socket: exit {}",
+                    change.op.as_str(),
+                    change.who,
+                    printed.code
+                );
+                client.answer(printed.code, &printed.to_json());
+            }
+            // Not JSON: the command carries the change out itself and waits for the lock,
+            // while this loop goes on serving.
+            Err(crate::revocation::Busy(what)) => {
+                log::info!(
+                    "leaves {} {} over the control socket: busy ({what}); left to the command",
+                    change.op.as_str(),
+                    change.who
+                );
+                client.answer(2, &format!("busy ({what}); the command does it itself"));
+            }
+        }
     }
 
     /// `gatecert renew` handed over the control socket: standalone certificates are kept here

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::{crl_path_in, cut_off, enable, Site};
+use super::{crl_path_in, cut_off, enable, Error, Site};
 use crate::crypto;
 use crate::errchain;
 use crate::leaves::{self, DeviceState};
@@ -65,12 +65,16 @@ pub struct Printed {
 }
 
 impl Printed {
-    fn failed(e: &dyn std::error::Error) -> Printed {
-        Printed {
+    /// The error printed, or [`Busy`] when it is a lock held too long.
+    fn failed(e: Error) -> Result<Printed, Busy> {
+        if e.is_busy() {
+            return Err(Busy(errchain::one_line(&e)));
+        }
+        Ok(Printed {
             code: 2,
             out: String::new(),
-            err: errchain::text(e),
-        }
+            err: errchain::text(&e),
+        })
     }
 
     /// As the service sends it over the control socket (after the exit code's line).
@@ -97,10 +101,15 @@ impl Printed {
     }
 }
 
+/// A lock the change needs was still held by another process after the site's wait: nothing
+/// was changed. The service then leaves the change to the command, which waits.
+#[derive(Debug)]
+pub struct Busy(pub String);
+
 impl Change {
     /// Carries the change out at `site` (audited, saved, the CRL signed) and says what
-    /// happened.
-    pub fn carry_out(&self, site: &Site<'_>, now: i64) -> Printed {
+    /// happened; [`Busy`] when a lock was not free within `site.wait`.
+    pub fn carry_out(&self, site: &Site<'_>, now: i64) -> Result<Printed, Busy> {
         match self.op {
             Op::Revoke => self.cut(site, DeviceState::Revoked, now),
             Op::Disable => self.cut(site, DeviceState::Disabled, now),
@@ -108,10 +117,10 @@ impl Change {
         }
     }
 
-    fn cut(&self, site: &Site<'_>, state: DeviceState, now: i64) -> Printed {
+    fn cut(&self, site: &Site<'_>, state: DeviceState, now: i64) -> Result<Printed, Busy> {
         let done = match cut_off(site, &self.who, state, self.reason, None, now) {
             Ok(done) => done,
-            Err(e) => return Printed::failed(&e),
+            Err(e) => return Printed::failed(e),
         };
         let verb = match state {
             DeviceState::Disabled => "disabled",
@@ -147,13 +156,13 @@ impl Change {
                     crl_path_in(site.state_dir).display(),
                     crypto::rfc3339(crl.next_update)
                 );
-                Printed {
+                Ok(Printed {
                     code: 0,
                     out,
                     err: String::new(),
-                }
+                })
             }
-            Err(e) => Printed {
+            Err(e) => Ok(Printed {
                 code: 2,
                 out,
                 err: format!(
@@ -161,27 +170,27 @@ impl Change {
                      was not published:\n{}",
                     errchain::text(&e)
                 ),
-            },
+            }),
         }
     }
 
-    fn enable(&self, site: &Site<'_>, now: i64) -> Printed {
+    fn enable(&self, site: &Site<'_>, now: i64) -> Result<Printed, Busy> {
         let device = &self.who;
         match enable(site, device, now) {
-            Ok(true) => Printed {
+            Ok(true) => Ok(Printed {
                 code: 0,
                 out: format!(
                     "device {device} enabled: it enrolls again with a new token (`gatecert \
                      token add {device} ...`); its revoked certificates stay revoked\n"
                 ),
                 err: String::new(),
-            },
-            Ok(false) => Printed {
+            }),
+            Ok(false) => Ok(Printed {
                 code: 2,
                 out: String::new(),
                 err: format!("gatecert: error: device {device:?} is not disabled\n"),
-            },
-            Err(e) => Printed::failed(&e),
+            }),
+            Err(e) => Printed::failed(e),
         }
     }
 }

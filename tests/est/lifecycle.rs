@@ -625,6 +625,44 @@ fn leaves_commands_go_through_the_service_and_print_the_same_without_it() {
         "gatecert: error: device \"via-b\" is not disabled\n"
     );
     assert!(log().contains("leaves enable via-b over the control socket: exit 2"));
+    // The inventory's lock held by another process: the service does not wait past a second;
+    // the command does the change itself, once the lock is free.
+    let lock = g.state().join("leaves.jnl.lock");
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "3"])
+        .spawn()
+        .unwrap();
+    let held = Instant::now();
+    while Command::new("flock")
+        .arg("-n")
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            held.elapsed() < Duration::from_secs(5),
+            "flock never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = g.cli(&["leaves", "enable", "via-a"]);
+    let waited = held.elapsed();
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "gatecert: error: device \"via-a\" is not disabled\n"
+    );
+    assert!(waited >= Duration::from_secs(3), "{waited:?}");
+    assert!(
+        log().contains("leaves enable via-a over the control socket: busy ("),
+        "{}",
+        log()
+    );
+    assert!(!log().contains("leaves enable via-a over the control socket: exit"));
 
     // No service: the socket file is left behind by SIGKILL, nobody answers on it.
     let _ = g.child.kill();
