@@ -10,6 +10,12 @@
 # `openssl speed ecdsap256` on CPU 0 in the same run, for comparison (on a shared machine both
 # figures move together). Exits non-zero on any failure.
 #
+# With CAP_FLEET=1, a fleet enrolls instead of one device again and again: examples/
+# scale_populate.rs adds 3,000 one-use tokens per second of the run (at most 300,000), each for
+# its own device, and each request enrolls one of them for the first time (its row is new; with
+# one device and a token of many uses, the row keeps 16 earlier certificates and every
+# enrollment supersedes one).
+#
 # usage: bench/cap.sh [SECONDS [CLIENTS...]]      (default 20 64 128)
 # CAP_LOAD=python uses bench/conns.py (slower: one core of it manages a few hundred
 # handshakes a second) instead of est_load.
@@ -24,13 +30,25 @@ load=${EST_LOAD_BIN:-$here/target/release/examples/est_load}
 if [ "${CAP_LOAD:-rust}" != python ] && [ ! -x "$load" ]; then
 	(cd "$here" && nice cargo build -q --release --example est_load)
 fi
+fleet=${CAP_FLEET:-0}
+pop=${POPULATE_BIN:-$here/target/release/examples/scale_populate}
+if [ "$fleet" = 1 ]; then
+	[ "${CAP_LOAD:-rust}" != python ] || { echo "CAP_FLEET=1 needs est_load" >&2; exit 2; }
+	[ -x "$pop" ] || (cd "$here" && nice cargo build -q --release --example scale_populate)
+fi
 
 echo "cap: $bin; max_connections 64, request_timeout 10s; $(nproc) CPUs; server on CPU 0, load on CPU 1"
 fail=0
 for clients in "$@"; do
 	start_server 64 10
-	token=$("$bin" --config "$dir/gatecert.conf" token add cap --name cap.sensors.local --uses 1000000 --ttl 1d 2>/dev/null)
-	[ -n "$token" ] || { echo "token add printed no token" >&2; exit 2; }
+	if [ "$fleet" = 1 ]; then
+		devices=$(awk -v s="$seconds" 'BEGIN { n = int(3000 * s); print (n > 300000 ? 300000 : n) }')
+		"$pop" "$dir/state" "$devices" --tokens-only "$dir/fleet.tokens" >/dev/null
+		echo "  fleet: $devices one-use tokens, one per device"
+	else
+		token=$("$bin" --config "$dir/gatecert.conf" token add cap --name cap.sensors.local --uses 1000000 --ttl 1d 2>/dev/null)
+		[ -n "$token" ] || { echo "token add printed no token" >&2; exit 2; }
+	fi
 	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/leaf.key" \
 		-subj "/CN=cap.sensors.local" -addext "subjectAltName=DNS:cap.sensors.local" \
 		-outform DER -out "$dir/csr.der" 2>/dev/null
@@ -43,7 +61,11 @@ for clients in "$@"; do
 	if [ "${CAP_LOAD:-rust}" = python ]; then
 		out=$(taskset -c 1 python3 "$here/bench/conns.py" cap "$port" "$root" "$seconds" "$clients" cap "$token" "$dir/csr.b64") || fail=1
 	else
-		out=$(taskset -c 1 "$load" "$port" "$root" "$seconds" "$clients" cap "$token" "$dir/csr.b64") || fail=1
+		if [ "$fleet" = 1 ]; then
+			out=$(taskset -c 1 "$load" "$port" "$root" "$seconds" "$clients" "@$dir/fleet.tokens") || fail=1
+		else
+			out=$(taskset -c 1 "$load" "$port" "$root" "$seconds" "$clients" cap "$token" "$dir/csr.b64") || fail=1
+		fi
 	fi
 	echo "$out"
 	w1=$(awk '/^write_bytes/ {print $2}' "/proc/$pid/io")

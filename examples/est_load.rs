@@ -4,6 +4,14 @@
 //! pinned to one core, makes the token and the CSR, and runs this on the other core.
 //!
 //! usage: est_load PORT ROOT_PEM SECONDS CLIENTS DEVICE TOKEN CSR_B64_FILE
+//!        est_load PORT ROOT_PEM SECONDS CLIENTS @TOKENS_FILE
+//!
+//! The first form enrolls one device again and again with a token of many uses (its row keeps
+//! the most earlier certificates, and every enrollment supersedes one). The second is a fleet
+//! enrolling for the first time: TOKENS_FILE has a line `DEVICE TOKEN NAME` per device
+//! (`examples/scale_populate.rs --tokens-only`), each device enrolls once with its one-use
+//! token and a CSR for NAME made here before the clock starts (one P-256 key for all); the
+//! run ends early when every device has enrolled.
 //!
 //! Prints requests, failures by kind, ok/s and p50/p99 in the format of `bench/conns.py cap`;
 //! exits 1 when any request failed. Bounded in time and count: SECONDS is capped at 300 and
@@ -13,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,16 +41,26 @@ struct Tally {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [port, root, seconds, clients, device, token, csr_file] = args.as_slice() else {
-        eprintln!("usage: est_load PORT ROOT_PEM SECONDS CLIENTS DEVICE TOKEN CSR_B64_FILE");
-        std::process::exit(2);
+    let (port, root, seconds, clients, requests) = match args.as_slice() {
+        [port, root, seconds, clients, device, token, csr_file] => {
+            let csr = std::fs::read_to_string(csr_file).expect("CSR_B64_FILE");
+            (port, root, seconds, clients, Requests::Repeat(request(device, token, csr.trim())))
+        }
+        [port, root, seconds, clients, file] if file.starts_with('@') => {
+            (port, root, seconds, clients, fleet(&file[1..]))
+        }
+        _ => {
+            eprintln!(
+                "usage: est_load PORT ROOT_PEM SECONDS CLIENTS DEVICE TOKEN CSR_B64_FILE\n       \
+                 est_load PORT ROOT_PEM SECONDS CLIENTS @TOKENS_FILE"
+            );
+            std::process::exit(2);
+        }
     };
     let port: u16 = port.parse().expect("PORT");
     let seconds: f64 = seconds.parse::<f64>().expect("SECONDS").clamp(0.1, 300.0);
     let clients: usize = clients.parse::<usize>().expect("CLIENTS").clamp(1, 256);
     let root = std::fs::read(root).expect("ROOT_PEM");
-    let csr = std::fs::read_to_string(csr_file).expect("CSR_B64_FILE");
-    let csr = csr.trim();
 
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(&root) {
@@ -56,15 +75,7 @@ fn main() {
     // Every request a full handshake, as the issue's goal asks: no resumption.
     cfg.resumption = rustls::client::Resumption::disabled();
     let cfg = Arc::new(cfg);
-    let auth = gatecert::crypto::b64(format!("{device}:{token}").as_bytes());
-    let request: Arc<[u8]> = format!(
-        "POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: {NAME}\r\n\
-         Authorization: Basic {auth}\r\nContent-Type: application/pkcs10\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{csr}",
-        csr.len()
-    )
-    .into_bytes()
-    .into();
+    let requests = Arc::new(requests);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
 
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -72,13 +83,16 @@ fn main() {
     let deadline = start + Duration::from_secs_f64(seconds);
     let workers: Vec<_> = (0..clients)
         .map(|_| {
-            let (cfg, request, tally) = (cfg.clone(), request.clone(), tally.clone());
+            let (cfg, requests, tally) = (cfg.clone(), requests.clone(), tally.clone());
             std::thread::spawn(move || {
                 let mut lat = Vec::new();
                 let mut errors: BTreeMap<String, u64> = BTreeMap::new();
                 while Instant::now() < deadline {
+                    let Some(request) = requests.next() else {
+                        break;
+                    };
                     let t = Instant::now();
-                    match enroll(addr, &cfg, &request) {
+                    match enroll(addr, &cfg, request) {
                         Ok(()) => lat.push(t.elapsed()),
                         Err(kind) => *errors.entry(kind).or_default() += 1,
                     }
@@ -118,7 +132,68 @@ fn main() {
         pct(1.0),
         all.errors,
     );
+    if let Requests::Fleet(list, _) = requests.as_ref() {
+        println!(
+            "  fleet: {} devices, each enrolled at most once{}",
+            list.len(),
+            if done as usize >= list.len() {
+                "; all were used before the time was up"
+            } else {
+                ""
+            }
+        );
+    }
     std::process::exit(if ok > 0 && failed == 0 { 0 } else { 1 });
+}
+
+/// The requests the clients send.
+enum Requests {
+    /// The same one each time.
+    Repeat(Vec<u8>),
+    /// Each once, in turn.
+    Fleet(Vec<Vec<u8>>, AtomicUsize),
+}
+
+impl Requests {
+    fn next(&self) -> Option<&[u8]> {
+        match self {
+            Requests::Repeat(r) => Some(r),
+            Requests::Fleet(list, at) => list
+                .get(at.fetch_add(1, Ordering::Relaxed))
+                .map(Vec::as_slice),
+        }
+    }
+}
+
+/// A `simpleenroll` request with HTTP Basic `device:token` and the base64 CSR.
+fn request(device: &str, token: &str, csr_b64: &str) -> Vec<u8> {
+    let auth = gatecert::crypto::b64(format!("{device}:{token}").as_bytes());
+    format!(
+        "POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: {NAME}\r\n\
+         Authorization: Basic {auth}\r\nContent-Type: application/pkcs10\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{csr_b64}",
+        csr_b64.len()
+    )
+    .into_bytes()
+}
+
+/// One request per `DEVICE TOKEN NAME` line of `path`, each with a CSR for NAME.
+fn fleet(path: &str) -> Requests {
+    let text = std::fs::read_to_string(path).expect("TOKENS_FILE");
+    let key = gatecert::crypto::PrivateKey::generate(gatecert::crypto::KeyType::Ec256)
+        .expect("key");
+    let list = text
+        .lines()
+        .take(1_000_000)
+        .map(|line| {
+            let [device, token, name] = line.split(' ').collect::<Vec<_>>()[..] else {
+                panic!("TOKENS_FILE: not DEVICE TOKEN NAME: {line:?}");
+            };
+            let csr = key.csr(&[name.to_owned()], &[]).expect("CSR");
+            request(device, token, &gatecert::crypto::b64(&csr))
+        })
+        .collect();
+    Requests::Fleet(list, AtomicUsize::new(0))
 }
 
 /// One enrollment on a fresh TLS connection: Ok on `200` with a body, else the failure's kind.
