@@ -44,7 +44,13 @@ fn main() {
     let (port, root, seconds, clients, requests) = match args.as_slice() {
         [port, root, seconds, clients, device, token, csr_file] => {
             let csr = std::fs::read_to_string(csr_file).expect("CSR_B64_FILE");
-            (port, root, seconds, clients, Requests::Repeat(request(device, token, csr.trim())))
+            (
+                port,
+                root,
+                seconds,
+                clients,
+                Requests::Repeat(request(device, token, csr.trim())),
+            )
         }
         [port, root, seconds, clients, file] if file.starts_with('@') => {
             (port, root, seconds, clients, fleet(&file[1..]))
@@ -180,8 +186,8 @@ fn request(device: &str, token: &str, csr_b64: &str) -> Vec<u8> {
 /// One request per `DEVICE TOKEN NAME` line of `path`, each with a CSR for NAME.
 fn fleet(path: &str) -> Requests {
     let text = std::fs::read_to_string(path).expect("TOKENS_FILE");
-    let key = gatecert::crypto::PrivateKey::generate(gatecert::crypto::KeyType::Ec256)
-        .expect("key");
+    let key =
+        gatecert::crypto::PrivateKey::generate(gatecert::crypto::KeyType::Ec256).expect("key");
     let list = text
         .lines()
         .take(1_000_000)

@@ -320,6 +320,24 @@ impl Service {
         self.est.ca()
     }
 
+    /// Keeps the standalone certificate `c` (issued by the local CA this service holds) at
+    /// `now`: at each tick and for `gatecert renew` handed over the control socket.
+    fn keep_standalone(
+        &self,
+        c: &config::Certificate,
+        now: i64,
+        trust: &mut ClockTrust,
+    ) -> Result<crate::renew::standalone::Kept, crate::renew::Error> {
+        crate::renew::standalone::keep(
+            &self.cfg.main.state_dir,
+            c,
+            self.est.ca(),
+            self.cfg.ca.max_lifetime,
+            now,
+            trust,
+        )
+    }
+
     /// Issues due standalone certificates and makes sure the listener serves the right
     /// certificate on the right address. Called at start, on each tick and on reload.
     pub fn upkeep(&mut self) -> Result<(), Error> {
@@ -342,15 +360,7 @@ impl Service {
             {
                 continue;
             }
-            let kept = crate::renew::standalone::keep(
-                &state_dir,
-                c,
-                self.est.ca(),
-                self.cfg.ca.max_lifetime,
-                now,
-                &mut trust,
-            );
-            match kept {
+            match self.keep_standalone(c, now, &mut trust) {
                 Ok(kept) => {
                     self.hook_failed.remove(&c.name);
                     waiting = waiting.or(kept.waiting);

@@ -80,15 +80,7 @@ impl Service {
             // `--issuer` names an upstream CA: the local CA's certificates are not meant.
             .filter(|c| c.directory.is_none() && wanted(c) && req.issuer.is_none())
         {
-            let kept = crate::renew::standalone::keep(
-                &state_dir,
-                c,
-                self.est.ca(),
-                self.cfg.ca.max_lifetime,
-                now,
-                &mut trust,
-            );
-            match kept {
+            match self.keep_standalone(c, now, &mut trust) {
                 Ok(k) if k.renewed.is_some() => code = combine(code, 0),
                 Ok(k) => {
                     if let Some(w) = k.waiting {
