@@ -61,7 +61,7 @@ impl Ask {
             Some("leaves") => {
                 let w: Vec<&str> = words.collect();
                 match w.as_slice() {
-                    [op, who, reason, now] => {
+                    [op, who, reason, now] if !who.chars().any(char::is_control) => {
                         match (Op::parse(op), reason.parse::<u8>(), now.parse::<i64>()) {
                             (Some(op), Ok(reason), Ok(now)) => Ok(Ask::Leaves(
                                 Change {
@@ -424,6 +424,7 @@ mod tests {
             "leaves revoke s-1 256 1\n",
             "leaves revoke s-1 0 x\n",
             "leaves revoke s 1 0 1\n",
+            "leaves revoke s\u{1b}[2J 0 1\n",
         ] {
             assert!(
                 Ask::parse(bad)
