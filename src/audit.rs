@@ -13,14 +13,14 @@
 //! Rotation: when the file would grow past `max_bytes`, it becomes `audit.log.1` (older ones
 //! move up one number) and the new file starts with a `rotate` line whose `prev` is the hash of
 //! the rotated file's last line, so the chain spans files. Which rotated files are pruned is the
-//! [`Policy`]'s ([`retain`]): older than the retention (and archived, with an archive
+//! [`Policy`]'s (`retain`): older than the retention (and archived, with an archive
 //! directory), or beyond the disk budget, always keeping [`KEEP`]. The `rotate` line is written
 //! before anything is pruned and records each pruned file (its range, last hash and why) and
 //! where history now begins (`history_from`), which `verify` checks the oldest file against.
 //!
 //! Removal from the end can't be seen from the chain alone, so `audit.log.head` (rewritten in
 //! place after each line, and synced with it except within a group commit's bounded lag,
-//! [`HEAD_LAG`]) holds the hash of the last line. The head is authoritative:
+//! `HEAD_LAG`) holds the hash of the last line. The head is authoritative:
 //! [`Audit::open`] and every append refuse to continue a log whose last line does not match it
 //! ([`Error::Broken`]), so a deleted, edited or truncated tail is never laundered by the next
 //! line; `gatecert audit verify --repair` records a `repair` line and lets appends resume.
@@ -32,7 +32,7 @@
 //!
 //! The service does not re-read the log per line: the end of each log (its last hash and size)
 //! is kept in memory by path, with the stat(2) of the log and of the head that it was read
-//! under ([`Stamp`]); another process's append changes both, and only then is the tail read.
+//! under (`Stamp`); another process's append changes both, and only then is the tail read.
 //!
 //! Callers must never pass secrets (tokens, keys) in `fields`: lines may also go to syslog
 //! ([`Policy::syslog`]).
@@ -303,7 +303,7 @@ impl Audit {
     /// not the one `audit.log.head` records. Only reads (no lock, no repair), for `status`.
     ///
     /// When this process last read or wrote the log and neither it nor its head has changed
-    /// since (the same [`Stamp`]: two stat(2) calls), the end it judged then stands, and
+    /// since (the same `Stamp`: two stat(2) calls), the end it judged then stands, and
     /// nothing is read: EST checks the log before every issuance.
     pub fn check(path: &Path) -> Result<(), Error> {
         if cached(path, &Stamp::of(path)).is_some() {

@@ -487,7 +487,7 @@ fn journal_path(path: &Path) -> PathBuf {
 impl Inventory {
     /// Opens the inventory at `path` (usually `<state_dir>/leaves.jnl`) to read; an absent file
     /// is an empty inventory. A `leaves.json` of an earlier version, and no journal yet, is read
-    /// (its split rows merged in memory, see [`merge`]) and becomes the journal at the first
+    /// (its split rows merged in memory, see `merge`) and becomes the journal at the first
     /// [`Inventory::save`].
     pub fn open(path: &Path) -> Result<Inventory, store::Error> {
         let jpath = journal_path(path);

@@ -470,7 +470,7 @@ impl Tokens {
     }
 
     /// How many tokens are in each state at `now`, counted from what is kept in memory of each
-    /// ([`Meta`]): no record is read.
+    /// (`Meta`): no record is read.
     pub fn counts(&self, now: i64) -> Counts {
         let mut c = Counts::default();
         for (_, m) in self.journal.metas("") {

@@ -4,7 +4,7 @@
 //! | resource | RFC 8555 | here |
 //! |---|---|---|
 //! | `GET /acme/directory` | §7.1.1 | `externalAccountRequired: true` |
-//! | `HEAD/GET /acme/new-nonce` | §7.2 | single-use, [`state::MAX_NONCES`], [`state::NONCE_TTL`] |
+//! | `HEAD/GET /acme/new-nonce` | §7.2 | single-use, `state::MAX_NONCES`, `state::NONCE_TTL` |
 //! | `POST /acme/new-acct` | §7.3 | EAB required (§7.3.4), `onlyReturnExisting` |
 //! | `POST /acme/acct/<id>` | §7.3.2, §7.3.6 | update contact, deactivate |
 //! | `POST /acme/key-change` | §7.3.5 | |
@@ -26,7 +26,7 @@
 //! and a row in the leaf inventory.
 //!
 //! **Bounded.** Nonces, orders, authorizations and certificates are in memory with caps and
-//! expiry; validations run at most [`validate::MAX_INFLIGHT`] at once. A request that is not
+//! expiry; validations run at most `validate::MAX_INFLIGHT` at once. A request that is not
 //! signed by a known account or a valid EAB writes nothing but its audit line.
 //!
 //! [RFC 8555]: https://www.rfc-editor.org/rfc/rfc8555

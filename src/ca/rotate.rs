@@ -14,7 +14,7 @@
 //! share the issuer name and the root, which RFC 5280 §6.3.3 (f) allows for a CRL issuer.
 //!
 //! Going live is two renames, key first: a reader that finds the new key next to the old
-//! certificate takes `next.pem` (see [`staged_cert`]), and the next `ca rotate` finishes the
+//! certificate takes `next.pem` (see `staged_cert`), and the next `ca rotate` finishes the
 //! second rename. A rotation that crashed before its first rename is ignored and cleaned up.
 
 use std::path::{Path, PathBuf};
@@ -246,7 +246,7 @@ impl LocalCa {
         })
     }
 
-    /// A rotation that went half live (see [`staged_cert`]): finish it.
+    /// A rotation that went half live (see `staged_cert`): finish it.
     fn finish_half_commit(&self) -> Result<(), Error> {
         let _ = std::fs::remove_file(self.dir.join(NEXT_KEY));
         if self.dir.join(NEXT_CERT).exists() {

@@ -176,7 +176,7 @@ pub fn listener_has_names(cfg: &Config, ca: &LocalCa) -> bool {
 /// same names, from this CA, with more than a third of its lifetime left. A live set that is
 /// not valid yet is rolled back to a kept generation that is. Otherwise a new certificate is
 /// issued, if the clock is trusted (`trust`, which should carry the CA's notBefore); if not,
-/// the set that is valid now (if any) is kept and [`Ensured::waiting`] says why.
+/// the set that is valid now (if any) is kept and `Ensured::waiting` says why.
 pub fn ensure_local_set(
     set: &LocalSet<'_>,
     ca: &LocalCa,

@@ -431,7 +431,7 @@ pub fn cmd_revoke(cfg: &Config, args: &[String]) -> i32 {
 
 /// `gatecert account rollover [--cert NAME] [-v]`: replaces the account key (RFC 8555 §7.3.5).
 /// The new key is written to `key.pem.next` first, the server told, then `key.pem` replaced
-/// atomically; after a crash in between, the next run settles it ([`finish_rollover`]).
+/// atomically; after a crash in between, the next run settles it (`finish_rollover`).
 pub fn cmd_account(cfg: &Config, args: &[String]) -> i32 {
     let f = match flags(args, &["--cert", "-v", "--verbose"]) {
         Ok(f) => f,

@@ -49,7 +49,8 @@ pub enum Error {
     NoAccount(PathBuf),
     /// The clock is below its floor ([`crate::trust`]): no order is placed.
     Clock(crate::trust::Untrusted),
-    /// A standalone certificate could not be issued from the local CA ([`standalone`]).
+    /// A standalone certificate could not be issued from the local CA
+    /// ([`crate::renew::standalone`]).
     Local(crate::est::Error),
     /// An audit line (a failover, a forced re-issue) could not be written: nothing was ordered.
     Audit(crate::audit::Error),

@@ -1,7 +1,7 @@
 //! Standalone certificates: `certificate` sections without `directory`, issued by the local
 //! CA into `<state_dir>/certs/<name>`. The service's upkeep and `gatecert renew` both keep
 //! them here, so both install, export (`install_dir`) and deploy (`deploy_hook`, with the
-//! rollback of [`super::deploy`]) exactly as ACME certificates are.
+//! rollback of `super::deploy`) exactly as ACME certificates are.
 //!
 //! Issuance itself is [`crate::est::ensure_local_set`]: the clock gate (RFC 5280 §4.1.2.5
 //! validity, [`crate::trust`]), the CA's policy and the audit line before a set goes live.
