@@ -48,11 +48,11 @@ for clients in "$@"; do
 	else
 		token=$("$bin" --config "$dir/gatecert.conf" token add cap --name cap.sensors.local --uses 1000000 --ttl 1d 2>/dev/null)
 		[ -n "$token" ] || { echo "token add printed no token" >&2; exit 2; }
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/leaf.key" \
+			-subj "/CN=cap.sensors.local" -addext "subjectAltName=DNS:cap.sensors.local" \
+			-outform DER -out "$dir/csr.der" 2>/dev/null
+		base64 -w0 "$dir/csr.der" >"$dir/csr.b64"
 	fi
-	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/leaf.key" \
-		-subj "/CN=cap.sensors.local" -addext "subjectAltName=DNS:cap.sensors.local" \
-		-outform DER -out "$dir/csr.der" 2>/dev/null
-	base64 -w0 "$dir/csr.der" >"$dir/csr.b64"
 	w0=$(awk '/^write_bytes/ {print $2}' "/proc/$pid/io")
 	c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
 	# ns on a CPU, ns runnable but waiting for one (other jobs on CPU 0), per schedstat(5).

@@ -139,8 +139,8 @@ fn append(state_dir: &Path, now: i64, event: &str, fields: serde_json::Value) ->
 
 /// Where a revocation is carried out: the state directory, the CA's settings, the CA itself
 /// when the caller has it open (the service: its key may be in a token it holds a session
-/// with), and how long to wait for the inventory's lock (`None`: as long as it takes, as the
-/// command line does).
+/// with), and how long to wait for the inventory's and the token store's locks (`None`: as
+/// long as it takes, as the command line does).
 #[derive(Clone, Copy)]
 pub struct Site<'a> {
     /// The state directory.
@@ -149,7 +149,7 @@ pub struct Site<'a> {
     pub cfg: &'a config::Ca,
     /// The CA, when the caller has it open.
     pub ca: Option<&'a LocalCa>,
-    /// How long to wait for `leaves.jnl.lock`.
+    /// How long to wait for `leaves.jnl.lock`, then for `tokens.jnl.lock`.
     pub wait: Option<Duration>,
 }
 
